@@ -1,0 +1,25 @@
+//! The MQTT broker as a deterministic state machine.
+//!
+//! The gateway owns one [`Broker`] on one task and feeds it inputs: a new connection's CONNECT
+//! ([`Broker::handle_connect`]), every later packet ([`Broker::handle_packet`]), a lost connection
+//! ([`Broker::handle_connection_lost`]) and the passing of time ([`Broker::handle_timeout`]). The
+//! broker answers through [`Broker::poll_output`]: packets to send and connections to close.
+//!
+//! There are no sockets, no clock reads and no async here: time is an argument, so tests step the
+//! broker with a fake clock and every behaviour is reproducible.
+
+mod auth;
+mod broker;
+mod config;
+mod session;
+mod stats;
+mod tree;
+
+pub use auth::{AllowAll, AuthDecision, AuthHook, ClientIdentity};
+pub use broker::{
+    Broker, ClientSummary, ConnectionId, ConnectionInfo, Output, RetainedSummary,
+    SubscriptionSummary, Transport,
+};
+pub use config::BrokerConfig;
+pub use stats::{DropReason, Stats};
+pub use tree::SubscriptionTree;

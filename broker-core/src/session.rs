@@ -1,0 +1,116 @@
+//! Session state: what the broker keeps for a client identifier across connections.
+//!
+//! A session holds the client's subscriptions, the QoS 1/2 messages in flight towards it, the
+//! messages queued behind them, and the packet identifiers of QoS 2 messages it sent that await
+//! PUBREL. Invariants: `inflight` is in send order and its packet identifiers are distinct;
+//! `queued_bytes` is the sum of the queued payload sizes.
+
+use crate::ConnectionId;
+use mqtt_codec::{ByteStr, ProtocolVersion, PublishPacket, SubscriptionOptions, Will};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::Instant;
+
+/// Index of a session in the broker's session table.
+pub(crate) type SessionKey = usize;
+
+/// A subscription as the session remembers it (the tree holds the same data for matching).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct SessionSubscription {
+    pub options: SubscriptionOptions,
+    pub identifier: Option<u32>,
+}
+
+/// A message waiting for a free slot in the in-flight window (or for the client to return).
+#[derive(Clone, Debug)]
+pub(crate) struct QueuedMessage {
+    /// The PUBLISH as it will be sent, without packet identifier or topic alias.
+    pub publish: PublishPacket,
+    /// When the message expires, from its Message Expiry Interval.
+    pub expires_at: Option<Instant>,
+}
+
+/// A QoS 1 or 2 message sent and not yet fully acknowledged.
+#[derive(Clone, Debug)]
+pub(crate) struct InflightMessage {
+    pub packet_id: u16,
+    pub message: QueuedMessage,
+    /// PUBREC received and PUBREL sent: only PUBCOMP is awaited.
+    pub released: bool,
+}
+
+#[derive(Debug)]
+pub(crate) struct Session {
+    pub client_id: ByteStr,
+    /// The connection currently attached, if the client is online.
+    pub connection: Option<ConnectionId>,
+    /// Changes whenever the session is attached or detached; timers carry the value they were
+    /// set for, so a timer outlived by a reconnect is recognised and ignored.
+    pub generation: u64,
+    /// Seconds the session outlives its connection; `u32::MAX` means forever.
+    pub expiry_interval: u32,
+    pub protocol: ProtocolVersion,
+    pub subscriptions: HashMap<ByteStr, SessionSubscription>,
+    pub inflight: VecDeque<InflightMessage>,
+    pub queue: VecDeque<QueuedMessage>,
+    pub queued_bytes: usize,
+    pub next_packet_id: u16,
+    /// QoS 2 packet identifiers received and delivered, awaiting the client's PUBREL.
+    pub inbound_qos2: HashSet<u16>,
+    /// A will waiting for its Will Delay Interval after the connection was lost.
+    pub pending_will: Option<Will>,
+    /// Whether a queue overflow was already logged since the client last drained its queue.
+    pub overflow_logged: bool,
+}
+
+impl Session {
+    pub fn new(client_id: ByteStr, protocol: ProtocolVersion, generation: u64) -> Self {
+        Session {
+            client_id,
+            connection: None,
+            generation,
+            expiry_interval: 0,
+            protocol,
+            subscriptions: HashMap::new(),
+            inflight: VecDeque::new(),
+            queue: VecDeque::new(),
+            queued_bytes: 0,
+            next_packet_id: 1,
+            inbound_qos2: HashSet::new(),
+            pending_will: None,
+            overflow_logged: false,
+        }
+    }
+
+    /// A packet identifier not used by any message in flight [MQTT-2.2.1-3].
+    ///
+    /// The caller guarantees the window is smaller than 65,535, so a free one exists.
+    pub fn allocate_packet_id(&mut self) -> u16 {
+        loop {
+            let candidate = self.next_packet_id;
+            self.next_packet_id = self.next_packet_id.checked_add(1).unwrap_or(1);
+            if !self.inflight.iter().any(|m| m.packet_id == candidate) {
+                return candidate;
+            }
+        }
+    }
+
+    pub fn push_queue(&mut self, message: QueuedMessage) {
+        self.queued_bytes += message.publish.payload.len();
+        self.queue.push_back(message);
+    }
+
+    pub fn pop_queue(&mut self) -> Option<QueuedMessage> {
+        let message = self.queue.pop_front()?;
+        self.queued_bytes -= message.publish.payload.len();
+        if self.queue.is_empty() {
+            self.overflow_logged = false;
+        }
+        Some(message)
+    }
+
+    /// Position of the in-flight message with `packet_id`. Clients acknowledge in order almost
+    /// always, so the search usually stops at the front.
+    pub fn inflight_position(&self, packet_id: u16) -> Option<usize> {
+        self.inflight.iter().position(|m| m.packet_id == packet_id)
+    }
+}
