@@ -91,7 +91,7 @@ pub enum DecodeError {
     #[error("invalid subscription options {0:#04x} [MQTT-3.8.3-4] [MQTT-3.8.3-5]")]
     InvalidSubscriptionOptions(u8),
     /// A reason code the specification does not define for this packet.
-    #[error("invalid reason code {code:#04x} in {packet}")]
+    #[error("reason code {code:#04x} is not defined for {packet} (spec 2.4)")]
     InvalidReasonCode {
         /// The packet type's name.
         packet: &'static str,
