@@ -34,7 +34,12 @@ fn connect(protocol: ProtocolVersion, client_id: &'static str) -> ConnectPacket 
     }
 }
 
-fn publish(qos: QoS, topic: &'static str, packet_id: Option<u16>, payload: &'static [u8]) -> Packet {
+fn publish(
+    qos: QoS,
+    topic: &'static str,
+    packet_id: Option<u16>,
+    payload: &'static [u8],
+) -> Packet {
     Packet::Publish(PublishPacket {
         dup: false,
         qos,
@@ -261,17 +266,50 @@ fn bijective_cases() -> Vec<(&'static str, ProtocolVersion, &'static str, Packet
             "30 06 00 00 03 23 00 07",
             aliased_publish,
         ),
-        ("3.1.1 PUBACK", V311, "40 02 00 0A", Packet::PubAck(PubAckPacket::new(10))),
-        ("3.1.1 PUBREC", V311, "50 02 00 0A", Packet::PubRec(PubAckPacket::new(10))),
-        ("3.1.1 PUBREL", V311, "62 02 00 0A", Packet::PubRel(PubAckPacket::new(10))),
-        ("3.1.1 PUBCOMP", V311, "70 02 00 0A", Packet::PubComp(PubAckPacket::new(10))),
-        ("3.1 PUBREL", V31, "62 02 01 00", Packet::PubRel(PubAckPacket::new(256))),
-        ("5.0 PUBACK short form", V5, "40 02 00 01", Packet::PubAck(PubAckPacket::new(1))),
+        (
+            "3.1.1 PUBACK",
+            V311,
+            "40 02 00 0A",
+            Packet::PubAck(PubAckPacket::new(10)),
+        ),
+        (
+            "3.1.1 PUBREC",
+            V311,
+            "50 02 00 0A",
+            Packet::PubRec(PubAckPacket::new(10)),
+        ),
+        (
+            "3.1.1 PUBREL",
+            V311,
+            "62 02 00 0A",
+            Packet::PubRel(PubAckPacket::new(10)),
+        ),
+        (
+            "3.1.1 PUBCOMP",
+            V311,
+            "70 02 00 0A",
+            Packet::PubComp(PubAckPacket::new(10)),
+        ),
+        (
+            "3.1 PUBREL",
+            V31,
+            "62 02 01 00",
+            Packet::PubRel(PubAckPacket::new(256)),
+        ),
+        (
+            "5.0 PUBACK short form",
+            V5,
+            "40 02 00 01",
+            Packet::PubAck(PubAckPacket::new(1)),
+        ),
         (
             "5.0 PUBACK with a reason code alone",
             V5,
             "40 03 00 01 10",
-            Packet::PubAck(reason(ReasonCode::NoMatchingSubscribers, Properties::default())),
+            Packet::PubAck(reason(
+                ReasonCode::NoMatchingSubscribers,
+                Properties::default(),
+            )),
         ),
         (
             "5.0 PUBREC with a reason string",
@@ -283,7 +321,10 @@ fn bijective_cases() -> Vec<(&'static str, ProtocolVersion, &'static str, Packet
             "5.0 PUBREL, packet identifier not found",
             V5,
             "62 03 00 01 92",
-            Packet::PubRel(reason(ReasonCode::PacketIdentifierNotFound, Properties::default())),
+            Packet::PubRel(reason(
+                ReasonCode::PacketIdentifierNotFound,
+                Properties::default(),
+            )),
         ),
         (
             "5.0 PUBCOMP with a reason string",
@@ -444,7 +485,12 @@ fn bijective_cases() -> Vec<(&'static str, ProtocolVersion, &'static str, Packet
                 },
             }),
         ),
-        ("5.0 AUTH short form", V5, "F0 00", Packet::Auth(AuthPacket::default())),
+        (
+            "5.0 AUTH short form",
+            V5,
+            "F0 00",
+            Packet::Auth(AuthPacket::default()),
+        ),
         (
             "5.0 AUTH, continue with a method",
             V5,
@@ -529,7 +575,12 @@ fn alternative_encodings_decode() {
             "F0 02 00 00",
             Packet::Auth(AuthPacket::default()),
         ),
-        ("non-minimal remaining length", V311, "C0 80 00", Packet::PingReq),
+        (
+            "non-minimal remaining length",
+            V311,
+            "C0 80 00",
+            Packet::PingReq,
+        ),
         (
             "3.1 SUBSCRIBE retried with DUP",
             V31,
@@ -584,7 +635,11 @@ fn older_versions_map_five_point_oh_reason_codes() {
     let cases: Vec<(ProtocolVersion, Packet, &str)> = vec![
         (V311, connack(ReasonCode::Banned), "20 02 00 05"),
         (V311, connack(ReasonCode::ServerBusy), "20 02 00 03"),
-        (V31, connack(ReasonCode::UnsupportedProtocolVersion), "20 02 00 01"),
+        (
+            V31,
+            connack(ReasonCode::UnsupportedProtocolVersion),
+            "20 02 00 01",
+        ),
         (
             V311,
             Packet::SubAck(SubAckPacket {
@@ -664,7 +719,10 @@ fn incomplete_input_consumes_nothing() {
     assert_eq!(packet_length(&[0x30]), Ok(None));
     assert_eq!(packet_length(&[0x30, 0x80]), Ok(None));
     assert_eq!(packet_length(&[0x30, 0x80, 0x01]), Ok(Some(3 + 128)));
-    assert_eq!(packet_length(&[0x30, 0xFF, 0xFF, 0xFF, 0x7F]), Ok(Some(5 + 268_435_455)));
+    assert_eq!(
+        packet_length(&[0x30, 0xFF, 0xFF, 0xFF, 0x7F]),
+        Ok(Some(5 + 268_435_455))
+    );
 }
 
 #[test]
@@ -698,7 +756,9 @@ fn encode_appends_and_checks_limits() {
     });
     assert_eq!(
         encoded_len(&huge, V311),
-        Err(EncodeError::PacketTooLarge(mqtt_codec::MAX_REMAINING_LENGTH + 3))
+        Err(EncodeError::PacketTooLarge(
+            mqtt_codec::MAX_REMAINING_LENGTH + 3
+        ))
     );
 
     let mismatched = publish(QoS::AtLeastOnce, "t", None, b"");
