@@ -1,0 +1,249 @@
+//! Gateway settings from command-line flags and an optional TOML file (`--config`).
+//!
+//! Every flag has the same name as a key in the file (kebab-case); a flag given on the command
+//! line wins over the file, and the file wins over the defaults, which need no file at all.
+
+use broker_core::BrokerConfig;
+use clap::Parser;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use thiserror::Error;
+
+/// The gateway's settings after flags, file and defaults are merged.
+#[derive(Clone, Debug)]
+pub struct GatewayConfig {
+    /// MQTT over TCP listeners.
+    pub tcp: Vec<SocketAddr>,
+    /// HTTP listeners (dashboard, WebSocket, metrics, API).
+    pub http: Vec<SocketAddr>,
+    /// Directory of the embedded store.
+    pub data_dir: PathBuf,
+    /// Broker limits and capabilities.
+    pub broker: BrokerConfig,
+    /// Open connections allowed at once.
+    pub max_connections: usize,
+    /// Time allowed between accepting a connection and receiving its CONNECT.
+    pub connect_timeout: Duration,
+    /// Bytes waiting for one connection's socket beyond which it is closed as too slow.
+    pub outbox_limit: usize,
+    /// Bytes waiting for one connection's socket beyond which QoS 0 messages are dropped.
+    pub outbox_soft_limit: usize,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            tcp: vec![SocketAddr::from(([127, 0, 0, 1], 1883))],
+            http: vec![SocketAddr::from(([127, 0, 0, 1], 8080))],
+            data_dir: PathBuf::from("./data"),
+            broker: BrokerConfig::default(),
+            max_connections: 100_000,
+            connect_timeout: Duration::from_secs(10),
+            outbox_limit: 64 * 1024 * 1024,
+            outbox_soft_limit: 8 * 1024 * 1024,
+        }
+    }
+}
+
+/// Command-line interface of the `gateway` binary.
+#[derive(Debug, Parser)]
+#[command(
+    name = "gateway",
+    version,
+    about = "MQTT gateway: broker over TCP and WebSocket with a live dashboard"
+)]
+pub struct Cli {
+    /// TOML file with any of the settings below (flags win over the file).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Every other setting.
+    #[command(flatten)]
+    pub settings: Settings,
+}
+
+/// Settings that can come from flags or from the TOML file.
+#[derive(Debug, Default, Deserialize, clap::Args)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Settings {
+    /// MQTT over TCP listener address (repeatable) [default: 127.0.0.1:1883].
+    #[arg(long = "tcp", value_name = "ADDR")]
+    #[serde(default)]
+    pub tcp: Vec<SocketAddr>,
+    /// HTTP listener address (repeatable) [default: 127.0.0.1:8080].
+    #[arg(long = "http", value_name = "ADDR")]
+    #[serde(default)]
+    pub http: Vec<SocketAddr>,
+    /// Directory of the embedded store [default: ./data].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Open connections allowed at once [default: 100000].
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Seconds allowed between accepting a connection and its CONNECT [default: 10].
+    #[arg(long, value_name = "SECONDS")]
+    pub connect_timeout: Option<u64>,
+    /// Largest packet accepted, bytes [default: 16777216].
+    #[arg(long, value_name = "BYTES")]
+    pub max_packet_size: Option<u32>,
+    /// QoS 1/2 messages a client may have unacknowledged towards the broker [default: 1024].
+    #[arg(long, value_name = "N")]
+    pub receive_maximum: Option<u16>,
+    /// QoS 1/2 messages in flight towards one client [default: 256].
+    #[arg(long, value_name = "N")]
+    pub max_inflight: Option<u16>,
+    /// Messages queued per session beyond the in-flight window [default: 10000].
+    #[arg(long, value_name = "N")]
+    pub max_queued_messages: Option<usize>,
+    /// Payload bytes queued per session [default: 67108864].
+    #[arg(long, value_name = "BYTES")]
+    pub max_queued_bytes: Option<usize>,
+    /// Overrides clients' keep alive, seconds (sent to 5.0 clients as Server Keep Alive).
+    #[arg(long, value_name = "SECONDS")]
+    pub server_keep_alive: Option<u16>,
+    /// Seconds between `$SYS/broker/...` updates; 0 turns them off [default: 10].
+    #[arg(long, value_name = "SECONDS")]
+    pub sys_interval: Option<u64>,
+}
+
+/// Why the settings could not be loaded.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has unknown keys.
+    #[error("invalid config file {path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parse error.
+        source: Box<toml::de::Error>,
+    },
+}
+
+impl Settings {
+    /// Reads settings from a TOML file.
+    pub fn from_file(path: &Path) -> Result<Settings, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source: Box::new(source),
+        })
+    }
+
+    /// Settings given here override `base`.
+    pub fn over(self, base: Settings) -> Settings {
+        Settings {
+            tcp: if self.tcp.is_empty() {
+                base.tcp
+            } else {
+                self.tcp
+            },
+            http: if self.http.is_empty() {
+                base.http
+            } else {
+                self.http
+            },
+            data_dir: self.data_dir.or(base.data_dir),
+            max_connections: self.max_connections.or(base.max_connections),
+            connect_timeout: self.connect_timeout.or(base.connect_timeout),
+            max_packet_size: self.max_packet_size.or(base.max_packet_size),
+            receive_maximum: self.receive_maximum.or(base.receive_maximum),
+            max_inflight: self.max_inflight.or(base.max_inflight),
+            max_queued_messages: self.max_queued_messages.or(base.max_queued_messages),
+            max_queued_bytes: self.max_queued_bytes.or(base.max_queued_bytes),
+            server_keep_alive: self.server_keep_alive.or(base.server_keep_alive),
+            sys_interval: self.sys_interval.or(base.sys_interval),
+        }
+    }
+
+    /// The full configuration: these settings over the defaults.
+    pub fn into_config(self) -> GatewayConfig {
+        let mut config = GatewayConfig::default();
+        if !self.tcp.is_empty() {
+            config.tcp = self.tcp;
+        }
+        if !self.http.is_empty() {
+            config.http = self.http;
+        }
+        if let Some(dir) = self.data_dir {
+            config.data_dir = dir;
+        }
+        if let Some(value) = self.max_connections {
+            config.max_connections = value;
+        }
+        if let Some(seconds) = self.connect_timeout {
+            config.connect_timeout = Duration::from_secs(seconds);
+        }
+        let broker = &mut config.broker;
+        if let Some(value) = self.max_packet_size {
+            broker.max_packet_size = value;
+        }
+        if let Some(value) = self.receive_maximum {
+            broker.receive_maximum = value.max(1);
+        }
+        if let Some(value) = self.max_inflight {
+            broker.max_inflight = value.max(1);
+        }
+        if let Some(value) = self.max_queued_messages {
+            broker.max_queued_messages = value;
+        }
+        if let Some(value) = self.max_queued_bytes {
+            broker.max_queued_bytes = value;
+        }
+        if self.server_keep_alive.is_some() {
+            broker.server_keep_alive = self.server_keep_alive;
+        }
+        if let Some(seconds) = self.sys_interval {
+            broker.sys_interval = (seconds > 0).then(|| Duration::from_secs(seconds));
+        }
+        config
+    }
+}
+
+impl Cli {
+    /// Merges the flags over the config file (if any) over the defaults.
+    pub fn into_config(self) -> Result<GatewayConfig, ConfigError> {
+        let file = match &self.config {
+            Some(path) => Settings::from_file(path)?,
+            None => Settings::default(),
+        };
+        Ok(self.settings.over(file).into_config())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_win_over_file_and_file_over_defaults() {
+        let file: Settings =
+            toml::from_str("tcp = [\"0.0.0.0:1884\"]\nmax-inflight = 10\nsys-interval = 0\n")
+                .unwrap();
+        let flags = Settings {
+            max_inflight: Some(20),
+            ..Settings::default()
+        };
+        let config = flags.over(file).into_config();
+        assert_eq!(config.tcp, vec!["0.0.0.0:1884".parse().unwrap()]);
+        assert_eq!(config.http, vec!["127.0.0.1:8080".parse().unwrap()]);
+        assert_eq!(config.broker.max_inflight, 20);
+        assert_eq!(config.broker.sys_interval, None);
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        assert!(toml::from_str::<Settings>("no-such-setting = 1").is_err());
+    }
+}

@@ -1,0 +1,204 @@
+//! The MQTT gateway: transports, the task that owns the broker core, and the HTTP surface.
+//!
+//! [`Gateway::start`] binds every listener and spawns the tasks; [`Gateway::shutdown`] stops
+//! accepting, sends 5.0 clients DISCONNECT 0x8B, flushes, and waits for every task to end. Tests
+//! start a gateway on port 0 and read the bound addresses back.
+
+pub mod broker_task;
+pub mod config;
+pub mod connection;
+pub mod http;
+pub mod listeners;
+pub mod outbox;
+pub mod tcp;
+
+use broker_core::AuthHook;
+use broker_task::{Command, OutboxLimits, TransportCounters};
+use config::GatewayConfig;
+use connection::{ConnectionContext, ConnectionSettings};
+use listeners::ConnectionLimiter;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::info;
+
+/// Commands waiting for the broker task; a full queue slows readers down (backpressure).
+const COMMAND_QUEUE: usize = 4096;
+
+/// Why the gateway could not start.
+#[derive(Debug, Error)]
+pub enum StartError {
+    /// A listener could not bind its address.
+    #[error("cannot listen on {kind} {address}: {source}")]
+    Bind {
+        /// Listener kind (mqtt, http).
+        kind: &'static str,
+        /// The address.
+        address: SocketAddr,
+        /// The I/O error.
+        source: io::Error,
+    },
+    /// The data directory could not be created.
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// The I/O error.
+        source: io::Error,
+    },
+}
+
+/// Why shutdown did not complete cleanly.
+#[derive(Debug, Error)]
+pub enum ShutdownError {
+    /// Some connection tasks were still running when the grace period ended.
+    #[error("{0} connection tasks did not finish within the shutdown grace period")]
+    Timeout(usize),
+}
+
+/// A running gateway.
+#[derive(Debug)]
+pub struct Gateway {
+    mqtt_addresses: Vec<SocketAddr>,
+    http_addresses: Vec<SocketAddr>,
+    stop_accepting: CancellationToken,
+    tracker: TaskTracker,
+    commands: mpsc::Sender<Command>,
+    broker: JoinHandle<()>,
+}
+
+impl Gateway {
+    /// Binds every listener of `config` and starts serving.
+    pub async fn start(config: GatewayConfig, auth: Box<dyn AuthHook>) -> Result<Self, StartError> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
+            path: config.data_dir.clone(),
+            source,
+        })?;
+        let mut tcp_listeners = Vec::new();
+        for &address in &config.tcp {
+            let listener = TcpListener::bind(address)
+                .await
+                .map_err(|source| StartError::Bind {
+                    kind: "mqtt",
+                    address,
+                    source,
+                })?;
+            tcp_listeners.push(listener);
+        }
+        let mut http_listeners = Vec::new();
+        for &address in &config.http {
+            let listener = TcpListener::bind(address)
+                .await
+                .map_err(|source| StartError::Bind {
+                    kind: "http",
+                    address,
+                    source,
+                })?;
+            http_listeners.push(listener);
+        }
+
+        let (commands, receiver) = mpsc::channel(COMMAND_QUEUE);
+        let counters = Arc::new(TransportCounters::default());
+        let limits = OutboxLimits {
+            soft_bytes: config.outbox_soft_limit,
+        };
+        let broker = tokio::spawn(broker_task::run(
+            config.broker.clone(),
+            auth,
+            receiver,
+            counters.clone(),
+            limits,
+        ));
+
+        let context = ConnectionContext {
+            commands: commands.clone(),
+            counters,
+            settings: ConnectionSettings {
+                connect_timeout: config.connect_timeout,
+                max_packet_size: config.broker.max_packet_size as usize,
+                outbox_limit: config.outbox_limit,
+                close_timeout: Duration::from_secs(2),
+            },
+        };
+        let limiter = ConnectionLimiter::new(config.max_connections);
+        let stop_accepting = CancellationToken::new();
+        let tracker = TaskTracker::new();
+
+        let mut mqtt_addresses = Vec::new();
+        for listener in tcp_listeners {
+            let address = listener
+                .local_addr()
+                .expect("bound listener has an address");
+            info!("listening mqtt {address}");
+            mqtt_addresses.push(address);
+            tracker.spawn(tcp::accept_loop(
+                listener,
+                context.clone(),
+                limiter.clone(),
+                tracker.clone(),
+                stop_accepting.clone(),
+            ));
+        }
+        let mut http_addresses = Vec::new();
+        for listener in http_listeners {
+            let address = listener
+                .local_addr()
+                .expect("bound listener has an address");
+            info!("listening http {address}");
+            http_addresses.push(address);
+            let stop = stop_accepting.clone();
+            tracker.spawn(async move {
+                let serve = axum::serve(listener, http::app())
+                    .with_graceful_shutdown(async move { stop.cancelled().await });
+                if let Err(error) = serve.await {
+                    tracing::error!("http listener {address} failed: {error}");
+                }
+            });
+        }
+
+        Ok(Gateway {
+            mqtt_addresses,
+            http_addresses,
+            stop_accepting,
+            tracker,
+            commands,
+            broker,
+        })
+    }
+
+    /// Addresses of the MQTT over TCP listeners, as bound (port 0 resolved).
+    pub fn mqtt_addresses(&self) -> &[SocketAddr] {
+        &self.mqtt_addresses
+    }
+
+    /// Addresses of the HTTP listeners, as bound.
+    pub fn http_addresses(&self) -> &[SocketAddr] {
+        &self.http_addresses
+    }
+
+    /// Stops accepting, disconnects every client (DISCONNECT 0x8B for 5.0), and waits up to
+    /// `grace` for the connections to flush and close.
+    pub async fn shutdown(self, grace: Duration) -> Result<(), ShutdownError> {
+        self.stop_accepting.cancel();
+        // If the broker task is gone already there is nobody left to tell.
+        let _ = self.commands.send(Command::Shutdown).await;
+        drop(self.commands);
+        self.tracker.close();
+        let finished = tokio::time::timeout(grace, async {
+            self.tracker.wait().await;
+            let _ = self.broker.await;
+        })
+        .await;
+        match finished {
+            Ok(()) => Ok(()),
+            Err(_) => Err(ShutdownError::Timeout(self.tracker.len())),
+        }
+    }
+}
