@@ -306,10 +306,10 @@ impl Broker {
             next_assigned_id: 1,
             matches: Vec::new(),
         };
-        if let Some(interval) = broker.config.sys_interval {
-            broker
-                .timers
-                .push(Reverse((now + interval, TimerKind::Sys)));
+        if broker.config.sys_interval.is_some() {
+            // The first publication is due at once, so the retained `$SYS` topics exist from
+            // the start (as in Mosquitto); later ones follow every interval.
+            broker.timers.push(Reverse((now, TimerKind::Sys)));
         }
         broker
     }
