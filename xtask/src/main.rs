@@ -1,0 +1,75 @@
+//! `cargo xtask`: the project's orchestration, in plain Rust so that it runs wherever cargo does.
+//!
+//! `cargo xtask test` installs what the tests need when it is missing and then runs every test;
+//! `run` builds the browser parts (when they exist) and starts the gateway; `dist` builds the
+//! browser parts; `bench` runs the benchmarks. Each subcommand lives in its own module and works
+//! on the workspace as it is: a step whose inputs do not exist yet is skipped with a note, so the
+//! commands keep working while the project grows.
+
+mod dist;
+mod prerequisites;
+mod process;
+mod steps;
+mod test;
+
+use std::process::ExitCode;
+
+use anyhow::{Result, bail};
+
+/// What `cargo xtask help` (or no arguments) prints.
+const USAGE: &str = "\
+usage: cargo xtask <command> [args...]
+
+commands:
+  test          install what the tests need if missing, then run every test
+  run [args]    build the browser parts (if present), then start the gateway;
+                args go to the gateway (e.g. cargo xtask run --tcp 0.0.0.0:1883)
+  dist          build client-wasm into client-wasm/pkg and the www dashboard
+  bench [args]  run the benchmarks (for now: cargo bench --workspace [args])
+  help          print this text
+";
+
+fn main() -> ExitCode {
+    let mut args = std::env::args().skip(1);
+    let command = args.next();
+    let rest: Vec<String> = args.collect();
+    let result = match command.as_deref() {
+        None | Some("help" | "-h" | "--help") => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        Some("test") => no_extra_args("test", &rest).and_then(|()| test::run()),
+        Some("run") => dist::run_gateway(&rest),
+        Some("dist") => no_extra_args("dist", &rest).and_then(|()| dist::run()),
+        Some("bench") => bench(&rest),
+        Some(other) => {
+            eprint!("unknown command `{other}`\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Fails when a command that takes no arguments was given some.
+fn no_extra_args(command: &str, rest: &[String]) -> Result<()> {
+    if rest.is_empty() {
+        Ok(())
+    } else {
+        bail!("`cargo xtask {command}` takes no arguments (got {rest:?})")
+    }
+}
+
+/// `cargo xtask bench`: for now a passthrough to `cargo bench --workspace`.
+///
+/// A later change replaces it with the side-by-side benchmark against Mosquitto (DESIGN.md).
+fn bench(args: &[String]) -> Result<()> {
+    let mut command = process::cargo();
+    command.args(["bench", "--workspace"]).args(args);
+    process::run(&mut command)
+}
