@@ -1,0 +1,293 @@
+//! Retained messages: storing, replacing, clearing, sending on subscribe as Retain Handling says,
+//! and the RETAIN flag of forwarded messages.
+
+mod common;
+
+use broker_core::BrokerConfig;
+use common::*;
+use mqtt_codec::{QoS, RetainHandling, SubscriptionOptions};
+
+#[test]
+fn mqtt_3_3_1_5_retained_message_is_stored_and_sent_to_new_subscribers() {
+    let mut h = Harness::new();
+    h.connect_ok(A, v5("publisher"));
+    h.publish(A, retained(qos1("status", "online", 1)));
+    assert_eq!(h.broker.stats().retained_messages, 1);
+
+    h.connect_ok(B, v5("subscriber"));
+    let outputs = h.subscribe(B, "status", QoS::AtLeastOnce);
+    let delivered = publishes(&outputs, B);
+    assert_eq!(payloads(&outputs, B), ["online"]);
+    assert!(delivered[0].retain, "sent because of a new subscription");
+    assert_eq!(
+        delivered[0].qos,
+        QoS::AtLeastOnce,
+        "the QoS it was stored with"
+    );
+    // The SUBACK comes before the retained message.
+    let packets = sent_to(&outputs, B);
+    assert!(matches!(packets[0], mqtt_codec::Packet::SubAck(_)));
+}
+
+#[test]
+fn mqtt_3_3_1_5_retained_message_replaces_the_previous_one() {
+    let mut h = Harness::new();
+    h.connect_ok(A, v5("publisher"));
+    h.publish(A, retained(qos0("status", "first")));
+    h.publish(A, retained(qos0("status", "second")));
+    assert_eq!(h.broker.stats().retained_messages, 1);
+    h.connect_ok(B, v5("subscriber"));
+    assert_eq!(
+        payloads(&h.subscribe(B, "status", QoS::AtMostOnce), B),
+        ["second"]
+    );
+    let summary = h.broker.retained(None, h.now);
+    assert_eq!(summary.len(), 1);
+    assert_eq!(summary[0].topic, "status");
+    assert_eq!(summary[0].payload, "second");
+}
+
+#[test]
+fn mqtt_3_3_1_6_empty_retained_payload_clears() {
+    let mut h = Harness::new();
+    h.connect_ok(A, v5("publisher"));
+    h.connect_ok(B, v5("existing"));
+    h.subscribe(B, "status", QoS::AtMostOnce);
+    h.publish(A, retained(qos0("status", "online")));
+
+    let outputs = h.publish(A, retained(qos0("status", "")));
+    // Existing subscribers still receive it, as a normal message [MQTT-3.3.1-12].
+    let delivered = publishes(&outputs, B);
+    assert_eq!(delivered.len(), 1);
+    assert!(delivered[0].payload.is_empty());
+    assert!(!delivered[0].retain);
+
+    // Not stored, and the old one is gone [MQTT-3.3.1-7].
+    assert_eq!(h.broker.stats().retained_messages, 0);
+    h.connect_ok(C, v5("late"));
+    assert!(publishes(&h.subscribe(C, "status", QoS::AtMostOnce), C).is_empty());
+}
+
+#[test]
+fn mqtt_3_3_1_10_v311_empty_retained_payload_clears() {
+    let mut h = Harness::new();
+    h.connect_ok(A, v311("publisher"));
+    h.publish(A, retained(qos1("status", "online", 1)));
+    h.publish(A, retained(qos1("status", "", 2)));
+    h.connect_ok(B, v311("late"));
+    assert!(publishes(&h.subscribe(B, "status", QoS::AtLeastOnce), B).is_empty());
+}
+
+#[test]
+fn mqtt_3_3_1_8_non_retained_publish_leaves_the_retained_message_alone() {
+    let mut h = Harness::new();
+    h.connect_ok(A, v5("publisher"));
+    h.publish(A, retained(qos0("status", "kept")));
+    h.publish(A, qos0("status", "passing"));
+    h.publish(A, qos0("status", ""));
+    h.connect_ok(B, v5("subscriber"));
+    assert_eq!(
+        payloads(&h.subscribe(B, "status", QoS::AtMostOnce), B),
+        ["kept"]
+    );
+}
+
+#[test]
+fn mqtt_3_3_1_8_v311_retained_messages_are_sent_with_retain_1_on_subscribe() {
+    let mut h = Harness::new();
+    h.connect_ok(A, v311("publisher"));
+    h.publish(A, retained(qos2("a/b", "x", 1)));
+    h.connect_ok(B, v311("subscriber"));
+    let delivered = publishes(&h.subscribe(B, "a/+", QoS::AtLeastOnce), B);
+    assert_eq!(delivered.len(), 1);
+    assert!(delivered[0].retain);
+    assert_eq!(
+        delivered[0].qos,
+        QoS::AtLeastOnce,
+        "downgraded to the granted QoS"
+    );
+    assert!(delivered[0].packet_id.is_some());
+}
+
+#[test]
+fn mqtt_3_3_1_9_v311_forwarded_messages_have_retain_0() {
+    let mut h = Harness::new();
+    h.connect_ok(A, v311("publisher"));
+    h.connect_ok(B, v311("subscriber"));
+    h.subscribe(B, "status", QoS::AtMostOnce);
+    let delivered = publishes(&h.publish(A, retained(qos0("status", "x"))), B);
+    assert!(!delivered[0].retain);
+}
+
+#[test]
+fn retained_messages_matching_a_wildcard_are_all_sent_in_topic_order() {
+    let mut h = Harness::new();
+    h.connect_ok(A, v5("publisher"));
+    h.publish(A, retained(qos0("sensors/b/temp", "2")));
+    h.publish(A, retained(qos0("sensors/a/temp", "1")));
+    h.publish(A, retained(qos0("sensors/a/humidity", "ignored")));
+    h.publish(A, retained(qos0("other", "ignored")));
+    h.connect_ok(B, v5("subscriber"));
+    let outputs = h.subscribe(B, "sensors/+/temp", QoS::AtMostOnce);
+    assert_eq!(payloads(&outputs, B), ["1", "2"]);
+    let everything = h.broker.retained(Some("sensors/#"), h.now);
+    assert_eq!(everything.len(), 3);
+}
+
+#[test]
+fn mqtt_3_3_1_9_retain_handling_0_sends_retained_messages_at_every_subscribe() {
+    let mut h = Harness::new();
+    h.connect_ok(A, v5("publisher"));
+    h.publish(A, retained(qos0("t", "x")));
+    h.connect_ok(B, v5("subscriber"));
+    let options = retain_handling(QoS::AtMostOnce, RetainHandling::SendAtSubscribe);
+    assert_eq!(payloads(&h.subscribe_with(B, "t", options, None), B), ["x"]);
+    // Subscribing again replaces the subscription and sends them again [MQTT-3.8.4-4].
+    assert_eq!(payloads(&h.subscribe_with(B, "t", options, None), B), ["x"]);
+}
+
+#[test]
+fn mqtt_3_3_1_10_retain_handling_1_sends_only_for_a_new_subscription() {
+    let mut h = Harness::new();
+    h.connect_ok(A, v5("publisher"));
+    h.publish(A, retained(qos0("t", "x")));
+    h.connect_ok(B, v5("subscriber"));
+    let options = retain_handling(QoS::AtMostOnce, RetainHandling::SendIfNew);
+    assert_eq!(payloads(&h.subscribe_with(B, "t", options, None), B), ["x"]);
+    assert!(publishes(&h.subscribe_with(B, "t", options, None), B).is_empty());
+}
+
+#[test]
+fn mqtt_3_3_1_11_retain_handling_2_never_sends_retained_messages() {
+    let mut h = Harness::new();
+    h.connect_ok(A, v5("publisher"));
+    h.publish(A, retained(qos0("t", "x")));
+    h.connect_ok(B, v5("subscriber"));
+    let options = retain_handling(QoS::AtMostOnce, RetainHandling::DoNotSend);
+    assert!(publishes(&h.subscribe_with(B, "t", options, None), B).is_empty());
+    // The subscription itself works.
+    assert_eq!(payloads(&h.publish(A, qos0("t", "live")), B), ["live"]);
+}
+
+#[test]
+fn mqtt_3_3_1_12_retain_flag_is_cleared_when_forwarding() {
+    let mut h = Harness::new();
+    h.connect_ok(A, v5("publisher"));
+    h.connect_ok(B, v5("subscriber"));
+    h.subscribe(B, "t", QoS::AtMostOnce);
+    let delivered = publishes(&h.publish(A, retained(qos0("t", "x"))), B);
+    assert!(!delivered[0].retain);
+}
+
+#[test]
+fn mqtt_3_3_1_13_retain_as_published_keeps_the_retain_flag() {
+    let mut h = Harness::new();
+    h.connect_ok(A, v5("publisher"));
+    h.connect_ok(B, v5("subscriber"));
+    let options = SubscriptionOptions {
+        qos: QoS::AtMostOnce,
+        retain_as_published: true,
+        ..SubscriptionOptions::default()
+    };
+    h.subscribe_with(B, "t", options, None);
+    let outputs = h.publish(A, retained(qos0("t", "retained")));
+    assert!(publishes(&outputs, B)[0].retain);
+    let outputs = h.publish(A, qos0("t", "plain"));
+    assert!(!publishes(&outputs, B)[0].retain);
+}
+
+#[test]
+fn retained_messages_are_not_sent_to_shared_subscriptions() {
+    let mut h = Harness::new();
+    h.connect_ok(A, v5("publisher"));
+    h.publish(A, retained(qos0("jobs/1", "x")));
+    h.connect_ok(B, v5("worker"));
+    assert!(publishes(&h.subscribe(B, "$share/workers/jobs/+", QoS::AtMostOnce), B).is_empty());
+    assert_eq!(payloads(&h.publish(A, qos0("jobs/2", "y")), B), ["y"]);
+}
+
+#[test]
+fn retained_message_is_sent_with_the_subscription_identifier() {
+    let mut h = Harness::new();
+    h.connect_ok(A, v5("publisher"));
+    h.publish(A, retained(qos0("t", "x")));
+    h.connect_ok(B, v5("subscriber"));
+    let outputs = h.subscribe_with(B, "t", options(QoS::AtMostOnce), Some(7));
+    assert_eq!(
+        publishes(&outputs, B)[0]
+            .properties
+            .subscription_identifiers,
+        [7]
+    );
+}
+
+#[test]
+fn expired_retained_message_is_not_sent() {
+    let mut h = Harness::new();
+    h.connect_ok(A, v5("publisher"));
+    let mut publish = retained(qos1("t", "short lived", 1));
+    publish.properties.message_expiry_interval = Some(10);
+    h.publish(A, publish);
+
+    h.advance(secs(4));
+    h.connect_ok(B, v5("early"));
+    let delivered = publishes(&h.subscribe(B, "t", QoS::AtLeastOnce), B);
+    assert_eq!(
+        delivered[0].properties.message_expiry_interval,
+        Some(6),
+        "what is left of the interval [MQTT-3.3.2-6]"
+    );
+
+    h.advance(secs(7));
+    assert!(h.broker.retained(None, h.now).is_empty());
+    h.connect_ok(C, v5("late"));
+    assert!(publishes(&h.subscribe(C, "t", QoS::AtLeastOnce), C).is_empty());
+    assert_eq!(h.broker.stats().retained_messages, 0);
+}
+
+#[test]
+fn mqtt_4_7_2_1_retained_dollar_topics_are_not_sent_to_wildcard_subscriptions() {
+    let mut h = Harness::new();
+    h.connect_ok(A, v5("publisher"));
+    h.publish(A, retained(qos0("$private/state", "x")));
+    h.publish(A, retained(qos0("public/state", "y")));
+    h.connect_ok(B, v5("subscriber"));
+    assert_eq!(payloads(&h.subscribe(B, "#", QoS::AtMostOnce), B), ["y"]);
+    assert!(
+        publishes(&h.subscribe(B, "+/state", QoS::AtMostOnce), B)
+            .iter()
+            .all(|p| p.topic.as_str() == "public/state")
+    );
+    assert_eq!(
+        payloads(&h.subscribe(B, "$private/#", QoS::AtMostOnce), B),
+        ["x"]
+    );
+}
+
+#[test]
+fn retained_messages_are_not_session_state() {
+    let mut h = Harness::new();
+    h.connect_ok(A, v311("publisher"));
+    h.publish(A, retained(qos0("t", "outlives the publisher")));
+    h.disconnect(A);
+    assert_eq!(h.broker.stats().sessions, 0);
+    h.connect_ok(B, v311("subscriber"));
+    assert_eq!(
+        payloads(&h.subscribe(B, "t", QoS::AtMostOnce), B),
+        ["outlives the publisher"]
+    );
+}
+
+#[test]
+fn retain_disabled_announces_it_and_keeps_nothing() {
+    let mut h = Harness::with_config(BrokerConfig {
+        retain_available: false,
+        ..quiet_config()
+    });
+    h.connect_ok(A, v311("publisher"));
+    h.connect_ok(B, v311("subscriber"));
+    h.subscribe(B, "t", QoS::AtMostOnce);
+    let outputs = h.publish(A, qos0("t", "x"));
+    assert_eq!(payloads(&outputs, B), ["x"]);
+    assert_eq!(h.broker.stats().retained_messages, 0);
+}
