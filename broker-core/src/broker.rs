@@ -565,6 +565,26 @@ impl Broker {
     ) {
         let protocol = connect.protocol;
 
+        // A will is a publication like any other: a client may not leave one on a topic it could
+        // not publish to itself, or dropping the connection would get past the ACL. Refuse at
+        // CONNECT, where the client learns why [MQTT-3.1.4-2].
+        if let Some(will) = &connect.will {
+            let identity = ClientIdentity {
+                client_id: &client_id,
+                username: connect.username.as_deref(),
+            };
+            if !self.auth.authorize_publish(&identity, &will.topic) {
+                self.refuse_connect(
+                    connection,
+                    protocol,
+                    ReasonCode::NotAuthorized,
+                    &info,
+                    "publishing the will topic is not authorized",
+                );
+                return;
+            }
+        }
+
         // Take over an existing connection with the same identifier [MQTT-3.1.4-3].
         if let Some(&existing_key) = self.session_index.get(&client_id)
             && let Some(existing) = self.session(existing_key).connection
