@@ -173,6 +173,9 @@ struct Connection {
     inbound_aliases: HashMap<u16, ByteStr>,
     /// The authentication method of the CONNECT, for re-authentication.
     authentication_method: Option<ByteStr>,
+    /// The Session Expiry Interval the CONNECT asked for (before the broker's cap): only a
+    /// CONNECT with 0 forbids setting one at DISCONNECT.
+    requested_session_expiry: u32,
 }
 
 /// A connection that sent CONNECT with enhanced authentication and has not been accepted yet.
@@ -638,7 +641,13 @@ impl Broker {
             session.pending_will = None;
         }
 
-        let keep_alive = self.config.server_keep_alive.unwrap_or(connect.keep_alive);
+        // Only a 5.0 client can be told to use another keep alive (Server Keep Alive in the
+        // CONNACK); an older one goes on pinging at its own pace, so its own value is the one to
+        // enforce [MQTT-3.2.2-22].
+        let keep_alive = match self.config.server_keep_alive {
+            Some(server_keep_alive) if protocol.is_v5() => server_keep_alive,
+            _ => connect.keep_alive,
+        };
         let properties = &connect.properties;
         let conn = Connection {
             session: session_key,
@@ -655,6 +664,7 @@ impl Broker {
             outbound_aliases: HashMap::new(),
             inbound_aliases: HashMap::new(),
             authentication_method: properties.authentication_method.clone(),
+            requested_session_expiry: requested_expiry,
         };
         self.connections.insert(connection, conn);
         self.stats.clients_maximum = self
@@ -1668,11 +1678,14 @@ impl Broker {
     ) -> Result<(), Termination> {
         let key = self.connections[&connection].session;
         if let Some(expiry) = disconnect.properties.session_expiry_interval {
-            if self.session(key).expiry_interval == 0 && expiry != 0 {
+            // The rule is about what the CONNECT said, not what the broker granted: a client
+            // whose request was capped to 0 may still name an interval here (spec 3.14.2.2.2).
+            if self.connections[&connection].requested_session_expiry == 0 && expiry != 0 {
                 return Err(Termination {
                     reason: ReasonCode::ProtocolError,
-                    detail: "session expiry set at DISCONNECT after CONNECT set 0 [MQTT-3.14.2-2]"
-                        .into(),
+                    detail:
+                        "session expiry set at DISCONNECT after CONNECT set 0 (spec 3.14.2.2.2)"
+                            .into(),
                 });
             }
             let granted = expiry.min(self.config.max_session_expiry);
