@@ -10,6 +10,10 @@
 //! lost; a connected session's `connection` points back at it; every subscription of a session
 //! is in the tree (or its shared group) and vice versa.
 
+mod persist;
+
+pub use persist::{Snapshot, StoredInflight, StoredMessage, StoredSession, StoredSubscription};
+
 use crate::auth::{AuthDecision, AuthHook, ClientIdentity};
 use crate::config::BrokerConfig;
 use crate::session::{InflightMessage, QueuedMessage, Session, SessionKey, SessionSubscription};
@@ -726,6 +730,12 @@ impl Broker {
                     let mut publish = m.message.publish.clone();
                     publish.dup = true;
                     publish.packet_id = Some(m.packet_id);
+                    // Sent once already, so it no longer expires [MQTT-4.3.3-7]; the client
+                    // still learns how much of the interval is left [MQTT-3.3.2-6].
+                    if let Some(at) = m.message.expires_at {
+                        publish.properties.message_expiry_interval =
+                            Some(seconds_until(now, at).max(1));
+                    }
                     Packet::Publish(publish)
                 }
             })

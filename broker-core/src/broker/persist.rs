@@ -1,0 +1,301 @@
+//! Snapshots of the state that outlives a restart: retained messages and persistent sessions
+//! (subscriptions, messages in flight and queued, QoS 2 identifiers awaiting PUBREL, a will
+//! waiting for its delay). The gateway writes snapshots to its embedded store and gives the
+//! last one back at start.
+//!
+//! Times in a snapshot are durations remaining at the moment it was taken, because `Instant`s
+//! mean nothing to another process; the loader subtracts the time the broker was down.
+
+use super::{Broker, RetainedMessage, SessionSubscription, Subscriber, SubscriberEntry, TimerKind};
+use crate::session::{InflightMessage, QueuedMessage};
+use mqtt_codec::{ByteStr, ProtocolVersion, PublishPacket, SubscriptionOptions, Will, topic};
+use std::cmp::Reverse;
+use std::time::{Duration, Instant};
+
+/// A message with the time it has left, if it expires.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredMessage {
+    /// The message as it will be sent (no packet identifier).
+    pub publish: PublishPacket,
+    /// Time left before it expires.
+    pub expires_in: Option<Duration>,
+}
+
+/// A message in flight towards a client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredInflight {
+    /// Its packet identifier.
+    pub packet_id: u16,
+    /// The message.
+    pub message: StoredMessage,
+    /// PUBREC received: only PUBCOMP is awaited.
+    pub released: bool,
+}
+
+/// One subscription of a stored session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredSubscription {
+    /// The filter as subscribed (with `$share/...` if shared).
+    pub filter: ByteStr,
+    /// Its options.
+    pub options: SubscriptionOptions,
+    /// Its subscription identifier.
+    pub identifier: Option<u32>,
+}
+
+/// A session that outlives its connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredSession {
+    /// Client identifier.
+    pub client_id: ByteStr,
+    /// Protocol of its last connection.
+    pub protocol: ProtocolVersion,
+    /// Session expiry interval, seconds (`u32::MAX`: never).
+    pub expiry_interval: u32,
+    /// Time left before the session expires, counted from the snapshot (a session whose
+    /// client was connected starts its full interval at restore).
+    pub expires_in: Option<Duration>,
+    /// Subscriptions.
+    pub subscriptions: Vec<StoredSubscription>,
+    /// Messages in flight, in send order.
+    pub inflight: Vec<StoredInflight>,
+    /// Messages queued behind the window, in order.
+    pub queue: Vec<StoredMessage>,
+    /// QoS 2 packet identifiers received from the client and awaiting PUBREL.
+    pub inbound_qos2: Vec<u16>,
+    /// The next packet identifier to try.
+    pub next_packet_id: u16,
+    /// A will waiting for its delay, with the time left.
+    pub pending_will: Option<(Will, Duration)>,
+}
+
+/// Everything that survives a restart.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Retained messages, by topic order.
+    pub retained: Vec<StoredMessage>,
+    /// Persistent sessions, by client identifier order.
+    pub sessions: Vec<StoredSession>,
+}
+
+impl Snapshot {
+    /// The snapshot as it stands `elapsed` later: times shortened, what expired meanwhile gone.
+    pub fn aged(mut self, elapsed: Duration) -> Snapshot {
+        let age = |left: Option<Duration>| left.map(|d| d.saturating_sub(elapsed));
+        let alive = |message: &StoredMessage| message.expires_in.is_none_or(|d| d > elapsed);
+        self.retained.retain(alive);
+        for message in &mut self.retained {
+            message.expires_in = age(message.expires_in);
+        }
+        self.sessions
+            .retain(|session| session.expires_in.is_none_or(|d| d > elapsed));
+        for session in &mut self.sessions {
+            session.expires_in = age(session.expires_in);
+            session.queue.retain(alive);
+            for message in &mut session.queue {
+                message.expires_in = age(message.expires_in);
+            }
+            for inflight in &mut session.inflight {
+                inflight.message.expires_in = age(inflight.message.expires_in);
+            }
+            if let Some((_, left)) = &mut session.pending_will {
+                *left = left.saturating_sub(elapsed);
+            }
+        }
+        self
+    }
+}
+
+fn remaining(now: Instant, at: Option<Instant>) -> Option<Duration> {
+    at.map(|at| at.saturating_duration_since(now))
+}
+
+fn stored(now: Instant, message: &QueuedMessage) -> StoredMessage {
+    StoredMessage {
+        publish: message.publish.clone(),
+        expires_in: remaining(now, message.expires_at),
+    }
+}
+
+fn queued(now: Instant, message: StoredMessage) -> QueuedMessage {
+    QueuedMessage {
+        publish: message.publish,
+        expires_at: message.expires_in.map(|d| now + d),
+    }
+}
+
+impl Broker {
+    /// The retained messages and persistent sessions as of `now`. Sessions that end with their
+    /// connection (expiry 0, clean session) are not part of it.
+    pub fn snapshot(&self, now: Instant) -> Snapshot {
+        let mut retained: Vec<StoredMessage> = self
+            .retained
+            .values()
+            .filter(|m| m.expires_at.is_none_or(|at| at > now))
+            .map(|m| StoredMessage {
+                publish: m.publish.clone(),
+                expires_in: remaining(now, m.expires_at),
+            })
+            .collect();
+        retained.sort_by(|a, b| a.publish.topic.cmp(&b.publish.topic));
+
+        let mut sessions: Vec<StoredSession> = self
+            .sessions
+            .iter()
+            .flatten()
+            .filter(|s| s.expiry_interval > 0)
+            .map(|session| {
+                let expires_in = match (session.connection, session.expiry_interval) {
+                    (_, u32::MAX) => None,
+                    (Some(_), seconds) => Some(Duration::from_secs(u64::from(seconds))),
+                    (None, _) => self.session_expiry_left(session.generation, now),
+                };
+                let mut subscriptions: Vec<StoredSubscription> = session
+                    .subscriptions
+                    .iter()
+                    .map(|(filter, s)| StoredSubscription {
+                        filter: filter.clone(),
+                        options: s.options,
+                        identifier: s.identifier,
+                    })
+                    .collect();
+                subscriptions.sort_by(|a, b| a.filter.cmp(&b.filter));
+                StoredSession {
+                    client_id: session.client_id.clone(),
+                    protocol: session.protocol,
+                    expiry_interval: session.expiry_interval,
+                    expires_in,
+                    subscriptions,
+                    inflight: session
+                        .inflight
+                        .iter()
+                        .map(|m| StoredInflight {
+                            packet_id: m.packet_id,
+                            message: stored(now, &m.message),
+                            released: m.released,
+                        })
+                        .collect(),
+                    queue: session.queue.iter().map(|m| stored(now, m)).collect(),
+                    inbound_qos2: {
+                        let mut ids: Vec<u16> = session.inbound_qos2.iter().copied().collect();
+                        ids.sort_unstable();
+                        ids
+                    },
+                    next_packet_id: session.next_packet_id,
+                    pending_will: session.pending_will.clone().map(|will| {
+                        let left = self
+                            .will_delay_left(session.generation, now)
+                            .unwrap_or_default();
+                        (will, left)
+                    }),
+                }
+            })
+            .collect();
+        sessions.sort_by(|a, b| a.client_id.cmp(&b.client_id));
+        Snapshot { retained, sessions }
+    }
+
+    /// Time left on the expiry timer of an offline session.
+    fn session_expiry_left(&self, generation: u64, now: Instant) -> Option<Duration> {
+        self.timers
+            .iter()
+            .find_map(|Reverse((at, kind))| match kind {
+                TimerKind::SessionExpiry { generation: g, .. } if *g == generation => {
+                    Some(at.saturating_duration_since(now))
+                }
+                _ => None,
+            })
+    }
+
+    /// Time left before a session's delayed will.
+    fn will_delay_left(&self, generation: u64, now: Instant) -> Option<Duration> {
+        self.timers
+            .iter()
+            .find_map(|Reverse((at, kind))| match kind {
+                TimerKind::WillDelay { generation: g, .. } if *g == generation => {
+                    Some(at.saturating_duration_since(now))
+                }
+                _ => None,
+            })
+    }
+
+    /// Loads a snapshot into a broker that has no sessions or retained messages yet. Every
+    /// restored session is offline, its expiry counting from `now`.
+    pub fn restore(&mut self, snapshot: Snapshot, now: Instant) {
+        for message in snapshot.retained {
+            self.retained.insert(
+                message.publish.topic.clone(),
+                RetainedMessage {
+                    publish: message.publish,
+                    expires_at: message.expires_in.map(|d| now + d),
+                },
+            );
+        }
+        for stored in snapshot.sessions {
+            if self.session_index.contains_key(&stored.client_id) {
+                continue;
+            }
+            let key = self.create_session(stored.client_id.clone(), stored.protocol);
+            let generation = self.next_generation;
+            self.next_generation += 1;
+            let session = self.session_mut(key);
+            session.generation = generation;
+            session.expiry_interval = stored.expiry_interval;
+            session.next_packet_id = stored.next_packet_id.max(1);
+            session.inbound_qos2 = stored.inbound_qos2.into_iter().collect();
+            session.inflight = stored
+                .inflight
+                .into_iter()
+                .map(|m| InflightMessage {
+                    packet_id: m.packet_id,
+                    message: queued(now, m.message),
+                    released: m.released,
+                })
+                .collect();
+            for message in stored.queue {
+                session.push_queue(queued(now, message));
+            }
+            if let Some((will, left)) = stored.pending_will {
+                session.pending_will = Some(will);
+                self.timers.push(Reverse((
+                    now + left,
+                    TimerKind::WillDelay {
+                        session: key,
+                        generation,
+                    },
+                )));
+            }
+            if let Some(left) = stored.expires_in {
+                self.timers.push(Reverse((
+                    now + left,
+                    TimerKind::SessionExpiry {
+                        session: key,
+                        generation,
+                    },
+                )));
+            }
+            for subscription in stored.subscriptions {
+                let entry = SubscriberEntry {
+                    options: subscription.options,
+                    identifier: subscription.identifier,
+                };
+                self.session_mut(key).subscriptions.insert(
+                    subscription.filter.clone(),
+                    SessionSubscription {
+                        options: subscription.options,
+                        identifier: subscription.identifier,
+                    },
+                );
+                match topic::parse_shared(&subscription.filter).ok().flatten() {
+                    Some(shared) => {
+                        self.add_group_member(&subscription.filter, shared.filter, key, entry)
+                    }
+                    None => {
+                        self.tree
+                            .insert(&subscription.filter, Subscriber::Session(key), entry);
+                    }
+                }
+            }
+        }
+    }
+}
