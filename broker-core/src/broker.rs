@@ -888,16 +888,20 @@ impl Broker {
     /// Closes `connection` from the broker's side: DISCONNECT with the reason for 5.0 clients,
     /// one log line, the will published, the connection forgotten.
     fn terminate(&mut self, connection: ConnectionId, termination: Termination, now: Instant) {
+        // A connection still in enhanced authentication has had no CONNACK, and no DISCONNECT
+        // may come before one [MQTT-3.14.0-1]: it is refused with a CONNACK [MQTT-4.12.0-4].
+        if let Some(pending) = self.pending_authentications.remove(&connection) {
+            self.refuse_connect(
+                connection,
+                pending.connect.protocol,
+                termination.reason,
+                &pending.info,
+                &termination.detail,
+            );
+            return;
+        }
         let client_id = self.client_id(connection).unwrap_or("").to_string();
-        let protocol = self
-            .connections
-            .get(&connection)
-            .map(|c| c.protocol)
-            .or_else(|| {
-                self.pending_authentications
-                    .get(&connection)
-                    .map(|p| p.connect.protocol)
-            });
+        let protocol = self.connections.get(&connection).map(|c| c.protocol);
         if termination.reason != ReasonCode::SessionTakenOver {
             warn!(
                 connection = %connection,
@@ -920,7 +924,6 @@ impl Broker {
             );
         }
         self.outputs.push_back(Output::Close { connection });
-        self.pending_authentications.remove(&connection);
         if self.connections.contains_key(&connection) {
             self.detach(connection, true, now);
         }
@@ -1715,18 +1718,28 @@ impl Broker {
         packet: Packet,
         now: Instant,
     ) {
-        let Packet::Auth(auth) = packet else {
-            // Only AUTH may follow a CONNECT that started an exchange [MQTT-4.12.0-?].
-            self.pending_authentications.insert(connection, pending);
-            self.terminate(
-                connection,
-                Termination {
-                    reason: ReasonCode::ProtocolError,
-                    detail: "expected AUTH during enhanced authentication".into(),
-                },
-                now,
-            );
-            return;
+        let auth = match packet {
+            Packet::Auth(auth) => auth,
+            // The client gives up: nothing to answer, no will (it was never accepted).
+            Packet::Disconnect(_) => {
+                self.outputs.push_back(Output::Close { connection });
+                return;
+            }
+            _ => {
+                // Only AUTH or DISCONNECT may follow a CONNECT that started an exchange
+                // [MQTT-3.1.2-30].
+                self.pending_authentications.insert(connection, pending);
+                self.terminate(
+                    connection,
+                    Termination {
+                        reason: ReasonCode::ProtocolError,
+                        detail: "expected AUTH during enhanced authentication [MQTT-3.1.2-30]"
+                            .into(),
+                    },
+                    now,
+                );
+                return;
+            }
         };
         let method = pending
             .connect
@@ -2006,11 +2019,24 @@ impl Broker {
             .copied()
             .collect();
         for connection in connections {
+            if self.pending_authentications.remove(&connection).is_some() {
+                // Not accepted yet, so no DISCONNECT [MQTT-3.14.0-1]; 0x8B is not a CONNACK
+                // reason, 0x88 is the nearest.
+                self.emit(
+                    connection,
+                    Packet::ConnAck(ConnAckPacket {
+                        session_present: false,
+                        reason_code: ReasonCode::ServerUnavailable,
+                        properties: Properties::default(),
+                    }),
+                );
+                self.outputs.push_back(Output::Close { connection });
+                continue;
+            }
             let v5 = self
                 .connections
                 .get(&connection)
-                .map(|c| c.protocol.is_v5())
-                .unwrap_or(true);
+                .is_some_and(|c| c.protocol.is_v5());
             if v5 {
                 self.emit(
                     connection,
@@ -2021,7 +2047,6 @@ impl Broker {
                 );
             }
             self.outputs.push_back(Output::Close { connection });
-            self.pending_authentications.remove(&connection);
             self.detach(connection, false, now);
         }
     }

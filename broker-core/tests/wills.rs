@@ -5,9 +5,7 @@ mod common;
 
 use broker_core::AuthHook;
 use common::*;
-use mqtt_codec::{
-    ByteStr, DisconnectPacket, Packet, Properties, QoS, ReasonCode,
-};
+use mqtt_codec::{ByteStr, DisconnectPacket, Packet, Properties, QoS, ReasonCode};
 
 /// A subscriber on `C` listening to `will/#`.
 fn with_listener(h: &mut Harness) {
@@ -84,7 +82,10 @@ fn will_is_published_on_disconnect_with_reason_0x04() {
         }),
     );
     assert!(closed(&outputs, A));
-    assert!(disconnect_reason(&outputs, A).is_none(), "the client ended it");
+    assert!(
+        disconnect_reason(&outputs, A).is_none(),
+        "the client ended it"
+    );
     assert_eq!(payloads(&outputs, C), ["asked for"]);
 }
 
@@ -92,7 +93,10 @@ fn will_is_published_on_disconnect_with_reason_0x04() {
 fn will_is_published_when_the_server_closes_for_a_protocol_error() {
     let mut h = Harness::new();
     with_listener(&mut h);
-    h.connect_ok(A, with_will(v5("client"), will("will/client", "misbehaved")));
+    h.connect_ok(
+        A,
+        with_will(v5("client"), will("will/client", "misbehaved")),
+    );
     let outputs = h.send(A, Packet::Connect(v5("client")));
     assert_disconnected(&outputs, A, ReasonCode::ProtocolError);
     assert_eq!(payloads(&outputs, C), ["misbehaved"]);
@@ -102,7 +106,10 @@ fn will_is_published_when_the_server_closes_for_a_protocol_error() {
 fn mqtt_3_1_4_3_will_of_a_taken_over_connection_is_published() {
     let mut h = Harness::new();
     with_listener(&mut h);
-    h.connect_ok(A, with_will(v5("client"), will("will/client", "taken over")));
+    h.connect_ok(
+        A,
+        with_will(v5("client"), will("will/client", "taken over")),
+    );
     let outputs = h.connect(B, v5("client"));
     assert_disconnected(&outputs, A, ReasonCode::SessionTakenOver);
     assert_eq!(payloads(&outputs, C), ["taken over"]);
@@ -151,11 +158,20 @@ fn mqtt_3_1_3_10_will_properties_travel_with_the_will_in_order() {
     h.connect_ok(A, with_will(v5("client"), last_will.clone()));
     let delivered = publishes(&h.lose(A), C);
     let properties = &delivered[0].properties;
-    assert_eq!(properties.user_properties, last_will.properties.user_properties);
+    assert_eq!(
+        properties.user_properties,
+        last_will.properties.user_properties
+    );
     assert_eq!(properties.content_type, last_will.properties.content_type);
     assert_eq!(properties.payload_format_indicator, Some(1));
-    assert_eq!(properties.response_topic, last_will.properties.response_topic);
-    assert_eq!(properties.correlation_data, last_will.properties.correlation_data);
+    assert_eq!(
+        properties.response_topic,
+        last_will.properties.response_topic
+    );
+    assert_eq!(
+        properties.correlation_data,
+        last_will.properties.correlation_data
+    );
     assert_eq!(
         properties.will_delay_interval, None,
         "the Will Delay Interval is not a PUBLISH property"
@@ -218,7 +234,10 @@ fn will_delay_elapsed_publishes_the_will() {
     let outputs = h.advance_and_tick(secs(1));
     assert_eq!(payloads(&outputs, C), ["delayed"]);
     // The session itself lives on.
-    assert!(h.connect_ok(B, v5_persistent("client", 300)).session_present);
+    assert!(
+        h.connect_ok(B, v5_persistent("client", 300))
+            .session_present
+    );
 }
 
 #[test]
