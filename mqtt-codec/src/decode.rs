@@ -310,15 +310,11 @@ impl Reader {
         self.take(usize::from(len))
     }
 
-    /// UTF-8 Encoded String (spec 1.5.4). `str::from_utf8` already refuses surrogates and
-    /// overlong forms, which the specification also forbids; U+0000 is checked on top.
+    /// UTF-8 Encoded String (spec 1.5.4).
     fn string(&mut self) -> Result<ByteStr, DecodeError> {
         let bytes = self.binary()?;
-        let text = ByteStr::from_utf8(bytes).map_err(|_| DecodeError::InvalidUtf8)?;
-        if text.as_bytes().contains(&0) {
-            return Err(DecodeError::NullCharacter);
-        }
-        Ok(text)
+        utf8(&bytes)?;
+        Ok(ByteStr::from_validated_utf8(bytes))
     }
 
     /// Runs `read` over the next `len` bytes only, then requires it to have used them all.
@@ -343,6 +339,17 @@ impl Reader {
         let byte = self.u8()?;
         reason_code_for(kind, byte)
     }
+}
+
+/// Checks a UTF-8 Encoded String once and returns its text. `str::from_utf8` already refuses
+/// surrogates and overlong forms, which the specification also forbids; U+0000 is checked on
+/// top [MQTT-1.5.4-2].
+fn utf8(bytes: &[u8]) -> Result<&str, DecodeError> {
+    let text = std::str::from_utf8(bytes).map_err(|_| DecodeError::InvalidUtf8)?;
+    if bytes.contains(&0) {
+        return Err(DecodeError::NullCharacter);
+    }
+    Ok(text)
 }
 
 fn reason_code_for(kind: PacketKind, byte: u8) -> Result<ReasonCode, DecodeError> {
@@ -435,8 +442,9 @@ fn decode_connect(reader: &mut Reader) -> Result<ConnectPacket, DecodeError> {
         } else {
             Properties::default()
         };
-        let topic = reader.string()?;
-        topic::validate_topic_name(&topic)?;
+        let topic = reader.binary()?;
+        topic::validate_topic_name(utf8(&topic)?)?;
+        let topic = ByteStr::from_validated_utf8(topic);
         let payload = reader.binary()?;
         Some(Will {
             topic,
@@ -522,7 +530,8 @@ fn decode_publish(
     if dup && qos == QoS::AtMostOnce {
         return Err(DecodeError::DupWithQoS0);
     }
-    let topic = reader.string()?;
+    let topic = reader.binary()?;
+    let topic_text = utf8(&topic)?;
     let packet_id = if qos == QoS::AtMostOnce {
         None
     } else {
@@ -538,13 +547,13 @@ fn decode_publish(
     let alias_stands_for_topic =
         version.is_v5() && topic.is_empty() && properties.topic_alias.is_some();
     if !alias_stands_for_topic {
-        topic::validate_topic_name(&topic)?;
+        topic::validate_topic_name(topic_text)?;
     }
     Ok(PublishPacket {
         dup,
         qos,
         retain,
-        topic,
+        topic: ByteStr::from_validated_utf8(topic),
         packet_id,
         properties,
         payload: reader.take_rest(),
@@ -580,9 +589,11 @@ fn decode_subscribe(
     };
     let mut subscriptions = Vec::new();
     while !reader.is_empty() {
-        let filter = reader.string()?;
-        topic::validate_topic_filter(&filter)?;
-        let options = subscription_options(reader.u8()?, &filter, version)?;
+        let filter = reader.binary()?;
+        let filter_text = utf8(&filter)?;
+        topic::validate_topic_filter(filter_text)?;
+        let options = subscription_options(reader.u8()?, filter_text, version)?;
+        let filter = ByteStr::from_validated_utf8(filter);
         subscriptions.push(Subscription { filter, options });
     }
     if subscriptions.is_empty() {
@@ -686,10 +697,10 @@ fn decode_unsubscribe(
     };
     let mut filters = Vec::new();
     while !reader.is_empty() {
-        let filter = reader.string()?;
+        let filter = reader.binary()?;
         // A filter that could never have been subscribed is malformed here too (spec 4.7.3).
-        topic::validate_topic_filter(&filter)?;
-        filters.push(filter);
+        topic::validate_topic_filter(utf8(&filter)?)?;
+        filters.push(ByteStr::from_validated_utf8(filter));
     }
     if filters.is_empty() {
         return Err(DecodeError::NoTopicFilters {
@@ -978,10 +989,10 @@ fn read_property_value(
         id::MESSAGE_EXPIRY_INTERVAL => p.message_expiry_interval = Some(reader.u32()?),
         id::CONTENT_TYPE => p.content_type = Some(reader.string()?),
         id::RESPONSE_TOPIC => {
-            let response_topic = reader.string()?;
+            let response_topic = reader.binary()?;
             // It is used as the topic name of the response [MQTT-3.3.2-14].
-            topic::validate_topic_name(&response_topic)?;
-            p.response_topic = Some(response_topic);
+            topic::validate_topic_name(utf8(&response_topic)?)?;
+            p.response_topic = Some(ByteStr::from_validated_utf8(response_topic));
         }
         id::CORRELATION_DATA => p.correlation_data = Some(reader.binary()?),
         id::SUBSCRIPTION_IDENTIFIER => match reader.variable_integer()? {

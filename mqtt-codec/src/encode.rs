@@ -14,7 +14,7 @@
 //!   is the sender's business (the decoder enforces it on the other side).
 
 use crate::{
-    ConnectPacket, EncodeError, MAX_REMAINING_LENGTH, Packet, Properties, ProtocolVersion,
+    ByteStr, ConnectPacket, EncodeError, MAX_REMAINING_LENGTH, Packet, Properties, ProtocolVersion,
     PublishPacket, QoS, ReasonCode, RetainHandling, SubscriptionOptions, property_id as id,
 };
 use bytes::{BufMut, Bytes, BytesMut};
@@ -105,6 +105,16 @@ fn field_len(len: usize) -> Result<usize, EncodeError> {
     Ok(2 + len)
 }
 
+/// The UTF-8 length of a string. `ByteStr`'s `str` view re-checks UTF-8 on every access, so
+/// the encoder sizes and writes strings through their bytes.
+fn text_len(text: &ByteStr) -> usize {
+    text.as_bytes().len()
+}
+
+fn text_field(text: &Option<ByteStr>) -> Option<&[u8]> {
+    text.as_ref().map(|text| &text.as_bytes()[..])
+}
+
 fn put_field(buf: &mut BytesMut, bytes: &[u8]) {
     // field_len checked the length while sizing the packet.
     buf.put_u16(bytes.len() as u16);
@@ -158,8 +168,8 @@ fn properties_len(p: &Properties) -> Result<usize, EncodeError> {
     let mut size = Size(0);
     size.optional(p.payload_format_indicator.is_some(), 1);
     size.optional(p.message_expiry_interval.is_some(), 4);
-    size.optional_field(p.content_type.as_deref().map(str::as_bytes))?;
-    size.optional_field(p.response_topic.as_deref().map(str::as_bytes))?;
+    size.optional_field(text_field(&p.content_type))?;
+    size.optional_field(text_field(&p.response_topic))?;
     size.optional_field(p.correlation_data.as_deref())?;
     for &identifier in &p.subscription_identifiers {
         let identifier = identifier as usize;
@@ -169,16 +179,16 @@ fn properties_len(p: &Properties) -> Result<usize, EncodeError> {
         size.add(1 + variable_integer_len(identifier));
     }
     size.optional(p.session_expiry_interval.is_some(), 4);
-    size.optional_field(p.assigned_client_identifier.as_deref().map(str::as_bytes))?;
+    size.optional_field(text_field(&p.assigned_client_identifier))?;
     size.optional(p.server_keep_alive.is_some(), 2);
-    size.optional_field(p.authentication_method.as_deref().map(str::as_bytes))?;
+    size.optional_field(text_field(&p.authentication_method))?;
     size.optional_field(p.authentication_data.as_deref())?;
     size.optional(p.request_problem_information.is_some(), 1);
     size.optional(p.will_delay_interval.is_some(), 4);
     size.optional(p.request_response_information.is_some(), 1);
-    size.optional_field(p.response_information.as_deref().map(str::as_bytes))?;
-    size.optional_field(p.server_reference.as_deref().map(str::as_bytes))?;
-    size.optional_field(p.reason_string.as_deref().map(str::as_bytes))?;
+    size.optional_field(text_field(&p.response_information))?;
+    size.optional_field(text_field(&p.server_reference))?;
+    size.optional_field(text_field(&p.reason_string))?;
     size.optional(p.receive_maximum.is_some(), 2);
     size.optional(p.topic_alias_maximum.is_some(), 2);
     size.optional(p.topic_alias.is_some(), 2);
@@ -187,8 +197,8 @@ fn properties_len(p: &Properties) -> Result<usize, EncodeError> {
     for (name, value) in &p.user_properties {
         // One identifier byte for the pair, then two length-prefixed strings.
         size.add(1);
-        size.add(field_len(name.len())?);
-        size.add(field_len(value.len())?);
+        size.add(field_len(text_len(name))?);
+        size.add(field_len(text_len(value))?);
     }
     size.optional(p.maximum_packet_size.is_some(), 4);
     size.optional(p.wildcard_subscription_available.is_some(), 1);
@@ -219,7 +229,7 @@ fn remaining_length(packet: &Packet, version: ProtocolVersion) -> Result<usize, 
             size.add(2);
             size.add(properties_block_len(&subscribe.properties, version)?);
             for subscription in &subscribe.subscriptions {
-                size.add(field_len(subscription.filter.len())?);
+                size.add(field_len(text_len(&subscription.filter))?);
                 size.add(1);
             }
         }
@@ -232,7 +242,7 @@ fn remaining_length(packet: &Packet, version: ProtocolVersion) -> Result<usize, 
             size.add(2);
             size.add(properties_block_len(&unsubscribe.properties, version)?);
             for filter in &unsubscribe.filters {
-                size.add(field_len(filter.len())?);
+                size.add(field_len(text_len(filter))?);
             }
         }
         Packet::UnsubAck(unsuback) => {
@@ -280,14 +290,14 @@ fn connect_len(connect: &ConnectPacket, size: &mut Size) -> Result<(), EncodeErr
     // Protocol name, level, flags, keep alive.
     size.add(field_len(version.protocol_name().len())? + 1 + 1 + 2);
     size.add(properties_block_len(&connect.properties, version)?);
-    size.add(field_len(connect.client_id.len())?);
+    size.add(field_len(text_len(&connect.client_id))?);
     if let Some(will) = &connect.will {
         size.add(properties_block_len(&will.properties, version)?);
-        size.add(field_len(will.topic.len())?);
+        size.add(field_len(text_len(&will.topic))?);
         size.add(field_len(will.payload.len())?);
     }
     if let Some(username) = &connect.username {
-        size.add(field_len(username.len())?);
+        size.add(field_len(text_len(username))?);
     }
     if let Some(password) = &connect.password {
         size.add(field_len(password.len())?);
@@ -303,7 +313,7 @@ fn publish_len(
     if publish.packet_id.is_some() == (publish.qos == QoS::AtMostOnce) {
         return Err(EncodeError::PacketIdentifierMismatch);
     }
-    size.add(field_len(publish.topic.len())?);
+    size.add(field_len(text_len(&publish.topic))?);
     if publish.packet_id.is_some() {
         size.add(2);
     }

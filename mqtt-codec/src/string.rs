@@ -27,6 +27,13 @@ impl ByteStr {
         Ok(ByteStr(bytes))
     }
 
+    /// Wraps bytes that the caller has just validated as UTF-8, so that the decoder checks
+    /// each string once rather than once per constructor.
+    pub(crate) fn from_validated_utf8(bytes: Bytes) -> Self {
+        debug_assert!(std::str::from_utf8(&bytes).is_ok());
+        ByteStr(bytes)
+    }
+
     /// The text.
     pub fn as_str(&self) -> &str {
         // The constructor checked the bytes; a failure here is a bug in this module.
