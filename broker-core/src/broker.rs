@@ -1878,7 +1878,15 @@ impl Broker {
                 TimerKind::Sys => {
                     self.publish_sys(now);
                     if let Some(interval) = self.config.sys_interval {
-                        self.timers.push(Reverse((at + interval, TimerKind::Sys)));
+                        // The statistics are a snapshot: after a stall (a suspended machine)
+                        // publish once and keep the cadence, rather than replay every interval
+                        // missed. A zero interval would spin here.
+                        let interval = interval.max(Duration::from_millis(1));
+                        let mut next = at + interval;
+                        while next <= now {
+                            next += interval;
+                        }
+                        self.timers.push(Reverse((next, TimerKind::Sys)));
                     }
                 }
                 TimerKind::KeepAlive(connection) => {
@@ -2054,9 +2062,11 @@ impl Broker {
     /// Disconnects the client with `client_id` (administrative action, 0x98 for 5.0 clients).
     /// Returns whether such a client was connected.
     pub fn disconnect_client(&mut self, client_id: &str, now: Instant) -> bool {
+        // Looked up as a `ByteStr`: its hash is that of its bytes, not that of a `str`, so a
+        // `&str` key would miss the entry even though `ByteStr: Borrow<str>`.
         let Some(connection) = self
             .session_index
-            .get(client_id)
+            .get(&ByteStr::from(client_id))
             .and_then(|&key| self.session(key).connection)
         else {
             return false;
