@@ -284,7 +284,8 @@ fn seconds_until(now: Instant, deadline: Instant) -> u32 {
 }
 
 fn keep_alive_deadline(last_activity: Instant, keep_alive: u16) -> Instant {
-    // The server allows one and a half keep alive periods [MQTT-3.1.2-24].
+    // The server allows one and a half keep alive periods [MQTT-3.1.2-22] (in 3.1.1,
+    // [MQTT-3.1.2-24]).
     last_activity + Duration::from_millis(u64::from(keep_alive) * 1500)
 }
 
@@ -431,7 +432,7 @@ impl Broker {
 
         let (client_id, assigned) = if connect.client_id.is_empty() {
             // 3.1 requires an identifier; 3.1.1 allows an empty one only with clean session
-            // [MQTT-3.1.3-7] [MQTT-3.1.3-8]; 5.0 always assigns one.
+            // (3.1.1: [MQTT-3.1.3-7] [MQTT-3.1.3-8]); 5.0 always assigns one [MQTT-3.1.3-6].
             let allowed = match protocol {
                 ProtocolVersion::V31 => false,
                 ProtocolVersion::V311 => connect.clean_start,
@@ -470,7 +471,7 @@ impl Broker {
                 protocol,
                 ReasonCode::RetainNotSupported,
                 &info,
-                "will retain requested but retained messages are disabled [MQTT-3.2.2-12]",
+                "will retain requested but retained messages are disabled [MQTT-3.2.2-13]",
             );
             return;
         }
@@ -1019,7 +1020,7 @@ impl Broker {
                     None => {
                         return Err(Termination {
                             reason: ReasonCode::ProtocolError,
-                            detail: format!("topic alias {alias} was never set [MQTT-3.3.4-?]"),
+                            detail: format!("topic alias {alias} was never set (spec 3.3.2.3.4)"),
                         });
                     }
                 }
@@ -1036,7 +1037,7 @@ impl Broker {
         if publish.retain && !self.config.retain_available {
             return Err(Termination {
                 reason: ReasonCode::RetainNotSupported,
-                detail: "retained messages are disabled [MQTT-3.3.1-16]".into(),
+                detail: "retained messages are disabled [MQTT-3.2.2-14]".into(),
             });
         }
 
@@ -1422,7 +1423,8 @@ impl Broker {
             return;
         };
         if ack.reason_code.is_error() {
-            // The receiver refused the message: the exchange ends here [MQTT-4.3.3-4].
+            // The receiver refused the message: the exchange ends here, and the message is
+            // not sent again [MQTT-4.3.3-4] [MQTT-4.4.0-2].
             session.inflight.remove(position);
             self.drain_queue(key, now);
             return;
@@ -1578,7 +1580,8 @@ impl Broker {
         for message in messages {
             let mut publish = message.publish;
             publish.qos = publish.qos.min(granted);
-            // Sent because of a new subscription: the retain flag is set [MQTT-3.3.1-8].
+            // Sent because of a new subscription: the retain flag is set (3.1.1:
+            // [MQTT-3.3.1-8]; 5.0 says so in 3.3.1.3).
             publish.retain = true;
             publish.dup = false;
             publish.packet_id = None;
@@ -1756,7 +1759,7 @@ impl Broker {
                 pending.connect.protocol,
                 ReasonCode::ProtocolError,
                 &pending.info,
-                "AUTH must continue with the CONNECT's authentication method [MQTT-4.12.0-5]",
+                "AUTH must continue (0x18) with the CONNECT's authentication method [MQTT-4.12.0-3] [MQTT-4.12.0-5]",
             );
             return;
         }
@@ -1901,7 +1904,7 @@ impl Broker {
                             Termination {
                                 reason: ReasonCode::KeepAliveTimeout,
                                 detail: format!(
-                                    "nothing received for 1.5 x keep alive ({keep_alive} s) [MQTT-3.1.2-24]"
+                                    "nothing received for 1.5 x keep alive ({keep_alive} s) [MQTT-3.1.2-22]"
                                 ),
                             },
                             now,
@@ -2179,7 +2182,7 @@ fn forwardable_properties(mut properties: Properties) -> Properties {
     properties
 }
 
-/// Adds the CONNECT's authentication method to AUTH/CONNACK properties [MQTT-4.12.0-2].
+/// Adds the CONNECT's authentication method to AUTH/CONNACK properties [MQTT-4.12.0-5].
 fn with_method(mut properties: Properties, connect: &ConnectPacket) -> Properties {
     if properties.authentication_method.is_none() {
         properties.authentication_method = connect.properties.authentication_method.clone();

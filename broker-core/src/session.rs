@@ -81,7 +81,8 @@ impl Session {
         }
     }
 
-    /// A packet identifier not used by any message in flight [MQTT-2.2.1-3].
+    /// A packet identifier not used by any message in flight [MQTT-2.2.1-4] (3.1.1:
+    /// [MQTT-2.2.1-3]).
     ///
     /// The caller guarantees the window is smaller than 65,535, so a free one exists.
     pub fn allocate_packet_id(&mut self) -> u16 {

@@ -162,7 +162,7 @@ impl<K: PartialEq, V> SubscriptionTree<K, V> {
         visit: &mut impl FnMut(&'a K, &'a V),
     ) {
         if !hide_from_wildcards {
-            // `a/#` also matches `a` itself: the parent level is included [MQTT-4.7.1-2].
+            // `a/#` also matches `a` itself: the parent level is included (spec 4.7.1.2).
             node.multi_level.iter().for_each(|(k, v)| visit(k, v));
         }
         let Some(rest) = remaining else {
