@@ -14,8 +14,9 @@ pub struct BrokerConfig {
     /// Upper bound on QoS 1 and 2 messages in flight towards one client, whatever the client's
     /// own Receive Maximum allows.
     pub max_inflight: u16,
-    /// Messages queued for one session beyond the in-flight window (online or offline); the
-    /// oldest QoS 0 message, else the new message, is dropped beyond it.
+    /// Messages queued for one session beyond the in-flight window (online or offline). Only
+    /// QoS 1 and 2 messages queue (QoS 0 goes out at once, or is dropped while the client is
+    /// offline); beyond the bound the new message is dropped and counted as `QueueFull`.
     pub max_queued_messages: usize,
     /// Payload bytes queued for one session beyond the in-flight window.
     pub max_queued_bytes: usize,
