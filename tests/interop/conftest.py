@@ -11,6 +11,12 @@ waits for its `listening mqtt <addr>` and `listening http <addr>` log lines to l
 kernel chose, and at teardown sends SIGTERM and asserts a clean exit (code 0 within 5 s), as the
 gateway's shutdown contract in DESIGN.md promises. A test may send SIGTERM right after the
 `listening` lines, so the gateway must install its signal handlers before it prints them.
+
+A test passes extra gateway flags with a marker, e.g. `@pytest.mark.gateway_args("--sys-interval",
+"1")`. The gateway's output is captured line by line in `gateway.log`; `gateway.wait_for_log(regex)`
+waits (bounded) for a line, `gateway.log_lines(regex)` lists the matching lines so far. The log
+level is forced to `info` (RUST_LOG), whatever the caller's environment says, because the fixture
+and some tests read info lines.
 """
 
 from __future__ import annotations
@@ -61,6 +67,13 @@ class Gateway:
     http_port: int
     #: Every line the gateway printed so far (stdout and stderr merged), without colour codes.
     log: list[str]
+    #: Notified whenever a line is appended to `log` (and when the output ends).
+    changed: threading.Condition = dataclasses.field(default_factory=threading.Condition, repr=False)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """(host, port) of the MQTT over TCP listener."""
+        return self.mqtt_host, self.mqtt_port
 
     @property
     def http_url(self) -> str:
@@ -74,7 +87,33 @@ class Gateway:
 
     def log_text(self) -> str:
         """The gateway's output so far, for assertion messages."""
-        return "\n".join(self.log)
+        with self.changed:
+            return "\n".join(self.log)
+
+    def log_lines(self, pattern: str) -> list[str]:
+        """The lines printed so far in which the regular expression `pattern` is found."""
+        regex = re.compile(pattern)
+        with self.changed:
+            return [line for line in self.log if regex.search(line)]
+
+    def wait_for_log(self, pattern: str, timeout: float = 5.0) -> str:
+        """Waits up to `timeout` seconds for a line matching `pattern`; returns it or fails."""
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        with self.changed:
+            while True:
+                for line in self.log:
+                    if regex.search(line):
+                        return line
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self.changed.wait(timeout=min(remaining, 0.2))
+        pytest.fail(
+            f"no gateway log line matching {pattern!r} within {timeout} s\n--- its output ---\n"
+            + self.log_text(),
+            pytrace=False,
+        )
 
 
 def gateway_binary() -> pathlib.Path:
@@ -121,17 +160,26 @@ def _stop(process: subprocess.Popen) -> tuple[int, bool]:
         return process.wait(), True
 
 
+def pytest_configure(config) -> None:
+    config.addinivalue_line(
+        "markers", "gateway_args(*flags): extra command-line flags for the `gateway` fixture"
+    )
+
+
 @pytest.fixture
-def gateway(tmp_path: pathlib.Path):
+def gateway(tmp_path: pathlib.Path, request: pytest.FixtureRequest):
     """A fresh gateway on free loopback ports with its own data directory; stopped at teardown."""
     data_dir = tmp_path / "data"
+    extra = [str(flag) for marker in request.node.iter_markers("gateway_args") for flag in marker.args]
     command = [
         str(gateway_binary()),
         "--tcp", "127.0.0.1:0",
         "--http", "127.0.0.1:0",
         "--data-dir", str(data_dir),
+        *extra,
     ]
-    env = dict(os.environ, NO_COLOR="1")
+    # The fixture and tests read `info` lines: a RUST_LOG=warn in the caller's shell would hide them.
+    env = dict(os.environ, NO_COLOR="1", RUST_LOG="info")
     process = subprocess.Popen(
         command,
         stdin=subprocess.DEVNULL,
@@ -166,7 +214,7 @@ def gateway(tmp_path: pathlib.Path):
 
     mqtt_host, mqtt_port = split_address(found["mqtt"])
     http_host, http_port = split_address(found["http"])
-    running = Gateway(process, data_dir, mqtt_host, mqtt_port, http_host, http_port, log)
+    running = Gateway(process, data_dir, mqtt_host, mqtt_port, http_host, http_port, log, changed)
     try:
         yield running
     finally:
@@ -198,3 +246,39 @@ def new_client(client_id: str = "", **kwargs):
     if PAHO_MAJOR >= 2:
         kwargs.setdefault("callback_api_version", mqtt.CallbackAPIVersion.VERSION2)
     return mqtt.Client(client_id=client_id, **kwargs)
+
+
+@pytest.fixture
+def make_client(gateway):
+    """Factory of `support.PahoClient`s, each closed (DISCONNECT, thread stopped) at teardown,
+    before the gateway fixture (which it depends on, for that order) stops the gateway."""
+    from support import PahoClient
+
+    made: list = []
+
+    def make(*args, **kwargs):
+        client = PahoClient(*args, **kwargs)
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        client.close()
+
+
+@pytest.fixture
+def spawn(gateway):
+    """Factory of `support.Process`es (subprocesses with collected output), killed at teardown
+    before the gateway stops."""
+    from support import Process
+
+    started: list = []
+
+    def start(*args, **kwargs):
+        process = Process(*args, **kwargs)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.close()
