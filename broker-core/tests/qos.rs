@@ -685,3 +685,24 @@ fn publish_counters_move() {
     assert_eq!(stats.publish_bytes_received, 6);
     assert_eq!(stats.publish_bytes_sent, 6);
 }
+
+#[test]
+fn v311_qos2_flows_in_both_directions() {
+    let mut h = Harness::new();
+    h.connect_ok(A, v311("publisher"));
+    h.connect_ok(B, v311("subscriber"));
+    h.subscribe(B, "t", QoS::ExactlyOnce);
+    let outputs = h.publish(A, qos2("t", "x", 5));
+    assert_eq!(acks(&outputs, A, is_pubrec), [(5, ReasonCode::Success)]);
+    let id = publishes(&outputs, B)[0].packet_id.unwrap();
+    let outputs = h.send(A, Packet::PubRel(PubAckPacket::new(5)));
+    assert_eq!(acks(&outputs, A, is_pubcomp), [(5, ReasonCode::Success)]);
+    // 3.1.1 has no reason codes: an unknown PUBREL is still completed plainly.
+    let outputs = h.send(A, Packet::PubRel(PubAckPacket::new(6)));
+    assert_eq!(acks(&outputs, A, is_pubcomp), [(6, ReasonCode::Success)]);
+
+    let outputs = h.send(B, Packet::PubRec(PubAckPacket::new(id)));
+    assert_eq!(acks(&outputs, B, is_pubrel), [(id, ReasonCode::Success)]);
+    h.send(B, Packet::PubComp(PubAckPacket::new(id)));
+    assert_eq!(h.broker.stats().queued_messages, 0);
+}

@@ -393,3 +393,23 @@ fn persistent_sessions_subscriptions_are_listed_offline() {
     assert!(!summaries[0].online);
     assert_eq!(summaries[0].options.qos, QoS::AtLeastOnce);
 }
+
+#[test]
+fn mqtt_3_3_4_5_shared_and_plain_subscriptions_of_one_session_each_get_their_identifier() {
+    let mut h = Harness::new();
+    h.connect_ok(A, v5("publisher"));
+    h.connect_ok(B, v5("subscriber"));
+    h.subscribe_with(B, "t", options(QoS::AtMostOnce), Some(1));
+    h.subscribe_with(B, "$share/g/t", options(QoS::AtMostOnce), Some(2));
+    let delivered = publishes(&h.publish(A, qos0("t", "x")), B);
+    let mut identifiers: Vec<Vec<u32>> = delivered
+        .iter()
+        .map(|p| p.properties.subscription_identifiers.clone())
+        .collect();
+    identifiers.sort();
+    assert_eq!(
+        identifiers,
+        [vec![1], vec![2]],
+        "one copy per subscription kind"
+    );
+}
