@@ -307,10 +307,7 @@ fn message_of_exactly_the_maximum_packet_size_is_sent() {
     h.connect_ok(B, subscriber);
     h.subscribe(B, "t", QoS::AtMostOnce);
     let payload = "y".repeat(58);
-    assert_eq!(
-        payloads(&h.publish(A, qos0("t", &payload)), B),
-        [payload.clone()]
-    );
+    assert_eq!(payloads(&h.publish(A, qos0("t", &payload)), B), [payload]);
     let payload = "y".repeat(59);
     assert!(publishes(&h.publish(A, qos0("t", &payload)), B).is_empty());
 }
