@@ -123,9 +123,10 @@ fn ensure_debian_packages() -> Result<()> {
         println!("installing Debian package {package}");
     }
     process::run(process::command("apt-get").args(["update", "-q"]))?;
+    // With recommended packages, as on the machines where Chromium was seen to work (fonts).
     let mut install = process::command("apt-get");
     install
-        .args(["install", "-y", "-q", "--no-install-recommends"])
+        .args(["install", "-y", "-q"])
         .args(&missing)
         .env("DEBIAN_FRONTEND", "noninteractive");
     process::run(&mut install)
