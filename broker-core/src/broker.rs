@@ -1366,18 +1366,33 @@ impl Broker {
             return;
         };
         if conn.client_topic_alias_maximum > 0 {
-            match conn.outbound_aliases.get(&publish.topic) {
-                Some(&alias) => {
-                    publish.properties.topic_alias = Some(alias);
-                    publish.topic = ByteStr::new();
-                }
-                None => {
-                    let next = conn.outbound_aliases.len() + 1;
-                    if next <= usize::from(conn.client_topic_alias_maximum) {
-                        let alias = next as u16;
-                        conn.outbound_aliases.insert(publish.topic.clone(), alias);
-                        publish.properties.topic_alias = Some(alias);
-                    }
+            let known = conn.outbound_aliases.get(&publish.topic).copied();
+            let next = conn.outbound_aliases.len() + 1;
+            let alias = known.or_else(|| {
+                (next <= usize::from(conn.client_topic_alias_maximum)).then_some(next as u16)
+            });
+            if let Some(alias) = alias {
+                // A known alias stands for the topic; a new one travels with it.
+                let topic = match known {
+                    Some(_) => std::mem::take(&mut publish.topic),
+                    None => publish.topic.clone(),
+                };
+                publish.properties.topic_alias = Some(alias);
+                // The size limit was checked without an alias, which can add three bytes: a
+                // message near the limit goes without one [MQTT-3.1.2-24].
+                let packet = Packet::Publish(publish);
+                let fits = conn.client_maximum_packet_size.is_none_or(|maximum| {
+                    encoded_len(&packet, conn.protocol).is_ok_and(|len| len <= maximum as usize)
+                });
+                let Packet::Publish(measured) = packet else {
+                    unreachable!("wrapped just above");
+                };
+                publish = measured;
+                if !fits {
+                    publish.topic = topic;
+                    publish.properties.topic_alias = None;
+                } else if known.is_none() {
+                    conn.outbound_aliases.insert(topic, alias);
                 }
             }
         }

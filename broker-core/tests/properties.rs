@@ -424,3 +424,35 @@ fn reason_strings_accompany_disconnects() {
         .expect("a reason string");
     assert!(reason_string.contains("alias"));
 }
+
+#[test]
+fn mqtt_3_1_2_24_a_topic_alias_never_pushes_a_message_over_the_maximum_packet_size() {
+    let mut h = Harness::new();
+    h.connect_ok(A, v5("publisher"));
+    let mut subscriber = v5("subscriber");
+    subscriber.properties.maximum_packet_size = Some(64);
+    subscriber.properties.topic_alias_maximum = Some(10);
+    h.connect_ok(B, subscriber);
+    h.subscribe(B, "t", QoS::AtMostOnce);
+
+    // 64 bytes without an alias; the alias property would add three.
+    let payload = "y".repeat(58);
+    for _ in 0..2 {
+        let delivered = publishes(&h.publish(A, qos0("t", &payload)), B);
+        assert_eq!(
+            delivered.len(),
+            1,
+            "it fits without an alias, so it is sent"
+        );
+        let packet = Packet::Publish(delivered[0].clone());
+        let size = mqtt_codec::encoded_len(&packet, mqtt_codec::ProtocolVersion::V5).unwrap();
+        assert!(size <= 64, "{size} bytes sent to a client that accepts 64");
+        assert_eq!(delivered[0].topic, "t");
+    }
+    // A smaller message on the same topic may use an alias again.
+    let delivered = publishes(&h.publish(A, qos0("t", "small")), B);
+    assert!(delivered[0].properties.topic_alias.is_some());
+    let delivered = publishes(&h.publish(A, qos0("t", &payload)), B);
+    let packet = Packet::Publish(delivered[0].clone());
+    assert!(mqtt_codec::encoded_len(&packet, mqtt_codec::ProtocolVersion::V5).unwrap() <= 64);
+}
