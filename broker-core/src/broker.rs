@@ -477,10 +477,18 @@ impl Broker {
         }
 
         match self.auth.authenticate(&connect, &client_id) {
-            AuthDecision::Accept(properties) => self.accept_connect(
-                connection, connect, client_id, assigned, info, properties, now,
-            ),
-            AuthDecision::Continue(properties) if protocol.is_v5() => {
+            AuthDecision::Accept(properties) => {
+                // Accepted in one step, the CONNACK still names the method [MQTT-4.12.0-5].
+                let properties = with_method(properties, &connect);
+                self.accept_connect(
+                    connection, connect, client_id, assigned, info, properties, now,
+                )
+            }
+            // An exchange needs a 5.0 client that named a method: the server must not send
+            // AUTH to any other [MQTT-4.12.0-6].
+            AuthDecision::Continue(properties)
+                if protocol.is_v5() && connect.properties.authentication_method.is_some() =>
+            {
                 self.emit(
                     connection,
                     Packet::Auth(AuthPacket {
@@ -505,7 +513,7 @@ impl Broker {
                     protocol,
                     ReasonCode::BadAuthenticationMethod,
                     &info,
-                    "authentication exchange requested with a pre-5.0 client",
+                    "authentication exchange requested, but the client named no method",
                 );
             }
             AuthDecision::Refuse(reason) => {

@@ -502,3 +502,35 @@ fn mqtt_4_12_0_7_auth_without_a_method_in_connect_is_a_protocol_error() {
     let outputs = h.send(A, auth(ReasonCode::ReAuthenticate, "token", b"x"));
     assert_disconnected(&outputs, A, ReasonCode::ProtocolError);
 }
+
+/// Accepts the method "single-step" at once, and asks every other client to continue,
+/// method or not (a hook that forgets [MQTT-4.12.0-6]).
+struct SingleStep;
+
+impl AuthHook for SingleStep {
+    fn authenticate(&mut self, connect: &ConnectPacket, _client_id: &str) -> AuthDecision {
+        match connect.properties.authentication_method.as_deref() {
+            Some("single-step") => AuthDecision::Accept(Properties::default()),
+            _ => AuthDecision::Continue(Properties::default()),
+        }
+    }
+}
+
+#[test]
+fn mqtt_4_12_0_5_connack_of_an_exchange_accepted_at_once_carries_the_method() {
+    let mut h = Harness::with_auth(quiet_config(), Box::new(SingleStep));
+    let connack = h.connect_ok(A, with_method(v5("client"), "single-step"));
+    assert_eq!(
+        connack.properties.authentication_method.as_deref(),
+        Some("single-step")
+    );
+}
+
+#[test]
+fn mqtt_4_12_0_6_no_auth_packet_to_a_client_that_named_no_method() {
+    let mut h = Harness::with_auth(quiet_config(), Box::new(SingleStep));
+    let outputs = h.connect(A, v5("client"));
+    assert!(auth_packets(&outputs, A).is_empty());
+    assert!(connack(&outputs, A).reason_code.is_error());
+    assert!(closed(&outputs, A));
+}
