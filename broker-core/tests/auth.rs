@@ -534,3 +534,34 @@ fn mqtt_4_12_0_6_no_auth_packet_to_a_client_that_named_no_method() {
     assert!(connack(&outputs, A).reason_code.is_error());
     assert!(closed(&outputs, A));
 }
+
+#[test]
+fn mqtt_3_1_2_29_acknowledgements_carry_no_reason_string() {
+    // Whatever Request Problem Information says, the broker keeps reason strings to CONNACK
+    // and DISCONNECT, where they are always allowed.
+    let mut h = harness();
+    let mut connect = v5("client");
+    connect.properties.request_problem_information = Some(0);
+    h.connect_ok(A, connect);
+    let outputs = h.publish(A, qos1("readonly/x", "denied", 1));
+    let outputs2 = h.send(
+        A,
+        Packet::Subscribe(subscribe_packet(
+            2,
+            &[("private/x", options(QoS::AtMostOnce))],
+            None,
+        )),
+    );
+    for packet in sent_to(&outputs, A)
+        .into_iter()
+        .chain(sent_to(&outputs2, A))
+    {
+        let properties = match &packet {
+            Packet::PubAck(ack) => &ack.properties,
+            Packet::SubAck(ack) => &ack.properties,
+            other => panic!("unexpected {other:?}"),
+        };
+        assert_eq!(properties.reason_string, None);
+        assert!(properties.user_properties.is_empty());
+    }
+}

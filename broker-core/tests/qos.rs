@@ -706,3 +706,61 @@ fn v311_qos2_flows_in_both_directions() {
     h.send(B, Packet::PubComp(PubAckPacket::new(id)));
     assert_eq!(h.broker.stats().queued_messages, 0);
 }
+
+#[test]
+fn mqtt_3_3_4_10_a_full_window_does_not_hold_back_other_packets() {
+    let mut h = Harness::new();
+    h.connect_ok(A, v5("publisher"));
+    let mut subscriber = v5("subscriber");
+    subscriber.properties.receive_maximum = Some(1);
+    h.connect_ok(B, subscriber);
+    h.subscribe(B, "t", QoS::AtLeastOnce);
+    h.publish(A, qos1("t", "1", 1));
+    h.publish(A, qos1("t", "2", 2));
+    assert_eq!(sent_to(&h.send(B, Packet::PingReq), B), [Packet::PingResp]);
+    let outputs = h.send(
+        B,
+        Packet::Subscribe(subscribe_packet(
+            9,
+            &[("u", options(QoS::AtLeastOnce))],
+            None,
+        )),
+    );
+    assert_eq!(suback(&outputs, B).packet_id, 9);
+}
+
+#[test]
+fn mqtt_3_2_0_1_connack_comes_before_any_other_packet() {
+    let mut h = Harness::new();
+    h.connect_ok(A, v5("publisher"));
+    h.connect_ok(B, v5_persistent("subscriber", 60));
+    h.subscribe(B, "t", QoS::AtLeastOnce);
+    h.lose(B);
+    h.publish(A, qos1("t", "waiting", 1));
+    let outputs = h.connect(C, v5_persistent("subscriber", 60));
+    let packets = sent_to(&outputs, C);
+    assert!(matches!(packets[0], Packet::ConnAck(_)), "{packets:#?}");
+    assert_eq!(packets.len(), 2);
+}
+
+#[test]
+fn mqtt_4_8_2_6_shared_message_refused_by_its_member_is_not_sent_to_another() {
+    let mut h = Harness::new();
+    h.connect_ok(A, v5("publisher"));
+    h.connect_ok(B, v5("w1"));
+    h.connect_ok(C, v5("w2"));
+    h.subscribe(B, "$share/g/t", QoS::AtLeastOnce);
+    h.subscribe(C, "$share/g/t", QoS::AtLeastOnce);
+    let outputs = h.publish(A, qos1("t", "job", 1));
+    let (member, delivered) = if publishes(&outputs, B).is_empty() {
+        (C, publishes(&outputs, C))
+    } else {
+        (B, publishes(&outputs, B))
+    };
+    let mut refusal = PubAckPacket::new(delivered[0].packet_id.unwrap());
+    refusal.reason_code = ReasonCode::ImplementationSpecificError;
+    let outputs = h.send(member, Packet::PubAck(refusal));
+    assert!(publishes(&outputs, B).is_empty());
+    assert!(publishes(&outputs, C).is_empty());
+    assert_eq!(h.broker.stats().queued_messages, 0);
+}
