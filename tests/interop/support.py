@@ -97,10 +97,12 @@ class PahoClient:
     """
 
     def __init__(self, client_id: str = "", protocol: int = mqtt.MQTTv311,
-                 clean_session: bool | None = None, name: str | None = None):
+                 clean_session: bool | None = None, name: str | None = None,
+                 reconnect: bool = True):
         self.protocol = protocol
         self.name = name or client_id or "client"
-        kwargs: dict[str, Any] = {"protocol": protocol}
+        # reconnect=False: after losing the connection paho's thread does not reconnect by itself.
+        kwargs: dict[str, Any] = {"protocol": protocol, "reconnect_on_failure": reconnect}
         if protocol != mqtt.MQTTv5:
             kwargs["clean_session"] = True if clean_session is None else clean_session
         self.client = new_client(client_id, **kwargs)

@@ -303,6 +303,28 @@ def test_unsubscribe_stops_delivery(gateway, make_client, protocol):
     assert [m.payload for m in subscriber.messages if m.topic == "unsub/a"] == [b"before"]
 
 
+@pytest.mark.parametrize("protocol", MODERN)
+def test_a_second_connection_with_the_same_client_id_takes_over(gateway, make_client, protocol):
+    """The gateway closes the older connection, for 5.0 after a DISCONNECT 0x8E Session taken
+    over [MQTT-3.1.4-3], and logs one line naming the client id."""
+    first = make_client("twin", protocol=protocol, reconnect=False)
+    first.connect(gateway.address)
+    second = make_client("twin", protocol=protocol, reconnect=False)
+    second.connect(gateway.address)
+    reason, _properties = first.wait_disconnect()
+    if protocol == mqtt.MQTTv5:
+        assert reason == 0x8E, hex(reason)
+    else:
+        assert reason != 0  # paho's "connection lost": 3.1.1 servers send no DISCONNECT
+    gateway.wait_for_log(r'client "twin" connected again .*session taken over')
+    assert len(gateway.log_lines(r'"twin"')) == 1, gateway.log_text()
+    # The newer connection works.
+    second.subscribe("twin/t", 1)
+    second.publish("twin/t", "still here", qos=1)
+    assert second.wait_message("twin/t").payload == b"still here"
+    assert second.disconnects == []
+
+
 # ----- MQTT 5.0 ----------------------------------------------------------------------------------
 
 
@@ -424,3 +446,22 @@ def test_v5_shared_subscription_splits_messages(gateway, make_client):
     for share in shares:  # each member sees its jobs in publication order
         assert share == sorted(share, key=jobs.index)
     assert [m.payload for m in audit.wait_messages(20, "jobs/work")] == jobs
+
+
+def test_v5_maximum_packet_size_of_a_client_is_respected(gateway, make_client):
+    """A message larger than the Maximum Packet Size the client set in CONNECT is not sent to it
+    [MQTT-3.1.2-24, MQTT-3.1.2-25]; other subscribers still get it."""
+    small = make_client("small-packets", protocol=mqtt.MQTTv5)
+    small.connect(gateway.address,
+                  properties=properties(PacketTypes.CONNECT, MaximumPacketSize=512))
+    small.subscribe("size/#", 1)
+    large = make_client("large-packets", protocol=mqtt.MQTTv5)
+    large.connect(gateway.address)
+    large.subscribe("size/#", 1)
+    publisher = make_client("size-pub", protocol=mqtt.MQTTv5)
+    publisher.connect(gateway.address)
+    publisher.publish("size/big", b"x" * 2000, qos=1)
+    publisher.publish("size/fits", b"y" * 100, qos=1)
+    assert large.wait_message("size/big").payload == b"x" * 2000
+    assert topics_before_marker(small, "size/fits") == []
+    assert small.disconnects == []
