@@ -149,7 +149,27 @@ pub async fn run(
         }
         route(&mut broker, &mut peers, &mut scratch, limits);
         if stop {
+            close_unannounced(&mut peers, &mut commands);
             break;
+        }
+    }
+}
+
+/// At shutdown, closes the connections the broker never knew: those still waiting to send
+/// CONNECT, and those whose `Open` is still queued. The broker's shutdown closed every client it
+/// accepted; without this the rest would hold `Gateway::shutdown` up until their connect timeout.
+fn close_unannounced(
+    peers: &mut HashMap<ConnectionId, Peer>,
+    commands: &mut mpsc::Receiver<Command>,
+) {
+    for (_, peer) in peers.drain() {
+        peer.outbox.close();
+    }
+    // Refuse further commands, then close whatever announced itself in the meantime.
+    commands.close();
+    while let Ok(command) = commands.try_recv() {
+        if let Command::Open { outbox, .. } = command {
+            outbox.close();
         }
     }
 }
