@@ -19,7 +19,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tracing::{debug, info};
+use tracing::{debug, warn};
 
 /// A byte stream carrying MQTT packets (TCP, TLS, WebSocket...).
 pub trait Transport: Send {
@@ -139,7 +139,9 @@ pub async fn run<T: Transport>(
                 }
             }
             () = tokio::time::sleep_until(connect_deadline), if connected.is_none() && reading => {
-                info!(
+                // A warning like every other connection closed for the peer's misbehaviour
+                // (garbage, protocol errors): one line per bad connection, at one level.
+                warn!(
                     connection = %connection,
                     peer = %info.remote_address,
                     "closing connection: no CONNECT within {:?}",
@@ -199,7 +201,8 @@ async fn decode_and_forward(
                 }
             }
             Ok(Some(packet)) if connected.is_none() => {
-                info!(
+                // A warning, as for garbage bytes before CONNECT (which the broker logs).
+                warn!(
                     connection = %connection,
                     peer = %info.remote_address,
                     "closing connection: first packet was {} instead of CONNECT [MQTT-3.1.0-1]",
