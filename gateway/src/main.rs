@@ -31,8 +31,12 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(config: gateway::config::GatewayConfig) -> anyhow::Result<()> {
+    // Listen for the signals before the listeners announce themselves: whoever started us may
+    // send SIGTERM as soon as it reads a `listening` line, and a signal that arrives before
+    // its handler is installed kills the process instead of shutting it down cleanly.
+    let signal = shutdown_signal()?;
     let gateway = Gateway::start(config, Box::new(AllowAll)).await?;
-    wait_for_signal().await?;
+    signal.await;
     tracing::info!("shutting down");
     if let Err(error) = gateway.shutdown(SHUTDOWN_GRACE).await {
         tracing::warn!("{error}");
@@ -41,13 +45,16 @@ async fn serve(config: gateway::config::GatewayConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
+/// Installs the SIGTERM and SIGINT handlers now; the returned future completes at the first
+/// of them (a signal received before it is polled is not lost).
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
-    tokio::select! {
-        _ = terminate.recv() => {}
-        _ = interrupt.recv() => {}
-    }
-    Ok(())
+    Ok(async move {
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = interrupt.recv() => {}
+        }
+    })
 }
