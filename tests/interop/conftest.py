@@ -4,7 +4,9 @@
 its own virtualenv under target/venv/, with GATEWAY_BIN set to the freshly built debug binary.
 By hand: `cargo build -p gateway && target/venv/paho2/bin/python -m pytest tests/interop -q`.
 Tests take the `gateway` and `paho_major` fixtures as arguments, and may import the helpers:
-`from conftest import PAHO_MAJOR, new_client`.
+`from conftest import PAHO_MAJOR, new_client` (and `start_gateway`/`stop_gateway` to run more
+gateways than the fixture's one). `make_client` and `spawn` are factories of paho clients and
+subprocesses (support.py) that are cleaned up before the gateway stops.
 
 The `gateway` fixture starts `$GATEWAY_BIN --tcp 127.0.0.1:0 --http 127.0.0.1:0 --data-dir <tmp>`,
 waits for its `listening mqtt <addr>` and `listening http <addr>` log lines to learn the ports the
@@ -69,6 +71,8 @@ class Gateway:
     log: list[str]
     #: Notified whenever a line is appended to `log` (and when the output ends).
     changed: threading.Condition = dataclasses.field(default_factory=threading.Condition, repr=False)
+    #: The thread reading the output into `log`.
+    reader: threading.Thread | None = dataclasses.field(default=None, repr=False)
 
     @property
     def address(self) -> tuple[str, int]:
@@ -166,11 +170,9 @@ def pytest_configure(config) -> None:
     )
 
 
-@pytest.fixture
-def gateway(tmp_path: pathlib.Path, request: pytest.FixtureRequest):
-    """A fresh gateway on free loopback ports with its own data directory; stopped at teardown."""
-    data_dir = tmp_path / "data"
-    extra = [str(flag) for marker in request.node.iter_markers("gateway_args") for flag in marker.args]
+def start_gateway(data_dir: pathlib.Path, extra: list[str] = ()) -> Gateway:
+    """Starts the gateway on port 0 with `data_dir` and `extra` flags, and returns once it has
+    announced both listeners (fails the test otherwise). Stop it with `stop_gateway`."""
     command = [
         str(gateway_binary()),
         "--tcp", "127.0.0.1:0",
@@ -214,17 +216,32 @@ def gateway(tmp_path: pathlib.Path, request: pytest.FixtureRequest):
 
     mqtt_host, mqtt_port = split_address(found["mqtt"])
     http_host, http_port = split_address(found["http"])
-    running = Gateway(process, data_dir, mqtt_host, mqtt_port, http_host, http_port, log, changed)
+    return Gateway(process, data_dir, mqtt_host, mqtt_port, http_host, http_port, log, changed, reader)
+
+
+def stop_gateway(running: Gateway) -> None:
+    """SIGTERM (unless it exited already), then asserts the clean exit DESIGN.md promises:
+    code 0 within SHUTDOWN_TIMEOUT_S."""
     try:
-        yield running
+        code, killed = _stop(running.process)
     finally:
-        code, killed = _stop(process)
-        reader.join(timeout=1)
-        process.stdout.close()
+        running.reader.join(timeout=1)
+        running.process.stdout.close()
     assert not killed, (
         f"gateway did not exit within {SHUTDOWN_TIMEOUT_S} s of SIGTERM\n" + running.log_text()
     )
     assert code == 0, f"gateway exited with {code} after SIGTERM\n" + running.log_text()
+
+
+@pytest.fixture
+def gateway(tmp_path: pathlib.Path, request: pytest.FixtureRequest):
+    """A fresh gateway on free loopback ports with its own data directory; stopped at teardown."""
+    extra = [str(flag) for marker in request.node.iter_markers("gateway_args") for flag in marker.args]
+    running = start_gateway(tmp_path / "data", extra)
+    try:
+        yield running
+    finally:
+        stop_gateway(running)
 
 
 @pytest.fixture

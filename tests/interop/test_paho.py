@@ -465,3 +465,19 @@ def test_v5_maximum_packet_size_of_a_client_is_respected(gateway, make_client):
     assert large.wait_message("size/big").payload == b"x" * 2000
     assert topics_before_marker(small, "size/fits") == []
     assert small.disconnects == []
+
+
+def test_v5_retain_handling_and_retain_as_published(gateway, make_client):
+    """Retain Handling 2 sends no retained messages at subscribe [MQTT-3.3.1-11]; Retain As
+    Published keeps the RETAIN flag on live messages [MQTT-3.3.1-13]."""
+    publisher = make_client("rh-pub", protocol=mqtt.MQTTv5)
+    publisher.connect(gateway.address)
+    publisher.publish("rh/kept", "old", qos=1, retain=True)
+    client = make_client("rh-sub", protocol=mqtt.MQTTv5)
+    client.connect(gateway.address)
+    client.subscribe("rh/#", options=SubscribeOptions(qos=1, retainHandling=2, retainAsPublished=True))
+    publisher.publish("rh/kept", "new", qos=1, retain=True)
+    publisher.publish("rh/plain", "plain", qos=1)
+    got = client.wait_messages(2)
+    assert [(m.topic, m.payload, m.retain) for m in got] == [
+        ("rh/kept", b"new", True), ("rh/plain", b"plain", False)]
