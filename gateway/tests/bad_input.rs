@@ -6,7 +6,7 @@
 mod common;
 
 use common::{Bystanders, TestClient, TestGateway, WAIT, connect_packet, publish_packet};
-use mqtt_codec::{Packet, ProtocolVersion, QoS, ReasonCode, encode};
+use mqtt_codec::{Packet, ProtocolVersion, QoS, ReasonCode, encode, encoded_len};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -106,6 +106,18 @@ async fn mqtt_1_5_4_1_invalid_utf8_topic_closes() {
     gateway.shutdown(WAIT).await;
 }
 
+/// A QoS 0 PUBLISH whose encoding for `version` takes exactly `size` bytes.
+fn sized_publish(version: ProtocolVersion, size: usize) -> mqtt_codec::PublishPacket {
+    let mut publish = publish_packet("bulky/x", "", QoS::AtMostOnce, false);
+    let empty = encoded_len(&Packet::Publish(publish.clone()), version).expect("encodable");
+    // Past 127 bytes of remaining length its header takes two bytes, not one.
+    let payload = size - empty - 1;
+    publish.payload = bytes::Bytes::from(vec![b'x'; payload]);
+    let packet = Packet::Publish(publish.clone());
+    assert_eq!(encoded_len(&packet, version).expect("encodable"), size);
+    publish
+}
+
 /// 5.0 [MQTT-3.2.2-15] and the 0x95 rule after it: a packet larger than the Maximum Packet Size
 /// announced in CONNACK gets DISCONNECT 0x95 (Packet too large) for 5.0, then the connection is
 /// closed (3.1.1: closed).
@@ -119,17 +131,12 @@ async fn mqtt_3_2_2_15_oversized_packet_disconnects_0x95() {
         if version.is_v5() {
             assert_eq!(connack.properties.maximum_packet_size, Some(1024));
         }
-        let fits = "x".repeat(900);
-        client.publish("bulky/ok", &fits, QoS::AtLeastOnce).await;
-        let too_big = "x".repeat(2000);
-        client
-            .send(Packet::Publish(publish_packet(
-                "bystander/news",
-                &too_big,
-                QoS::AtMostOnce,
-                false,
-            )))
-            .await;
+        // Exactly the maximum is fine; one byte more is not.
+        let exactly = sized_publish(version, 1024);
+        client.publish_packet(exactly).await;
+        client.ping().await;
+        let too_big = sized_publish(version, 1025);
+        client.send(Packet::Publish(too_big)).await;
         client.expect_refused(ReasonCode::PacketTooLarge).await;
         bystanders.check().await;
     }
@@ -245,6 +252,53 @@ async fn mqtt_3_1_4_connect_timeout_closes_silent_connection() {
         "closed after {:?}, before the connect timeout",
         opened.elapsed()
     );
+    bystanders.check().await;
+    gateway.shutdown(WAIT).await;
+}
+
+/// The gateway's bound on open connections: one more connection than allowed is closed at once,
+/// without disturbing the others, and a slot that frees up can be used again.
+#[tokio::test]
+async fn max_connections_refuses_extra_connections() {
+    // The two bystanders and one more.
+    let gateway = TestGateway::start_with(|config| config.max_connections = 3).await;
+    let mut bystanders = Bystanders::join(gateway.addr).await;
+    let third = TestClient::v311(gateway.addr, "third").await;
+
+    let mut fourth = TestClient::open(gateway.addr).await;
+    fourth
+        .send(Packet::Connect(connect_packet(
+            ProtocolVersion::V5,
+            "fourth",
+        )))
+        .await;
+    fourth.expect_closed().await;
+    bystanders.check().await;
+
+    third.disconnect().await;
+    // The slot is free once the gateway has finished with the closed connection.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let mut retry = TestClient::open(gateway.addr).await;
+        retry
+            .send(Packet::Connect(connect_packet(
+                ProtocolVersion::V5,
+                "fourth",
+            )))
+            .await;
+        match retry.try_packet(Duration::from_millis(200)).await {
+            Some(Packet::ConnAck(connack)) => {
+                assert_eq!(connack.reason_code, ReasonCode::Success);
+                retry.disconnect().await;
+                break;
+            }
+            Some(other) => panic!("expected CONNACK, got {other:?}"),
+            None if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            None => panic!("no slot freed within {WAIT:?}"),
+        }
+    }
     bystanders.check().await;
     gateway.shutdown(WAIT).await;
 }

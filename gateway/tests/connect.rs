@@ -5,7 +5,7 @@
 mod common;
 
 use common::{QUIET, TestClient, TestGateway, WAIT, connect_packet};
-use mqtt_codec::{Packet, Properties, ProtocolVersion, QoS, ReasonCode};
+use mqtt_codec::{DisconnectPacket, Packet, Properties, ProtocolVersion, QoS, ReasonCode};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -289,6 +289,94 @@ async fn mqtt_3_2_2_15_connack_announces_limits() {
         ..Properties::default()
     };
     assert_eq!(connack.properties, expected);
+    client.disconnect().await;
+    gateway.shutdown(WAIT).await;
+}
+
+/// 3.1.1 [MQTT-3.1.2-2] (5.0 [MQTT-3.1.2-2]): a protocol level the gateway does not support is
+/// refused with CONNACK return code 0x01 (unacceptable protocol version), then the connection is
+/// closed.
+#[tokio::test]
+async fn mqtt_3_1_2_2_unsupported_protocol_level_refused() {
+    let gateway = TestGateway::start().await;
+    let mut client = TestClient::open(gateway.addr).await;
+    client.set_version(ProtocolVersion::V311);
+    // CONNECT "MQTT" level 6, clean session, keep alive 30, client identifier "future".
+    client
+        .send_raw(b"\x10\x12\x00\x04MQTT\x06\x02\x00\x1e\x00\x06future")
+        .await;
+    match client.expect_packet().await {
+        Packet::ConnAck(connack) => {
+            assert_eq!(connack.reason_code, ReasonCode::UnsupportedProtocolVersion);
+            assert_eq!(connack.reason_code.to_connect_return_code(), 1);
+            assert!(!connack.session_present);
+        }
+        other => panic!("expected CONNACK 0x01, got {other:?}"),
+    }
+    client.expect_closed().await;
+    gateway.shutdown(WAIT).await;
+}
+
+/// MQTT 3.1 (protocol name `MQIsdp`, level 3) clients are served alongside 3.1.1 and 5.0 ones.
+#[tokio::test]
+async fn mqtt_3_1_mqisdp_clients_are_served() {
+    let gateway = TestGateway::start().await;
+    let mut old = TestClient::connect(gateway.addr, ProtocolVersion::V31, "veteran").await;
+    old.subscribe("mixed/#", QoS::ExactlyOnce).await;
+    let mut new = TestClient::v5(gateway.addr, "newcomer").await;
+    new.publish("mixed/x", "hello 3.1", QoS::ExactlyOnce).await;
+    let message = old.expect_message().await;
+    assert_eq!(
+        (message.qos, message.payload.as_ref()),
+        (QoS::ExactlyOnce, &b"hello 3.1"[..])
+    );
+    old.publish("mixed/y", "hello 5", QoS::AtLeastOnce).await;
+    assert_eq!(old.expect_message().await.payload, "hello 5");
+    old.disconnect().await;
+    new.disconnect().await;
+    gateway.shutdown(WAIT).await;
+}
+
+/// 5.0 spec 3.14.2.2.2: a DISCONNECT may change the Session Expiry Interval, but setting a
+/// non-zero one when CONNECT set 0 is a Protocol Error (DISCONNECT 0x82 from the gateway, which
+/// itself never sends a Session Expiry Interval in DISCONNECT [MQTT-3.14.2-2]).
+#[tokio::test]
+async fn mqtt_3_14_2_2_disconnect_session_expiry() {
+    let gateway = TestGateway::start().await;
+    let mut connect = connect_packet(ProtocolVersion::V5, "changer");
+    connect.clean_start = false;
+    let (mut client, _) = TestClient::connect_accepted(gateway.addr, connect.clone()).await;
+    client
+        .send(Packet::Disconnect(DisconnectPacket {
+            reason_code: ReasonCode::Success,
+            properties: Properties {
+                session_expiry_interval: Some(30),
+                ..Properties::default()
+            },
+        }))
+        .await;
+    let disconnect = client.expect_disconnect(ReasonCode::ProtocolError).await;
+    assert_eq!(disconnect.properties.session_expiry_interval, None);
+    client.expect_closed().await;
+
+    // CONNECT with 60 s, DISCONNECT with 0: the session ends with the connection.
+    connect.properties.session_expiry_interval = Some(60);
+    let (mut client, _) = TestClient::connect_accepted(gateway.addr, connect.clone()).await;
+    client
+        .send(Packet::Disconnect(DisconnectPacket {
+            reason_code: ReasonCode::Success,
+            properties: Properties {
+                session_expiry_interval: Some(0),
+                ..Properties::default()
+            },
+        }))
+        .await;
+    client.expect_closed().await;
+    let (client, connack) = TestClient::connect_accepted(gateway.addr, connect).await;
+    assert!(
+        !connack.session_present,
+        "expiry 0 at DISCONNECT ended the session"
+    );
     client.disconnect().await;
     gateway.shutdown(WAIT).await;
 }

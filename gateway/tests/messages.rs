@@ -9,7 +9,7 @@ use bytes::Bytes;
 use common::{QUIET, TestClient, TestGateway, WAIT, connect_packet, options, publish_packet};
 use mqtt_codec::{
     ByteStr, Packet, Properties, ProtocolVersion, PubAckPacket, QoS, ReasonCode, RetainHandling,
-    SubscribePacket, Subscription, SubscriptionOptions,
+    SubscribePacket, Subscription, SubscriptionOptions, UnsubscribePacket,
 };
 use std::collections::HashMap;
 use std::time::Duration;
@@ -452,6 +452,49 @@ async fn mqtt_4_6_0_5_messages_delivered_in_publish_order() {
     gateway.shutdown(WAIT).await;
 }
 
+/// 5.0 [MQTT-3.10.4-2] [MQTT-3.11.3-1] (3.1.1 [MQTT-3.10.4-2]): after UNSUBSCRIBE the gateway
+/// sends no new messages for the filter; the 5.0 UNSUBACK has one reason code per filter, in
+/// order (0x11 for a filter with no subscription), and a QoS 1 PUBLISH that reaches nobody is
+/// acknowledged with 0x10 (No matching subscribers).
+#[tokio::test]
+async fn mqtt_3_10_4_2_unsubscribe_stops_delivery() {
+    let gateway = TestGateway::start().await;
+    let mut subscriber = TestClient::v5(gateway.addr, "quitter").await;
+    subscriber.subscribe("quit/#", QoS::AtLeastOnce).await;
+    let mut publisher = TestClient::v5(gateway.addr, "quit-publisher").await;
+    publisher
+        .publish("quit/x", "before", QoS::AtLeastOnce)
+        .await;
+    assert_eq!(subscriber.expect_message().await.payload, "before");
+
+    subscriber
+        .send(Packet::Unsubscribe(UnsubscribePacket {
+            packet_id: 42,
+            properties: Properties::default(),
+            filters: vec![ByteStr::from("quit/#"), ByteStr::from("never/subscribed")],
+        }))
+        .await;
+    match subscriber.expect_packet().await {
+        Packet::UnsubAck(ack) => {
+            assert_eq!(ack.packet_id, 42);
+            assert_eq!(
+                ack.reason_codes,
+                vec![ReasonCode::Success, ReasonCode::NoSubscriptionExisted]
+            );
+        }
+        other => panic!("expected UNSUBACK, got {other:?}"),
+    }
+    let ack = publisher
+        .publish_packet(publish_packet("quit/x", "after", QoS::AtLeastOnce, false))
+        .await
+        .expect("PUBACK");
+    assert_eq!(ack.reason_code, ReasonCode::NoMatchingSubscribers);
+    subscriber.expect_silence(QUIET).await;
+    subscriber.disconnect().await;
+    publisher.disconnect().await;
+    gateway.shutdown(WAIT).await;
+}
+
 // ----- Overlapping and shared subscriptions, No Local ----------------------------------------
 
 /// 3.1.1 [MQTT-3.3.5-1]: a message matching several subscriptions of one client reaches it once,
@@ -651,6 +694,37 @@ async fn mqtt_3_3_2_12_client_topic_alias_accepted() {
     publisher
         .expect_refused(ReasonCode::TopicAliasInvalid)
         .await;
+    subscriber.disconnect().await;
+    gateway.shutdown(WAIT).await;
+}
+
+/// 5.0 [MQTT-3.3.2-7]: Topic Alias mappings do not outlive the network connection: after a
+/// reconnect, an alias set on the old connection is unknown, and using it is a Protocol Error.
+#[tokio::test]
+async fn mqtt_3_3_2_7_topic_alias_not_carried_to_next_connection() {
+    let gateway = TestGateway::start().await;
+    let mut subscriber = TestClient::v5(gateway.addr, "alias-watcher").await;
+    subscriber.subscribe("carried/#", QoS::AtMostOnce).await;
+    let mut connect = connect_packet(ProtocolVersion::V5, "alias-forgetter");
+    connect.clean_start = false;
+    connect.properties.session_expiry_interval = Some(60);
+    let (mut publisher, _) = TestClient::connect_accepted(gateway.addr, connect.clone()).await;
+    let mut publish = publish_packet("carried/topic", "set", QoS::AtMostOnce, false);
+    publish.properties.topic_alias = Some(1);
+    publisher.publish_packet(publish).await;
+    assert_eq!(subscriber.expect_message().await.payload, "set");
+    publisher.disconnect().await;
+
+    let (mut publisher, connack) = TestClient::connect_accepted(gateway.addr, connect).await;
+    assert!(
+        connack.session_present,
+        "the session survives, its aliases do not"
+    );
+    let mut publish = publish_packet("", "stale alias", QoS::AtMostOnce, false);
+    publish.properties.topic_alias = Some(1);
+    publisher.send(Packet::Publish(publish)).await;
+    publisher.expect_refused(ReasonCode::ProtocolError).await;
+    subscriber.expect_silence(QUIET).await;
     subscriber.disconnect().await;
     gateway.shutdown(WAIT).await;
 }

@@ -86,15 +86,16 @@ async fn mqtt_3_1_2_15_will_retain_publishes_retained_message() {
     loop {
         let mut late = TestClient::v5(gateway.addr, "late").await;
         late.subscribe("status/#", QoS::AtMostOnce).await;
-        match tokio::time::timeout(QUIET, late.expect_message()).await {
-            Ok(message) => {
+        match late.try_packet(QUIET).await {
+            Some(Packet::Publish(message)) => {
                 assert_eq!(message.payload, "offline");
                 assert!(message.retain);
                 late.disconnect().await;
                 break;
             }
-            Err(_) if Instant::now() < deadline => late.disconnect().await,
-            Err(_) => panic!("no retained will within {WAIT:?}"),
+            Some(other) => panic!("expected the retained will, got {other:?}"),
+            None if Instant::now() < deadline => late.disconnect().await,
+            None => panic!("no retained will within {WAIT:?}"),
         }
     }
     gateway.shutdown(WAIT).await;

@@ -249,6 +249,12 @@ impl TestClient {
         self.framed.codec().version
     }
 
+    /// Decodes what the gateway sends as `version` from now on (for a CONNECT sent as raw
+    /// bytes, which the codec does not see).
+    pub fn set_version(&mut self, version: ProtocolVersion) {
+        self.framed.codec_mut().version = version;
+    }
+
     /// A fresh packet identifier.
     pub fn packet_id(&mut self) -> u16 {
         let id = self.next_packet_id;
@@ -294,6 +300,14 @@ impl TestClient {
             Ok(None) => panic!("expected a packet, but the gateway closed the connection"),
             Err(error) => panic!("expected a packet: {error}"),
         }
+    }
+
+    /// The next packet within `timeout`, or `None` if nothing came or the connection ended.
+    pub async fn try_packet(&mut self, timeout: Duration) -> Option<Packet> {
+        if let Some(packet) = self.pending.pop_front() {
+            return Some(packet);
+        }
+        self.read(timeout).await.ok().flatten()
     }
 
     /// The next packet, within [`WAIT`].
