@@ -7,8 +7,16 @@ use std::{borrow::Borrow, fmt, ops::Deref};
 
 /// An immutable UTF-8 string backed by [`Bytes`], so that topic names decoded from a packet are
 /// slices of the received frame and can be cloned into every subscriber without copying.
-#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+// `Hash` is written by hand below: it must agree with `str`'s, because of `Borrow<str>`.
+#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ByteStr(Bytes);
+
+impl std::hash::Hash for ByteStr {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // `HashMap<ByteStr, _>::get(&str)` only finds keys if both hash the same way.
+        self.as_str().hash(state);
+    }
+}
 
 impl ByteStr {
     /// An empty string.
@@ -35,9 +43,12 @@ impl ByteStr {
     }
 
     /// The text.
+    #[allow(unsafe_code)]
     pub fn as_str(&self) -> &str {
-        // The constructor checked the bytes; a failure here is a bug in this module.
-        std::str::from_utf8(&self.0).expect("ByteStr holds valid UTF-8")
+        // SAFETY: every constructor checks (or receives checked) UTF-8 and the bytes are
+        // immutable. Checking again here would cost a scan on every topic match of every
+        // message, which is why this is the one unsafe block of the project.
+        unsafe { std::str::from_utf8_unchecked(&self.0) }
     }
 
     /// The underlying shared bytes.
@@ -103,5 +114,18 @@ impl fmt::Debug for ByteStr {
 impl fmt::Display for ByteStr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn map_keyed_by_bytestr_is_found_by_str() {
+        let mut map = HashMap::new();
+        map.insert(ByteStr::from("sensors/a"), 1);
+        assert_eq!(map.get("sensors/a"), Some(&1));
     }
 }
