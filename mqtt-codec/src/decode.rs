@@ -546,6 +546,9 @@ fn decode_publish(
     // (spec 3.3.2.3.4); the broker resolves the alias, the codec only checks the shape.
     let alias_stands_for_topic =
         version.is_v5() && topic.is_empty() && properties.topic_alias.is_some();
+    if version.is_v5() && topic.is_empty() && !alias_stands_for_topic {
+        return Err(DecodeError::EmptyTopicWithoutAlias);
+    }
     if !alias_stands_for_topic {
         topic::validate_topic_name(topic_text)?;
     }

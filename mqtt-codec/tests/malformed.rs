@@ -72,8 +72,8 @@ fn rules() -> Vec<(&'static str, ProtocolVersion, &'static str, DecodeError)> {
         ("PUBLISH packet identifier 0", V311, "32 05 00 01 't' 00 00", ZeroPacketIdentifier),
         ("wildcard in a topic name", V311, "30 05 00 03 'a/+'", Topic(TopicError::WildcardInName)),
         ("empty topic name in 3.1.1", V311, "30 02 00 00", Topic(TopicError::Empty)),
-        ("empty topic in 5.0 without a topic alias", V5, "30 03 00 00 00", Topic(TopicError::Empty)),
-        ("empty topic in 5.0 with other properties", V5, "30 05 00 00 02 01 01", Topic(TopicError::Empty)),
+        ("empty topic in 5.0 without a topic alias", V5, "30 03 00 00 00", EmptyTopicWithoutAlias),
+        ("empty topic in 5.0 with other properties", V5, "30 05 00 00 02 01 01", EmptyTopicWithoutAlias),
         ("wildcard in a response topic", V5, "30 09 00 01 't' 05 08 00 02 'a#'", Topic(TopicError::WildcardInName)),
         // Packet identifiers.
         ("PUBACK packet identifier 0", V311, "40 02 00 00", ZeroPacketIdentifier),
