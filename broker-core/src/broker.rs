@@ -263,6 +263,8 @@ pub struct Broker {
     next_assigned_id: u64,
     /// Scratch space for matches, kept to avoid an allocation per PUBLISH.
     matches: Vec<Match>,
+    /// Set when a message was queued for a congested online client; see `take_congestion`.
+    congested: bool,
 }
 
 impl fmt::Debug for Broker {
@@ -313,6 +315,7 @@ impl Broker {
             next_generation: 1,
             next_assigned_id: 1,
             matches: Vec::new(),
+            congested: false,
         };
         if broker.config.sys_interval.is_some() {
             // The first publication is due at once, so the retained `$SYS` topics exist from
@@ -1293,6 +1296,20 @@ impl Broker {
             return;
         }
         session.push_queue(message);
+        // An online client whose queue is half full is not keeping up: ask the gateway to slow
+        // the publisher down before messages have to be dropped. Offline queues do not count,
+        // or one absent client would slow every publisher.
+        if session.connection.is_some()
+            && (session.queue.len() * 2 >= max_messages || session.queued_bytes * 2 >= max_bytes)
+        {
+            self.congested = true;
+        }
+    }
+
+    /// Whether a message was queued for a congested online client since the last call. The
+    /// gateway then briefly pauses reading from the client whose packets it just handled.
+    pub fn take_congestion(&mut self) -> bool {
+        std::mem::take(&mut self.congested)
     }
 
     /// The number of QoS 1/2 messages that may be in flight towards `connection`.
@@ -2076,7 +2093,12 @@ impl Broker {
                     connection,
                     Packet::Disconnect(DisconnectPacket {
                         reason_code: ReasonCode::ServerShuttingDown,
-                        properties: Properties::default(),
+                        // The reason string also makes paho 1.6, which reads a DISCONNECT's
+                        // reason code only in the long form, report 0x8B.
+                        properties: Properties {
+                            reason_string: Some(ByteStr::from_static("server shutting down")),
+                            ..Properties::default()
+                        },
                     }),
                 );
             }
