@@ -90,6 +90,8 @@ pub struct TransportCounters {
     pub bytes_received: AtomicU64,
     /// Bytes written to all connections.
     pub bytes_sent: AtomicU64,
+    /// Network connections open now, by transport, for `/metrics`.
+    pub open_connections: crate::metrics::OpenConnections,
 }
 
 /// Limits the broker task applies to outboxes.

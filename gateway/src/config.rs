@@ -30,6 +30,8 @@ pub struct GatewayConfig {
     pub outbox_limit: usize,
     /// Bytes waiting for one connection's socket beyond which QoS 0 messages are dropped.
     pub outbox_soft_limit: usize,
+    /// Web origins allowed to open a WebSocket besides the gateway's own and localhost ones.
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for GatewayConfig {
@@ -43,6 +45,7 @@ impl Default for GatewayConfig {
             connect_timeout: Duration::from_secs(10),
             outbox_limit: 64 * 1024 * 1024,
             outbox_soft_limit: 8 * 1024 * 1024,
+            allowed_origins: Vec::new(),
         }
     }
 }
@@ -75,6 +78,11 @@ pub struct Settings {
     #[arg(long = "http", value_name = "ADDR")]
     #[serde(default)]
     pub http: Vec<SocketAddr>,
+    /// Web origin (scheme://host[:port]) whose pages may open a WebSocket, besides the
+    /// gateway's own origin and localhost ones (repeatable; `*` allows any).
+    #[arg(long = "allowed-origin", value_name = "ORIGIN")]
+    #[serde(default)]
+    pub allowed_origin: Vec<String>,
     /// Directory of the embedded store [default: ./data].
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
@@ -154,6 +162,11 @@ impl Settings {
             } else {
                 self.http
             },
+            allowed_origin: if self.allowed_origin.is_empty() {
+                base.allowed_origin
+            } else {
+                self.allowed_origin
+            },
             data_dir: self.data_dir.or(base.data_dir),
             max_connections: self.max_connections.or(base.max_connections),
             connect_timeout: self.connect_timeout.or(base.connect_timeout),
@@ -176,6 +189,7 @@ impl Settings {
         if !self.http.is_empty() {
             config.http = self.http;
         }
+        config.allowed_origins = self.allowed_origin;
         if let Some(dir) = self.data_dir {
             config.data_dir = dir;
         }

@@ -74,6 +74,7 @@ pub async fn run<T: Transport>(
     info: ConnectionInfo,
     context: ConnectionContext,
 ) {
+    let _open = context.counters.open_connections.open(info.transport);
     let outbox = Arc::new(Outbox::new(context.settings.outbox_limit));
     let announce = Command::Open {
         connection,

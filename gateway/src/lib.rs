@@ -4,13 +4,17 @@
 //! accepting, sends 5.0 clients DISCONNECT 0x8B, flushes, and waits for every task to end. Tests
 //! start a gateway on port 0 and read the bound addresses back.
 
+pub mod api;
 pub mod broker_task;
 pub mod config;
 pub mod connection;
 pub mod http;
 pub mod listeners;
+pub mod metrics;
+pub mod origin;
 pub mod outbox;
 pub mod tcp;
+pub mod websocket;
 
 use broker_core::AuthHook;
 use broker_task::{Command, OutboxLimits, TransportCounters};
@@ -45,6 +49,9 @@ pub enum StartError {
         /// The I/O error.
         source: io::Error,
     },
+    /// An `--allowed-origin` is not an origin.
+    #[error(transparent)]
+    AllowedOrigin(#[from] origin::InvalidOrigin),
     /// The data directory could not be created.
     #[error("cannot create data directory {path}: {source}")]
     DataDir {
@@ -77,6 +84,7 @@ pub struct Gateway {
 impl Gateway {
     /// Binds every listener of `config` and starts serving.
     pub async fn start(config: GatewayConfig, auth: Box<dyn AuthHook>) -> Result<Self, StartError> {
+        let origins = Arc::new(origin::OriginPolicy::new(&config.allowed_origins)?);
         std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
             path: config.data_dir.clone(),
             source,
@@ -146,6 +154,14 @@ impl Gateway {
                 stop_accepting.clone(),
             ));
         }
+        let http_state = http::HttpState {
+            context: context.clone(),
+            limiter: limiter.clone(),
+            tracker: tracker.clone(),
+            origins,
+            metrics: Arc::new(metrics::Metrics::new()),
+            mqtt_addresses: mqtt_addresses.clone().into(),
+        };
         let mut http_addresses = Vec::new();
         for listener in http_listeners {
             let address = listener
@@ -154,8 +170,10 @@ impl Gateway {
             info!("listening http {address}");
             http_addresses.push(address);
             let stop = stop_accepting.clone();
+            let app =
+                http::app(http_state.clone()).into_make_service_with_connect_info::<SocketAddr>();
             tracker.spawn(async move {
-                let serve = axum::serve(listener, http::app())
+                let serve = axum::serve(listener, app)
                     .with_graceful_shutdown(async move { stop.cancelled().await });
                 if let Err(error) = serve.await {
                     tracing::error!("http listener {address} failed: {error}");

@@ -1,0 +1,290 @@
+//! `/metrics`: the broker's counters in the Prometheus text format.
+//!
+//! The broker task owns the counters ([`Stats`]), so a scrape asks it for a snapshot and copies
+//! the values into a Prometheus recorder of the `metrics` crate that this struct owns (not the
+//! process-global one: tests run several gateways in one process), then renders it. Nothing runs
+//! between scrapes and the exporter has no listener of its own.
+//!
+//! Open connections per transport are counted here, by a guard each connection task holds, since
+//! the broker only knows clients that completed CONNECT. Refused WebSocket upgrades are counted
+//! through counter handles registered once with the recorder.
+
+use crate::broker_task::TransportCounters;
+use broker_core::{DropReason, Stats, Transport};
+use metrics::{Counter, counter, describe_counter, describe_gauge, gauge, with_local_recorder};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Every transport, in the order of [`OpenConnections`]' slots.
+pub const TRANSPORTS: [Transport; 4] = [
+    Transport::Tcp,
+    Transport::Tls,
+    Transport::WebSocket,
+    Transport::WebSocketTls,
+];
+
+fn slot(transport: Transport) -> usize {
+    match transport {
+        Transport::Tcp => 0,
+        Transport::Tls => 1,
+        Transport::WebSocket => 2,
+        Transport::WebSocketTls => 3,
+    }
+}
+
+/// Network connections open now, by transport (including those still waiting for CONNECT).
+#[derive(Debug, Default)]
+pub struct OpenConnections {
+    counts: [AtomicU64; 4],
+}
+
+impl OpenConnections {
+    /// Counts a connection as open until the returned guard is dropped.
+    pub fn open(&self, transport: Transport) -> OpenConnection<'_> {
+        self.counts[slot(transport)].fetch_add(1, Ordering::Relaxed);
+        OpenConnection {
+            count: &self.counts[slot(transport)],
+        }
+    }
+
+    /// Connections open now over `transport`.
+    pub fn get(&self, transport: Transport) -> u64 {
+        self.counts[slot(transport)].load(Ordering::Relaxed)
+    }
+}
+
+/// Keeps one connection counted in [`OpenConnections`] while it lives.
+#[derive(Debug)]
+pub struct OpenConnection<'a> {
+    count: &'a AtomicU64,
+}
+
+impl Drop for OpenConnection<'_> {
+    fn drop(&mut self) {
+        self.count.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Why a WebSocket upgrade was refused, for the `mqtt_websocket_upgrades_refused_total` counter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RefusedUpgrade {
+    /// The `Origin` header named a site that may not connect.
+    Origin,
+    /// The client offered no MQTT subprotocol.
+    Subprotocol,
+    /// The gateway was at its maximum number of connections.
+    ConnectionLimit,
+}
+
+/// The Prometheus recorder of one gateway.
+pub struct Metrics {
+    recorder: PrometheusRecorder,
+    handle: PrometheusHandle,
+    refused_origin: Counter,
+    refused_subprotocol: Counter,
+    refused_limit: Counter,
+}
+
+impl fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// A recorder with every metric described.
+    pub fn new() -> Self {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        let (refused_origin, refused_subprotocol, refused_limit) =
+            with_local_recorder(&recorder, || {
+                describe();
+                let name = "mqtt_websocket_upgrades_refused_total";
+                (
+                    counter!(name, "reason" => "origin"),
+                    counter!(name, "reason" => "subprotocol"),
+                    counter!(name, "reason" => "connection_limit"),
+                )
+            });
+        Metrics {
+            recorder,
+            handle,
+            refused_origin,
+            refused_subprotocol,
+            refused_limit,
+        }
+    }
+
+    /// Counts one refused WebSocket upgrade.
+    pub fn record_refused_upgrade(&self, reason: RefusedUpgrade) {
+        match reason {
+            RefusedUpgrade::Origin => self.refused_origin.increment(1),
+            RefusedUpgrade::Subprotocol => self.refused_subprotocol.increment(1),
+            RefusedUpgrade::ConnectionLimit => self.refused_limit.increment(1),
+        }
+    }
+
+    /// Copies a snapshot into the recorder and renders the Prometheus text exposition.
+    pub fn render(&self, stats: &Stats, counters: &TransportCounters) -> String {
+        with_local_recorder(&self.recorder, || record(stats, counters));
+        self.handle.render()
+    }
+}
+
+const QOS_LABELS: [&str; 3] = ["0", "1", "2"];
+
+fn describe() {
+    describe_gauge!(
+        "mqtt_connections",
+        "Network connections open now, by transport (including those before CONNECT)"
+    );
+    describe_gauge!(
+        "mqtt_clients_connected",
+        "Clients connected now (CONNECT accepted)"
+    );
+    describe_gauge!(
+        "mqtt_clients_maximum",
+        "Highest number of clients connected at once"
+    );
+    describe_gauge!("mqtt_sessions", "Sessions held, online or not");
+    describe_counter!(
+        "mqtt_connections_refused_total",
+        "CONNECT attempts refused (bad credentials, invalid client id, ...)"
+    );
+    describe_counter!(
+        "mqtt_auth_failures_total",
+        "Authentication failures among the refused CONNECTs"
+    );
+    describe_counter!(
+        "mqtt_messages_received_total",
+        "PUBLISH packets received from clients, by QoS"
+    );
+    describe_counter!(
+        "mqtt_messages_sent_total",
+        "PUBLISH packets sent to clients, by QoS"
+    );
+    describe_counter!(
+        "mqtt_payload_bytes_received_total",
+        "Payload bytes of the PUBLISH packets received"
+    );
+    describe_counter!(
+        "mqtt_payload_bytes_sent_total",
+        "Payload bytes of the PUBLISH packets sent"
+    );
+    describe_counter!(
+        "mqtt_network_bytes_received_total",
+        "Bytes read from all connections"
+    );
+    describe_counter!(
+        "mqtt_network_bytes_sent_total",
+        "Bytes written to all connections"
+    );
+    describe_counter!(
+        "mqtt_packets_received_total",
+        "Control packets received, of every type"
+    );
+    describe_counter!(
+        "mqtt_packets_sent_total",
+        "Control packets sent, of every type"
+    );
+    describe_gauge!(
+        "mqtt_subscriptions",
+        "Subscriptions held (one per session and filter)"
+    );
+    describe_gauge!("mqtt_retained_messages", "Retained messages held");
+    describe_gauge!(
+        "mqtt_queued_messages",
+        "Messages waiting in session queues or in flight"
+    );
+    describe_counter!(
+        "mqtt_messages_dropped_total",
+        "Messages not delivered to a subscriber, by reason"
+    );
+    describe_counter!(
+        "mqtt_websocket_upgrades_refused_total",
+        "WebSocket upgrades on /mqtt refused, by reason"
+    );
+}
+
+fn record(stats: &Stats, counters: &TransportCounters) {
+    for transport in TRANSPORTS {
+        gauge!("mqtt_connections", "transport" => transport.as_str())
+            .set(counters.open_connections.get(transport) as f64);
+    }
+    gauge!("mqtt_clients_connected").set(stats.clients_connected as f64);
+    gauge!("mqtt_clients_maximum").set(stats.clients_maximum as f64);
+    gauge!("mqtt_sessions").set(stats.sessions as f64);
+    // `absolute` keeps a counter monotonic: it never moves it backwards.
+    counter!("mqtt_connections_refused_total").absolute(stats.connections_refused);
+    counter!("mqtt_auth_failures_total").absolute(stats.auth_failures);
+    for (qos, label) in QOS_LABELS.into_iter().enumerate() {
+        counter!("mqtt_messages_received_total", "qos" => label)
+            .absolute(stats.publish_received[qos]);
+        counter!("mqtt_messages_sent_total", "qos" => label).absolute(stats.publish_sent[qos]);
+    }
+    counter!("mqtt_payload_bytes_received_total").absolute(stats.publish_bytes_received);
+    counter!("mqtt_payload_bytes_sent_total").absolute(stats.publish_bytes_sent);
+    // The transports' own counters are fresher than the copy the broker takes on its timer.
+    counter!("mqtt_network_bytes_received_total")
+        .absolute(counters.bytes_received.load(Ordering::Relaxed));
+    counter!("mqtt_network_bytes_sent_total").absolute(counters.bytes_sent.load(Ordering::Relaxed));
+    counter!("mqtt_packets_received_total").absolute(stats.packets_received);
+    counter!("mqtt_packets_sent_total").absolute(stats.packets_sent);
+    gauge!("mqtt_subscriptions").set(stats.subscriptions as f64);
+    gauge!("mqtt_retained_messages").set(stats.retained_messages as f64);
+    gauge!("mqtt_queued_messages").set(stats.queued_messages as f64);
+    for reason in DropReason::ALL {
+        counter!("mqtt_messages_dropped_total", "reason" => reason.as_str())
+            .absolute(stats.dropped_for(reason));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_connection_guards_count() {
+        let open = OpenConnections::default();
+        let first = open.open(Transport::WebSocket);
+        let second = open.open(Transport::WebSocket);
+        assert_eq!(open.get(Transport::WebSocket), 2);
+        assert_eq!(open.get(Transport::Tcp), 0);
+        drop(first);
+        assert_eq!(open.get(Transport::WebSocket), 1);
+        drop(second);
+        assert_eq!(open.get(Transport::WebSocket), 0);
+    }
+
+    #[test]
+    fn render_names_every_family_and_label() {
+        let metrics = Metrics::new();
+        let counters = TransportCounters::default();
+        let _open = counters.open_connections.open(Transport::Tcp);
+        let stats = Stats {
+            publish_received: [3, 2, 1],
+            ..Stats::default()
+        };
+        metrics.record_refused_upgrade(RefusedUpgrade::Origin);
+        let text = metrics.render(&stats, &counters);
+        for line in [
+            "# TYPE mqtt_connections gauge",
+            "mqtt_connections{transport=\"tcp\"} 1",
+            "mqtt_connections{transport=\"ws\"} 0",
+            "# TYPE mqtt_messages_received_total counter",
+            "mqtt_messages_received_total{qos=\"0\"} 3",
+            "mqtt_messages_received_total{qos=\"2\"} 1",
+            "mqtt_messages_dropped_total{reason=\"slow_consumer\"} 0",
+            "mqtt_websocket_upgrades_refused_total{reason=\"origin\"} 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
+        }
+    }
+}
