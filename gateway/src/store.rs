@@ -9,9 +9,7 @@
 //! Invariant: `written` mirrors the database: a key is in it exactly when the table holds it,
 //! with the hash of the stored bytes.
 
-use broker_core::{
-    Snapshot, StoredInflight, StoredMessage, StoredSession, StoredSubscription,
-};
+use broker_core::{Snapshot, StoredInflight, StoredMessage, StoredSession, StoredSubscription};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use mqtt_codec::{
     ByteStr, Packet, ProtocolVersion, PublishPacket, QoS, RetainHandling, SubscriptionOptions,
@@ -90,14 +88,19 @@ impl Store {
         let mut snapshot = Snapshot::default();
         let saved_at = match read.open_table(META) {
             Ok(meta) => {
-                let format = meta.get(FORMAT_KEY).map_err(database_error)?.map(|v| v.value());
+                let format = meta
+                    .get(FORMAT_KEY)
+                    .map_err(database_error)?
+                    .map(|v| v.value());
                 if format.is_some_and(|f| f != FORMAT) {
                     return Err(StoreError::Corrupt {
                         key: FORMAT_KEY.into(),
                         detail: format!("format {format:?}, this gateway reads {FORMAT}"),
                     });
                 }
-                meta.get(SAVED_AT).map_err(database_error)?.map(|v| v.value())
+                meta.get(SAVED_AT)
+                    .map_err(database_error)?
+                    .map(|v| v.value())
             }
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(snapshot),
             Err(error) => return Err(database_error(error)),
@@ -113,7 +116,10 @@ impl Store {
                 let key = key.value().to_string();
                 let bytes = value.value();
                 self.written.insert(
-                    (if is_session { "sessions" } else { "retained" }, key.clone()),
+                    (
+                        if is_session { "sessions" } else { "retained" },
+                        key.clone(),
+                    ),
                     hash(bytes),
                 );
                 let corrupt = |detail: String| StoreError::Corrupt {
@@ -126,7 +132,9 @@ impl Store {
                     session.client_id = ByteStr::from(key.as_str());
                     snapshot.sessions.push(session);
                 } else {
-                    snapshot.retained.push(decode_message(&mut buf).map_err(corrupt)?);
+                    snapshot
+                        .retained
+                        .push(decode_message(&mut buf).map_err(corrupt)?);
                 }
             }
         }
@@ -147,7 +155,10 @@ impl Store {
         for message in &snapshot.retained {
             let mut buf = BytesMut::new();
             encode_message(message, &mut buf);
-            fresh.insert(("retained", message.publish.topic.to_string()), buf.to_vec());
+            fresh.insert(
+                ("retained", message.publish.topic.to_string()),
+                buf.to_vec(),
+            );
         }
         for session in &snapshot.sessions {
             let mut buf = BytesMut::new();
@@ -179,7 +190,9 @@ impl Store {
                 } else {
                     &mut sessions
                 };
-                table.insert(key.as_str(), bytes.as_slice()).map_err(database_error)?;
+                table
+                    .insert(key.as_str(), bytes.as_slice())
+                    .map_err(database_error)?;
             }
             for (table, key) in &removed {
                 let table = if *table == "retained" {
@@ -189,7 +202,8 @@ impl Store {
                 };
                 table.remove(key.as_str()).map_err(database_error)?;
             }
-            meta.insert(SAVED_AT, unix_millis()).map_err(database_error)?;
+            meta.insert(SAVED_AT, unix_millis())
+                .map_err(database_error)?;
             meta.insert(FORMAT_KEY, FORMAT).map_err(database_error)?;
         }
         write.commit().map_err(database_error)?;
@@ -239,7 +253,10 @@ fn get_duration(buf: &mut Bytes) -> Result<Option<Duration>, String> {
 
 fn need(buf: &Bytes, count: usize) -> Result<(), String> {
     if buf.remaining() < count {
-        return Err(format!("truncated: {count} bytes needed, {} left", buf.remaining()));
+        return Err(format!(
+            "truncated: {count} bytes needed, {} left",
+            buf.remaining()
+        ));
     }
     Ok(())
 }
@@ -552,7 +569,10 @@ mod tests {
         assert_eq!(session.queue, expected.queue);
         assert_eq!(session.inbound_qos2, expected.inbound_qos2);
         assert_eq!(session.next_packet_id, 43);
-        assert_eq!(session.pending_will.as_ref().unwrap().0, expected.pending_will.as_ref().unwrap().0);
+        assert_eq!(
+            session.pending_will.as_ref().unwrap().0,
+            expected.pending_will.as_ref().unwrap().0
+        );
         // Loading ages the times by the (tiny) downtime, never lengthens them.
         assert!(session.expires_in.unwrap() <= Duration::from_secs(3000));
         std::fs::remove_dir_all(&dir).unwrap();

@@ -13,7 +13,9 @@ use std::time::Duration;
 async fn retained_messages_and_persistent_sessions_survive_a_restart() {
     init_logging();
     let config = test_config();
-    let gateway = Gateway::start(config.clone(), Box::new(AllowAll)).await.unwrap();
+    let gateway = Gateway::start(config.clone(), Box::new(AllowAll))
+        .await
+        .unwrap();
     let addr = gateway.mqtt_addresses()[0];
 
     // A 3.1.1 client with clean session 0 subscribes, then leaves.
@@ -27,11 +29,15 @@ async fn retained_messages_and_persistent_sessions_survive_a_restart() {
     publisher
         .publish_retained("store/retained", "kept", QoS::AtLeastOnce)
         .await;
-    publisher.publish("store/queued", "waiting", QoS::AtLeastOnce).await;
+    publisher
+        .publish("store/queued", "waiting", QoS::AtLeastOnce)
+        .await;
     publisher.disconnect().await;
     gateway.shutdown(Duration::from_secs(5)).await.unwrap();
 
-    let gateway = Gateway::start(config.clone(), Box::new(AllowAll)).await.unwrap();
+    let gateway = Gateway::start(config.clone(), Box::new(AllowAll))
+        .await
+        .unwrap();
     let addr = gateway.mqtt_addresses()[0];
 
     let mut fresh = TestClient::v5(addr, "fresh").await;
@@ -39,10 +45,16 @@ async fn retained_messages_and_persistent_sessions_survive_a_restart() {
     let retained = fresh.expect_message().await;
     assert_eq!(retained.topic, "store/retained");
     assert_eq!(&retained.payload[..], b"kept");
-    assert!(retained.retain, "a retained message sent on subscribe has RETAIN set");
+    assert!(
+        retained.retain,
+        "a retained message sent on subscribe has RETAIN set"
+    );
 
     let (mut keeper, connack) = TestClient::connect_accepted(addr, keeper_connect).await;
-    assert!(connack.session_present, "the session came back from the store");
+    assert!(
+        connack.session_present,
+        "the session came back from the store"
+    );
     let first = keeper.expect_message().await;
     let second = keeper.expect_message().await;
     assert_eq!(
@@ -55,7 +67,9 @@ async fn retained_messages_and_persistent_sessions_survive_a_restart() {
     );
     // The restored subscription still routes new messages.
     publisher = TestClient::v5(addr, "publisher").await;
-    publisher.publish("store/live", "new", QoS::AtMostOnce).await;
+    publisher
+        .publish("store/live", "new", QoS::AtMostOnce)
+        .await;
     match keeper.expect_packet().await {
         Packet::Publish(publish) => assert_eq!(publish.topic, "store/live"),
         other => panic!("expected the live message, got {other:?}"),
