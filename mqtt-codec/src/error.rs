@@ -82,7 +82,9 @@ pub enum DecodeError {
     #[error("{0}")]
     Topic(#[from] TopicError),
     /// A 5.0 PUBLISH with an empty topic name and no Topic Alias to stand for it.
-    #[error("a zero-length topic name without a topic alias is a protocol error (5.0 spec 3.3.2.1)")]
+    #[error(
+        "a zero-length topic name without a topic alias is a protocol error (5.0 spec 3.3.2.1)"
+    )]
     EmptyTopicWithoutAlias,
     /// SUBSCRIBE or UNSUBSCRIBE with no topic filter.
     #[error("{packet} must contain at least one topic filter [MQTT-3.8.3-2] [MQTT-3.10.3-2]")]
