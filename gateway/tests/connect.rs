@@ -380,3 +380,68 @@ async fn mqtt_3_14_2_2_disconnect_session_expiry() {
     client.disconnect().await;
     gateway.shutdown(WAIT).await;
 }
+
+/// The bytes of `packets`, encoded for `version`, as one buffer (one TCP write).
+fn pipelined(version: ProtocolVersion, packets: &[Packet]) -> Vec<u8> {
+    let mut buffer = bytes::BytesMut::new();
+    for packet in packets {
+        mqtt_codec::encode(packet, version, &mut buffer).expect("encodable");
+    }
+    buffer.to_vec()
+}
+
+/// 3.1.1 spec 3.1.4 and [MQTT-3.1.4-5] (5.0 [MQTT-3.1.4-6]): a client may send packets right
+/// after CONNECT without waiting for CONNACK, and they are handled in order (here in the same TCP
+/// write as the CONNECT, the last one followed by an abrupt close); but if the CONNECT is refused,
+/// nothing sent after it is processed.
+#[tokio::test]
+async fn mqtt_3_1_4_5_packets_after_connect_handled_only_if_accepted() {
+    let gateway = TestGateway::start().await;
+    let mut watcher = TestClient::v5(gateway.addr, "pipeline-watcher").await;
+    watcher.subscribe("pipeline/#", QoS::AtLeastOnce).await;
+
+    let publish = |payload: &str| {
+        let mut publish = common::publish_packet("pipeline/x", payload, QoS::AtLeastOnce, false);
+        publish.packet_id = Some(1);
+        Packet::Publish(publish)
+    };
+    for version in [ProtocolVersion::V311, ProtocolVersion::V5] {
+        let mut eager = TestClient::open(gateway.addr).await;
+        let connect = Packet::Connect(connect_packet(version, "eager"));
+        eager
+            .send_raw(&pipelined(
+                version,
+                &[connect, publish("first"), publish("second")],
+            ))
+            .await;
+        eager.drop_connection();
+        for payload in ["first", "second"] {
+            assert_eq!(
+                watcher.expect_message().await.payload,
+                payload,
+                "{version:?}"
+            );
+        }
+    }
+
+    let mut refused = connect_packet(ProtocolVersion::V311, "");
+    refused.clean_start = false;
+    let mut client = TestClient::open(gateway.addr).await;
+    client.set_version(ProtocolVersion::V311);
+    client
+        .send_raw(&pipelined(
+            ProtocolVersion::V311,
+            &[Packet::Connect(refused), publish("must not pass")],
+        ))
+        .await;
+    match client.expect_packet().await {
+        Packet::ConnAck(connack) => {
+            assert_eq!(connack.reason_code, ReasonCode::ClientIdentifierNotValid)
+        }
+        other => panic!("expected CONNACK 0x02, got {other:?}"),
+    }
+    client.expect_closed().await;
+    watcher.expect_silence(QUIET).await;
+    watcher.disconnect().await;
+    gateway.shutdown(WAIT).await;
+}

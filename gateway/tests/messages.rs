@@ -605,7 +605,17 @@ async fn mqtt_4_8_2_3_shared_subscription_round_robin() {
     for job in 0..JOBS {
         assert_eq!(observer.expect_message().await.payload, job.to_string());
     }
-    for client in [first, second, observer, publisher] {
+
+    // A member that leaves (its clean session ends) gets no more turns.
+    first.disconnect().await;
+    for job in JOBS..JOBS + 3 {
+        publisher
+            .publish(&format!("jobs/{job}"), &job.to_string(), QoS::AtLeastOnce)
+            .await;
+        assert_eq!(second.expect_message().await.payload, job.to_string());
+        assert_eq!(observer.expect_message().await.payload, job.to_string());
+    }
+    for client in [second, observer, publisher] {
         client.disconnect().await;
     }
     gateway.shutdown(WAIT).await;
