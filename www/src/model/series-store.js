@@ -1,0 +1,99 @@
+// SeriesStore: every plotted series, one per topic and numeric field, each in a SeriesBuffer.
+//
+// `ingest(topic, text, time)` extracts the numeric fields of a payload (see numeric.js) and
+// appends one point to the series of each; a series is created on its first point and named
+// `topic` for plain numbers or `topic field` for JSON fields. Which chart shows a series is the
+// chart manager's business: it learns about new series through `onSeries`.
+//
+// Bounds: at most `maxSeries` series (points for further ones are counted in `droppedPoints`),
+// each holding at most `budget` points, so memory is at most about
+// maxSeries * budget * 32 bytes (two doubled Float64 arrays), and far less in practice since
+// buffers grow only as points arrive.
+
+import { numericFields } from './numeric.js';
+import { SeriesBuffer } from './ring-buffer.js';
+
+export const DEFAULT_BUDGET = 100_000;
+export const DEFAULT_MAX_SERIES = 200;
+
+export class Series {
+  constructor(id, topic, field, budget) {
+    this.id = id;
+    this.topic = topic;
+    this.field = field;
+    this.name = field === '' ? topic : `${topic} ${field}`;
+    this.buffer = new SeriesBuffer(budget);
+  }
+}
+
+export class SeriesStore {
+  constructor({ budget = DEFAULT_BUDGET, maxSeries = DEFAULT_MAX_SERIES } = {}) {
+    this.budget = budget;
+    this.maxSeries = maxSeries;
+    /** @type {Map<string, Series>} keyed by topic + NUL + field */
+    this.byKey = new Map();
+    /** @type {Series[]} in creation order */
+    this.list = [];
+    this.nextId = 1;
+    this.droppedPoints = 0;
+    this.version = 0;
+    /** Called with each new series. */
+    this.onSeries = () => {};
+  }
+
+  /** Appends the numbers of one payload; returns how many points were added. */
+  ingest(topic, text, time) {
+    const fields = numericFields(text);
+    for (let i = 0; i < fields.length; i++) {
+      const [field, value] = fields[i];
+      const key = `${topic}\u0000${field}`;
+      let series = this.byKey.get(key);
+      if (series === undefined) {
+        if (this.list.length >= this.maxSeries) {
+          this.droppedPoints += 1;
+          continue;
+        }
+        series = new Series(this.nextId++, topic, field, this.budget);
+        this.byKey.set(key, series);
+        this.list.push(series);
+        this.onSeries(series);
+      }
+      series.buffer.push(time, value);
+    }
+    if (fields.length > 0) this.version += 1;
+    return fields.length;
+  }
+
+  /** Changes every series' point budget (shrinking keeps the newest points). */
+  setBudget(budget) {
+    this.budget = budget;
+    for (const series of this.list) series.buffer.setBudget(budget);
+    this.version += 1;
+  }
+
+  byId(id) {
+    return this.list.find((series) => series.id === id);
+  }
+
+  /** Forgets every series. */
+  clear() {
+    this.byKey.clear();
+    this.list = [];
+    this.droppedPoints = 0;
+    this.version += 1;
+  }
+}
+
+/** A series as CSV: one row per point with the Unix time in seconds and ISO 8601. */
+export function seriesCsv(series) {
+  const { times, values } = series.buffer.view();
+  const rows = [`unix_time,iso_time,${csvField(series.name)}`];
+  for (let i = 0; i < times.length; i++) {
+    rows.push(`${times[i].toFixed(3)},${new Date(times[i] * 1000).toISOString()},${values[i]}`);
+  }
+  return `${rows.join('\n')}\n`;
+}
+
+function csvField(text) {
+  return /[",\n\r]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
+}
