@@ -8,6 +8,7 @@ pub mod api;
 pub mod broker_task;
 pub mod config;
 pub mod connection;
+pub mod dashboard;
 pub mod http;
 pub mod listeners;
 pub mod metrics;

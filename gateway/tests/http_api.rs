@@ -1,5 +1,5 @@
-//! The HTTP surface besides `/metrics`: the placeholder page, `/healthz`, and every `/api/v1`
-//! route, including disconnecting a client and the JSON errors.
+//! The HTTP surface besides `/metrics` and the dashboard (`tests/dashboard.rs`): `/healthz`,
+//! and every `/api/v1` route, including disconnecting a client and the JSON errors.
 
 mod web_support;
 
@@ -15,41 +15,6 @@ fn error_of(response: &web_support::HttpResponse) -> String {
         .as_str()
         .expect("an error message")
         .to_owned()
-}
-
-#[tokio::test]
-async fn index_page_points_to_the_endpoints() {
-    let gateway = Harness::start().await;
-    let response = get(gateway.http, "/").await;
-    assert_eq!(response.status, 200);
-    assert!(
-        response
-            .header("content-type")
-            .is_some_and(|t| t.starts_with("text/html")),
-        "{response:?}"
-    );
-    let page = response.text();
-    assert!(page.contains("not built"), "{page}");
-    assert!(
-        page.contains(&format!("ws://{}/mqtt", gateway.http)),
-        "{page}"
-    );
-    assert!(page.contains(&gateway.tcp.port().to_string()), "{page}");
-    for link in ["/metrics", "/api/v1/stats", "/healthz"] {
-        assert!(
-            page.contains(&format!("href=\"{link}\"")),
-            "{link} in {page}"
-        );
-    }
-    // The Host header is the client's: it is escaped, not echoed as markup.
-    let response = http_request(gateway.http, "GET", "/", &[("Host", "<script>x</script>")]).await;
-    assert_eq!(response.status, 200, "{response:?}");
-    assert!(!response.text().contains("<script>"), "{}", response.text());
-    assert!(
-        response.text().contains("ws://&lt;script&gt;"),
-        "{}",
-        response.text()
-    );
 }
 
 #[tokio::test]
