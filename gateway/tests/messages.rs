@@ -650,10 +650,7 @@ async fn mqtt_3_8_3_3_no_local() {
 }
 
 /// 5.0 [MQTT-3.8.3-4]: No Local on a shared subscription is a Protocol Error: DISCONNECT 0x82.
-// mqtt-codec refuses this SUBSCRIBE as InvalidSubscriptionOptions, which it maps to 0x81
-// (Malformed Packet) instead of 0x82; the codec is not this crate's to change.
 #[tokio::test]
-#[ignore = "mqtt-codec answers No Local on a shared subscription with 0x81, the spec says 0x82"]
 async fn mqtt_3_8_3_4_no_local_on_shared_subscription_is_protocol_error() {
     let gateway = TestGateway::start().await;
     let mut client = TestClient::v5(gateway.addr, "sharer").await;

@@ -634,7 +634,7 @@ fn subscription_options(
     let no_local = byte & 0x04 != 0;
     // A shared subscription would otherwise never deliver to the group member that published.
     if no_local && filter.starts_with(topic::SHARED_PREFIX) {
-        return Err(invalid);
+        return Err(DecodeError::NoLocalOnSharedSubscription);
     }
     let retain_handling = match (byte >> 4) & 0x03 {
         0 => RetainHandling::SendAtSubscribe,

@@ -81,6 +81,9 @@ pub enum DecodeError {
     /// Topic name or filter failed validation.
     #[error("{0}")]
     Topic(#[from] TopicError),
+    /// No Local set on a `$share/...` subscription.
+    #[error("No Local must not be set on a shared subscription [MQTT-3.8.3-4]")]
+    NoLocalOnSharedSubscription,
     /// A 5.0 PUBLISH with an empty topic name and no Topic Alias to stand for it.
     #[error(
         "a zero-length topic name without a topic alias is a protocol error (5.0 spec 3.3.2.1)"
@@ -139,6 +142,7 @@ impl DecodeError {
             DecodeError::Topic(TopicError::WildcardInName) => ReasonCode::TopicNameInvalid,
             DecodeError::ZeroPacketIdentifier
             | DecodeError::EmptyTopicWithoutAlias
+            | DecodeError::NoLocalOnSharedSubscription
             | DecodeError::AuthBeforeV5
             | DecodeError::DuplicateProperty(_)
             | DecodeError::PropertyNotAllowed { .. }

@@ -92,7 +92,7 @@ fn rules() -> Vec<(&'static str, ProtocolVersion, &'static str, DecodeError)> {
         ("5.0 subscription options bits 6-7", V5, "82 07 00 01 00 00 01 'a' 40", InvalidSubscriptionOptions(0x40)),
         ("5.0 retain handling 3", V5, "82 07 00 01 00 00 01 'a' 30", InvalidSubscriptionOptions(0x30)),
         ("5.0 subscription QoS 3", V5, "82 07 00 01 00 00 01 'a' 03", InvalidSubscriptionOptions(0x03)),
-        ("5.0 no local on a shared subscription", V5, "82 10 00 01 00 00 0A '$share/g/a' 04", InvalidSubscriptionOptions(0x04)),
+        ("5.0 no local on a shared subscription", V5, "82 10 00 01 00 00 0A '$share/g/a' 04", NoLocalOnSharedSubscription),
         // CONNECT.
         ("CONNECT reserved flag", V311, "10 0D 00 04 'MQTT' 04 03 00 3C 00 01 'c'", ConnectReservedFlag),
         ("will QoS without a will", V311, "10 0D 00 04 'MQTT' 04 0A 00 3C 00 01 'c'", InvalidWillFlags),
