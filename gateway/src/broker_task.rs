@@ -5,22 +5,30 @@
 //! Invariant: `peers` holds exactly the connections that announced themselves and were neither
 //! closed by the core nor reported lost.
 
-use crate::outbox::{Outbox, PushError};
+use crate::outbox::{Outbox, PushError, Throttle};
 use broker_core::{
     AuthHook, Broker, BrokerConfig, ClientSummary, ConnectionId, ConnectionInfo, DropReason,
-    Output, RetainedSummary, Stats, SubscriptionSummary,
+    Output, RetainedSummary, Snapshot, Stats, SubscriptionSummary,
 };
 use bytes::BytesMut;
 use mqtt_codec::{ConnectPacket, DecodeError, Packet, ProtocolVersion, QoS, encode};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
-use tokio::sync::{mpsc, oneshot};
+use std::time::{Duration, Instant};
+use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 use tracing::{debug, warn};
 
 /// How many commands the broker task handles before it routes outputs and checks timers.
 const COMMAND_BATCH: usize = 256;
+
+/// The longest a publisher waits for a congested outbox to drain before it reads again. A
+/// consumer that stays congested longer is shed instead (QoS 0 beyond its outbox limit).
+const OUTBOX_PAUSE: Duration = Duration::from_millis(50);
+
+/// How long a publisher whose messages went to a congested session queue waits before reading
+/// more: long enough for the consumer to acknowledge a batch, short enough to go unnoticed.
+const QUEUE_PAUSE: Duration = Duration::from_millis(2);
 
 /// Requests from connections and from the HTTP API to the broker task.
 #[derive(Debug)]
@@ -47,6 +55,9 @@ pub enum Command {
         connection: ConnectionId,
         /// The packets.
         packets: Vec<Packet>,
+        /// Returned to the connection when the command is dropped after handling: it limits
+        /// how many reads of one connection wait here.
+        credit: OwnedSemaphorePermit,
     },
     /// The connection sent bytes that are not a valid packet.
     DecodeError {
@@ -97,7 +108,8 @@ pub struct TransportCounters {
 /// Limits the broker task applies to outboxes.
 #[derive(Clone, Copy, Debug)]
 pub struct OutboxLimits {
-    /// Above this many queued bytes, QoS 0 messages for the connection are dropped.
+    /// Above this many queued bytes a connection counts as congested and the publishers
+    /// sending to it are slowed down.
     pub soft_bytes: usize,
 }
 
@@ -106,18 +118,38 @@ struct Peer {
     protocol: ProtocolVersion,
 }
 
-/// Runs the broker until a `Shutdown` command has been handled or every sender is gone.
+/// What the broker task needs besides its command channel.
+#[derive(Debug)]
+pub struct BrokerTaskSettings {
+    /// Broker limits and capabilities.
+    pub config: BrokerConfig,
+    /// Outbox limits.
+    pub limits: OutboxLimits,
+    /// State restored from the store.
+    pub restored: Snapshot,
+    /// Where snapshots go; `None` runs without persistence.
+    pub store: Option<mpsc::Sender<Snapshot>>,
+    /// Time between snapshots.
+    pub autosave_interval: Duration,
+}
+
+/// Runs the broker until a `Shutdown` command has been handled or every sender is gone, then
+/// hands the final snapshot to the store.
 pub async fn run(
-    config: BrokerConfig,
+    settings: BrokerTaskSettings,
     auth: Box<dyn AuthHook>,
     mut commands: mpsc::Receiver<Command>,
     counters: Arc<TransportCounters>,
-    limits: OutboxLimits,
 ) {
-    let mut broker = Broker::new(config, auth, Instant::now());
+    let limits = settings.limits;
+    let mut broker = Broker::new(settings.config, auth, Instant::now());
+    broker.restore(settings.restored, Instant::now());
     let mut peers: HashMap<ConnectionId, Peer> = HashMap::new();
     let mut scratch = BytesMut::new();
     let mut reported = (0u64, 0u64);
+    let mut autosave = tokio::time::interval(settings.autosave_interval);
+    autosave.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    autosave.reset();
     loop {
         let deadline = broker.next_deadline();
         let sleep = async {
@@ -132,11 +164,15 @@ pub async fn run(
             command = commands.recv() => {
                 let Some(command) = command else { break };
                 let now = Instant::now();
-                stop |= handle(&mut broker, &mut peers, command, now);
-                // Take what else is waiting before routing, so that a burst costs one pass.
+                stop |= handle_and_route(&mut broker, &mut peers, &mut scratch, limits, command, now);
+                // Take what else is waiting, so that a burst costs one wake-up.
                 for _ in 1..COMMAND_BATCH {
                     match commands.try_recv() {
-                        Ok(command) => stop |= handle(&mut broker, &mut peers, command, now),
+                        Ok(command) => {
+                            stop |= handle_and_route(
+                                &mut broker, &mut peers, &mut scratch, limits, command, now,
+                            );
+                        }
                         Err(_) => break,
                     }
                 }
@@ -148,12 +184,23 @@ pub async fn run(
                 reported = (received, sent);
                 broker.handle_timeout(Instant::now());
             }
+            _ = autosave.tick(), if settings.store.is_some() => {
+                if let Some(store) = &settings.store {
+                    // A store still busy with the previous snapshot gets the next one instead.
+                    let _ = store.try_send(broker.snapshot(Instant::now()));
+                }
+            }
         }
+        // Timer and autosave outputs (keepalive closes, `$SYS`) have no publisher to slow.
         route(&mut broker, &mut peers, &mut scratch, limits);
         if stop {
             close_unannounced(&mut peers, &mut commands);
             break;
         }
+    }
+    if let Some(store) = settings.store {
+        // The store task exits after writing this one; nothing else is left to save.
+        let _ = store.send(broker.snapshot(Instant::now())).await;
     }
 }
 
@@ -174,6 +221,37 @@ fn close_unannounced(
             outbox.close();
         }
     }
+}
+
+/// Applies one command and routes what it produced. When the packets of a connection sent
+/// messages into a congested queue or outbox, that connection is throttled: slowing the
+/// publisher is how a fast producer and a slower consumer meet without losing messages.
+/// Returns true for `Shutdown`.
+fn handle_and_route(
+    broker: &mut Broker,
+    peers: &mut HashMap<ConnectionId, Peer>,
+    scratch: &mut BytesMut,
+    limits: OutboxLimits,
+    command: Command,
+    now: Instant,
+) -> bool {
+    let source = match &command {
+        Command::Packets { connection, .. } => Some(*connection),
+        _ => None,
+    };
+    let stop = handle(broker, peers, command, now);
+    let congested_outbox = route(broker, peers, scratch, limits);
+    let congested_queue = broker.take_congestion();
+    if let Some(peer) = source.and_then(|source| peers.get(&source)) {
+        let now = tokio::time::Instant::now();
+        if let Some(congested) = congested_outbox {
+            peer.outbox
+                .throttle(Throttle::Outbox(congested), now + OUTBOX_PAUSE);
+        } else if congested_queue {
+            peer.outbox.throttle(Throttle::Queue, now + QUEUE_PAUSE);
+        }
+    }
+    stop
 }
 
 /// Applies one command; returns true for `Shutdown`.
@@ -206,6 +284,7 @@ fn handle(
         Command::Packets {
             connection,
             packets,
+            credit: _credit,
         } => {
             for packet in packets {
                 broker.handle_packet(connection, packet, now);
@@ -244,27 +323,25 @@ fn answer(broker: &mut Broker, query: Query, now: Instant) {
     };
 }
 
-/// Encodes and queues every pending output.
+/// Encodes and queues every pending output. Returns an outbox that took a message while above
+/// the soft limit (its connection is not keeping up), if any. An outbox that is so far behind
+/// that it sheds messages is not returned: slowing publishers for it would let one dead
+/// consumer slow everyone.
 fn route(
     broker: &mut Broker,
     peers: &mut HashMap<ConnectionId, Peer>,
     scratch: &mut BytesMut,
     limits: OutboxLimits,
-) {
+) -> Option<Arc<Outbox>> {
+    let mut congested = None;
     while let Some(output) = broker.poll_output() {
         match output {
             Output::Send { connection, packet } => {
                 let Some(peer) = peers.get(&connection) else {
                     continue;
                 };
-                if let Packet::Publish(publish) = &packet
-                    && publish.qos == QoS::AtMostOnce
-                    && peer.outbox.queued_bytes() > limits.soft_bytes
-                {
-                    // QoS 0 promises at most once: shedding it protects the other clients.
-                    broker.record_drop(DropReason::SlowConsumer);
-                    continue;
-                }
+                let qos0 = matches!(&packet, Packet::Publish(p) if p.qos == QoS::AtMostOnce);
+                let is_publish = matches!(packet, Packet::Publish(_));
                 // Encode into one shared block so frames are slices of it, not an allocation
                 // each.
                 if scratch.capacity() < 4096 {
@@ -275,14 +352,36 @@ fn route(
                     continue;
                 }
                 let frame = scratch.split().freeze();
-                match peer.outbox.push(frame) {
-                    Ok(()) => {}
+                // A PUBLISH that sets up a topic alias must reach the client, or every later
+                // message using the alias would be meaningless to it.
+                let sets_alias = matches!(
+                    &packet,
+                    Packet::Publish(p) if p.properties.topic_alias.is_some() && !p.topic.is_empty()
+                );
+                let pushed = if sets_alias {
+                    peer.outbox.push_unbounded(frame)
+                } else {
+                    peer.outbox.push(frame)
+                };
+                match pushed {
+                    Ok(()) => {
+                        if is_publish && peer.outbox.queued_bytes() > limits.soft_bytes {
+                            congested = Some(peer.outbox.clone());
+                        }
+                    }
                     Err(PushError::Closed) => {}
+                    Err(PushError::Full) if qos0 => {
+                        // QoS 0 promises at most once: shedding it protects everyone else.
+                        broker.record_drop(DropReason::SlowConsumer);
+                    }
                     Err(PushError::Full) => {
+                        // Acknowledgements and QoS 1/2 messages are bounded by the protocol's
+                        // windows; reaching the hard limit with them means the peer stopped
+                        // reading altogether.
                         warn!(
                             connection = %connection,
                             client_id = broker.client_id(connection).unwrap_or(""),
-                            "closing connection: its socket does not keep up ({} bytes waiting)",
+                            "closing connection: it stopped reading ({} bytes waiting)",
                             peer.outbox.queued_bytes()
                         );
                         peer.outbox.close();
@@ -303,4 +402,5 @@ fn route(
     if scratch.capacity() > 1 << 20 {
         *scratch = BytesMut::new();
     }
+    congested
 }

@@ -26,12 +26,16 @@ pub struct GatewayConfig {
     pub max_connections: usize,
     /// Time allowed between accepting a connection and receiving its CONNECT.
     pub connect_timeout: Duration,
-    /// Bytes waiting for one connection's socket beyond which it is closed as too slow.
+    /// Bytes waiting for one connection's socket beyond which QoS 0 messages to it are
+    /// dropped (and a peer that stopped reading altogether is closed).
     pub outbox_limit: usize,
-    /// Bytes waiting for one connection's socket beyond which QoS 0 messages are dropped.
+    /// Bytes waiting for one connection's socket beyond which the publishers sending to it
+    /// are slowed down.
     pub outbox_soft_limit: usize,
     /// Web origins allowed to open a WebSocket besides the gateway's own and localhost ones.
     pub allowed_origins: Vec<String>,
+    /// Time between snapshots of retained messages and sessions to the store.
+    pub autosave_interval: Duration,
 }
 
 impl Default for GatewayConfig {
@@ -44,8 +48,9 @@ impl Default for GatewayConfig {
             max_connections: 100_000,
             connect_timeout: Duration::from_secs(10),
             outbox_limit: 64 * 1024 * 1024,
-            outbox_soft_limit: 8 * 1024 * 1024,
+            outbox_soft_limit: 1024 * 1024,
             allowed_origins: Vec::new(),
+            autosave_interval: Duration::from_secs(5),
         }
     }
 }
@@ -113,6 +118,9 @@ pub struct Settings {
     /// Seconds between `$SYS/broker/...` updates; 0 turns them off [default: 10].
     #[arg(long, value_name = "SECONDS")]
     pub sys_interval: Option<u64>,
+    /// Seconds between saves of retained messages and sessions to the store [default: 5].
+    #[arg(long, value_name = "SECONDS")]
+    pub autosave_interval: Option<u64>,
 }
 
 /// Why the settings could not be loaded.
@@ -177,6 +185,7 @@ impl Settings {
             max_queued_bytes: self.max_queued_bytes.or(base.max_queued_bytes),
             server_keep_alive: self.server_keep_alive.or(base.server_keep_alive),
             sys_interval: self.sys_interval.or(base.sys_interval),
+            autosave_interval: self.autosave_interval.or(base.autosave_interval),
         }
     }
 
@@ -198,6 +207,9 @@ impl Settings {
         }
         if let Some(seconds) = self.connect_timeout {
             config.connect_timeout = Duration::from_secs(seconds);
+        }
+        if let Some(seconds) = self.autosave_interval {
+            config.autosave_interval = Duration::from_secs(seconds.max(1));
         }
         let broker = &mut config.broker;
         if let Some(value) = self.max_packet_size {

@@ -7,7 +7,7 @@
 //! the connection ends when the broker closes the outbox or the peer goes away.
 
 use crate::broker_task::{Command, TransportCounters};
-use crate::outbox::Outbox;
+use crate::outbox::{Outbox, Throttle};
 use broker_core::{ConnectionId, ConnectionInfo};
 use bytes::{Bytes, BytesMut};
 use mqtt_codec::{DecodeError, Packet, ProtocolVersion, decode};
@@ -17,9 +17,14 @@ use std::io;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
 use tracing::{debug, warn};
+
+/// Commands a connection may have waiting in the broker task. Reading waits for a free credit,
+/// so a fast publisher's backlog is a couple of reads, and a pause the broker asks for (see
+/// `Outbox::throttle`) takes effect at once rather than after a queue of earlier reads.
+const COMMAND_CREDITS: usize = 2;
 
 /// A byte stream carrying MQTT packets (TCP, TLS, WebSocket...).
 pub trait Transport: Send {
@@ -46,6 +51,10 @@ pub struct ConnectionSettings {
     pub outbox_limit: usize,
     /// Time allowed for flushing after the broker closed the connection.
     pub close_timeout: Duration,
+    /// Time a write may wait for a peer that does not read before the connection is dropped.
+    pub write_timeout: Duration,
+    /// Outbox bytes above which a connection counts as congested.
+    pub outbox_soft_limit: usize,
 }
 
 /// Everything a connection task needs from the gateway.
@@ -88,26 +97,58 @@ pub async fn run<T: Transport>(
     let mut read_buf = BytesMut::new();
     let mut reading = true;
     let mut tell_lost = true;
+    // When the broker asks for backpressure, reading resumes at this time. Kept outside the
+    // read future so that a write that wins the `select!` does not cancel the pause.
+    let credits = Arc::new(Semaphore::new(COMMAND_CREDITS));
 
     loop {
+        let soft_limit = context.settings.outbox_soft_limit;
         let read = async {
-            if reading {
-                transport.read(&mut read_buf).await
-            } else {
-                std::future::pending().await
+            if !reading {
+                return std::future::pending().await;
             }
+            // Wait for the broker to take our earlier packets, then for any pause it asked for.
+            drop(credits.acquire().await);
+            match outbox.current_throttle() {
+                Some((Throttle::Outbox(congested), until)) => {
+                    let _ = tokio::time::timeout_at(until, congested.wait_below(soft_limit)).await;
+                }
+                Some((Throttle::Queue, until)) => tokio::time::sleep_until(until).await,
+                None => {}
+            }
+            transport.read(&mut read_buf).await
         };
         tokio::select! {
             biased;
             () = outbox.ready() => {
                 let (frames, closed) = outbox.take();
                 if !frames.is_empty() {
-                    match transport.write(frames).await {
-                        Ok(written) => {
+                    let write = transport.write(frames);
+                    let mut write = std::pin::pin!(write);
+                    let settings = &context.settings;
+                    // A peer that does not read holds the write; once the broker closes the
+                    // connection (shutdown, takeover) it gets only the close grace period.
+                    let written = tokio::select! {
+                        result = tokio::time::timeout(settings.write_timeout, &mut write) => result,
+                        () = outbox.wait_closed() => {
+                            tokio::time::timeout(settings.close_timeout, &mut write).await
+                        }
+                    };
+                    match written {
+                        Ok(Ok(written)) => {
                             context.counters.bytes_sent.fetch_add(written as u64, Ordering::Relaxed);
                         }
-                        Err(error) => {
+                        Ok(Err(error)) => {
                             debug!(connection = %connection, "write failed: {error}");
+                            break;
+                        }
+                        Err(_) => {
+                            warn!(
+                                connection = %connection,
+                                peer = %info.remote_address,
+                                "closing connection: the peer has not read anything for {:?}",
+                                context.settings.write_timeout
+                            );
                             break;
                         }
                     }
@@ -118,11 +159,12 @@ pub async fn run<T: Transport>(
                 }
             }
             result = read => {
+                outbox.clear_throttle();
                 let end = match result {
                     Ok(0) => Some(ReadEnd::Lost),
                     Ok(count) => {
                         context.counters.bytes_received.fetch_add(count as u64, Ordering::Relaxed);
-                        decode_and_forward(&mut read_buf, &mut connected, connection, &info, &context).await
+                        decode_and_forward(&mut read_buf, &mut connected, connection, &info, &context, &credits).await
                     }
                     Err(error) => {
                         debug!(connection = %connection, "read failed: {error}");
@@ -182,6 +224,7 @@ async fn decode_and_forward(
     connection: ConnectionId,
     info: &ConnectionInfo,
     context: &ConnectionContext,
+    credits: &Arc<Semaphore>,
 ) -> Option<ReadEnd> {
     let mut packets = Vec::new();
     let mut end = None;
@@ -214,22 +257,38 @@ async fn decode_and_forward(
             }
             Ok(Some(packet)) => packets.push(packet),
             Err(error) => {
-                end =
-                    Some(report_decode_error(error, connection, info, context, &mut packets).await);
+                let reported =
+                    report_decode_error(error, connection, info, context, credits, &mut packets);
+                end = Some(reported.await);
                 break;
             }
         }
     }
-    if !packets.is_empty() {
-        let command = Command::Packets {
-            connection,
-            packets,
-        };
-        if context.commands.send(command).await.is_err() {
-            return Some(ReadEnd::Lost);
-        }
+    if !packets.is_empty()
+        && send_packets(connection, packets, context, credits)
+            .await
+            .is_err()
+    {
+        return Some(ReadEnd::Lost);
     }
     end
+}
+
+/// Sends a batch of packets with one of the connection's credits; the broker task returns the
+/// credit by dropping the command once it has handled it.
+async fn send_packets(
+    connection: ConnectionId,
+    packets: Vec<Packet>,
+    context: &ConnectionContext,
+    credits: &Arc<Semaphore>,
+) -> Result<(), ()> {
+    let credit = credits.clone().acquire_owned().await.map_err(drop)?;
+    let command = Command::Packets {
+        connection,
+        packets,
+        credit,
+    };
+    context.commands.send(command).await.map_err(drop)
 }
 
 async fn report_decode_error(
@@ -237,17 +296,16 @@ async fn report_decode_error(
     connection: ConnectionId,
     info: &ConnectionInfo,
     context: &ConnectionContext,
+    credits: &Arc<Semaphore>,
     packets: &mut Vec<Packet>,
 ) -> ReadEnd {
     // The packets before the bad one are valid and go first, in order.
-    if !packets.is_empty() {
-        let command = Command::Packets {
-            connection,
-            packets: std::mem::take(packets),
-        };
-        if context.commands.send(command).await.is_err() {
-            return ReadEnd::Lost;
-        }
+    if !packets.is_empty()
+        && send_packets(connection, std::mem::take(packets), context, credits)
+            .await
+            .is_err()
+    {
+        return ReadEnd::Lost;
     }
     let command = Command::DecodeError {
         connection,

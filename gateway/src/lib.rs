@@ -14,11 +14,12 @@ pub mod listeners;
 pub mod metrics;
 pub mod origin;
 pub mod outbox;
+pub mod store;
 pub mod tcp;
 pub mod websocket;
 
 use broker_core::AuthHook;
-use broker_task::{Command, OutboxLimits, TransportCounters};
+use broker_task::{BrokerTaskSettings, Command, OutboxLimits, TransportCounters};
 use config::GatewayConfig;
 use connection::{ConnectionContext, ConnectionSettings};
 use listeners::ConnectionLimiter;
@@ -34,8 +35,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::info;
 
-/// Commands waiting for the broker task; a full queue slows readers down (backpressure).
-const COMMAND_QUEUE: usize = 4096;
+/// Commands waiting for the broker task. A full queue makes readers wait (backpressure), and a
+/// short one keeps that backlog small: each command can hold a whole read of packets, so the
+/// queue, not the sockets, would otherwise absorb a burst that a slow consumer cannot take.
+const COMMAND_QUEUE: usize = 128;
 
 /// Why the gateway could not start.
 #[derive(Debug, Error)]
@@ -50,6 +53,9 @@ pub enum StartError {
         /// The I/O error.
         source: io::Error,
     },
+    /// The embedded store could not be opened or read.
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
     /// An `--allowed-origin` is not an origin.
     #[error(transparent)]
     AllowedOrigin(#[from] origin::InvalidOrigin),
@@ -80,6 +86,7 @@ pub struct Gateway {
     tracker: TaskTracker,
     commands: mpsc::Sender<Command>,
     broker: JoinHandle<()>,
+    store: JoinHandle<()>,
 }
 
 impl Gateway {
@@ -113,18 +120,25 @@ impl Gateway {
             http_listeners.push(listener);
         }
 
+        let mut store = store::Store::open(&config.data_dir)?;
+        let restored = store.load()?;
+        // One snapshot may wait while the store writes another: snapshots are whole states,
+        // so a skipped one is covered by the next.
+        let (snapshots, snapshot_receiver) = mpsc::channel(1);
+        let store_task = tokio::task::spawn_blocking(move || store::run(store, snapshot_receiver));
+
         let (commands, receiver) = mpsc::channel(COMMAND_QUEUE);
         let counters = Arc::new(TransportCounters::default());
-        let limits = OutboxLimits {
-            soft_bytes: config.outbox_soft_limit,
+        let settings = BrokerTaskSettings {
+            config: config.broker.clone(),
+            limits: OutboxLimits {
+                soft_bytes: config.outbox_soft_limit,
+            },
+            restored,
+            store: Some(snapshots),
+            autosave_interval: config.autosave_interval,
         };
-        let broker = tokio::spawn(broker_task::run(
-            config.broker.clone(),
-            auth,
-            receiver,
-            counters.clone(),
-            limits,
-        ));
+        let broker = tokio::spawn(broker_task::run(settings, auth, receiver, counters.clone()));
 
         let context = ConnectionContext {
             commands: commands.clone(),
@@ -134,6 +148,8 @@ impl Gateway {
                 max_packet_size: config.broker.max_packet_size as usize,
                 outbox_limit: config.outbox_limit,
                 close_timeout: Duration::from_secs(2),
+                write_timeout: Duration::from_secs(30),
+                outbox_soft_limit: config.outbox_soft_limit,
             },
         };
         let limiter = ConnectionLimiter::new(config.max_connections);
@@ -189,6 +205,7 @@ impl Gateway {
             tracker,
             commands,
             broker,
+            store: store_task,
         })
     }
 
@@ -202,8 +219,8 @@ impl Gateway {
         &self.http_addresses
     }
 
-    /// Stops accepting, disconnects every client (DISCONNECT 0x8B for 5.0), and waits up to
-    /// `grace` for the connections to flush and close.
+    /// Stops accepting, disconnects every client (DISCONNECT 0x8B for 5.0), writes the final
+    /// snapshot to the store, and waits up to `grace` for all of it.
     pub async fn shutdown(self, grace: Duration) -> Result<(), ShutdownError> {
         self.stop_accepting.cancel();
         // If the broker task is gone already there is nobody left to tell.
@@ -213,6 +230,8 @@ impl Gateway {
         let finished = tokio::time::timeout(grace, async {
             self.tracker.wait().await;
             let _ = self.broker.await;
+            // The broker task sent its final snapshot; the store task ends once it is written.
+            let _ = self.store.await;
         })
         .await;
         match finished {

@@ -11,9 +11,10 @@
 
 use bytes::Bytes;
 use std::collections::VecDeque;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
+use tokio::time::Instant;
 
 /// Why a frame was not queued.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,6 +39,22 @@ pub struct Outbox {
     bytes: AtomicUsize,
     limit: usize,
     notify: Notify,
+    /// Wakes writers' connection tasks waiting for this outbox to drain, and tasks waiting for
+    /// it to close.
+    drained: Notify,
+    /// Set by the broker task when this connection's messages landed in a congested queue:
+    /// its connection task pauses reading (backpressure on the publisher) until the congested
+    /// outbox named here drains, or briefly when the congestion is in a session queue (`None`).
+    throttle: Mutex<Option<(Throttle, Instant)>>,
+}
+
+/// Why a connection must pause reading.
+#[derive(Debug, Clone)]
+pub enum Throttle {
+    /// Its messages went into this outbox, which is above the soft limit.
+    Outbox(Arc<Outbox>),
+    /// Its messages were queued in a session queue that is half full.
+    Queue,
 }
 
 impl Outbox {
@@ -48,6 +65,8 @@ impl Outbox {
             bytes: AtomicUsize::new(0),
             limit,
             notify: Notify::new(),
+            drained: Notify::new(),
+            throttle: Mutex::new(None),
         }
     }
 
@@ -56,14 +75,24 @@ impl Outbox {
         self.bytes.load(Ordering::Relaxed)
     }
 
-    /// Queues a frame and wakes the connection task.
+    /// Queues a frame and wakes the connection task; refuses it beyond the byte limit.
     pub fn push(&self, frame: Bytes) -> Result<(), PushError> {
+        self.push_with_limit(frame, self.limit)
+    }
+
+    /// Queues a frame whatever the byte limit: for the rare packet that must not be lost
+    /// even when the connection is slow.
+    pub fn push_unbounded(&self, frame: Bytes) -> Result<(), PushError> {
+        self.push_with_limit(frame, usize::MAX)
+    }
+
+    fn push_with_limit(&self, frame: Bytes, limit: usize) -> Result<(), PushError> {
         let mut state = self.state.lock().expect("outbox lock poisoned");
         if state.closed {
             return Err(PushError::Closed);
         }
         let queued = self.bytes.load(Ordering::Relaxed);
-        if queued > 0 && queued + frame.len() > self.limit {
+        if queued > 0 && queued.saturating_add(frame.len()) > limit {
             return Err(PushError::Full);
         }
         self.bytes.fetch_add(frame.len(), Ordering::Relaxed);
@@ -73,10 +102,58 @@ impl Outbox {
         Ok(())
     }
 
+    /// Asks the connection task to pause reading, at most until `until`, before its next read.
+    pub fn throttle(&self, reason: Throttle, until: Instant) {
+        *self.throttle.lock().expect("outbox lock poisoned") = Some((reason, until));
+    }
+
+    /// The pause in force, if any. It stays until [`Outbox::clear_throttle`], so a wait that
+    /// is cancelled resumes where it was.
+    pub fn current_throttle(&self) -> Option<(Throttle, Instant)> {
+        self.throttle.lock().expect("outbox lock poisoned").clone()
+    }
+
+    /// Ends the pause: the connection read again.
+    pub fn clear_throttle(&self) {
+        *self.throttle.lock().expect("outbox lock poisoned") = None;
+    }
+
+    /// Waits until at most `bytes` are queued or the outbox is closed.
+    pub async fn wait_below(&self, bytes: usize) {
+        loop {
+            // Registered before the check, so a drain between check and wait is not missed.
+            let notified = self.drained.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            if self.queued_bytes() <= bytes || self.is_closed() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Waits until the outbox is closed.
+    pub async fn wait_closed(&self) {
+        loop {
+            let notified = self.drained.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            if self.is_closed() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    fn is_closed(&self) -> bool {
+        self.state.lock().expect("outbox lock poisoned").closed
+    }
+
     /// Marks the outbox closed: what is queued is still written, then the connection ends.
     pub fn close(&self) {
         self.state.lock().expect("outbox lock poisoned").closed = true;
         self.notify.notify_one();
+        self.drained.notify_waiters();
     }
 
     /// Waits until frames are queued or the outbox is closed. Cancel safe: a wake-up that
@@ -91,7 +168,12 @@ impl Outbox {
         let frames = std::mem::take(&mut state.frames);
         let taken: usize = frames.iter().map(Bytes::len).sum();
         self.bytes.fetch_sub(taken, Ordering::Relaxed);
-        (frames, state.closed)
+        let closed = state.closed;
+        drop(state);
+        if taken > 0 {
+            self.drained.notify_waiters();
+        }
+        (frames, closed)
     }
 }
 

@@ -1,0 +1,99 @@
+//! Slow consumers: a client that stops reading is shed (QoS 0 beyond the outbox limit is
+//! dropped) and never stalls the others; a subscriber that reads, even if slower than the
+//! publishers, loses nothing because the publishers are slowed down instead.
+
+mod common;
+
+use bytes::Bytes;
+use common::{TestClient, TestGateway, WAIT, publish_packet};
+use mqtt_codec::{Packet, QoS};
+use std::time::Duration;
+use tokio::time::Instant;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_does_not_stall_the_others() {
+    let gateway = TestGateway::start_with(|config| {
+        config.outbox_soft_limit = 64 * 1024;
+        config.outbox_limit = 512 * 1024;
+    })
+    .await;
+    let mut stalled = TestClient::v5(gateway.addr, "stalled").await;
+    stalled.subscribe("flood/#", QoS::AtMostOnce).await;
+    let mut reader = TestClient::v5(gateway.addr, "reader").await;
+    reader.subscribe("news/#", QoS::AtLeastOnce).await;
+
+    // 16 MiB of QoS 0 for a client that reads nothing: far beyond kernel buffers and outbox.
+    let addr = gateway.addr;
+    let flood = tokio::spawn(async move {
+        let mut flooder = TestClient::v5(addr, "flooder").await;
+        let mut publish = publish_packet("flood/x", "", QoS::AtMostOnce, false);
+        publish.payload = Bytes::from(vec![b'x'; 4096]);
+        for _ in 0..4096 {
+            flooder.send(Packet::Publish(publish.clone())).await;
+        }
+        flooder.ping().await;
+        flooder
+    });
+
+    let mut announcer = TestClient::v5(gateway.addr, "announcer").await;
+    let started = Instant::now();
+    for index in 0..50 {
+        announcer
+            .publish(&format!("news/{index}"), "fresh", QoS::AtLeastOnce)
+            .await;
+        let message = reader.expect_message().await;
+        assert_eq!(message.topic, format!("news/{index}").as_str());
+    }
+    assert!(
+        started.elapsed() < WAIT,
+        "the reader waited {:?} behind a stalled client",
+        started.elapsed()
+    );
+    let flooder = tokio::time::timeout(Duration::from_secs(30), flood)
+        .await
+        .expect("the flooding publisher finished: it was slowed, never blocked for good")
+        .expect("flood task");
+    flooder.disconnect().await;
+    gateway.shutdown(WAIT).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reading_subscriber_loses_nothing_from_faster_publishers() {
+    let gateway = TestGateway::start_with(|config| {
+        config.outbox_soft_limit = 32 * 1024;
+        config.outbox_limit = 256 * 1024;
+    })
+    .await;
+    let mut subscriber = TestClient::v311(gateway.addr, "subscriber").await;
+    subscriber.subscribe("load/#", QoS::AtMostOnce).await;
+
+    const PUBLISHERS: usize = 4;
+    const MESSAGES: usize = 5_000;
+    let mut tasks = Vec::new();
+    for index in 0..PUBLISHERS {
+        let addr = gateway.addr;
+        tasks.push(tokio::spawn(async move {
+            let mut publisher = TestClient::v311(addr, &format!("publisher-{index}")).await;
+            let mut publish = publish_packet(&format!("load/{index}"), "", QoS::AtMostOnce, false);
+            publish.payload = Bytes::from(vec![b'p'; 256]);
+            for _ in 0..MESSAGES {
+                publisher.send(Packet::Publish(publish.clone())).await;
+            }
+            publisher.ping().await;
+            publisher.disconnect().await;
+        }));
+    }
+    // 5 MB in all through a 256 KiB outbox: without backpressure most of it would be shed.
+    let mut received = 0;
+    while received < PUBLISHERS * MESSAGES {
+        if received % 1000 == 0 {
+            eprintln!("DEBUG received {received}");
+        }
+        subscriber.expect_publish().await;
+        received += 1;
+    }
+    for task in tasks {
+        task.await.expect("publisher task");
+    }
+    gateway.shutdown(WAIT).await;
+}
