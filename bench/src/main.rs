@@ -75,6 +75,21 @@ enum Mode {
         #[arg(long)]
         expect_all: bool,
     },
+    /// N idle connections; the broker's resident memory is read from /proc before and after.
+    Idle {
+        #[arg(long, default_value_t = 2000)]
+        connections: usize,
+        /// Process id of the broker, for /proc/PID/status.
+        #[arg(long)]
+        pid: u32,
+    },
+    /// Connections opened (CONNECT, CONNACK, DISCONNECT) as fast as C concurrent loops can.
+    Connrate {
+        #[arg(long, default_value_t = 4000)]
+        connections: usize,
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
+    },
     /// One publisher at a fixed rate with a timestamp in each payload, one subscriber.
     Latency {
         /// Messages per second.
@@ -96,6 +111,23 @@ struct Throughput {
     lost: u64,
     seconds: f64,
     messages_per_second: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct Idle {
+    mode: &'static str,
+    connections: usize,
+    rss_before_kb: u64,
+    rss_after_kb: u64,
+    kb_per_connection: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct ConnectionRate {
+    mode: &'static str,
+    connections: usize,
+    seconds: f64,
+    connections_per_second: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -146,6 +178,19 @@ fn main() -> Result<()> {
                 let result =
                     fan_out(cli.addr, subscribers, messages, size, qos, window, deadline).await?;
                 report_throughput(&result, expect_all)
+            }
+            Mode::Idle { connections, pid } => {
+                let result = idle(cli.addr, connections, pid).await?;
+                println!("{}", serde_json::to_string(&result)?);
+                Ok(())
+            }
+            Mode::Connrate {
+                connections,
+                concurrency,
+            } => {
+                let result = connection_rate(cli.addr, connections, concurrency).await?;
+                println!("{}", serde_json::to_string(&result)?);
+                Ok(())
             }
             Mode::Latency {
                 rate,
@@ -562,5 +607,73 @@ async fn latency(addr: SocketAddr, rate: u64, seconds: u64, size: usize) -> Resu
         p99_us: percentile(0.99),
         p999_us: percentile(0.999),
         max_us: samples.last().map_or(f64::NAN, |&v| v as f64 / 1000.0),
+    })
+}
+
+/// Resident memory of a process, from /proc/PID/status.
+fn rss_kb(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("reading /proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmRSS line")
+}
+
+async fn idle(addr: SocketAddr, connections: usize, pid: u32) -> Result<Idle> {
+    // Warm the broker up with a few connections so one-off allocations are not counted.
+    let mut warm = Vec::new();
+    for index in 0..16 {
+        warm.push(connect(addr, &format!("bench-warm-{index}")).await?);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = rss_kb(pid)?;
+    let mut held = Vec::with_capacity(connections);
+    for index in 0..connections {
+        held.push(connect(addr, &format!("bench-idle-{index}")).await?);
+    }
+    // Let the broker settle (freed buffers returned, timers armed) before reading.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = rss_kb(pid)?;
+    drop(held);
+    drop(warm);
+    Ok(Idle {
+        mode: "idle",
+        connections,
+        rss_before_kb: before,
+        rss_after_kb: after,
+        kb_per_connection: after.saturating_sub(before) as f64 / connections as f64,
+    })
+}
+
+async fn connection_rate(
+    addr: SocketAddr,
+    connections: usize,
+    concurrency: usize,
+) -> Result<ConnectionRate> {
+    let start = Instant::now();
+    let per_loop = connections / concurrency.max(1);
+    let mut loops = Vec::new();
+    for worker in 0..concurrency.max(1) {
+        loops.push(tokio::spawn(async move {
+            for index in 0..per_loop {
+                let (_reader, mut writer) =
+                    connect(addr, &format!("bench-rate-{worker}-{index}")).await?;
+                writer.write_all(&[0xE0, 0x00]).await?;
+            }
+            Ok::<_, anyhow::Error>(())
+        }));
+    }
+    for task in loops {
+        task.await??;
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let done = per_loop * concurrency.max(1);
+    Ok(ConnectionRate {
+        mode: "connrate",
+        connections: done,
+        seconds,
+        connections_per_second: done as f64 / seconds,
     })
 }
