@@ -1,0 +1,135 @@
+// The smaller panels: subscriptions (with per-filter counts), the series table (which series
+// goes on which chart, CSV export), the publish form and the retained-messages browser.
+// Each renders from the app's state and calls back into the app for actions.
+
+import { h, formatCount, download } from './dom.js';
+import { seriesColor } from './theme.js';
+import { seriesCsv } from '../model/series-store.js';
+
+/** The subscription list: filter, granted QoS or refusal, message count, remove button. */
+export class SubscriptionsView {
+  constructor(list, app) {
+    this.list = list;
+    this.app = app;
+    this.items = new Map();
+  }
+
+  /** Rebuilds the list (subscriptions were added, removed or acknowledged). */
+  render() {
+    this.items.clear();
+    this.list.replaceChildren(
+      ...this.app.subscriptions.map((subscription) => {
+        const meta = h('span', { className: 'meta' });
+        const item = h('li', { 'data-filter': subscription.filter, 'data-status': subscription.status }, [
+          h('span', { className: 'filter', textContent: subscription.filter }),
+          meta,
+          h('button', {
+            type: 'button',
+            className: 'icon-button',
+            textContent: '✕',
+            title: `Unsubscribe from ${subscription.filter}`,
+            'aria-label': `unsubscribe ${subscription.filter}`,
+            on: { click: () => this.app.unsubscribe(subscription.filter) },
+          }),
+        ]);
+        this.items.set(subscription, meta);
+        return item;
+      }),
+    );
+    this.updateCounts();
+  }
+
+  /** Refreshes the counts and states in place. */
+  updateCounts() {
+    for (const [subscription, meta] of this.items) {
+      let state;
+      if (subscription.status === 'refused') state = `refused (${subscription.reason})`;
+      else if (subscription.status === 'pending') state = `QoS ${subscription.qos}, pending`;
+      else state = `QoS ${subscription.granted}`;
+      meta.textContent = `${state} · ${formatCount(subscription.count)}`;
+      meta.parentElement.dataset.count = String(subscription.count);
+      meta.parentElement.dataset.status = subscription.status;
+    }
+  }
+}
+
+/** The series table: colour, name, points held (of all received), chart choice, CSV. */
+export class SeriesTable {
+  constructor(body, countElement, store, charts) {
+    this.body = body;
+    this.countElement = countElement;
+    this.store = store;
+    this.charts = charts;
+    this.cells = [];
+  }
+
+  render() {
+    this.cells = [];
+    this.countElement.textContent = this.store.list.length ? `(${this.store.list.length})` : '';
+    this.body.replaceChildren(
+      ...this.store.list.map((series) => {
+        const chart = this.charts.chartOf(series.id);
+        const select = h('select', { 'aria-label': `chart for ${series.name}` }, [
+          ...this.charts.charts.map((c) => h('option', { value: String(c.id), textContent: `Chart ${c.id}`, selected: c === chart })),
+          h('option', { value: 'new', textContent: 'new chart' }),
+          h('option', { value: 'hidden', textContent: 'hidden', selected: chart === undefined }),
+        ]);
+        select.addEventListener('change', () => {
+          if (select.value === 'hidden') this.charts.move(series.id, null);
+          else if (select.value === 'new') this.charts.move(series.id, this.charts.addChart().id);
+          else this.charts.move(series.id, Number(select.value));
+        });
+        const points = h('td', { className: 'num' });
+        this.cells.push([series, points]);
+        return h('tr', { 'data-series': series.name }, [
+          h('td', {}, [h('i', { className: 'swatch', style: `background:${seriesColor(series.id)}` })]),
+          h('td', { className: 'name', textContent: series.name }),
+          points,
+          h('td', {}, [select]),
+          h('td', {}, [
+            h('button', {
+              type: 'button',
+              textContent: 'CSV',
+              title: `Download ${series.name} as CSV`,
+              on: { click: () => download(`${series.name.replace(/[^\w.-]+/g, '_')}.csv`, seriesCsv(series)) },
+            }),
+          ]),
+        ]);
+      }),
+    );
+    this.updateCounts();
+  }
+
+  updateCounts() {
+    for (const [series, cell] of this.cells) {
+      const { length, total } = series.buffer;
+      cell.textContent = length === total ? formatCount(length) : `${formatCount(length)} of ${formatCount(total)}`;
+    }
+  }
+}
+
+/** Renders the retained messages listed by `/api/v1/retained`. */
+export function renderRetained(list, messages, onClear) {
+  list.replaceChildren(
+    ...messages.map((message) =>
+      h('li', { 'data-topic': message.topic }, [
+        h('span', { className: 'topic', textContent: message.topic }),
+        h('span', { className: 'meta', textContent: `QoS ${message.qos} · ${formatCount(message.size)} B` }),
+        h('button', {
+          type: 'button',
+          className: 'icon-button',
+          textContent: 'Clear',
+          title: `Delete the retained message of ${message.topic} (publishes an empty retained message)`,
+          on: { click: () => onClear(message.topic) },
+        }),
+        h('span', {
+          className: 'payload',
+          textContent:
+            message.encoding === 'base64'
+              ? `(binary, base64) ${message.payload}${message.truncated ? '…' : ''}`
+              : `${message.payload}${message.truncated ? '…' : ''}`,
+        }),
+      ]),
+    ),
+  );
+}

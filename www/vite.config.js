@@ -1,0 +1,41 @@
+// Vite builds the dashboard into dist/: index.html plus content-hashed files under assets/
+// (the gateway serves those as immutable). The browser MQTT client is the npm package that
+// `cargo xtask dist` builds into client-wasm/pkg, imported as `client-wasm`; its .wasm file is
+// emitted as a hashed asset too, found through the package's `new URL(..., import.meta.url)`.
+import { defineConfig } from 'vite';
+import { fileURLToPath } from 'node:url';
+import { existsSync } from 'node:fs';
+
+const clientPackage = fileURLToPath(new URL('../client-wasm/pkg', import.meta.url));
+
+export default defineConfig({
+  base: '/',
+  resolve: {
+    alias: { 'client-wasm': clientPackage },
+  },
+  build: {
+    outDir: 'dist',
+    emptyOutDir: true,
+    target: 'es2022',
+    assetsInlineLimit: 0,
+    sourcemap: false,
+    reportCompressedSize: false,
+  },
+  server: {
+    // `npm run dev` against a gateway on its default port.
+    proxy: {
+      '/mqtt': { target: 'ws://127.0.0.1:8080', ws: true },
+      '/api': 'http://127.0.0.1:8080',
+    },
+  },
+  plugins: [
+    {
+      name: 'require-client-wasm',
+      buildStart() {
+        if (!existsSync(`${clientPackage}/package.json`)) {
+          this.error(`the client-wasm package is not built (${clientPackage}); run \`cargo xtask dist\``);
+        }
+      },
+    },
+  ],
+});
