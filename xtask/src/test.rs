@@ -1,8 +1,11 @@
 //! `cargo xtask test`: install what is missing, then run every test, stopping at the first failure.
 //!
-//! Order: prerequisites, `cargo test` (all targets, then doctests), the wasm build gate of
-//! `mqtt-codec`, then the interop tests under `tests/interop` once per paho-mqtt generation
-//! against a freshly built `gateway`. A step whose inputs do not exist yet is skipped with a note.
+//! Order: prerequisites, `cargo test` (all targets, then doctests), the dashboard's unit tests
+//! (`node --test www/tests/unit`), the wasm build gate of `mqtt-codec`, then the interop tests
+//! under `tests/interop` once per paho-mqtt generation against a freshly built `gateway`, then
+//! the dashboard's browser tests (`tests/browser/dashboard`: `cargo xtask dist`, a gateway built
+//! with the dashboard embedded, Chromium through playwright-core). A step whose inputs do not
+//! exist yet is skipped with a note.
 //! A summary with each step's duration is printed at the end, also after a failure.
 
 use std::path::Path;
@@ -36,6 +39,19 @@ fn run_steps(steps: &mut Steps) -> Result<()> {
         process::run(process::cargo().args(["test", "--workspace", "--doc"]))
     })?;
 
+    let www_unit = "node --test www/tests/unit";
+    if root().join("www/tests/unit").exists() {
+        steps.run(www_unit, || {
+            process::run(
+                process::command("node")
+                    .args(["--test", "www/tests/unit/"])
+                    .current_dir(root()),
+            )
+        })?;
+    } else {
+        steps.skip(www_unit, "no www/tests/unit yet");
+    }
+
     let wasm_gate = "wasm build gate: mqtt-codec for wasm32";
     if root().join("mqtt-codec/Cargo.toml").exists() {
         steps.run(wasm_gate, || {
@@ -51,7 +67,50 @@ fn run_steps(steps: &mut Steps) -> Result<()> {
         steps.skip(wasm_gate, "no mqtt-codec crate yet");
     }
 
-    interop(steps)
+    interop(steps)?;
+    dashboard_browser_tests(steps)
+}
+
+/// Builds the browser parts and a gateway that embeds them, then runs the dashboard's browser
+/// tests against it (each test file starts its own gateway on free ports).
+fn dashboard_browser_tests(steps: &mut Steps) -> Result<()> {
+    let name = "browser tests: dashboard";
+    let tests_dir = root().join("tests/browser/dashboard");
+    if !tests_dir.exists() {
+        steps.skip(name, "no tests/browser/dashboard yet");
+        return Ok(());
+    }
+    if !root().join("client-wasm/Cargo.toml").exists() || !root().join("www/package.json").exists()
+    {
+        steps.skip(name, "the dashboard needs client-wasm and www");
+        return Ok(());
+    }
+    let chromium = std::env::var_os("CHROMIUM").unwrap_or_else(|| "/usr/bin/chromium".into());
+    if !Path::new(&chromium).exists() {
+        steps.skip(
+            name,
+            "no Chromium at /usr/bin/chromium (set CHROMIUM to another)",
+        );
+        return Ok(());
+    }
+    steps.run("cargo xtask dist", crate::dist::run)?;
+    steps.run(
+        "cargo build -p gateway --bin gateway (dashboard embedded)",
+        || process::run(process::cargo().args(["build", "-p", "gateway", "--bin", "gateway"])),
+    )?;
+    let paho2 = VENVS
+        .iter()
+        .find(|venv| venv.name == "paho2")
+        .expect("a paho2 virtualenv");
+    steps.run(name, || {
+        let mut node = process::command("node");
+        node.args(["--test", "--test-concurrency=1", "tests/browser/dashboard/"])
+            .current_dir(root())
+            .env("GATEWAY_BIN", target_dir().join("debug/gateway"))
+            .env("PAHO_PYTHON", paho2.python())
+            .env("CHROMIUM", &chromium);
+        process::run(&mut node)
+    })
 }
 
 /// Builds the gateway and runs `pytest tests/interop` with each paho-mqtt virtualenv.

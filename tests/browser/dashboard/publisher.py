@@ -1,0 +1,73 @@
+"""A paced MQTT publisher over TCP for the dashboard's browser tests (paho-mqtt 2.x).
+
+Sends COUNT QoS 0 messages to TOPIC at RATE messages per second, in small batches every
+millisecond or so (so a 10k/s run is a steady stream, not one burst), then waits until paho has
+written the last one to the socket before disconnecting (see the README: a script that exits
+right after publish() may send nothing). Prints `sent N` on success.
+
+Payload kinds: `json` ({"temp": ..., "hum": ...}, varying), `number` (a plain number), `text`
+(not numeric), `counter` ({"v": i}).
+"""
+
+import argparse
+import math
+import sys
+import time
+
+import paho.mqtt.client as mqtt
+
+
+def payload(kind: str, index: int) -> str:
+    if kind == "json":
+        temp = round(21.5 + 2 * math.sin(index / 20), 3)
+        hum = round(40 + 5 * math.cos(index / 30), 3)
+        return f'{{"temp": {temp}, "hum": {hum}}}'
+    if kind == "number":
+        return str(round(10 * math.sin(index / 10), 4))
+    if kind == "text":
+        return f"hello {index}"
+    if kind == "counter":
+        return f'{{"v": {index}}}'
+    raise ValueError(kind)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--topic", required=True)
+    parser.add_argument("--count", type=int, required=True)
+    parser.add_argument("--rate", type=float, required=True, help="messages per second")
+    parser.add_argument("--kind", default="json")
+    args = parser.parse_args()
+
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"dashboard-test-{time.time_ns()}")
+    client.connect(args.host, args.port, keepalive=30)
+    client.loop_start()
+    deadline = time.monotonic() + 10
+    while not client.is_connected():
+        if time.monotonic() > deadline:
+            print("could not connect", file=sys.stderr)
+            return 1
+        time.sleep(0.01)
+
+    started = time.monotonic()
+    last = None
+    for index in range(args.count):
+        # Pace by the clock: message i is due at started + i / rate.
+        due = started + index / args.rate
+        delay = due - time.monotonic()
+        if delay > 0.001:
+            time.sleep(delay)
+        last = client.publish(args.topic, payload(args.kind, index), qos=0)
+    if last is not None:
+        last.wait_for_publish(timeout=30)
+    elapsed = time.monotonic() - started
+    client.disconnect()
+    client.loop_stop()
+    print(f"sent {args.count} in {elapsed:.2f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
