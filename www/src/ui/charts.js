@@ -13,15 +13,19 @@
 //   follows what is visible, not what is held.
 // - Paused charts keep their x range and skip redraws; points are still recorded, so resuming
 //   shows everything that arrived meanwhile.
-// - A new series goes to the last chart until it holds `SERIES_PER_CHART`, then to a new chart;
-//   people move series between charts (or hide them) in the series table.
+// - A new series goes to the chart that already shows its topic (the fields of one JSON
+//   document belong together), else to a new chart while there are fewer than `AUTO_CHARTS`,
+//   else to the last chart. People move series between charts (or hide them) in the series
+//   table.
 
 import uPlot from 'uplot';
 import { h, formatValue } from './dom.js';
 import { seriesColor, themeColors } from './theme.js';
 
-const SERIES_PER_CHART = 8;
+const AUTO_CHARTS = 6;
 const SLIDE_MS = 250;
+/** Narrowest time range shown, in seconds. */
+const MIN_SPAN_SECONDS = 10;
 const CHART_HEIGHT = 220;
 
 export class ChartManager {
@@ -47,8 +51,8 @@ export class ChartManager {
 
   /** Puts a new series on the default chart. */
   place(series) {
-    let chart = this.charts.at(-1);
-    if (chart === undefined || chart.seriesIds.length >= SERIES_PER_CHART) chart = this.addChart();
+    let chart = this.charts.find((c) => c.series().some((s) => s.topic === series.topic));
+    if (chart === undefined) chart = this.charts.length < AUTO_CHARTS ? this.addChart() : this.charts.at(-1);
     chart.add(series.id);
     this.onLayoutChange();
   }
@@ -112,9 +116,17 @@ export class ChartManager {
     for (const chart of this.charts) chart.update(nowMs);
   }
 
-  /** The x range of every chart: the window ending now, or all the data. */
+  /**
+   * The x range of every chart: the window ending now (narrowed to the data while the data
+   * covers less of it, so a fresh chart is not a line squeezed against the right edge), or all
+   * the data.
+   */
   xRange(dataMin, dataMax) {
-    if (this.windowSeconds > 0) return [this.now - this.windowSeconds, this.now];
+    if (this.windowSeconds > 0) {
+      const start = this.now - this.windowSeconds;
+      if (dataMin === null || !Number.isFinite(dataMin) || dataMin <= start) return [start, this.now];
+      return [Math.min(dataMin, this.now - MIN_SPAN_SECONDS), this.now];
+    }
     if (dataMin === null || dataMax === null || !Number.isFinite(dataMin)) return [this.now - 60, this.now];
     return [dataMin, Math.max(dataMax, dataMin + 1)];
   }
