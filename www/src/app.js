@@ -59,6 +59,7 @@ export class Dashboard {
     this.stateDetail = '';
     this.reconnectAt = 0;
     this.reconnectAttempt = 0;
+    this.lastError = '';
     this.framePending = false;
     this.lastTick = 0;
     this.frameWork = new Float64Array(FRAME_SAMPLES);
@@ -253,6 +254,7 @@ export class Dashboard {
     }
     this.client = client;
     this.attachClient(client);
+    this.lastError = '';
     this.setState('connected');
     for (const subscription of this.subscriptions) this.sendSubscribe(subscription);
   }
@@ -269,6 +271,8 @@ export class Dashboard {
     const mine = () => this.client === client;
     client.addEventListener('connect', () => {
       if (!mine()) return;
+      this.lastError = '';
+      this.reconnectAttempt = 0;
       this.setState('connected');
       // The client restores its subscriptions itself; mark them active again.
       for (const subscription of this.subscriptions) {
@@ -284,14 +288,22 @@ export class Dashboard {
     });
     client.addEventListener('close', (event) => {
       if (!mine()) return;
-      if (client.state === 'reconnecting') return;
-      const reason = event.detail?.reason ?? event.detail?.message ?? '';
-      this.setState('closed', reason);
+      // detail: { error?, reconnect }. With reconnect set, a "reconnect" event with the delay
+      // follows at once; until then the state already says reconnecting.
+      const detail = event.detail ?? {};
+      if (detail.error) this.lastError = describeError(detail.error);
+      if (detail.reconnect) {
+        this.reconnectAt = performance.now();
+        this.setState('reconnecting');
+      } else if (detail.error?.code === 'CONNECTION_REFUSED') {
+        this.setState('refused', this.lastError);
+      } else {
+        this.setState('closed', detail.error ? this.lastError : '');
+      }
     });
     client.addEventListener('error', (event) => {
       if (!mine()) return;
       this.lastError = describeError(event.detail ?? event.error ?? event);
-      if (this.state !== 'connected') this.stateDetail = this.lastError;
       this.requestFrame();
     });
   }
@@ -325,9 +337,9 @@ export class Dashboard {
         return `connected (MQTT ${this.settings.protocolVersion === 5 ? '5.0' : '3.1.1'})`;
       case 'reconnecting': {
         const seconds = Math.max(0, Math.ceil((this.reconnectAt - now) / 1000));
-        return seconds > 0
-          ? `reconnecting in ${seconds} s (attempt ${this.reconnectAttempt})`
-          : `reconnecting… (attempt ${this.reconnectAttempt})`;
+        const text = seconds > 0 ? `reconnecting in ${seconds} s` : 'reconnecting…';
+        const attempt = this.reconnectAttempt > 0 ? ` (attempt ${this.reconnectAttempt})` : '';
+        return `${text}${attempt}${this.lastError ? ` · ${this.lastError}` : ''}`;
       }
       case 'refused':
         return `refused: ${this.stateDetail}`;
