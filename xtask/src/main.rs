@@ -6,6 +6,7 @@
 //! on the workspace as it is: a step whose inputs do not exist yet is skipped with a note, so the
 //! commands keep working while the project grows.
 
+mod bench;
 mod dist;
 mod prerequisites;
 mod process;
@@ -25,7 +26,10 @@ commands:
   run [args]    build the browser parts (if present), then start the gateway;
                 args go to the gateway (e.g. cargo xtask run --tcp 0.0.0.0:1883)
   dist          build client-wasm into client-wasm/pkg and the www dashboard
-  bench [args]  run the benchmarks (for now: cargo bench --workspace [args])
+  bench [--quick] [--runs N]
+                the gateway and Mosquitto side by side under the same load;
+                prints medians and ratios, writes target/bench/latest.json and
+                target/bench/ratios.svg (--quick: a one-minute smoke run)
   help          print this text
 ";
 
@@ -41,7 +45,7 @@ fn main() -> ExitCode {
         Some("test") => no_extra_args("test", &rest).and_then(|()| test::run()),
         Some("run") => dist::run_gateway(&rest),
         Some("dist") => no_extra_args("dist", &rest).and_then(|()| dist::run()),
-        Some("bench") => bench(&rest),
+        Some("bench") => bench::run(&rest),
         Some(other) => {
             eprint!("unknown command `{other}`\n\n{USAGE}");
             return ExitCode::from(2);
@@ -63,13 +67,4 @@ fn no_extra_args(command: &str, rest: &[String]) -> Result<()> {
     } else {
         bail!("`cargo xtask {command}` takes no arguments (got {rest:?})")
     }
-}
-
-/// `cargo xtask bench`: for now a passthrough to `cargo bench --workspace`.
-///
-/// A later change replaces it with the side-by-side benchmark against Mosquitto (DESIGN.md).
-fn bench(args: &[String]) -> Result<()> {
-    let mut command = process::cargo();
-    command.args(["bench", "--workspace"]).args(args);
-    process::run(&mut command)
 }
