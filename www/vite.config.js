@@ -6,12 +6,13 @@ import { defineConfig } from 'vite';
 import { fileURLToPath } from 'node:url';
 import { existsSync } from 'node:fs';
 
-const clientPackage = fileURLToPath(new URL('../client-wasm/pkg', import.meta.url));
+// wasm-bindgen's `--target web` output: an ES module that exports `init` and the classes.
+const clientModule = fileURLToPath(new URL('../client-wasm/pkg/client_wasm.js', import.meta.url));
 
 export default defineConfig({
   base: '/',
   resolve: {
-    alias: { 'client-wasm': clientPackage },
+    alias: { 'client-wasm': clientModule },
   },
   build: {
     outDir: 'dist',
@@ -32,8 +33,8 @@ export default defineConfig({
     {
       name: 'require-client-wasm',
       buildStart() {
-        if (!existsSync(`${clientPackage}/package.json`)) {
-          this.error(`the client-wasm package is not built (${clientPackage}); run \`cargo xtask dist\``);
+        if (!existsSync(clientModule)) {
+          this.error(`the client-wasm package is not built (no ${clientModule}); run \`cargo xtask dist\``);
         }
       },
     },
