@@ -530,7 +530,9 @@ export class Dashboard {
       this.lastTick = started;
       const status = $('status');
       status.dataset.state = this.state;
-      $('status-text').textContent = this.statusText(started);
+      const text = this.statusText(started);
+      $('status-text').textContent = text;
+      $('status-text').title = text;
       $('rate-in').textContent = formatRate(this.rateIn.rate(started));
       $('rate-out').textContent = formatRate(this.rateOut.rate(started));
       $('count-in').textContent = formatCount(this.received);
