@@ -1,5 +1,6 @@
-// The dashboard across a gateway restart: the status shows "reconnecting in N s" while the
-// gateway is down, then connected again, and plotting resumes on the same series.
+// The dashboard's connection states: across a gateway restart the status shows "reconnecting in
+// N s" while the gateway is down, then connected again, and plotting resumes on the same series;
+// a URL that is no MQTT endpoint shows "refused" with the reason.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -43,4 +44,23 @@ test('a gateway restart shows the reconnecting state and plotting resumes', asyn
   }
   const unexpected = errors.filter((error) => !EXPECTED_WHILE_DOWN.test(error));
   assert.deepEqual(unexpected, [], 'no console errors besides the browser reporting the refused WebSocket');
+});
+
+test('a URL that is no MQTT endpoint shows refused with the reason', async () => {
+  const gateway = await startGateway();
+  const { browser, page, errors } = await openBrowser();
+  try {
+    const url = `ws://127.0.0.1:${gateway.httpPort}/not-mqtt`;
+    await page.goto(`${gateway.url}/?url=${encodeURIComponent(url)}`);
+    await page.waitForFunction(() => document.getElementById('status').dataset.state === 'refused');
+    assert.match(await page.textContent('#status-text'), /^refused: .+/);
+    assert.equal(await page.inputValue('#connection [name=url]'), url, 'the URL is shown for editing');
+  } finally {
+    await browser.close();
+    await gateway.stop();
+    gateway.cleanup();
+  }
+  // Chromium reports the failed handshake itself; nothing else may be logged.
+  const unexpected = errors.filter((error) => !/WebSocket connection to '.*\/not-mqtt' failed/.test(error));
+  assert.deepEqual(unexpected, []);
 });
