@@ -502,6 +502,7 @@ export class Dashboard {
   async clearRetained(topic, filter) {
     if (this.client === null) return;
     await this.client.publish(topic, new Uint8Array(), { qos: 1, retain: true });
+    this.tree.unmarkRetained(topic);
     this.sent += 1;
     this.rateOut.add(1, performance.now());
     this.loadRetained(filter);

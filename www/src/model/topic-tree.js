@@ -1,10 +1,13 @@
 // TopicTree: every topic seen, as a tree of levels, with per-topic counts and the last message.
 //
 // Each node is one topic level; a node that received messages itself (not only its children) has
-// `count > 0` and keeps its last payload, time and whether that message was retained. `retained`
-// marks topics whose last message came with the retain flag (delivered from the broker's retained
-// store) or that the retained browser listed. `total` on a node counts messages to it and to all
-// its descendants, so collapsed branches still show activity.
+// `count > 0` and keeps its last payload and time. `total` on a node counts messages to it and to
+// all its descendants, so collapsed branches still show activity.
+//
+// `retained` marks topics known to hold a retained message: seen with the retain flag (the broker
+// sends stored retained messages so), or listed by the retained browser. The marker sticks across
+// live messages, which arrive without the flag even when published retained; it goes when a
+// retained message with an empty payload is seen or the page itself deletes the message.
 //
 // Bounds: at most `maxNodes` nodes; messages to new topics past that are counted in `dropped`
 // but not added, so a stream of unique topics cannot exhaust memory. `version` increments on every
@@ -52,7 +55,7 @@ export class TopicTree {
     node.count += 1;
     node.lastPayload = payload;
     node.lastTime = time;
-    node.retained = retained;
+    if (retained) node.retained = payload.length > 0;
     node.qos = qos;
     for (let n = node; n !== null; n = n.parent) n.total += 1;
     this.version += 1;
@@ -72,6 +75,14 @@ export class TopicTree {
       node.qos = qos;
     }
     node.retained = true;
+    this.version += 1;
+  }
+
+  /** Removes the retained marker of a topic (its retained message was deleted). */
+  unmarkRetained(topic) {
+    const node = this.find(topic);
+    if (node === undefined || !node.retained) return;
+    node.retained = false;
     this.version += 1;
   }
 

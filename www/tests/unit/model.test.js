@@ -22,6 +22,11 @@ test('the topic tree counts per topic and per branch, and marks retained topics'
   assert.equal(tree.find('home/door').retained, true);
   assert.deepEqual(tree.find('home').sortedChildren().map((n) => n.name), ['door', 'kitchen']);
   assert.equal(tree.find('home/kitchen/temp').path, 'home/kitchen/temp');
+  // Live copies arrive without the flag: the marker stays until the message is deleted.
+  tree.add('home/door', bytes('closed'), false, 1, 4);
+  assert.equal(tree.find('home/door').retained, true);
+  tree.unmarkRetained('home/door');
+  assert.equal(tree.find('home/door').retained, false);
 });
 
 test('the topic tree is bounded', () => {
