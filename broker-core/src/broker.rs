@@ -453,7 +453,8 @@ impl Broker {
             }
             (self.assign_client_id(), true)
         } else {
-            (connect.client_id.clone(), false)
+            // Detached: the id lives as long as the session, the read buffer should not.
+            (connect.client_id.detached(), false)
         };
         if client_id.len() > self.config.max_client_id_len {
             self.refuse_connect(
@@ -669,11 +670,11 @@ impl Broker {
             session: session_key,
             info,
             protocol,
-            username: connect.username.clone(),
+            username: connect.username.as_ref().map(ByteStr::detached),
             connected_at: now,
             last_activity: now,
             keep_alive,
-            will: connect.will.clone(),
+            will: connect.will.as_ref().map(detached_will),
             client_receive_maximum: properties.receive_maximum.unwrap_or(u16::MAX),
             client_maximum_packet_size: properties.maximum_packet_size,
             client_topic_alias_maximum: properties.topic_alias_maximum.unwrap_or(0),
@@ -1036,7 +1037,7 @@ impl Broker {
                     }
                 }
             } else {
-                conn.inbound_aliases.insert(alias, publish.topic.clone());
+                conn.inbound_aliases.insert(alias, publish.topic.detached());
             }
         }
         if let Err(error) = topic::validate_topic_name(&publish.topic) {
@@ -1140,10 +1141,14 @@ impl Broker {
                 // An empty retained message clears the topic and is not stored [MQTT-3.3.1-6].
                 self.retained.remove(&publish.topic);
             } else {
+                // Detached from the read buffer: a retained message may stay for months.
+                let mut stored = publish.clone();
+                stored.topic = publish.topic.detached();
+                stored.payload = Bytes::copy_from_slice(&publish.payload);
                 self.retained.insert(
-                    publish.topic.clone(),
+                    stored.topic.clone(),
                     RetainedMessage {
-                        publish: publish.clone(),
+                        publish: stored,
                         expires_at,
                     },
                 );
@@ -1417,7 +1422,7 @@ impl Broker {
                     publish.topic = topic;
                     publish.properties.topic_alias = None;
                 } else if known.is_none() {
-                    conn.outbound_aliases.insert(topic, alias);
+                    conn.outbound_aliases.insert(topic.detached(), alias);
                 }
             }
         }
@@ -1547,7 +1552,8 @@ impl Broker {
                 .session_mut(key)
                 .subscriptions
                 .insert(
-                    filter.clone(),
+                    // Detached: kept as long as the subscription, unlike the SUBSCRIBE's buffer.
+                    filter.detached(),
                     SessionSubscription {
                         options,
                         identifier,
@@ -1657,7 +1663,7 @@ impl Broker {
                         self.groups.len() - 1
                     }
                 };
-                self.group_index.insert(full_filter.clone(), group_key);
+                self.group_index.insert(full_filter.detached(), group_key);
                 self.tree.insert(
                     inner_filter,
                     Subscriber::Group(group_key),
@@ -2217,6 +2223,16 @@ fn pick_group_member(
         .unwrap_or(start);
     group.next = chosen + 1;
     Some(group.members[chosen])
+}
+
+/// A copy of a will that shares nothing with the CONNECT's read buffer; it lives as long as the
+/// connection (or its will delay).
+fn detached_will(will: &Will) -> Will {
+    Will {
+        topic: will.topic.detached(),
+        payload: Bytes::copy_from_slice(&will.payload),
+        ..will.clone()
+    }
 }
 
 /// The properties of a will or received PUBLISH that travel with the message to subscribers.

@@ -51,6 +51,13 @@ impl ByteStr {
         unsafe { std::str::from_utf8_unchecked(&self.0) }
     }
 
+    /// A copy in an allocation of its own. Decoded strings share the buffer of the frame they
+    /// came in; a value kept for long (a client id, a subscription) is detached so that it does
+    /// not keep a whole read buffer alive.
+    pub fn detached(&self) -> ByteStr {
+        ByteStr(Bytes::copy_from_slice(&self.0))
+    }
+
     /// The underlying shared bytes.
     pub fn as_bytes(&self) -> &Bytes {
         &self.0
