@@ -1,0 +1,196 @@
+/** The client's state. */
+export type ClientState = "connecting" | "connected" | "reconnecting" | "closed";
+
+/** What `error.code` can be on the errors this package rejects with or dispatches. */
+export type MqttErrorCode =
+  | "INVALID_OPTIONS"
+  | "INVALID_ARGUMENT"
+  | "CONNECTION_REFUSED"
+  | "CONNECT_FAILED"
+  | "CONNECT_TIMEOUT"
+  | "KEEPALIVE_TIMEOUT"
+  | "CONNECTION_LOST"
+  | "SERVER_DISCONNECTED"
+  | "PROTOCOL_ERROR"
+  | "SUBSCRIBE_REFUSED"
+  | "UNSUBSCRIBE_REFUSED"
+  | "PUBLISH_REFUSED"
+  | "INVALID_TOPIC"
+  | "PACKET_TOO_LARGE"
+  | "QOS_NOT_SUPPORTED"
+  | "QUEUE_FULL"
+  | "CLOSED";
+
+/** An `Error` (name `"MqttError"`) with a stable code and, when the broker gave one, its reason code. */
+export interface MqttError extends Error {
+  name: "MqttError";
+  code: MqttErrorCode;
+  /** The MQTT reason code (5.0) or return code (3.1.1) the broker sent, e.g. 0x87 not authorized. */
+  reasonCode?: number;
+}
+
+export type QoS = 0 | 1 | 2;
+
+/** User properties: repeated names carry an array of values. */
+export type UserProperties = Record<string, string | string[]>;
+
+/** MQTT 5.0 properties. Each packet type carries its own subset. */
+export interface Properties {
+  payloadFormatIndicator?: 0 | 1;
+  messageExpiryInterval?: number;
+  contentType?: string;
+  responseTopic?: string;
+  correlationData?: Uint8Array;
+  /** SUBSCRIBE: the identifier to tag matching messages with. */
+  subscriptionIdentifier?: number;
+  /** Received PUBLISH: the identifiers of the subscriptions it matched. */
+  subscriptionIdentifiers?: number[];
+  sessionExpiryInterval?: number;
+  assignedClientIdentifier?: string;
+  serverKeepAlive?: number;
+  requestProblemInformation?: 0 | 1;
+  willDelayInterval?: number;
+  requestResponseInformation?: 0 | 1;
+  responseInformation?: string;
+  serverReference?: string;
+  reasonString?: string;
+  receiveMaximum?: number;
+  topicAliasMaximum?: number;
+  maximumQos?: 0 | 1;
+  retainAvailable?: 0 | 1;
+  maximumPacketSize?: number;
+  wildcardSubscriptionAvailable?: 0 | 1;
+  subscriptionIdentifierAvailable?: 0 | 1;
+  sharedSubscriptionAvailable?: 0 | 1;
+  userProperties?: UserProperties;
+}
+
+export interface WillOptions {
+  topic: string;
+  payload?: string | Uint8Array | ArrayBuffer;
+  qos?: QoS;
+  retain?: boolean;
+  /** Will properties (5.0), e.g. `willDelayInterval`. */
+  properties?: Properties;
+}
+
+export interface ReconnectOptions {
+  /** First delay and floor of every delay; default 1000. */
+  minDelayMs?: number;
+  /** Ceiling of the exponential growth; default 30000. */
+  maxDelayMs?: number;
+}
+
+export interface ConnectOptions {
+  /** Default: a random `wasm-…` identifier. */
+  clientId?: string;
+  /** 5 (default) or 4 (MQTT 3.1.1). */
+  protocolVersion?: 4 | 5;
+  /** Keep alive in seconds (default 60; 0 disables). */
+  keepalive?: number;
+  /** Clean session (3.1.1) / clean start of the first connection (5.0); default true. */
+  clean?: boolean;
+  /** Session Expiry Interval in seconds (5.0). */
+  sessionExpiry?: number;
+  username?: string;
+  password?: string | Uint8Array;
+  will?: WillOptions;
+  /** Reconnect policy (exponential backoff with full jitter), or `false` for none. */
+  reconnect?: ReconnectOptions | boolean;
+  /** Operations held while disconnected (default 1000); more reject with `QUEUE_FULL`. */
+  offlineQueueLimit?: number;
+  /** Time allowed for the WebSocket and the CONNACK, in milliseconds (default 30000). */
+  connectTimeoutMs?: number;
+  /** The largest packet this client accepts (announced to a 5.0 broker). */
+  maximumPacketSize?: number;
+  /** Further CONNECT properties (5.0). */
+  properties?: Properties;
+}
+
+export interface PublishOptions {
+  qos?: QoS;
+  retain?: boolean;
+  properties?: Properties;
+}
+
+export interface SubscribeOptions {
+  qos?: QoS;
+  noLocal?: boolean;
+  retainAsPublished?: boolean;
+  retainHandling?: 0 | 1 | 2;
+  properties?: Properties;
+}
+
+export interface UnsubscribeOptions {
+  properties?: Properties;
+}
+
+export interface SubscribeResult {
+  /** The QoS the broker granted. */
+  qos: QoS;
+  /** The SUBACK reason code (0, 1 or 2 when granted). */
+  reasonCode: number;
+}
+
+export interface UnsubscribeResult {
+  /** 0 success, or 0x11 no subscription existed (5.0). */
+  reasonCode: number;
+}
+
+/** A received application message. */
+export interface MqttMessage {
+  topic: string;
+  /** A view into the frame's buffer: copy it before transferring `payload.buffer`. */
+  payload: Uint8Array;
+  qos: QoS;
+  retain: boolean;
+  dup: boolean;
+  /** MQTT 5.0 properties, when the message has any. */
+  properties?: Properties;
+  /** The payload as UTF-8 text. */
+  text(): string;
+  /** The payload parsed as JSON. */
+  json(): unknown;
+}
+
+export interface ConnectEventDetail {
+  sessionPresent: boolean;
+  /** CONNACK properties (5.0). */
+  properties?: Properties;
+}
+
+export interface CloseEventDetail {
+  /** Why the connection closed; absent after `end()`. */
+  error?: MqttError;
+  /** Whether a reconnect follows (a "reconnect" event announces it). */
+  reconnect: boolean;
+}
+
+export interface ReconnectEventDetail {
+  /** 1 for the first retry after a loss. */
+  attempt: number;
+  /** Delay before the attempt, in milliseconds. */
+  delayMs: number;
+}
+
+/** The events of `MqttClient`, as `CustomEvent`s carrying `detail`. */
+export interface MqttClientEventMap {
+  message: CustomEvent<MqttMessage>;
+  connect: CustomEvent<ConnectEventDetail>;
+  close: CustomEvent<CloseEventDetail>;
+  reconnect: CustomEvent<ReconnectEventDetail>;
+  error: CustomEvent<MqttError>;
+}
+
+export interface MqttClient {
+  addEventListener<K extends keyof MqttClientEventMap>(
+    type: K,
+    listener: (event: MqttClientEventMap[K]) => void,
+    options?: boolean | AddEventListenerOptions,
+  ): void;
+  removeEventListener<K extends keyof MqttClientEventMap>(
+    type: K,
+    listener: (event: MqttClientEventMap[K]) => void,
+    options?: boolean | EventListenerOptions,
+  ): void;
+}

@@ -1,0 +1,21 @@
+//! `client-wasm`: an MQTT 3.1.1 and 5.0 client for browsers and Web Workers, compiled to
+//! WebAssembly and published as an npm package.
+//!
+//! Two layers. The protocol core ([`session::Session`] with [`keepalive`], [`backoff`],
+//! [`options`] and [`error`]) is plain Rust with no I/O and no clock reads: it compiles and is
+//! unit-tested on the host. The `web` module (wasm32 only) is a thin driver that connects it to
+//! a `WebSocket`, `setTimeout` and `performance.now()` of the global scope (so it runs in a page
+//! or a worker), and exposes the `MqttClient` class to JS with Promises and events.
+
+pub mod backoff;
+pub mod error;
+pub mod keepalive;
+pub mod options;
+pub mod session;
+
+#[cfg(target_arch = "wasm32")]
+mod web;
+
+pub use error::ClientError;
+pub use options::{Options, WillOptions};
+pub use session::{Completion, Event, OutgoingMessage, RequestId, Session, State};

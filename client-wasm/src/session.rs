@@ -1,0 +1,1188 @@
+//! The client's protocol state machine: no sockets, no timers, no clock reads.
+//!
+//! Inputs are transport events ([`Session::handle_open`], [`Session::handle_data`],
+//! [`Session::handle_transport_closed`]), the clock ([`Session::handle_timeout`], with the time
+//! passed in) and user operations ([`Session::publish`], [`Session::subscribe`],
+//! [`Session::unsubscribe`], [`Session::end`]). Outputs are polled: bytes to write
+//! ([`Session::poll_transmit`]), events ([`Session::poll_event`]) and the next deadline
+//! ([`Session::poll_timeout`]). The browser layer is a thin driver around it; the tests below
+//! drive it with a fake clock and a scripted broker.
+//!
+//! Invariants:
+//! - Every operation the caller starts with a [`RequestId`] ends in exactly one
+//!   [`Event::Completed`] for that id (or an immediate `Err` from the call that started it).
+//! - Operations wait in one bounded FIFO queue while there is no connection or no room in the
+//!   broker's Receive Maximum window, so they reach the broker in the order they were made.
+//! - A QoS 1/2 PUBLISH keeps its packet identifier until acknowledged, across reconnects, and is
+//!   sent again with DUP set on every new connection [MQTT-4.4.0-1].
+//! - The filters the broker granted are remembered, and subscribed again when a new connection
+//!   finds no session on the broker (Session Present 0).
+
+use crate::backoff::Random;
+use crate::error::ClientError;
+use crate::keepalive::{KeepAlive, KeepAliveAction};
+use crate::options::Options;
+use bytes::{Bytes, BytesMut};
+use mqtt_codec::{
+    ByteStr, ConnectPacket, DisconnectPacket, MAX_REMAINING_LENGTH, Packet, Properties,
+    ProtocolVersion, PubAckPacket, PublishPacket, QoS, ReasonCode, SubscribePacket, Subscription,
+    SubscriptionOptions, UnsubscribePacket, Will, decode, encode, encoded_len, topic,
+};
+use std::collections::VecDeque;
+
+/// The caller's handle for one operation, echoed in its [`Event::Completed`].
+pub type RequestId = u32;
+
+/// The largest packet MQTT can express: a 4-byte remaining length plus its fixed header.
+const MQTT_MAXIMUM_PACKET_SIZE: usize = MAX_REMAINING_LENGTH + 5;
+
+/// The client's state as users see it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    /// The first connection is being made.
+    Connecting,
+    /// CONNACK accepted; operations flow.
+    Connected,
+    /// The connection was lost; a new one is scheduled or being made.
+    Reconnecting,
+    /// Ended by `end()` or for good after a failure.
+    Closed,
+}
+
+impl State {
+    /// The name used by the JS API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Connecting => "connecting",
+            State::Connected => "connected",
+            State::Reconnecting => "reconnecting",
+            State::Closed => "closed",
+        }
+    }
+}
+
+/// An application message to publish.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutgoingMessage {
+    /// Topic name.
+    pub topic: String,
+    /// Payload.
+    pub payload: Bytes,
+    /// QoS.
+    pub qos: QoS,
+    /// Retain flag.
+    pub retain: bool,
+    /// PUBLISH properties (5.0).
+    pub properties: Properties,
+}
+
+/// What a finished operation reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Completion {
+    /// QoS 0: written; QoS 1: PUBACK; QoS 2: PUBCOMP.
+    Published,
+    /// SUBACK granted the subscription.
+    Subscribed {
+        /// The QoS the broker granted.
+        qos: QoS,
+        /// The SUBACK reason code (0x00-0x02).
+        reason_code: ReasonCode,
+    },
+    /// UNSUBACK received.
+    Unsubscribed {
+        /// Success, or 0x11 No subscription existed (5.0).
+        reason_code: ReasonCode,
+    },
+}
+
+/// An output of the state machine, in the order things happened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// Open a transport (WebSocket) connection and call [`Session::handle_open`] when it is.
+    OpenTransport,
+    /// Close the current transport, after writing what [`Session::poll_transmit`] still holds.
+    /// No more events are expected from it.
+    CloseTransport,
+    /// The broker accepted the connection.
+    Connected {
+        /// Whether the broker resumed a stored session.
+        session_present: bool,
+        /// CONNACK properties (5.0).
+        properties: Properties,
+    },
+    /// A connection (or an attempt) ended.
+    ConnectionLost {
+        /// Why.
+        error: ClientError,
+        /// Whether a reconnect follows ([`Event::Reconnecting`]); otherwise [`Event::Closed`].
+        reconnect: bool,
+    },
+    /// A reconnect attempt is scheduled.
+    Reconnecting {
+        /// 1 for the first retry after a loss.
+        attempt: u32,
+        /// Delay before the attempt, in milliseconds.
+        delay_ms: u32,
+    },
+    /// The client is closed for good; `error` is `None` after `end()`.
+    Closed {
+        /// The failure that closed it, if any.
+        error: Option<ClientError>,
+    },
+    /// An application message arrived.
+    Message(PublishPacket),
+    /// An operation started with a [`RequestId`] finished.
+    Completed {
+        /// The operation.
+        request: RequestId,
+        /// Its outcome.
+        result: Result<Completion, ClientError>,
+    },
+    /// A problem that closes nothing, e.g. a refused resubscription.
+    Error(ClientError),
+}
+
+/// Where the current connection stands.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Phase {
+    /// The transport is being opened; fail at `deadline`.
+    Opening { deadline: f64 },
+    /// CONNECT sent; fail at `deadline` without CONNACK.
+    AwaitingConnAck { deadline: f64 },
+    /// CONNACK accepted.
+    Connected,
+    /// No connection; try again at `until`.
+    Waiting { until: f64 },
+    /// For good.
+    Closed,
+}
+
+/// An operation that waits for the connection, or for an acknowledgement.
+#[derive(Clone, Debug)]
+enum Operation {
+    Publish {
+        request: Option<RequestId>,
+        packet: PublishPacket,
+    },
+    Subscribe {
+        /// `None` for the client's own resubscriptions.
+        request: Option<RequestId>,
+        subscriptions: Vec<Subscription>,
+        properties: Properties,
+    },
+    Unsubscribe {
+        request: Option<RequestId>,
+        filter: ByteStr,
+        properties: Properties,
+    },
+}
+
+impl Operation {
+    fn request(&self) -> Option<RequestId> {
+        match self {
+            Operation::Publish { request, .. }
+            | Operation::Subscribe { request, .. }
+            | Operation::Unsubscribe { request, .. } => *request,
+        }
+    }
+}
+
+/// Which acknowledgement an outgoing QoS 1/2 PUBLISH waits for.
+// Named after the packets the specification names.
+#[allow(clippy::enum_variant_names)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stage {
+    PubAck,
+    PubRec,
+    PubComp,
+}
+
+/// An outgoing QoS 1/2 PUBLISH between its first write and its last acknowledgement.
+#[derive(Clone, Debug)]
+struct InFlight {
+    request: Option<RequestId>,
+    packet: PublishPacket,
+    stage: Stage,
+}
+
+/// The limits the broker announced in CONNACK (5.0), or MQTT's own.
+#[derive(Clone, Copy, Debug)]
+struct BrokerLimits {
+    receive_maximum: usize,
+    maximum_packet_size: usize,
+    maximum_qos: QoS,
+    retain_available: bool,
+}
+
+impl Default for BrokerLimits {
+    fn default() -> Self {
+        BrokerLimits {
+            receive_maximum: usize::from(u16::MAX),
+            maximum_packet_size: MQTT_MAXIMUM_PACKET_SIZE,
+            maximum_qos: QoS::ExactlyOnce,
+            retain_available: true,
+        }
+    }
+}
+
+/// A set of packet identifiers, one bit each: small code and constant time, which matters more
+/// in a wasm package than the 8 KiB it occupies.
+struct PacketIdSet(Box<[u64; 1024]>);
+
+impl PacketIdSet {
+    fn new() -> Self {
+        PacketIdSet(Box::new([0; 1024]))
+    }
+
+    fn contains(&self, id: u16) -> bool {
+        self.0[usize::from(id / 64)] & (1 << (id % 64)) != 0
+    }
+
+    /// Adds `id`; false if it was already there.
+    fn insert(&mut self, id: u16) -> bool {
+        let fresh = !self.contains(id);
+        self.0[usize::from(id / 64)] |= 1 << (id % 64);
+        fresh
+    }
+
+    /// Removes `id`; false if it was not there.
+    fn remove(&mut self, id: u16) -> bool {
+        let present = self.contains(id);
+        self.0[usize::from(id / 64)] &= !(1 << (id % 64));
+        present
+    }
+
+    fn clear(&mut self) {
+        self.0.fill(0);
+    }
+}
+
+/// Packet identifiers in use (1..=65535).
+struct PacketIds {
+    used: PacketIdSet,
+    next: u16,
+}
+
+impl PacketIds {
+    fn new() -> Self {
+        PacketIds {
+            used: PacketIdSet::new(),
+            next: 1,
+        }
+    }
+
+    /// The next free identifier after the last one handed out, or `None` when all are in use.
+    fn allocate(&mut self) -> Option<u16> {
+        for _ in 0..u16::MAX {
+            let id = self.next;
+            self.next = if id == u16::MAX { 1 } else { id + 1 };
+            if self.used.insert(id) {
+                return Some(id);
+            }
+        }
+        None
+    }
+
+    fn free(&mut self, id: u16) {
+        self.used.remove(id);
+    }
+}
+
+/// The protocol state of one client, across all its connections.
+pub struct Session {
+    options: Options,
+    phase: Phase,
+    ever_connected: bool,
+    /// Reconnect attempts since the last successful CONNACK.
+    attempt: u32,
+    random: Random,
+    read_buffer: BytesMut,
+    transmit: BytesMut,
+    keepalive: KeepAlive,
+    limits: BrokerLimits,
+    packet_ids: PacketIds,
+    in_flight: VecDeque<InFlight>,
+    /// QoS 2 packet identifiers received, PUBREC sent, PUBREL not yet received.
+    incoming_qos2: PacketIdSet,
+    queue: VecDeque<Operation>,
+    /// SUBSCRIBE and UNSUBSCRIBE written, with their packet identifiers, in the order sent,
+    /// waiting for SUBACK/UNSUBACK. Few at a time, so a list beats a map (in code size too).
+    awaiting: Vec<(u16, Operation)>,
+    /// Filters the broker granted, with the options to subscribe them again.
+    subscriptions: Vec<(ByteStr, SubscriptionOptions, Properties)>,
+    events: VecDeque<Event>,
+}
+
+impl Session {
+    /// A session that starts connecting at `now`: the first event is [`Event::OpenTransport`].
+    /// `seed` feeds the reconnect jitter.
+    pub fn new(options: Options, seed: u64, now: f64) -> Result<Session, ClientError> {
+        options.validate()?;
+        let mut session = Session {
+            phase: Phase::Closed,
+            ever_connected: false,
+            attempt: 0,
+            random: Random::new(seed),
+            read_buffer: BytesMut::new(),
+            transmit: BytesMut::new(),
+            keepalive: KeepAlive::new(0, now),
+            limits: BrokerLimits::default(),
+            packet_ids: PacketIds::new(),
+            in_flight: VecDeque::new(),
+            incoming_qos2: PacketIdSet::new(),
+            queue: VecDeque::new(),
+            awaiting: Vec::new(),
+            subscriptions: Vec::new(),
+            events: VecDeque::new(),
+            options,
+        };
+        session.start_attempt(now);
+        Ok(session)
+    }
+
+    /// The state as users see it.
+    pub fn state(&self) -> State {
+        match self.phase {
+            Phase::Connected => State::Connected,
+            Phase::Closed => State::Closed,
+            Phase::Waiting { .. } => State::Reconnecting,
+            Phase::Opening { .. } | Phase::AwaitingConnAck { .. } if self.ever_connected => {
+                State::Reconnecting
+            }
+            Phase::Opening { .. } | Phase::AwaitingConnAck { .. } => State::Connecting,
+        }
+    }
+
+    /// The protocol version in use.
+    pub fn protocol(&self) -> ProtocolVersion {
+        self.options.protocol
+    }
+
+    /// The options the session was made with.
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
+    /// Operations waiting for the connection or for room in the in-flight window.
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Outgoing QoS 1/2 messages not yet fully acknowledged.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// The bytes to write to the transport as one message, if any.
+    pub fn poll_transmit(&mut self) -> Option<Bytes> {
+        (!self.transmit.is_empty()).then(|| self.transmit.split().freeze())
+    }
+
+    /// The next event, if any.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`Session::handle_timeout`] must be called next (same clock as `now`).
+    pub fn poll_timeout(&self) -> Option<f64> {
+        match self.phase {
+            Phase::Opening { deadline } | Phase::AwaitingConnAck { deadline } => Some(deadline),
+            Phase::Connected => self.keepalive.poll_timeout(),
+            Phase::Waiting { until } => Some(until),
+            Phase::Closed => None,
+        }
+    }
+
+    /// The transport asked for by [`Event::OpenTransport`] is open: send CONNECT.
+    pub fn handle_open(&mut self, now: f64) {
+        let Phase::Opening { deadline } = self.phase else {
+            return;
+        };
+        self.phase = Phase::AwaitingConnAck { deadline };
+        self.transmit.clear();
+        self.read_buffer.clear();
+        self.keepalive = KeepAlive::new(0, now);
+        let connect = self.connect_packet();
+        self.write(&Packet::Connect(connect), now);
+    }
+
+    /// Bytes arrived from the transport.
+    pub fn handle_data(&mut self, data: &[u8], now: f64) {
+        self.receive_buffer(data.len()).copy_from_slice(data);
+        self.handle_received(now);
+    }
+
+    /// Space for `len` more received bytes, to be filled by the caller before
+    /// [`Session::handle_received`]; saves a copy when the bytes come from JS.
+    pub fn receive_buffer(&mut self, len: usize) -> &mut [u8] {
+        let start = self.read_buffer.len();
+        self.read_buffer.resize(start + len, 0);
+        &mut self.read_buffer[start..]
+    }
+
+    /// Decodes and handles every complete packet in the receive buffer.
+    pub fn handle_received(&mut self, now: f64) {
+        if !matches!(self.phase, Phase::AwaitingConnAck { .. } | Phase::Connected) {
+            self.read_buffer.clear();
+            return;
+        }
+        self.keepalive.handle_received(now);
+        let maximum = self
+            .options
+            .maximum_packet_size
+            .map_or(MQTT_MAXIMUM_PACKET_SIZE, |size| size as usize);
+        while matches!(self.phase, Phase::AwaitingConnAck { .. } | Phase::Connected) {
+            match decode(&mut self.read_buffer, self.options.protocol, maximum) {
+                Ok(Some(packet)) => self.handle_packet(packet, now),
+                Ok(None) => break,
+                Err(error) => {
+                    let reason = error.reason_code();
+                    self.fail(ClientError::Malformed(error), Some(reason), now);
+                }
+            }
+        }
+    }
+
+    /// The transport closed (or failed to open) without being asked to.
+    pub fn handle_transport_closed(&mut self, now: f64) {
+        match self.phase {
+            Phase::Opening { .. } | Phase::AwaitingConnAck { .. } => {
+                self.lose_connection(ClientError::ConnectFailed, true, false, now);
+            }
+            Phase::Connected => self.lose_connection(ClientError::ConnectionLost, true, false, now),
+            Phase::Waiting { .. } | Phase::Closed => {}
+        }
+    }
+
+    /// The deadline from [`Session::poll_timeout`] may have passed; `now` is the clock now.
+    pub fn handle_timeout(&mut self, now: f64) {
+        match self.phase {
+            Phase::Opening { deadline } | Phase::AwaitingConnAck { deadline }
+                if now >= deadline =>
+            {
+                self.lose_connection(ClientError::ConnectTimeout, true, true, now);
+            }
+            Phase::Connected => match self.keepalive.handle_timeout(now) {
+                KeepAliveAction::Idle => {}
+                KeepAliveAction::SendPing => self.write(&Packet::PingReq, now),
+                KeepAliveAction::Dead => self.fail(
+                    ClientError::KeepAliveTimeout,
+                    Some(ReasonCode::KeepAliveTimeout),
+                    now,
+                ),
+            },
+            Phase::Waiting { until } if now >= until => self.start_attempt(now),
+            _ => {}
+        }
+    }
+
+    /// Publishes `message`; [`Event::Completed`] for `request` follows on PUBACK (QoS 1),
+    /// PUBCOMP (QoS 2) or once written (QoS 0). Errors that are known at once are returned.
+    pub fn publish(
+        &mut self,
+        request: RequestId,
+        message: OutgoingMessage,
+        now: f64,
+    ) -> Result<(), ClientError> {
+        if self.phase == Phase::Closed {
+            return Err(ClientError::Closed);
+        }
+        topic::validate_topic_name(&message.topic).map_err(ClientError::InvalidTopic)?;
+        let mut packet = PublishPacket {
+            dup: false,
+            qos: message.qos,
+            retain: message.retain,
+            topic: ByteStr::from(message.topic),
+            // A placeholder identifier, so that the size check counts its two bytes.
+            packet_id: (message.qos != QoS::AtMostOnce).then_some(1),
+            properties: message.properties,
+            payload: message.payload,
+        };
+        self.check_publish(&packet)?;
+        packet.packet_id = None;
+        self.enqueue(
+            Operation::Publish {
+                request: Some(request),
+                packet,
+            },
+            now,
+        )
+    }
+
+    /// Subscribes to `filter`; [`Event::Completed`] for `request` follows on SUBACK.
+    pub fn subscribe(
+        &mut self,
+        request: RequestId,
+        filter: &str,
+        options: SubscriptionOptions,
+        properties: Properties,
+        now: f64,
+    ) -> Result<(), ClientError> {
+        if self.phase == Phase::Closed {
+            return Err(ClientError::Closed);
+        }
+        topic::validate_topic_filter(filter).map_err(ClientError::InvalidTopic)?;
+        let operation = Operation::Subscribe {
+            request: Some(request),
+            subscriptions: vec![Subscription {
+                filter: ByteStr::from(filter),
+                options,
+            }],
+            properties,
+        };
+        self.check_size(&operation)?;
+        self.enqueue(operation, now)
+    }
+
+    /// Unsubscribes from `filter`; [`Event::Completed`] for `request` follows on UNSUBACK.
+    pub fn unsubscribe(
+        &mut self,
+        request: RequestId,
+        filter: &str,
+        properties: Properties,
+        now: f64,
+    ) -> Result<(), ClientError> {
+        if self.phase == Phase::Closed {
+            return Err(ClientError::Closed);
+        }
+        topic::validate_topic_filter(filter).map_err(ClientError::InvalidTopic)?;
+        let operation = Operation::Unsubscribe {
+            request: Some(request),
+            filter: ByteStr::from(filter),
+            properties,
+        };
+        self.check_size(&operation)?;
+        self.enqueue(operation, now)
+    }
+
+    /// Ends the client: DISCONNECT when connected (so the broker discards the will), close the
+    /// transport, fail whatever is still pending with [`ClientError::Closed`].
+    pub fn end(&mut self, now: f64) {
+        match self.phase {
+            Phase::Closed => return,
+            Phase::Connected => {
+                self.write(&Packet::Disconnect(DisconnectPacket::default()), now);
+                self.events.push_back(Event::CloseTransport);
+            }
+            Phase::Opening { .. } | Phase::AwaitingConnAck { .. } => {
+                self.events.push_back(Event::CloseTransport);
+            }
+            Phase::Waiting { .. } => {}
+        }
+        self.close_for_good(None);
+    }
+
+    fn start_attempt(&mut self, now: f64) {
+        self.phase = Phase::Opening {
+            deadline: now + f64::from(self.options.connect_timeout_ms),
+        };
+        self.events.push_back(Event::OpenTransport);
+    }
+
+    fn connect_packet(&self) -> ConnectPacket {
+        let options = &self.options;
+        let v5 = options.protocol.is_v5();
+        let mut properties = options.properties.clone();
+        if v5 {
+            properties.session_expiry_interval = options.session_expiry;
+            properties.maximum_packet_size = options.maximum_packet_size;
+        }
+        ConnectPacket {
+            protocol: options.protocol,
+            // 5.0: a reconnect resumes whatever session the broker kept (its expiry decides);
+            // 3.1.1 ties clean session to the session's lifetime, so it stays as configured.
+            clean_start: if v5 && self.ever_connected {
+                false
+            } else {
+                options.clean
+            },
+            keep_alive: options.keep_alive,
+            client_id: ByteStr::from(options.client_id.as_str()),
+            will: options.will.as_ref().map(|will| Will {
+                topic: ByteStr::from(will.topic.as_str()),
+                payload: will.payload.clone(),
+                qos: will.qos,
+                retain: will.retain,
+                properties: will.properties.clone(),
+            }),
+            username: options.username.as_deref().map(ByteStr::from),
+            password: options.password.clone(),
+            properties,
+        }
+    }
+
+    fn write(&mut self, packet: &Packet, now: f64) {
+        // Everything written was size-checked (or is a fixed-size control packet).
+        if encode(packet, self.options.protocol, &mut self.transmit).is_ok() {
+            self.keepalive.handle_sent(now);
+        }
+    }
+
+    fn check_publish(&self, packet: &PublishPacket) -> Result<(), ClientError> {
+        if self.phase == Phase::Connected {
+            if packet.qos > self.limits.maximum_qos {
+                return Err(ClientError::QoSNotSupported {
+                    requested: packet.qos as u8,
+                    maximum: self.limits.maximum_qos as u8,
+                });
+            }
+            if packet.retain && !self.limits.retain_available {
+                return Err(ClientError::PublishRefused(ReasonCode::RetainNotSupported));
+            }
+        }
+        self.check_packet_size(&Packet::Publish(packet.clone()))
+    }
+
+    fn check_size(&self, operation: &Operation) -> Result<(), ClientError> {
+        match operation {
+            Operation::Publish { packet, .. } => self.check_publish(packet),
+            Operation::Subscribe {
+                subscriptions,
+                properties,
+                ..
+            } => self.check_packet_size(&Packet::Subscribe(SubscribePacket {
+                packet_id: 1,
+                properties: properties.clone(),
+                subscriptions: subscriptions.clone(),
+            })),
+            Operation::Unsubscribe {
+                filter, properties, ..
+            } => self.check_packet_size(&Packet::Unsubscribe(UnsubscribePacket {
+                packet_id: 1,
+                properties: properties.clone(),
+                filters: vec![filter.clone()],
+            })),
+        }
+    }
+
+    fn check_packet_size(&self, packet: &Packet) -> Result<(), ClientError> {
+        let size = encoded_len(packet, self.options.protocol).map_err(|error| match error {
+            mqtt_codec::EncodeError::PacketTooLarge(size) => ClientError::PacketTooLarge {
+                size,
+                maximum: MQTT_MAXIMUM_PACKET_SIZE,
+            },
+            other => ClientError::InvalidArgument(other),
+        })?;
+        if size > self.limits.maximum_packet_size {
+            return Err(ClientError::PacketTooLarge {
+                size,
+                maximum: self.limits.maximum_packet_size,
+            });
+        }
+        Ok(())
+    }
+
+    /// Appends `operation` to the queue and sends what can be sent; refuses it when it would
+    /// have to wait and the queue is full.
+    fn enqueue(&mut self, operation: Operation, now: f64) -> Result<(), ClientError> {
+        self.queue.push_back(operation);
+        self.flush_queue(now);
+        if self.queue.len() > self.options.offline_queue_limit {
+            // Still queued, so it is the last one: everything before it was sent first.
+            self.queue.pop_back();
+            return Err(ClientError::QueueFull(self.options.offline_queue_limit));
+        }
+        Ok(())
+    }
+
+    /// Sends queued operations in order while connected and the window has room.
+    fn flush_queue(&mut self, now: f64) {
+        while self.phase == Phase::Connected {
+            let Some(front) = self.queue.front() else {
+                break;
+            };
+            let needs_window =
+                matches!(front, Operation::Publish { packet, .. } if packet.qos != QoS::AtMostOnce);
+            if needs_window && self.in_flight.len() >= self.limits.receive_maximum {
+                break;
+            }
+            let is_qos0 =
+                matches!(front, Operation::Publish { packet, .. } if packet.qos == QoS::AtMostOnce);
+            let packet_id = if is_qos0 {
+                None
+            } else {
+                match self.packet_ids.allocate() {
+                    Some(id) => Some(id),
+                    None => break,
+                }
+            };
+            let Some(operation) = self.queue.pop_front() else {
+                break;
+            };
+            self.send_operation(operation, packet_id, now);
+        }
+    }
+
+    fn send_operation(&mut self, mut operation: Operation, packet_id: Option<u16>, now: f64) {
+        if let Operation::Publish { packet, .. } = &mut operation {
+            packet.packet_id = packet_id;
+        }
+        // Limits may have changed since the operation was queued (a new CONNACK).
+        if let Err(error) = self.check_size(&operation) {
+            if let Some(id) = packet_id {
+                self.packet_ids.free(id);
+            }
+            self.complete(operation.request(), Err(error));
+            return;
+        }
+        match operation {
+            Operation::Publish { request, packet } => {
+                let stage = match packet.qos {
+                    QoS::AtMostOnce => None,
+                    QoS::AtLeastOnce => Some(Stage::PubAck),
+                    QoS::ExactlyOnce => Some(Stage::PubRec),
+                };
+                match stage {
+                    None => {
+                        self.write(&Packet::Publish(packet), now);
+                        self.complete(request, Ok(Completion::Published));
+                    }
+                    Some(stage) => {
+                        self.write(&Packet::Publish(packet.clone()), now);
+                        self.in_flight.push_back(InFlight {
+                            request,
+                            packet,
+                            stage,
+                        });
+                    }
+                }
+            }
+            Operation::Subscribe {
+                ref subscriptions,
+                ref properties,
+                ..
+            } => {
+                let id = packet_id.unwrap_or(1);
+                let packet = Packet::Subscribe(SubscribePacket {
+                    packet_id: id,
+                    properties: properties.clone(),
+                    subscriptions: subscriptions.clone(),
+                });
+                self.write(&packet, now);
+                self.awaiting.push((id, operation));
+            }
+            Operation::Unsubscribe {
+                ref filter,
+                ref properties,
+                ..
+            } => {
+                let id = packet_id.unwrap_or(1);
+                let packet = Packet::Unsubscribe(UnsubscribePacket {
+                    packet_id: id,
+                    properties: properties.clone(),
+                    filters: vec![filter.clone()],
+                });
+                self.write(&packet, now);
+                self.awaiting.push((id, operation));
+            }
+        }
+    }
+
+    fn complete(&mut self, request: Option<RequestId>, result: Result<Completion, ClientError>) {
+        match request {
+            Some(request) => self.events.push_back(Event::Completed { request, result }),
+            None => {
+                if let Err(error) = result {
+                    self.events.push_back(Event::Error(error));
+                }
+            }
+        }
+    }
+
+    fn handle_packet(&mut self, packet: Packet, now: f64) {
+        if let Phase::AwaitingConnAck { .. } = self.phase {
+            match packet {
+                Packet::ConnAck(connack) => self.handle_connack(connack, now),
+                Packet::Disconnect(disconnect) => self.handle_disconnect(disconnect, now),
+                _ => self.fail(
+                    ClientError::Protocol("the first packet from the broker must be CONNACK"),
+                    Some(ReasonCode::ProtocolError),
+                    now,
+                ),
+            }
+            return;
+        }
+        match packet {
+            Packet::Publish(publish) => self.handle_publish(publish, now),
+            Packet::PubAck(ack) => self.handle_ack(ack, Stage::PubAck, now),
+            Packet::PubRec(ack) => self.handle_ack(ack, Stage::PubRec, now),
+            Packet::PubComp(ack) => self.handle_ack(ack, Stage::PubComp, now),
+            Packet::PubRel(release) => {
+                let known = self.incoming_qos2.remove(release.packet_id);
+                let mut complete = PubAckPacket::new(release.packet_id);
+                if !known {
+                    complete.reason_code = ReasonCode::PacketIdentifierNotFound;
+                }
+                self.write(&Packet::PubComp(complete), now);
+            }
+            Packet::SubAck(suback) => {
+                let Some(operation) = self.take_awaiting(suback.packet_id) else {
+                    return self.unknown_packet_id(now);
+                };
+                if let Operation::Subscribe {
+                    request,
+                    subscriptions,
+                    properties,
+                } = operation
+                {
+                    self.handle_suback(request, subscriptions, properties, &suback.reason_codes);
+                }
+                self.flush_queue(now);
+            }
+            Packet::UnsubAck(unsuback) => {
+                let Some(operation) = self.take_awaiting(unsuback.packet_id) else {
+                    return self.unknown_packet_id(now);
+                };
+                if let Operation::Unsubscribe {
+                    request, filter, ..
+                } = operation
+                {
+                    let reason_code = unsuback
+                        .reason_codes
+                        .first()
+                        .copied()
+                        .unwrap_or(ReasonCode::Success);
+                    let result = if reason_code.is_error() {
+                        Err(ClientError::UnsubscribeRefused(reason_code))
+                    } else {
+                        self.forget_subscription(&filter);
+                        Ok(Completion::Unsubscribed { reason_code })
+                    };
+                    self.complete(request, result);
+                }
+                self.flush_queue(now);
+            }
+            Packet::PingResp => {}
+            Packet::Disconnect(disconnect) => self.handle_disconnect(disconnect, now),
+            Packet::ConnAck(_) => self.fail(
+                ClientError::Protocol("a second CONNACK on one connection"),
+                Some(ReasonCode::ProtocolError),
+                now,
+            ),
+            Packet::Auth(_) => self.fail(
+                ClientError::Protocol("AUTH without an authentication method"),
+                Some(ReasonCode::ProtocolError),
+                now,
+            ),
+            Packet::Connect(_)
+            | Packet::Subscribe(_)
+            | Packet::Unsubscribe(_)
+            | Packet::PingReq => self.fail(
+                ClientError::Protocol("the broker sent a packet that only clients send"),
+                Some(ReasonCode::ProtocolError),
+                now,
+            ),
+        }
+    }
+
+    fn handle_connack(&mut self, connack: mqtt_codec::ConnAckPacket, now: f64) {
+        if connack.reason_code.is_error() {
+            let retry = is_transient(connack.reason_code);
+            self.lose_connection(
+                ClientError::ConnectionRefused(connack.reason_code),
+                retry,
+                true,
+                now,
+            );
+            return;
+        }
+        let properties = connack.properties;
+        self.phase = Phase::Connected;
+        self.ever_connected = true;
+        self.attempt = 0;
+        self.limits = BrokerLimits {
+            receive_maximum: properties
+                .receive_maximum
+                .map_or(usize::from(u16::MAX), usize::from),
+            maximum_packet_size: properties
+                .maximum_packet_size
+                .map_or(MQTT_MAXIMUM_PACKET_SIZE, |size| size as usize),
+            maximum_qos: properties
+                .maximum_qos
+                .and_then(QoS::from_bits)
+                .unwrap_or(QoS::ExactlyOnce),
+            retain_available: properties.retain_available != Some(0),
+        };
+        let keep_alive = properties
+            .server_keep_alive
+            .unwrap_or(self.options.keep_alive);
+        let mut keepalive = KeepAlive::new(keep_alive, now);
+        keepalive.handle_sent(now);
+        self.keepalive = keepalive;
+        if !connack.session_present {
+            self.forget_broker_session();
+        }
+        self.events.push_back(Event::Connected {
+            session_present: connack.session_present,
+            properties,
+        });
+        // Redelivery first, in the original order, then whatever waited [MQTT-4.4.0-1].
+        for index in 0..self.in_flight.len() {
+            let entry = &mut self.in_flight[index];
+            let packet = if entry.stage == Stage::PubComp {
+                let id = entry.packet.packet_id.unwrap_or(1);
+                Packet::PubRel(PubAckPacket::new(id))
+            } else {
+                entry.packet.dup = true;
+                Packet::Publish(entry.packet.clone())
+            };
+            self.write(&packet, now);
+        }
+        self.flush_queue(now);
+    }
+
+    /// The broker has no session for us: its half of the QoS 2 exchanges and the
+    /// subscriptions are gone.
+    fn forget_broker_session(&mut self) {
+        self.incoming_qos2.clear();
+        // A PUBREC already made the broker the owner of the message; there is nothing left to
+        // resend, so those publishes are complete.
+        let mut index = 0;
+        while index < self.in_flight.len() {
+            if self.in_flight[index].stage == Stage::PubComp {
+                let entry = self.in_flight.remove(index).expect("index in range");
+                if let Some(id) = entry.packet.packet_id {
+                    self.packet_ids.free(id);
+                }
+                self.complete(entry.request, Ok(Completion::Published));
+            } else {
+                index += 1;
+            }
+        }
+        // Resubscribe ahead of queued operations, grouping the filters that share no
+        // properties into one SUBSCRIBE.
+        let mut plain = Vec::new();
+        let mut resubscriptions = Vec::new();
+        for (filter, options, properties) in &self.subscriptions {
+            let subscription = Subscription {
+                filter: filter.clone(),
+                options: *options,
+            };
+            if properties.is_empty() {
+                plain.push(subscription);
+            } else {
+                resubscriptions.push(Operation::Subscribe {
+                    request: None,
+                    subscriptions: vec![subscription],
+                    properties: properties.clone(),
+                });
+            }
+        }
+        if !plain.is_empty() {
+            resubscriptions.push(Operation::Subscribe {
+                request: None,
+                subscriptions: plain,
+                properties: Properties::default(),
+            });
+        }
+        for operation in resubscriptions.into_iter().rev() {
+            self.queue.push_front(operation);
+        }
+    }
+
+    fn handle_suback(
+        &mut self,
+        request: Option<RequestId>,
+        subscriptions: Vec<Subscription>,
+        properties: Properties,
+        reason_codes: &[ReasonCode],
+    ) {
+        let mut first = None;
+        for (index, subscription) in subscriptions.into_iter().enumerate() {
+            let reason_code = reason_codes
+                .get(index)
+                .copied()
+                .unwrap_or(ReasonCode::UnspecifiedError);
+            let result = match reason_code {
+                ReasonCode::Success => Ok(QoS::AtMostOnce),
+                ReasonCode::GrantedQoS1 => Ok(QoS::AtLeastOnce),
+                ReasonCode::GrantedQoS2 => Ok(QoS::ExactlyOnce),
+                refused => Err(ClientError::SubscribeRefused(refused)),
+            };
+            self.forget_subscription(&subscription.filter);
+            if result.is_ok() {
+                self.subscriptions.push((
+                    subscription.filter,
+                    subscription.options,
+                    properties.clone(),
+                ));
+            }
+            let result = result.map(|qos| Completion::Subscribed { qos, reason_code });
+            if request.is_some() {
+                first.get_or_insert(result);
+            } else {
+                self.complete(None, result);
+            }
+        }
+        if let Some(result) = first {
+            self.complete(request, result);
+        }
+    }
+
+    fn handle_publish(&mut self, publish: PublishPacket, now: f64) {
+        if publish.topic.is_empty() {
+            return self.fail(
+                ClientError::Protocol("PUBLISH with a topic alias, which the client never allowed"),
+                Some(ReasonCode::TopicAliasInvalid),
+                now,
+            );
+        }
+        match (publish.qos, publish.packet_id) {
+            (QoS::AtLeastOnce, Some(id)) => {
+                self.write(&Packet::PubAck(PubAckPacket::new(id)), now);
+                self.events.push_back(Event::Message(publish));
+            }
+            (QoS::ExactlyOnce, Some(id)) => {
+                self.write(&Packet::PubRec(PubAckPacket::new(id)), now);
+                // A repeated PUBLISH before PUBREL is the same message [MQTT-4.3.3-10].
+                if self.incoming_qos2.insert(id) {
+                    self.events.push_back(Event::Message(publish));
+                }
+            }
+            _ => self.events.push_back(Event::Message(publish)),
+        }
+    }
+
+    fn handle_ack(&mut self, ack: PubAckPacket, received: Stage, now: f64) {
+        let position = self.in_flight.iter().position(|entry| {
+            entry.packet.packet_id == Some(ack.packet_id)
+                && (entry.stage == received
+                    // A PUBREC repeated after our PUBREL (e.g. across a reconnect).
+                    || (received == Stage::PubRec && entry.stage == Stage::PubComp))
+        });
+        let Some(position) = position else {
+            if received == Stage::PubRec {
+                // Complete the broker's half anyway so it can free the identifier.
+                let mut release = PubAckPacket::new(ack.packet_id);
+                release.reason_code = ReasonCode::PacketIdentifierNotFound;
+                self.write(&Packet::PubRel(release), now);
+            }
+            return;
+        };
+        if received == Stage::PubRec && !ack.reason_code.is_error() {
+            self.in_flight[position].stage = Stage::PubComp;
+            self.write(&Packet::PubRel(PubAckPacket::new(ack.packet_id)), now);
+            return;
+        }
+        let entry = self.in_flight.remove(position).expect("position in range");
+        self.packet_ids.free(ack.packet_id);
+        // PUBCOMP's only failure, 0x92, means the broker already finished the exchange.
+        let result = if ack.reason_code.is_error() && received != Stage::PubComp {
+            Err(ClientError::PublishRefused(ack.reason_code))
+        } else {
+            Ok(Completion::Published)
+        };
+        self.complete(entry.request, result);
+        self.flush_queue(now);
+    }
+
+    fn handle_disconnect(&mut self, disconnect: DisconnectPacket, now: f64) {
+        let error = ClientError::ServerDisconnected(disconnect.reason_code);
+        self.lose_connection(error, true, true, now);
+    }
+
+    fn take_awaiting(&mut self, packet_id: u16) -> Option<Operation> {
+        let index = self.awaiting.iter().position(|(id, _)| *id == packet_id)?;
+        let (_, operation) = self.awaiting.remove(index);
+        self.packet_ids.free(packet_id);
+        Some(operation)
+    }
+
+    fn forget_subscription(&mut self, filter: &str) {
+        self.subscriptions
+            .retain(|(known, _, _)| known.as_str() != filter);
+    }
+
+    fn unknown_packet_id(&mut self, now: f64) {
+        self.fail(
+            ClientError::Protocol("an acknowledgement for an unknown packet identifier"),
+            Some(ReasonCode::ProtocolError),
+            now,
+        );
+    }
+
+    /// A protocol failure on our side of the connection: tell a 5.0 broker why, then close.
+    fn fail(&mut self, error: ClientError, reason: Option<ReasonCode>, now: f64) {
+        if let (true, Some(reason_code)) = (self.options.protocol.is_v5(), reason) {
+            let disconnect = DisconnectPacket {
+                reason_code,
+                properties: Properties::default(),
+            };
+            self.write(&Packet::Disconnect(disconnect), now);
+        }
+        self.lose_connection(error, true, true, now);
+    }
+
+    /// Ends the current connection; reconnects when `retry` allows and the policy has one.
+    fn lose_connection(&mut self, error: ClientError, retry: bool, close: bool, now: f64) {
+        if close {
+            self.events.push_back(Event::CloseTransport);
+        }
+        if !close {
+            self.transmit.clear();
+        }
+        self.read_buffer.clear();
+        // Unanswered SUBSCRIBE/UNSUBSCRIBE go out again first, on the next connection.
+        let awaiting = std::mem::take(&mut self.awaiting);
+        for (packet_id, operation) in awaiting.into_iter().rev() {
+            self.packet_ids.free(packet_id);
+            self.queue.push_front(operation);
+        }
+        let reconnect = retry && self.ever_connected && self.options.reconnect.is_some();
+        self.events.push_back(Event::ConnectionLost {
+            error: error.clone(),
+            reconnect,
+        });
+        match self.options.reconnect {
+            Some(backoff) if reconnect => {
+                self.attempt = self.attempt.saturating_add(1);
+                let delay_ms = backoff.delay_ms(self.attempt, self.random.next_f64());
+                self.phase = Phase::Waiting {
+                    until: now + f64::from(delay_ms),
+                };
+                self.events.push_back(Event::Reconnecting {
+                    attempt: self.attempt,
+                    delay_ms,
+                });
+            }
+            _ => self.close_for_good(Some(error)),
+        }
+    }
+
+    fn close_for_good(&mut self, error: Option<ClientError>) {
+        self.phase = Phase::Closed;
+        self.read_buffer.clear();
+        let in_flight = std::mem::take(&mut self.in_flight);
+        for entry in in_flight {
+            self.complete(entry.request, Err(ClientError::Closed));
+        }
+        let awaiting = std::mem::take(&mut self.awaiting);
+        let queue = std::mem::take(&mut self.queue);
+        for operation in awaiting
+            .into_iter()
+            .map(|(_, operation)| operation)
+            .chain(queue)
+        {
+            if let Some(request) = operation.request() {
+                self.complete(Some(request), Err(ClientError::Closed));
+            }
+        }
+        self.events.push_back(Event::Closed { error });
+    }
+}
+
+/// Whether a CONNACK refusal may go away by itself, so that reconnecting makes sense.
+fn is_transient(reason: ReasonCode) -> bool {
+    matches!(
+        reason,
+        ReasonCode::UnspecifiedError
+            | ReasonCode::ImplementationSpecificError
+            | ReasonCode::ServerUnavailable
+            | ReasonCode::ServerBusy
+            | ReasonCode::QuotaExceeded
+            | ReasonCode::ConnectionRateExceeded
+    )
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,947 @@
+//! The session driven by a fake clock and a scripted broker: packets the broker "sends" are
+//! encoded with the codec, and what the client writes is decoded back into packets.
+
+use super::*;
+use crate::backoff::Backoff;
+use crate::options::WillOptions;
+use mqtt_codec::{ConnAckPacket, SubAckPacket, UnsubAckPacket};
+
+struct Harness {
+    session: Session,
+    now: f64,
+}
+
+impl Harness {
+    fn new(options: Options) -> Self {
+        let mut session = Session::new(options, 7, 0.0).expect("valid options");
+        assert_eq!(session.poll_event(), Some(Event::OpenTransport));
+        Harness { session, now: 0.0 }
+    }
+
+    fn v5() -> Self {
+        Self::new(Options {
+            client_id: "c1".into(),
+            reconnect: Some(Backoff {
+                min_delay_ms: 100,
+                max_delay_ms: 1_000,
+            }),
+            offline_queue_limit: 10,
+            ..Options::default()
+        })
+    }
+
+    fn version(&self) -> ProtocolVersion {
+        self.session.protocol()
+    }
+
+    /// Decodes everything the client wrote since the last call.
+    fn sent(&mut self) -> Vec<Packet> {
+        let mut packets = Vec::new();
+        while let Some(bytes) = self.session.poll_transmit() {
+            let mut buffer = BytesMut::from(&bytes[..]);
+            while let Some(packet) =
+                decode(&mut buffer, self.version(), MQTT_MAXIMUM_PACKET_SIZE).expect("valid")
+            {
+                packets.push(packet);
+            }
+            assert!(buffer.is_empty(), "a partial packet was written");
+        }
+        packets
+    }
+
+    fn events(&mut self) -> Vec<Event> {
+        std::iter::from_fn(|| self.session.poll_event()).collect()
+    }
+
+    fn receive(&mut self, packet: Packet) {
+        let mut bytes = BytesMut::new();
+        encode(&packet, self.version(), &mut bytes).expect("encodable");
+        self.session.handle_data(&bytes, self.now);
+    }
+
+    /// Opens the transport, checks CONNECT, answers CONNACK.
+    fn connect(&mut self, session_present: bool, properties: Properties) -> ConnectPacket {
+        self.session.handle_open(self.now);
+        let connect = match self.sent().as_slice() {
+            [Packet::Connect(connect)] => connect.clone(),
+            other => panic!("expected CONNECT, got {other:?}"),
+        };
+        self.receive(Packet::ConnAck(ConnAckPacket {
+            session_present,
+            reason_code: ReasonCode::Success,
+            properties,
+        }));
+        assert_eq!(self.session.state(), State::Connected);
+        connect
+    }
+
+    fn connected() -> Self {
+        let mut harness = Self::v5();
+        harness.connect(false, Properties::default());
+        harness.events();
+        harness
+    }
+
+    /// Moves the clock to `at`, firing the timer if it is due.
+    fn advance_to(&mut self, at: f64) {
+        self.now = at;
+        if self.session.poll_timeout().is_some_and(|due| due <= at) {
+            self.session.handle_timeout(at);
+        }
+    }
+
+    fn publish(&mut self, request: RequestId, topic: &str, qos: QoS) -> Result<(), ClientError> {
+        let message = OutgoingMessage {
+            topic: topic.into(),
+            payload: Bytes::from_static(b"hello"),
+            qos,
+            retain: false,
+            properties: Properties::default(),
+        };
+        self.session.publish(request, message, self.now)
+    }
+
+    /// Loses the connection and runs the reconnect up to the new CONNECT, which it returns.
+    fn reconnect(&mut self) -> ConnectPacket {
+        self.session.handle_transport_closed(self.now);
+        let events = self.events();
+        let delay = events
+            .iter()
+            .find_map(|event| match event {
+                Event::Reconnecting { delay_ms, .. } => Some(*delay_ms),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("no reconnect in {events:?}"));
+        assert_eq!(self.session.state(), State::Reconnecting);
+        self.advance_to(self.now + f64::from(delay));
+        assert_eq!(self.events(), vec![Event::OpenTransport]);
+        self.session.handle_open(self.now);
+        match self.sent().as_slice() {
+            [Packet::Connect(connect)] => connect.clone(),
+            other => panic!("expected CONNECT, got {other:?}"),
+        }
+    }
+
+    fn connack(&mut self, session_present: bool) {
+        self.receive(Packet::ConnAck(ConnAckPacket {
+            session_present,
+            reason_code: ReasonCode::Success,
+            properties: Properties::default(),
+        }));
+    }
+}
+
+fn completed(request: RequestId, result: Result<Completion, ClientError>) -> Event {
+    Event::Completed { request, result }
+}
+
+fn publish_of(packet: &Packet) -> &PublishPacket {
+    match packet {
+        Packet::Publish(publish) => publish,
+        other => panic!("expected PUBLISH, got {other:?}"),
+    }
+}
+
+fn incoming(topic: &str, qos: QoS, packet_id: Option<u16>) -> Packet {
+    Packet::Publish(PublishPacket {
+        dup: false,
+        qos,
+        retain: false,
+        topic: ByteStr::from(topic),
+        packet_id,
+        properties: Properties::default(),
+        payload: Bytes::from_static(b"data"),
+    })
+}
+
+#[test]
+fn connect_carries_the_options() {
+    let mut harness = Harness::new(Options {
+        client_id: "device-1".into(),
+        keep_alive: 15,
+        clean: false,
+        session_expiry: Some(300),
+        username: Some("user".into()),
+        password: Some(Bytes::from_static(b"secret")),
+        will: Some(WillOptions {
+            topic: "status/device-1".into(),
+            payload: Bytes::from_static(b"offline"),
+            qos: QoS::AtLeastOnce,
+            retain: true,
+            properties: Properties::default(),
+        }),
+        ..Options::default()
+    });
+    let connect = harness.connect(false, Properties::default());
+    assert_eq!(connect.protocol, ProtocolVersion::V5);
+    assert_eq!(connect.client_id, "device-1");
+    assert_eq!(connect.keep_alive, 15);
+    assert!(!connect.clean_start);
+    assert_eq!(connect.properties.session_expiry_interval, Some(300));
+    assert_eq!(connect.username.as_deref(), Some("user"));
+    assert_eq!(connect.password.as_deref(), Some(&b"secret"[..]));
+    let will = connect.will.expect("will");
+    assert_eq!(
+        (will.topic.as_str(), will.qos, will.retain),
+        ("status/device-1", QoS::AtLeastOnce, true)
+    );
+    assert!(matches!(
+        harness.events().as_slice(),
+        [Event::Connected {
+            session_present: false,
+            ..
+        }]
+    ));
+}
+
+#[test]
+fn mqtt_311_connect_has_no_properties() {
+    let mut harness = Harness::new(Options {
+        protocol: ProtocolVersion::V311,
+        client_id: "old".into(),
+        session_expiry: Some(60),
+        ..Options::default()
+    });
+    let connect = harness.connect(false, Properties::default());
+    assert_eq!(connect.protocol, ProtocolVersion::V311);
+    assert!(connect.clean_start);
+    assert!(connect.properties.is_empty());
+}
+
+#[test]
+fn refused_first_connection_closes_with_the_reason() {
+    let mut harness = Harness::v5();
+    harness.session.handle_open(0.0);
+    harness.sent();
+    harness.receive(Packet::ConnAck(ConnAckPacket {
+        session_present: false,
+        reason_code: ReasonCode::NotAuthorized,
+        properties: Properties::default(),
+    }));
+    let error = ClientError::ConnectionRefused(ReasonCode::NotAuthorized);
+    assert_eq!(
+        harness.events(),
+        vec![
+            Event::CloseTransport,
+            Event::ConnectionLost {
+                error: error.clone(),
+                reconnect: false
+            },
+            Event::Closed { error: Some(error) },
+        ]
+    );
+    assert_eq!(harness.session.state(), State::Closed);
+}
+
+#[test]
+fn a_first_connection_that_never_opens_times_out() {
+    let mut harness = Harness::v5();
+    harness.advance_to(29_999.0);
+    assert!(harness.events().is_empty());
+    harness.advance_to(30_000.0);
+    assert_eq!(
+        harness.events()[..2],
+        [
+            Event::CloseTransport,
+            Event::ConnectionLost {
+                error: ClientError::ConnectTimeout,
+                reconnect: false
+            }
+        ]
+    );
+    assert_eq!(harness.session.state(), State::Closed);
+}
+
+#[test]
+fn publish_at_each_qos_completes_on_its_acknowledgement() {
+    let mut harness = Harness::connected();
+
+    harness.publish(1, "a/b", QoS::AtMostOnce).unwrap();
+    let sent = harness.sent();
+    assert_eq!(publish_of(&sent[0]).packet_id, None);
+    assert_eq!(
+        harness.events(),
+        vec![completed(1, Ok(Completion::Published))]
+    );
+
+    harness.publish(2, "a/b", QoS::AtLeastOnce).unwrap();
+    let id = publish_of(&harness.sent()[0]).packet_id.expect("id");
+    assert!(harness.events().is_empty());
+    harness.receive(Packet::PubAck(PubAckPacket::new(id)));
+    assert_eq!(
+        harness.events(),
+        vec![completed(2, Ok(Completion::Published))]
+    );
+
+    harness.publish(3, "a/b", QoS::ExactlyOnce).unwrap();
+    let id = publish_of(&harness.sent()[0]).packet_id.expect("id");
+    harness.receive(Packet::PubRec(PubAckPacket::new(id)));
+    assert_eq!(harness.sent(), vec![Packet::PubRel(PubAckPacket::new(id))]);
+    assert!(harness.events().is_empty());
+    harness.receive(Packet::PubComp(PubAckPacket::new(id)));
+    assert_eq!(
+        harness.events(),
+        vec![completed(3, Ok(Completion::Published))]
+    );
+    assert_eq!(harness.session.in_flight(), 0);
+}
+
+#[test]
+fn a_refusing_puback_rejects_the_publish() {
+    let mut harness = Harness::connected();
+    harness.publish(1, "secret/x", QoS::AtLeastOnce).unwrap();
+    let id = publish_of(&harness.sent()[0]).packet_id.unwrap();
+    let mut ack = PubAckPacket::new(id);
+    ack.reason_code = ReasonCode::NotAuthorized;
+    harness.receive(Packet::PubAck(ack));
+    assert_eq!(
+        harness.events(),
+        vec![completed(
+            1,
+            Err(ClientError::PublishRefused(ReasonCode::NotAuthorized))
+        )]
+    );
+}
+
+#[test]
+fn incoming_messages_are_acknowledged_and_qos2_delivered_once() {
+    let mut harness = Harness::connected();
+    harness.receive(incoming("t/0", QoS::AtMostOnce, None));
+    harness.receive(incoming("t/1", QoS::AtLeastOnce, Some(5)));
+    assert_eq!(harness.sent(), vec![Packet::PubAck(PubAckPacket::new(5))]);
+    harness.receive(incoming("t/2", QoS::ExactlyOnce, Some(6)));
+    harness.receive(incoming("t/2", QoS::ExactlyOnce, Some(6)));
+    assert_eq!(
+        harness.sent(),
+        vec![
+            Packet::PubRec(PubAckPacket::new(6)),
+            Packet::PubRec(PubAckPacket::new(6))
+        ]
+    );
+    let topics: Vec<String> = harness
+        .events()
+        .into_iter()
+        .map(|event| match event {
+            Event::Message(publish) => publish.topic.to_string(),
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    assert_eq!(topics, ["t/0", "t/1", "t/2"]);
+    harness.receive(Packet::PubRel(PubAckPacket::new(6)));
+    assert_eq!(harness.sent(), vec![Packet::PubComp(PubAckPacket::new(6))]);
+    // After PUBREL the identifier is free again: a new message with it is delivered.
+    harness.receive(incoming("t/3", QoS::ExactlyOnce, Some(6)));
+    assert!(matches!(harness.events().as_slice(), [Event::Message(_)]));
+}
+
+#[test]
+fn subscribe_reports_the_granted_qos_or_the_refusal() {
+    let mut harness = Harness::connected();
+    let options = SubscriptionOptions {
+        qos: QoS::ExactlyOnce,
+        ..SubscriptionOptions::default()
+    };
+    harness
+        .session
+        .subscribe(1, "sensors/+/temp", options, Properties::default(), 0.0)
+        .unwrap();
+    let Packet::Subscribe(subscribe) = &harness.sent()[0] else {
+        panic!("expected SUBSCRIBE")
+    };
+    assert_eq!(subscribe.subscriptions[0].filter, "sensors/+/temp");
+    harness.receive(Packet::SubAck(SubAckPacket {
+        packet_id: subscribe.packet_id,
+        properties: Properties::default(),
+        reason_codes: vec![ReasonCode::GrantedQoS1],
+    }));
+    assert_eq!(
+        harness.events(),
+        vec![completed(
+            1,
+            Ok(Completion::Subscribed {
+                qos: QoS::AtLeastOnce,
+                reason_code: ReasonCode::GrantedQoS1
+            })
+        )]
+    );
+
+    harness
+        .session
+        .subscribe(2, "secret/#", options, Properties::default(), 0.0)
+        .unwrap();
+    let Packet::Subscribe(subscribe) = &harness.sent()[0] else {
+        panic!("expected SUBSCRIBE")
+    };
+    harness.receive(Packet::SubAck(SubAckPacket {
+        packet_id: subscribe.packet_id,
+        properties: Properties::default(),
+        reason_codes: vec![ReasonCode::NotAuthorized],
+    }));
+    assert_eq!(
+        harness.events(),
+        vec![completed(
+            2,
+            Err(ClientError::SubscribeRefused(ReasonCode::NotAuthorized))
+        )]
+    );
+}
+
+#[test]
+fn invalid_topics_and_oversized_packets_are_refused_at_once() {
+    let properties = Properties {
+        maximum_packet_size: Some(100),
+        ..Properties::default()
+    };
+    let mut harness = Harness::v5();
+    harness.connect(false, properties);
+    harness.events();
+    let error = harness.publish(1, "a/+", QoS::AtMostOnce).unwrap_err();
+    assert_eq!(error.code(), "INVALID_TOPIC");
+    let error = harness
+        .session
+        .subscribe(
+            2,
+            "a/#/b",
+            SubscriptionOptions::default(),
+            Properties::default(),
+            0.0,
+        )
+        .unwrap_err();
+    assert_eq!(error.code(), "INVALID_TOPIC");
+    let message = OutgoingMessage {
+        topic: "big".into(),
+        payload: Bytes::from(vec![0; 200]),
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        properties: Properties::default(),
+    };
+    let error = harness.session.publish(3, message, 0.0).unwrap_err();
+    assert_eq!(
+        error,
+        ClientError::PacketTooLarge {
+            size: 211,
+            maximum: 100
+        }
+    );
+    assert!(harness.sent().is_empty());
+    assert!(harness.events().is_empty());
+}
+
+#[test]
+fn the_receive_maximum_window_holds_back_publishes_in_order() {
+    let properties = Properties {
+        receive_maximum: Some(1),
+        ..Properties::default()
+    };
+    let mut harness = Harness::v5();
+    harness.connect(false, properties);
+    harness.events();
+    harness.publish(1, "w", QoS::AtLeastOnce).unwrap();
+    harness.publish(2, "w", QoS::AtLeastOnce).unwrap();
+    harness.publish(3, "w", QoS::AtMostOnce).unwrap();
+    let sent = harness.sent();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(harness.session.queued(), 2);
+    let first = publish_of(&sent[0]).packet_id.unwrap();
+    harness.receive(Packet::PubAck(PubAckPacket::new(first)));
+    let sent = harness.sent();
+    assert_eq!(
+        sent.len(),
+        2,
+        "the QoS 0 publish follows the QoS 1 before it"
+    );
+    assert_eq!(publish_of(&sent[1]).qos, QoS::AtMostOnce);
+    assert_eq!(
+        harness.events(),
+        vec![
+            completed(1, Ok(Completion::Published)),
+            completed(3, Ok(Completion::Published))
+        ]
+    );
+}
+
+#[test]
+fn reconnect_resubscribes_resends_in_flight_with_dup_and_flushes_the_queue() {
+    let mut harness = Harness::connected();
+    let options = SubscriptionOptions {
+        qos: QoS::AtLeastOnce,
+        ..SubscriptionOptions::default()
+    };
+    harness
+        .session
+        .subscribe(1, "a/#", options, Properties::default(), 0.0)
+        .unwrap();
+    let Packet::Subscribe(subscribe) = &harness.sent()[0] else {
+        panic!()
+    };
+    harness.receive(Packet::SubAck(SubAckPacket {
+        packet_id: subscribe.packet_id,
+        properties: Properties::default(),
+        reason_codes: vec![ReasonCode::GrantedQoS1],
+    }));
+    harness.publish(2, "a/1", QoS::AtLeastOnce).unwrap();
+    let in_flight_id = publish_of(&harness.sent()[0]).packet_id.unwrap();
+    harness.events();
+
+    harness.session.handle_transport_closed(harness.now);
+    let events = harness.events();
+    assert_eq!(
+        events[0],
+        Event::ConnectionLost {
+            error: ClientError::ConnectionLost,
+            reconnect: true
+        }
+    );
+    let Event::Reconnecting {
+        attempt: 1,
+        delay_ms,
+    } = events[1]
+    else {
+        panic!("{events:?}")
+    };
+    assert!((100..200).contains(&delay_ms), "{delay_ms}");
+    // Made while offline: queued, not refused.
+    harness.publish(3, "a/2", QoS::ExactlyOnce).unwrap();
+    harness.publish(4, "a/3", QoS::AtMostOnce).unwrap();
+    assert_eq!(harness.session.queued(), 2);
+
+    harness.advance_to(f64::from(delay_ms) - 1.0);
+    assert!(harness.events().is_empty());
+    harness.advance_to(f64::from(delay_ms));
+    assert_eq!(harness.events(), vec![Event::OpenTransport]);
+    harness.session.handle_open(harness.now);
+    let Packet::Connect(connect) = &harness.sent()[0] else {
+        panic!()
+    };
+    assert!(!connect.clean_start, "5.0 reconnects resume the session");
+    harness.connack(false);
+    let sent = harness.sent();
+    // In-flight first with DUP, then the resubscription, then the offline queue.
+    let resent = publish_of(&sent[0]);
+    assert!(resent.dup);
+    assert_eq!(resent.packet_id, Some(in_flight_id));
+    let Packet::Subscribe(resubscribe) = &sent[1] else {
+        panic!("{sent:?}")
+    };
+    assert_eq!(resubscribe.subscriptions[0].filter, "a/#");
+    assert_eq!(resubscribe.subscriptions[0].options.qos, QoS::AtLeastOnce);
+    assert_eq!(publish_of(&sent[2]).topic, "a/2");
+    assert_eq!(publish_of(&sent[3]).topic, "a/3");
+    assert!(!publish_of(&sent[2]).dup);
+    assert_eq!(sent.len(), 4);
+    assert!(matches!(
+        harness.events().as_slice(),
+        [
+            Event::Connected {
+                session_present: false,
+                ..
+            },
+            Event::Completed {
+                request: 4,
+                result: Ok(Completion::Published)
+            }
+        ]
+    ));
+    harness.receive(Packet::PubAck(PubAckPacket::new(in_flight_id)));
+    assert_eq!(
+        harness.events(),
+        vec![completed(2, Ok(Completion::Published))]
+    );
+}
+
+#[test]
+fn a_resumed_session_gets_pubrel_again_and_no_resubscription() {
+    let mut harness = Harness::connected();
+    harness
+        .session
+        .subscribe(
+            1,
+            "x",
+            SubscriptionOptions::default(),
+            Properties::default(),
+            0.0,
+        )
+        .unwrap();
+    let Packet::Subscribe(subscribe) = &harness.sent()[0] else {
+        panic!()
+    };
+    harness.receive(Packet::SubAck(SubAckPacket {
+        packet_id: subscribe.packet_id,
+        properties: Properties::default(),
+        reason_codes: vec![ReasonCode::Success],
+    }));
+    harness.publish(2, "x", QoS::ExactlyOnce).unwrap();
+    let id = publish_of(&harness.sent()[0]).packet_id.unwrap();
+    harness.receive(Packet::PubRec(PubAckPacket::new(id)));
+    harness.sent();
+    harness.events();
+    harness.reconnect();
+    harness.connack(true);
+    assert_eq!(harness.sent(), vec![Packet::PubRel(PubAckPacket::new(id))]);
+    harness.receive(Packet::PubComp(PubAckPacket::new(id)));
+    let events = harness.events();
+    assert_eq!(
+        events.last(),
+        Some(&completed(2, Ok(Completion::Published)))
+    );
+}
+
+#[test]
+fn unanswered_subscribe_is_sent_again_after_reconnect() {
+    let mut harness = Harness::connected();
+    harness
+        .session
+        .subscribe(
+            1,
+            "late",
+            SubscriptionOptions::default(),
+            Properties::default(),
+            0.0,
+        )
+        .unwrap();
+    harness.sent();
+    harness.reconnect();
+    harness.connack(false);
+    let sent = harness.sent();
+    let [Packet::Subscribe(subscribe)] = sent.as_slice() else {
+        panic!("{sent:?}")
+    };
+    harness.receive(Packet::SubAck(SubAckPacket {
+        packet_id: subscribe.packet_id,
+        properties: Properties::default(),
+        reason_codes: vec![ReasonCode::Success],
+    }));
+    assert!(harness.events().contains(&completed(
+        1,
+        Ok(Completion::Subscribed {
+            qos: QoS::AtMostOnce,
+            reason_code: ReasonCode::Success
+        })
+    )));
+}
+
+#[test]
+fn the_offline_queue_is_bounded_and_overflow_is_refused() {
+    let mut harness = Harness::new(Options {
+        offline_queue_limit: 2,
+        reconnect: Some(Backoff {
+            min_delay_ms: 10,
+            max_delay_ms: 10,
+        }),
+        ..Options::default()
+    });
+    harness.connect(false, Properties::default());
+    harness.session.handle_transport_closed(0.0);
+    harness.publish(1, "q", QoS::AtLeastOnce).unwrap();
+    harness.publish(2, "q", QoS::AtMostOnce).unwrap();
+    assert_eq!(
+        harness.publish(3, "q", QoS::AtMostOnce),
+        Err(ClientError::QueueFull(2))
+    );
+    assert_eq!(harness.session.queued(), 2);
+}
+
+#[test]
+fn unsubscribe_forgets_the_filter_for_resubscription() {
+    let mut harness = Harness::connected();
+    harness
+        .session
+        .subscribe(
+            1,
+            "keep",
+            SubscriptionOptions::default(),
+            Properties::default(),
+            0.0,
+        )
+        .unwrap();
+    harness
+        .session
+        .subscribe(
+            2,
+            "drop",
+            SubscriptionOptions::default(),
+            Properties::default(),
+            0.0,
+        )
+        .unwrap();
+    for packet in harness.sent() {
+        let Packet::Subscribe(subscribe) = packet else {
+            panic!()
+        };
+        harness.receive(Packet::SubAck(SubAckPacket {
+            packet_id: subscribe.packet_id,
+            properties: Properties::default(),
+            reason_codes: vec![ReasonCode::Success],
+        }));
+    }
+    harness
+        .session
+        .unsubscribe(3, "drop", Properties::default(), 0.0)
+        .unwrap();
+    let Packet::Unsubscribe(unsubscribe) = &harness.sent()[0] else {
+        panic!()
+    };
+    harness.receive(Packet::UnsubAck(UnsubAckPacket {
+        packet_id: unsubscribe.packet_id,
+        properties: Properties::default(),
+        reason_codes: vec![ReasonCode::Success],
+    }));
+    assert!(harness.events().contains(&completed(
+        3,
+        Ok(Completion::Unsubscribed {
+            reason_code: ReasonCode::Success
+        })
+    )));
+    harness.reconnect();
+    harness.connack(false);
+    let sent = harness.sent();
+    let [Packet::Subscribe(resubscribe)] = sent.as_slice() else {
+        panic!("{sent:?}")
+    };
+    let filters: Vec<&str> = resubscribe
+        .subscriptions
+        .iter()
+        .map(|subscription| subscription.filter.as_str())
+        .collect();
+    assert_eq!(filters, ["keep"]);
+}
+
+#[test]
+fn keepalive_pings_and_a_silent_broker_triggers_a_reconnect() {
+    let mut harness = Harness::new(Options {
+        keep_alive: 2,
+        reconnect: Some(Backoff::default()),
+        ..Options::default()
+    });
+    harness.connect(false, Properties::default());
+    harness.events();
+    harness.advance_to(2_000.0);
+    assert_eq!(harness.sent(), vec![Packet::PingReq]);
+    harness.receive(Packet::PingResp);
+    harness.advance_to(4_000.0);
+    assert_eq!(harness.sent(), vec![Packet::PingReq]);
+    harness.advance_to(5_000.0);
+    let sent = harness.sent();
+    assert!(matches!(
+        sent.as_slice(),
+        [Packet::Disconnect(DisconnectPacket {
+            reason_code: ReasonCode::KeepAliveTimeout,
+            ..
+        })]
+    ));
+    let events = harness.events();
+    assert_eq!(events[0], Event::CloseTransport);
+    assert_eq!(
+        events[1],
+        Event::ConnectionLost {
+            error: ClientError::KeepAliveTimeout,
+            reconnect: true
+        }
+    );
+}
+
+#[test]
+fn server_keep_alive_overrides_the_requested_one() {
+    let properties = Properties {
+        server_keep_alive: Some(1),
+        ..Properties::default()
+    };
+    let mut harness = Harness::v5();
+    harness.connect(false, properties);
+    assert_eq!(harness.session.poll_timeout(), Some(1_000.0));
+}
+
+#[test]
+fn the_broker_disconnecting_leads_to_a_reconnect() {
+    let mut harness = Harness::connected();
+    harness.receive(Packet::Disconnect(DisconnectPacket {
+        reason_code: ReasonCode::AdministrativeAction,
+        properties: Properties::default(),
+    }));
+    let events = harness.events();
+    assert_eq!(
+        events[1],
+        Event::ConnectionLost {
+            error: ClientError::ServerDisconnected(ReasonCode::AdministrativeAction),
+            reconnect: true
+        }
+    );
+    assert_eq!(harness.session.state(), State::Reconnecting);
+}
+
+#[test]
+fn garbage_from_the_broker_is_a_protocol_error() {
+    let mut harness = Harness::connected();
+    // Packet type 0 is reserved.
+    harness.session.handle_data(&[0x00, 0x00], 0.0);
+    assert!(matches!(
+        harness.sent().as_slice(),
+        [Packet::Disconnect(DisconnectPacket {
+            reason_code: ReasonCode::MalformedPacket,
+            ..
+        })]
+    ));
+    let events = harness.events();
+    let Event::ConnectionLost { error, .. } = &events[1] else {
+        panic!("{events:?}")
+    };
+    assert_eq!(error.code(), "PROTOCOL_ERROR");
+}
+
+#[test]
+fn without_reconnect_a_loss_closes_and_rejects_pending_operations() {
+    let mut harness = Harness::new(Options {
+        reconnect: None,
+        ..Options::default()
+    });
+    harness.connect(false, Properties::default());
+    harness.events();
+    harness.publish(1, "p", QoS::AtLeastOnce).unwrap();
+    harness.session.handle_transport_closed(0.0);
+    let events = harness.events();
+    assert_eq!(
+        events,
+        vec![
+            Event::ConnectionLost {
+                error: ClientError::ConnectionLost,
+                reconnect: false
+            },
+            completed(1, Err(ClientError::Closed)),
+            Event::Closed {
+                error: Some(ClientError::ConnectionLost)
+            },
+        ]
+    );
+    assert_eq!(
+        harness.publish(2, "p", QoS::AtMostOnce),
+        Err(ClientError::Closed)
+    );
+}
+
+#[test]
+fn refusals_while_reconnecting_retry_only_when_transient() {
+    for (reason, reconnect) in [
+        (ReasonCode::ServerBusy, true),
+        (ReasonCode::BadUserNameOrPassword, false),
+    ] {
+        let mut harness = Harness::connected();
+        harness.reconnect();
+        harness.receive(Packet::ConnAck(ConnAckPacket {
+            session_present: false,
+            reason_code: reason,
+            properties: Properties::default(),
+        }));
+        let events = harness.events();
+        assert_eq!(
+            events[1],
+            Event::ConnectionLost {
+                error: ClientError::ConnectionRefused(reason),
+                reconnect
+            },
+            "{reason:?}"
+        );
+        let expected = if reconnect {
+            State::Reconnecting
+        } else {
+            State::Closed
+        };
+        assert_eq!(harness.session.state(), expected);
+    }
+}
+
+#[test]
+fn backoff_grows_with_failed_attempts_and_resets_on_success() {
+    let mut harness = Harness::connected();
+    let mut delays = Vec::new();
+    harness.session.handle_transport_closed(0.0);
+    for _ in 0..4 {
+        let Some(Event::Reconnecting { delay_ms, .. }) = harness
+            .events()
+            .into_iter()
+            .find(|event| matches!(event, Event::Reconnecting { .. }))
+        else {
+            panic!("no reconnect")
+        };
+        delays.push(delay_ms);
+        harness.advance_to(harness.now + f64::from(delay_ms));
+        harness.session.handle_transport_closed(harness.now);
+    }
+    // attempt n waits within [100, min(1000, 100 * 2^n)).
+    for (index, delay) in delays.iter().enumerate() {
+        let ceiling = (100u32 << (index + 1)).min(1_000);
+        assert!(
+            (100..ceiling).contains(delay),
+            "attempt {}: {delay}",
+            index + 1
+        );
+    }
+    harness.advance_to(harness.now + 1_000.0);
+    harness.events();
+    harness.session.handle_open(harness.now);
+    harness.sent();
+    harness.connack(false);
+    harness.session.handle_transport_closed(harness.now);
+    let reset = harness.events().into_iter().find_map(|event| match event {
+        Event::Reconnecting { attempt, delay_ms } => Some((attempt, delay_ms)),
+        _ => None,
+    });
+    let Some((1, delay_ms)) = reset else {
+        panic!("the attempt count was not reset: {reset:?}")
+    };
+    assert!((100..200).contains(&delay_ms), "{delay_ms}");
+}
+
+#[test]
+fn end_disconnects_and_rejects_everything_pending() {
+    let mut harness = Harness::connected();
+    harness.publish(1, "e", QoS::AtLeastOnce).unwrap();
+    harness.sent();
+    harness.session.end(0.0);
+    assert_eq!(
+        harness.sent(),
+        vec![Packet::Disconnect(DisconnectPacket::default())]
+    );
+    assert_eq!(
+        harness.events(),
+        vec![
+            Event::CloseTransport,
+            completed(1, Err(ClientError::Closed)),
+            Event::Closed { error: None },
+        ]
+    );
+    assert_eq!(harness.session.state(), State::Closed);
+    assert_eq!(harness.session.poll_timeout(), None);
+    assert_eq!(
+        harness.session.subscribe(
+            2,
+            "x",
+            SubscriptionOptions::default(),
+            Properties::default(),
+            0.0
+        ),
+        Err(ClientError::Closed)
+    );
+}
+
+#[test]
+fn a_packet_split_across_transport_messages_is_reassembled() {
+    let mut harness = Harness::connected();
+    let mut bytes = BytesMut::new();
+    encode(
+        &incoming("split/topic", QoS::AtMostOnce, None),
+        ProtocolVersion::V5,
+        &mut bytes,
+    )
+    .unwrap();
+    encode(
+        &incoming("second", QoS::AtMostOnce, None),
+        ProtocolVersion::V5,
+        &mut bytes,
+    )
+    .unwrap();
+    let (head, tail) = bytes.split_at(5);
+    harness.session.handle_data(head, 0.0);
+    assert!(harness.events().is_empty());
+    harness.session.handle_data(tail, 0.0);
+    assert_eq!(harness.events().len(), 2);
+}

@@ -1,0 +1,67 @@
+//! Imports from the global scope and from `js/support.js`.
+//!
+//! The timer and clock functions are looked up on the global object at each call (not on
+//! `window`), so the client works in a page and in a Web Worker alike.
+
+use js_sys::{Array, Function};
+use wasm_bindgen::prelude::*;
+
+#[wasm_bindgen]
+extern "C" {
+    /// `setTimeout` of the global scope; returns its handle.
+    #[wasm_bindgen(js_name = setTimeout)]
+    pub fn set_timeout(handler: &Function, delay_ms: f64) -> JsValue;
+
+    /// `clearTimeout` of the global scope.
+    #[wasm_bindgen(js_name = clearTimeout)]
+    pub fn clear_timeout(handle: &JsValue);
+
+    /// `queueMicrotask` of the global scope.
+    #[wasm_bindgen(js_name = queueMicrotask)]
+    pub fn queue_microtask(callback: &Function);
+
+    /// `performance.now()`: monotonic milliseconds, unaffected by timer throttling.
+    #[wasm_bindgen(js_namespace = performance, js_name = now)]
+    pub fn performance_now() -> f64;
+
+    /// An `EventTarget` of our own, for the client's events.
+    #[wasm_bindgen(js_name = EventTarget)]
+    #[derive(Clone)]
+    pub type Target;
+
+    #[wasm_bindgen(constructor, js_class = "EventTarget")]
+    pub fn new() -> Target;
+
+    #[wasm_bindgen(method, js_class = "EventTarget", js_name = addEventListener)]
+    pub fn add_event_listener(this: &Target, kind: &str, listener: &JsValue, options: &JsValue);
+
+    #[wasm_bindgen(method, js_class = "EventTarget", js_name = removeEventListener)]
+    pub fn remove_event_listener(this: &Target, kind: &str, listener: &JsValue, options: &JsValue);
+}
+
+#[wasm_bindgen(module = "/js/support.js")]
+extern "C" {
+    /// Builds the message objects of one frame from views into wasm memory.
+    #[wasm_bindgen(js_name = buildMessages)]
+    pub fn build_messages(data: &[u8], meta: &[u32], properties: &Array) -> Array;
+
+    /// Calls the message callbacks and listeners, isolating their exceptions.
+    pub fn deliver(
+        messages: &Array,
+        batch_callbacks: &Array,
+        message_callbacks: &Array,
+        target: &Target,
+        dispatch_each: bool,
+    );
+
+    /// Dispatches a `CustomEvent` with `detail`.
+    pub fn dispatch(target: &Target, kind: &str, detail: &JsValue);
+
+    /// An `Error` named `MqttError` with `code` and, when `reason_code >= 0`, `reasonCode`.
+    #[wasm_bindgen(js_name = mqttError)]
+    pub fn mqtt_error(code: &str, message: &str, reason_code: i32) -> JsValue;
+
+    /// Removes `item` from `array`, comparing with `===`.
+    #[wasm_bindgen(js_name = removeItem)]
+    pub fn remove_item(array: &Array, item: &JsValue) -> bool;
+}

@@ -1,0 +1,715 @@
+//! The browser driver: `MqttClient` as JS sees it, over the core [`Session`].
+//!
+//! One `Rc<RefCell<Driver>>` per client holds the session, the WebSocket with its handlers, the
+//! timer and the pending Promises. Every callback (socket, timer, microtask) holds only a `Weak`
+//! to it, and every `Closure` lives in the driver (no `Closure::forget`): dropping the client
+//! drops them all. While the first connection is being made, the driver holds itself (the
+//! Promise of `connect()` is its only other owner), and lets go once that Promise settles.
+//!
+//! Re-entrancy: user code (listeners, callbacks, Promise executors of the caller) may call back
+//! into the client, so it never runs while the driver is borrowed. A turn borrows the driver,
+//! feeds the session, collects what JS must be told as [`Effect`]s, releases the borrow, and
+//! only then runs them.
+//!
+//! Writes made by API calls are sent from a microtask, so a burst of `publish()` calls in one
+//! task leaves as one WebSocket message (the gateway accepts many packets per frame). Writes
+//! that answer the broker (acknowledgements, PINGREQ) leave at once.
+
+mod bindings;
+mod convert;
+
+use crate::error::ClientError;
+use crate::session::{Completion, Event, OutgoingMessage, RequestId, Session};
+use bindings::{Target, performance_now};
+use js_sys::{Array, Function, Object, Promise, Reflect, Uint8Array};
+use mqtt_codec::{ByteStr, PublishPacket};
+use std::cell::RefCell;
+use std::rc::{Rc, Weak};
+use wasm_bindgen::JsCast;
+use wasm_bindgen::prelude::*;
+use web_sys::{BinaryType, MessageEvent, WebSocket};
+
+#[wasm_bindgen(typescript_custom_section)]
+const TYPES: &str = include_str!("../../js/types.d.ts");
+
+/// A Promise's two settling functions.
+struct Settle {
+    resolve: Function,
+    reject: Function,
+}
+
+/// A JS-visible consequence of a turn, run after the driver's borrow ends.
+enum Effect {
+    /// Call a function (resolve, reject) with one argument.
+    Call(Function, JsValue),
+    /// Dispatch a CustomEvent on the client's target.
+    Dispatch(&'static str, JsValue),
+    /// Deliver one batch of messages.
+    Messages(Array),
+}
+
+/// One WebSocket and the handlers attached to it.
+struct Socket {
+    socket: WebSocket,
+    _on_open: Closure<dyn FnMut()>,
+    _on_message: Closure<dyn FnMut(MessageEvent)>,
+    _on_close: Closure<dyn FnMut()>,
+}
+
+impl Drop for Socket {
+    fn drop(&mut self) {
+        // Detach first: a handler must not run once its closure is gone.
+        self.socket.set_onopen(None);
+        self.socket.set_onmessage(None);
+        self.socket.set_onclose(None);
+        self.socket.set_onerror(None);
+        let _ = self.socket.close();
+    }
+}
+
+/// Distinct topics a batch remembers to write each only once.
+const TOPICS_REMEMBERED: usize = 16;
+
+/// The messages of one turn, packed for `buildMessages` in `js/support.js`.
+#[derive(Default)]
+struct MessageBatch {
+    data: Vec<u8>,
+    /// Per message: topic offset, topic length, payload offset, payload length, flags.
+    meta: Vec<u32>,
+    /// The latest distinct topics of this batch and where they start in `data`; a short list
+    /// because frames usually repeat a few topics.
+    topics: Vec<(ByteStr, u32)>,
+    properties: Vec<JsValue>,
+}
+
+impl MessageBatch {
+    fn push(&mut self, publish: PublishPacket) {
+        let known = self
+            .topics
+            .iter()
+            .rev()
+            .find(|(topic, _)| *topic == publish.topic);
+        let topic_start = match known {
+            Some(&(_, start)) => start,
+            None => {
+                let start = self.data.len() as u32;
+                self.data.extend_from_slice(publish.topic.as_bytes());
+                if self.topics.len() == TOPICS_REMEMBERED {
+                    self.topics.remove(0);
+                }
+                self.topics.push((publish.topic.clone(), start));
+                start
+            }
+        };
+        let payload_start = self.data.len() as u32;
+        self.data.extend_from_slice(&publish.payload);
+        let mut flags = publish.qos as u32;
+        if publish.retain {
+            flags |= 4;
+        }
+        if publish.dup {
+            flags |= 8;
+        }
+        if !publish.properties.is_empty() {
+            flags |= 16;
+            self.properties
+                .push(convert::properties_to_js(&publish.properties));
+        }
+        if publish.topic.is_ascii() {
+            flags |= 32;
+        }
+        self.meta.extend_from_slice(&[
+            topic_start,
+            publish.topic.len() as u32,
+            payload_start,
+            publish.payload.len() as u32,
+            flags,
+        ]);
+    }
+
+    /// The message objects, leaving the batch empty (its buffers are kept for the next one).
+    fn take(&mut self) -> Option<Array> {
+        if self.meta.is_empty() {
+            return None;
+        }
+        let properties: Array = self.properties.drain(..).collect();
+        let messages = bindings::build_messages(&self.data, &self.meta, &properties);
+        self.data.clear();
+        self.meta.clear();
+        self.topics.clear();
+        Some(messages)
+    }
+}
+
+/// Everything one client owns.
+struct Driver {
+    session: Session,
+    url: String,
+    socket: Option<Socket>,
+    /// The one timer closure, re-armed for each new deadline.
+    timer: Closure<dyn FnMut()>,
+    timer_handle: Option<JsValue>,
+    timer_due: Option<f64>,
+    /// Sends what API calls wrote, once per task.
+    flush: Closure<dyn FnMut()>,
+    flush_scheduled: bool,
+    /// Pending Promises in the order their operations started; acknowledgements mostly come
+    /// in that order, so the search is short.
+    requests: Vec<(RequestId, Settle)>,
+    next_request: RequestId,
+    target: Target,
+    /// Listeners added for "message" (so per-message events are dispatched only when wanted).
+    message_listeners: Array,
+    message_callbacks: Array,
+    batch_callbacks: Array,
+    batch: MessageBatch,
+    /// Settled when the first connection succeeds or fails.
+    connect_promise: Option<Settle>,
+    /// Self-ownership while `connect()` is pending; see the module header.
+    owner: Option<Rc<RefCell<Driver>>>,
+    weak: Weak<RefCell<Driver>>,
+}
+
+impl Driver {
+    fn new_request(&mut self) -> RequestId {
+        self.next_request = self.next_request.wrapping_add(1);
+        self.next_request
+    }
+
+    fn send_transmit(&mut self) {
+        while let Some(bytes) = self.session.poll_transmit() {
+            if let Some(socket) = &self.socket {
+                // A send on a closing socket fails; its close event follows and reconnects.
+                let _ = socket.socket.send_with_u8_array(&bytes);
+            }
+        }
+    }
+
+    /// Processes the session's outputs. `send_now` is false for API calls, whose writes are
+    /// coalesced by the flush microtask.
+    fn drive(&mut self, now: f64, send_now: bool) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        loop {
+            if send_now {
+                self.send_transmit();
+            }
+            let Some(event) = self.session.poll_event() else {
+                break;
+            };
+            if let Event::Message(publish) = event {
+                self.batch.push(publish);
+                continue;
+            }
+            // Messages first: they arrived before whatever this event reports.
+            if let Some(messages) = self.batch.take() {
+                effects.push(Effect::Messages(messages));
+            }
+            self.handle_event(event, now, &mut effects);
+        }
+        if let Some(messages) = self.batch.take() {
+            effects.push(Effect::Messages(messages));
+        }
+        if !send_now && !self.flush_scheduled {
+            self.flush_scheduled = true;
+            bindings::queue_microtask(self.flush.as_ref().unchecked_ref());
+        }
+        self.arm_timer(now);
+        effects
+    }
+
+    fn handle_event(&mut self, event: Event, now: f64, effects: &mut Vec<Effect>) {
+        match event {
+            Event::OpenTransport => self.open_socket(now),
+            Event::CloseTransport => {
+                self.send_transmit();
+                self.socket = None;
+            }
+            Event::Connected {
+                session_present,
+                properties,
+            } => {
+                let detail = Object::new();
+                set(&detail, "sessionPresent", &session_present.into());
+                set(
+                    &detail,
+                    "properties",
+                    &convert::properties_to_js(&properties),
+                );
+                if let Some(settle) = self.connect_promise.take() {
+                    let client = MqttClient {
+                        driver: self.owner.take().or_else(|| self.weak.upgrade()),
+                    };
+                    effects.push(Effect::Call(settle.resolve, client.into()));
+                }
+                effects.push(Effect::Dispatch("connect", detail.into()));
+            }
+            Event::ConnectionLost { error, reconnect } => {
+                let detail = Object::new();
+                set(&detail, "error", &convert::error_value(&error));
+                set(&detail, "reconnect", &reconnect.into());
+                if self.connect_promise.is_none() {
+                    if matches!(error, ClientError::ConnectionRefused(_)) {
+                        effects.push(Effect::Dispatch("error", convert::error_value(&error)));
+                    }
+                    effects.push(Effect::Dispatch("close", detail.into()));
+                }
+            }
+            Event::Reconnecting { attempt, delay_ms } => {
+                let detail = Object::new();
+                set(&detail, "attempt", &attempt.into());
+                set(&detail, "delayMs", &delay_ms.into());
+                effects.push(Effect::Dispatch("reconnect", detail.into()));
+            }
+            Event::Closed { error } => {
+                self.socket = None;
+                match (self.connect_promise.take(), &error) {
+                    (Some(settle), _) => {
+                        let error = error.unwrap_or(ClientError::Closed);
+                        effects.push(Effect::Call(settle.reject, convert::error_value(&error)));
+                        // Nobody holds the client: let it go once this turn ends.
+                        self.owner = None;
+                    }
+                    // After end(): the only "close" this connection reports.
+                    (None, None) => {
+                        let detail = Object::new();
+                        set(&detail, "reconnect", &false.into());
+                        effects.push(Effect::Dispatch("close", detail.into()));
+                    }
+                    // A failure already reported its "close" through ConnectionLost.
+                    (None, Some(_)) => {}
+                }
+            }
+            Event::Completed { request, result } => {
+                let index = self.requests.iter().position(|(id, _)| *id == request);
+                if let Some(index) = index {
+                    let (_, settle) = self.requests.remove(index);
+                    effects.push(match result {
+                        Ok(completion) => {
+                            Effect::Call(settle.resolve, completion_value(completion))
+                        }
+                        Err(error) => Effect::Call(settle.reject, convert::error_value(&error)),
+                    });
+                }
+            }
+            Event::Error(error) => {
+                effects.push(Effect::Dispatch("error", convert::error_value(&error)));
+            }
+            Event::Message(_) => {}
+        }
+    }
+
+    fn open_socket(&mut self, now: f64) {
+        self.socket = None;
+        match self.new_socket() {
+            Ok(socket) => self.socket = Some(socket),
+            // A malformed URL throws at once; the session treats it like a failed connection.
+            Err(_) => self.session.handle_transport_closed(now),
+        }
+    }
+
+    fn new_socket(&self) -> Result<Socket, JsValue> {
+        let socket = WebSocket::new_with_str(&self.url, "mqtt")?;
+        socket.set_binary_type(BinaryType::Arraybuffer);
+        let weak = self.weak.clone();
+        let on_open = Closure::<dyn FnMut()>::new(move || {
+            turn(&weak, true, |driver, now| driver.session.handle_open(now));
+        });
+        let weak = self.weak.clone();
+        let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
+            let Ok(data) = event.data().dyn_into::<js_sys::ArrayBuffer>() else {
+                return;
+            };
+            turn(&weak, true, |driver, now| {
+                let bytes = Uint8Array::new(&data);
+                let length = bytes.length() as usize;
+                bytes.copy_to(driver.session.receive_buffer(length));
+                driver.session.handle_received(now);
+            });
+        });
+        let weak = self.weak.clone();
+        let on_close = Closure::<dyn FnMut()>::new(move || {
+            turn(&weak, true, |driver, now| {
+                driver.socket = None;
+                driver.session.handle_transport_closed(now);
+            });
+        });
+        socket.set_onopen(Some(on_open.as_ref().unchecked_ref()));
+        socket.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+        // An error event is always followed by a close event, which does the work.
+        socket.set_onclose(Some(on_close.as_ref().unchecked_ref()));
+        Ok(Socket {
+            socket,
+            _on_open: on_open,
+            _on_message: on_message,
+            _on_close: on_close,
+        })
+    }
+
+    /// Arms the timer for the session's next deadline, measured on `performance.now()`.
+    fn arm_timer(&mut self, now: f64) {
+        let due = self.session.poll_timeout();
+        if due == self.timer_due {
+            return;
+        }
+        if let Some(handle) = self.timer_handle.take() {
+            bindings::clear_timeout(&handle);
+        }
+        self.timer_due = due;
+        if let Some(due) = due {
+            // Capped at setTimeout's limit of 2^31 - 1 ms; an early firing just re-arms.
+            let delay = (due - now).clamp(0.0, 2_147_483_647.0).ceil();
+            self.timer_handle = Some(bindings::set_timeout(
+                self.timer.as_ref().unchecked_ref(),
+                delay,
+            ));
+        }
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        // The timer must not fire into a dropped closure.
+        if let Some(handle) = self.timer_handle.take() {
+            bindings::clear_timeout(&handle);
+        }
+    }
+}
+
+fn set(object: &Object, key: &str, value: &JsValue) {
+    let _ = Reflect::set(object, &JsValue::from_str(key), value);
+}
+
+fn completion_value(completion: Completion) -> JsValue {
+    match completion {
+        Completion::Published => JsValue::UNDEFINED,
+        Completion::Subscribed { qos, reason_code } => {
+            let result = Object::new();
+            set(&result, "qos", &(qos as u8).into());
+            set(&result, "reasonCode", &reason_code.as_u8().into());
+            result.into()
+        }
+        Completion::Unsubscribed { reason_code } => {
+            let result = Object::new();
+            set(&result, "reasonCode", &reason_code.as_u8().into());
+            result.into()
+        }
+    }
+}
+
+/// One turn: borrow, feed the session with `input`, drive, release, then run the effects.
+fn turn(weak: &Weak<RefCell<Driver>>, send_now: bool, input: impl FnOnce(&mut Driver, f64)) {
+    let Some(driver) = weak.upgrade() else {
+        return;
+    };
+    run_turn(&driver, send_now, input);
+}
+
+fn run_turn(driver: &Rc<RefCell<Driver>>, send_now: bool, input: impl FnOnce(&mut Driver, f64)) {
+    let (effects, target, batch_callbacks, message_callbacks, listeners) = {
+        let Ok(mut driver) = driver.try_borrow_mut() else {
+            return;
+        };
+        let now = performance_now();
+        input(&mut driver, now);
+        let effects = driver.drive(now, send_now);
+        (
+            effects,
+            driver.target.clone(),
+            driver.batch_callbacks.clone(),
+            driver.message_callbacks.clone(),
+            driver.message_listeners.length() > 0,
+        )
+    };
+    for effect in effects {
+        match effect {
+            Effect::Call(function, value) => {
+                let _ = function.call1(&JsValue::UNDEFINED, &value);
+            }
+            Effect::Dispatch(kind, detail) => bindings::dispatch(&target, kind, &detail),
+            Effect::Messages(messages) => bindings::deliver(
+                &messages,
+                &batch_callbacks,
+                &message_callbacks,
+                &target,
+                listeners,
+            ),
+        }
+    }
+}
+
+/// A random client identifier: `wasm-` and 12 hex digits.
+fn random_client_id() -> String {
+    let mut id = String::from("wasm-");
+    let mut bits = (js_sys::Math::random() * 281_474_976_710_656.0) as u64;
+    for _ in 0..12 {
+        id.push(char::from(b"0123456789abcdef"[(bits & 15) as usize]));
+        bits >>= 4;
+    }
+    id
+}
+
+/// A Promise whose settling functions are returned alongside it.
+fn promise() -> (Promise, Settle) {
+    let mut settle = None;
+    let promise = Promise::new(&mut |resolve, reject| settle = Some(Settle { resolve, reject }));
+    let settle = settle.expect("the Promise executor runs synchronously");
+    (promise, settle)
+}
+
+fn rejected(error: JsValue) -> Promise {
+    Promise::reject(&error)
+}
+
+/// An MQTT 3.1.1 / 5.0 client over WebSocket. Create it with `MqttClient.connect()`.
+#[wasm_bindgen]
+pub struct MqttClient {
+    /// Always set in practice: an `Option` because the driver hands out this object while it
+    /// is borrowed, through its `Weak` to itself. Methods treat `None` as a closed client.
+    driver: Option<Rc<RefCell<Driver>>>,
+}
+
+#[wasm_bindgen]
+impl MqttClient {
+    /// Connects to `url` (`ws://host:port/mqtt`); resolves once the broker accepted the
+    /// connection (CONNACK), rejects with an `MqttError` (e.g. `CONNECTION_REFUSED`) otherwise.
+    #[wasm_bindgen(unchecked_return_type = "Promise<MqttClient>")]
+    pub fn connect(
+        url: String,
+        #[wasm_bindgen(unchecked_param_type = "ConnectOptions")] options: JsValue,
+    ) -> Promise {
+        let options = match convert::connect_options(&options, random_client_id) {
+            Ok(options) => options,
+            Err(error) => return rejected(error),
+        };
+        let seed = (js_sys::Math::random() * 9_007_199_254_740_992.0) as u64;
+        let now = performance_now();
+        let session = match Session::new(options, seed, now) {
+            Ok(session) => session,
+            Err(error) => return rejected(convert::error_value(&error)),
+        };
+        let (promise, settle) = promise();
+        let driver = Rc::new_cyclic(|weak: &Weak<RefCell<Driver>>| {
+            let timer_weak = weak.clone();
+            let flush_weak = weak.clone();
+            RefCell::new(Driver {
+                session,
+                url,
+                socket: None,
+                timer: Closure::new(move || {
+                    turn(&timer_weak, true, |driver, now| {
+                        driver.timer_handle = None;
+                        driver.timer_due = None;
+                        driver.session.handle_timeout(now);
+                    });
+                }),
+                timer_handle: None,
+                timer_due: None,
+                flush: Closure::new(move || {
+                    turn(&flush_weak, true, |driver, _| {
+                        driver.flush_scheduled = false
+                    });
+                }),
+                flush_scheduled: false,
+                requests: Vec::new(),
+                next_request: 0,
+                target: Target::new(),
+                message_listeners: Array::new(),
+                message_callbacks: Array::new(),
+                batch_callbacks: Array::new(),
+                batch: MessageBatch::default(),
+                connect_promise: Some(settle),
+                owner: None,
+                weak: weak.clone(),
+            })
+        });
+        driver.borrow_mut().owner = Some(driver.clone());
+        run_turn(&driver, true, |_, _| {});
+        promise
+    }
+
+    /// Subscribes to a topic filter; resolves with `{ qos, reasonCode }` from the SUBACK, and
+    /// rejects with `SUBSCRIBE_REFUSED` (and the `reasonCode`) when the broker refuses.
+    #[wasm_bindgen(unchecked_return_type = "Promise<SubscribeResult>")]
+    pub fn subscribe(
+        &self,
+        filter: String,
+        #[wasm_bindgen(unchecked_param_type = "SubscribeOptions")] options: JsValue,
+    ) -> Promise {
+        let (options, properties) = match convert::subscribe_options(&options) {
+            Ok(converted) => converted,
+            Err(error) => return rejected(error),
+        };
+        self.request(|session, request, now| {
+            session.subscribe(request, &filter, options, properties, now)
+        })
+    }
+
+    /// Unsubscribes from a topic filter; resolves with `{ reasonCode }` from the UNSUBACK.
+    #[wasm_bindgen(unchecked_return_type = "Promise<UnsubscribeResult>")]
+    pub fn unsubscribe(
+        &self,
+        filter: String,
+        #[wasm_bindgen(unchecked_param_type = "UnsubscribeOptions")] options: JsValue,
+    ) -> Promise {
+        let properties = match convert::unsubscribe_options(&options) {
+            Ok(properties) => properties,
+            Err(error) => return rejected(error),
+        };
+        self.request(|session, request, now| session.unsubscribe(request, &filter, properties, now))
+    }
+
+    /// Publishes a message. Resolves once written (QoS 0), on PUBACK (QoS 1) or on PUBCOMP
+    /// (QoS 2). While disconnected the publish waits in the offline queue; when that is full
+    /// the Promise rejects with `QUEUE_FULL`.
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn publish(
+        &self,
+        topic: String,
+        #[wasm_bindgen(unchecked_param_type = "string | Uint8Array | ArrayBuffer")]
+        payload: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "PublishOptions")] options: JsValue,
+    ) -> Promise {
+        let payload = match convert::payload_from_js(&payload) {
+            Ok(payload) => payload,
+            Err(error) => return rejected(error),
+        };
+        let (qos, retain, properties) = match convert::publish_options(&options) {
+            Ok(converted) => converted,
+            Err(error) => return rejected(error),
+        };
+        let message = OutgoingMessage {
+            topic,
+            payload,
+            qos,
+            retain,
+            properties,
+        };
+        self.request(|session, request, now| session.publish(request, message, now))
+    }
+
+    /// Calls `callback(message)` for every message received.
+    #[wasm_bindgen(js_name = onMessage)]
+    pub fn on_message(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "(message: MqttMessage) => void")] callback: Function,
+    ) {
+        if let Some(driver) = &self.driver {
+            driver.borrow().message_callbacks.push(&callback);
+        }
+    }
+
+    /// Stops calling a callback given to `onMessage`.
+    #[wasm_bindgen(js_name = offMessage)]
+    pub fn off_message(&self, callback: Function) {
+        if let Some(driver) = &self.driver {
+            bindings::remove_item(&driver.borrow().message_callbacks, &callback);
+        }
+    }
+
+    /// Calls `callback(messages)` once per received WebSocket frame with all its messages: the
+    /// cheapest way to consume high message rates.
+    #[wasm_bindgen(js_name = onMessages)]
+    pub fn on_messages(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "(messages: MqttMessage[]) => void")]
+        callback: Function,
+    ) {
+        if let Some(driver) = &self.driver {
+            driver.borrow().batch_callbacks.push(&callback);
+        }
+    }
+
+    /// Stops calling a callback given to `onMessages`.
+    #[wasm_bindgen(js_name = offMessages)]
+    pub fn off_messages(&self, callback: Function) {
+        if let Some(driver) = &self.driver {
+            bindings::remove_item(&driver.borrow().batch_callbacks, &callback);
+        }
+    }
+
+    /// Adds an event listener (typed overloads are declared in `MqttClientEventMap`).
+    #[wasm_bindgen(js_name = addEventListener, skip_typescript)]
+    pub fn add_event_listener(&self, kind: String, listener: JsValue, options: JsValue) {
+        if let Some(driver) = &self.driver {
+            let driver = driver.borrow();
+            if kind == "message" && driver.message_listeners.index_of(&listener, 0) < 0 {
+                driver.message_listeners.push(&listener);
+            }
+            driver.target.add_event_listener(&kind, &listener, &options);
+        }
+    }
+
+    /// Removes an event listener.
+    #[wasm_bindgen(js_name = removeEventListener, skip_typescript)]
+    pub fn remove_event_listener(&self, kind: String, listener: JsValue, options: JsValue) {
+        if let Some(driver) = &self.driver {
+            let driver = driver.borrow();
+            if kind == "message" {
+                bindings::remove_item(&driver.message_listeners, &listener);
+            }
+            driver
+                .target
+                .remove_event_listener(&kind, &listener, &options);
+        }
+    }
+
+    /// `"connecting" | "connected" | "reconnecting" | "closed"`.
+    #[wasm_bindgen(getter, unchecked_return_type = "ClientState")]
+    pub fn state(&self) -> String {
+        self.driver
+            .as_ref()
+            .map_or("closed", |driver| driver.borrow().session.state().as_str())
+            .to_owned()
+    }
+
+    /// The client identifier sent in CONNECT.
+    #[wasm_bindgen(getter, js_name = clientId)]
+    pub fn client_id(&self) -> String {
+        self.driver
+            .as_ref()
+            .map(|driver| driver.borrow().session.options().client_id.clone())
+            .unwrap_or_default()
+    }
+
+    /// Operations waiting in the offline queue (or for room in the in-flight window).
+    #[wasm_bindgen(getter)]
+    pub fn queued(&self) -> usize {
+        self.driver
+            .as_ref()
+            .map_or(0, |driver| driver.borrow().session.queued())
+    }
+
+    /// Disconnects (DISCONNECT, so no will is published) and closes the client; pending
+    /// operations reject with `CLOSED`.
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn end(&self) -> Promise {
+        if let Some(driver) = &self.driver {
+            run_turn(driver, true, |driver, now| driver.session.end(now));
+        }
+        Promise::resolve(&JsValue::UNDEFINED)
+    }
+
+    fn request(
+        &self,
+        start: impl FnOnce(&mut Session, RequestId, f64) -> Result<(), ClientError>,
+    ) -> Promise {
+        let Some(driver) = &self.driver else {
+            return rejected(convert::error_value(&ClientError::Closed));
+        };
+        let (promise, settle) = promise();
+        let mut refused = None;
+        run_turn(driver, false, |driver, now| {
+            let request = driver.new_request();
+            match start(&mut driver.session, request, now) {
+                Ok(()) => driver.requests.push((request, settle)),
+                Err(error) => refused = Some((settle, error)),
+            }
+        });
+        if let Some((settle, error)) = refused {
+            let _ = settle
+                .reject
+                .call1(&JsValue::UNDEFINED, &convert::error_value(&error));
+        }
+        promise
+    }
+}
