@@ -13,13 +13,10 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 CLIENT = pathlib.Path(__file__).with_name("mqttjs") / "client.mjs"
 MQTT_JS = ROOT / "node_modules" / "mqtt" / "package.json"
 
-pytestmark = pytest.mark.skipif(
-    not (shutil.which("node") and MQTT_JS.exists() and shutil.which("mosquitto_pub")),
-    reason="needs node, npm's mqtt (npm ci at the root) and mosquitto_pub",
-)
-
-
 def run_mqttjs(spawn, gateway, filter_: str, count: int, *publish: str):
+    # `cargo xtask test` installs both; a missing one is a setup error, not a reason to skip.
+    assert shutil.which("node"), "node is not on PATH"
+    assert MQTT_JS.exists(), "npm package mqtt missing: run `npm ci` at the repository root"
     return spawn(["node", str(CLIENT), gateway.ws_url, filter_, str(count), *publish],
                  name="mqtt.js")
 
