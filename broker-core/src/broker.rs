@@ -1057,7 +1057,7 @@ impl Broker {
         let qos = publish.qos;
         let packet_id = publish.packet_id;
         self.stats.publish_received[qos as usize] += 1;
-        self.stats.publish_bytes_received += publish.payload.len() as u64;
+        self.stats.publish_bytes_received[qos as usize] += publish.payload.len() as u64;
 
         if qos == QoS::ExactlyOnce {
             let id = packet_id.expect("codec guarantees an id for QoS 2");
@@ -1427,7 +1427,7 @@ impl Broker {
             }
         }
         self.stats.publish_sent[publish.qos as usize] += 1;
-        self.stats.publish_bytes_sent += publish.payload.len() as u64;
+        self.stats.publish_bytes_sent[publish.qos as usize] += publish.payload.len() as u64;
         self.emit(connection, Packet::Publish(publish));
     }
 

@@ -60,10 +60,10 @@ pub struct Stats {
     pub publish_received: [u64; 3],
     /// PUBLISH packets sent, by QoS.
     pub publish_sent: [u64; 3],
-    /// Payload bytes received in PUBLISH packets.
-    pub publish_bytes_received: u64,
-    /// Payload bytes sent in PUBLISH packets.
-    pub publish_bytes_sent: u64,
+    /// Payload bytes received in PUBLISH packets, by QoS.
+    pub publish_bytes_received: [u64; 3],
+    /// Payload bytes sent in PUBLISH packets, by QoS.
+    pub publish_bytes_sent: [u64; 3],
     /// Bytes read from connections (reported by the gateway).
     pub bytes_received: u64,
     /// Bytes written to connections (reported by the gateway).

@@ -288,8 +288,8 @@ impl StatsJson {
             packets_sent: stats.packets_sent,
             messages_received: by_qos(stats.publish_received),
             messages_sent: by_qos(stats.publish_sent),
-            payload_bytes_received: stats.publish_bytes_received,
-            payload_bytes_sent: stats.publish_bytes_sent,
+            payload_bytes_received: stats.publish_bytes_received.iter().sum(),
+            payload_bytes_sent: stats.publish_bytes_sent.iter().sum(),
             bytes_received: counters.bytes_received.load(Ordering::Relaxed),
             bytes_sent: counters.bytes_sent.load(Ordering::Relaxed),
             dropped: DropReason::ALL

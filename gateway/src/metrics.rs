@@ -228,9 +228,11 @@ fn record(stats: &Stats, counters: &TransportCounters) {
         counter!("mqtt_messages_received_total", "qos" => label)
             .absolute(stats.publish_received[qos]);
         counter!("mqtt_messages_sent_total", "qos" => label).absolute(stats.publish_sent[qos]);
+        counter!("mqtt_payload_bytes_received_total", "qos" => label)
+            .absolute(stats.publish_bytes_received[qos]);
+        counter!("mqtt_payload_bytes_sent_total", "qos" => label)
+            .absolute(stats.publish_bytes_sent[qos]);
     }
-    counter!("mqtt_payload_bytes_received_total").absolute(stats.publish_bytes_received);
-    counter!("mqtt_payload_bytes_sent_total").absolute(stats.publish_bytes_sent);
     // The transports' own counters are fresher than the copy the broker takes on its timer.
     counter!("mqtt_network_bytes_received_total")
         .absolute(counters.bytes_received.load(Ordering::Relaxed));

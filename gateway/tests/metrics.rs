@@ -257,6 +257,12 @@ async fn every_family_is_exported_from_the_start() {
             metrics.value("mqtt_messages_sent_total", &[("qos", qos)]),
             0.0
         );
+        for name in [
+            "mqtt_payload_bytes_received_total",
+            "mqtt_payload_bytes_sent_total",
+        ] {
+            assert_eq!(metrics.value(name, &[("qos", qos)]), 0.0, "{name}");
+        }
     }
     for reason in [
         "queue_full",
@@ -276,8 +282,6 @@ async fn every_family_is_exported_from_the_start() {
         "mqtt_retained_messages",
         "mqtt_queued_messages",
         "mqtt_auth_failures_total",
-        "mqtt_payload_bytes_received_total",
-        "mqtt_payload_bytes_sent_total",
         "mqtt_network_bytes_received_total",
         "mqtt_network_bytes_sent_total",
     ] {
@@ -388,8 +392,14 @@ async fn counters_and_gauges_move_with_traffic() {
     assert_eq!(moved("mqtt_messages_sent_total", &[("qos", "0")]), 4.0);
     assert_eq!(moved("mqtt_messages_sent_total", &[("qos", "1")]), 2.0);
     assert_eq!(moved("mqtt_messages_sent_total", &[("qos", "2")]), 1.0);
-    assert_eq!(moved("mqtt_payload_bytes_received_total", &[]), 34.0);
-    assert_eq!(moved("mqtt_payload_bytes_sent_total", &[]), 34.0);
+    let by_qos = |name: &str| ["0", "1", "2"].map(|qos| moved(name, &[("qos", qos)]));
+    let received = by_qos("mqtt_payload_bytes_received_total");
+    assert_eq!(received.iter().sum::<f64>(), 34.0, "{received:?}");
+    assert!(
+        received.iter().all(|bytes| *bytes > 0.0),
+        "every QoS carried bytes: {received:?}"
+    );
+    assert_eq!(by_qos("mqtt_payload_bytes_sent_total"), received);
     assert!(moved("mqtt_network_bytes_received_total", &[]) > 34.0);
     assert!(moved("mqtt_network_bytes_sent_total", &[]) > 34.0);
     assert!(moved("mqtt_packets_received_total", &[]) >= 7.0);
