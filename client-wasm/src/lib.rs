@@ -16,6 +16,11 @@ pub mod session;
 #[cfg(target_arch = "wasm32")]
 mod web;
 
+#[cfg(target_arch = "wasm32")]
+pub use web::{
+    ConnectOptionsArg, MqttClient, PublishOptionsArg, SubscribeOptionsArg, UnsubscribeOptionsArg,
+};
+
 pub use error::ClientError;
 pub use options::{Options, WillOptions};
 pub use session::{Completion, Event, OutgoingMessage, RequestId, Session, State};

@@ -5,6 +5,8 @@
 //! `wasm-opt -Oz` from the npm package `binaryen`; then `www` runs its npm `build` script.
 //! Parts that do not exist yet are skipped with a note.
 
+use std::path::Path;
+
 use anyhow::{Context, Result, bail};
 
 use crate::prerequisites::{self, WASM_TARGET};
@@ -77,6 +79,11 @@ fn client_wasm() -> Result<()> {
         .join(WASM_TARGET)
         .join("wasm-release/client_wasm.wasm");
     let out_dir = root().join("client-wasm/pkg");
+    // Stale files (a renamed snippet) must not reach the package.
+    if out_dir.exists() {
+        std::fs::remove_dir_all(&out_dir)
+            .with_context(|| format!("removing {}", out_dir.display()))?;
+    }
     let mut bindgen = process::command(prerequisites::wasm_bindgen_program());
     bindgen
         .arg(&wasm)
@@ -104,7 +111,130 @@ fn client_wasm() -> Result<()> {
         .arg(&bound)
         .arg("-o")
         .arg(&bound);
-    process::run(&mut optimize)
+    process::run(&mut optimize)?;
+
+    write_package_files(&out_dir)?;
+    let sizes = package_sizes(&out_dir)?;
+    print_package_sizes(&sizes);
+    Ok(())
+}
+
+/// The npm manifest of `client-wasm/pkg`. wasm-bindgen's own has no `exports`, `files` or
+/// version of ours, so it is replaced.
+fn package_manifest(version: &str) -> String {
+    format!(
+        r#"{{
+  "name": "client-wasm",
+  "version": "{version}",
+  "description": "MQTT 3.1.1 and 5.0 client for browsers and Web Workers, over WebSocket, in WebAssembly",
+  "license": "MIT OR Apache-2.0",
+  "type": "module",
+  "main": "./client_wasm.js",
+  "module": "./client_wasm.js",
+  "types": "./client_wasm.d.ts",
+  "exports": {{
+    ".": {{
+      "types": "./client_wasm.d.ts",
+      "import": "./client_wasm.js",
+      "default": "./client_wasm.js"
+    }},
+    "./client_wasm_bg.wasm": "./client_wasm_bg.wasm",
+    "./package.json": "./package.json"
+  }},
+  "files": [
+    "client_wasm.js",
+    "client_wasm.d.ts",
+    "client_wasm_bg.wasm",
+    "client_wasm_bg.wasm.d.ts",
+    "snippets/",
+    "README.md"
+  ],
+  "sideEffects": [
+    "./snippets/*"
+  ],
+  "keywords": ["mqtt", "websocket", "wasm", "iot"]
+}}
+"#
+    )
+}
+
+/// Writes `package.json` and copies the README into the package.
+fn write_package_files(out_dir: &Path) -> Result<()> {
+    let manifest = out_dir.join("package.json");
+    std::fs::write(&manifest, package_manifest(env!("CARGO_PKG_VERSION")))
+        .with_context(|| format!("writing {}", manifest.display()))?;
+    let readme = root().join("client-wasm/README.md");
+    std::fs::copy(&readme, out_dir.join("README.md"))
+        .with_context(|| format!("copying {}", readme.display()))?;
+    Ok(())
+}
+
+/// One shipped file's size, raw and gzipped.
+pub struct FileSize {
+    /// Path relative to the package.
+    pub name: String,
+    /// Bytes on disk.
+    pub raw: u64,
+    /// Bytes after `gzip -9`.
+    pub gzipped: u64,
+}
+
+/// The sizes of what browsers download: the .wasm, the JS glue and its snippets.
+pub fn package_sizes(out_dir: &Path) -> Result<Vec<FileSize>> {
+    let mut files = vec![
+        out_dir.join("client_wasm_bg.wasm"),
+        out_dir.join("client_wasm.js"),
+    ];
+    collect_js(&out_dir.join("snippets"), &mut files)?;
+    files
+        .iter()
+        .map(|path| {
+            let raw = std::fs::metadata(path)
+                .with_context(|| format!("reading {}", path.display()))?
+                .len();
+            let mut gzip = process::command("sh");
+            gzip.arg("-c")
+                .arg("gzip -9 -c \"$0\" | wc -c")
+                .arg(path);
+            let gzipped = process::probe(&mut gzip)
+                .and_then(|count| count.parse().ok())
+                .with_context(|| format!("gzip -9 of {}", path.display()))?;
+            let name = path
+                .strip_prefix(out_dir)
+                .unwrap_or(path)
+                .display()
+                .to_string();
+            Ok(FileSize { name, raw, gzipped })
+        })
+        .collect()
+}
+
+fn collect_js(dir: &Path, files: &mut Vec<std::path::PathBuf>) -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for entry in entries {
+        let path = entry?.path();
+        if path.is_dir() {
+            collect_js(&path, files)?;
+        } else if path.extension().is_some_and(|extension| extension == "js") {
+            files.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// Prints one line per file and the gzipped total.
+pub fn print_package_sizes(sizes: &[FileSize]) {
+    println!("client-wasm package (what browsers download):");
+    for size in sizes {
+        println!(
+            "  {:>8} bytes  {:>7} gzipped  {}",
+            size.raw, size.gzipped, size.name
+        );
+    }
+    let total: u64 = sizes.iter().map(|size| size.gzipped).sum();
+    println!("  total {total} bytes gzipped");
 }
 
 /// Builds the dashboard with its npm `build` script.

@@ -4,13 +4,15 @@
 //! (`node --test www/tests/unit`), the wasm build gate of `mqtt-codec`, then the interop tests
 //! under `tests/interop` once per paho-mqtt generation against a freshly built `gateway`, then
 //! the dashboard's browser tests (`tests/browser/dashboard`: `cargo xtask dist`, a gateway built
-//! with the dashboard embedded, Chromium through playwright-core). A step whose inputs do not
-//! exist yet is skipped with a note.
+//! with the dashboard embedded, Chromium through playwright-core). Between the two, client-wasm:
+//! its package build and size budget, its wasm-bindgen tests in headless Chromium against a
+//! gateway started here, and the Playwright test of the packed package (`tests/browser/client`).
+//! A step whose inputs do not exist yet is skipped with a note.
 //! A summary with each step's duration is printed at the end, also after a failure.
 
 use std::path::Path;
 
-use anyhow::Result;
+use anyhow::{Context, Result, bail};
 
 use crate::prerequisites::{self, VENVS, WASM_TARGET};
 use crate::process::{self, root, target_dir};
@@ -68,7 +70,144 @@ fn run_steps(steps: &mut Steps) -> Result<()> {
     }
 
     interop(steps)?;
+    client_wasm_tests(steps)?;
     dashboard_browser_tests(steps)
+}
+
+/// The wasm package's gzipped size limit (wasm + JS glue), from DESIGN.md's performance goals.
+const PACKAGE_BUDGET_BYTES: u64 = 35 * 1024;
+
+/// client-wasm: the package build and its size budget, the wasm-bindgen tests in headless
+/// Chromium against a gateway started here, and the Playwright test of the packed package.
+fn client_wasm_tests(steps: &mut Steps) -> Result<()> {
+    if !root().join("client-wasm/Cargo.toml").exists() {
+        steps.skip("client-wasm tests", "no client-wasm crate yet");
+        return Ok(());
+    }
+    if !has_gateway_binary() {
+        steps.skip("client-wasm tests", "no gateway binary crate yet");
+        return Ok(());
+    }
+    let chromium = std::env::var_os("CHROMIUM").unwrap_or_else(|| "/usr/bin/chromium".into());
+    if !Path::new(&chromium).exists() || !Path::new(CHROMEDRIVER).exists() {
+        steps.skip(
+            "client-wasm tests",
+            "no Chromium and chromedriver at /usr/bin (Debian's chromium, chromium-driver)",
+        );
+        return Ok(());
+    }
+    steps.run("cargo build -p gateway --bin gateway", || {
+        process::run(process::cargo().args(["build", "-p", "gateway", "--bin", "gateway"]))
+    })?;
+    steps.run("cargo xtask dist", crate::dist::run)?;
+    steps.run("client-wasm package size budget", || {
+        let sizes = crate::dist::package_sizes(&root().join("client-wasm/pkg"))?;
+        crate::dist::print_package_sizes(&sizes);
+        let total: u64 = sizes.iter().map(|size| size.gzipped).sum();
+        println!("  budget {PACKAGE_BUDGET_BYTES} bytes gzipped (wasm + JS glue)");
+        if total > PACKAGE_BUDGET_BYTES {
+            bail!(
+                "the client-wasm package is {total} bytes gzipped, over its budget of \
+                 {PACKAGE_BUDGET_BYTES}"
+            );
+        }
+        Ok(())
+    })?;
+    steps.run("client-wasm: wasm-bindgen-test in headless Chromium", || {
+        let gateway = TestGateway::start(&["--max-packet-size", "65536"])?;
+        let runner = prerequisites::wasm_bindgen_program().with_file_name("wasm-bindgen-test-runner");
+        let mut test = process::cargo();
+        test.args([
+            "test",
+            "-p",
+            "client-wasm",
+            "--target",
+            WASM_TARGET,
+            "--test",
+            "browser",
+        ])
+        .env("CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER", runner)
+        .env("CHROMEDRIVER", CHROMEDRIVER)
+        .env("WASM_BINDGEN_TEST_TIMEOUT", "180")
+        .env(
+            "WASM_BINDGEN_TEST_WEBDRIVER_JSON",
+            root().join("client-wasm/webdriver.json"),
+        )
+        .env("CLIENT_WASM_TEST_WS_URL", format!("ws://{}/mqtt", gateway.http));
+        let result = process::run(&mut test);
+        gateway.stop();
+        result
+    })?;
+    steps.run("client-wasm: Playwright test of the packed package", || {
+        let mut node = process::command("node");
+        node.args(["--test", "--test-concurrency=1", "tests/browser/client/"])
+            .env("GATEWAY_BIN", target_dir().join("debug/gateway"))
+            .env("CLIENT_WASM_PKG", root().join("client-wasm/pkg"))
+            .env("CHROMIUM", &chromium);
+        process::run(&mut node)
+    })
+}
+
+/// Debian's chromedriver, which wasm-bindgen-test-runner drives.
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// `target/debug/gateway` on free loopback ports, for tests that cannot start one themselves.
+struct TestGateway {
+    child: std::process::Child,
+    /// The HTTP listener's address (`127.0.0.1:PORT`).
+    http: String,
+    data_dir: std::path::PathBuf,
+}
+
+impl TestGateway {
+    /// Starts the gateway and waits (at most 15 s) for its `listening http` line.
+    fn start(extra_args: &[&str]) -> Result<TestGateway> {
+        use std::io::{BufRead, BufReader};
+        let data_dir = target_dir().join("client-wasm-test-data");
+        let _ = std::fs::remove_dir_all(&data_dir);
+        let mut child = process::command(target_dir().join("debug/gateway"))
+            .args(["--tcp", "127.0.0.1:0", "--http", "127.0.0.1:0", "--data-dir"])
+            .arg(&data_dir)
+            .args(extra_args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .context("starting target/debug/gateway")?;
+        let stderr = child.stderr.take().context("gateway stderr")?;
+        let (sender, receiver) = std::sync::mpsc::channel();
+        // Reads every line, so the gateway never blocks on a full pipe.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some((_, address)) = line.split_once("listening http ") {
+                    let _ = sender.send(address.trim().to_string());
+                }
+            }
+        });
+        match receiver.recv_timeout(std::time::Duration::from_secs(15)) {
+            Ok(http) => {
+                println!("gateway for the browser tests: http {http}");
+                Ok(TestGateway {
+                    child,
+                    http,
+                    data_dir,
+                })
+            }
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("the gateway did not announce its HTTP listener within 15 s")
+            }
+        }
+    }
+
+    /// SIGTERM (the gateway's clean shutdown), then waits for it.
+    fn stop(mut self) {
+        let _ = process::command("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
 }
 
 /// Builds the browser parts and a gateway that embeds them, then runs the dashboard's browser

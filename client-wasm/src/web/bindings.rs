@@ -39,6 +39,25 @@ extern "C" {
     pub fn remove_event_listener(this: &Target, kind: &str, listener: &JsValue, options: &JsValue);
 }
 
+#[wasm_bindgen]
+extern "C" {
+    /// The options of `connect()`, typed for the `.d.ts` (checked field by field in `convert`).
+    #[wasm_bindgen(typescript_type = "ConnectOptions")]
+    pub type ConnectOptionsArg;
+
+    /// The options of `subscribe()`.
+    #[wasm_bindgen(typescript_type = "SubscribeOptions")]
+    pub type SubscribeOptionsArg;
+
+    /// The options of `unsubscribe()`.
+    #[wasm_bindgen(typescript_type = "UnsubscribeOptions")]
+    pub type UnsubscribeOptionsArg;
+
+    /// The options of `publish()`.
+    #[wasm_bindgen(typescript_type = "PublishOptions")]
+    pub type PublishOptionsArg;
+}
+
 #[wasm_bindgen(module = "/js/support.js")]
 extern "C" {
     /// Builds the message objects of one frame from views into wasm memory.

@@ -20,6 +20,9 @@ mod convert;
 
 use crate::error::ClientError;
 use crate::session::{Completion, Event, OutgoingMessage, RequestId, Session};
+pub use bindings::{
+    ConnectOptionsArg, PublishOptionsArg, SubscribeOptionsArg, UnsubscribeOptionsArg,
+};
 use bindings::{Target, performance_now};
 use js_sys::{Array, Function, Object, Promise, Reflect, Uint8Array};
 use mqtt_codec::{ByteStr, PublishPacket};
@@ -473,11 +476,11 @@ impl MqttClient {
     /// Connects to `url` (`ws://host:port/mqtt`); resolves once the broker accepted the
     /// connection (CONNACK), rejects with an `MqttError` (e.g. `CONNECTION_REFUSED`) otherwise.
     #[wasm_bindgen(unchecked_return_type = "Promise<MqttClient>")]
-    pub fn connect(
-        url: String,
-        #[wasm_bindgen(unchecked_param_type = "ConnectOptions")] options: JsValue,
-    ) -> Promise {
-        let options = match convert::connect_options(&options, random_client_id) {
+    pub fn connect(url: String, options: Option<bindings::ConnectOptionsArg>) -> Promise {
+        let options = match convert::connect_options(
+            &options.map(JsValue::from).unwrap_or_default(),
+            random_client_id,
+        ) {
             Ok(options) => options,
             Err(error) => return rejected(error),
         };
@@ -533,12 +536,13 @@ impl MqttClient {
     pub fn subscribe(
         &self,
         filter: String,
-        #[wasm_bindgen(unchecked_param_type = "SubscribeOptions")] options: JsValue,
+        options: Option<bindings::SubscribeOptionsArg>,
     ) -> Promise {
-        let (options, properties) = match convert::subscribe_options(&options) {
-            Ok(converted) => converted,
-            Err(error) => return rejected(error),
-        };
+        let (options, properties) =
+            match convert::subscribe_options(&options.map(JsValue::from).unwrap_or_default()) {
+                Ok(converted) => converted,
+                Err(error) => return rejected(error),
+            };
         self.request(|session, request, now| {
             session.subscribe(request, &filter, options, properties, now)
         })
@@ -549,12 +553,13 @@ impl MqttClient {
     pub fn unsubscribe(
         &self,
         filter: String,
-        #[wasm_bindgen(unchecked_param_type = "UnsubscribeOptions")] options: JsValue,
+        options: Option<bindings::UnsubscribeOptionsArg>,
     ) -> Promise {
-        let properties = match convert::unsubscribe_options(&options) {
-            Ok(properties) => properties,
-            Err(error) => return rejected(error),
-        };
+        let properties =
+            match convert::unsubscribe_options(&options.map(JsValue::from).unwrap_or_default()) {
+                Ok(properties) => properties,
+                Err(error) => return rejected(error),
+            };
         self.request(|session, request, now| session.unsubscribe(request, &filter, properties, now))
     }
 
@@ -567,16 +572,17 @@ impl MqttClient {
         topic: String,
         #[wasm_bindgen(unchecked_param_type = "string | Uint8Array | ArrayBuffer")]
         payload: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "PublishOptions")] options: JsValue,
+        options: Option<bindings::PublishOptionsArg>,
     ) -> Promise {
         let payload = match convert::payload_from_js(&payload) {
             Ok(payload) => payload,
             Err(error) => return rejected(error),
         };
-        let (qos, retain, properties) = match convert::publish_options(&options) {
-            Ok(converted) => converted,
-            Err(error) => return rejected(error),
-        };
+        let (qos, retain, properties) =
+            match convert::publish_options(&options.map(JsValue::from).unwrap_or_default()) {
+                Ok(converted) => converted,
+                Err(error) => return rejected(error),
+            };
         let message = OutgoingMessage {
             topic,
             payload,

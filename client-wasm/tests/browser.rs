@@ -1,0 +1,473 @@
+//! `MqttClient` in headless Chromium against a real gateway.
+//!
+//! `cargo xtask test` starts `target/debug/gateway` on free ports (with `--max-packet-size 65536`)
+//! and builds these tests with `CLIENT_WASM_TEST_WS_URL=ws://127.0.0.1:PORT/mqtt`; run by hand,
+//! they fail with a message saying so. Forced reconnects use a client-id takeover: a second
+//! client connecting with the same identifier makes the gateway drop the first one, which is
+//! what a real network loss looks like to the client (the HTTP API's DELETE, used by the
+//! Playwright test, is cross-origin from this test page).
+
+#![cfg(target_arch = "wasm32")]
+
+use client_wasm::MqttClient;
+use js_sys::{Array, Function, JSON, Promise, Reflect, Uint8Array};
+use std::cell::RefCell;
+use std::rc::Rc;
+use wasm_bindgen::convert::TryFromJsValue;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
+use wasm_bindgen_test::*;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+#[wasm_bindgen]
+extern "C" {
+    #[wasm_bindgen(js_name = setTimeout)]
+    fn set_timeout(handler: &Function, delay_ms: i32) -> JsValue;
+}
+
+fn url() -> String {
+    match option_env!("CLIENT_WASM_TEST_WS_URL") {
+        Some(url) => url.to_string(),
+        None => panic!(
+            "CLIENT_WASM_TEST_WS_URL is not set: run these tests through `cargo xtask test`, \
+             which starts a gateway and sets it"
+        ),
+    }
+}
+
+fn json(text: &str) -> JsValue {
+    JSON::parse(text).unwrap_or_else(|_| panic!("bad JSON in test: {text}"))
+}
+
+/// An options argument (of whichever options type the method takes).
+fn opts<T: JsCast>(text: &str) -> Option<T> {
+    Some(json(text).unchecked_into())
+}
+
+fn get(value: &JsValue, key: &str) -> JsValue {
+    Reflect::get(value, &JsValue::from_str(key)).expect("object")
+}
+
+async fn sleep(ms: i32) {
+    let promise = Promise::new(&mut |resolve, _| {
+        set_timeout(&resolve, ms);
+    });
+    JsFuture::from(promise).await.expect("timer");
+}
+
+/// Waits up to `ms` for `condition`.
+async fn wait_for(ms: i32, what: &str, mut condition: impl FnMut() -> bool) {
+    let mut waited = 0;
+    while !condition() {
+        assert!(waited < ms, "timed out after {ms} ms waiting for {what}");
+        sleep(20).await;
+        waited += 20;
+    }
+}
+
+async fn connect(options: &str) -> Result<MqttClient, JsValue> {
+    let client = JsFuture::from(MqttClient::connect(url(), opts(options))).await?;
+    Ok(MqttClient::try_from_js_value(client).expect("connect resolves with an MqttClient"))
+}
+
+async fn settle(promise: Promise) -> Result<JsValue, JsValue> {
+    JsFuture::from(promise).await
+}
+
+fn error_code(error: &JsValue) -> String {
+    get(error, "code").as_string().unwrap_or_default()
+}
+
+/// Received messages, kept as JS objects.
+#[derive(Clone, Default)]
+struct Inbox(Rc<RefCell<Vec<JsValue>>>);
+
+impl Inbox {
+    /// Registers with `onMessage`; the closure must outlive the client's use of it.
+    fn listen(&self, client: &MqttClient) -> Closure<dyn FnMut(JsValue)> {
+        let messages = self.0.clone();
+        let closure = Closure::<dyn FnMut(JsValue)>::new(move |message| {
+            messages.borrow_mut().push(message);
+        });
+        client.on_message(closure.as_ref().unchecked_ref::<Function>().clone());
+        closure
+    }
+
+    fn len(&self) -> usize {
+        self.0.borrow().len()
+    }
+
+    fn texts(&self) -> Vec<String> {
+        self.0
+            .borrow()
+            .iter()
+            .map(|message| {
+                let text: Function = get(message, "text").unchecked_into();
+                text.call0(message).unwrap().as_string().unwrap()
+            })
+            .collect()
+    }
+
+    fn get(&self, index: usize) -> JsValue {
+        self.0.borrow()[index].clone()
+    }
+}
+
+/// Events of one client, as `type` strings in order, with their details.
+#[derive(Clone, Default)]
+struct Events(Rc<RefCell<Vec<(String, JsValue)>>>);
+
+impl Events {
+    fn listen(&self, client: &MqttClient) -> Vec<Closure<dyn FnMut(JsValue)>> {
+        ["connect", "close", "reconnect", "error"]
+            .into_iter()
+            .map(|kind| {
+                let events = self.0.clone();
+                let closure = Closure::<dyn FnMut(JsValue)>::new(move |event: JsValue| {
+                    events
+                        .borrow_mut()
+                        .push((kind.to_string(), get(&event, "detail")));
+                });
+                client.add_event_listener(
+                    kind.to_string(),
+                    closure.as_ref().clone(),
+                    JsValue::UNDEFINED,
+                );
+                closure
+            })
+            .collect()
+    }
+
+    fn count(&self, kind: &str) -> usize {
+        self.0.borrow().iter().filter(|(k, _)| k == kind).count()
+    }
+
+    fn details(&self, kind: &str) -> Vec<JsValue> {
+        self.0
+            .borrow()
+            .iter()
+            .filter(|(k, _)| k == kind)
+            .map(|(_, detail)| detail.clone())
+            .collect()
+    }
+}
+
+async fn publish_and_receive_every_qos(protocol: u8) {
+    let id = format!("wbt-qos-v{protocol}");
+    let client = connect(&format!(
+        r#"{{"clientId": "{id}", "protocolVersion": {protocol}, "keepalive": 30}}"#
+    ))
+    .await
+    .expect("connects");
+    assert_eq!(client.state(), "connected");
+    assert_eq!(client.client_id(), id);
+    let inbox = Inbox::default();
+    let _listener = inbox.listen(&client);
+    let filter = format!("wbt/{id}/#");
+    let granted = settle(client.subscribe(filter.clone(), opts(r#"{"qos": 2}"#)))
+        .await
+        .expect("subscribed");
+    assert_eq!(get(&granted, "qos").as_f64(), Some(2.0));
+    assert_eq!(get(&granted, "reasonCode").as_f64(), Some(2.0));
+    for qos in 0..3 {
+        let topic = format!("wbt/{id}/q{qos}");
+        let options = json(&format!(r#"{{"qos": {qos}}}"#));
+        let done = settle(client.publish(
+            topic,
+            JsValue::from_str(&format!("m{qos}")),
+            Some(options.unchecked_into()),
+        ))
+        .await
+        .expect("published");
+        assert!(done.is_undefined());
+    }
+    // Binary payloads arrive byte for byte.
+    let bytes = Uint8Array::from(&[0u8, 255, 1, 254][..]);
+    settle(client.publish(format!("wbt/{id}/bin"), bytes.into(), opts(r#"{"qos": 1}"#)))
+        .await
+        .expect("published");
+    wait_for(5_000, "4 messages", || inbox.len() == 4).await;
+    assert_eq!(inbox.texts()[..3], ["m0", "m1", "m2"]);
+    for qos in 0..3 {
+        let message = inbox.get(qos);
+        assert_eq!(get(&message, "qos").as_f64(), Some(qos as f64));
+        assert_eq!(
+            get(&message, "topic").as_string().unwrap(),
+            format!("wbt/{id}/q{qos}")
+        );
+        assert_eq!(get(&message, "retain").as_bool(), Some(false));
+    }
+    let binary: Uint8Array = get(&inbox.get(3), "payload").unchecked_into();
+    assert_eq!(binary.to_vec(), [0, 255, 1, 254]);
+
+    let unsubscribed = settle(client.unsubscribe(filter, None))
+        .await
+        .expect("unsubscribed");
+    assert_eq!(get(&unsubscribed, "reasonCode").as_f64(), Some(0.0));
+    settle(client.publish(format!("wbt/{id}/after"), "x".into(), opts(r#"{"qos": 1}"#)))
+        .await
+        .expect("published");
+    sleep(200).await;
+    assert_eq!(inbox.len(), 4, "nothing arrives after unsubscribe");
+    settle(client.end()).await.expect("ended");
+    assert_eq!(client.state(), "closed");
+}
+
+#[wasm_bindgen_test]
+async fn every_qos_both_ways_mqtt_5() {
+    publish_and_receive_every_qos(5).await;
+}
+
+#[wasm_bindgen_test]
+async fn every_qos_both_ways_mqtt_311() {
+    publish_and_receive_every_qos(4).await;
+}
+
+#[wasm_bindgen_test]
+async fn retained_messages_and_v5_properties_arrive() {
+    let client = connect(r#"{"clientId": "wbt-props", "protocolVersion": 5}"#)
+        .await
+        .expect("connects");
+    let inbox = Inbox::default();
+    let _listener = inbox.listen(&client);
+    let properties = json(
+        r#"{"qos": 1, "retain": true, "properties": {
+            "contentType": "application/json",
+            "responseTopic": "wbt/props/reply",
+            "messageExpiryInterval": 600,
+            "payloadFormatIndicator": 1,
+            "userProperties": {"source": "browser", "tag": ["a", "b"]}
+        }}"#,
+    );
+    let correlation = Uint8Array::from(&[7u8, 8, 9][..]);
+    Reflect::set(
+        &get(&properties, "properties"),
+        &"correlationData".into(),
+        &correlation,
+    )
+    .unwrap();
+    settle(client.publish(
+        "wbt/props/one".into(),
+        r#"{"t": 21.5}"#.into(),
+        Some(properties.unchecked_into()),
+    ))
+    .await
+    .expect("published");
+    settle(client.subscribe(
+        "wbt/props/+".into(),
+        opts(r#"{"qos": 1, "properties": {"subscriptionIdentifier": 42}}"#),
+    ))
+    .await
+    .expect("subscribed");
+    wait_for(5_000, "the retained message", || inbox.len() == 1).await;
+    let message = inbox.get(0);
+    assert_eq!(get(&message, "retain").as_bool(), Some(true));
+    let parsed = {
+        let json_method: Function = get(&message, "json").unchecked_into();
+        json_method.call0(&message).unwrap()
+    };
+    assert_eq!(get(&parsed, "t").as_f64(), Some(21.5));
+    let received = get(&message, "properties");
+    assert_eq!(
+        get(&received, "contentType").as_string().as_deref(),
+        Some("application/json")
+    );
+    assert_eq!(
+        get(&received, "responseTopic").as_string().as_deref(),
+        Some("wbt/props/reply")
+    );
+    assert_eq!(get(&received, "payloadFormatIndicator").as_f64(), Some(1.0));
+    let correlation: Uint8Array = get(&received, "correlationData").unchecked_into();
+    assert_eq!(correlation.to_vec(), [7, 8, 9]);
+    let identifiers: Array = get(&received, "subscriptionIdentifiers").unchecked_into();
+    assert_eq!(identifiers.get(0).as_f64(), Some(42.0));
+    let user = get(&received, "userProperties");
+    assert_eq!(get(&user, "source").as_string().as_deref(), Some("browser"));
+    let tags: Array = get(&user, "tag").unchecked_into();
+    assert_eq!(tags.length(), 2);
+    // Clear the retained message for later runs against the same store.
+    settle(client.publish(
+        "wbt/props/one".into(),
+        JsValue::UNDEFINED,
+        opts(r#"{"qos": 1, "retain": true}"#),
+    ))
+    .await
+    .expect("cleared");
+    settle(client.end()).await.unwrap();
+}
+
+/// Makes the gateway drop `client_id`'s connection by connecting a second client with the same
+/// identifier (clean start, so the broker session is gone too), then leaving.
+async fn take_over(client_id: &str) {
+    let intruder = connect(&format!(
+        r#"{{"clientId": "{client_id}", "reconnect": false, "clean": true}}"#
+    ))
+    .await
+    .expect("the intruder connects");
+    settle(intruder.end()).await.unwrap();
+}
+
+#[wasm_bindgen_test]
+async fn reconnects_resubscribes_and_delivers_what_was_queued_offline() {
+    let id = "wbt-reconnect";
+    let client = connect(&format!(
+        r#"{{"clientId": "{id}", "reconnect": {{"minDelayMs": 400, "maxDelayMs": 800}}}}"#
+    ))
+    .await
+    .expect("connects");
+    let inbox = Inbox::default();
+    let _listener = inbox.listen(&client);
+    let events = Events::default();
+    let _event_listeners = events.listen(&client);
+    settle(client.subscribe("wbt/reconnect/#".into(), opts(r#"{"qos": 1}"#)))
+        .await
+        .expect("subscribed");
+
+    take_over(id).await;
+    wait_for(3_000, "the close event", || events.count("close") == 1).await;
+    assert_eq!(client.state(), "reconnecting");
+    let close = &events.details("close")[0];
+    assert_eq!(get(close, "reconnect").as_bool(), Some(true));
+    assert_eq!(error_code(&get(close, "error")), "SERVER_DISCONNECTED");
+    let reconnect = &events.details("reconnect")[0];
+    assert_eq!(get(reconnect, "attempt").as_f64(), Some(1.0));
+    let delay = get(reconnect, "delayMs").as_f64().unwrap();
+    assert!((400.0..800.0).contains(&delay), "delay {delay}");
+
+    // Made while disconnected: they wait in the offline queue.
+    let pending: Vec<Promise> = (0..3)
+        .map(|index| {
+            let options = json(&format!(r#"{{"qos": {}}}"#, index % 3));
+            client.publish(
+                format!("wbt/reconnect/{index}"),
+                format!("queued {index}").into(),
+                Some(options.unchecked_into()),
+            )
+        })
+        .collect();
+    assert_eq!(client.queued(), 3);
+    for promise in pending {
+        settle(promise).await.expect("delivered after reconnect");
+    }
+    assert_eq!(client.state(), "connected");
+    assert_eq!(events.count("connect"), 1);
+    let connected = &events.details("connect")[0];
+    assert_eq!(
+        get(connected, "sessionPresent").as_bool(),
+        Some(false),
+        "the intruder's clean start removed the session"
+    );
+    // Received only because the client subscribed again by itself.
+    wait_for(5_000, "the queued messages", || inbox.len() == 3).await;
+    assert_eq!(inbox.texts(), ["queued 0", "queued 1", "queued 2"]);
+    settle(client.end()).await.unwrap();
+}
+
+#[wasm_bindgen_test]
+async fn the_offline_queue_is_bounded() {
+    let id = "wbt-queue";
+    let client = connect(&format!(
+        r#"{{"clientId": "{id}", "offlineQueueLimit": 2,
+            "reconnect": {{"minDelayMs": 400, "maxDelayMs": 400}}}}"#
+    ))
+    .await
+    .expect("connects");
+    let events = Events::default();
+    let _event_listeners = events.listen(&client);
+    take_over(id).await;
+    wait_for(3_000, "the close event", || events.count("close") == 1).await;
+    let first = client.publish("wbt/queue/a".into(), "1".into(), opts(r#"{"qos": 1}"#));
+    let second = client.publish("wbt/queue/b".into(), "2".into(), None);
+    let overflow = client.publish("wbt/queue/c".into(), "3".into(), None);
+    let error = settle(overflow)
+        .await
+        .expect_err("the third one does not fit");
+    assert_eq!(error_code(&error), "QUEUE_FULL");
+    assert!(error.is_instance_of::<js_sys::Error>());
+    let message = get(&error, "message").as_string().unwrap();
+    assert!(message.contains("offline queue full"), "{message}");
+    settle(first).await.expect("the first is delivered");
+    settle(second).await.expect("the second is delivered");
+    settle(client.end()).await.unwrap();
+}
+
+#[wasm_bindgen_test]
+async fn errors_are_js_errors_with_codes() {
+    // A client identifier longer than the gateway's 256 bytes: CONNACK 0x85.
+    let long_id = "x".repeat(300);
+    let refused = connect(&format!(
+        r#"{{"clientId": "{long_id}", "reconnect": false}}"#
+    ))
+    .await
+    .err()
+    .expect("refused");
+    assert!(refused.is_instance_of::<js_sys::Error>());
+    assert_eq!(error_code(&refused), "CONNECTION_REFUSED");
+    assert_eq!(get(&refused, "reasonCode").as_f64(), Some(0x85 as f64));
+    assert_eq!(
+        get(&refused, "name").as_string().as_deref(),
+        Some("MqttError")
+    );
+
+    let options_error = connect(r#"{"protocolVersion": 3}"#).await.err().unwrap();
+    assert_eq!(error_code(&options_error), "INVALID_ARGUMENT");
+
+    let client = connect(r#"{"clientId": "wbt-errors"}"#)
+        .await
+        .expect("connects");
+    let bad_filter = settle(client.subscribe("a/#/b".into(), None))
+        .await
+        .unwrap_err();
+    assert_eq!(error_code(&bad_filter), "INVALID_TOPIC");
+    let bad_topic = settle(client.publish("a/+".into(), "x".into(), None))
+        .await
+        .unwrap_err();
+    assert_eq!(error_code(&bad_topic), "INVALID_TOPIC");
+    let bad_qos = settle(client.publish("a".into(), "x".into(), opts(r#"{"qos": 3}"#)))
+        .await
+        .unwrap_err();
+    assert_eq!(error_code(&bad_qos), "INVALID_ARGUMENT");
+    // The gateway announces a 64 KiB Maximum Packet Size in its CONNACK.
+    let big = Uint8Array::new_with_length(100_000);
+    let too_large = settle(client.publish("wbt/big".into(), big.into(), None))
+        .await
+        .unwrap_err();
+    assert_eq!(error_code(&too_large), "PACKET_TOO_LARGE");
+
+    settle(client.end()).await.unwrap();
+    let closed = settle(client.publish("a".into(), "x".into(), None))
+        .await
+        .unwrap_err();
+    assert_eq!(error_code(&closed), "CLOSED");
+}
+
+#[wasm_bindgen_test]
+async fn a_frame_of_many_messages_is_one_batch() {
+    let client = connect(r#"{"clientId": "wbt-batch"}"#)
+        .await
+        .expect("connects");
+    let batches: Rc<RefCell<Vec<u32>>> = Rc::default();
+    let seen = batches.clone();
+    let on_batch = Closure::<dyn FnMut(Array)>::new(move |messages: Array| {
+        seen.borrow_mut().push(messages.length());
+    });
+    client.on_messages(on_batch.as_ref().unchecked_ref::<Function>().clone());
+    settle(client.subscribe("wbt/batch/#".into(), None))
+        .await
+        .unwrap();
+    // 500 publishes in one task leave as one WebSocket message and come back coalesced.
+    let promises: Vec<Promise> = (0..500)
+        .map(|index| client.publish(format!("wbt/batch/{}", index % 4), "p".into(), None))
+        .collect();
+    for promise in promises {
+        settle(promise).await.unwrap();
+    }
+    wait_for(5_000, "500 messages", || {
+        batches.borrow().iter().sum::<u32>() == 500
+    })
+    .await;
+    let frames = batches.borrow().len();
+    assert!(frames < 500, "500 messages came in {frames} batches");
+    settle(client.end()).await.unwrap();
+}
