@@ -193,9 +193,7 @@ pub fn package_sizes(out_dir: &Path) -> Result<Vec<FileSize>> {
                 .with_context(|| format!("reading {}", path.display()))?
                 .len();
             let mut gzip = process::command("sh");
-            gzip.arg("-c")
-                .arg("gzip -9 -c \"$0\" | wc -c")
-                .arg(path);
+            gzip.arg("-c").arg("gzip -9 -c \"$0\" | wc -c").arg(path);
             let gzipped = process::probe(&mut gzip)
                 .and_then(|count| count.parse().ok())
                 .with_context(|| format!("gzip -9 of {}", path.display()))?;
