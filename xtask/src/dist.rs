@@ -2,7 +2,9 @@
 //!
 //! dist: `client-wasm` is built with the size-first `wasm-release` profile, bound with the
 //! wasm-bindgen CLI pinned by Cargo.lock into the npm package `client-wasm/pkg`, and shrunk with
-//! `wasm-opt -Oz` from the npm package `binaryen`; then `www` runs its npm `build` script.
+//! `wasm-opt -Oz` from the npm package `binaryen`; the package gets its own `package.json` and
+//! README, comment-only lines leave the shipped scripts, and the sizes browsers download are
+//! printed. Then `www` runs its npm `build` script.
 //! Parts that do not exist yet are skipped with a note.
 
 use std::path::Path;
@@ -114,6 +116,11 @@ fn client_wasm() -> Result<()> {
     process::run(&mut optimize)?;
 
     write_package_files(&out_dir)?;
+    let mut scripts = vec![out_dir.join("client_wasm.js")];
+    collect_js(&out_dir.join("snippets"), &mut scripts)?;
+    for script in &scripts {
+        strip_comment_lines(script)?;
+    }
     let sizes = package_sizes(&out_dir)?;
     print_package_sizes(&sizes);
     Ok(())
@@ -167,6 +174,24 @@ fn write_package_files(out_dir: &Path) -> Result<()> {
     std::fs::copy(&readme, out_dir.join("README.md"))
         .with_context(|| format!("copying {}", readme.display()))?;
     Ok(())
+}
+
+/// Removes the lines that hold only a comment from a shipped script (the documentation lives
+/// in the `.d.ts`), then has Node parse the result, so a script that the plain line test would
+/// break cannot ship.
+fn strip_comment_lines(path: &Path) -> Result<()> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|line| {
+            let line = line.trim_start();
+            !(line.starts_with("//") || line.starts_with("/*") || line.starts_with('*'))
+        })
+        .collect();
+    std::fs::write(path, kept.join("\n") + "\n")
+        .with_context(|| format!("writing {}", path.display()))?;
+    process::run(process::command("node").arg("--check").arg(path))
 }
 
 /// One shipped file's size, raw and gzipped.
