@@ -1,9 +1,14 @@
 //! `mqtt-bench`: the load generator used by `cargo xtask bench` and by hand.
 //!
-//! Every mode talks MQTT 3.1.1 over TCP to one broker address, is bounded in message count and
-//! in seconds, and prints one JSON object with its figures on standard output. Clients encode
-//! with `mqtt-codec` once up front and write pre-encoded batches, and subscribers count packets
-//! from their fixed headers, so that the generator is not what limits the measurement.
+//! Every mode talks MQTT 3.1.1 to one broker, over TCP (`--addr`) or over WebSocket
+//! (`--transport ws --ws-url ws://127.0.0.1:PORT/mqtt`), is bounded in message count and in
+//! seconds, and prints one JSON object with its figures on standard output. Clients encode with
+//! `mqtt-codec` once up front and write pre-encoded batches (over WebSocket one batch is one
+//! binary message), and subscribers count packets from their fixed headers, so that the generator
+//! is not what limits the measurement. The `big` mode times one large message from a WebSocket
+//! publisher to a WebSocket and a TCP subscriber.
+
+mod transport;
 
 use anyhow::{Context, Result, bail, ensure};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -17,10 +22,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::Semaphore;
+use transport::{Kind, Reader, Target, Writer};
 
 /// Packets encoded and written per batch by a publisher.
 const BATCH: usize = 64;
@@ -30,10 +33,16 @@ const STALL: Duration = Duration::from_secs(3);
 #[derive(Debug, Parser)]
 #[command(name = "mqtt-bench", about = "MQTT load generator (loopback only)")]
 struct Cli {
-    /// Broker address; must be a loopback address.
+    /// Broker address for MQTT over TCP; must be a loopback address.
     #[arg(long, default_value = "127.0.0.1:1883", global = true)]
     addr: SocketAddr,
-    /// Give up after this many seconds.
+    /// Transport of the clients: `tcp` (to --addr) or `ws` (to --ws-url).
+    #[arg(long, value_enum, default_value = "tcp", global = true)]
+    transport: Kind,
+    /// Broker URL for MQTT over WebSocket; a literal loopback IP and an explicit port.
+    #[arg(long, default_value = "ws://127.0.0.1:8080/mqtt", global = true)]
+    ws_url: String,
+    /// Stop counting after this many seconds; the whole run gives up a little later.
     #[arg(long, default_value_t = 60, global = true)]
     timeout: u64,
     #[command(subcommand)]
@@ -100,6 +109,21 @@ enum Mode {
         #[arg(long, default_value_t = 64)]
         size: usize,
     },
+    /// One large QoS 1 message at a time from a WebSocket publisher to a WebSocket subscriber
+    /// and a TCP subscriber (so it needs both --ws-url and --addr; --transport does not apply),
+    /// each delivery timed end to end. Each round must end within --timeout.
+    Big {
+        /// Payload bytes.
+        #[arg(long, default_value_t = 1 << 20)]
+        size: usize,
+        /// Rounds at most.
+        #[arg(long, default_value_t = 20)]
+        repeats: usize,
+        /// No new round starts after this many seconds (at least one round runs): a broker
+        /// that takes seconds per large message is measured without stretching the run.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
 }
 
 #[derive(Debug, Serialize)]
@@ -142,67 +166,97 @@ struct Latency {
     max_us: f64,
 }
 
+#[derive(Debug, Serialize)]
+struct Big {
+    mode: &'static str,
+    size: usize,
+    /// Rounds run (fewer than asked when --seconds ran out).
+    repeats: usize,
+    /// From the publisher's write to the complete packet decoded by the WebSocket subscriber.
+    ws_median_ms: f64,
+    ws_max_ms: f64,
+    /// The same for the TCP subscriber.
+    tcp_median_ms: f64,
+    tcp_max_ms: f64,
+}
+
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    ensure!(
-        cli.addr.ip().is_loopback(),
-        "mqtt-bench only loads loopback addresses, not {}",
-        cli.addr
-    );
+    let target = Target::new(cli.transport, cli.addr, cli.ws_url)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     let deadline = Duration::from_secs(cli.timeout);
+    // Counting stops at `deadline`; this bounds the rest (connecting, waiting for acknowledgements,
+    // draining) so that no mode can hang, whatever the broker does.
+    let limit = deadline + 2 * STALL + Duration::from_secs(10);
+    let run = run_mode(cli.mode, target, deadline);
     runtime.block_on(async move {
-        match cli.mode {
-            Mode::Fanin {
-                publishers,
-                messages,
-                size,
-                qos,
-                window,
-                expect_all,
-            } => {
-                let result =
-                    fan_in(cli.addr, publishers, messages, size, qos, window, deadline).await?;
-                report_throughput(&result, expect_all)
-            }
-            Mode::Fanout {
-                subscribers,
-                messages,
-                size,
-                qos,
-                window,
-                expect_all,
-            } => {
-                let result =
-                    fan_out(cli.addr, subscribers, messages, size, qos, window, deadline).await?;
-                report_throughput(&result, expect_all)
-            }
-            Mode::Idle { connections, pid } => {
-                let result = idle(cli.addr, connections, pid).await?;
-                println!("{}", serde_json::to_string(&result)?);
-                Ok(())
-            }
-            Mode::Connrate {
-                connections,
-                concurrency,
-            } => {
-                let result = connection_rate(cli.addr, connections, concurrency).await?;
-                println!("{}", serde_json::to_string(&result)?);
-                Ok(())
-            }
-            Mode::Latency {
-                rate,
-                seconds,
-                size,
-            } => {
-                let result = latency(cli.addr, rate, seconds, size).await?;
-                println!("{}", serde_json::to_string(&result)?);
-                Ok(())
-            }
-        }
+        tokio::time::timeout(limit, run)
+            .await
+            .with_context(|| format!("gave up after {} s", limit.as_secs()))?
     })
+}
+
+/// Runs one mode and prints its JSON line.
+async fn run_mode(mode: Mode, target: Target, deadline: Duration) -> Result<()> {
+    match mode {
+        Mode::Fanin {
+            publishers,
+            messages,
+            size,
+            qos,
+            window,
+            expect_all,
+        } => {
+            let result = fan_in(&target, publishers, messages, size, qos, window, deadline).await?;
+            report_throughput(&result, expect_all)
+        }
+        Mode::Fanout {
+            subscribers,
+            messages,
+            size,
+            qos,
+            window,
+            expect_all,
+        } => {
+            let result =
+                fan_out(&target, subscribers, messages, size, qos, window, deadline).await?;
+            report_throughput(&result, expect_all)
+        }
+        Mode::Idle { connections, pid } => {
+            let result = idle(&target, connections, pid).await?;
+            println!("{}", serde_json::to_string(&result)?);
+            Ok(())
+        }
+        Mode::Connrate {
+            connections,
+            concurrency,
+        } => {
+            let result = connection_rate(&target, connections, concurrency).await?;
+            println!("{}", serde_json::to_string(&result)?);
+            Ok(())
+        }
+        Mode::Latency {
+            rate,
+            seconds,
+            size,
+        } => {
+            let result = latency(&target, rate, seconds, size).await?;
+            println!("{}", serde_json::to_string(&result)?);
+            Ok(())
+        }
+        Mode::Big {
+            size,
+            repeats,
+            seconds,
+        } => {
+            let budget = Duration::from_secs(seconds);
+            let result = big(&target, size, repeats, budget, deadline).await?;
+            println!("{}", serde_json::to_string(&result)?);
+            Ok(())
+        }
+    }
 }
 
 fn report_throughput(result: &Throughput, expect_all: bool) -> Result<()> {
@@ -223,12 +277,8 @@ fn qos_of(qos: u8) -> Result<QoS> {
 }
 
 /// A connected client: CONNECT sent and CONNACK received.
-async fn connect(addr: SocketAddr, client_id: &str) -> Result<(OwnedReadHalf, OwnedWriteHalf)> {
-    let stream = TcpStream::connect(addr)
-        .await
-        .with_context(|| format!("connect to {addr}"))?;
-    stream.set_nodelay(true)?;
-    let (mut reader, mut writer) = stream.into_split();
+async fn connect(target: &Target, client_id: &str) -> Result<(Reader, Writer)> {
+    let (mut reader, mut writer) = target.open().await?;
     let connect = Packet::Connect(ConnectPacket {
         protocol: ProtocolVersion::V311,
         clean_start: true,
@@ -248,7 +298,7 @@ async fn connect(addr: SocketAddr, client_id: &str) -> Result<(OwnedReadHalf, Ow
     }
 }
 
-async fn read_packet(reader: &mut OwnedReadHalf, buf: &mut BytesMut) -> Result<Packet> {
+async fn read_packet(reader: &mut Reader, buf: &mut BytesMut) -> Result<Packet> {
     loop {
         if let Some(packet) = decode(buf, ProtocolVersion::V311, usize::MAX)? {
             return Ok(packet);
@@ -259,12 +309,7 @@ async fn read_packet(reader: &mut OwnedReadHalf, buf: &mut BytesMut) -> Result<P
     }
 }
 
-async fn subscribe(
-    reader: &mut OwnedReadHalf,
-    writer: &mut OwnedWriteHalf,
-    filter: &str,
-    qos: QoS,
-) -> Result<()> {
+async fn subscribe(reader: &mut Reader, writer: &mut Writer, filter: &str, qos: QoS) -> Result<()> {
     let packet = Packet::Subscribe(SubscribePacket {
         packet_id: 1,
         properties: Properties::default(),
@@ -300,7 +345,7 @@ fn publish_bytes(topic: &str, payload: Bytes, qos: QoS, packet_id: u16, out: &mu
 
 /// Publishes `messages` messages on `topic`; QoS 1 keeps at most `window` in flight.
 async fn publisher(
-    addr: SocketAddr,
+    target: Target,
     client_id: String,
     topic: String,
     messages: u64,
@@ -308,7 +353,7 @@ async fn publisher(
     qos: QoS,
     window: usize,
 ) -> Result<()> {
-    let (mut reader, mut writer) = connect(addr, &client_id).await?;
+    let (mut reader, mut writer) = connect(&target, &client_id).await?;
     let payload = Bytes::from(vec![b'x'; size]);
     if qos == QoS::AtMostOnce {
         let mut batch = BytesMut::new();
@@ -371,8 +416,8 @@ async fn publisher(
 /// Counts PUBLISH packets until `expected` arrived or nothing came for [`STALL`]; answers
 /// QoS 1 with PUBACK. Returns the count and the time of the last arrival.
 async fn count_messages(
-    mut reader: OwnedReadHalf,
-    mut writer: OwnedWriteHalf,
+    mut reader: Reader,
+    mut writer: Writer,
     expected: u64,
     received: Arc<AtomicU64>,
     deadline: Instant,
@@ -390,7 +435,7 @@ async fn count_messages(
             Err(_) => break,
             Ok(Ok(0)) => bail!("subscriber disconnected by the broker after {count} messages"),
             Ok(Ok(_)) => {}
-            Ok(Err(error)) => return Err(error.into()),
+            Ok(Err(error)) => return Err(error),
         }
         last = Instant::now();
         // Walk the fixed headers: counting does not need a full decode.
@@ -435,7 +480,7 @@ fn frame(bytes: &[u8]) -> Option<(u8, usize, usize)> {
 }
 
 async fn fan_in(
-    addr: SocketAddr,
+    target: &Target,
     publishers: usize,
     messages: u64,
     size: usize,
@@ -444,7 +489,7 @@ async fn fan_in(
     timeout: Duration,
 ) -> Result<Throughput> {
     let qos_level = qos_of(qos)?;
-    let (mut reader, mut writer) = connect(addr, "bench-sub").await?;
+    let (mut reader, mut writer) = connect(target, "bench-sub").await?;
     subscribe(&mut reader, &mut writer, "bench/fanin/#", qos_level).await?;
     let expected = messages * publishers as u64;
     let received = Arc::new(AtomicU64::new(0));
@@ -459,7 +504,7 @@ async fn fan_in(
     let mut tasks = Vec::new();
     for index in 0..publishers {
         tasks.push(tokio::spawn(publisher(
-            addr,
+            target.clone(),
             format!("bench-pub-{index}"),
             format!("bench/fanin/{index}"),
             messages,
@@ -486,7 +531,7 @@ async fn fan_in(
 }
 
 async fn fan_out(
-    addr: SocketAddr,
+    target: &Target,
     subscribers: usize,
     messages: u64,
     size: usize,
@@ -500,7 +545,7 @@ async fn fan_out(
         .collect();
     let mut connected = Vec::new();
     for index in 0..subscribers {
-        let (mut reader, mut writer) = connect(addr, &format!("bench-sub-{index}")).await?;
+        let (mut reader, mut writer) = connect(target, &format!("bench-sub-{index}")).await?;
         subscribe(&mut reader, &mut writer, "bench/fanout", qos_level).await?;
         connected.push((reader, writer));
     }
@@ -519,7 +564,7 @@ async fn fan_out(
         })
         .collect();
     publisher(
-        addr,
+        target.clone(),
         "bench-pub".into(),
         "bench/fanout".into(),
         messages,
@@ -546,14 +591,14 @@ async fn fan_out(
     })
 }
 
-async fn latency(addr: SocketAddr, rate: u64, seconds: u64, size: usize) -> Result<Latency> {
+async fn latency(target: &Target, rate: u64, seconds: u64, size: usize) -> Result<Latency> {
     ensure!(
         rate > 0 && size >= 8,
         "rate must be positive and size at least 8 bytes"
     );
-    let (mut reader, mut writer) = connect(addr, "bench-lat-sub").await?;
+    let (mut reader, mut writer) = connect(target, "bench-lat-sub").await?;
     subscribe(&mut reader, &mut writer, "bench/latency", QoS::AtMostOnce).await?;
-    let (_pub_reader, mut pub_writer) = connect(addr, "bench-lat-pub").await?;
+    let (_pub_reader, mut pub_writer) = connect(target, "bench-lat-pub").await?;
     let base = Instant::now();
     let total = rate * seconds;
     let receiver = tokio::spawn(async move {
@@ -621,17 +666,17 @@ fn rss_kb(pid: u32) -> Result<u64> {
         .context("no VmRSS line")
 }
 
-async fn idle(addr: SocketAddr, connections: usize, pid: u32) -> Result<Idle> {
+async fn idle(target: &Target, connections: usize, pid: u32) -> Result<Idle> {
     // Warm the broker up with a few connections so one-off allocations are not counted.
     let mut warm = Vec::new();
     for index in 0..16 {
-        warm.push(connect(addr, &format!("bench-warm-{index}")).await?);
+        warm.push(connect(target, &format!("bench-warm-{index}")).await?);
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before = rss_kb(pid)?;
     let mut held = Vec::with_capacity(connections);
     for index in 0..connections {
-        held.push(connect(addr, &format!("bench-idle-{index}")).await?);
+        held.push(connect(target, &format!("bench-idle-{index}")).await?);
     }
     // Let the broker settle (freed buffers returned, timers armed) before reading.
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -648,7 +693,7 @@ async fn idle(addr: SocketAddr, connections: usize, pid: u32) -> Result<Idle> {
 }
 
 async fn connection_rate(
-    addr: SocketAddr,
+    target: &Target,
     connections: usize,
     concurrency: usize,
 ) -> Result<ConnectionRate> {
@@ -656,10 +701,11 @@ async fn connection_rate(
     let per_loop = connections / concurrency.max(1);
     let mut loops = Vec::new();
     for worker in 0..concurrency.max(1) {
+        let target = target.clone();
         loops.push(tokio::spawn(async move {
             for index in 0..per_loop {
                 let (_reader, mut writer) =
-                    connect(addr, &format!("bench-rate-{worker}-{index}")).await?;
+                    connect(&target, &format!("bench-rate-{worker}-{index}")).await?;
                 writer.write_all(&[0xE0, 0x00]).await?;
             }
             Ok::<_, anyhow::Error>(())
@@ -676,4 +722,198 @@ async fn connection_rate(
         seconds,
         connections_per_second: done as f64 / seconds,
     })
+}
+
+/// Times up to `repeats` deliveries of one `size`-byte QoS 1 message published over WebSocket, to
+/// a WebSocket subscriber and a TCP subscriber at once. One round at a time: the next message
+/// leaves once both subscribers have it and the publisher has its PUBACK, so each figure is the
+/// time of a lone large message, not of a queue of them. No round starts after `budget`, and each
+/// must end within `round_limit`.
+async fn big(
+    target: &Target,
+    size: usize,
+    repeats: usize,
+    budget: Duration,
+    round_limit: Duration,
+) -> Result<Big> {
+    ensure!(repeats > 0, "--repeats must be positive");
+    let ws = target.with_kind(Kind::Ws);
+    let tcp = target.with_kind(Kind::Tcp);
+    let (mut ws_reader, mut ws_writer) = connect(&ws, "bench-big-ws-sub").await?;
+    subscribe(
+        &mut ws_reader,
+        &mut ws_writer,
+        "bench/big",
+        QoS::AtLeastOnce,
+    )
+    .await?;
+    let (mut tcp_reader, mut tcp_writer) = connect(&tcp, "bench-big-tcp-sub").await?;
+    subscribe(
+        &mut tcp_reader,
+        &mut tcp_writer,
+        "bench/big",
+        QoS::AtLeastOnce,
+    )
+    .await?;
+    let (mut pub_reader, mut pub_writer) = connect(&ws, "bench-big-pub").await?;
+    let payload = Bytes::from(vec![b'x'; size]);
+    let (mut ws_buf, mut tcp_buf, mut pub_buf) =
+        (BytesMut::new(), BytesMut::new(), BytesMut::new());
+    let mut ws_ms = Vec::with_capacity(repeats);
+    let mut tcp_ms = Vec::with_capacity(repeats);
+    let mut packet = BytesMut::with_capacity(size + 64);
+    let began = Instant::now();
+    for round in 0..repeats {
+        if round > 0 && began.elapsed() >= budget {
+            break;
+        }
+        let packet_id = (round % usize::from(u16::MAX)) as u16 + 1;
+        // Encoded before the clock starts: the figure is the brokers', not the encoder's.
+        packet.clear();
+        publish_bytes(
+            "bench/big",
+            payload.clone(),
+            QoS::AtLeastOnce,
+            packet_id,
+            &mut packet,
+        );
+        let start = Instant::now();
+        let publish = async {
+            pub_writer.write_all(&packet).await?;
+            wait_for_puback(&mut pub_reader, &mut pub_buf, packet_id).await
+        };
+        let round_trip = async {
+            tokio::try_join!(
+                publish,
+                receive_one(&mut ws_reader, &mut ws_writer, &mut ws_buf, size),
+                receive_one(&mut tcp_reader, &mut tcp_writer, &mut tcp_buf, size),
+            )
+        };
+        let ((), ws_at, tcp_at) = tokio::time::timeout(round_limit, round_trip)
+            .await
+            .with_context(|| format!("round {round}: not delivered within {round_limit:?}"))??;
+        ws_ms.push(ws_at.duration_since(start).as_secs_f64() * 1000.0);
+        tcp_ms.push(tcp_at.duration_since(start).as_secs_f64() * 1000.0);
+    }
+    let (ws_median_ms, ws_max_ms) = median_and_max(&mut ws_ms);
+    let (tcp_median_ms, tcp_max_ms) = median_and_max(&mut tcp_ms);
+    Ok(Big {
+        mode: "big",
+        size,
+        repeats: ws_ms.len(),
+        ws_median_ms,
+        ws_max_ms,
+        tcp_median_ms,
+        tcp_max_ms,
+    })
+}
+
+/// Reads until the PUBACK of `packet_id` (a few other packets at most: nothing else is due).
+async fn wait_for_puback(reader: &mut Reader, buf: &mut BytesMut, packet_id: u16) -> Result<()> {
+    for _ in 0..16 {
+        if let Packet::PubAck(ack) = read_packet(reader, buf).await? {
+            if ack.packet_id == packet_id {
+                return Ok(());
+            }
+        }
+    }
+    bail!("no PUBACK for packet {packet_id}")
+}
+
+/// Reads one PUBLISH of `size` payload bytes, acknowledges it and returns when it was complete.
+async fn receive_one(
+    reader: &mut Reader,
+    writer: &mut Writer,
+    buf: &mut BytesMut,
+    size: usize,
+) -> Result<Instant> {
+    // Room for the whole packet up front, so reading it is not a series of small regrowths.
+    buf.reserve(size + 64);
+    for _ in 0..16 {
+        if let Packet::Publish(publish) = read_packet(reader, buf).await? {
+            let at = Instant::now();
+            ensure!(
+                publish.payload.len() == size,
+                "received {} payload bytes, sent {size}",
+                publish.payload.len()
+            );
+            if let Some(id) = publish.packet_id {
+                let [high, low] = id.to_be_bytes();
+                writer.write_all(&[0x40, 0x02, high, low]).await?;
+            }
+            return Ok(at);
+        }
+    }
+    bail!("no PUBLISH among the packets received")
+}
+
+/// The median (the mean of the middle two for an even count) and the maximum; NaN when empty.
+fn median_and_max(values: &mut [f64]) -> (f64, f64) {
+    if values.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
+    values.sort_by(f64::total_cmp);
+    let middle = values.len() / 2;
+    let median = if values.len() % 2 == 0 {
+        (values[middle - 1] + values[middle]) / 2.0
+    } else {
+        values[middle]
+    };
+    (median, values[values.len() - 1])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+    use tokio_tungstenite::tungstenite::http::HeaderValue;
+    use tokio_tungstenite::tungstenite::http::header::SEC_WEBSOCKET_PROTOCOL;
+
+    /// Over WebSocket, the subscriber counts packets whatever the message boundaries: a packet
+    /// cut inside its fixed header, one cut inside its payload, and the rest of one packet plus
+    /// a whole other packet in a single message.
+    #[tokio::test]
+    async fn counts_packets_across_websocket_messages() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mut packets = BytesMut::new();
+        for _ in 0..3 {
+            let payload = Bytes::from_static(&[7; 300]);
+            publish_bytes("t", payload, QoS::AtMostOnce, 0, &mut packets);
+        }
+        let packets = packets.freeze();
+        let server = tokio::spawn(async move {
+            let (socket, _) = listener.accept().await.unwrap();
+            // The shape of tungstenite's handshake callback, whose error is an HTTP response.
+            #[allow(clippy::result_large_err)]
+            let echo_mqtt = |_: &Request, mut response: Response| {
+                let protocol = HeaderValue::from_static("mqtt");
+                response
+                    .headers_mut()
+                    .insert(SEC_WEBSOCKET_PROTOCOL, protocol);
+                Ok(response)
+            };
+            let mut socket = tokio_tungstenite::accept_hdr_async(socket, echo_mqtt)
+                .await
+                .unwrap();
+            for range in [0..1, 1..200, 200..400, 400..packets.len()] {
+                let piece = packets.slice(range);
+                socket.send(Message::Binary(piece)).await.unwrap();
+            }
+            // Open until the client goes, so that its reads do not end early.
+            let _ = socket.next().await;
+        });
+        let url = format!("ws://127.0.0.1:{port}/mqtt");
+        let target = Target::new(Kind::Ws, "127.0.0.1:1".parse().unwrap(), url).unwrap();
+        let (reader, writer) = target.open().await.unwrap();
+        let received = Arc::new(AtomicU64::new(0));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        count_messages(reader, writer, 3, received.clone(), deadline)
+            .await
+            .unwrap();
+        assert_eq!(received.load(Ordering::Relaxed), 3);
+        server.abort();
+    }
 }
