@@ -27,9 +27,10 @@ commands:
                 args go to the gateway (e.g. cargo xtask run --tcp 0.0.0.0:1883)
   dist          build client-wasm into client-wasm/pkg and the www dashboard
   bench [--quick] [--runs N]
-                the gateway and Mosquitto side by side under the same load;
-                prints medians and ratios, writes target/bench/latest.json and
-                target/bench/ratios.svg (--quick: a one-minute smoke run)
+                the gateway and Mosquitto side by side under the same load,
+                over TCP and WebSocket; prints medians and ratios, writes
+                target/bench/latest.json and target/bench/ratios.svg
+                (--quick: a one-minute smoke run)
   help          print this text
 ";
 
