@@ -6,6 +6,7 @@
 //! costs kilobytes that the size budget cannot spare. That is also why `Display` and `Error`
 //! are implemented here rather than derived with thiserror, whose generated `Display` formats.
 
+use alloc::string::String;
 use mqtt_codec::{DecodeError, EncodeError, ReasonCode, topic::TopicError};
 
 /// Why an operation or a connection failed.
@@ -60,13 +61,13 @@ pub enum ClientError {
     Closed,
 }
 
-impl std::fmt::Display for ClientError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl core::fmt::Display for ClientError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.write_str(&self.message())
     }
 }
 
-impl std::error::Error for ClientError {}
+impl core::error::Error for ClientError {}
 
 /// Appends `value` in decimal.
 fn push_number(text: &mut String, value: usize) {

@@ -7,6 +7,10 @@
 //! a `WebSocket`, `setTimeout` and `performance.now()` of the global scope (so it runs in a page
 //! or a worker), and exposes the `MqttClient` class to JS with Promises and events.
 
+#![cfg_attr(all(target_arch = "wasm32", not(feature = "std")), no_std)]
+
+extern crate alloc;
+
 pub mod backoff;
 pub mod error;
 pub mod keepalive;
@@ -24,3 +28,16 @@ pub use web::{
 pub use error::ClientError;
 pub use options::{Options, WillOptions};
 pub use session::{Completion, Event, OutgoingMessage, RequestId, Session, State};
+
+/// The `no_std` package's allocator: dlmalloc, as `std` uses on wasm32.
+#[cfg(all(target_arch = "wasm32", not(feature = "std")))]
+#[global_allocator]
+static ALLOCATOR: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
+
+/// A panic (a bug: the code is written not to panic) traps. The message is never formatted,
+/// which keeps `core::fmt` out of the package; the trap surfaces in JS as a `RuntimeError`.
+#[cfg(all(target_arch = "wasm32", not(feature = "std")))]
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
+    core::arch::wasm32::unreachable()
+}

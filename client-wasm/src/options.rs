@@ -3,6 +3,7 @@
 
 use crate::backoff::Backoff;
 use crate::error::ClientError;
+use alloc::string::String;
 use bytes::Bytes;
 use mqtt_codec::{Properties, ProtocolVersion, QoS, topic};
 

@@ -22,13 +22,14 @@ use crate::backoff::Random;
 use crate::error::ClientError;
 use crate::keepalive::{KeepAlive, KeepAliveAction};
 use crate::options::Options;
+use alloc::{boxed::Box, collections::VecDeque, string::String, vec, vec::Vec};
 use bytes::{Bytes, BytesMut};
 use mqtt_codec::{
-    ByteStr, ConnectPacket, DisconnectPacket, MAX_REMAINING_LENGTH, Packet, Properties,
-    ProtocolVersion, PubAckPacket, PublishPacket, QoS, ReasonCode, SubscribePacket, Subscription,
-    SubscriptionOptions, UnsubscribePacket, Will, decode, encode, encoded_len, topic,
+    ByteStr, ConnectPacket, DecodeError, DisconnectPacket, MAX_REMAINING_LENGTH, Packet,
+    Properties, ProtocolVersion, PubAckPacket, PublishPacket, QoS, ReasonCode, SubscribePacket,
+    Subscription, SubscriptionOptions, UnsubscribePacket, Will, decode_from_server, encode,
+    encoded_len, topic,
 };
-use std::collections::VecDeque;
 
 /// The caller's handle for one operation, echoed in its [`Event::Completed`].
 pub type RequestId = u32;
@@ -432,9 +433,14 @@ impl Session {
             .maximum_packet_size
             .map_or(MQTT_MAXIMUM_PACKET_SIZE, |size| size as usize);
         while matches!(self.phase, Phase::AwaitingConnAck { .. } | Phase::Connected) {
-            match decode(&mut self.read_buffer, self.options.protocol, maximum) {
+            match decode_from_server(&mut self.read_buffer, self.options.protocol, maximum) {
                 Ok(Some(packet)) => self.handle_packet(packet, now),
                 Ok(None) => break,
+                Err(DecodeError::UnexpectedPacket { .. }) => self.fail(
+                    ClientError::Protocol("the broker sent a packet that only clients send"),
+                    Some(ReasonCode::ProtocolError),
+                    now,
+                ),
                 Err(error) => {
                     let reason = error.reason_code();
                     self.fail(ClientError::Malformed(error), Some(reason), now);
@@ -1123,7 +1129,7 @@ impl Session {
         }
         self.read_buffer.clear();
         // Unanswered SUBSCRIBE/UNSUBSCRIBE go out again first, on the next connection.
-        let awaiting = std::mem::take(&mut self.awaiting);
+        let awaiting = core::mem::take(&mut self.awaiting);
         for (packet_id, operation) in awaiting.into_iter().rev() {
             self.packet_ids.free(packet_id);
             self.queue.push_front(operation);
@@ -1152,12 +1158,12 @@ impl Session {
     fn close_for_good(&mut self, error: Option<ClientError>) {
         self.phase = Phase::Closed;
         self.read_buffer.clear();
-        let in_flight = std::mem::take(&mut self.in_flight);
+        let in_flight = core::mem::take(&mut self.in_flight);
         for entry in in_flight {
             self.complete(entry.request, Err(ClientError::Closed));
         }
-        let awaiting = std::mem::take(&mut self.awaiting);
-        let queue = std::mem::take(&mut self.queue);
+        let awaiting = core::mem::take(&mut self.awaiting);
+        let queue = core::mem::take(&mut self.queue);
         for operation in awaiting
             .into_iter()
             .map(|(_, operation)| operation)

@@ -19,6 +19,7 @@ use crate::{
     SubAckPacket, SubscribePacket, Subscription, SubscriptionOptions, UnsubAckPacket,
     UnsubscribePacket, Will, property_id as id, topic,
 };
+use alloc::{string::String, vec::Vec};
 use bytes::{Bytes, BytesMut};
 
 /// Decodes the first packet in `buf`.
@@ -28,6 +29,27 @@ use bytes::{Bytes, BytesMut};
 /// is readable. CONNECT is decoded according to its own protocol name and level; every other
 /// packet according to `version`.
 pub fn decode(
+    buf: &mut BytesMut,
+    version: ProtocolVersion,
+    max_packet_size: usize,
+) -> Result<Option<Packet>, DecodeError> {
+    decode_from::<false>(buf, version, max_packet_size)
+}
+
+/// [`decode`] for a client: only the packets a server sends. CONNECT, SUBSCRIBE, UNSUBSCRIBE
+/// and PINGREQ are refused with [`DecodeError::UnexpectedPacket`] (a protocol error), and
+/// their decoders are not linked into a program that calls only this, such as the browser
+/// client, whose size budget counts every kilobyte.
+pub fn decode_from_server(
+    buf: &mut BytesMut,
+    version: ProtocolVersion,
+    max_packet_size: usize,
+) -> Result<Option<Packet>, DecodeError> {
+    decode_from::<true>(buf, version, max_packet_size)
+}
+
+#[inline(always)]
+fn decode_from<const FROM_SERVER: bool>(
     buf: &mut BytesMut,
     version: ProtocolVersion,
     max_packet_size: usize,
@@ -53,7 +75,7 @@ pub fn decode(
         end: size,
         packet: kind.name(),
     };
-    let packet = decode_body(kind, header.first_byte & 0x0F, &mut reader, version)?;
+    let packet = decode_body::<FROM_SERVER>(kind, header.first_byte & 0x0F, &mut reader, version)?;
     reader.expect_end()?;
     Ok(Some(packet))
 }
@@ -345,7 +367,7 @@ impl Reader {
 /// surrogates and overlong forms, which the specification also forbids; U+0000 is checked on
 /// top [MQTT-1.5.4-2].
 fn utf8(bytes: &[u8]) -> Result<&str, DecodeError> {
-    let text = std::str::from_utf8(bytes).map_err(|_| DecodeError::InvalidUtf8)?;
+    let text = core::str::from_utf8(bytes).map_err(|_| DecodeError::InvalidUtf8)?;
     if bytes.contains(&0) {
         return Err(DecodeError::NullCharacter);
     }
@@ -362,29 +384,42 @@ fn reason_code_for(kind: PacketKind, byte: u8) -> Result<ReasonCode, DecodeError
     }
 }
 
-fn decode_body(
+/// With `FROM_SERVER`, the packets only clients send are refused and their decoders unused.
+fn decode_body<const FROM_SERVER: bool>(
     kind: PacketKind,
     flags: u8,
     reader: &mut Reader,
     version: ProtocolVersion,
 ) -> Result<Packet, DecodeError> {
     Ok(match kind {
-        PacketKind::Connect => Packet::Connect(decode_connect(reader)?),
+        PacketKind::Connect if !FROM_SERVER => Packet::Connect(decode_connect(reader)?),
         PacketKind::ConnAck => Packet::ConnAck(decode_connack(reader, version)?),
         PacketKind::Publish => Packet::Publish(decode_publish(reader, flags, version)?),
         PacketKind::PubAck => Packet::PubAck(decode_puback(reader, kind, version)?),
         PacketKind::PubRec => Packet::PubRec(decode_puback(reader, kind, version)?),
         PacketKind::PubRel => Packet::PubRel(decode_puback(reader, kind, version)?),
         PacketKind::PubComp => Packet::PubComp(decode_puback(reader, kind, version)?),
-        PacketKind::Subscribe => Packet::Subscribe(decode_subscribe(reader, version)?),
+        PacketKind::Subscribe if !FROM_SERVER => {
+            Packet::Subscribe(decode_subscribe(reader, version)?)
+        }
         PacketKind::SubAck => Packet::SubAck(decode_suback(reader, version)?),
-        PacketKind::Unsubscribe => Packet::Unsubscribe(decode_unsubscribe(reader, version)?),
+        PacketKind::Unsubscribe if !FROM_SERVER => {
+            Packet::Unsubscribe(decode_unsubscribe(reader, version)?)
+        }
         PacketKind::UnsubAck => Packet::UnsubAck(decode_unsuback(reader, version)?),
         // The caller's end-of-packet check refuses a non-zero remaining length.
-        PacketKind::PingReq => Packet::PingReq,
+        PacketKind::PingReq if !FROM_SERVER => Packet::PingReq,
         PacketKind::PingResp => Packet::PingResp,
         PacketKind::Disconnect => Packet::Disconnect(decode_disconnect(reader, version)?),
         PacketKind::Auth => Packet::Auth(decode_auth(reader)?),
+        PacketKind::Connect
+        | PacketKind::Subscribe
+        | PacketKind::Unsubscribe
+        | PacketKind::PingReq => {
+            return Err(DecodeError::UnexpectedPacket {
+                packet: reader.packet,
+            });
+        }
     })
 }
 

@@ -3,6 +3,7 @@
 //! sends (in DISCONNECT or CONNACK) before closing the connection.
 
 use crate::{ReasonCode, topic::TopicError};
+use alloc::string::String;
 use thiserror::Error;
 
 /// Why bytes could not be decoded into a packet.
@@ -128,6 +129,12 @@ pub enum DecodeError {
         /// What was wrong.
         detail: &'static str,
     },
+    /// A packet that only clients send, received by a client ([`crate::decode_from_server`]).
+    #[error("{packet} is sent only by clients [MQTT-2.1.2]")]
+    UnexpectedPacket {
+        /// The packet type's name.
+        packet: &'static str,
+    },
     /// AUTH received on a connection that does not speak 5.0.
     #[error("AUTH exists only in MQTT 5.0 [MQTT-2.1.2]")]
     AuthBeforeV5,
@@ -144,6 +151,7 @@ impl DecodeError {
             | DecodeError::EmptyTopicWithoutAlias
             | DecodeError::NoLocalOnSharedSubscription
             | DecodeError::AuthBeforeV5
+            | DecodeError::UnexpectedPacket { .. }
             | DecodeError::DuplicateProperty(_)
             | DecodeError::PropertyNotAllowed { .. }
             | DecodeError::InvalidPropertyValue { .. } => ReasonCode::ProtocolError,

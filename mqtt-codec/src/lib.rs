@@ -8,6 +8,13 @@
 //!
 //! Decoding never allocates ahead of the bytes it has: a fixed header announcing 256 MB is
 //! checked against the maximum packet size and otherwise waits for the bytes to arrive.
+//!
+//! Without the default `std` feature the crate is `no_std` (it needs `alloc` only), so that a
+//! `no_std` wasm build, such as the browser client's, links no part of `std`.
+
+#![cfg_attr(not(feature = "std"), no_std)]
+
+extern crate alloc;
 
 mod decode;
 mod encode;
@@ -23,7 +30,7 @@ mod codec;
 
 #[cfg(feature = "tokio-util")]
 pub use codec::{CodecError, MqttCodec};
-pub use decode::{decode, packet_length};
+pub use decode::{decode, decode_from_server, packet_length};
 pub use encode::{encode, encoded_len};
 pub use error::{DecodeError, EncodeError};
 pub use packet::*;

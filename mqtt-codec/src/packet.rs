@@ -5,6 +5,7 @@
 //! them with their defaults (`ReasonCode::Success`, empty `Properties`).
 
 use crate::{ByteStr, Properties, ReasonCode};
+use alloc::vec::Vec;
 use bytes::Bytes;
 
 /// The protocol level a connection speaks, fixed by its CONNECT packet.

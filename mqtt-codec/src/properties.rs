@@ -2,6 +2,7 @@
 //! subset, which the decoder enforces.
 
 use crate::ByteStr;
+use alloc::vec::Vec;
 use bytes::Bytes;
 
 /// The properties of one packet or will. Absent properties are `None` (or empty), so the default

@@ -208,8 +208,8 @@ impl ReasonCode {
     }
 }
 
-impl std::fmt::Display for ReasonCode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl core::fmt::Display for ReasonCode {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         write!(f, "{} (0x{:02X})", self.description(), *self as u8)
     }
 }

@@ -2,8 +2,9 @@
 //!
 //! Invariant: the bytes are always valid UTF-8 (checked at construction), so `as_str` is free.
 
+use alloc::string::String;
 use bytes::Bytes;
-use std::{borrow::Borrow, fmt, ops::Deref};
+use core::{borrow::Borrow, fmt, ops::Deref};
 
 /// An immutable UTF-8 string backed by [`Bytes`], so that topic names decoded from a packet are
 /// slices of the received frame and can be cloned into every subscriber without copying.
@@ -11,8 +12,8 @@ use std::{borrow::Borrow, fmt, ops::Deref};
 #[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ByteStr(Bytes);
 
-impl std::hash::Hash for ByteStr {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+impl core::hash::Hash for ByteStr {
+    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
         // `HashMap<ByteStr, _>::get(&str)` only finds keys if both hash the same way.
         self.as_str().hash(state);
     }
@@ -30,15 +31,15 @@ impl ByteStr {
     }
 
     /// Wraps `bytes` if they are valid UTF-8.
-    pub fn from_utf8(bytes: Bytes) -> Result<Self, std::str::Utf8Error> {
-        std::str::from_utf8(&bytes)?;
+    pub fn from_utf8(bytes: Bytes) -> Result<Self, core::str::Utf8Error> {
+        core::str::from_utf8(&bytes)?;
         Ok(ByteStr(bytes))
     }
 
     /// Wraps bytes that the caller has just validated as UTF-8, so that the decoder checks
     /// each string once rather than once per constructor.
     pub(crate) fn from_validated_utf8(bytes: Bytes) -> Self {
-        debug_assert!(std::str::from_utf8(&bytes).is_ok());
+        debug_assert!(core::str::from_utf8(&bytes).is_ok());
         ByteStr(bytes)
     }
 
@@ -48,7 +49,7 @@ impl ByteStr {
         // SAFETY: every constructor checks (or receives checked) UTF-8 and the bytes are
         // immutable. Checking again here would cost a scan on every topic match of every
         // message, which is why this is the one unsafe block of the project.
-        unsafe { std::str::from_utf8_unchecked(&self.0) }
+        unsafe { core::str::from_utf8_unchecked(&self.0) }
     }
 
     /// A copy in an allocation of its own. Decoded strings share the buffer of the frame they

@@ -211,3 +211,29 @@ fn every_error_maps_to_a_reason_code() {
         assert!(code.is_error(), "{rule}: {code}");
     }
 }
+
+#[test]
+fn a_client_refuses_the_packets_only_clients_send() {
+    use mqtt_codec::{Packet, decode_from_server};
+    let refused = [
+        ("CONNECT", "10 0c 00 04 4d 51 54 54 04 02 00 3c 00 00"),
+        ("SUBSCRIBE", "82 06 00 01 00 01 61 00"),
+        ("UNSUBSCRIBE", "a2 05 00 01 00 01 61"),
+        ("PINGREQ", "c0 00"),
+    ];
+    for (packet, bytes) in refused {
+        let mut buf = BytesMut::from(&hex(bytes)[..]);
+        assert!(
+            decode(&mut buf.clone(), V311, usize::MAX).is_ok(),
+            "{packet}"
+        );
+        let error = decode_from_server(&mut buf, V311, usize::MAX).unwrap_err();
+        assert_eq!(error, UnexpectedPacket { packet });
+        assert_eq!(error.reason_code(), mqtt_codec::ReasonCode::ProtocolError);
+    }
+    let mut buf = BytesMut::from(&hex("d0 00")[..]);
+    assert_eq!(
+        decode_from_server(&mut buf, V311, usize::MAX).unwrap(),
+        Some(Packet::PingResp)
+    );
+}

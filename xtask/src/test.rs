@@ -77,10 +77,10 @@ fn run_steps(steps: &mut Steps) -> Result<()> {
 /// DESIGN.md's goal for the wasm package (wasm + JS glue, gzipped): printed with the gap.
 const PACKAGE_GOAL_BYTES: u64 = 35 * 1024;
 
-/// The enforced limit until the goal is reached: the measured size (about 61 KB, of which the
-/// full mqtt-codec with its allocator and panic support is about 20 KB) plus a little room, so
-/// that any regression fails the run. Lower it as the package shrinks.
-const PACKAGE_CEILING_BYTES: u64 = 64 * 1024;
+/// The enforced limit until the goal is reached: the measured size (about 54.2 KB since the
+/// package is `no_std` and decodes only server packets) plus a little room, so that any
+/// regression fails the run. Lower it as the package shrinks.
+const PACKAGE_CEILING_BYTES: u64 = 55 * 1024;
 
 /// client-wasm: the package build and its size budget, the wasm-bindgen tests in headless
 /// Chromium against a gateway started here, and the Playwright test of the packed package.

@@ -4,7 +4,7 @@
 use super::*;
 use crate::backoff::Backoff;
 use crate::options::WillOptions;
-use mqtt_codec::{ConnAckPacket, SubAckPacket, UnsubAckPacket};
+use mqtt_codec::{ConnAckPacket, SubAckPacket, UnsubAckPacket, decode};
 
 struct Harness {
     session: Session,

@@ -9,6 +9,7 @@
 use crate::backoff::Backoff;
 use crate::error::ClientError;
 use crate::options::{Options, WillOptions};
+use alloc::{string::String, vec::Vec};
 use bytes::Bytes;
 use js_sys::{Array, ArrayBuffer, Object, Reflect, Uint8Array};
 use mqtt_codec::{ByteStr, Properties, ProtocolVersion, QoS, RetainHandling, SubscriptionOptions};
@@ -74,7 +75,11 @@ fn integer_field(object: &JsValue, key: &str, maximum: u32) -> Result<Option<u32
         return Ok(None);
     }
     match value.as_f64() {
-        Some(number) if number >= 0.0 && number <= f64::from(maximum) && number.fract() == 0.0 => {
+        Some(number)
+            if number >= 0.0
+                && number <= f64::from(maximum)
+                && f64::from(number as u32) == number =>
+        {
             Ok(Some(number as u32))
         }
         _ => Err(invalid_argument(key, "a whole number in range")),

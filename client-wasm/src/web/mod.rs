@@ -20,14 +20,15 @@ mod convert;
 
 use crate::error::ClientError;
 use crate::session::{Completion, Event, OutgoingMessage, RequestId, Session};
+use alloc::rc::{Rc, Weak};
+use alloc::{string::String, vec::Vec};
 pub use bindings::{
     ConnectOptionsArg, PublishOptionsArg, SubscribeOptionsArg, UnsubscribeOptionsArg,
 };
 use bindings::{Target, performance_now};
+use core::cell::RefCell;
 use js_sys::{Array, Function, Object, Promise, Reflect, Uint8Array};
 use mqtt_codec::{ByteStr, PublishPacket};
-use std::cell::RefCell;
-use std::rc::{Rc, Weak};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use web_sys::{BinaryType, MessageEvent, WebSocket};
@@ -360,7 +361,10 @@ impl Driver {
         self.timer_due = due;
         if let Some(due) = due {
             // Capped at setTimeout's limit of 2^31 - 1 ms; an early firing just re-arms.
-            let delay = (due - now).clamp(0.0, 2_147_483_647.0).ceil();
+            // Rounded up by hand (`f64::ceil` is `std`'s): the clamp keeps it within `u32`.
+            let delay = (due - now).clamp(0.0, 2_147_483_647.0);
+            let whole = f64::from(delay as u32);
+            let delay = if whole < delay { whole + 1.0 } else { whole };
             self.timer_handle = Some(bindings::set_timeout(
                 self.timer.as_ref().unchecked_ref(),
                 delay,
@@ -665,7 +669,7 @@ impl MqttClient {
         self.driver
             .as_ref()
             .map_or("closed", |driver| driver.borrow().session.state().as_str())
-            .to_owned()
+            .into()
     }
 
     /// The client identifier sent in CONNECT.
