@@ -35,7 +35,14 @@ impl Transport for TcpTransport {
             }
             match self.stream.try_read_buf(buf) {
                 Ok(count) => return Ok(count),
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                    // Readiness is cached until a read fails, so after every burst `readable`
+                    // answers at once and only this read finds the socket empty. Keeping the
+                    // buffer reserved for it would pin 8 KiB on every idle connection.
+                    if buf.is_empty() {
+                        *buf = BytesMut::new();
+                    }
+                }
                 Err(error) => return Err(error),
             }
         }
