@@ -29,6 +29,7 @@ use mqtt_codec::{
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
@@ -72,8 +73,8 @@ impl Transport {
 pub struct ConnectionInfo {
     /// How the client reached us.
     pub transport: Transport,
-    /// The peer's address, as text.
-    pub remote_address: String,
+    /// The peer's address, as text; shared by the connection's task and the broker.
+    pub remote_address: Arc<str>,
 }
 
 /// What the broker asks the gateway to do.
@@ -2148,7 +2149,7 @@ impl Broker {
                     connection,
                     transport: conn.info.transport,
                     protocol: conn.protocol,
-                    remote_address: conn.info.remote_address.clone(),
+                    remote_address: conn.info.remote_address.to_string(),
                     username: conn.username.as_ref().map(|u| u.to_string()),
                     connected_at: conn.connected_at,
                     keep_alive: conn.keep_alive,

@@ -5,7 +5,7 @@
 //! Invariant: `peers` holds exactly the connections that announced themselves and were neither
 //! closed by the core nor reported lost.
 
-use crate::outbox::{Outbox, PushError, Throttle};
+use crate::outbox::{Credit, Outbox, PushError, Throttle};
 use broker_core::{
     AuthHook, Broker, BrokerConfig, ClientSummary, ConnectionId, ConnectionInfo, DropReason,
     Output, RetainedSummary, Snapshot, Stats, SubscriptionSummary,
@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
 
 /// How many commands the broker task handles before it routes outputs and checks timers.
@@ -57,7 +57,7 @@ pub enum Command {
         packets: Vec<Packet>,
         /// Returned to the connection when the command is dropped after handling: it limits
         /// how many reads of one connection wait here.
-        credit: OwnedSemaphorePermit,
+        credit: Credit,
     },
     /// The connection sent bytes that are not a valid packet.
     DecodeError {

@@ -5,26 +5,37 @@
 //! connection rules that do not need the broker's state: CONNECT must come first and within the
 //! connect timeout [MQTT-3.1.0-1], a decode error stops reading and lets the broker answer, and
 //! the connection ends when the broker closes the outbox or the peer goes away.
+//!
+//! Memory: the task's future is most of what an idle connection costs, and a future is as large
+//! as its largest state, however rarely that state is entered. So the states every connection
+//! passes through stay small (the idle wait is a few references and poll functions), and what
+//! is rare or short-lived lives in a box only while it is needed: the connect timer until
+//! CONNECT, a write that has to wait for the peer, a pause the broker asked for, a command that
+//! finds the broker's queue full, the final flush and close. Helpers that the future stores are
+//! plain functions returning an `async move` block rather than `async fn`s, whose arguments
+//! would be stored twice.
 
 use crate::broker_task::{Command, TransportCounters};
 use crate::outbox::{Outbox, Throttle};
 use broker_core::{ConnectionId, ConnectionInfo};
 use bytes::{Bytes, BytesMut};
-use mqtt_codec::{DecodeError, Packet, ProtocolVersion, decode};
+use mqtt_codec::{ConnectPacket, DecodeError, Packet, ProtocolVersion, decode};
 use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::Poll;
 use std::time::Duration;
-use tokio::sync::{Semaphore, mpsc};
-use tokio::time::Instant;
+use tokio::sync::mpsc::{self, error::TrySendError};
+use tokio::time::{Instant, Sleep};
 use tracing::{debug, warn};
 
 /// Commands a connection may have waiting in the broker task. Reading waits for a free credit,
 /// so a fast publisher's backlog is a couple of reads, and a pause the broker asks for (see
 /// `Outbox::throttle`) takes effect at once rather than after a queue of earlier reads.
-const COMMAND_CREDITS: usize = 2;
+const COMMAND_CREDITS: u32 = 2;
 
 /// A byte stream carrying MQTT packets (TCP, TLS, WebSocket...).
 pub trait Transport: Send {
@@ -76,173 +87,224 @@ enum ReadEnd {
     AwaitingClose,
 }
 
+/// Why a write did not complete.
+enum WriteFailure {
+    Io(io::Error),
+    /// The peer read nothing for the write timeout.
+    TimedOut,
+}
+
 /// Serves one connection until it ends.
-pub async fn run<T: Transport>(
+///
+/// `context` is shared by a listener's connections when passed as an `Arc`.
+pub fn run<T: Transport>(
     mut transport: T,
     connection: ConnectionId,
     info: ConnectionInfo,
-    context: ConnectionContext,
-) {
-    let _open = context.counters.open_connections.open(info.transport);
-    let outbox = Arc::new(Outbox::new(context.settings.outbox_limit));
-    let announce = Command::Open {
-        connection,
-        outbox: outbox.clone(),
-    };
-    if context.commands.send(announce).await.is_err() {
-        return;
-    }
-    let connect_deadline = Instant::now() + context.settings.connect_timeout;
-    let mut connected: Option<ProtocolVersion> = None;
-    let mut read_buf = BytesMut::new();
-    let mut reading = true;
-    let mut tell_lost = true;
-    // When the broker asks for backpressure, reading resumes at this time. Kept outside the
-    // read future so that a write that wins the `select!` does not cancel the pause.
-    let credits = Arc::new(Semaphore::new(COMMAND_CREDITS));
-
-    loop {
-        let soft_limit = context.settings.outbox_soft_limit;
-        let read = async {
-            if !reading {
-                return std::future::pending().await;
-            }
-            // Wait for the broker to take our earlier packets, then for any pause it asked for.
-            drop(credits.acquire().await);
-            match outbox.current_throttle() {
-                Some((Throttle::Outbox(congested), until)) => {
-                    let _ = tokio::time::timeout_at(until, congested.wait_below(soft_limit)).await;
-                }
-                Some((Throttle::Queue, until)) => tokio::time::sleep_until(until).await,
-                None => {}
-            }
-            transport.read(&mut read_buf).await
+    context: impl Into<Arc<ConnectionContext>>,
+) -> impl Future<Output = ()> + Send {
+    let context: Arc<ConnectionContext> = context.into();
+    async move {
+        let _open = context.counters.open_connections.open(info.transport);
+        let outbox = Arc::new(Outbox::new(context.settings.outbox_limit, COMMAND_CREDITS));
+        let announce = Command::Open {
+            connection,
+            outbox: outbox.clone(),
         };
-        tokio::select! {
-            biased;
-            () = outbox.ready() => {
-                let (frames, closed) = outbox.take();
-                if !frames.is_empty() {
-                    let write = transport.write(frames);
-                    let mut write = std::pin::pin!(write);
-                    let settings = &context.settings;
-                    // A peer that does not read holds the write; once the broker closes the
-                    // connection (shutdown, takeover) it gets only the close grace period.
-                    let written = tokio::select! {
-                        result = tokio::time::timeout(settings.write_timeout, &mut write) => result,
-                        () = outbox.wait_closed() => {
-                            tokio::time::timeout(settings.close_timeout, &mut write).await
-                        }
-                    };
-                    match written {
-                        Ok(Ok(written)) => {
-                            context.counters.bytes_sent.fetch_add(written as u64, Ordering::Relaxed);
-                        }
-                        Ok(Err(error)) => {
-                            debug!(connection = %connection, "write failed: {error}");
-                            break;
-                        }
-                        Err(_) => {
-                            warn!(
-                                connection = %connection,
-                                peer = %info.remote_address,
-                                "closing connection: the peer has not read anything for {:?}",
-                                context.settings.write_timeout
-                            );
-                            break;
+        if send_command(&context.commands, announce).await.is_err() {
+            return;
+        }
+        // Dropped once CONNECT is in, so idle connections keep no timer.
+        let mut connect_timer: Option<Pin<Box<Sleep>>> = Some(Box::pin(tokio::time::sleep(
+            context.settings.connect_timeout,
+        )));
+        let mut connected: Option<ProtocolVersion> = None;
+        let mut read_buf = BytesMut::new();
+        let mut reading = true;
+        let mut tell_lost = true;
+
+        loop {
+            tokio::select! {
+                biased;
+                () = outbox.ready() => {
+                    let (frames, closed) = outbox.take();
+                    if !frames.is_empty() {
+                        // Boxed: the write and its timers would otherwise be part of every
+                        // connection's future, idle or not.
+                        let write = transport.write(frames);
+                        let written =
+                            Box::pin(write_with_timeouts(write, &outbox, &context.settings)).await;
+                        match written {
+                            Ok(written) => {
+                                context.counters.bytes_sent.fetch_add(written as u64, Ordering::Relaxed);
+                            }
+                            Err(WriteFailure::Io(error)) => {
+                                debug!(connection = %connection, "write failed: {error}");
+                                break;
+                            }
+                            Err(WriteFailure::TimedOut) => {
+                                warn!(
+                                    connection = %connection,
+                                    peer = %info.remote_address,
+                                    "closing connection: the peer has not read anything for {:?}",
+                                    context.settings.write_timeout
+                                );
+                                break;
+                            }
                         }
                     }
+                    if closed {
+                        tell_lost = false;
+                        break;
+                    }
                 }
-                if closed {
-                    tell_lost = false;
+                result = async {
+                    // Wait for the broker to take our earlier packets, then for any pause it
+                    // asked for. The pause is kept in the outbox, not in this future, so that a
+                    // write that wins the `select!` does not cancel it.
+                    outbox.credit_available().await;
+                    if let Some(throttle) = outbox.current_throttle() {
+                        Box::pin(pause(throttle, context.settings.outbox_soft_limit)).await;
+                    }
+                    transport.read(&mut read_buf).await
+                }, if reading => {
+                    outbox.clear_throttle();
+                    let end = match result {
+                        Ok(0) => Some(ReadEnd::Lost),
+                        Ok(count) => {
+                            context.counters.bytes_received.fetch_add(count as u64, Ordering::Relaxed);
+                            let decoded = decode_packets(&mut read_buf, &mut connected, connection, &info, &context.settings);
+                            // Boxed, as the broker's queue may be full: a wait here would
+                            // otherwise be part of every connection's future.
+                            Box::pin(forward(decoded, connection, &info, &context.commands, &outbox)).await
+                        }
+                        Err(error) => {
+                            debug!(connection = %connection, "read failed: {error}");
+                            Some(ReadEnd::Lost)
+                        }
+                    };
+                    if connected.is_some() {
+                        connect_timer = None;
+                    }
+                    match end {
+                        None => {}
+                        Some(ReadEnd::Lost) => break,
+                        Some(ReadEnd::AwaitingClose) => reading = false,
+                    }
+                    // Free the read buffer between bursts so an idle connection holds no buffer.
+                    if read_buf.is_empty() && read_buf.capacity() > 0 {
+                        read_buf = BytesMut::new();
+                    }
+                }
+                () = std::future::poll_fn(|cx| match &mut connect_timer {
+                    Some(timer) => timer.as_mut().poll(cx),
+                    None => Poll::Pending,
+                }), if connected.is_none() && reading => {
+                    // A warning like every other connection closed for the peer's misbehaviour
+                    // (garbage, protocol errors): one line per bad connection, at one level.
+                    warn!(
+                        connection = %connection,
+                        peer = %info.remote_address,
+                        "closing connection: no CONNECT within {:?}",
+                        context.settings.connect_timeout
+                    );
                     break;
                 }
             }
-            result = read => {
-                outbox.clear_throttle();
-                let end = match result {
-                    Ok(0) => Some(ReadEnd::Lost),
-                    Ok(count) => {
-                        context.counters.bytes_received.fetch_add(count as u64, Ordering::Relaxed);
-                        decode_and_forward(&mut read_buf, &mut connected, connection, &info, &context, &credits).await
-                    }
-                    Err(error) => {
-                        debug!(connection = %connection, "read failed: {error}");
-                        Some(ReadEnd::Lost)
-                    }
-                };
-                match end {
-                    None => {}
-                    Some(ReadEnd::Lost) => break,
-                    Some(ReadEnd::AwaitingClose) => reading = false,
-                }
-                // Free the read buffer between bursts so an idle connection holds no buffer.
-                if read_buf.is_empty() && read_buf.capacity() > 0 {
-                    read_buf = BytesMut::new();
-                }
-            }
-            () = tokio::time::sleep_until(connect_deadline), if connected.is_none() && reading => {
-                // A warning like every other connection closed for the peer's misbehaviour
-                // (garbage, protocol errors): one line per bad connection, at one level.
-                warn!(
-                    connection = %connection,
-                    peer = %info.remote_address,
-                    "closing connection: no CONNECT within {:?}",
-                    context.settings.connect_timeout
-                );
-                break;
-            }
         }
-    }
 
-    if tell_lost {
-        outbox.close();
-        // The broker may be shutting down; then nobody needs to know.
-        let _ = context.commands.send(Command::Lost { connection }).await;
-    } else {
-        // Whatever the broker queued before closing (a DISCONNECT, a CONNACK) goes out first.
-        let (frames, _) = outbox.take();
-        if !frames.is_empty() {
-            let flush = transport.write(frames);
-            if let Ok(Ok(written)) =
-                tokio::time::timeout(context.settings.close_timeout, flush).await
-            {
-                context
-                    .counters
-                    .bytes_sent
-                    .fetch_add(written as u64, Ordering::Relaxed);
+        if tell_lost {
+            outbox.close();
+            // The broker may be shutting down; then nobody needs to know.
+            let _ = send_command(&context.commands, Command::Lost { connection }).await;
+        } else {
+            // Whatever the broker queued before closing (a DISCONNECT, a CONNACK) goes out first.
+            let (frames, _) = outbox.take();
+            if !frames.is_empty() {
+                let flush =
+                    tokio::time::timeout(context.settings.close_timeout, transport.write(frames));
+                if let Ok(Ok(written)) = Box::pin(flush).await {
+                    context
+                        .counters
+                        .bytes_sent
+                        .fetch_add(written as u64, Ordering::Relaxed);
+                }
             }
         }
+        let close = tokio::time::timeout(context.settings.close_timeout, transport.close());
+        let _ = Box::pin(close).await;
     }
-    let _ = tokio::time::timeout(context.settings.close_timeout, transport.close()).await;
 }
 
-/// Decodes every complete packet in `buf` and sends them to the broker as one batch.
-async fn decode_and_forward(
+/// Completes a write. A peer that does not read holds it for at most the write timeout; once
+/// the broker closes the connection (shutdown, takeover) it gets only the close grace period.
+async fn write_with_timeouts<F: Future<Output = io::Result<usize>>>(
+    write: F,
+    outbox: &Outbox,
+    settings: &ConnectionSettings,
+) -> Result<usize, WriteFailure> {
+    let mut write = pin!(write);
+    let written = tokio::select! {
+        result = tokio::time::timeout(settings.write_timeout, &mut write) => result,
+        () = outbox.wait_closed() => {
+            tokio::time::timeout(settings.close_timeout, &mut write).await
+        }
+    };
+    match written {
+        Ok(result) => result.map_err(WriteFailure::Io),
+        Err(_) => Err(WriteFailure::TimedOut),
+    }
+}
+
+/// Waits out a pause the broker asked for.
+async fn pause((throttle, until): (Throttle, Instant), soft_limit: usize) {
+    match throttle {
+        Throttle::Outbox(congested) => {
+            let _ = tokio::time::timeout_at(until, congested.wait_below(soft_limit)).await;
+        }
+        Throttle::Queue => tokio::time::sleep_until(until).await,
+    }
+}
+
+/// What one read decoded, to be handed to the broker task in this order.
+struct Decoded {
+    /// The connection's first packet.
+    connect: Option<Box<ConnectPacket>>,
+    /// The packets after CONNECT.
+    packets: Vec<Packet>,
+    /// Why decoding stopped before the end of the buffer, if it did.
+    end: Option<DecodeEnd>,
+}
+
+enum DecodeEnd {
+    /// The first packet was not CONNECT (already logged): drop the connection.
+    NotConnect,
+    /// Bytes that are not a valid packet, for the broker to answer.
+    Invalid(DecodeError),
+}
+
+/// Decodes every complete packet in `buf`. Synchronous, so that no packet is kept in the
+/// connection's future.
+fn decode_packets(
     buf: &mut BytesMut,
     connected: &mut Option<ProtocolVersion>,
     connection: ConnectionId,
     info: &ConnectionInfo,
-    context: &ConnectionContext,
-    credits: &Arc<Semaphore>,
-) -> Option<ReadEnd> {
-    let mut packets = Vec::new();
-    let mut end = None;
+    settings: &ConnectionSettings,
+) -> Decoded {
+    let mut decoded = Decoded {
+        connect: None,
+        packets: Vec::new(),
+        end: None,
+    };
     loop {
         // Before CONNECT the version is unknown; CONNECT is decoded by its own protocol level.
         let version = connected.unwrap_or(ProtocolVersion::V5);
-        match decode(buf, version, context.settings.max_packet_size) {
+        match decode(buf, version, settings.max_packet_size) {
             Ok(None) => break,
             Ok(Some(Packet::Connect(connect))) if connected.is_none() => {
                 *connected = Some(connect.protocol);
-                let command = Command::Connect {
-                    connection,
-                    packet: Box::new(connect),
-                    info: info.clone(),
-                };
-                if context.commands.send(command).await.is_err() {
-                    return Some(ReadEnd::Lost);
-                }
+                decoded.connect = Some(Box::new(connect));
             }
             Ok(Some(packet)) if connected.is_none() => {
                 // A warning, as for garbage bytes before CONNECT (which the broker logs).
@@ -252,68 +314,88 @@ async fn decode_and_forward(
                     "closing connection: first packet was {} instead of CONNECT [MQTT-3.1.0-1]",
                     packet.name()
                 );
-                end = Some(ReadEnd::Lost);
+                decoded.end = Some(DecodeEnd::NotConnect);
                 break;
             }
-            Ok(Some(packet)) => packets.push(packet),
+            Ok(Some(packet)) => decoded.packets.push(packet),
             Err(error) => {
-                let reported =
-                    report_decode_error(error, connection, info, context, credits, &mut packets);
-                end = Some(reported.await);
+                decoded.end = Some(DecodeEnd::Invalid(error));
                 break;
             }
         }
     }
-    if !packets.is_empty()
-        && send_packets(connection, packets, context, credits)
-            .await
-            .is_err()
-    {
-        return Some(ReadEnd::Lost);
-    }
-    end
+    decoded
 }
 
-/// Sends a batch of packets with one of the connection's credits; the broker task returns the
-/// credit by dropping the command once it has handled it.
-async fn send_packets(
-    connection: ConnectionId,
-    packets: Vec<Packet>,
-    context: &ConnectionContext,
-    credits: &Arc<Semaphore>,
-) -> Result<(), ()> {
-    let credit = credits.clone().acquire_owned().await.map_err(drop)?;
-    let command = Command::Packets {
-        connection,
-        packets,
-        credit,
-    };
-    context.commands.send(command).await.map_err(drop)
-}
-
-async fn report_decode_error(
-    error: DecodeError,
+/// Sends what one read decoded to the broker: CONNECT, then the packets as one batch (the valid
+/// packets before a bad one go first, in order), then the decode error.
+async fn forward(
+    decoded: Decoded,
     connection: ConnectionId,
     info: &ConnectionInfo,
-    context: &ConnectionContext,
-    credits: &Arc<Semaphore>,
-    packets: &mut Vec<Packet>,
-) -> ReadEnd {
-    // The packets before the bad one are valid and go first, in order.
-    if !packets.is_empty()
-        && send_packets(connection, std::mem::take(packets), context, credits)
-            .await
-            .is_err()
-    {
-        return ReadEnd::Lost;
+    commands: &mpsc::Sender<Command>,
+    outbox: &Arc<Outbox>,
+) -> Option<ReadEnd> {
+    if let Some(packet) = decoded.connect {
+        let command = Command::Connect {
+            connection,
+            packet,
+            info: info.clone(),
+        };
+        if commands.send(command).await.is_err() {
+            return Some(ReadEnd::Lost);
+        }
     }
-    let command = Command::DecodeError {
-        connection,
-        error,
-        info: info.clone(),
+    if !decoded.packets.is_empty() {
+        // One of the connection's credits goes with the batch; the broker task returns it
+        // by dropping the command once it has handled it.
+        let credit = loop {
+            if let Some(credit) = outbox.try_take_credit() {
+                break credit;
+            }
+            outbox.credit_available().await;
+        };
+        let command = Command::Packets {
+            connection,
+            packets: decoded.packets,
+            credit,
+        };
+        if commands.send(command).await.is_err() {
+            return Some(ReadEnd::Lost);
+        }
+    }
+    match decoded.end? {
+        DecodeEnd::NotConnect => Some(ReadEnd::Lost),
+        DecodeEnd::Invalid(error) => {
+            let command = Command::DecodeError {
+                connection,
+                error,
+                info: info.clone(),
+            };
+            if commands.send(command).await.is_err() {
+                return Some(ReadEnd::Lost);
+            }
+            Some(ReadEnd::AwaitingClose)
+        }
+    }
+}
+
+/// Sends `command` to the broker task. The queue nearly always has room, and then nothing
+/// waits; a wait for room is boxed, so that it does not enlarge every connection's future.
+fn send_command(
+    commands: &mpsc::Sender<Command>,
+    command: Command,
+) -> impl Future<Output = Result<(), ()>> + Send + '_ {
+    let queued = match commands.try_send(command) {
+        Ok(()) => Ok(None),
+        Err(TrySendError::Full(command)) => Ok(Some(Box::pin(commands.send(command)))),
+        Err(TrySendError::Closed(_)) => Err(()),
     };
-    if context.commands.send(command).await.is_err() {
-        return ReadEnd::Lost;
+    async move {
+        match queued {
+            Ok(None) => Ok(()),
+            Ok(Some(wait)) => wait.await.map_err(drop),
+            Err(()) => Err(()),
+        }
     }
-    ReadEnd::AwaitingClose
 }

@@ -3,7 +3,7 @@
 use broker_core::ConnectionId;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 use tracing::warn;
 
 /// Hands out connection identifiers and enforces the maximum number of connections.
@@ -33,11 +33,12 @@ impl ConnectionLimiter {
     }
 
     /// A permit for one more connection, or `None` (logged once per episode) at the limit.
-    pub fn try_acquire(&self, peer: &str) -> Option<OwnedSemaphorePermit> {
-        match self.permits.clone().try_acquire_owned() {
+    pub fn try_acquire(&self, peer: &str) -> Option<ConnectionPermit> {
+        match self.permits.try_acquire() {
             Ok(permit) => {
+                permit.forget();
                 self.refusing.store(false, Ordering::Relaxed);
-                Some(permit)
+                Some(ConnectionPermit(self.permits.clone()))
             }
             Err(_) => {
                 if !self.refusing.swap(true, Ordering::Relaxed) {
@@ -49,5 +50,17 @@ impl ConnectionLimiter {
                 None
             }
         }
+    }
+}
+
+/// One open connection's place under the limit, given back when dropped. Half the size of
+/// tokio's `OwnedSemaphorePermit` (which also counts its permits), and every connection's task
+/// holds one.
+#[derive(Debug)]
+pub struct ConnectionPermit(Arc<Semaphore>);
+
+impl Drop for ConnectionPermit {
+    fn drop(&mut self) {
+        self.0.add_permits(1);
     }
 }

@@ -1,18 +1,25 @@
-//! The outbox: encoded packets waiting to be written to one connection.
+//! The outbox: encoded packets waiting to be written to one connection, and the few signals
+//! between that connection's task and the broker task.
 //!
 //! The broker task pushes frames without ever waiting; the connection task takes everything
 //! queued at once and writes it in one go (one syscall on TCP, one frame on WebSocket). The
 //! outbox counts its bytes so the broker task can drop QoS 0 messages for, or close, a client
-//! whose socket does not keep up, instead of stalling everyone else.
+//! whose socket does not keep up, instead of stalling everyone else. It also holds the
+//! connection's command credits (see [`Credit`]) and any pause the broker asked for.
 //!
 //! Invariants: `bytes` is the sum of the queued frames' lengths; once `closed`, nothing more is
 //! queued and the connection task flushes what is there and ends. The queue allocates only while
-//! it holds frames, so an idle connection costs almost nothing here.
+//! it holds frames, so an idle connection costs almost nothing here. Only the connection's own
+//! task waits through `waker` (frames, close, credits); other tasks wait through `drained`.
 
 use bytes::Bytes;
+use futures_util::task::AtomicWaker;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -29,23 +36,39 @@ pub enum PushError {
 struct State {
     frames: VecDeque<Bytes>,
     closed: bool,
+    /// Set by the broker task when this connection's messages landed in a congested queue:
+    /// its connection task pauses reading (backpressure on the publisher) until the congested
+    /// outbox named here drains, or briefly when the congestion is in a session queue.
+    throttle: Option<(Throttle, Instant)>,
 }
 
 /// A bounded, non-blocking queue of encoded packets for one connection.
+///
+/// One exists per open connection, so its size counts: the connection task, the only one that
+/// waits for frames or credits, waits through one [`AtomicWaker`] and flags rather than a
+/// `Notify` and a semaphore (whose waiters would live in the connection's future).
 #[derive(Debug)]
 pub struct Outbox {
     state: Mutex<State>,
     /// Mirrors the queued byte count so the broker can check it without taking the lock.
     bytes: AtomicUsize,
     limit: usize,
-    notify: Notify,
+    /// Commands the connection may still send before the broker task handles earlier ones.
+    credits: AtomicU32,
+    /// A push or the close that the connection task has not seen yet. Kept when nobody waits,
+    /// so a wake-up is never lost (as with `Notify::notify_one`).
+    signalled: AtomicBool,
+    /// The connection task waits in [`Outbox::ready`]: a signal must wake it.
+    wants_signal: AtomicBool,
+    /// The connection task waits in [`Outbox::credit_available`]: a returned credit must wake
+    /// it. Without these flags every push and every returned credit would wake the task,
+    /// whatever it was doing.
+    wants_credit: AtomicBool,
+    /// The connection task, waiting for a signal or a credit.
+    waker: AtomicWaker,
     /// Wakes writers' connection tasks waiting for this outbox to drain, and tasks waiting for
     /// it to close.
     drained: Notify,
-    /// Set by the broker task when this connection's messages landed in a congested queue:
-    /// its connection task pauses reading (backpressure on the publisher) until the congested
-    /// outbox named here drains, or briefly when the congestion is in a session queue (`None`).
-    throttle: Mutex<Option<(Throttle, Instant)>>,
 }
 
 /// Why a connection must pause reading.
@@ -57,16 +80,94 @@ pub enum Throttle {
     Queue,
 }
 
+/// One of a connection's command credits, carried by a command waiting in the broker task.
+/// Dropping it, once the broker task has handled the command, gives the credit back and wakes
+/// the connection task if it waits for one.
+#[derive(Debug)]
+pub struct Credit(Arc<Outbox>);
+
+impl Drop for Credit {
+    fn drop(&mut self) {
+        // SeqCst with the waiter's flag-then-check: either it sees the credit, or we its flag.
+        self.0.credits.fetch_add(1, Ordering::SeqCst);
+        if self.0.wants_credit.swap(false, Ordering::SeqCst) {
+            self.0.waker.wake();
+        }
+    }
+}
+
+/// The future of [`Outbox::ready`].
+#[derive(Debug)]
+pub struct Ready<'a>(&'a Outbox);
+
+impl Future for Ready<'_> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let outbox = self.0;
+        if outbox.signalled.swap(false, Ordering::SeqCst) {
+            return Poll::Ready(());
+        }
+        // Flag, then look again: a signal in between is seen here or wakes the task.
+        outbox.waker.register(cx.waker());
+        outbox.wants_signal.store(true, Ordering::SeqCst);
+        if outbox.signalled.swap(false, Ordering::SeqCst) {
+            outbox.wants_signal.store(false, Ordering::SeqCst);
+            return Poll::Ready(());
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for Ready<'_> {
+    fn drop(&mut self) {
+        // Nobody waits any more; a signal now is kept in `signalled` for the next call.
+        self.0.wants_signal.store(false, Ordering::SeqCst);
+    }
+}
+
+/// The future of [`Outbox::credit_available`].
+#[derive(Debug)]
+pub struct CreditAvailable<'a>(&'a Outbox);
+
+impl Future for CreditAvailable<'_> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let outbox = self.0;
+        if outbox.credits.load(Ordering::SeqCst) > 0 {
+            return Poll::Ready(());
+        }
+        outbox.waker.register(cx.waker());
+        outbox.wants_credit.store(true, Ordering::SeqCst);
+        if outbox.credits.load(Ordering::SeqCst) > 0 {
+            outbox.wants_credit.store(false, Ordering::SeqCst);
+            return Poll::Ready(());
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for CreditAvailable<'_> {
+    fn drop(&mut self) {
+        self.0.wants_credit.store(false, Ordering::SeqCst);
+    }
+}
+
 impl Outbox {
-    /// An empty outbox that refuses frames beyond `limit` queued bytes.
-    pub fn new(limit: usize) -> Self {
+    /// An empty outbox that refuses frames beyond `limit` queued bytes, with `credits` command
+    /// credits.
+    pub fn new(limit: usize, credits: u32) -> Self {
         Outbox {
             state: Mutex::new(State::default()),
             bytes: AtomicUsize::new(0),
             limit,
-            notify: Notify::new(),
+            credits: AtomicU32::new(credits),
+            signalled: AtomicBool::new(false),
+            wants_signal: AtomicBool::new(false),
+            wants_credit: AtomicBool::new(false),
+            waker: AtomicWaker::new(),
             drained: Notify::new(),
-            throttle: Mutex::new(None),
         }
     }
 
@@ -98,24 +199,36 @@ impl Outbox {
         self.bytes.fetch_add(frame.len(), Ordering::Relaxed);
         state.frames.push_back(frame);
         drop(state);
-        self.notify.notify_one();
+        self.signal();
         Ok(())
+    }
+
+    fn signal(&self) {
+        // SeqCst with the waiter's flag-then-check in `Ready::poll`.
+        self.signalled.store(true, Ordering::SeqCst);
+        if self.wants_signal.swap(false, Ordering::SeqCst) {
+            self.waker.wake();
+        }
     }
 
     /// Asks the connection task to pause reading, at most until `until`, before its next read.
     pub fn throttle(&self, reason: Throttle, until: Instant) {
-        *self.throttle.lock().expect("outbox lock poisoned") = Some((reason, until));
+        self.state.lock().expect("outbox lock poisoned").throttle = Some((reason, until));
     }
 
     /// The pause in force, if any. It stays until [`Outbox::clear_throttle`], so a wait that
     /// is cancelled resumes where it was.
     pub fn current_throttle(&self) -> Option<(Throttle, Instant)> {
-        self.throttle.lock().expect("outbox lock poisoned").clone()
+        self.state
+            .lock()
+            .expect("outbox lock poisoned")
+            .throttle
+            .clone()
     }
 
     /// Ends the pause: the connection read again.
     pub fn clear_throttle(&self) {
-        *self.throttle.lock().expect("outbox lock poisoned") = None;
+        self.state.lock().expect("outbox lock poisoned").throttle = None;
     }
 
     /// Waits until at most `bytes` are queued or the outbox is closed.
@@ -152,14 +265,30 @@ impl Outbox {
     /// Marks the outbox closed: what is queued is still written, then the connection ends.
     pub fn close(&self) {
         self.state.lock().expect("outbox lock poisoned").closed = true;
-        self.notify.notify_one();
+        self.signal();
         self.drained.notify_waiters();
     }
 
-    /// Waits until frames are queued or the outbox is closed. Cancel safe: a wake-up that
-    /// arrives while nobody waits is kept for the next call.
-    pub async fn ready(&self) {
-        self.notify.notified().await;
+    /// Waits until frames are queued or the outbox is closed. Only the connection task waits
+    /// here. Cancel safe: a wake-up that arrives while nobody waits is kept for the next call.
+    pub fn ready(&self) -> Ready<'_> {
+        Ready(self)
+    }
+
+    /// Waits until a command credit is free (without taking it). Only the connection task
+    /// waits here.
+    pub fn credit_available(&self) -> CreditAvailable<'_> {
+        CreditAvailable(self)
+    }
+
+    /// Takes a command credit if one is free.
+    pub fn try_take_credit(self: &Arc<Self>) -> Option<Credit> {
+        self.credits
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |free| {
+                free.checked_sub(1)
+            })
+            .ok()
+            .map(|_| Credit(self.clone()))
     }
 
     /// Takes every queued frame, and whether the outbox is closed.
@@ -180,10 +309,11 @@ impl Outbox {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures_util::FutureExt;
 
     #[test]
     fn push_take_and_limits() {
-        let outbox = Outbox::new(10);
+        let outbox = Outbox::new(10, 2);
         outbox.push(Bytes::from_static(b"12345")).unwrap();
         outbox.push(Bytes::from_static(b"12345")).unwrap();
         assert_eq!(outbox.queued_bytes(), 10);
@@ -202,5 +332,58 @@ mod tests {
         let (frames, closed) = outbox.take();
         assert_eq!(frames.len(), 1);
         assert!(closed);
+    }
+
+    #[test]
+    fn ready_keeps_a_signal_for_the_next_wait() {
+        let outbox = Outbox::new(10, 2);
+        assert_eq!(outbox.ready().now_or_never(), None);
+        outbox.push(Bytes::from_static(b"1")).unwrap();
+        outbox.push(Bytes::from_static(b"2")).unwrap();
+        // Two pushes before anyone looks make one wake-up, as with `Notify::notify_one`.
+        assert_eq!(outbox.ready().now_or_never(), Some(()));
+        assert_eq!(outbox.ready().now_or_never(), None);
+        outbox.close();
+        assert_eq!(outbox.ready().now_or_never(), Some(()));
+    }
+
+    #[test]
+    fn credits_are_returned_when_dropped() {
+        let outbox = Arc::new(Outbox::new(10, 2));
+        let first = outbox.try_take_credit().expect("a first credit");
+        let second = outbox.try_take_credit().expect("a second credit");
+        assert!(outbox.try_take_credit().is_none());
+        assert_eq!(outbox.credit_available().now_or_never(), None);
+        drop(first);
+        assert_eq!(outbox.credit_available().now_or_never(), Some(()));
+        assert!(outbox.try_take_credit().is_some());
+        drop(second);
+    }
+
+    #[tokio::test]
+    async fn waiting_task_is_woken_by_a_push_and_by_a_returned_credit() {
+        let outbox = Arc::new(Outbox::new(10, 1));
+        let waiter = tokio::spawn({
+            let outbox = outbox.clone();
+            async move { outbox.ready().await }
+        });
+        tokio::task::yield_now().await;
+        outbox.push(Bytes::from_static(b"1")).unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
+            .await
+            .expect("woken by the push")
+            .unwrap();
+
+        let credit = outbox.try_take_credit().expect("the credit");
+        let waiter = tokio::spawn({
+            let outbox = outbox.clone();
+            async move { outbox.credit_available().await }
+        });
+        tokio::task::yield_now().await;
+        drop(credit);
+        tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
+            .await
+            .expect("woken by the returned credit")
+            .unwrap();
     }
 }

@@ -3,9 +3,12 @@
 use crate::connection::{self, ConnectionContext, Transport};
 use crate::listeners::ConnectionLimiter;
 use broker_core::{ConnectionInfo, Transport as TransportKind};
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
+use futures_util::FutureExt;
 use std::collections::VecDeque;
+use std::future::{Future, poll_fn};
 use std::io;
+use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
@@ -26,58 +29,69 @@ impl TcpTransport {
 }
 
 impl Transport for TcpTransport {
-    async fn read(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
-        loop {
-            // Wait for readiness before reserving, so an idle connection holds no read buffer.
-            self.stream.readable().await?;
-            if buf.capacity() - buf.len() < 1024 {
-                buf.reserve(8 * 1024);
-            }
-            match self.stream.try_read_buf(buf) {
-                Ok(count) => return Ok(count),
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                    // Readiness is cached until a read fails, so after every burst `readable`
-                    // answers at once and only this read finds the socket empty. Keeping the
-                    // buffer reserved for it would pin 8 KiB on every idle connection.
-                    if buf.is_empty() {
-                        *buf = BytesMut::new();
-                    }
+    // Not `async fn`s: those store their arguments twice, and these futures are part of every
+    // connection's task (see the `connection` module).
+    #[allow(clippy::manual_async_fn)]
+    fn read(&mut self, buf: &mut BytesMut) -> impl Future<Output = io::Result<usize>> + Send {
+        async move {
+            loop {
+                // Wait for readiness before reserving, so an idle connection holds no read
+                // buffer. `poll_read_ready` keeps the waker in the socket's registration, where
+                // `readable()` would keep a waiter in this future.
+                poll_fn(|cx| self.stream.poll_read_ready(cx)).await?;
+                if buf.capacity() - buf.len() < 1024 {
+                    buf.reserve(8 * 1024);
                 }
-                Err(error) => return Err(error),
+                match self.stream.try_read_buf(buf) {
+                    Ok(count) => return Ok(count),
+                    Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                        // Readiness is cached until a read fails, so after every burst the
+                        // wait above answers at once and only this read finds the socket
+                        // empty. Keeping the buffer reserved for it would pin 8 KiB on every
+                        // idle connection.
+                        if buf.is_empty() {
+                            *buf = BytesMut::new();
+                        }
+                    }
+                    Err(error) => return Err(error),
+                }
             }
         }
     }
 
-    async fn write(&mut self, mut frames: VecDeque<Bytes>) -> io::Result<usize> {
-        let total: usize = frames.iter().map(Bytes::len).sum();
-        if frames.len() == 1 {
-            let frame = frames.pop_front().expect("one frame");
-            self.stream.write_all(&frame).await?;
-            return Ok(total);
-        }
-        // Many small packets: one copy into a contiguous buffer beats one syscall each.
-        let mut batch = BytesMut::with_capacity(total.min(256 * 1024));
-        while let Some(mut frame) = frames.pop_front() {
-            if batch.len() + frame.len() > batch.capacity() && !batch.is_empty() {
-                self.stream.write_all(&batch).await?;
-                batch.clear();
+    #[allow(clippy::manual_async_fn)]
+    fn write(
+        &mut self,
+        mut frames: VecDeque<Bytes>,
+    ) -> impl Future<Output = io::Result<usize>> + Send {
+        async move {
+            let total: usize = frames.iter().map(Bytes::len).sum();
+            // Frames are written from where they are in `frames` rather than moved out of it,
+            // which keeps this future (part of every connection's) small.
+            if frames.len() == 1 {
+                self.stream.write_all(&frames[0]).await?;
+                return Ok(total);
             }
-            if frame.len() >= batch.capacity() {
-                while frame.has_remaining() {
-                    let written = self.stream.write(&frame).await?;
-                    if written == 0 {
-                        return Err(io::ErrorKind::WriteZero.into());
-                    }
-                    frame.advance(written);
+            // Many small packets: one copy into a contiguous buffer beats one syscall each.
+            let mut batch = BytesMut::with_capacity(total.min(256 * 1024));
+            while let Some(frame) = frames.front() {
+                if batch.len() + frame.len() > batch.capacity() && !batch.is_empty() {
+                    self.stream.write_all(&batch).await?;
+                    batch.clear();
+                    continue;
                 }
-            } else {
-                batch.extend_from_slice(&frame);
+                if frame.len() >= batch.capacity() {
+                    self.stream.write_all(frame).await?;
+                } else {
+                    batch.extend_from_slice(frame);
+                }
+                frames.pop_front();
             }
+            if !batch.is_empty() {
+                self.stream.write_all(&batch).await?;
+            }
+            Ok(total)
         }
-        if !batch.is_empty() {
-            self.stream.write_all(&batch).await?;
-        }
-        Ok(total)
     }
 
     async fn close(&mut self) -> io::Result<()> {
@@ -93,6 +107,8 @@ pub async fn accept_loop(
     tracker: TaskTracker,
     shutdown: CancellationToken,
 ) {
+    // One copy for all of this listener's connections.
+    let context = Arc::new(context);
     loop {
         let accepted = tokio::select! {
             () = shutdown.cancelled() => return,
@@ -112,15 +128,14 @@ pub async fn accept_loop(
         };
         // Small MQTT packets must not wait for Nagle's algorithm.
         let _ = stream.set_nodelay(true);
-        let context = context.clone();
-        let connection = limiter.next_id();
-        tracker.spawn(async move {
-            let info = ConnectionInfo {
-                transport: TransportKind::Tcp,
-                remote_address: peer.to_string(),
-            };
-            connection::run(TcpTransport::new(stream), connection, info, context).await;
-            drop(permit);
-        });
+        let info = ConnectionInfo {
+            transport: TransportKind::Tcp,
+            remote_address: peer.to_string().into(),
+        };
+        let transport = TcpTransport::new(stream);
+        let serve = connection::run(transport, limiter.next_id(), info, context.clone());
+        // `map` rather than an `async` block, which would hold the arguments of `run` besides
+        // its future for the connection's lifetime.
+        tracker.spawn(serve.map(move |()| drop(permit)));
     }
 }

@@ -131,7 +131,7 @@ pub async fn upgrade(
         .on_upgrade(move |socket| async move {
             let info = ConnectionInfo {
                 transport: TransportKind::WebSocket,
-                remote_address: peer.to_string(),
+                remote_address: peer.to_string().into(),
             };
             connection::run(WebSocketTransport::new(socket), connection, info, context).await;
             drop(permit);

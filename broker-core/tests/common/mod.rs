@@ -163,7 +163,7 @@ pub fn quiet_config() -> BrokerConfig {
 pub fn info() -> ConnectionInfo {
     ConnectionInfo {
         transport: Transport::Tcp,
-        remote_address: "127.0.0.1:50000".to_string(),
+        remote_address: "127.0.0.1:50000".into(),
     }
 }
 
