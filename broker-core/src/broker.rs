@@ -16,7 +16,9 @@ pub use persist::{Snapshot, StoredInflight, StoredMessage, StoredSession, Stored
 
 use crate::auth::{AuthDecision, AuthHook, ClientIdentity};
 use crate::config::BrokerConfig;
-use crate::session::{InflightMessage, QueuedMessage, Session, SessionKey, SessionSubscription};
+use crate::session::{
+    InflightMessage, LazyMap, QueuedMessage, Session, SessionKey, SessionSubscription,
+};
 use crate::stats::{DropReason, Stats};
 use crate::tree::SubscriptionTree;
 use bytes::Bytes;
@@ -165,7 +167,8 @@ struct Connection {
     last_activity: Instant,
     /// Keep alive in force, seconds (0: none).
     keep_alive: u16,
-    will: Option<Will>,
+    /// Boxed: most clients leave no will, and a `Will` is large.
+    will: Option<Box<Will>>,
     /// The client's Receive Maximum: QoS 1/2 messages it accepts in flight.
     client_receive_maximum: u16,
     /// The client's Maximum Packet Size, if it set one.
@@ -173,11 +176,12 @@ struct Connection {
     /// Topic aliases the client accepts from us.
     client_topic_alias_maximum: u16,
     /// Aliases we assigned for outgoing topics.
-    outbound_aliases: HashMap<ByteStr, u16>,
+    outbound_aliases: LazyMap<ByteStr, u16>,
     /// Aliases the client assigned for incoming topics.
-    inbound_aliases: HashMap<u16, ByteStr>,
-    /// The authentication method of the CONNECT, for re-authentication.
-    authentication_method: Option<ByteStr>,
+    inbound_aliases: LazyMap<u16, ByteStr>,
+    /// The authentication method of the CONNECT, for re-authentication; boxed as only
+    /// enhanced authentication sets it.
+    authentication_method: Option<Box<ByteStr>>,
     /// The Session Expiry Interval the CONNECT asked for (before the broker's cap): only a
     /// CONNECT with 0 forbids setting one at DISCONNECT.
     requested_session_expiry: u32,
@@ -246,9 +250,12 @@ struct Termination {
 pub struct Broker {
     config: BrokerConfig,
     auth: Box<dyn AuthHook>,
-    connections: HashMap<ConnectionId, Connection>,
+    /// Boxed, so that the table holds pointers: a table has up to twice as many slots as
+    /// entries, and a `Connection` is far larger than a pointer.
+    connections: HashMap<ConnectionId, Box<Connection>>,
     pending_authentications: HashMap<ConnectionId, PendingAuthentication>,
-    sessions: Vec<Option<Session>>,
+    /// Boxed for the same reason as `connections`: the vector grows by doubling.
+    sessions: Vec<Option<Box<Session>>>,
     free_sessions: Vec<SessionKey>,
     session_index: HashMap<ByteStr, SessionKey>,
     tree: SubscriptionTree<Subscriber, SubscriberEntry>,
@@ -679,12 +686,12 @@ impl Broker {
             client_receive_maximum: properties.receive_maximum.unwrap_or(u16::MAX),
             client_maximum_packet_size: properties.maximum_packet_size,
             client_topic_alias_maximum: properties.topic_alias_maximum.unwrap_or(0),
-            outbound_aliases: HashMap::new(),
-            inbound_aliases: HashMap::new(),
-            authentication_method: properties.authentication_method.clone(),
+            outbound_aliases: LazyMap::new(),
+            inbound_aliases: LazyMap::new(),
+            authentication_method: properties.authentication_method.clone().map(Box::new),
             requested_session_expiry: requested_expiry,
         };
-        self.connections.insert(connection, conn);
+        self.connections.insert(connection, Box::new(conn));
         self.stats.clients_maximum = self
             .stats
             .clients_maximum
@@ -764,7 +771,7 @@ impl Broker {
     }
 
     fn create_session(&mut self, client_id: ByteStr, protocol: ProtocolVersion) -> SessionKey {
-        let session = Session::new(client_id.clone(), protocol, 0);
+        let session = Box::new(Session::new(client_id.clone(), protocol, 0));
         let key = match self.free_sessions.pop() {
             Some(key) => {
                 self.sessions[key] = Some(session);
@@ -989,7 +996,8 @@ impl Broker {
         }
     }
 
-    fn publish_will(&mut self, will: Will, now: Instant) {
+    fn publish_will(&mut self, will: Box<Will>, now: Instant) {
+        let will = *will;
         let publish = PublishPacket {
             dup: false,
             qos: will.qos,
@@ -1861,7 +1869,7 @@ impl Broker {
         _now: Instant,
     ) -> Result<(), Termination> {
         let conn = &self.connections[&connection];
-        let Some(method) = conn.authentication_method.clone() else {
+        let Some(method) = conn.authentication_method.as_deref().cloned() else {
             return Err(Termination {
                 reason: ReasonCode::ProtocolError,
                 detail: "AUTH without an authentication method in CONNECT [MQTT-4.12.0-7]".into(),
@@ -2205,7 +2213,7 @@ impl Broker {
 /// Chooses the next member of a shared group, preferring connected sessions, round robin.
 fn pick_group_member(
     group: &mut SharedGroup,
-    sessions: &[Option<Session>],
+    sessions: &[Option<Box<Session>>],
 ) -> Option<(SessionKey, SubscriberEntry)> {
     let count = group.members.len();
     if count == 0 {
@@ -2228,12 +2236,12 @@ fn pick_group_member(
 
 /// A copy of a will that shares nothing with the CONNECT's read buffer; it lives as long as the
 /// connection (or its will delay).
-fn detached_will(will: &Will) -> Will {
-    Will {
+fn detached_will(will: &Will) -> Box<Will> {
+    Box::new(Will {
         topic: will.topic.detached(),
         payload: Bytes::copy_from_slice(&will.payload),
         ..will.clone()
-    }
+    })
 }
 
 /// The properties of a will or received PUBLISH that travel with the message to subscribers.

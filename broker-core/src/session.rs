@@ -4,10 +4,16 @@
 //! messages queued behind them, and the packet identifiers of QoS 2 messages it sent that await
 //! PUBREL. Invariants: `inflight` is in send order and its packet identifiers are distinct;
 //! `queued_bytes` is the sum of the queued payload sizes.
+//!
+//! Every client has a session, and most clients never subscribe, never use QoS 2 and leave no
+//! will, so what only some need is out of line: [`LazyMap`] and [`LazySet`] allocate at their
+//! first entry, and a will is boxed.
 
 use crate::ConnectionId;
 use mqtt_codec::{ByteStr, ProtocolVersion, PublishPacket, SubscriptionOptions, Will};
+use std::borrow::Borrow;
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::hash::Hash;
 use std::time::Instant;
 
 /// Index of a session in the broker's session table.
@@ -49,15 +55,15 @@ pub(crate) struct Session {
     /// Seconds the session outlives its connection; `u32::MAX` means forever.
     pub expiry_interval: u32,
     pub protocol: ProtocolVersion,
-    pub subscriptions: HashMap<ByteStr, SessionSubscription>,
+    pub subscriptions: LazyMap<ByteStr, SessionSubscription>,
     pub inflight: VecDeque<InflightMessage>,
     pub queue: VecDeque<QueuedMessage>,
     pub queued_bytes: usize,
     pub next_packet_id: u16,
     /// QoS 2 packet identifiers received and delivered, awaiting the client's PUBREL.
-    pub inbound_qos2: HashSet<u16>,
+    pub inbound_qos2: LazySet<u16>,
     /// A will waiting for its Will Delay Interval after the connection was lost.
-    pub pending_will: Option<Will>,
+    pub pending_will: Option<Box<Will>>,
     /// Whether a queue overflow was already logged since the client last drained its queue.
     pub overflow_logged: bool,
 }
@@ -70,12 +76,12 @@ impl Session {
             generation,
             expiry_interval: 0,
             protocol,
-            subscriptions: HashMap::new(),
+            subscriptions: LazyMap::new(),
             inflight: VecDeque::new(),
             queue: VecDeque::new(),
             queued_bytes: 0,
             next_packet_id: 1,
-            inbound_qos2: HashSet::new(),
+            inbound_qos2: LazySet::new(),
             pending_will: None,
             overflow_logged: false,
         }
@@ -113,5 +119,86 @@ impl Session {
     /// always, so the search usually stops at the front.
     pub fn inflight_position(&self, packet_id: u16) -> Option<usize> {
         self.inflight.iter().position(|m| m.packet_id == packet_id)
+    }
+}
+
+/// A `HashMap` that takes one pointer, and allocates nothing, until its first entry (an empty
+/// `HashMap` takes 48 bytes). Once allocated it stays, as a `HashMap` keeps its capacity.
+// The box is the point: it is what makes the empty map one pointer.
+#[allow(clippy::box_collection)]
+#[derive(Debug)]
+pub(crate) struct LazyMap<K, V>(Option<Box<HashMap<K, V>>>);
+
+impl<K: Eq + Hash, V> LazyMap<K, V> {
+    pub fn new() -> Self {
+        LazyMap(None)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |map| map.len())
+    }
+
+    pub fn get<Q: Eq + Hash + ?Sized>(&self, key: &Q) -> Option<&V>
+    where
+        K: Borrow<Q>,
+    {
+        self.0.as_ref()?.get(key)
+    }
+
+    pub fn insert(&mut self, key: K, value: V) -> Option<V> {
+        self.0.get_or_insert_default().insert(key, value)
+    }
+
+    pub fn remove<Q: Eq + Hash + ?Sized>(&mut self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+    {
+        self.0.as_mut()?.remove(key)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
+        self.0.iter().flat_map(|map| map.iter())
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &K> {
+        self.0.iter().flat_map(|map| map.keys())
+    }
+}
+
+/// A `HashSet` that takes one pointer, and allocates nothing, until its first element.
+#[allow(clippy::box_collection)]
+#[derive(Debug)]
+pub(crate) struct LazySet<T>(Option<Box<HashSet<T>>>);
+
+impl<T: Eq + Hash> LazySet<T> {
+    pub fn new() -> Self {
+        LazySet(None)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |set| set.len())
+    }
+
+    pub fn contains(&self, value: &T) -> bool {
+        self.0.as_ref().is_some_and(|set| set.contains(value))
+    }
+
+    pub fn insert(&mut self, value: T) -> bool {
+        self.0.get_or_insert_default().insert(value)
+    }
+
+    pub fn remove(&mut self, value: &T) -> bool {
+        self.0.as_mut().is_some_and(|set| set.remove(value))
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &T> {
+        self.0.iter().flat_map(|set| set.iter())
+    }
+}
+
+impl<T: Eq + Hash> FromIterator<T> for LazySet<T> {
+    fn from_iter<I: IntoIterator<Item = T>>(values: I) -> Self {
+        let set: HashSet<T> = values.into_iter().collect();
+        LazySet((!set.is_empty()).then(|| Box::new(set)))
     }
 }

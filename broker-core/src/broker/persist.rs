@@ -186,7 +186,7 @@ impl Broker {
                         let left = self
                             .will_delay_left(session.generation, now)
                             .unwrap_or_default();
-                        (will, left)
+                        (*will, left)
                     }),
                 }
             })
@@ -256,7 +256,7 @@ impl Broker {
                 session.push_queue(queued(now, message));
             }
             if let Some((will, left)) = stored.pending_will {
-                session.pending_will = Some(will);
+                session.pending_will = Some(Box::new(will));
                 self.timers.push(Reverse((
                     now + left,
                     TimerKind::WillDelay {
