@@ -5,15 +5,16 @@
 //! PUBREL. Invariants: `inflight` is in send order and its packet identifiers are distinct;
 //! `queued_bytes` is the sum of the queued payload sizes.
 //!
-//! Every client has a session, and most clients never subscribe, never use QoS 2 and leave no
-//! will, so what only some need is out of line: [`LazyMap`] and [`LazySet`] allocate at their
-//! first entry, and a will is boxed.
+//! Every client has a session, and most clients never subscribe, never receive QoS 1 or 2 and
+//! leave no will, so what only some need is out of line: [`LazyMap`], [`LazySet`] and
+//! [`LazyDeque`] allocate at their first element, and a will is boxed.
 
 use crate::ConnectionId;
 use mqtt_codec::{ByteStr, ProtocolVersion, PublishPacket, SubscriptionOptions, Will};
 use std::borrow::Borrow;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::Hash;
+use std::ops::{Index, IndexMut};
 use std::time::Instant;
 
 /// Index of a session in the broker's session table.
@@ -56,8 +57,8 @@ pub(crate) struct Session {
     pub expiry_interval: u32,
     pub protocol: ProtocolVersion,
     pub subscriptions: LazyMap<ByteStr, SessionSubscription>,
-    pub inflight: VecDeque<InflightMessage>,
-    pub queue: VecDeque<QueuedMessage>,
+    pub inflight: LazyDeque<InflightMessage>,
+    pub queue: LazyDeque<QueuedMessage>,
     pub queued_bytes: usize,
     pub next_packet_id: u16,
     /// QoS 2 packet identifiers received and delivered, awaiting the client's PUBREL.
@@ -77,8 +78,8 @@ impl Session {
             expiry_interval: 0,
             protocol,
             subscriptions: LazyMap::new(),
-            inflight: VecDeque::new(),
-            queue: VecDeque::new(),
+            inflight: LazyDeque::new(),
+            queue: LazyDeque::new(),
             queued_bytes: 0,
             next_packet_id: 1,
             inbound_qos2: LazySet::new(),
@@ -200,5 +201,68 @@ impl<T: Eq + Hash> FromIterator<T> for LazySet<T> {
     fn from_iter<I: IntoIterator<Item = T>>(values: I) -> Self {
         let set: HashSet<T> = values.into_iter().collect();
         LazySet((!set.is_empty()).then(|| Box::new(set)))
+    }
+}
+
+/// A `VecDeque` that takes one pointer, and allocates nothing, until its first element (an
+/// empty `VecDeque` takes 32 bytes).
+#[allow(clippy::box_collection)]
+#[derive(Debug)]
+pub(crate) struct LazyDeque<T>(Option<Box<VecDeque<T>>>);
+
+impl<T> LazyDeque<T> {
+    pub fn new() -> Self {
+        LazyDeque(None)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |deque| deque.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn push_back(&mut self, value: T) {
+        self.0.get_or_insert_default().push_back(value);
+    }
+
+    pub fn pop_front(&mut self) -> Option<T> {
+        self.0.as_mut()?.pop_front()
+    }
+
+    pub fn remove(&mut self, index: usize) -> Option<T> {
+        self.0.as_mut()?.remove(index)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &T> {
+        self.0.iter().flat_map(|deque| deque.iter())
+    }
+}
+
+impl<T> Index<usize> for LazyDeque<T> {
+    type Output = T;
+
+    fn index(&self, index: usize) -> &T {
+        match &self.0 {
+            Some(deque) => &deque[index],
+            None => panic!("index {index} out of an empty deque"),
+        }
+    }
+}
+
+impl<T> IndexMut<usize> for LazyDeque<T> {
+    fn index_mut(&mut self, index: usize) -> &mut T {
+        match &mut self.0 {
+            Some(deque) => &mut deque[index],
+            None => panic!("index {index} out of an empty deque"),
+        }
+    }
+}
+
+impl<T> FromIterator<T> for LazyDeque<T> {
+    fn from_iter<I: IntoIterator<Item = T>>(values: I) -> Self {
+        let deque: VecDeque<T> = values.into_iter().collect();
+        LazyDeque((!deque.is_empty()).then(|| Box::new(deque)))
     }
 }
