@@ -21,12 +21,12 @@ use crate::session::{
 };
 use crate::stats::{DropReason, Stats};
 use crate::tree::SubscriptionTree;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use mqtt_codec::{
     AuthPacket, ByteStr, ConnAckPacket, ConnectPacket, DecodeError, DisconnectPacket, Packet,
     Properties, ProtocolVersion, PubAckPacket, PublishPacket, QoS, ReasonCode, RetainHandling,
     SubAckPacket, SubscribePacket, SubscriptionOptions, UnsubAckPacket, UnsubscribePacket, Will,
-    encoded_len, topic,
+    encode, encoded_len, topic,
 };
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -80,16 +80,14 @@ pub struct ConnectionInfo {
 }
 
 /// What the broker asks the gateway to do.
-// Nearly every output is a `Send`; boxing the packet would cost an allocation per message.
-#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Output {
-    /// Write `packet` to the connection.
+    /// Write `frame` to the connection.
     Send {
         /// Target connection.
         connection: ConnectionId,
-        /// The packet, encoded by the transport with the connection's protocol version.
-        packet: Packet,
+        /// The encoded packet.
+        frame: Frame,
     },
     /// Flush what was sent before, then close the connection. The broker has already forgotten
     /// it; telling the broker it was lost afterwards is harmless.
@@ -97,6 +95,36 @@ pub enum Output {
         /// The connection to close.
         connection: ConnectionId,
     },
+}
+
+/// One packet, encoded for its connection's protocol version.
+///
+/// The broker encodes, not the transport, so that a message going to many subscribers is
+/// encoded once per protocol version and its bytes shared: fan-out then costs a reference count
+/// per subscriber instead of a packet copy and an encoding.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Frame {
+    /// The packet's bytes.
+    pub bytes: Bytes,
+    /// The protocol version it was encoded with.
+    pub protocol: ProtocolVersion,
+    /// What the gateway needs to know about it when the connection is slow.
+    pub kind: FrameKind,
+}
+
+/// What kind of packet a [`Frame`] holds, as far as the gateway's outbox policy cares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FrameKind {
+    /// An application message.
+    Publish {
+        /// Its delivery QoS: QoS 0 may be shed for a consumer that does not keep up.
+        qos: QoS,
+        /// It sets up an outbound topic alias, so it must reach the client even then: every
+        /// later message using the alias would be meaningless without it.
+        sets_alias: bool,
+    },
+    /// Any other packet.
+    Control,
 }
 
 /// One connected client, for the HTTP API.
@@ -265,6 +293,8 @@ pub struct Broker {
     retained: HashMap<ByteStr, RetainedMessage>,
     timers: BinaryHeap<Reverse<(Instant, TimerKind)>>,
     outputs: std::collections::VecDeque<Output>,
+    /// Where packets are encoded; frames are split off it.
+    scratch: BytesMut,
     stats: Stats,
     started_at: Instant,
     next_generation: u64,
@@ -318,6 +348,7 @@ impl Broker {
             retained: HashMap::new(),
             timers: BinaryHeap::new(),
             outputs: std::collections::VecDeque::new(),
+            scratch: BytesMut::new(),
             stats: Stats::default(),
             started_at: now,
             next_generation: 1,
@@ -402,9 +433,76 @@ impl Broker {
             .expect("session key refers to a live session")
     }
 
+    /// Queues `packet` for `connection`, encoded with its protocol version.
     fn emit(&mut self, connection: ConnectionId, packet: Packet) {
+        let protocol = self.protocol_of(connection);
+        self.emit_as(connection, protocol, packet);
+    }
+
+    /// The protocol version a connection's packets are encoded with: the accepted (or being
+    /// authenticated) CONNECT's, else 3.1.1, which is what a client that sent no understandable
+    /// CONNECT gets.
+    fn protocol_of(&self, connection: ConnectionId) -> ProtocolVersion {
+        if let Some(conn) = self.connections.get(&connection) {
+            conn.protocol
+        } else if let Some(pending) = self.pending_authentications.get(&connection) {
+            pending.connect.protocol
+        } else {
+            ProtocolVersion::V311
+        }
+    }
+
+    /// Queues `packet` for `connection`, encoded with `protocol`: for connections the broker
+    /// has not registered (yet, or any more).
+    fn emit_as(&mut self, connection: ConnectionId, protocol: ProtocolVersion, packet: Packet) {
+        let kind = match &packet {
+            Packet::Publish(publish) => FrameKind::Publish {
+                qos: publish.qos,
+                sets_alias: publish.properties.topic_alias.is_some() && !publish.topic.is_empty(),
+            },
+            _ => FrameKind::Control,
+        };
+        let Some(bytes) = self.encode(&packet, protocol) else {
+            return;
+        };
+        self.push_frame(
+            connection,
+            Frame {
+                bytes,
+                protocol,
+                kind,
+            },
+        );
+    }
+
+    fn push_frame(&mut self, connection: ConnectionId, frame: Frame) {
         self.stats.packets_sent += 1;
-        self.outputs.push_back(Output::Send { connection, packet });
+        self.outputs.push_back(Output::Send { connection, frame });
+    }
+
+    /// Encodes into the shared scratch block, so that frames are slices of one allocation
+    /// rather than one allocation each.
+    fn encode(&mut self, packet: &Packet, protocol: ProtocolVersion) -> Option<Bytes> {
+        if self.scratch.capacity() < 4096 {
+            self.scratch.reserve(64 * 1024);
+        }
+        match encode(packet, protocol, &mut self.scratch) {
+            Ok(()) => {
+                let bytes = self.scratch.split().freeze();
+                // One huge packet must not keep a huge block alive for every later frame.
+                if self.scratch.capacity() > 1 << 20 {
+                    self.scratch = BytesMut::new();
+                }
+                Some(bytes)
+            }
+            Err(error) => {
+                // Only a packet beyond the protocol's size limits fails to encode: the broker
+                // checked what it could, so this is worth a warning, and the packet is skipped.
+                self.scratch.clear();
+                warn!("cannot encode {} for {protocol:?}: {error}", packet.name());
+                None
+            }
+        }
     }
 
     fn identity_of(&self, connection: &Connection) -> (ByteStr, Option<ByteStr>) {
@@ -501,8 +599,9 @@ impl Broker {
             AuthDecision::Continue(properties)
                 if protocol.is_v5() && connect.properties.authentication_method.is_some() =>
             {
-                self.emit(
+                self.emit_as(
                     connection,
+                    protocol,
                     Packet::Auth(AuthPacket {
                         reason_code: ReasonCode::ContinueAuthentication,
                         properties: with_method(properties, &connect),
@@ -569,8 +668,9 @@ impl Broker {
         if protocol.is_v5() {
             properties.reason_string = Some(ByteStr::from(detail));
         }
-        self.emit(
+        self.emit_as(
             connection,
+            protocol,
             Packet::ConnAck(ConnAckPacket {
                 session_present: false,
                 reason_code: reason,
@@ -1840,8 +1940,9 @@ impl Broker {
             }
             AuthDecision::Continue(properties) => {
                 let properties = with_method(properties, &pending.connect);
-                self.emit(
+                self.emit_as(
                     connection,
+                    pending.connect.protocol,
                     Packet::Auth(AuthPacket {
                         reason_code: ReasonCode::ContinueAuthentication,
                         properties,
@@ -2085,11 +2186,12 @@ impl Broker {
             .copied()
             .collect();
         for connection in connections {
-            if self.pending_authentications.remove(&connection).is_some() {
+            if let Some(pending) = self.pending_authentications.remove(&connection) {
                 // Not accepted yet, so no DISCONNECT [MQTT-3.14.0-1]; 0x8B is not a CONNACK
                 // reason, 0x88 is the nearest.
-                self.emit(
+                self.emit_as(
                     connection,
+                    pending.connect.protocol,
                     Packet::ConnAck(ConnAckPacket {
                         session_present: false,
                         reason_code: ReasonCode::ServerUnavailable,

@@ -17,9 +17,9 @@ mod tree;
 
 pub use auth::{AllowAll, AuthDecision, AuthHook, ClientIdentity};
 pub use broker::{
-    Broker, ClientSummary, ConnectionId, ConnectionInfo, Output, RetainedSummary, Snapshot,
-    StoredInflight, StoredMessage, StoredSession, StoredSubscription, SubscriptionSummary,
-    Transport,
+    Broker, ClientSummary, ConnectionId, ConnectionInfo, Frame, FrameKind, Output, RetainedSummary,
+    Snapshot, StoredInflight, StoredMessage, StoredSession, StoredSubscription,
+    SubscriptionSummary, Transport,
 };
 pub use config::BrokerConfig;
 pub use stats::{DropReason, Stats};

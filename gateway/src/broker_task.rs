@@ -1,6 +1,6 @@
 //! The task that owns the broker core. Connections send it commands over one bounded channel;
-//! it feeds them to the core, encodes the core's outputs with each connection's protocol
-//! version, and queues them in the connections' outboxes without ever waiting on a client.
+//! it feeds them to the core and queues the frames the core encoded in the connections'
+//! outboxes without ever waiting on a client.
 //!
 //! Invariant: `peers` holds exactly the connections that announced themselves and were neither
 //! closed by the core nor reported lost.
@@ -8,10 +8,9 @@
 use crate::outbox::{Credit, Outbox, PushError, Throttle};
 use broker_core::{
     AuthHook, Broker, BrokerConfig, ClientSummary, ConnectionId, ConnectionInfo, DropReason,
-    Output, RetainedSummary, Snapshot, Stats, SubscriptionSummary,
+    FrameKind, Output, RetainedSummary, Snapshot, Stats, SubscriptionSummary,
 };
-use bytes::BytesMut;
-use mqtt_codec::{ConnectPacket, DecodeError, Packet, ProtocolVersion, QoS, encode};
+use mqtt_codec::{ConnectPacket, DecodeError, Packet, QoS};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -115,7 +114,6 @@ pub struct OutboxLimits {
 
 struct Peer {
     outbox: Arc<Outbox>,
-    protocol: ProtocolVersion,
 }
 
 /// What the broker task needs besides its command channel.
@@ -145,7 +143,6 @@ pub async fn run(
     let mut broker = Broker::new(settings.config, auth, Instant::now());
     broker.restore(settings.restored, Instant::now());
     let mut peers: HashMap<ConnectionId, Peer> = HashMap::new();
-    let mut scratch = BytesMut::new();
     let mut reported = (0u64, 0u64);
     let mut autosave = tokio::time::interval(settings.autosave_interval);
     autosave.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -164,13 +161,13 @@ pub async fn run(
             command = commands.recv() => {
                 let Some(command) = command else { break };
                 let now = Instant::now();
-                stop |= handle_and_route(&mut broker, &mut peers, &mut scratch, limits, command, now);
+                stop |= handle_and_route(&mut broker, &mut peers, limits, command, now);
                 // Take what else is waiting, so that a burst costs one wake-up.
                 for _ in 1..COMMAND_BATCH {
                     match commands.try_recv() {
                         Ok(command) => {
                             stop |= handle_and_route(
-                                &mut broker, &mut peers, &mut scratch, limits, command, now,
+                                &mut broker, &mut peers, limits, command, now,
                             );
                         }
                         Err(_) => break,
@@ -192,7 +189,7 @@ pub async fn run(
             }
         }
         // Timer and autosave outputs (keepalive closes, `$SYS`) have no publisher to slow.
-        route(&mut broker, &mut peers, &mut scratch, limits);
+        route(&mut broker, &mut peers, limits);
         if stop {
             close_unannounced(&mut peers, &mut commands);
             break;
@@ -230,7 +227,6 @@ fn close_unannounced(
 fn handle_and_route(
     broker: &mut Broker,
     peers: &mut HashMap<ConnectionId, Peer>,
-    scratch: &mut BytesMut,
     limits: OutboxLimits,
     command: Command,
     now: Instant,
@@ -240,7 +236,7 @@ fn handle_and_route(
         _ => None,
     };
     let stop = handle(broker, peers, command, now);
-    let congested_outbox = route(broker, peers, scratch, limits);
+    let congested_outbox = route(broker, peers, limits);
     let congested_queue = broker.take_congestion();
     if let Some(peer) = source.and_then(|source| peers.get(&source)) {
         let now = tokio::time::Instant::now();
@@ -263,21 +259,14 @@ fn handle(
 ) -> bool {
     match command {
         Command::Open { connection, outbox } => {
-            peers.insert(
-                connection,
-                Peer {
-                    outbox,
-                    protocol: ProtocolVersion::V311,
-                },
-            );
+            peers.insert(connection, Peer { outbox });
         }
         Command::Connect {
             connection,
             packet,
             info,
         } => {
-            if let Some(peer) = peers.get_mut(&connection) {
-                peer.protocol = packet.protocol;
+            if peers.contains_key(&connection) {
                 broker.handle_connect(connection, *packet, info, now);
             }
         }
@@ -323,45 +312,32 @@ fn answer(broker: &mut Broker, query: Query, now: Instant) {
     };
 }
 
-/// Encodes and queues every pending output. Returns an outbox that took a message while above
+/// Queues every pending output. Returns an outbox that took a message while above
 /// the soft limit (its connection is not keeping up), if any. An outbox that is so far behind
 /// that it sheds messages is not returned: slowing publishers for it would let one dead
 /// consumer slow everyone.
 fn route(
     broker: &mut Broker,
     peers: &mut HashMap<ConnectionId, Peer>,
-    scratch: &mut BytesMut,
     limits: OutboxLimits,
 ) -> Option<Arc<Outbox>> {
     let mut congested = None;
     while let Some(output) = broker.poll_output() {
         match output {
-            Output::Send { connection, packet } => {
+            Output::Send { connection, frame } => {
                 let Some(peer) = peers.get(&connection) else {
                     continue;
                 };
-                let qos0 = matches!(&packet, Packet::Publish(p) if p.qos == QoS::AtMostOnce);
-                let is_publish = matches!(packet, Packet::Publish(_));
-                // Encode into one shared block so frames are slices of it, not an allocation
-                // each.
-                if scratch.capacity() < 4096 {
-                    scratch.reserve(64 * 1024);
-                }
-                if let Err(error) = encode(&packet, peer.protocol, scratch) {
-                    warn!(connection = %connection, "cannot encode {}: {error}", packet.name());
-                    continue;
-                }
-                let frame = scratch.split().freeze();
-                // A PUBLISH that sets up a topic alias must reach the client, or every later
-                // message using the alias would be meaningless to it.
-                let sets_alias = matches!(
-                    &packet,
-                    Packet::Publish(p) if p.properties.topic_alias.is_some() && !p.topic.is_empty()
-                );
+                let (is_publish, qos0, sets_alias) = match frame.kind {
+                    FrameKind::Publish { qos, sets_alias } => {
+                        (true, qos == QoS::AtMostOnce, sets_alias)
+                    }
+                    FrameKind::Control => (false, false, false),
+                };
                 let pushed = if sets_alias {
-                    peer.outbox.push_unbounded(frame)
+                    peer.outbox.push_unbounded(frame.bytes)
                 } else {
-                    peer.outbox.push(frame)
+                    peer.outbox.push(frame.bytes)
                 };
                 match pushed {
                     Ok(()) => {
@@ -397,10 +373,6 @@ fn route(
                 }
             }
         }
-    }
-    // Keep the scratch buffer from growing without bound after one huge packet.
-    if scratch.capacity() > 1 << 20 {
-        *scratch = BytesMut::new();
     }
     congested
 }

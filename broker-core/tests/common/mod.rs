@@ -4,13 +4,14 @@
 #![allow(dead_code)]
 
 use broker_core::{
-    AllowAll, AuthHook, Broker, BrokerConfig, ConnectionId, ConnectionInfo, Output, Transport,
+    AllowAll, AuthHook, Broker, BrokerConfig, ConnectionId, ConnectionInfo, Frame, FrameKind,
+    Output, Transport,
 };
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use mqtt_codec::{
     ByteStr, ConnAckPacket, ConnectPacket, DisconnectPacket, Packet, Properties, ProtocolVersion,
     PubAckPacket, PublishPacket, QoS, ReasonCode, RetainHandling, SubAckPacket, SubscribePacket,
-    Subscription, SubscriptionOptions, UnsubscribePacket, Will,
+    Subscription, SubscriptionOptions, UnsubscribePacket, Will, decode_from_server,
 };
 use std::time::{Duration, Instant};
 
@@ -308,18 +309,36 @@ pub fn retain_handling(qos: QoS, handling: RetainHandling) -> SubscriptionOption
 
 // ----- Output filters -------------------------------------------------------------------------
 
-/// The packets sent to `connection`, in order.
+/// The packets sent to `connection`, in order, decoded from their frames as the client would.
 pub fn sent_to(outputs: &[Output], connection: ConnectionId) -> Vec<Packet> {
     outputs
         .iter()
         .filter_map(|output| match output {
             Output::Send {
                 connection: target,
-                packet,
-            } if *target == connection => Some(packet.clone()),
+                frame,
+            } if *target == connection => Some(decode_frame(frame)),
             _ => None,
         })
         .collect()
+}
+
+/// The one packet a frame holds; fails the test if the frame holds anything else.
+pub fn decode_frame(frame: &Frame) -> Packet {
+    let mut bytes = BytesMut::from(&frame.bytes[..]);
+    let packet = decode_from_server(&mut bytes, frame.protocol, usize::MAX)
+        .expect("the broker encodes valid packets")
+        .expect("a frame holds a whole packet");
+    assert!(bytes.is_empty(), "a frame holds exactly one packet");
+    let kind = match &packet {
+        Packet::Publish(publish) => FrameKind::Publish {
+            qos: publish.qos,
+            sets_alias: publish.properties.topic_alias.is_some() && !publish.topic.is_empty(),
+        },
+        _ => FrameKind::Control,
+    };
+    assert_eq!(frame.kind, kind, "the frame's kind matches its packet");
+    packet
 }
 
 /// The PUBLISH packets sent to `connection`, in order.
