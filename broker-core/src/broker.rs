@@ -127,6 +127,22 @@ pub enum FrameKind {
     Control,
 }
 
+/// The encodings of one message's plain QoS 0 copies, by protocol version and retain flag,
+/// while it is being routed.
+#[derive(Default)]
+struct SharedFrames([Option<Bytes>; 6]);
+
+impl SharedFrames {
+    fn slot(&mut self, protocol: ProtocolVersion, retain: bool) -> &mut Option<Bytes> {
+        let version = match protocol {
+            ProtocolVersion::V31 => 0,
+            ProtocolVersion::V311 => 1,
+            ProtocolVersion::V5 => 2,
+        };
+        &mut self.0[version * 2 + usize::from(retain)]
+    }
+}
+
 /// One connected client, for the HTTP API.
 #[derive(Clone, Debug)]
 pub struct ClientSummary {
@@ -1299,6 +1315,7 @@ impl Broker {
         // matching subscription identifier [MQTT-3.3.4-2] [MQTT-3.3.4-3].
         matches.sort_unstable_by_key(|m| (m.session, m.group));
         let reached = matches.len();
+        let mut shared = SharedFrames::default();
         let mut index = 0;
         while index < matches.len() {
             let first = matches[index];
@@ -1313,11 +1330,22 @@ impl Broker {
                 end += 1;
             }
             let session = first.session;
-            let mut copy = publish.clone();
-            copy.qos = publish.qos.min(max_qos);
+            let qos = publish.qos.min(max_qos);
             // Forwarded messages keep the retain flag only with Retain As Published
             // [MQTT-3.3.1-12] [MQTT-3.3.1-13].
-            copy.retain = publish.retain && retain_as_published;
+            let retain = publish.retain && retain_as_published;
+            if qos == QoS::AtMostOnce
+                && expires_at.is_none()
+                && matches[index..end].iter().all(|m| m.identifier.is_none())
+                && let Some(connection) = self.plain_receiver(session)
+            {
+                self.send_shared(connection, &publish, retain, &mut shared);
+                index = end;
+                continue;
+            }
+            let mut copy = publish.clone();
+            copy.qos = qos;
+            copy.retain = retain;
             copy.properties.subscription_identifiers.clear();
             if self.session(session).protocol.is_v5() {
                 copy.properties
@@ -1329,6 +1357,64 @@ impl Broker {
         }
         self.matches = matches;
         reached
+    }
+
+    /// The connection of `session` if a QoS 0 copy for it is the plain encoding of the message,
+    /// the same bytes for every such receiver of one protocol version: it is online and uses no
+    /// outbound topic aliases.
+    fn plain_receiver(&self, session: SessionKey) -> Option<ConnectionId> {
+        let connection = self.session(session).connection?;
+        let conn = self.connections.get(&connection)?;
+        (conn.client_topic_alias_maximum == 0).then_some(connection)
+    }
+
+    /// Sends a plain QoS 0 copy of `publish` (see [`Broker::plain_receiver`]), encoding it only
+    /// for the first receiver of each protocol version and retain flag.
+    fn send_shared(
+        &mut self,
+        connection: ConnectionId,
+        publish: &PublishPacket,
+        retain: bool,
+        shared: &mut SharedFrames,
+    ) {
+        let Some(conn) = self.connections.get(&connection) else {
+            return;
+        };
+        let (protocol, maximum) = (conn.protocol, conn.client_maximum_packet_size);
+        let slot = shared.slot(protocol, retain);
+        let bytes = match slot {
+            Some(bytes) => bytes.clone(),
+            None => {
+                let mut copy = publish.clone();
+                copy.qos = QoS::AtMostOnce;
+                copy.retain = retain;
+                copy.properties.subscription_identifiers.clear();
+                let Some(bytes) = self.encode(&Packet::Publish(copy), protocol) else {
+                    return;
+                };
+                *shared.slot(protocol, retain) = Some(bytes.clone());
+                bytes
+            }
+        };
+        // The client's maximum packet size: a QoS 0 message beyond it is dropped for this
+        // client only [MQTT-3.1.2-25].
+        if maximum.is_some_and(|maximum| bytes.len() > maximum as usize) {
+            self.stats.record_drop(DropReason::PacketTooLarge);
+            return;
+        }
+        self.stats.publish_sent[0] += 1;
+        self.stats.publish_bytes_sent[0] += publish.payload.len() as u64;
+        self.push_frame(
+            connection,
+            Frame {
+                bytes,
+                protocol,
+                kind: FrameKind::Publish {
+                    qos: QoS::AtMostOnce,
+                    sets_alias: false,
+                },
+            },
+        );
     }
 
     /// Hands one message to a session: sent now if its window allows, else queued.

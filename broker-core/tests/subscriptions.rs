@@ -3,6 +3,7 @@
 
 mod common;
 
+use broker_core::{ConnectionId, Frame, Output};
 use common::*;
 use mqtt_codec::{Packet, QoS, ReasonCode, SubscriptionOptions};
 
@@ -412,4 +413,89 @@ fn mqtt_3_3_4_5_shared_and_plain_subscriptions_of_one_session_each_get_their_ide
         [vec![1], vec![2]],
         "one copy per subscription kind"
     );
+}
+
+// ----- Fan-out ----------------------------------------------------------------------------------
+
+/// The frame sent to `connection` in `outputs`; exactly one is expected.
+fn only_frame(outputs: &[Output], connection: ConnectionId) -> Frame {
+    let frames: Vec<&Frame> = outputs
+        .iter()
+        .filter_map(|output| match output {
+            Output::Send {
+                connection: target,
+                frame,
+            } if *target == connection => Some(frame),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(frames.len(), 1, "{outputs:#?}");
+    frames[0].clone()
+}
+
+#[test]
+fn qos_0_fan_out_encodes_once_per_protocol_version_and_retain_flag() {
+    let mut h = Harness::new();
+    h.connect_ok(A, v5("publisher"));
+    // Two 3.1.1 receivers, two 5.0 receivers, one 5.0 receiver keeping the retain flag, and one
+    // 5.0 receiver with a subscription identifier (so its copy differs).
+    let receivers = [
+        (ConnectionId(10), v311("old-1")),
+        (ConnectionId(11), v311("old-2")),
+        (ConnectionId(12), v5("new-1")),
+        (ConnectionId(13), v5("new-2")),
+        (ConnectionId(14), v5("keeps-retain")),
+        (ConnectionId(15), v5("identified")),
+    ];
+    for (connection, connect) in receivers.clone() {
+        h.connect_ok(connection, connect);
+    }
+    for connection in [10, 11, 12, 13] {
+        h.subscribe(ConnectionId(connection), "fan/#", QoS::AtMostOnce);
+    }
+    let keep_retain = SubscriptionOptions {
+        retain_as_published: true,
+        ..options(QoS::AtMostOnce)
+    };
+    h.subscribe_with(ConnectionId(14), "fan/#", keep_retain, None);
+    h.subscribe_with(ConnectionId(15), "fan/#", options(QoS::AtMostOnce), Some(7));
+
+    let mut message = retained(qos0("fan/out", "shared"));
+    message.properties.content_type = Some("text/plain".into());
+    let outputs = h.publish(A, message);
+
+    let frame = |n| only_frame(&outputs, ConnectionId(n));
+    let same_bytes = |a: &Frame, b: &Frame| a.bytes.as_ptr() == b.bytes.as_ptr();
+    assert!(
+        same_bytes(&frame(10), &frame(11)),
+        "3.1.1 copies share bytes"
+    );
+    assert!(same_bytes(&frame(12), &frame(13)), "5.0 copies share bytes");
+    assert!(
+        !same_bytes(&frame(10), &frame(12)),
+        "each version has its encoding"
+    );
+    assert!(
+        !same_bytes(&frame(12), &frame(14)),
+        "the retain flag is in the bytes"
+    );
+    assert!(
+        !same_bytes(&frame(12), &frame(15)),
+        "an identifier makes its own copy"
+    );
+
+    // What each client reads is what it would have got from a copy of its own.
+    for n in [10, 11, 12, 13, 14, 15] {
+        let Packet::Publish(publish) = decode_frame(&frame(n)) else {
+            panic!("a PUBLISH");
+        };
+        assert_eq!(publish.payload, "shared".as_bytes());
+        assert_eq!(publish.qos, QoS::AtMostOnce);
+        assert_eq!(publish.retain, n == 14, "[MQTT-3.3.1-12] [MQTT-3.3.1-13]");
+        let expected_type = (n >= 12).then(|| "text/plain".into());
+        assert_eq!(publish.properties.content_type, expected_type);
+        let identifiers: &[u32] = if n == 15 { &[7] } else { &[] };
+        assert_eq!(publish.properties.subscription_identifiers, identifiers);
+    }
+    assert_eq!(h.broker.stats().publish_sent[0], 6);
 }
