@@ -29,10 +29,11 @@ pub use error::ClientError;
 pub use options::{Options, WillOptions};
 pub use session::{Completion, Event, OutgoingMessage, RequestId, Session, State};
 
-/// The `no_std` package's allocator: dlmalloc, as `std` uses on wasm32.
+/// The `no_std` package's allocator: talc, which grows wasm memory as needed like `std`'s
+/// dlmalloc, in about half its code and no slower.
 #[cfg(all(target_arch = "wasm32", not(feature = "std")))]
 #[global_allocator]
-static ALLOCATOR: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
+static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
 
 /// A panic (a bug: the code is written not to panic) traps. The message is never formatted,
 /// which keeps `core::fmt` out of the package; the trap surfaces in JS as a `RuntimeError`.
