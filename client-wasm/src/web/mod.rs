@@ -28,13 +28,20 @@ pub use bindings::{
 use bindings::{Target, performance_now};
 use core::cell::RefCell;
 use js_sys::{Array, Function, Object, Promise, Reflect, Uint8Array};
-use mqtt_codec::{ByteStr, PublishPacket};
+use mqtt_codec::{ByteStr, Properties, PublishPacket, SubscriptionOptions};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use web_sys::{BinaryType, MessageEvent, WebSocket};
 
 #[wasm_bindgen(typescript_custom_section)]
 const TYPES: &str = include_str!("../../js/types.d.ts");
+
+/// An operation of the API, started by [`MqttClient::request`].
+enum Call {
+    Publish(OutgoingMessage),
+    Subscribe(String, SubscriptionOptions, Properties),
+    Unsubscribe(String, Properties),
+}
 
 /// A Promise's two settling functions.
 struct Settle {
@@ -316,14 +323,14 @@ impl Driver {
         socket.set_binary_type(BinaryType::Arraybuffer);
         let weak = self.weak.clone();
         let on_open = Closure::<dyn FnMut()>::new(move || {
-            turn(&weak, true, |driver, now| driver.session.handle_open(now));
+            turn(&weak, true, &mut |driver, now| driver.session.handle_open(now));
         });
         let weak = self.weak.clone();
         let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
             let Ok(data) = event.data().dyn_into::<js_sys::ArrayBuffer>() else {
                 return;
             };
-            turn(&weak, true, |driver, now| {
+            turn(&weak, true, &mut |driver, now| {
                 let bytes = Uint8Array::new(&data);
                 let length = bytes.length() as usize;
                 bytes.copy_to(driver.session.receive_buffer(length));
@@ -332,7 +339,7 @@ impl Driver {
         });
         let weak = self.weak.clone();
         let on_close = Closure::<dyn FnMut()>::new(move || {
-            turn(&weak, true, |driver, now| {
+            turn(&weak, true, &mut |driver, now| {
                 driver.socket = None;
                 driver.session.handle_transport_closed(now);
             });
@@ -404,14 +411,15 @@ fn completion_value(completion: Completion) -> JsValue {
 }
 
 /// One turn: borrow, feed the session with `input`, drive, release, then run the effects.
-fn turn(weak: &Weak<RefCell<Driver>>, send_now: bool, input: impl FnOnce(&mut Driver, f64)) {
+fn turn(weak: &Weak<RefCell<Driver>>, send_now: bool, input: &mut dyn FnMut(&mut Driver, f64)) {
     let Some(driver) = weak.upgrade() else {
         return;
     };
     run_turn(&driver, send_now, input);
 }
 
-fn run_turn(driver: &Rc<RefCell<Driver>>, send_now: bool, input: impl FnOnce(&mut Driver, f64)) {
+/// Not generic over `input`: one copy of the turn serves every caller.
+fn run_turn(driver: &Rc<RefCell<Driver>>, send_now: bool, input: &mut dyn FnMut(&mut Driver, f64)) {
     let (effects, target, batch_callbacks, message_callbacks, listeners) = {
         let Ok(mut driver) = driver.try_borrow_mut() else {
             return;
@@ -503,7 +511,7 @@ impl MqttClient {
                 url,
                 socket: None,
                 timer: Closure::new(move || {
-                    turn(&timer_weak, true, |driver, now| {
+                    turn(&timer_weak, true, &mut |driver, now| {
                         driver.timer_handle = None;
                         driver.timer_due = None;
                         driver.session.handle_timeout(now);
@@ -512,7 +520,7 @@ impl MqttClient {
                 timer_handle: None,
                 timer_due: None,
                 flush: Closure::new(move || {
-                    turn(&flush_weak, true, |driver, _| {
+                    turn(&flush_weak, true, &mut |driver, _| {
                         driver.flush_scheduled = false
                     });
                 }),
@@ -530,7 +538,7 @@ impl MqttClient {
             })
         });
         driver.borrow_mut().owner = Some(driver.clone());
-        run_turn(&driver, true, |_, _| {});
+        run_turn(&driver, true, &mut |_, _| {});
         promise
     }
 
@@ -547,9 +555,7 @@ impl MqttClient {
                 Ok(converted) => converted,
                 Err(error) => return rejected(error),
             };
-        self.request(|session, request, now| {
-            session.subscribe(request, &filter, options, properties, now)
-        })
+        self.request(Call::Subscribe(filter, options, properties))
     }
 
     /// Unsubscribes from a topic filter; resolves with `{ reasonCode }` from the UNSUBACK.
@@ -564,7 +570,7 @@ impl MqttClient {
                 Ok(properties) => properties,
                 Err(error) => return rejected(error),
             };
-        self.request(|session, request, now| session.unsubscribe(request, &filter, properties, now))
+        self.request(Call::Unsubscribe(filter, properties))
     }
 
     /// Publishes a message. Resolves once written (QoS 0), on PUBACK (QoS 1) or on PUBCOMP
@@ -594,7 +600,7 @@ impl MqttClient {
             retain,
             properties,
         };
-        self.request(|session, request, now| session.publish(request, message, now))
+        self.request(Call::Publish(message))
     }
 
     /// Calls `callback(message)` for every message received.
@@ -694,23 +700,34 @@ impl MqttClient {
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn end(&self) -> Promise {
         if let Some(driver) = &self.driver {
-            run_turn(driver, true, |driver, now| driver.session.end(now));
+            run_turn(driver, true, &mut |driver, now| driver.session.end(now));
         }
         Promise::resolve(&JsValue::UNDEFINED)
     }
 
-    fn request(
-        &self,
-        start: impl FnOnce(&mut Session, RequestId, f64) -> Result<(), ClientError>,
-    ) -> Promise {
+    fn request(&self, call: Call) -> Promise {
         let Some(driver) = &self.driver else {
             return rejected(convert::error_value(&ClientError::Closed));
         };
         let (promise, settle) = promise();
+        let mut pending = Some((call, settle));
         let mut refused = None;
-        run_turn(driver, false, |driver, now| {
+        run_turn(driver, false, &mut |driver, now| {
+            let Some((call, settle)) = pending.take() else {
+                return;
+            };
             let request = driver.new_request();
-            match start(&mut driver.session, request, now) {
+            let session = &mut driver.session;
+            let started = match call {
+                Call::Publish(message) => session.publish(request, message, now),
+                Call::Subscribe(filter, options, properties) => {
+                    session.subscribe(request, &filter, options, properties, now)
+                }
+                Call::Unsubscribe(filter, properties) => {
+                    session.unsubscribe(request, &filter, properties, now)
+                }
+            };
+            match started {
                 Ok(()) => driver.requests.push((request, settle)),
                 Err(error) => refused = Some((settle, error)),
             }
