@@ -7,7 +7,7 @@
 //! are implemented here rather than derived with thiserror, whose generated `Display` formats.
 
 use alloc::string::String;
-use mqtt_codec::{DecodeError, EncodeError, ReasonCode, topic::TopicError};
+use mqtt_codec::{EncodeError, ReasonCode, topic::TopicError};
 
 /// Why an operation or a connection failed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -29,8 +29,9 @@ pub enum ClientError {
     ServerDisconnected(ReasonCode),
     /// The broker sent a packet out of place (e.g. PUBLISH before CONNACK).
     Protocol(&'static str),
-    /// The broker sent bytes that do not decode as MQTT.
-    Malformed(DecodeError),
+    /// The broker sent bytes that do not decode as MQTT; the reason code the client sends in
+    /// its DISCONNECT (the decode error itself is not kept: its text would need `core::fmt`).
+    Malformed(ReasonCode),
     /// A packet could not be encoded (e.g. a property longer than 65535 bytes).
     InvalidArgument(EncodeError),
     /// A SUBACK refused the subscription (e.g. 0x87 not authorized).
@@ -143,9 +144,9 @@ impl ClientError {
                 text.push_str(": ");
                 push_reason(&mut text, *code);
             }
-            ClientError::Malformed(error) => {
+            ClientError::Malformed(code) => {
                 text.push_str(": ");
-                push_reason(&mut text, error.reason_code());
+                push_reason(&mut text, *code);
             }
             ClientError::InvalidArgument(error) => text.push_str(match error {
                 EncodeError::FieldTooLong(_) => {

@@ -443,7 +443,7 @@ impl Session {
                 ),
                 Err(error) => {
                     let reason = error.reason_code();
-                    self.fail(ClientError::Malformed(error), Some(reason), now);
+                    self.fail(ClientError::Malformed(reason), Some(reason), now);
                 }
             }
         }
