@@ -14,6 +14,7 @@ mod persist;
 
 pub use persist::{Snapshot, StoredInflight, StoredMessage, StoredSession, StoredSubscription};
 
+use crate::HashMap;
 use crate::auth::{AuthDecision, AuthHook, ClientIdentity};
 use crate::config::BrokerConfig;
 use crate::session::{
@@ -29,7 +30,7 @@ use mqtt_codec::{
     encode, encoded_len, topic,
 };
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -352,16 +353,16 @@ impl Broker {
         let mut broker = Broker {
             config,
             auth,
-            connections: HashMap::new(),
-            pending_authentications: HashMap::new(),
+            connections: HashMap::default(),
+            pending_authentications: HashMap::default(),
             sessions: Vec::new(),
             free_sessions: Vec::new(),
-            session_index: HashMap::new(),
+            session_index: HashMap::default(),
             tree: SubscriptionTree::new(),
             groups: Vec::new(),
             free_groups: Vec::new(),
-            group_index: HashMap::new(),
-            retained: HashMap::new(),
+            group_index: HashMap::default(),
+            retained: HashMap::default(),
             timers: BinaryHeap::new(),
             outputs: std::collections::VecDeque::new(),
             scratch: BytesMut::new(),
@@ -1204,13 +1205,15 @@ impl Broker {
             }
         }
 
-        let (client_id, username) = {
-            let conn = &self.connections[&connection];
-            self.identity_of(conn)
-        };
+        // Borrowed field by field rather than through `identity_of`: no reference count is
+        // touched on this path, which every message takes.
+        let conn = &self.connections[&connection];
+        let client_id = self.sessions[conn.session]
+            .as_ref()
+            .map_or("", |session| session.client_id.as_str());
         let identity = ClientIdentity {
-            client_id: &client_id,
-            username: username.as_deref(),
+            client_id,
+            username: conn.username.as_deref(),
         };
         let allowed = self.auth.authorize_publish(&identity, &publish.topic);
         let mut reason = ReasonCode::Success;

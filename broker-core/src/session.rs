@@ -10,9 +10,10 @@
 //! [`LazyDeque`] allocate at their first element, and a will is boxed.
 
 use crate::ConnectionId;
+use crate::HashMap;
 use mqtt_codec::{ByteStr, ProtocolVersion, PublishPacket, SubscriptionOptions, Will};
 use std::borrow::Borrow;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::hash::Hash;
 use std::ops::{Index, IndexMut};
 use std::time::Instant;

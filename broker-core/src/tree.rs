@@ -4,7 +4,7 @@
 //! Invariants: filters are valid (checked by the codec); each (filter, key) pair holds at most
 //! one value; empty branches are pruned on removal so the tree's size follows the live filters.
 
-use std::collections::HashMap;
+use crate::HashMap;
 
 /// Values of type `V` stored under topic filters, identified within a filter by a key `K`
 /// (a session or a shared-subscription group).
@@ -29,7 +29,7 @@ struct Node<K, V> {
 impl<K, V> Default for Node<K, V> {
     fn default() -> Self {
         Node {
-            children: HashMap::new(),
+            children: HashMap::default(),
             single_level: None,
             exact: Vec::new(),
             multi_level: Vec::new(),

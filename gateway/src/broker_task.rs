@@ -11,7 +11,8 @@ use broker_core::{
     FrameKind, Output, RetainedSummary, Snapshot, Stats, SubscriptionSummary,
 };
 use mqtt_codec::{ConnectPacket, DecodeError, Packet, QoS};
-use std::collections::HashMap;
+/// Connections by id: ids are the gateway's own counter, and foldhash beats SipHash on them.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -142,7 +143,7 @@ pub async fn run(
     let limits = settings.limits;
     let mut broker = Broker::new(settings.config, auth, Instant::now());
     broker.restore(settings.restored, Instant::now());
-    let mut peers: HashMap<ConnectionId, Peer> = HashMap::new();
+    let mut peers: HashMap<ConnectionId, Peer> = HashMap::default();
     let mut reported = (0u64, 0u64);
     let mut autosave = tokio::time::interval(settings.autosave_interval);
     autosave.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

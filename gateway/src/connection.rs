@@ -283,6 +283,10 @@ enum DecodeEnd {
     Invalid(DecodeError),
 }
 
+/// The most packets [`decode_packets`] makes room for at once: a packet is about a kilobyte
+/// in memory, so a guess from a buffer of tiny packets must not reserve megabytes.
+const MAX_BATCH_RESERVE: usize = 256;
+
 /// Decodes every complete packet in `buf`. Synchronous, so that no packet is kept in the
 /// connection's future.
 fn decode_packets(
@@ -300,6 +304,7 @@ fn decode_packets(
     loop {
         // Before CONNECT the version is unknown; CONNECT is decoded by its own protocol level.
         let version = connected.unwrap_or(ProtocolVersion::V5);
+        let before = buf.len();
         match decode(buf, version, settings.max_packet_size) {
             Ok(None) => break,
             Ok(Some(Packet::Connect(connect))) if connected.is_none() => {
@@ -317,7 +322,17 @@ fn decode_packets(
                 decoded.end = Some(DecodeEnd::NotConnect);
                 break;
             }
-            Ok(Some(packet)) => decoded.packets.push(packet),
+            Ok(Some(packet)) => {
+                if decoded.packets.is_empty() {
+                    // Room for as many more of this size as the buffer holds, so that a read
+                    // of many small packets does not grow (and copy) the vector step by step.
+                    let size = before - buf.len();
+                    decoded
+                        .packets
+                        .reserve((buf.len() / size + 1).min(MAX_BATCH_RESERVE));
+                }
+                decoded.packets.push(packet);
+            }
             Err(error) => {
                 decoded.end = Some(DecodeEnd::Invalid(error));
                 break;
