@@ -6,7 +6,8 @@
 //! `mqtt-codec` once up front and write pre-encoded batches (over WebSocket one batch is one
 //! binary message), and subscribers count packets from their fixed headers, so that the generator
 //! is not what limits the measurement. The `big` mode times one large message from a WebSocket
-//! publisher to a WebSocket and a TCP subscriber.
+//! publisher to a WebSocket and a TCP subscriber. The `publish` mode only publishes, for
+//! subscribers outside this process (the browser benchmark's page).
 
 mod transport;
 
@@ -124,6 +125,22 @@ enum Mode {
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
+    /// Publishes one QoS 0 stream on one topic for subscribers outside this process (the
+    /// browser benchmark's page): at full speed in pre-encoded batches, or at `--rate` messages
+    /// per second with the send time in each payload. Prints when it started, on the wall clock
+    /// a browser on this machine shares, so that the subscriber can time the whole stream.
+    Publish {
+        #[arg(long, default_value = "bench/browser")]
+        topic: String,
+        #[arg(long, default_value_t = 200_000)]
+        messages: u64,
+        #[arg(long, default_value_t = 64)]
+        size: usize,
+        /// Messages per second, each payload starting with the microseconds since the Unix
+        /// epoch at its send as a big-endian u64; 0 (the default): full speed, no timestamps.
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
+    },
 }
 
 #[derive(Debug, Serialize)]
@@ -164,6 +181,19 @@ struct Latency {
     p99_us: f64,
     p999_us: f64,
     max_us: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct Publish {
+    mode: &'static str,
+    messages: u64,
+    /// Messages per second asked for; 0 for full speed.
+    rate: u64,
+    /// Wall clock (microseconds since the Unix epoch) just before the first write.
+    started_us: u64,
+    /// From the first write until the broker had read the last message.
+    seconds: f64,
+    messages_per_second: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -253,6 +283,16 @@ async fn run_mode(mode: Mode, target: Target, deadline: Duration) -> Result<()> 
         } => {
             let budget = Duration::from_secs(seconds);
             let result = big(&target, size, repeats, budget, deadline).await?;
+            println!("{}", serde_json::to_string(&result)?);
+            Ok(())
+        }
+        Mode::Publish {
+            topic,
+            messages,
+            size,
+            rate,
+        } => {
+            let result = publish_stream(&target, &topic, messages, size, rate).await?;
             println!("{}", serde_json::to_string(&result)?);
             Ok(())
         }
@@ -652,6 +692,79 @@ async fn latency(target: &Target, rate: u64, seconds: u64, size: usize) -> Resul
         p99_us: percentile(0.99),
         p999_us: percentile(0.999),
         max_us: samples.last().map_or(f64::NAN, |&v| v as f64 / 1000.0),
+    })
+}
+
+/// Microseconds since the Unix epoch: the clock a browser's `performance.timeOrigin +
+/// performance.now()` reads too, so a page on this machine can subtract it from its own.
+fn epoch_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_micros() as u64)
+}
+
+/// The `publish` mode: `messages` QoS 0 messages on `topic`, at full speed (`rate` 0) or at
+/// `rate` per second with the send time in the first 8 payload bytes. Returns once the broker has
+/// read them all (a PINGREQ sent after the last one is answered).
+async fn publish_stream(
+    target: &Target,
+    topic: &str,
+    messages: u64,
+    size: usize,
+    rate: u64,
+) -> Result<Publish> {
+    ensure!(
+        rate == 0 || size >= 8,
+        "a timed stream needs payloads of at least 8 bytes"
+    );
+    let started_us;
+    let start;
+    // Nanoseconds between sends, none at full speed.
+    let spacing = 1_000_000_000u64.checked_div(rate);
+    if let Some(spacing) = spacing {
+        let (mut reader, mut writer) = connect(target, "bench-publish").await?;
+        let mut ticker = tokio::time::interval(Duration::from_nanos(spacing));
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        let mut out = BytesMut::new();
+        ticker.tick().await;
+        started_us = epoch_us();
+        start = Instant::now();
+        for index in 0..messages {
+            if index > 0 {
+                ticker.tick().await;
+            }
+            let mut payload = BytesMut::with_capacity(size);
+            payload.put_u64(epoch_us());
+            payload.resize(size, b'x');
+            out.clear();
+            publish_bytes(topic, payload.freeze(), QoS::AtMostOnce, 0, &mut out);
+            writer.write_all(&out).await?;
+        }
+        writer.write_all(&[0xC0, 0x00]).await?;
+        let mut buf = BytesMut::new();
+        while !matches!(read_packet(&mut reader, &mut buf).await?, Packet::PingResp) {}
+    } else {
+        started_us = epoch_us();
+        start = Instant::now();
+        publisher(
+            target.clone(),
+            "bench-publish".into(),
+            topic.into(),
+            messages,
+            size,
+            QoS::AtMostOnce,
+            1,
+        )
+        .await?;
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    Ok(Publish {
+        mode: "publish",
+        messages,
+        rate,
+        started_us,
+        seconds,
+        messages_per_second: messages as f64 / seconds,
     })
 }
 
