@@ -9,15 +9,26 @@
 //! `target/bench/latest.json` and a bar chart of the ratios to `target/bench/ratios.svg`. Memory
 //! per idle connection is measured on freshly started brokers, so earlier loads do not leave
 //! freed memory to hide the cost.
+//!
+//! Then the browser rows (see [`browser`] and [`page`]): client-wasm and MQTT.js in headless
+//! Chromium, each alone in a page and both in one page, receiving a 64-byte QoS 0 stream from
+//! each broker over WebSocket (the gateway coalesces packets into frames, Mosquitto sends one
+//! frame per packet), and the latency of a 1000 msg/s stream to each; derived rows give
+//! wasm/MQTT.js in one page and gateway+wasm over Mosquitto+MQTT.js. Skipped, with a note, when
+//! there is no Chromium.
 
 use crate::process;
 use anyhow::{Context, Result, bail};
+use page::Launcher;
 use serde_json::{Value, json};
 use std::fmt::Write as _;
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+mod browser;
+mod page;
 
 /// The Mosquitto configuration: TCP_NODELAY like the gateway, unlimited queues so that QoS 1
 /// loses nothing, and the same in-flight window as the gateway's default. The second listener is
@@ -333,16 +344,25 @@ fn ensure_mosquitto() -> Result<()> {
     )
 }
 
-/// `cargo xtask bench [--quick] [--runs N]`.
+/// `cargo xtask bench [--quick] [--runs N] [--browser-only | --no-browser] [--instrumented]`.
 pub fn run(args: &[String]) -> Result<()> {
     let mut quick = false;
     let mut runs = None;
+    let mut browser = true;
+    let mut browser_only = false;
+    let mut launcher = Launcher::Plain;
     let mut rest = args.iter();
     while let Some(arg) = rest.next() {
         match arg.as_str() {
             "--quick" => quick = true,
             "--runs" => runs = Some(rest.next().context("--runs needs a number")?.parse()?),
-            other => bail!("unknown bench argument {other:?} (expected --quick, --runs N)"),
+            "--browser-only" => browser_only = true,
+            "--no-browser" => browser = false,
+            "--instrumented" => launcher = Launcher::Instrumented,
+            other => bail!(
+                "unknown bench argument {other:?} (expected --quick, --runs N, --browser-only, \
+                 --no-browser, --instrumented)"
+            ),
         }
     }
     let runs: usize = runs.unwrap_or(if quick { 1 } else { 3 });
@@ -350,6 +370,44 @@ pub fn run(args: &[String]) -> Result<()> {
     process::run(process::cargo().args(["build", "--release", "-p", "gateway", "-p", "bench"]))?;
     let dir = process::target_dir().join("bench");
     std::fs::create_dir_all(&dir)?;
+    let mut rows = if browser_only {
+        Vec::new()
+    } else {
+        broker_rows(quick, runs, &dir)?
+    };
+    let mut browser_report = json!(null);
+    if browser {
+        match browser::prerequisites(launcher)? {
+            Ok(package) => {
+                browser_report = json!({ "launcher": launcher.describe(), "package": package });
+                rows.extend(browser::rows(quick, runs, &dir, launcher)?);
+            }
+            Err(why) => println!("note: skipping the browser rows: {why}"),
+        }
+    }
+
+    let table = render_table(&rows, runs);
+    print!("{table}");
+    let json_rows: Vec<Value> = rows.iter().map(Row::to_json).collect();
+    let report = json!({
+        "runs": runs,
+        "quick": quick,
+        "machine": machine(),
+        "mosquitto_config": MOSQUITTO_CONF,
+        "browser": browser_report,
+        "figures": json_rows,
+    });
+    let json_path = dir.join("latest.json");
+    std::fs::write(&json_path, serde_json::to_string_pretty(&report)?)?;
+    let svg_path = dir.join("ratios.svg");
+    std::fs::write(&svg_path, ratio_chart(&json_rows))?;
+    println!("wrote {} and {}", json_path.display(), svg_path.display());
+    Ok(())
+}
+
+/// The rows of the load generator's figures (TCP, WebSocket, latency, connections, 1 MiB, idle
+/// memory) and the derived WebSocket/TCP row.
+fn broker_rows(quick: bool, runs: usize, dir: &Path) -> Result<Vec<Row>> {
     let figures = figures(quick);
     // samples[figure][broker] for broker 0 = gateway, 1 = mosquitto; the last figure is the
     // memory per idle connection. results[..][..] holds the whole JSON of each run.
@@ -357,8 +415,8 @@ pub fn run(args: &[String]) -> Result<()> {
     let mut results: Vec<[Vec<Value>; 2]> = vec![[Vec::new(), Vec::new()]; figures.len() + 1];
 
     {
-        let gateway = start_gateway(&dir)?;
-        let mosquitto = start_mosquitto(&dir)?;
+        let gateway = start_gateway(dir)?;
+        let mosquitto = start_mosquitto(dir)?;
         for run in 0..runs {
             for (index, figure) in figures.iter().enumerate() {
                 let order: [&Broker; 2] = if (run + index) % 2 == 0 {
@@ -402,9 +460,9 @@ pub fn run(args: &[String]) -> Result<()> {
     for run in 0..runs {
         for slot in [run % 2, 1 - run % 2] {
             let broker = if slot == 0 {
-                start_gateway(&dir)?
+                start_gateway(dir)?
             } else {
-                start_mosquitto(&dir)?
+                start_mosquitto(dir)?
             };
             let pid = broker.child.id().to_string();
             let args = ["idle", "--connections", idle_connections, "--pid", &pid].map(String::from);
@@ -441,6 +499,7 @@ pub fn run(args: &[String]) -> Result<()> {
                 ratio: gateway / mosquitto,
                 ratio_of: None,
                 goal: None,
+                note: None,
                 samples,
                 results,
             }
@@ -453,23 +512,7 @@ pub fn run(args: &[String]) -> Result<()> {
         .rposition(|row| row.name.starts_with("WS "))
         .map_or(rows.len(), |index| index + 1);
     rows.insert(after, derived);
-
-    let table = render_table(&rows, runs);
-    print!("{table}");
-    let json_rows: Vec<Value> = rows.iter().map(Row::to_json).collect();
-    let report = json!({
-        "runs": runs,
-        "quick": quick,
-        "machine": machine(),
-        "mosquitto_config": MOSQUITTO_CONF,
-        "figures": json_rows,
-    });
-    let json_path = dir.join("latest.json");
-    std::fs::write(&json_path, serde_json::to_string_pretty(&report)?)?;
-    let svg_path = dir.join("ratios.svg");
-    std::fs::write(&svg_path, ratio_chart(&json_rows))?;
-    println!("wrote {} and {}", json_path.display(), svg_path.display());
-    Ok(())
+    Ok(rows)
 }
 
 /// One line of the table, the chart and `latest.json`.
@@ -486,6 +529,8 @@ struct Row {
     ratio_of: Option<&'static str>,
     /// The ratio the row is judged by when it is not parity with Mosquitto.
     goal: Option<f64>,
+    /// What the table says after the ratio when it is not plain gateway/Mosquitto.
+    note: Option<&'static str>,
     /// Per-run values, [gateway, mosquitto].
     samples: [Vec<f64>; 2],
     /// Per-run JSON results of `mqtt-bench`, [gateway, mosquitto]; empty for a derived row.
@@ -543,6 +588,7 @@ fn own_websocket_ratio(rows: &[Row]) -> Result<Row> {
         ratio: own,
         ratio_of: Some("gateway WS / gateway TCP (the mosquitto column: Mosquitto's WS / TCP)"),
         goal: Some(WS_OVER_TCP_GOAL),
+        note: Some("ratio = gateway WS / gateway TCP; goal 0.8x"),
         samples: [per_run(0), per_run(1)],
         results: [Vec::new(), Vec::new()],
     })
@@ -558,8 +604,8 @@ fn render_table(rows: &[Row], runs: usize) -> String {
         "figure", "gateway", "mosquitto", "ratio"
     );
     for row in rows {
-        let note = match (row.ratio_of, row.better) {
-            (Some(_), _) => "  (ratio = gateway WS / gateway TCP; goal 0.8x)".to_string(),
+        let note = match (row.note, row.better) {
+            (Some(note), _) => format!("  ({note})"),
             (None, Better::Lower) => "  (lower is better)".to_string(),
             (None, Better::Higher) => String::new(),
         };

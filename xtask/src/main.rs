@@ -26,11 +26,13 @@ commands:
   run [args]    build the browser parts (if present), then start the gateway;
                 args go to the gateway (e.g. cargo xtask run --tcp 0.0.0.0:1883)
   dist          build client-wasm into client-wasm/pkg and the www dashboard
-  bench [--quick] [--runs N]
+  bench [--quick] [--runs N] [--browser-only | --no-browser] [--instrumented]
                 the gateway and Mosquitto side by side under the same load,
-                over TCP and WebSocket; prints medians and ratios, writes
+                over TCP and WebSocket, then client-wasm and MQTT.js in
+                headless Chromium; prints medians and ratios, writes
                 target/bench/latest.json and target/bench/ratios.svg
-                (--quick: a one-minute smoke run)
+                (--quick: a smoke run; --instrumented: the browser rows
+                through Playwright, to see what DevTools costs)
   help          print this text
 ";
 

@@ -95,7 +95,7 @@ pub fn ensure_wasm_target() -> Result<()> {
 }
 
 /// Installs the missing Debian packages with apt-get when root; otherwise notes them.
-fn ensure_debian_packages() -> Result<()> {
+pub fn ensure_debian_packages() -> Result<()> {
     if process::probe(process::command("dpkg-query").arg("--version")).is_none() {
         println!(
             "note: no dpkg-query (not Debian?); install yourself: {}",
