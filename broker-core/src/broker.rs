@@ -20,6 +20,7 @@ use crate::config::BrokerConfig;
 use crate::session::{
     InflightMessage, LazyMap, QueuedMessage, Session, SessionKey, SessionSubscription,
 };
+use crate::session_index::SessionIndex;
 use crate::stats::{DropReason, Stats};
 use crate::tree::SubscriptionTree;
 use bytes::{Bytes, BytesMut};
@@ -302,7 +303,7 @@ pub struct Broker {
     /// Boxed for the same reason as `connections`: the vector grows by doubling.
     sessions: Vec<Option<Box<Session>>>,
     free_sessions: Vec<SessionKey>,
-    session_index: HashMap<ByteStr, SessionKey>,
+    session_index: SessionIndex,
     tree: SubscriptionTree<Subscriber, SubscriberEntry>,
     groups: Vec<Option<SharedGroup>>,
     free_groups: Vec<usize>,
@@ -357,7 +358,7 @@ impl Broker {
             pending_authentications: HashMap::default(),
             sessions: Vec::new(),
             free_sessions: Vec::new(),
-            session_index: HashMap::default(),
+            session_index: SessionIndex::default(),
             tree: SubscriptionTree::new(),
             groups: Vec::new(),
             free_groups: Vec::new(),
@@ -661,7 +662,7 @@ impl Broker {
         loop {
             let candidate = ByteStr::from(format!("auto-{:012x}", self.next_assigned_id));
             self.next_assigned_id += 1;
-            if !self.session_index.contains_key(&candidate) {
+            if !self.session_index.contains(&self.sessions, &candidate) {
                 return candidate;
             }
         }
@@ -731,7 +732,7 @@ impl Broker {
         }
 
         // Take over an existing connection with the same identifier [MQTT-3.1.4-3].
-        if let Some(&existing_key) = self.session_index.get(&client_id)
+        if let Some(existing_key) = self.session_index.get(&self.sessions, &client_id)
             && let Some(existing) = self.session(existing_key).connection
         {
             let old_peer = self
@@ -762,7 +763,7 @@ impl Broker {
         };
         let expiry = requested_expiry.min(self.config.max_session_expiry);
 
-        let existing = self.session_index.get(&client_id).copied();
+        let existing = self.session_index.get(&self.sessions, &client_id);
         let (session_key, session_present) = match existing {
             Some(key) if !connect.clean_start => (key, true),
             Some(key) => {
@@ -899,7 +900,7 @@ impl Broker {
                 self.sessions.len() - 1
             }
         };
-        self.session_index.insert(client_id, key);
+        self.session_index.insert(&self.sessions, key);
         key
     }
 
@@ -911,7 +912,7 @@ impl Broker {
         for filter in session.subscriptions.keys() {
             self.remove_subscription_entry(key, filter);
         }
-        self.session_index.remove(&session.client_id);
+        self.session_index.remove(&session.client_id, key);
         self.free_sessions.push(key);
     }
 
@@ -2316,12 +2317,10 @@ impl Broker {
     /// Disconnects the client with `client_id` (administrative action, 0x98 for 5.0 clients).
     /// Returns whether such a client was connected.
     pub fn disconnect_client(&mut self, client_id: &str, now: Instant) -> bool {
-        // Looked up as a `ByteStr`: its hash is that of its bytes, not that of a `str`, so a
-        // `&str` key would miss the entry even though `ByteStr: Borrow<str>`.
         let Some(connection) = self
             .session_index
-            .get(&ByteStr::from(client_id))
-            .and_then(|&key| self.session(key).connection)
+            .get(&self.sessions, client_id)
+            .and_then(|key| self.session(key).connection)
         else {
             return false;
         };

@@ -12,6 +12,7 @@ mod auth;
 mod broker;
 mod config;
 mod session;
+mod session_index;
 mod stats;
 mod tree;
 

@@ -39,7 +39,13 @@ impl Transport for TcpTransport {
                 // buffer. `poll_read_ready` keeps the waker in the socket's registration, where
                 // `readable()` would keep a waiter in this future.
                 poll_fn(|cx| self.stream.poll_read_ready(cx)).await?;
-                if buf.capacity() - buf.len() < 1024 {
+                // The first read after a quiet spell gets a small buffer: most are one small
+                // packet (CONNECT, a PINGREQ, a sensor reading), and thousands of connections
+                // each touching 8 KiB leave the heap fragmented long after the buffers are
+                // freed. A read that leaves a partial packet behind grows it to 8 KiB.
+                if buf.capacity() == 0 {
+                    buf.reserve(512);
+                } else if buf.capacity() - buf.len() < 1024 {
                     buf.reserve(8 * 1024);
                 }
                 match self.stream.try_read_buf(buf) {

@@ -232,7 +232,10 @@ impl Broker {
             );
         }
         for stored in snapshot.sessions {
-            if self.session_index.contains_key(&stored.client_id) {
+            if self
+                .session_index
+                .contains(&self.sessions, &stored.client_id)
+            {
                 continue;
             }
             let key = self.create_session(stored.client_id.clone(), stored.protocol);
