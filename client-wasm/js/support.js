@@ -3,8 +3,13 @@
 // table of numbers), and the message objects are built here, so that no field of any message
 // crosses the boundary on its own. User callbacks run here too, each in its own try/catch, so a
 // throwing listener neither skips the others nor unwinds through the client's Rust code.
+//
+// The option objects of the API are checked and flattened here as well, and the objects Rust
+// reports (properties, event details, results) are built here from flat lists: named fields and
+// their checks take far less room as a table in JS than as code in the wasm module.
 
 const utf8 = new TextDecoder();
+const encoder = new TextEncoder();
 
 // Per message, `meta` holds: topic offset, topic length, payload offset, payload length, flags.
 const FIELDS = 5;
@@ -120,7 +125,7 @@ export function deliver(messages, batchCallbacks, messageCallbacks, target, disp
 }
 
 /** Dispatches a CustomEvent; listener exceptions are reported by dispatchEvent itself. */
-export function dispatch(target, type, detail) {
+function dispatch(target, type, detail) {
   target.dispatchEvent(new CustomEvent(type, { detail }));
 }
 
@@ -142,4 +147,219 @@ export function removeItem(array, item) {
     array.splice(index, 1);
   }
   return index >= 0;
+}
+
+// ---- Options: checked here, handed to Rust as flat arrays (see web/convert.rs) ----
+
+const absent = (value) => value === undefined || value === null;
+
+/** An `INVALID_ARGUMENT` error: "`name` must be `expected`". */
+function invalid(name, expected) {
+  return mqttError("INVALID_ARGUMENT", `${name} must be ${expected}`, -1);
+}
+
+/** `object[name]`, or undefined when `object` is not an object. */
+const field = (object, name) =>
+  typeof object === "object" && object !== null ? object[name] : undefined;
+
+function string(object, name) {
+  const value = field(object, name);
+  if (absent(value)) return undefined;
+  if (typeof value !== "string") throw invalid(name, "a string");
+  return value;
+}
+
+function boolean(object, name) {
+  const value = field(object, name);
+  if (absent(value)) return undefined;
+  if (typeof value !== "boolean") throw invalid(name, "a boolean");
+  return value;
+}
+
+/** A whole number in 0..=maximum. */
+function integer(object, name, maximum) {
+  const value = field(object, name);
+  if (absent(value)) return undefined;
+  if (!(Number.isInteger(value) && value >= 0 && value <= maximum)) {
+    throw invalid(name, "a whole number in range");
+  }
+  return value;
+}
+
+/** A value of 0, 1 or 2 (QoS, Retain Handling); `undefined` when absent. */
+function upToTwo(object, name) {
+  const value = integer(object, name, 255);
+  if (value > 2) throw invalid(name, "0, 1 or 2");
+  return value;
+}
+
+/** The bytes of a string (UTF-8), a typed array or DataView, or an ArrayBuffer. */
+function bytes(value, name) {
+  if (absent(value)) return undefined;
+  if (typeof value === "string") return encoder.encode(value);
+  if (value instanceof Uint8Array) return value;
+  if (value instanceof ArrayBuffer) return new Uint8Array(value);
+  if (ArrayBuffer.isView(value)) {
+    return new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
+  }
+  throw invalid(name, "a string, a Uint8Array, an ArrayBuffer or undefined");
+}
+
+// Property names by index, shared with web/convert.rs. The first 11 (and User Property) are
+// the ones a client sends, with their checks: a maximum for numbers, "s" string, "b" bytes.
+const PROPERTIES = [
+  "payloadFormatIndicator", "messageExpiryInterval", "contentType", "responseTopic",
+  "correlationData", "subscriptionIdentifier", "sessionExpiryInterval",
+  "requestProblemInformation", "willDelayInterval", "requestResponseInformation",
+  "receiveMaximum", "userProperties", "subscriptionIdentifiers", "assignedClientIdentifier",
+  "serverKeepAlive", "responseInformation", "serverReference", "reasonString",
+  "topicAliasMaximum", "maximumQos", "retainAvailable", "maximumPacketSize",
+  "wildcardSubscriptionAvailable", "subscriptionIdentifierAvailable",
+  "sharedSubscriptionAvailable",
+];
+const U8 = 255;
+const U16 = 65535;
+const U32 = 4294967295;
+const SENT = [U8, U32, "s", "s", "b", U32, U32, U8, U32, U8, U16];
+const USER_PROPERTIES = 11;
+const SUBSCRIPTION_IDENTIFIERS = 12;
+
+/** Properties to send, as [index, value, ...]; a User Property is [11, name, value]. */
+function properties(object) {
+  const list = [];
+  object = field(object, "properties");
+  if (absent(object)) return list;
+  SENT.forEach((kind, index) => {
+    const name = PROPERTIES[index];
+    const value =
+      kind === "s" ? string(object, name)
+      : kind === "b" ? bytes(field(object, name), name)
+      : integer(object, name, kind);
+    if (value !== undefined) list.push(index, value);
+  });
+  const user = field(object, "userProperties");
+  if (absent(user)) return list;
+  if (!(user instanceof Object)) throw invalid("userProperties", "an object of strings");
+  for (const [name, value] of Object.entries(user)) {
+    for (const item of Array.isArray(value) ? value : [value]) {
+      if (typeof item !== "string") {
+        throw invalid("userProperties values", "strings or arrays of strings");
+      }
+      list.push(USER_PROPERTIES, name, item);
+    }
+  }
+  return list;
+}
+
+/** `connect()` options: see `connect_options` in web/convert.rs for the positions. */
+export function connectOptions(options) {
+  if (!absent(options) && typeof options !== "object") throw invalid("options", "an object");
+  const protocol = integer(options, "protocolVersion", U8);
+  if (protocol !== undefined && protocol !== 4 && protocol !== 5) {
+    throw invalid("protocolVersion", "4 or 5");
+  }
+  let will = field(options, "will");
+  if (!absent(will)) {
+    const topic = string(will, "topic");
+    if (topic === undefined) throw invalid("will.topic", "a string");
+    will = [
+      topic,
+      bytes(field(will, "payload"), "will.payload"),
+      upToTwo(will, "qos"),
+      boolean(will, "retain"),
+      properties(will),
+    ];
+  }
+  let reconnect = field(options, "reconnect");
+  if (typeof reconnect !== "boolean" && !absent(reconnect)) {
+    reconnect = [integer(reconnect, "minDelayMs", U32), integer(reconnect, "maxDelayMs", U32)];
+  }
+  return [
+    protocol,
+    will,
+    reconnect,
+    string(options, "clientId"),
+    integer(options, "keepalive", U16),
+    boolean(options, "clean"),
+    integer(options, "sessionExpiry", U32),
+    string(options, "username"),
+    bytes(field(options, "password"), "password"),
+    integer(options, "offlineQueueLimit", U32),
+    integer(options, "connectTimeoutMs", U32),
+    integer(options, "maximumPacketSize", U32),
+    properties(options),
+  ];
+}
+
+/** `publish()` arguments: [payload, qos, retain, properties]. */
+export const publishOptions = (payload, options) => [
+  bytes(payload, "payload"),
+  upToTwo(options, "qos"),
+  boolean(options, "retain"),
+  properties(options),
+];
+
+/** `subscribe()` options: [qos, noLocal, retainAsPublished, retainHandling, properties]. */
+export const subscribeOptions = (options) => [
+  upToTwo(options, "qos"),
+  boolean(options, "noLocal"),
+  boolean(options, "retainAsPublished"),
+  upToTwo(options, "retainHandling"),
+  properties(options),
+];
+
+/** `unsubscribe()` options: the properties. */
+export const unsubscribeOptions = (options) => properties(options);
+
+// ---- Objects built from what Rust reports ----
+
+/**
+ * Received properties from [index, value, ...] (see `properties_to_js` in web/convert.rs):
+ * Subscription Identifiers gather into an array, and repeated User Property names into arrays.
+ */
+export function propertiesObject(list) {
+  const result = {};
+  for (let at = 0; at < list.length; at += 2) {
+    const index = list[at];
+    const value = list[at + 1];
+    if (index === USER_PROPERTIES) {
+      // [11, name, value]: one item more than the others.
+      const user = (result.userProperties ??= {});
+      const item = list[at + 2];
+      const known = user[value];
+      user[value] = known === undefined ? item : Array.isArray(known) ? [...known, item] : [known, item];
+      at++;
+    } else if (index === SUBSCRIPTION_IDENTIFIERS) {
+      (result.subscriptionIdentifiers ??= []).push(value);
+    } else {
+      result[PROPERTIES[index]] = value;
+    }
+  }
+  return result;
+}
+
+const EVENTS = ["connect", "close", "reconnect", "error"];
+
+/** Dispatches one of the client's events; its detail is built from `a` and `b`. */
+export function event(target, type, a, b) {
+  const detail =
+    type === 0 ? { sessionPresent: a, properties: b }
+    : type === 1 ? (a === undefined ? { reconnect: b } : { error: a, reconnect: b })
+    : type === 2 ? { attempt: a, delayMs: b }
+    : a;
+  dispatch(target, EVENTS[type], detail);
+}
+
+/** What a subscribe (`qos` >= 0) or an unsubscribe resolves with. */
+export const result = (qos, reasonCode) => (qos < 0 ? { reasonCode } : { qos, reasonCode });
+
+/** A new Promise with its settling functions: [promise, resolve, reject]. */
+export function deferred() {
+  let resolve;
+  let reject;
+  const promise = new Promise((yes, no) => {
+    resolve = yes;
+    reject = no;
+  });
+  return [promise, resolve, reject];
 }

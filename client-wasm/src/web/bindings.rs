@@ -73,9 +73,6 @@ extern "C" {
         dispatch_each: bool,
     );
 
-    /// Dispatches a `CustomEvent` with `detail`.
-    pub fn dispatch(target: &Target, kind: &str, detail: &JsValue);
-
     /// An `Error` named `MqttError` with `code` and, when `reason_code >= 0`, `reasonCode`.
     #[wasm_bindgen(js_name = mqttError)]
     pub fn mqtt_error(code: &str, message: &str, reason_code: i32) -> JsValue;
@@ -83,4 +80,35 @@ extern "C" {
     /// Removes `item` from `array`, comparing with `===`.
     #[wasm_bindgen(js_name = removeItem)]
     pub fn remove_item(array: &Array, item: &JsValue) -> bool;
+
+    /// `connect()`'s options checked and flattened (see `convert::connect_options`); throws
+    /// an `INVALID_ARGUMENT` error naming a malformed field.
+    #[wasm_bindgen(js_name = connectOptions, catch)]
+    pub fn connect_options(options: &JsValue) -> Result<JsValue, JsValue>;
+
+    /// `publish()`'s payload and options: `[payload, qos, retain, properties]`.
+    #[wasm_bindgen(js_name = publishOptions, catch)]
+    pub fn publish_options(payload: &JsValue, options: &JsValue) -> Result<JsValue, JsValue>;
+
+    /// `subscribe()`'s options: `[qos, noLocal, retainAsPublished, retainHandling, properties]`.
+    #[wasm_bindgen(js_name = subscribeOptions, catch)]
+    pub fn subscribe_options(options: &JsValue) -> Result<JsValue, JsValue>;
+
+    /// `unsubscribe()`'s options: the properties list.
+    #[wasm_bindgen(js_name = unsubscribeOptions, catch)]
+    pub fn unsubscribe_options(options: &JsValue) -> Result<JsValue, JsValue>;
+
+    /// Received properties as an object, from `[index, value, ...]`.
+    #[wasm_bindgen(js_name = propertiesObject)]
+    pub fn properties_object(list: &Array) -> JsValue;
+
+    /// Dispatches event `kind` (0 connect, 1 close, 2 reconnect, 3 error), its detail built
+    /// from `a` and `b`.
+    pub fn event(target: &Target, kind: u32, a: &JsValue, b: &JsValue);
+
+    /// `{ qos, reasonCode }`, or `{ reasonCode }` when `qos` is negative.
+    pub fn result(qos: i32, reason_code: u8) -> JsValue;
+
+    /// `[promise, resolve, reject]`.
+    pub fn deferred() -> Array;
 }

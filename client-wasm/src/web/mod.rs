@@ -27,7 +27,7 @@ pub use bindings::{
 };
 use bindings::{Target, performance_now};
 use core::cell::RefCell;
-use js_sys::{Array, Function, Object, Promise, Reflect, Uint8Array};
+use js_sys::{Array, Function, Promise, Uint8Array};
 use mqtt_codec::{ByteStr, Properties, PublishPacket, SubscriptionOptions};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
@@ -53,8 +53,8 @@ struct Settle {
 enum Effect {
     /// Call a function (resolve, reject) with one argument.
     Call(Function, JsValue),
-    /// Dispatch a CustomEvent on the client's target.
-    Dispatch(&'static str, JsValue),
+    /// Dispatch event `kind` (see `bindings::event`) with its detail's two values.
+    Dispatch(u32, JsValue, JsValue),
     /// Deliver one batch of messages.
     Messages(Array),
 }
@@ -239,37 +239,30 @@ impl Driver {
                 session_present,
                 properties,
             } => {
-                let detail = Object::new();
-                set(&detail, "sessionPresent", &session_present.into());
-                set(
-                    &detail,
-                    "properties",
-                    &convert::properties_to_js(&properties),
-                );
                 if let Some(settle) = self.connect_promise.take() {
                     let client = MqttClient {
                         driver: self.owner.take().or_else(|| self.weak.upgrade()),
                     };
                     effects.push(Effect::Call(settle.resolve, client.into()));
                 }
-                effects.push(Effect::Dispatch("connect", detail.into()));
+                effects.push(Effect::Dispatch(
+                    CONNECT,
+                    session_present.into(),
+                    convert::properties_to_js(&properties),
+                ));
             }
             Event::ConnectionLost { error, reconnect } => {
-                let detail = Object::new();
-                set(&detail, "error", &convert::error_value(&error));
-                set(&detail, "reconnect", &reconnect.into());
                 if self.connect_promise.is_none() {
-                    if matches!(error, ClientError::ConnectionRefused(_)) {
-                        effects.push(Effect::Dispatch("error", convert::error_value(&error)));
+                    let refused = matches!(error, ClientError::ConnectionRefused(_));
+                    let error = convert::error_value(&error);
+                    if refused {
+                        effects.push(Effect::Dispatch(ERROR, error.clone(), JsValue::UNDEFINED));
                     }
-                    effects.push(Effect::Dispatch("close", detail.into()));
+                    effects.push(Effect::Dispatch(CLOSE, error, reconnect.into()));
                 }
             }
             Event::Reconnecting { attempt, delay_ms } => {
-                let detail = Object::new();
-                set(&detail, "attempt", &attempt.into());
-                set(&detail, "delayMs", &delay_ms.into());
-                effects.push(Effect::Dispatch("reconnect", detail.into()));
+                effects.push(Effect::Dispatch(RECONNECT, attempt.into(), delay_ms.into()));
             }
             Event::Closed { error } => {
                 self.socket = None;
@@ -282,9 +275,7 @@ impl Driver {
                     }
                     // After end(): the only "close" this connection reports.
                     (None, None) => {
-                        let detail = Object::new();
-                        set(&detail, "reconnect", &false.into());
-                        effects.push(Effect::Dispatch("close", detail.into()));
+                        effects.push(Effect::Dispatch(CLOSE, JsValue::UNDEFINED, false.into()));
                     }
                     // A failure already reported its "close" through ConnectionLost.
                     (None, Some(_)) => {}
@@ -303,7 +294,11 @@ impl Driver {
                 }
             }
             Event::Error(error) => {
-                effects.push(Effect::Dispatch("error", convert::error_value(&error)));
+                effects.push(Effect::Dispatch(
+                    ERROR,
+                    convert::error_value(&error),
+                    JsValue::UNDEFINED,
+                ));
             }
             Event::Message(_) => {}
         }
@@ -323,7 +318,9 @@ impl Driver {
         socket.set_binary_type(BinaryType::Arraybuffer);
         let weak = self.weak.clone();
         let on_open = Closure::<dyn FnMut()>::new(move || {
-            turn(&weak, true, &mut |driver, now| driver.session.handle_open(now));
+            turn(&weak, true, &mut |driver, now| {
+                driver.session.handle_open(now)
+            });
         });
         let weak = self.weak.clone();
         let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
@@ -389,24 +386,19 @@ impl Drop for Driver {
     }
 }
 
-fn set(object: &Object, key: &str, value: &JsValue) {
-    let _ = Reflect::set(object, &JsValue::from_str(key), value);
-}
+/// The events of `bindings::event`.
+const CONNECT: u32 = 0;
+const CLOSE: u32 = 1;
+const RECONNECT: u32 = 2;
+const ERROR: u32 = 3;
 
 fn completion_value(completion: Completion) -> JsValue {
     match completion {
         Completion::Published => JsValue::UNDEFINED,
         Completion::Subscribed { qos, reason_code } => {
-            let result = Object::new();
-            set(&result, "qos", &(qos as u8).into());
-            set(&result, "reasonCode", &reason_code.as_u8().into());
-            result.into()
+            bindings::result(i32::from(qos as u8), reason_code.as_u8())
         }
-        Completion::Unsubscribed { reason_code } => {
-            let result = Object::new();
-            set(&result, "reasonCode", &reason_code.as_u8().into());
-            result.into()
-        }
+        Completion::Unsubscribed { reason_code } => bindings::result(-1, reason_code.as_u8()),
     }
 }
 
@@ -440,7 +432,7 @@ fn run_turn(driver: &Rc<RefCell<Driver>>, send_now: bool, input: &mut dyn FnMut(
             Effect::Call(function, value) => {
                 let _ = function.call1(&JsValue::UNDEFINED, &value);
             }
-            Effect::Dispatch(kind, detail) => bindings::dispatch(&target, kind, &detail),
+            Effect::Dispatch(kind, a, b) => bindings::event(&target, kind, &a, &b),
             Effect::Messages(messages) => bindings::deliver(
                 &messages,
                 &batch_callbacks,
@@ -465,10 +457,12 @@ fn random_client_id() -> String {
 
 /// A Promise whose settling functions are returned alongside it.
 fn promise() -> (Promise, Settle) {
-    let mut settle = None;
-    let promise = Promise::new(&mut |resolve, reject| settle = Some(Settle { resolve, reject }));
-    let settle = settle.expect("the Promise executor runs synchronously");
-    (promise, settle)
+    let parts = bindings::deferred();
+    let settle = Settle {
+        resolve: parts.get(1).unchecked_into(),
+        reject: parts.get(2).unchecked_into(),
+    };
+    (parts.get(0).unchecked_into(), settle)
 }
 
 fn rejected(error: JsValue) -> Promise {
@@ -489,10 +483,7 @@ impl MqttClient {
     /// connection (CONNACK), rejects with an `MqttError` (e.g. `CONNECTION_REFUSED`) otherwise.
     #[wasm_bindgen(unchecked_return_type = "Promise<MqttClient>")]
     pub fn connect(url: String, options: Option<bindings::ConnectOptionsArg>) -> Promise {
-        let options = match convert::connect_options(
-            &options.map(JsValue::from).unwrap_or_default(),
-            random_client_id,
-        ) {
+        let options = match convert::connect_options(&options.into(), random_client_id) {
             Ok(options) => options,
             Err(error) => return rejected(error),
         };
@@ -550,11 +541,10 @@ impl MqttClient {
         filter: String,
         options: Option<bindings::SubscribeOptionsArg>,
     ) -> Promise {
-        let (options, properties) =
-            match convert::subscribe_options(&options.map(JsValue::from).unwrap_or_default()) {
-                Ok(converted) => converted,
-                Err(error) => return rejected(error),
-            };
+        let (options, properties) = match convert::subscribe_options(&options.into()) {
+            Ok(converted) => converted,
+            Err(error) => return rejected(error),
+        };
         self.request(Call::Subscribe(filter, options, properties))
     }
 
@@ -565,11 +555,10 @@ impl MqttClient {
         filter: String,
         options: Option<bindings::UnsubscribeOptionsArg>,
     ) -> Promise {
-        let properties =
-            match convert::unsubscribe_options(&options.map(JsValue::from).unwrap_or_default()) {
-                Ok(properties) => properties,
-                Err(error) => return rejected(error),
-            };
+        let properties = match convert::unsubscribe_options(&options.into()) {
+            Ok(properties) => properties,
+            Err(error) => return rejected(error),
+        };
         self.request(Call::Unsubscribe(filter, properties))
     }
 
@@ -584,12 +573,8 @@ impl MqttClient {
         payload: JsValue,
         options: Option<bindings::PublishOptionsArg>,
     ) -> Promise {
-        let payload = match convert::payload_from_js(&payload) {
-            Ok(payload) => payload,
-            Err(error) => return rejected(error),
-        };
-        let (qos, retain, properties) =
-            match convert::publish_options(&options.map(JsValue::from).unwrap_or_default()) {
+        let (payload, qos, retain, properties) =
+            match convert::publish_options(&payload, &options.into()) {
                 Ok(converted) => converted,
                 Err(error) => return rejected(error),
             };
