@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 use std::future::{Future, poll_fn};
 use std::io;
 use std::sync::Arc;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -48,8 +48,20 @@ impl Transport for TcpTransport {
                 } else if buf.capacity() - buf.len() < 1024 {
                     buf.reserve(8 * 1024);
                 }
+                let spare = buf.capacity() - buf.len();
                 match self.stream.try_read_buf(buf) {
-                    Ok(count) => return Ok(count),
+                    Ok(count) => {
+                        if count > 0 && count < spare {
+                            // A short read emptied the socket. Forget the cached readiness now
+                            // instead of learning it from one more read that fails: that read
+                            // would sit between this message and its delivery. Data arriving
+                            // meanwhile is a new edge, which sets the readiness again.
+                            let _ = self.stream.try_io(Interest::READABLE, || {
+                                Err::<(), _>(io::ErrorKind::WouldBlock.into())
+                            });
+                        }
+                        return Ok(count);
+                    }
                     Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
                         // Readiness is cached until a read fails, so after every burst the
                         // wait above answers at once and only this read finds the socket

@@ -452,6 +452,41 @@ async fn mqtt_4_6_0_5_messages_delivered_in_publish_order() {
     gateway.shutdown(WAIT).await;
 }
 
+/// Packets that arrive in pieces, with pauses between the pieces, are all delivered: the TCP
+/// reader forgets a socket's readiness after a short read, so each new piece must wake it.
+#[tokio::test]
+async fn packets_arriving_in_pieces_are_delivered() {
+    let gateway = TestGateway::start().await;
+    let mut subscriber = TestClient::v5(gateway.addr, "piecewise-reader").await;
+    subscriber.subscribe("pieces/#", QoS::AtMostOnce).await;
+    let mut publisher = TestClient::v311(gateway.addr, "piecewise-writer").await;
+    let mut bytes = bytes::BytesMut::new();
+    for index in 0..3 {
+        let publish = publish_packet(
+            "pieces/t",
+            &format!("piece {index}"),
+            QoS::AtMostOnce,
+            false,
+        );
+        mqtt_codec::encode(&Packet::Publish(publish), ProtocolVersion::V311, &mut bytes)
+            .expect("encodes");
+    }
+    // Cut mid-header, mid-topic, between packets and mid-payload.
+    let cuts = [1, 5, bytes.len() / 3, bytes.len() / 2 + 3, bytes.len()];
+    let mut start = 0;
+    for end in cuts {
+        publisher.send_raw(&bytes[start..end]).await;
+        start = end;
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    for index in 0..3 {
+        let message = subscriber.expect_message().await;
+        assert_eq!(message.payload, format!("piece {index}"));
+    }
+    subscriber.expect_silence(QUIET).await;
+    gateway.shutdown(WAIT).await;
+}
+
 /// 5.0 [MQTT-3.10.4-2] [MQTT-3.11.3-1] (3.1.1 [MQTT-3.10.4-2]): after UNSUBSCRIBE the gateway
 /// sends no new messages for the filter; the 5.0 UNSUBACK has one reason code per filter, in
 /// order (0x11 for a filter with no subscription), and a QoS 1 PUBLISH that reaches nobody is
