@@ -3,8 +3,8 @@
 //! dist: `client-wasm` is built with the size-first `wasm-release` profile, bound with the
 //! wasm-bindgen CLI pinned by Cargo.lock into the npm package `client-wasm/pkg`, and shrunk with
 //! `wasm-opt -Oz` from the npm package `binaryen`; the package gets its own `package.json` and
-//! README, comment-only lines leave the shipped scripts, and the sizes browsers download are
-//! printed. Then `www` runs its npm `build` script.
+//! README, the shipped scripts are minified by esbuild (a dev dependency of the npm workspace),
+//! and the sizes browsers download are printed. Then `www` runs its npm `build` script.
 //! Parts that do not exist yet are skipped with a note.
 
 use std::path::Path;
@@ -119,7 +119,7 @@ fn client_wasm() -> Result<()> {
     let mut scripts = vec![out_dir.join("client_wasm.js")];
     collect_js(&out_dir.join("snippets"), &mut scripts)?;
     for script in &scripts {
-        strip_comment_lines(script)?;
+        minify_script(script)?;
     }
     let sizes = package_sizes(&out_dir)?;
     print_package_sizes(&sizes);
@@ -176,21 +176,27 @@ fn write_package_files(out_dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Removes the lines that hold only a comment from a shipped script (the documentation lives
-/// in the `.d.ts`), then has Node parse the result, so a script that the plain line test would
-/// break cannot ship.
-fn strip_comment_lines(path: &Path) -> Result<()> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let kept: Vec<&str> = text
-        .lines()
-        .filter(|line| {
-            let line = line.trim_start();
-            !(line.starts_with("//") || line.starts_with("/*") || line.starts_with('*'))
-        })
-        .collect();
-    std::fs::write(path, kept.join("\n") + "\n")
-        .with_context(|| format!("writing {}", path.display()))?;
+/// Minifies a shipped script in place with esbuild: whitespace, comments (the documentation
+/// lives in the `.d.ts`) and local names. No `--format`, so esbuild keeps the module's
+/// top-level names (`MqttClient`, `MqttMessage`) as they are. Node then parses the result.
+fn minify_script(path: &Path) -> Result<()> {
+    let esbuild = root().join("node_modules/.bin/esbuild");
+    if !esbuild.exists() {
+        bail!(
+            "{} is missing: esbuild is a dev dependency of the npm workspace (npm ci)",
+            esbuild.display()
+        );
+    }
+    let mut minify = process::command(&esbuild);
+    minify
+        .arg(path)
+        .arg("--minify")
+        .arg("--allow-overwrite")
+        .arg("--log-level=warning")
+        // wasm-bindgen's glue names the support module once per import group in one object.
+        .arg("--log-override:duplicate-object-key=silent")
+        .arg(format!("--outfile={}", path.display()));
+    process::run(&mut minify)?;
     process::run(process::command("node").arg("--check").arg(path))
 }
 
