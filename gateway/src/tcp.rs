@@ -49,19 +49,25 @@ impl Transport for TcpTransport {
                     buf.reserve(8 * 1024);
                 }
                 let spare = buf.capacity() - buf.len();
-                match self.stream.try_read_buf(buf) {
-                    Ok(count) => {
-                        if count > 0 && count < spare {
-                            // A short read emptied the socket. Forget the cached readiness now
-                            // instead of learning it from one more read that fails: that read
-                            // would sit between this message and its delivery. Data arriving
-                            // meanwhile is a new edge, which sets the readiness again.
-                            let _ = self.stream.try_io(Interest::READABLE, || {
-                                Err::<(), _>(io::ErrorKind::WouldBlock.into())
-                            });
-                        }
-                        return Ok(count);
+                // A short read empties the socket: its cached readiness is then forgotten at
+                // once, rather than learnt from one more read that fails, which would sit
+                // between this message and its delivery. The read runs inside `try_io` so the
+                // readiness cleared is the one seen before it: data arriving after the read
+                // is a newer event and keeps the socket ready.
+                let mut short_read = None;
+                let result = self.stream.try_io(Interest::READABLE, || {
+                    let count = self.stream.try_read_buf(buf)?;
+                    if count > 0 && count < spare {
+                        short_read = Some(count);
+                        return Err(io::ErrorKind::WouldBlock.into());
                     }
+                    Ok(count)
+                });
+                if let Some(count) = short_read {
+                    return Ok(count);
+                }
+                match result {
+                    Ok(count) => return Ok(count),
                     Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
                         // Readiness is cached until a read fails, so after every burst the
                         // wait above answers at once and only this read finds the socket
