@@ -181,6 +181,7 @@ async function startMqttJs(recorder) {
   await new Promise((resolve, reject) => {
     client.once("connect", resolve);
     client.once("error", reject);
+    client.once("close", () => reject(new Error("MQTT.js: connection closed before CONNACK")));
   });
   client.on("message", (_topic, payload) => {
     const now = performance.now();

@@ -163,16 +163,17 @@ pub fn rows(quick: bool, runs: usize, dir: &Path, launcher: Launcher) -> Result<
     );
     let mut samples = vec![[Vec::new(), Vec::new()]; BROWSER_FIGURES.len()];
     let mut results: Vec<[Vec<Value>; 2]> = vec![[Vec::new(), Vec::new()]; BROWSER_FIGURES.len()];
-    let gateway = start_gateway(dir)?;
-    let mosquitto = start_mosquitto(dir)?;
+    let mut brokers = [start_gateway(dir)?, start_mosquitto(dir)?];
     for run in 0..runs {
         for (index, page) in BROWSER_PAGES.iter().enumerate() {
-            let order: [&Broker; 2] = if (run + index) % 2 == 0 {
-                [&gateway, &mosquitto]
+            let order = if (run + index) % 2 == 0 {
+                [0, 1]
             } else {
-                [&mosquitto, &gateway]
+                [1, 0]
             };
-            for broker in order {
+            for slot in order {
+                restart_if_exited(&mut brokers[slot], dir)?;
+                let broker = &brokers[slot];
                 let count = if page.latency {
                     latency_messages
                 } else {
@@ -236,7 +237,6 @@ pub fn rows(quick: bool, runs: usize, dir: &Path, launcher: Launcher) -> Result<
                     }
                 }
                 println!("{line}");
-                let slot = usize::from(broker.name == "mosquitto");
                 for (figure_index, figure) in BROWSER_FIGURES.iter().enumerate() {
                     if figure.page != index {
                         continue;
@@ -261,7 +261,7 @@ pub fn rows(quick: bool, runs: usize, dir: &Path, launcher: Launcher) -> Result<
             }
         }
     }
-    drop((gateway, mosquitto));
+    drop(brokers);
 
     let mut rows: Vec<Row> = BROWSER_FIGURES
         .iter()
@@ -351,6 +351,24 @@ pub fn rows(quick: bool, runs: usize, dir: &Path, launcher: Launcher) -> Result<
     rows.insert(after, cross_row);
     rows.insert(after, shared_row);
     Ok(rows)
+}
+
+/// Starts a new broker in place of one that exited (or was killed by something else on this
+/// machine), so that one lost broker does not fail every later run.
+fn restart_if_exited(broker: &mut Broker, dir: &Path) -> Result<()> {
+    let Ok(Some(status)) = broker.child.try_wait() else {
+        return Ok(());
+    };
+    println!(
+        "note: {} exited ({status}); starting a new one",
+        broker.name
+    );
+    *broker = if broker.name == "gateway" {
+        start_gateway(dir)?
+    } else {
+        start_mosquitto(dir)?
+    };
+    Ok(())
 }
 
 /// [`median`], or NaN when there is no sample (every run of the figure failed).

@@ -29,6 +29,8 @@ use std::time::{Duration, Instant};
 const MAX_BODY: usize = 16 << 20;
 /// Time the page may take from launch to its `/ready` (Chromium's start, the connections).
 const READY_TIMEOUT: Duration = Duration::from_secs(45);
+/// What a publisher may take at most (`mqtt-bench --timeout 60` gives up after 76 s).
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(80);
 
 /// How the page is opened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -140,13 +142,15 @@ impl PageServer {
         url.push_str(&format!("&limit={}", limit.as_secs()));
         // Posts left over from an earlier page are of no interest.
         while self.posts.try_recv().is_ok() {}
-        let browser = Browser::launch(self, &url, &run)?;
+        let result_timeout = limit + Duration::from_secs(20);
+        let lifetime = READY_TIMEOUT + PUBLISH_TIMEOUT + result_timeout;
+        let browser = Browser::launch(self, &url, &run, lifetime)?;
         self.wait_for(&run, "/ready", READY_TIMEOUT)
             .with_context(|| format!("the page never got ready ({url})"))?;
         let publisher = publish(&topic)?;
         // The page gives up `limit` after ready, or 5 s after its last message; then posts.
         let mut result = self
-            .wait_for(&run, "/result", limit + Duration::from_secs(20))
+            .wait_for(&run, "/result", result_timeout)
             .with_context(|| format!("the page posted no result ({url})"))?;
         drop(browser);
         let started = publisher["started_us"].as_f64().unwrap_or(f64::NAN);
@@ -179,7 +183,9 @@ impl PageServer {
                 continue;
             }
             if post.path == "/error" {
-                bail!("the page failed: {}", post.body["message"]);
+                let message = post.body["message"].as_str().unwrap_or("?");
+                let first = message.lines().next().unwrap_or(message);
+                bail!("the page failed: {first}");
             }
             if post.path == path {
                 return Ok(post.body);
@@ -195,31 +201,33 @@ struct Browser {
 }
 
 impl Browser {
-    fn launch(server: &PageServer, url: &str, run: &str) -> Result<Browser> {
+    fn launch(server: &PageServer, url: &str, run: &str, lifetime: Duration) -> Result<Browser> {
         let profile = server.dir.join(format!("profile-{run}"));
         let _ = std::fs::remove_dir_all(&profile);
         std::fs::create_dir_all(&profile)?;
         let log = std::fs::File::create(server.dir.join("chromium.log"))?;
-        let mut command = match server.launcher {
+        // Under coreutils' `timeout`, which also ends the browser should this process die
+        // before it could (an interrupted benchmark must not leave Chromium running).
+        let mut command = process::command("timeout");
+        command.args(["--kill-after=5", &format!("{}", lifetime.as_secs())]);
+        match server.launcher {
             Launcher::Plain => {
-                let mut command = process::command(&server.chromium);
                 command
+                    .arg(&server.chromium)
                     .arg("--headless=new")
                     .args(CHROMIUM_FLAGS)
                     .arg(format!("--user-data-dir={}", profile.display()))
                     .arg(url);
-                command
             }
             Launcher::Instrumented => {
-                let mut command = process::command("node");
                 command
+                    .arg("node")
                     .arg(root().join("bench/browser/playwright.mjs"))
                     .arg(url)
                     .env("CHROMIUM", &server.chromium)
                     .env("CHROMIUM_FLAGS", CHROMIUM_FLAGS.join(" "));
-                command
             }
-        };
+        }
         command
             .stdout(log.try_clone()?)
             .stderr(log)
