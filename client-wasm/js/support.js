@@ -140,6 +140,39 @@ export function mqttError(code, message, reasonCode) {
   return error;
 }
 
+// ---- The WebSocket ----
+
+/**
+ * Opens a WebSocket (subprotocol `mqtt`, binary frames as ArrayBuffers) whose events call
+ * `handler(kind, data)`: 0 open, 1 a binary message as a Uint8Array, 2 closed. An error is
+ * always followed by a close event, which does the work.
+ */
+export function openSocket(url, handler) {
+  const socket = new WebSocket(url, "mqtt");
+  socket.binaryType = "arraybuffer";
+  socket.onopen = () => handler(0);
+  socket.onmessage = (event) => {
+    if (event.data instanceof ArrayBuffer) handler(1, new Uint8Array(event.data));
+  };
+  socket.onclose = () => handler(2);
+  return socket;
+}
+
+/** Sends `data` (a view into wasm memory, copied by `send`); a closing socket throws. */
+export function send(socket, data) {
+  try {
+    socket.send(data);
+  } catch {
+    // Its close event follows.
+  }
+}
+
+/** Detaches the handlers (Rust is dropping the closure behind them), then closes. */
+export function closeSocket(socket) {
+  socket.onopen = socket.onmessage = socket.onclose = socket.onerror = null;
+  socket.close();
+}
+
 /** Removes `item` (compared with ===) from `array`; true if it was there. */
 export function removeItem(array, item) {
   const index = array.indexOf(item);

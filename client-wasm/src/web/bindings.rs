@@ -77,6 +77,19 @@ extern "C" {
     #[wasm_bindgen(js_name = mqttError)]
     pub fn mqtt_error(code: &str, message: &str, reason_code: i32) -> JsValue;
 
+    /// A WebSocket to `url` (subprotocol `mqtt`, binary frames as ArrayBuffers) whose events
+    /// call `handler(kind, data)`: 0 open, 1 a binary message (`data` a `Uint8Array`), 2 closed
+    /// (an error is always followed by a close). Throws for a malformed URL.
+    #[wasm_bindgen(js_name = openSocket, catch)]
+    pub fn open_socket(url: &str, handler: &Function) -> Result<JsValue, JsValue>;
+
+    /// Sends one binary message; a socket that cannot send reports its close event instead.
+    pub fn send(socket: &JsValue, data: &[u8]);
+
+    /// Detaches the socket's handlers, then closes it.
+    #[wasm_bindgen(js_name = closeSocket)]
+    pub fn close_socket(socket: &JsValue);
+
     /// Removes `item` from `array`, comparing with `===`.
     #[wasm_bindgen(js_name = removeItem)]
     pub fn remove_item(array: &Array, item: &JsValue) -> bool;

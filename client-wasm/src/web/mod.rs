@@ -31,7 +31,6 @@ use js_sys::{Array, Function, Promise, Uint8Array};
 use mqtt_codec::{ByteStr, Properties, PublishPacket, SubscriptionOptions};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
-use web_sys::{BinaryType, MessageEvent, WebSocket};
 
 #[wasm_bindgen(typescript_custom_section)]
 const TYPES: &str = include_str!("../../js/types.d.ts");
@@ -59,22 +58,16 @@ enum Effect {
     Messages(Array),
 }
 
-/// One WebSocket and the handlers attached to it.
+/// One WebSocket (opened by `openSocket` in support.js) and the handler of its events.
 struct Socket {
-    socket: WebSocket,
-    _on_open: Closure<dyn FnMut()>,
-    _on_message: Closure<dyn FnMut(MessageEvent)>,
-    _on_close: Closure<dyn FnMut()>,
+    socket: JsValue,
+    _handler: Closure<dyn FnMut(u32, JsValue)>,
 }
 
 impl Drop for Socket {
     fn drop(&mut self) {
-        // Detach first: a handler must not run once its closure is gone.
-        self.socket.set_onopen(None);
-        self.socket.set_onmessage(None);
-        self.socket.set_onclose(None);
-        self.socket.set_onerror(None);
-        let _ = self.socket.close();
+        // Detaches the handlers first: none may run once the closure is gone.
+        bindings::close_socket(&self.socket);
     }
 }
 
@@ -191,7 +184,7 @@ impl Driver {
         while let Some(bytes) = self.session.poll_transmit() {
             if let Some(socket) = &self.socket {
                 // A send on a closing socket fails; its close event follows and reconnects.
-                let _ = socket.socket.send_with_u8_array(&bytes);
+                bindings::send(&socket.socket, &bytes);
             }
         }
     }
@@ -314,42 +307,26 @@ impl Driver {
     }
 
     fn new_socket(&self) -> Result<Socket, JsValue> {
-        let socket = WebSocket::new_with_str(&self.url, "mqtt")?;
-        socket.set_binary_type(BinaryType::Arraybuffer);
         let weak = self.weak.clone();
-        let on_open = Closure::<dyn FnMut()>::new(move || {
-            turn(&weak, true, &mut |driver, now| {
-                driver.session.handle_open(now)
+        let handler = Closure::<dyn FnMut(u32, JsValue)>::new(move |kind, data: JsValue| {
+            turn(&weak, true, &mut |driver, now| match kind {
+                SOCKET_OPEN => driver.session.handle_open(now),
+                SOCKET_MESSAGE => {
+                    let bytes: &Uint8Array = data.unchecked_ref();
+                    let length = bytes.length() as usize;
+                    bytes.copy_to(driver.session.receive_buffer(length));
+                    driver.session.handle_received(now);
+                }
+                _ => {
+                    driver.socket = None;
+                    driver.session.handle_transport_closed(now);
+                }
             });
         });
-        let weak = self.weak.clone();
-        let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
-            let Ok(data) = event.data().dyn_into::<js_sys::ArrayBuffer>() else {
-                return;
-            };
-            turn(&weak, true, &mut |driver, now| {
-                let bytes = Uint8Array::new(&data);
-                let length = bytes.length() as usize;
-                bytes.copy_to(driver.session.receive_buffer(length));
-                driver.session.handle_received(now);
-            });
-        });
-        let weak = self.weak.clone();
-        let on_close = Closure::<dyn FnMut()>::new(move || {
-            turn(&weak, true, &mut |driver, now| {
-                driver.socket = None;
-                driver.session.handle_transport_closed(now);
-            });
-        });
-        socket.set_onopen(Some(on_open.as_ref().unchecked_ref()));
-        socket.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
-        // An error event is always followed by a close event, which does the work.
-        socket.set_onclose(Some(on_close.as_ref().unchecked_ref()));
+        let socket = bindings::open_socket(&self.url, handler.as_ref().unchecked_ref())?;
         Ok(Socket {
             socket,
-            _on_open: on_open,
-            _on_message: on_message,
-            _on_close: on_close,
+            _handler: handler,
         })
     }
 
@@ -385,6 +362,10 @@ impl Drop for Driver {
         }
     }
 }
+
+/// The events `openSocket` reports.
+const SOCKET_OPEN: u32 = 0;
+const SOCKET_MESSAGE: u32 = 1;
 
 /// The events of `bindings::event`.
 const CONNECT: u32 = 0;
