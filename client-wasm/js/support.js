@@ -167,7 +167,12 @@ export function send(socket, data) {
   }
 }
 
-/** Detaches the handlers (Rust is dropping the closure behind them), then closes. */
+/** Queues a microtask that calls `handler(argument)`. */
+export function microtask(handler, argument) {
+  queueMicrotask(() => handler(argument));
+}
+
+/** Detaches the handlers (no event may reach the client once it dropped the socket), then closes. */
 export function closeSocket(socket) {
   socket.onopen = socket.onmessage = socket.onclose = socket.onerror = null;
   socket.close();

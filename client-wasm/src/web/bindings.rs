@@ -8,17 +8,13 @@ use wasm_bindgen::prelude::*;
 
 #[wasm_bindgen]
 extern "C" {
-    /// `setTimeout` of the global scope; returns its handle.
+    /// `setTimeout` of the global scope, which calls `handler(argument)`; returns its handle.
     #[wasm_bindgen(js_name = setTimeout)]
-    pub fn set_timeout(handler: &Function, delay_ms: f64) -> JsValue;
+    pub fn set_timeout(handler: &Function, delay_ms: f64, argument: u32) -> JsValue;
 
     /// `clearTimeout` of the global scope.
     #[wasm_bindgen(js_name = clearTimeout)]
     pub fn clear_timeout(handle: &JsValue);
-
-    /// `queueMicrotask` of the global scope.
-    #[wasm_bindgen(js_name = queueMicrotask)]
-    pub fn queue_microtask(callback: &Function);
 
     /// `performance.now()`: monotonic milliseconds, unaffected by timer throttling.
     #[wasm_bindgen(js_namespace = performance, js_name = now)]
@@ -85,6 +81,9 @@ extern "C" {
 
     /// Sends one binary message; a socket that cannot send reports its close event instead.
     pub fn send(socket: &JsValue, data: &[u8]);
+
+    /// Queues a microtask that calls `handler(argument)`.
+    pub fn microtask(handler: &Function, argument: u32);
 
     /// Detaches the socket's handlers, then closes it.
     #[wasm_bindgen(js_name = closeSocket)]

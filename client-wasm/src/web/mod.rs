@@ -58,10 +58,9 @@ enum Effect {
     Messages(Array),
 }
 
-/// One WebSocket (opened by `openSocket` in support.js) and the handler of its events.
+/// One WebSocket, opened by `openSocket` in support.js with the driver's handler.
 struct Socket {
     socket: JsValue,
-    _handler: Closure<dyn FnMut(u32, JsValue)>,
 }
 
 impl Drop for Socket {
@@ -150,12 +149,12 @@ struct Driver {
     session: Session,
     url: String,
     socket: Option<Socket>,
-    /// The one timer closure, re-armed for each new deadline.
-    timer: Closure<dyn FnMut()>,
+    /// The one closure JS calls back: socket events, the timer and the flush microtask,
+    /// told apart by their first argument (see [`Driver::handle`]).
+    handler: Closure<dyn FnMut(u32, JsValue)>,
     timer_handle: Option<JsValue>,
     timer_due: Option<f64>,
-    /// Sends what API calls wrote, once per task.
-    flush: Closure<dyn FnMut()>,
+    /// Whether the microtask that sends what API calls wrote is queued.
     flush_scheduled: bool,
     /// Pending Promises in the order their operations started; acknowledgements mostly come
     /// in that order, so the search is short.
@@ -215,7 +214,7 @@ impl Driver {
         }
         if !send_now && !self.flush_scheduled {
             self.flush_scheduled = true;
-            bindings::queue_microtask(self.flush.as_ref().unchecked_ref());
+            bindings::microtask(self.handler.as_ref().unchecked_ref(), FLUSH);
         }
         self.arm_timer(now);
         effects
@@ -307,27 +306,32 @@ impl Driver {
     }
 
     fn new_socket(&self) -> Result<Socket, JsValue> {
-        let weak = self.weak.clone();
-        let handler = Closure::<dyn FnMut(u32, JsValue)>::new(move |kind, data: JsValue| {
-            turn(&weak, true, &mut |driver, now| match kind {
-                SOCKET_OPEN => driver.session.handle_open(now),
-                SOCKET_MESSAGE => {
-                    let bytes: &Uint8Array = data.unchecked_ref();
-                    let length = bytes.length() as usize;
-                    bytes.copy_to(driver.session.receive_buffer(length));
-                    driver.session.handle_received(now);
-                }
-                _ => {
-                    driver.socket = None;
-                    driver.session.handle_transport_closed(now);
-                }
-            });
-        });
-        let socket = bindings::open_socket(&self.url, handler.as_ref().unchecked_ref())?;
-        Ok(Socket {
-            socket,
-            _handler: handler,
-        })
+        let socket = bindings::open_socket(&self.url, self.handler.as_ref().unchecked_ref())?;
+        Ok(Socket { socket })
+    }
+
+    /// What JS reports through [`Driver::handler`]: `kind` is one of `SOCKET_OPEN`,
+    /// `SOCKET_MESSAGE` (`data` is a `Uint8Array`), `SOCKET_CLOSE`, `TIMER` and `FLUSH`.
+    fn handle(&mut self, kind: u32, data: &JsValue, now: f64) {
+        match kind {
+            SOCKET_OPEN => self.session.handle_open(now),
+            SOCKET_MESSAGE => {
+                let bytes: &Uint8Array = data.unchecked_ref();
+                let length = bytes.length() as usize;
+                bytes.copy_to(self.session.receive_buffer(length));
+                self.session.handle_received(now);
+            }
+            SOCKET_CLOSE => {
+                self.socket = None;
+                self.session.handle_transport_closed(now);
+            }
+            TIMER => {
+                self.timer_handle = None;
+                self.timer_due = None;
+                self.session.handle_timeout(now);
+            }
+            _ => self.flush_scheduled = false,
+        }
     }
 
     /// Arms the timer for the session's next deadline, measured on `performance.now()`.
@@ -347,8 +351,9 @@ impl Driver {
             let whole = f64::from(delay as u32);
             let delay = if whole < delay { whole + 1.0 } else { whole };
             self.timer_handle = Some(bindings::set_timeout(
-                self.timer.as_ref().unchecked_ref(),
+                self.handler.as_ref().unchecked_ref(),
                 delay,
+                TIMER,
             ));
         }
     }
@@ -363,9 +368,12 @@ impl Drop for Driver {
     }
 }
 
-/// The events `openSocket` reports.
+/// The calls of [`Driver::handler`]: the events `openSocket` reports, the timer, the flush.
 const SOCKET_OPEN: u32 = 0;
 const SOCKET_MESSAGE: u32 = 1;
+const SOCKET_CLOSE: u32 = 2;
+const TIMER: u32 = 3;
+const FLUSH: u32 = 4;
 
 /// The events of `bindings::event`.
 const CONNECT: u32 = 0;
@@ -476,26 +484,18 @@ impl MqttClient {
         };
         let (promise, settle) = promise();
         let driver = Rc::new_cyclic(|weak: &Weak<RefCell<Driver>>| {
-            let timer_weak = weak.clone();
-            let flush_weak = weak.clone();
+            let handler_weak = weak.clone();
             RefCell::new(Driver {
                 session,
                 url,
                 socket: None,
-                timer: Closure::new(move || {
-                    turn(&timer_weak, true, &mut |driver, now| {
-                        driver.timer_handle = None;
-                        driver.timer_due = None;
-                        driver.session.handle_timeout(now);
+                handler: Closure::new(move |kind, data: JsValue| {
+                    turn(&handler_weak, true, &mut |driver, now| {
+                        driver.handle(kind, &data, now)
                     });
                 }),
                 timer_handle: None,
                 timer_due: None,
-                flush: Closure::new(move || {
-                    turn(&flush_weak, true, &mut |driver, _| {
-                        driver.flush_scheduled = false
-                    });
-                }),
                 flush_scheduled: false,
                 requests: Vec::new(),
                 next_request: 0,
