@@ -96,17 +96,47 @@ function report(error) {
   }
 }
 
+/** The client's EventTarget, with the callbacks of `onMessages` and `onMessage`. */
+class Events extends EventTarget {
+  constructor() {
+    super();
+    this.batch = [];
+    this.each = [];
+    // The "message" listeners, so that per-message events are dispatched only when wanted.
+    this.listeners = [];
+  }
+}
+
+export const events = () => new Events();
+
+/** Adds or removes a callback of `onMessages` (`batch`) or `onMessage`. */
+export function callback(events, batch, add, callback) {
+  const list = batch ? events.batch : events.each;
+  if (add) list.push(callback);
+  else removeItem(list, callback);
+}
+
+/** `addEventListener` (`add`) or `removeEventListener`. */
+export function listen(events, type, listener, options, add) {
+  if (type === "message") {
+    removeItem(events.listeners, listener);
+    if (add) events.listeners.push(listener);
+  }
+  if (add) events.addEventListener(type, listener, options);
+  else events.removeEventListener(type, listener, options);
+}
+
 /** Hands one frame's messages to the batch callbacks, the per-message callbacks and listeners. */
-export function deliver(messages, batchCallbacks, messageCallbacks, target, dispatchEach) {
-  for (const callback of batchCallbacks.slice()) {
+export function deliver(messages, events) {
+  for (const callback of events.batch.slice()) {
     try {
       callback(messages);
     } catch (error) {
       report(error);
     }
   }
-  if (messageCallbacks.length > 0) {
-    const callbacks = messageCallbacks.slice();
+  if (events.each.length > 0) {
+    const callbacks = events.each.slice();
     for (const message of messages) {
       for (const callback of callbacks) {
         try {
@@ -117,9 +147,9 @@ export function deliver(messages, batchCallbacks, messageCallbacks, target, disp
       }
     }
   }
-  if (dispatchEach) {
+  if (events.listeners.length > 0) {
     for (const message of messages) {
-      target.dispatchEvent(new CustomEvent("message", { detail: message }));
+      events.dispatchEvent(new CustomEvent("message", { detail: message }));
     }
   }
 }
@@ -179,7 +209,7 @@ export function closeSocket(socket) {
 }
 
 /** Removes `item` (compared with ===) from `array`; true if it was there. */
-export function removeItem(array, item) {
+function removeItem(array, item) {
   const index = array.indexOf(item);
   if (index >= 0) {
     array.splice(index, 1);

@@ -130,7 +130,7 @@ impl Events {
                         .push((kind.to_string(), get(&event, "detail")));
                 });
                 client.add_event_listener(
-                    kind.to_string(),
+                    kind.into(),
                     closure.as_ref().clone(),
                     JsValue::UNDEFINED,
                 );

@@ -19,20 +19,6 @@ extern "C" {
     /// `performance.now()`: monotonic milliseconds, unaffected by timer throttling.
     #[wasm_bindgen(js_namespace = performance, js_name = now)]
     pub fn performance_now() -> f64;
-
-    /// An `EventTarget` of our own, for the client's events.
-    #[wasm_bindgen(js_name = EventTarget)]
-    #[derive(Clone)]
-    pub type Target;
-
-    #[wasm_bindgen(constructor, js_class = "EventTarget")]
-    pub fn new() -> Target;
-
-    #[wasm_bindgen(method, js_class = "EventTarget", js_name = addEventListener)]
-    pub fn add_event_listener(this: &Target, kind: &str, listener: &JsValue, options: &JsValue);
-
-    #[wasm_bindgen(method, js_class = "EventTarget", js_name = removeEventListener)]
-    pub fn remove_event_listener(this: &Target, kind: &str, listener: &JsValue, options: &JsValue);
 }
 
 #[wasm_bindgen]
@@ -60,14 +46,23 @@ extern "C" {
     #[wasm_bindgen(js_name = buildMessages)]
     pub fn build_messages(data: &[u8], meta: &[u32], properties: &Array) -> Array;
 
-    /// Calls the message callbacks and listeners, isolating their exceptions.
-    pub fn deliver(
-        messages: &Array,
-        batch_callbacks: &Array,
-        message_callbacks: &Array,
-        target: &Target,
-        dispatch_each: bool,
+    /// A new `Events` object: the client's EventTarget and callbacks.
+    pub fn events() -> JsValue;
+
+    /// Adds (`add`) or removes a callback of `onMessages` (`batch`) or of `onMessage`.
+    pub fn callback(events: &JsValue, batch: bool, add: bool, callback: &Function);
+
+    /// `addEventListener` (`add`) or `removeEventListener` on the client's events.
+    pub fn listen(
+        events: &JsValue,
+        kind: &JsValue,
+        listener: &JsValue,
+        options: &JsValue,
+        add: bool,
     );
+
+    /// Calls the message callbacks and listeners, isolating their exceptions.
+    pub fn deliver(messages: &Array, events: &JsValue);
 
     /// An `Error` named `MqttError` with `code` and, when `reason_code >= 0`, `reasonCode`.
     #[wasm_bindgen(js_name = mqttError)]
@@ -88,10 +83,6 @@ extern "C" {
     /// Detaches the socket's handlers, then closes it.
     #[wasm_bindgen(js_name = closeSocket)]
     pub fn close_socket(socket: &JsValue);
-
-    /// Removes `item` from `array`, comparing with `===`.
-    #[wasm_bindgen(js_name = removeItem)]
-    pub fn remove_item(array: &Array, item: &JsValue) -> bool;
 
     /// `connect()`'s options checked and flattened (see `convert::connect_options`); throws
     /// an `INVALID_ARGUMENT` error naming a malformed field.
@@ -116,7 +107,7 @@ extern "C" {
 
     /// Dispatches event `kind` (0 connect, 1 close, 2 reconnect, 3 error), its detail built
     /// from `a` and `b`.
-    pub fn event(target: &Target, kind: u32, a: &JsValue, b: &JsValue);
+    pub fn event(events: &JsValue, kind: u32, a: &JsValue, b: &JsValue);
 
     /// `{ qos, reasonCode }`, or `{ reasonCode }` when `qos` is negative.
     pub fn result(qos: i32, reason_code: u8) -> JsValue;

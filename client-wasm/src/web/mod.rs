@@ -22,10 +22,10 @@ use crate::error::ClientError;
 use crate::session::{Completion, Event, OutgoingMessage, RequestId, Session};
 use alloc::rc::{Rc, Weak};
 use alloc::{string::String, vec::Vec};
+use bindings::performance_now;
 pub use bindings::{
     ConnectOptionsArg, PublishOptionsArg, SubscribeOptionsArg, UnsubscribeOptionsArg,
 };
-use bindings::{Target, performance_now};
 use core::cell::RefCell;
 use js_sys::{Array, Function, Promise, Uint8Array};
 use mqtt_codec::{ByteStr, Properties, PublishPacket, SubscriptionOptions};
@@ -160,11 +160,9 @@ struct Driver {
     /// in that order, so the search is short.
     requests: Vec<(RequestId, Settle)>,
     next_request: RequestId,
-    target: Target,
-    /// Listeners added for "message" (so per-message events are dispatched only when wanted).
-    message_listeners: Array,
-    message_callbacks: Array,
-    batch_callbacks: Array,
+    /// The JS `Events` object (support.js): the EventTarget of the client's events, with the
+    /// callbacks of `onMessage` and `onMessages`.
+    events: JsValue,
     batch: MessageBatch,
     /// Settled when the first connection succeeds or fails.
     connect_promise: Option<Settle>,
@@ -401,34 +399,22 @@ fn turn(weak: &Weak<RefCell<Driver>>, send_now: bool, input: &mut dyn FnMut(&mut
 
 /// Not generic over `input`: one copy of the turn serves every caller.
 fn run_turn(driver: &Rc<RefCell<Driver>>, send_now: bool, input: &mut dyn FnMut(&mut Driver, f64)) {
-    let (effects, target, batch_callbacks, message_callbacks, listeners) = {
+    let (effects, events) = {
         let Ok(mut driver) = driver.try_borrow_mut() else {
             return;
         };
         let now = performance_now();
         input(&mut driver, now);
         let effects = driver.drive(now, send_now);
-        (
-            effects,
-            driver.target.clone(),
-            driver.batch_callbacks.clone(),
-            driver.message_callbacks.clone(),
-            driver.message_listeners.length() > 0,
-        )
+        (effects, driver.events.clone())
     };
     for effect in effects {
         match effect {
             Effect::Call(function, value) => {
                 let _ = function.call1(&JsValue::UNDEFINED, &value);
             }
-            Effect::Dispatch(kind, a, b) => bindings::event(&target, kind, &a, &b),
-            Effect::Messages(messages) => bindings::deliver(
-                &messages,
-                &batch_callbacks,
-                &message_callbacks,
-                &target,
-                listeners,
-            ),
+            Effect::Dispatch(kind, a, b) => bindings::event(&events, kind, &a, &b),
+            Effect::Messages(messages) => bindings::deliver(&messages, &events),
         }
     }
 }
@@ -499,10 +485,7 @@ impl MqttClient {
                 flush_scheduled: false,
                 requests: Vec::new(),
                 next_request: 0,
-                target: Target::new(),
-                message_listeners: Array::new(),
-                message_callbacks: Array::new(),
-                batch_callbacks: Array::new(),
+                events: bindings::events(),
                 batch: MessageBatch::default(),
                 connect_promise: Some(settle),
                 owner: None,
@@ -575,17 +558,13 @@ impl MqttClient {
         &self,
         #[wasm_bindgen(unchecked_param_type = "(message: MqttMessage) => void")] callback: Function,
     ) {
-        if let Some(driver) = &self.driver {
-            driver.borrow().message_callbacks.push(&callback);
-        }
+        self.callback(false, true, &callback);
     }
 
     /// Stops calling a callback given to `onMessage`.
     #[wasm_bindgen(js_name = offMessage)]
     pub fn off_message(&self, callback: Function) {
-        if let Some(driver) = &self.driver {
-            bindings::remove_item(&driver.borrow().message_callbacks, &callback);
-        }
+        self.callback(false, false, &callback);
     }
 
     /// Calls `callback(messages)` once per received WebSocket frame with all its messages: the
@@ -596,61 +575,47 @@ impl MqttClient {
         #[wasm_bindgen(unchecked_param_type = "(messages: MqttMessage[]) => void")]
         callback: Function,
     ) {
-        if let Some(driver) = &self.driver {
-            driver.borrow().batch_callbacks.push(&callback);
-        }
+        self.callback(true, true, &callback);
     }
 
     /// Stops calling a callback given to `onMessages`.
     #[wasm_bindgen(js_name = offMessages)]
     pub fn off_messages(&self, callback: Function) {
-        if let Some(driver) = &self.driver {
-            bindings::remove_item(&driver.borrow().batch_callbacks, &callback);
-        }
+        self.callback(true, false, &callback);
     }
 
     /// Adds an event listener (typed overloads are declared in `MqttClientEventMap`).
     #[wasm_bindgen(js_name = addEventListener, skip_typescript)]
-    pub fn add_event_listener(&self, kind: String, listener: JsValue, options: JsValue) {
+    pub fn add_event_listener(&self, kind: JsValue, listener: JsValue, options: JsValue) {
         if let Some(driver) = &self.driver {
-            let driver = driver.borrow();
-            if kind == "message" && driver.message_listeners.index_of(&listener, 0) < 0 {
-                driver.message_listeners.push(&listener);
-            }
-            driver.target.add_event_listener(&kind, &listener, &options);
+            bindings::listen(&driver.borrow().events, &kind, &listener, &options, true);
         }
     }
 
     /// Removes an event listener.
     #[wasm_bindgen(js_name = removeEventListener, skip_typescript)]
-    pub fn remove_event_listener(&self, kind: String, listener: JsValue, options: JsValue) {
+    pub fn remove_event_listener(&self, kind: JsValue, listener: JsValue, options: JsValue) {
         if let Some(driver) = &self.driver {
-            let driver = driver.borrow();
-            if kind == "message" {
-                bindings::remove_item(&driver.message_listeners, &listener);
-            }
-            driver
-                .target
-                .remove_event_listener(&kind, &listener, &options);
+            bindings::listen(&driver.borrow().events, &kind, &listener, &options, false);
         }
     }
 
     /// `"connecting" | "connected" | "reconnecting" | "closed"`.
     #[wasm_bindgen(getter, unchecked_return_type = "ClientState")]
-    pub fn state(&self) -> String {
-        self.driver
+    pub fn state(&self) -> JsValue {
+        let state = self
+            .driver
             .as_ref()
-            .map_or("closed", |driver| driver.borrow().session.state().as_str())
-            .into()
+            .map_or("closed", |driver| driver.borrow().session.state().as_str());
+        JsValue::from_str(state)
     }
 
     /// The client identifier sent in CONNECT.
-    #[wasm_bindgen(getter, js_name = clientId)]
-    pub fn client_id(&self) -> String {
-        self.driver
-            .as_ref()
-            .map(|driver| driver.borrow().session.options().client_id.clone())
-            .unwrap_or_default()
+    #[wasm_bindgen(getter, js_name = clientId, unchecked_return_type = "string")]
+    pub fn client_id(&self) -> JsValue {
+        self.driver.as_ref().map_or(JsValue::UNDEFINED, |driver| {
+            JsValue::from_str(&driver.borrow().session.options().client_id)
+        })
     }
 
     /// Operations waiting in the offline queue (or for room in the in-flight window).
@@ -669,6 +634,13 @@ impl MqttClient {
             run_turn(driver, true, &mut |driver, now| driver.session.end(now));
         }
         Promise::resolve(&JsValue::UNDEFINED)
+    }
+
+    /// Adds (`add`) or removes a callback of `onMessages` (`batch`) or `onMessage`.
+    fn callback(&self, batch: bool, add: bool, callback: &Function) {
+        if let Some(driver) = &self.driver {
+            bindings::callback(&driver.borrow().events, batch, add, callback);
+        }
     }
 
     fn request(&self, call: Call) -> Promise {
