@@ -159,6 +159,106 @@ function dispatch(target, type, detail) {
   target.dispatchEvent(new CustomEvent(type, { detail }));
 }
 
+// ---- Errors ----
+
+// The client's errors (`ClientError` in error.rs, in its order): code and summary. Rust says
+// which one, with its details; the messages are the ones `ClientError::message` builds, which
+// a wasm-bindgen test checks for every error and reason code.
+const ERRORS = [
+  ["INVALID_OPTIONS", "invalid option"],
+  ["CONNECTION_REFUSED", "connection refused by the broker"],
+  ["CONNECT_FAILED", "could not connect: the connection closed before the broker accepted it"],
+  ["CONNECT_TIMEOUT", "no CONNACK from the broker within the connect timeout"],
+  ["KEEPALIVE_TIMEOUT", "keep alive timeout: nothing received from the broker for 1.5 times the keep alive"],
+  ["CONNECTION_LOST", "connection lost"],
+  ["SERVER_DISCONNECTED", "disconnected by the broker"],
+  ["PROTOCOL_ERROR", "protocol error from the broker"],
+  ["PROTOCOL_ERROR", "malformed packet from the broker"],
+  ["INVALID_ARGUMENT", "invalid argument"],
+  ["SUBSCRIBE_REFUSED", "subscription refused by the broker"],
+  ["UNSUBSCRIBE_REFUSED", "unsubscribe refused by the broker"],
+  ["PUBLISH_REFUSED", "publish refused by the broker"],
+  ["INVALID_TOPIC", "invalid topic"],
+  ["PACKET_TOO_LARGE", "packet too large"],
+  ["QOS_NOT_SUPPORTED", "QoS not supported by the broker"],
+  ["QUEUE_FULL", "offline queue full"],
+  ["CLOSED", "the client is closed"],
+];
+
+// What the details of each error say; `$a`, `$b` and `$d` stand for its numbers and text.
+const DETAILS = {
+  0: ": $d",
+  1: ": $r",
+  6: ": $r",
+  7: ": $d",
+  8: ": $r",
+  10: ": $r",
+  11: ": $r",
+  12: ": $r",
+  14: ": $a bytes exceed the maximum packet size of $b bytes",
+  15: ": QoS $a requested, the broker's maximum is $b",
+  16: ": $a operations already wait for the connection (offlineQueueLimit)",
+};
+
+// `EncodeError`s: a field too long, a subscription identifier too large, anything else.
+const ENCODE = [
+  ": a string or binary field is longer than 65535 bytes [MQTT-1.5.4-1]",
+  ": a subscription identifier exceeds 268435455 [MQTT-1.5.5]",
+  ": the packet cannot be encoded",
+];
+
+// `TopicError`s, as the codec states them.
+const TOPIC = [
+  "topic names and filters must be at least one character long [MQTT-4.7.3-1]",
+  "a topic name must not contain wildcard characters [MQTT-3.3.2-2]",
+  "a topic must not contain the null character U+0000 [MQTT-4.7.3-2]",
+  "'#' must be the last character of a filter and occupy a whole level [MQTT-4.7.1-2]",
+  "'+' must occupy an entire level of a filter [MQTT-4.7.1-3]",
+  "a topic must not be longer than 65535 bytes [MQTT-4.7.3-3]",
+  "a shared subscription is $share/{ShareName}/{filter} with a non-empty share name without '/', '+' or '#' and a non-empty filter [MQTT-4.8.2-1] [MQTT-4.8.2-2]",
+];
+
+// Reason code descriptions: 0x00, 0x01, 0x02, 0x04, 0x10, 0x11, 0x18, 0x19, then 0x80 to 0xA2.
+const LOW_REASONS = [0, 1, 2, 4, 16, 17, 24, 25];
+const REASONS = (
+  "success|granted QoS 1|granted QoS 2|disconnect with will message|no matching subscribers|" +
+  "no subscription existed|continue authentication|re-authenticate|unspecified error|" +
+  "malformed packet|protocol error|implementation specific error|unsupported protocol version|" +
+  "client identifier not valid|bad user name or password|not authorized|server unavailable|" +
+  "server busy|banned|server shutting down|bad authentication method|keep alive timeout|" +
+  "session taken over|topic filter invalid|topic name invalid|packet identifier in use|" +
+  "packet identifier not found|receive maximum exceeded|topic alias invalid|packet too large|" +
+  "message rate too high|quota exceeded|administrative action|payload format invalid|" +
+  "retain not supported|QoS not supported|use another server|server moved|" +
+  "shared subscriptions not supported|connection rate exceeded|maximum connect time|" +
+  "subscription identifiers not supported|wildcard subscriptions not supported"
+).split("|");
+
+/** `not authorized (0x87)`. */
+const describe = (code) =>
+  `${REASONS[code < 128 ? LOW_REASONS.indexOf(code) : code - 120]} (0x${code
+    .toString(16)
+    .toUpperCase()
+    .padStart(2, "0")})`;
+
+/**
+ * The `MqttError` for error `kind` of `ClientError` (its index in `ERRORS`), with the broker's
+ * `reasonCode` when non-negative, a text detail `d` and numbers `a` and `b` (a reason code, a
+ * `TopicError` or `EncodeError` index, sizes).
+ */
+export function clientError(kind, reasonCode, d, a, b) {
+  const [code, summary] = ERRORS[kind];
+  const detail =
+    kind === 9 ? ENCODE[a]
+    : kind === 13 ? `: ${TOPIC[a]}`
+    : (DETAILS[kind] ?? "")
+        .replace("$r", () => describe(a))
+        .replace("$a", a)
+        .replace("$b", b)
+        .replace("$d", () => d);
+  return mqttError(code, summary + detail, reasonCode);
+}
+
 /** An `Error` with the client's `code` (and the broker's `reasonCode` when there is one). */
 export function mqttError(code, message, reasonCode) {
   const error = new Error(message);

@@ -25,6 +25,12 @@ pub use web::{
     ConnectOptionsArg, MqttClient, PublishOptionsArg, SubscribeOptionsArg, UnsubscribeOptionsArg,
 };
 
+/// The JS `MqttError` for a [`ClientError`], as the package rejects with it: public for the
+/// wasm-bindgen test that checks its message against [`ClientError`]'s `Display`.
+#[cfg(target_arch = "wasm32")]
+#[doc(hidden)]
+pub use web::error_to_js;
+
 pub use error::ClientError;
 pub use options::{Options, WillOptions};
 pub use session::{Completion, Event, OutgoingMessage, RequestId, Session, State};

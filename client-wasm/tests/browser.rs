@@ -9,8 +9,10 @@
 
 #![cfg(target_arch = "wasm32")]
 
-use client_wasm::MqttClient;
+use client_wasm::{ClientError, MqttClient, error_to_js};
 use js_sys::{Array, Function, JSON, Promise, Reflect, Uint8Array};
+use mqtt_codec::topic::TopicError;
+use mqtt_codec::{EncodeError, ReasonCode};
 use std::cell::RefCell;
 use std::rc::Rc;
 use wasm_bindgen::convert::TryFromJsValue;
@@ -470,4 +472,72 @@ async fn a_frame_of_many_messages_is_one_batch() {
     let frames = batches.borrow().len();
     assert!(frames < 500, "500 messages came in {frames} batches");
     settle(client.end()).await.unwrap();
+}
+
+/// The messages are built in support.js from tables; they must read as `ClientError`'s own
+/// `Display` says, for every error, every detail it can carry and every reason code.
+#[wasm_bindgen_test]
+fn js_errors_read_as_the_rust_ones() {
+    let mut errors = vec![
+        ClientError::InvalidOptions("maximumPacketSize must be at least 1"),
+        ClientError::ConnectFailed,
+        ClientError::ConnectTimeout,
+        ClientError::KeepAliveTimeout,
+        ClientError::ConnectionLost,
+        ClientError::Protocol("a second CONNACK on one connection"),
+        ClientError::Malformed(ReasonCode::MalformedPacket),
+        ClientError::InvalidArgument(EncodeError::FieldTooLong(70_000)),
+        ClientError::InvalidArgument(EncodeError::VariableByteIntegerTooLarge(300_000_000)),
+        ClientError::InvalidArgument(EncodeError::PacketIdentifierMismatch),
+        ClientError::PacketTooLarge {
+            size: 1_048_586,
+            maximum: 65_536,
+        },
+        ClientError::QoSNotSupported {
+            requested: 2,
+            maximum: 1,
+        },
+        ClientError::QueueFull(1_000),
+        ClientError::Closed,
+    ];
+    for error in [
+        TopicError::Empty,
+        TopicError::WildcardInName,
+        TopicError::NullCharacter,
+        TopicError::MultiLevelWildcardMisplaced,
+        TopicError::SingleLevelWildcardMisplaced,
+        TopicError::TooLong,
+        TopicError::InvalidSharedSubscription,
+    ] {
+        errors.push(ClientError::InvalidTopic(error));
+    }
+    for code in ReasonCode::ALL {
+        errors.extend([
+            ClientError::ConnectionRefused(code),
+            ClientError::ServerDisconnected(code),
+            ClientError::SubscribeRefused(code),
+            ClientError::UnsubscribeRefused(code),
+            ClientError::PublishRefused(code),
+            ClientError::Malformed(code),
+        ]);
+    }
+    for error in errors {
+        let value = error_to_js(&error);
+        assert!(value.is_instance_of::<js_sys::Error>());
+        assert_eq!(
+            get(&value, "name").as_string().as_deref(),
+            Some("MqttError")
+        );
+        assert_eq!(error_code(&value), error.code(), "{error:?}");
+        assert_eq!(
+            get(&value, "message").as_string(),
+            Some(error.to_string()),
+            "{error:?}"
+        );
+        assert_eq!(
+            get(&value, "reasonCode").as_f64(),
+            error.reason_code().map(|code| f64::from(code.as_u8())),
+            "{error:?}"
+        );
+    }
 }

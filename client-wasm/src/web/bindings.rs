@@ -64,9 +64,9 @@ extern "C" {
     /// Calls the message callbacks and listeners, isolating their exceptions.
     pub fn deliver(messages: &Array, events: &JsValue);
 
-    /// An `Error` named `MqttError` with `code` and, when `reason_code >= 0`, `reasonCode`.
-    #[wasm_bindgen(js_name = mqttError)]
-    pub fn mqtt_error(code: &str, message: &str, reason_code: i32) -> JsValue;
+    /// The `MqttError` for a `ClientError`: see `convert::error_value`.
+    #[wasm_bindgen(js_name = clientError)]
+    pub fn client_error(kind: u32, reason_code: i32, detail: &str, a: f64, b: f64) -> JsValue;
 
     /// A WebSocket to `url` (subprotocol `mqtt`, binary frames as ArrayBuffers) whose events
     /// call `handler(kind, data)`: 0 open, 1 a binary message (`data` a `Uint8Array`), 2 closed

@@ -8,22 +8,67 @@
 //! Named fields and their checks take far less room as a table in JS than as code in the wasm
 //! module (serde, tried first, took about a third of the package's size budget).
 
-use super::bindings::{self, mqtt_error};
+use super::bindings;
 use crate::backoff::Backoff;
 use crate::error::ClientError;
 use crate::options::{Options, WillOptions};
 use alloc::string::String;
 use bytes::Bytes;
 use js_sys::{Array, Uint8Array};
-use mqtt_codec::{ByteStr, Properties, ProtocolVersion, QoS, RetainHandling, SubscriptionOptions};
+use mqtt_codec::topic::TopicError;
+use mqtt_codec::{
+    ByteStr, EncodeError, Properties, ProtocolVersion, QoS, RetainHandling, SubscriptionOptions,
+};
 use wasm_bindgen::{JsCast, JsValue};
 
-/// A JS `Error` for `error`, with `code` and `reasonCode`.
+/// A JS `Error` for `error`, with `code` and `reasonCode`, built by `clientError` in
+/// support.js from the error's position in `ClientError` and its details: the message texts
+/// live there (a wasm-bindgen test checks that they read as `ClientError::message` does).
 pub fn error_value(error: &ClientError) -> JsValue {
     let reason = error
         .reason_code()
         .map_or(-1, |code| i32::from(code.as_u8()));
-    mqtt_error(error.code(), &error.message(), reason)
+    let (kind, detail, a, b): (u32, &str, usize, usize) = match *error {
+        ClientError::InvalidOptions(detail) => (0, detail, 0, 0),
+        ClientError::ConnectionRefused(code) => (1, "", code.as_u8().into(), 0),
+        ClientError::ConnectFailed => (2, "", 0, 0),
+        ClientError::ConnectTimeout => (3, "", 0, 0),
+        ClientError::KeepAliveTimeout => (4, "", 0, 0),
+        ClientError::ConnectionLost => (5, "", 0, 0),
+        ClientError::ServerDisconnected(code) => (6, "", code.as_u8().into(), 0),
+        ClientError::Protocol(detail) => (7, detail, 0, 0),
+        ClientError::Malformed(code) => (8, "", code.as_u8().into(), 0),
+        ClientError::InvalidArgument(ref error) => {
+            let text = match error {
+                EncodeError::FieldTooLong(_) => 0,
+                EncodeError::VariableByteIntegerTooLarge(_) => 1,
+                _ => 2,
+            };
+            (9, "", text, 0)
+        }
+        ClientError::SubscribeRefused(code) => (10, "", code.as_u8().into(), 0),
+        ClientError::UnsubscribeRefused(code) => (11, "", code.as_u8().into(), 0),
+        ClientError::PublishRefused(code) => (12, "", code.as_u8().into(), 0),
+        ClientError::InvalidTopic(error) => {
+            let text = match error {
+                TopicError::Empty => 0,
+                TopicError::WildcardInName => 1,
+                TopicError::NullCharacter => 2,
+                TopicError::MultiLevelWildcardMisplaced => 3,
+                TopicError::SingleLevelWildcardMisplaced => 4,
+                TopicError::TooLong => 5,
+                TopicError::InvalidSharedSubscription => 6,
+            };
+            (13, "", text, 0)
+        }
+        ClientError::PacketTooLarge { size, maximum } => (14, "", size, maximum),
+        ClientError::QoSNotSupported { requested, maximum } => {
+            (15, "", requested.into(), maximum.into())
+        }
+        ClientError::QueueFull(limit) => (16, "", limit, 0),
+        ClientError::Closed => (17, "", 0, 0),
+    };
+    bindings::client_error(kind, reason, detail, a as f64, b as f64)
 }
 
 /// The items of a flat array from `js/support.js`, read by position.

@@ -26,6 +26,7 @@ use bindings::performance_now;
 pub use bindings::{
     ConnectOptionsArg, PublishOptionsArg, SubscribeOptionsArg, UnsubscribeOptionsArg,
 };
+pub use convert::error_value as error_to_js;
 use core::cell::RefCell;
 use js_sys::{Array, Function, Promise, Uint8Array};
 use mqtt_codec::{ByteStr, Properties, PublishPacket, SubscriptionOptions};
