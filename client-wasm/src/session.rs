@@ -158,52 +158,37 @@ enum Phase {
     Closed,
 }
 
-/// An operation that waits for the connection, or for an acknowledgement.
-#[derive(Clone, Debug)]
-enum Operation {
-    Publish {
-        request: Option<RequestId>,
-        packet: PublishPacket,
-    },
-    Subscribe {
-        /// `None` for the client's own resubscriptions.
-        request: Option<RequestId>,
-        subscriptions: Vec<Subscription>,
-        properties: Properties,
-    },
-    Unsubscribe {
-        request: Option<RequestId>,
-        filter: ByteStr,
-        properties: Properties,
-    },
+/// An operation: its packet (PUBLISH, SUBSCRIBE or UNSUBSCRIBE), complete but for the packet
+/// identifier it gets when sent, and what it waits for. Kept as the packet itself, so that
+/// sizing, sending and sending again never rebuild or copy it.
+#[derive(Debug)]
+struct Operation {
+    /// `None` for the client's own resubscriptions.
+    request: Option<RequestId>,
+    packet: Packet,
+    /// In the queue: `Queued`; a QoS 1/2 PUBLISH in flight: the acknowledgement it waits for.
+    stage: Stage,
 }
 
-impl Operation {
-    fn request(&self) -> Option<RequestId> {
-        match self {
-            Operation::Publish { request, .. }
-            | Operation::Subscribe { request, .. }
-            | Operation::Unsubscribe { request, .. } => *request,
-        }
-    }
-}
-
-/// Which acknowledgement an outgoing QoS 1/2 PUBLISH waits for.
+/// Which acknowledgement an outgoing QoS 1/2 PUBLISH waits for, if it was sent.
 // Named after the packets the specification names.
 #[allow(clippy::enum_variant_names)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Stage {
+    Queued,
     PubAck,
     PubRec,
     PubComp,
 }
 
-/// An outgoing QoS 1/2 PUBLISH between its first write and its last acknowledgement.
-#[derive(Clone, Debug)]
-struct InFlight {
-    request: Option<RequestId>,
-    packet: PublishPacket,
-    stage: Stage,
+/// The packet identifier of an operation's packet, once it has one.
+fn packet_id(packet: &Packet) -> Option<u16> {
+    match packet {
+        Packet::Publish(publish) => publish.packet_id,
+        Packet::Subscribe(subscribe) => Some(subscribe.packet_id),
+        Packet::Unsubscribe(unsubscribe) => Some(unsubscribe.packet_id),
+        _ => None,
+    }
 }
 
 /// The limits the broker announced in CONNACK (5.0), or MQTT's own.
@@ -302,13 +287,13 @@ pub struct Session {
     keepalive: KeepAlive,
     limits: BrokerLimits,
     packet_ids: PacketIds,
-    in_flight: VecDeque<InFlight>,
+    /// QoS 1/2 PUBLISHes between their first write and their last acknowledgement.
+    in_flight: VecDeque<Operation>,
     /// QoS 2 packet identifiers received, PUBREC sent, PUBREL not yet received.
     incoming_qos2: PacketIdSet,
     queue: VecDeque<Operation>,
-    /// SUBSCRIBE and UNSUBSCRIBE written, with their packet identifiers, in the order sent,
-    /// waiting for SUBACK/UNSUBACK. Few at a time, so a list beats a map (in code size too).
-    awaiting: Vec<(u16, Operation)>,
+    /// SUBSCRIBE and UNSUBSCRIBE written, in the order sent, waiting for SUBACK/UNSUBACK. Few at a time, so a list beats a map (in code size too).
+    awaiting: Vec<Operation>,
     /// Filters the broker granted, with the options to subscribe them again.
     subscriptions: Vec<(ByteStr, SubscriptionOptions, Properties)>,
     events: VecDeque<Event>,
@@ -494,7 +479,7 @@ impl Session {
             return Err(ClientError::Closed);
         }
         topic::validate_topic_name(&message.topic).map_err(ClientError::InvalidTopic)?;
-        let mut packet = PublishPacket {
+        let mut packet = Packet::Publish(PublishPacket {
             dup: false,
             qos: message.qos,
             retain: message.retain,
@@ -503,16 +488,12 @@ impl Session {
             packet_id: (message.qos != QoS::AtMostOnce).then_some(1),
             properties: message.properties,
             payload: message.payload,
-        };
-        self.check_publish(&packet)?;
-        packet.packet_id = None;
-        self.enqueue(
-            Operation::Publish {
-                request: Some(request),
-                packet,
-            },
-            now,
-        )
+        });
+        self.check_size(&packet)?;
+        if let Packet::Publish(publish) = &mut packet {
+            publish.packet_id = None;
+        }
+        self.enqueue(request, packet, now)
     }
 
     /// Subscribes to `filter`; [`Event::Completed`] for `request` follows on SUBACK.
@@ -528,16 +509,17 @@ impl Session {
             return Err(ClientError::Closed);
         }
         topic::validate_topic_filter(filter).map_err(ClientError::InvalidTopic)?;
-        let operation = Operation::Subscribe {
-            request: Some(request),
+        let packet = Packet::Subscribe(SubscribePacket {
+            // A placeholder until it is sent, of the same size as the real one.
+            packet_id: 1,
+            properties,
             subscriptions: vec![Subscription {
                 filter: ByteStr::from(filter),
                 options,
             }],
-            properties,
-        };
-        self.check_size(&operation)?;
-        self.enqueue(operation, now)
+        });
+        self.check_size(&packet)?;
+        self.enqueue(request, packet, now)
     }
 
     /// Unsubscribes from `filter`; [`Event::Completed`] for `request` follows on UNSUBACK.
@@ -552,13 +534,13 @@ impl Session {
             return Err(ClientError::Closed);
         }
         topic::validate_topic_filter(filter).map_err(ClientError::InvalidTopic)?;
-        let operation = Operation::Unsubscribe {
-            request: Some(request),
-            filter: ByteStr::from(filter),
+        let packet = Packet::Unsubscribe(UnsubscribePacket {
+            packet_id: 1,
             properties,
-        };
-        self.check_size(&operation)?;
-        self.enqueue(operation, now)
+            filters: vec![ByteStr::from(filter)],
+        });
+        self.check_size(&packet)?;
+        self.enqueue(request, packet, now)
     }
 
     /// Ends the client: DISCONNECT when connected (so the broker discards the will), close the
@@ -618,50 +600,29 @@ impl Session {
     }
 
     fn write(&mut self, packet: &Packet, now: f64) {
-        // Everything written was size-checked (or is a fixed-size control packet).
-        if encode(packet, self.options.protocol, &mut self.transmit).is_ok() {
-            self.keepalive.handle_sent(now);
-        }
+        write(
+            &mut self.transmit,
+            &mut self.keepalive,
+            self.options.protocol,
+            packet,
+            now,
+        );
     }
 
-    fn check_publish(&self, packet: &PublishPacket) -> Result<(), ClientError> {
-        if self.phase == Phase::Connected {
-            if packet.qos > self.limits.maximum_qos {
+    /// Whether `packet` may be sent now: the broker's Maximum QoS and Retain Available for a
+    /// PUBLISH, and the Maximum Packet Size for every packet.
+    fn check_size(&self, packet: &Packet) -> Result<(), ClientError> {
+        if let (Packet::Publish(publish), Phase::Connected) = (packet, self.phase) {
+            if publish.qos > self.limits.maximum_qos {
                 return Err(ClientError::QoSNotSupported {
-                    requested: packet.qos as u8,
+                    requested: publish.qos as u8,
                     maximum: self.limits.maximum_qos as u8,
                 });
             }
-            if packet.retain && !self.limits.retain_available {
+            if publish.retain && !self.limits.retain_available {
                 return Err(ClientError::PublishRefused(ReasonCode::RetainNotSupported));
             }
         }
-        self.check_packet_size(&Packet::Publish(packet.clone()))
-    }
-
-    fn check_size(&self, operation: &Operation) -> Result<(), ClientError> {
-        match operation {
-            Operation::Publish { packet, .. } => self.check_publish(packet),
-            Operation::Subscribe {
-                subscriptions,
-                properties,
-                ..
-            } => self.check_packet_size(&Packet::Subscribe(SubscribePacket {
-                packet_id: 1,
-                properties: properties.clone(),
-                subscriptions: subscriptions.clone(),
-            })),
-            Operation::Unsubscribe {
-                filter, properties, ..
-            } => self.check_packet_size(&Packet::Unsubscribe(UnsubscribePacket {
-                packet_id: 1,
-                properties: properties.clone(),
-                filters: vec![filter.clone()],
-            })),
-        }
-    }
-
-    fn check_packet_size(&self, packet: &Packet) -> Result<(), ClientError> {
         let size = encoded_len(packet, self.options.protocol).map_err(|error| match error {
             mqtt_codec::EncodeError::PacketTooLarge(size) => ClientError::PacketTooLarge {
                 size,
@@ -680,8 +641,12 @@ impl Session {
 
     /// Appends `operation` to the queue and sends what can be sent; refuses it when it would
     /// have to wait and the queue is full.
-    fn enqueue(&mut self, operation: Operation, now: f64) -> Result<(), ClientError> {
-        self.queue.push_back(operation);
+    fn enqueue(&mut self, request: RequestId, packet: Packet, now: f64) -> Result<(), ClientError> {
+        self.queue.push_back(Operation {
+            request: Some(request),
+            packet,
+            stage: Stage::Queued,
+        });
         self.flush_queue(now);
         if self.queue.len() > self.options.offline_queue_limit {
             // Still queued, so it is the last one: everything before it was sent first.
@@ -697,14 +662,14 @@ impl Session {
             let Some(front) = self.queue.front() else {
                 break;
             };
-            let needs_window =
-                matches!(front, Operation::Publish { packet, .. } if packet.qos != QoS::AtMostOnce);
-            if needs_window && self.in_flight.len() >= self.limits.receive_maximum {
+            let qos = match &front.packet {
+                Packet::Publish(publish) => Some(publish.qos),
+                _ => None,
+            };
+            if qos > Some(QoS::AtMostOnce) && self.in_flight.len() >= self.limits.receive_maximum {
                 break;
             }
-            let is_qos0 =
-                matches!(front, Operation::Publish { packet, .. } if packet.qos == QoS::AtMostOnce);
-            let packet_id = if is_qos0 {
+            let packet_id = if qos == Some(QoS::AtMostOnce) {
                 None
             } else {
                 match self.packet_ids.allocate() {
@@ -720,67 +685,35 @@ impl Session {
     }
 
     fn send_operation(&mut self, mut operation: Operation, packet_id: Option<u16>, now: f64) {
-        if let Operation::Publish { packet, .. } = &mut operation {
-            packet.packet_id = packet_id;
+        let id = packet_id.unwrap_or(1);
+        match &mut operation.packet {
+            Packet::Publish(publish) => publish.packet_id = packet_id,
+            Packet::Subscribe(subscribe) => subscribe.packet_id = id,
+            Packet::Unsubscribe(unsubscribe) => unsubscribe.packet_id = id,
+            _ => {}
         }
         // Limits may have changed since the operation was queued (a new CONNACK).
-        if let Err(error) = self.check_size(&operation) {
+        if let Err(error) = self.check_size(&operation.packet) {
             if let Some(id) = packet_id {
                 self.packet_ids.free(id);
             }
-            self.complete(operation.request(), Err(error));
+            self.complete(operation.request, Err(error));
             return;
         }
-        match operation {
-            Operation::Publish { request, packet } => {
-                let stage = match packet.qos {
-                    QoS::AtMostOnce => None,
-                    QoS::AtLeastOnce => Some(Stage::PubAck),
-                    QoS::ExactlyOnce => Some(Stage::PubRec),
-                };
-                match stage {
-                    None => {
-                        self.write(&Packet::Publish(packet), now);
-                        self.complete(request, Ok(Completion::Published));
-                    }
-                    Some(stage) => {
-                        self.write(&Packet::Publish(packet.clone()), now);
-                        self.in_flight.push_back(InFlight {
-                            request,
-                            packet,
-                            stage,
-                        });
-                    }
+        self.write(&operation.packet, now);
+        match &operation.packet {
+            Packet::Publish(publish) => match publish.qos {
+                QoS::AtMostOnce => self.complete(operation.request, Ok(Completion::Published)),
+                qos => {
+                    operation.stage = if qos == QoS::AtLeastOnce {
+                        Stage::PubAck
+                    } else {
+                        Stage::PubRec
+                    };
+                    self.in_flight.push_back(operation);
                 }
-            }
-            Operation::Subscribe {
-                ref subscriptions,
-                ref properties,
-                ..
-            } => {
-                let id = packet_id.unwrap_or(1);
-                let packet = Packet::Subscribe(SubscribePacket {
-                    packet_id: id,
-                    properties: properties.clone(),
-                    subscriptions: subscriptions.clone(),
-                });
-                self.write(&packet, now);
-                self.awaiting.push((id, operation));
-            }
-            Operation::Unsubscribe {
-                ref filter,
-                ref properties,
-                ..
-            } => {
-                let id = packet_id.unwrap_or(1);
-                let packet = Packet::Unsubscribe(UnsubscribePacket {
-                    packet_id: id,
-                    properties: properties.clone(),
-                    filters: vec![filter.clone()],
-                });
-                self.write(&packet, now);
-                self.awaiting.push((id, operation));
-            }
+            },
+            _ => self.awaiting.push(operation),
         }
     }
 
@@ -825,13 +758,8 @@ impl Session {
                 let Some(operation) = self.take_awaiting(suback.packet_id) else {
                     return self.unknown_packet_id(now);
                 };
-                if let Operation::Subscribe {
-                    request,
-                    subscriptions,
-                    properties,
-                } = operation
-                {
-                    self.handle_suback(request, subscriptions, properties, &suback.reason_codes);
+                if let Packet::Subscribe(subscribe) = operation.packet {
+                    self.handle_suback(operation.request, subscribe, &suback.reason_codes);
                 }
                 self.flush_queue(now);
             }
@@ -839,10 +767,7 @@ impl Session {
                 let Some(operation) = self.take_awaiting(unsuback.packet_id) else {
                     return self.unknown_packet_id(now);
                 };
-                if let Operation::Unsubscribe {
-                    request, filter, ..
-                } = operation
-                {
+                if let Packet::Unsubscribe(unsubscribe) = operation.packet {
                     let reason_code = unsuback
                         .reason_codes
                         .first()
@@ -851,10 +776,12 @@ impl Session {
                     let result = if reason_code.is_error() {
                         Err(ClientError::UnsubscribeRefused(reason_code))
                     } else {
-                        self.forget_subscription(&filter);
+                        for filter in &unsubscribe.filters {
+                            self.forget_subscription(filter);
+                        }
                         Ok(Completion::Unsubscribed { reason_code })
                     };
-                    self.complete(request, result);
+                    self.complete(operation.request, result);
                 }
                 self.flush_queue(now);
             }
@@ -923,16 +850,26 @@ impl Session {
             properties,
         });
         // Redelivery first, in the original order, then whatever waited [MQTT-4.4.0-1].
-        for index in 0..self.in_flight.len() {
-            let entry = &mut self.in_flight[index];
-            let packet = if entry.stage == Stage::PubComp {
-                let id = entry.packet.packet_id.unwrap_or(1);
-                Packet::PubRel(PubAckPacket::new(id))
-            } else {
-                entry.packet.dup = true;
-                Packet::Publish(entry.packet.clone())
+        let version = self.options.protocol;
+        for entry in &mut self.in_flight {
+            let Packet::Publish(publish) = &mut entry.packet else {
+                continue;
             };
-            self.write(&packet, now);
+            let release;
+            let packet = if entry.stage == Stage::PubComp {
+                release = Packet::PubRel(PubAckPacket::new(publish.packet_id.unwrap_or(1)));
+                &release
+            } else {
+                publish.dup = true;
+                &entry.packet
+            };
+            write(
+                &mut self.transmit,
+                &mut self.keepalive,
+                version,
+                packet,
+                now,
+            );
         }
         self.flush_queue(now);
     }
@@ -947,7 +884,7 @@ impl Session {
         while index < self.in_flight.len() {
             if self.in_flight[index].stage == Stage::PubComp {
                 let entry = self.in_flight.remove(index).expect("index in range");
-                if let Some(id) = entry.packet.packet_id {
+                if let Some(id) = packet_id(&entry.packet) {
                     self.packet_ids.free(id);
                 }
                 self.complete(entry.request, Ok(Completion::Published));
@@ -967,19 +904,11 @@ impl Session {
             if properties.is_empty() {
                 plain.push(subscription);
             } else {
-                resubscriptions.push(Operation::Subscribe {
-                    request: None,
-                    subscriptions: vec![subscription],
-                    properties: properties.clone(),
-                });
+                resubscriptions.push(resubscribe(vec![subscription], properties.clone()));
             }
         }
         if !plain.is_empty() {
-            resubscriptions.push(Operation::Subscribe {
-                request: None,
-                subscriptions: plain,
-                properties: Properties::default(),
-            });
+            resubscriptions.push(resubscribe(plain, Properties::default()));
         }
         for operation in resubscriptions.into_iter().rev() {
             self.queue.push_front(operation);
@@ -989,10 +918,14 @@ impl Session {
     fn handle_suback(
         &mut self,
         request: Option<RequestId>,
-        subscriptions: Vec<Subscription>,
-        properties: Properties,
+        subscribe: SubscribePacket,
         reason_codes: &[ReasonCode],
     ) {
+        let SubscribePacket {
+            subscriptions,
+            properties,
+            ..
+        } = subscribe;
         let mut first = None;
         for (index, subscription) in subscriptions.into_iter().enumerate() {
             let reason_code = reason_codes
@@ -1051,7 +984,7 @@ impl Session {
 
     fn handle_ack(&mut self, ack: PubAckPacket, received: Stage, now: f64) {
         let position = self.in_flight.iter().position(|entry| {
-            entry.packet.packet_id == Some(ack.packet_id)
+            packet_id(&entry.packet) == Some(ack.packet_id)
                 && (entry.stage == received
                     // A PUBREC repeated after our PUBREL (e.g. across a reconnect).
                     || (received == Stage::PubRec && entry.stage == Stage::PubComp))
@@ -1088,10 +1021,12 @@ impl Session {
     }
 
     fn take_awaiting(&mut self, packet_id: u16) -> Option<Operation> {
-        let index = self.awaiting.iter().position(|(id, _)| *id == packet_id)?;
-        let (_, operation) = self.awaiting.remove(index);
+        let index = self
+            .awaiting
+            .iter()
+            .position(|operation| self::packet_id(&operation.packet) == Some(packet_id))?;
         self.packet_ids.free(packet_id);
-        Some(operation)
+        Some(self.awaiting.remove(index))
     }
 
     fn forget_subscription(&mut self, filter: &str) {
@@ -1130,8 +1065,10 @@ impl Session {
         self.read_buffer.clear();
         // Unanswered SUBSCRIBE/UNSUBSCRIBE go out again first, on the next connection.
         let awaiting = core::mem::take(&mut self.awaiting);
-        for (packet_id, operation) in awaiting.into_iter().rev() {
-            self.packet_ids.free(packet_id);
+        for operation in awaiting.into_iter().rev() {
+            if let Some(id) = packet_id(&operation.packet) {
+                self.packet_ids.free(id);
+            }
             self.queue.push_front(operation);
         }
         let reconnect = retry && self.ever_connected && self.options.reconnect.is_some();
@@ -1159,21 +1096,41 @@ impl Session {
         self.phase = Phase::Closed;
         self.read_buffer.clear();
         let in_flight = core::mem::take(&mut self.in_flight);
-        for entry in in_flight {
-            self.complete(entry.request, Err(ClientError::Closed));
-        }
         let awaiting = core::mem::take(&mut self.awaiting);
         let queue = core::mem::take(&mut self.queue);
-        for operation in awaiting
-            .into_iter()
-            .map(|(_, operation)| operation)
-            .chain(queue)
-        {
-            if let Some(request) = operation.request() {
-                self.complete(Some(request), Err(ClientError::Closed));
+        for operation in in_flight.into_iter().chain(awaiting).chain(queue) {
+            if operation.request.is_some() {
+                self.complete(operation.request, Err(ClientError::Closed));
             }
         }
         self.events.push_back(Event::Closed { error });
+    }
+}
+
+/// Encodes `packet` into `transmit`, and tells the keep alive that something was sent.
+fn write(
+    transmit: &mut BytesMut,
+    keepalive: &mut KeepAlive,
+    version: ProtocolVersion,
+    packet: &Packet,
+    now: f64,
+) {
+    // Everything written was size-checked (or is a fixed-size control packet).
+    if encode(packet, version, transmit).is_ok() {
+        keepalive.handle_sent(now);
+    }
+}
+
+/// The client's own SUBSCRIBE of filters the broker had granted (no request waits for it).
+fn resubscribe(subscriptions: Vec<Subscription>, properties: Properties) -> Operation {
+    Operation {
+        request: None,
+        packet: Packet::Subscribe(SubscribePacket {
+            packet_id: 1,
+            properties,
+            subscriptions,
+        }),
+        stage: Stage::Queued,
     }
 }
 
