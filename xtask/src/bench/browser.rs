@@ -236,7 +236,8 @@ pub fn rows(quick: bool, runs: usize, dir: &Path, launcher: Launcher) -> Result<
                         let _ = write!(line, " LOST {}", count - received);
                     }
                 }
-                println!("{line}");
+                let settled = result["settle_seconds"].as_f64().unwrap_or(f64::NAN);
+                println!("{line}  (browser settled in {settled:.1} s)");
                 for (figure_index, figure) in BROWSER_FIGURES.iter().enumerate() {
                     if figure.page != index {
                         continue;

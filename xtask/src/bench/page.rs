@@ -29,6 +29,8 @@ use std::time::{Duration, Instant};
 const MAX_BODY: usize = 16 << 20;
 /// Time the page may take from launch to its `/ready` (Chromium's start, the connections).
 const READY_TIMEOUT: Duration = Duration::from_secs(45);
+/// Longest wait for a freshly started browser to go quiet before the stream starts.
+const SETTLE_LIMIT: Duration = Duration::from_secs(15);
 /// What a publisher may take at most (`mqtt-bench --timeout 60` gives up after 76 s).
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(80);
 
@@ -143,10 +145,11 @@ impl PageServer {
         // Posts left over from an earlier page are of no interest.
         while self.posts.try_recv().is_ok() {}
         let result_timeout = limit + Duration::from_secs(20);
-        let lifetime = READY_TIMEOUT + PUBLISH_TIMEOUT + result_timeout;
+        let lifetime = READY_TIMEOUT + SETTLE_LIMIT + PUBLISH_TIMEOUT + result_timeout;
         let browser = Browser::launch(self, &url, &run, lifetime)?;
         self.wait_for(&run, "/ready", READY_TIMEOUT)
             .with_context(|| format!("the page never got ready ({url})"))?;
+        let settled = browser.settle(self.launcher);
         let publisher = publish(&topic)?;
         // The page gives up `limit` after ready, or 5 s after its last message; then posts.
         let mut result = self
@@ -166,6 +169,7 @@ impl PageServer {
         result["publisher"] = publisher;
         result["url"] = json!(url);
         result["launcher"] = json!(self.launcher.describe());
+        result["settle_seconds"] = json!(settled.as_secs_f64());
         Ok(result)
     }
 
@@ -237,6 +241,65 @@ impl Browser {
             .with_context(|| format!("starting `{}`", process::display(&command)))?;
         Ok(Browser { child, profile })
     }
+}
+
+impl Browser {
+    /// Waits until the browser's processes have used almost no CPU for half a second, and
+    /// returns how long that took. When the page says it is ready Chromium is still starting:
+    /// its own UI renderer alone was measured here using 0.6 s of CPU in the next second or two,
+    /// which on two cores halved the first stream's rate. Playwright's browser runs in a process
+    /// group of its own, out of sight, so that launcher gets a fixed 3 s first.
+    fn settle(&self, launcher: Launcher) -> Duration {
+        let start = Instant::now();
+        if launcher == Launcher::Instrumented {
+            std::thread::sleep(Duration::from_secs(3));
+        }
+        let group = self.child.id();
+        let window = Duration::from_millis(250);
+        let mut quiet_windows = 0;
+        while quiet_windows < 2 && start.elapsed() < SETTLE_LIMIT {
+            let before = group_cpu_ticks(group);
+            std::thread::sleep(window);
+            // At most 3 ticks (30 ms at Linux's 100 Hz) in 250 ms: about a tenth of a core.
+            let busy = group_cpu_ticks(group).saturating_sub(before) > 3;
+            quiet_windows = if busy { 0 } else { quiet_windows + 1 };
+        }
+        start.elapsed()
+    }
+}
+
+/// CPU time (user and system, in clock ticks) of the live processes of a process group, from
+/// /proc; 0 where there is no /proc.
+fn group_cpu_ticks(group: u32) -> u64 {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    let mut total = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if !name.to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // After the command name in parentheses: state, ppid, pgrp, ..., utime (12th), stime.
+        let Some((_, fields)) = stat.rsplit_once(") ") else {
+            continue;
+        };
+        let fields: Vec<&str> = fields.split_whitespace().collect();
+        if fields.get(2).and_then(|pgrp| pgrp.parse::<u32>().ok()) != Some(group) {
+            continue;
+        }
+        let ticks = |index: usize| -> u64 {
+            fields
+                .get(index)
+                .and_then(|value| value.parse().ok())
+                .unwrap_or(0)
+        };
+        total += ticks(11) + ticks(12);
+    }
+    total
 }
 
 impl Drop for Browser {
