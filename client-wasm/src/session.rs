@@ -296,7 +296,11 @@ pub struct Session {
     awaiting: Vec<Operation>,
     /// Filters the broker granted, with the options to subscribe them again.
     subscriptions: Vec<(ByteStr, SubscriptionOptions, Properties)>,
-    events: VecDeque<Event>,
+    /// Events not yet polled: `events[polled..]`. A plain list, emptied whenever all its
+    /// events were polled (at least once per turn of the driver); in code size a ring buffer
+    /// (`VecDeque`) costs more.
+    events: Vec<Event>,
+    polled: usize,
 }
 
 impl Session {
@@ -319,7 +323,8 @@ impl Session {
             queue: VecDeque::new(),
             awaiting: Vec::new(),
             subscriptions: Vec::new(),
-            events: VecDeque::new(),
+            events: Vec::new(),
+            polled: 0,
             options,
         };
         session.start_attempt(now);
@@ -366,7 +371,15 @@ impl Session {
 
     /// The next event, if any.
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        let event = self.events.get_mut(self.polled)?;
+        // A placeholder takes the polled event's place until the list is emptied.
+        let event = core::mem::replace(event, Event::OpenTransport);
+        self.polled += 1;
+        if self.polled == self.events.len() {
+            self.events.clear();
+            self.polled = 0;
+        }
+        Some(event)
     }
 
     /// When [`Session::handle_timeout`] must be called next (same clock as `now`).
@@ -550,10 +563,10 @@ impl Session {
             Phase::Closed => return,
             Phase::Connected => {
                 self.write(&Packet::Disconnect(DisconnectPacket::default()), now);
-                self.events.push_back(Event::CloseTransport);
+                self.events.push(Event::CloseTransport);
             }
             Phase::Opening { .. } | Phase::AwaitingConnAck { .. } => {
-                self.events.push_back(Event::CloseTransport);
+                self.events.push(Event::CloseTransport);
             }
             Phase::Waiting { .. } => {}
         }
@@ -564,7 +577,7 @@ impl Session {
         self.phase = Phase::Opening {
             deadline: now + f64::from(self.options.connect_timeout_ms),
         };
-        self.events.push_back(Event::OpenTransport);
+        self.events.push(Event::OpenTransport);
     }
 
     fn connect_packet(&self) -> ConnectPacket {
@@ -719,10 +732,10 @@ impl Session {
 
     fn complete(&mut self, request: Option<RequestId>, result: Result<Completion, ClientError>) {
         match request {
-            Some(request) => self.events.push_back(Event::Completed { request, result }),
+            Some(request) => self.events.push(Event::Completed { request, result }),
             None => {
                 if let Err(error) = result {
-                    self.events.push_back(Event::Error(error));
+                    self.events.push(Event::Error(error));
                 }
             }
         }
@@ -845,7 +858,7 @@ impl Session {
         if !connack.session_present {
             self.forget_broker_session();
         }
-        self.events.push_back(Event::Connected {
+        self.events.push(Event::Connected {
             session_present: connack.session_present,
             properties,
         });
@@ -969,16 +982,16 @@ impl Session {
         match (publish.qos, publish.packet_id) {
             (QoS::AtLeastOnce, Some(id)) => {
                 self.write(&Packet::PubAck(PubAckPacket::new(id)), now);
-                self.events.push_back(Event::Message(publish));
+                self.events.push(Event::Message(publish));
             }
             (QoS::ExactlyOnce, Some(id)) => {
                 self.write(&Packet::PubRec(PubAckPacket::new(id)), now);
                 // A repeated PUBLISH before PUBREL is the same message [MQTT-4.3.3-10].
                 if self.incoming_qos2.insert(id) {
-                    self.events.push_back(Event::Message(publish));
+                    self.events.push(Event::Message(publish));
                 }
             }
-            _ => self.events.push_back(Event::Message(publish)),
+            _ => self.events.push(Event::Message(publish)),
         }
     }
 
@@ -1057,7 +1070,7 @@ impl Session {
     /// Ends the current connection; reconnects when `retry` allows and the policy has one.
     fn lose_connection(&mut self, error: ClientError, retry: bool, close: bool, now: f64) {
         if close {
-            self.events.push_back(Event::CloseTransport);
+            self.events.push(Event::CloseTransport);
         }
         if !close {
             self.transmit.clear();
@@ -1072,7 +1085,7 @@ impl Session {
             self.queue.push_front(operation);
         }
         let reconnect = retry && self.ever_connected && self.options.reconnect.is_some();
-        self.events.push_back(Event::ConnectionLost {
+        self.events.push(Event::ConnectionLost {
             error: error.clone(),
             reconnect,
         });
@@ -1083,7 +1096,7 @@ impl Session {
                 self.phase = Phase::Waiting {
                     until: now + f64::from(delay_ms),
                 };
-                self.events.push_back(Event::Reconnecting {
+                self.events.push(Event::Reconnecting {
                     attempt: self.attempt,
                     delay_ms,
                 });
@@ -1103,7 +1116,7 @@ impl Session {
                 self.complete(operation.request, Err(ClientError::Closed));
             }
         }
-        self.events.push_back(Event::Closed { error });
+        self.events.push(Event::Closed { error });
     }
 }
 
