@@ -471,14 +471,12 @@ fn write_properties(p: &Properties, buf: &mut BytesMut) {
     // Computing the length again costs a few additions and avoids threading sizes through.
     let len = properties_len(p).unwrap_or(0);
     put_variable_integer(buf, len);
-    if let Some(value) = p.payload_format_indicator {
-        buf.put_u8(id::PAYLOAD_FORMAT_INDICATOR);
-        buf.put_u8(value);
-    }
-    if let Some(value) = p.message_expiry_interval {
-        buf.put_u8(id::MESSAGE_EXPIRY_INTERVAL);
-        buf.put_u32(value);
-    }
+    put_byte_property(
+        buf,
+        id::PAYLOAD_FORMAT_INDICATOR,
+        p.payload_format_indicator,
+    );
+    put_four_byte_integer_property(buf, id::MESSAGE_EXPIRY_INTERVAL, p.message_expiry_interval);
     put_string_property(
         buf,
         id::CONTENT_TYPE,
@@ -494,37 +492,30 @@ fn write_properties(p: &Properties, buf: &mut BytesMut) {
         buf.put_u8(id::SUBSCRIPTION_IDENTIFIER);
         put_variable_integer(buf, identifier as usize);
     }
-    if let Some(value) = p.session_expiry_interval {
-        buf.put_u8(id::SESSION_EXPIRY_INTERVAL);
-        buf.put_u32(value);
-    }
+    put_four_byte_integer_property(buf, id::SESSION_EXPIRY_INTERVAL, p.session_expiry_interval);
     put_string_property(
         buf,
         id::ASSIGNED_CLIENT_IDENTIFIER,
         p.assigned_client_identifier.as_ref().map(|s| s.as_bytes()),
     );
-    if let Some(value) = p.server_keep_alive {
-        buf.put_u8(id::SERVER_KEEP_ALIVE);
-        buf.put_u16(value);
-    }
+    put_two_byte_integer_property(buf, id::SERVER_KEEP_ALIVE, p.server_keep_alive);
     put_string_property(
         buf,
         id::AUTHENTICATION_METHOD,
         p.authentication_method.as_ref().map(|s| s.as_bytes()),
     );
     put_string_property(buf, id::AUTHENTICATION_DATA, p.authentication_data.as_ref());
-    if let Some(value) = p.request_problem_information {
-        buf.put_u8(id::REQUEST_PROBLEM_INFORMATION);
-        buf.put_u8(value);
-    }
-    if let Some(value) = p.will_delay_interval {
-        buf.put_u8(id::WILL_DELAY_INTERVAL);
-        buf.put_u32(value);
-    }
-    if let Some(value) = p.request_response_information {
-        buf.put_u8(id::REQUEST_RESPONSE_INFORMATION);
-        buf.put_u8(value);
-    }
+    put_byte_property(
+        buf,
+        id::REQUEST_PROBLEM_INFORMATION,
+        p.request_problem_information,
+    );
+    put_four_byte_integer_property(buf, id::WILL_DELAY_INTERVAL, p.will_delay_interval);
+    put_byte_property(
+        buf,
+        id::REQUEST_RESPONSE_INFORMATION,
+        p.request_response_information,
+    );
     put_string_property(
         buf,
         id::RESPONSE_INFORMATION,
@@ -540,54 +531,54 @@ fn write_properties(p: &Properties, buf: &mut BytesMut) {
         id::REASON_STRING,
         p.reason_string.as_ref().map(|s| s.as_bytes()),
     );
-    if let Some(value) = p.receive_maximum {
-        buf.put_u8(id::RECEIVE_MAXIMUM);
-        buf.put_u16(value);
-    }
-    if let Some(value) = p.topic_alias_maximum {
-        buf.put_u8(id::TOPIC_ALIAS_MAXIMUM);
-        buf.put_u16(value);
-    }
-    if let Some(value) = p.topic_alias {
-        buf.put_u8(id::TOPIC_ALIAS);
-        buf.put_u16(value);
-    }
-    if let Some(value) = p.maximum_qos {
-        buf.put_u8(id::MAXIMUM_QOS);
-        buf.put_u8(value);
-    }
-    if let Some(value) = p.retain_available {
-        buf.put_u8(id::RETAIN_AVAILABLE);
-        buf.put_u8(value);
-    }
+    put_two_byte_integer_property(buf, id::RECEIVE_MAXIMUM, p.receive_maximum);
+    put_two_byte_integer_property(buf, id::TOPIC_ALIAS_MAXIMUM, p.topic_alias_maximum);
+    put_two_byte_integer_property(buf, id::TOPIC_ALIAS, p.topic_alias);
+    put_byte_property(buf, id::MAXIMUM_QOS, p.maximum_qos);
+    put_byte_property(buf, id::RETAIN_AVAILABLE, p.retain_available);
     for (name, value) in &p.user_properties {
         buf.put_u8(id::USER_PROPERTY);
         put_field(buf, name.as_bytes());
         put_field(buf, value.as_bytes());
     }
-    if let Some(value) = p.maximum_packet_size {
-        buf.put_u8(id::MAXIMUM_PACKET_SIZE);
-        buf.put_u32(value);
+    put_four_byte_integer_property(buf, id::MAXIMUM_PACKET_SIZE, p.maximum_packet_size);
+    put_byte_property(
+        buf,
+        id::WILDCARD_SUBSCRIPTION_AVAILABLE,
+        p.wildcard_subscription_available,
+    );
+    put_byte_property(
+        buf,
+        id::SUBSCRIPTION_IDENTIFIER_AVAILABLE,
+        p.subscription_identifier_available,
+    );
+    put_byte_property(
+        buf,
+        id::SHARED_SUBSCRIPTION_AVAILABLE,
+        p.shared_subscription_available,
+    );
+}
+
+// One helper per shape of value, so that each property costs a call rather than its own copy
+// of the writes (which matters in the wasm client; the gateway's build inlines them anyway).
+fn put_byte_property(buf: &mut BytesMut, property: u8, value: Option<u8>) {
+    if let Some(value) = value {
+        buf.put_u8(property);
+        buf.put_u8(value);
     }
-    let flags = [
-        (
-            id::WILDCARD_SUBSCRIPTION_AVAILABLE,
-            p.wildcard_subscription_available,
-        ),
-        (
-            id::SUBSCRIPTION_IDENTIFIER_AVAILABLE,
-            p.subscription_identifier_available,
-        ),
-        (
-            id::SHARED_SUBSCRIPTION_AVAILABLE,
-            p.shared_subscription_available,
-        ),
-    ];
-    for (property, value) in flags {
-        if let Some(value) = value {
-            buf.put_u8(property);
-            buf.put_u8(value);
-        }
+}
+
+fn put_two_byte_integer_property(buf: &mut BytesMut, property: u8, value: Option<u16>) {
+    if let Some(value) = value {
+        buf.put_u8(property);
+        buf.put_u16(value);
+    }
+}
+
+fn put_four_byte_integer_property(buf: &mut BytesMut, property: u8, value: Option<u32>) {
+    if let Some(value) = value {
+        buf.put_u8(property);
+        buf.put_u32(value);
     }
 }
 
