@@ -446,7 +446,7 @@ export function connectOptions(options) {
     protocol,
     will,
     reconnect,
-    string(options, "clientId"),
+    string(options, "clientId") ?? `wasm-${randomBelow(2 ** 48).toString(16).padStart(12, "0")}`,
     integer(options, "keepalive", U16),
     boolean(options, "clean"),
     integer(options, "sessionExpiry", U32),
@@ -456,8 +456,12 @@ export function connectOptions(options) {
     integer(options, "connectTimeoutMs", U32),
     integer(options, "maximumPacketSize", U32),
     properties(options),
+    // The seed of the reconnect jitter.
+    randomBelow(2 ** 53),
   ];
 }
+
+const randomBelow = (limit) => Math.floor(Math.random() * limit);
 
 /** `publish()` arguments: [payload, qos, retain, properties]. */
 export const publishOptions = (payload, options) => [

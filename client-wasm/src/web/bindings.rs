@@ -10,7 +10,7 @@ use wasm_bindgen::prelude::*;
 extern "C" {
     /// `setTimeout` of the global scope, which calls `handler(argument)`; returns its handle.
     #[wasm_bindgen(js_name = setTimeout)]
-    pub fn set_timeout(handler: &Function, delay_ms: f64, argument: u32) -> JsValue;
+    pub fn set_timeout(handler: &Function, delay_ms: f64, argument: i32) -> JsValue;
 
     /// `clearTimeout` of the global scope.
     #[wasm_bindgen(js_name = clearTimeout)]
@@ -66,7 +66,7 @@ extern "C" {
 
     /// The `MqttError` for a `ClientError`: see `convert::error_value`.
     #[wasm_bindgen(js_name = clientError)]
-    pub fn client_error(kind: u32, reason_code: i32, detail: &str, a: f64, b: f64) -> JsValue;
+    pub fn client_error(kind: i32, reason_code: i32, detail: &str, a: f64, b: f64) -> JsValue;
 
     /// A WebSocket to `url` (subprotocol `mqtt`, binary frames as ArrayBuffers) whose events
     /// call `handler(kind, data)`: 0 open, 1 a binary message (`data` a `Uint8Array`), 2 closed
@@ -78,7 +78,7 @@ extern "C" {
     pub fn send(socket: &JsValue, data: &[u8]);
 
     /// Queues a microtask that calls `handler(argument)`.
-    pub fn microtask(handler: &Function, argument: u32);
+    pub fn microtask(handler: &Function, argument: i32);
 
     /// Detaches the socket's handlers, then closes it.
     #[wasm_bindgen(js_name = closeSocket)]
@@ -107,7 +107,7 @@ extern "C" {
 
     /// Dispatches event `kind` (0 connect, 1 close, 2 reconnect, 3 error), its detail built
     /// from `a` and `b`.
-    pub fn event(events: &JsValue, kind: u32, a: &JsValue, b: &JsValue);
+    pub fn event(events: &JsValue, kind: i32, a: &JsValue, b: &JsValue);
 
     /// `{ qos, reasonCode }`, or `{ reasonCode }` when `qos` is negative.
     pub fn result(qos: i32, reason_code: u8) -> JsValue;

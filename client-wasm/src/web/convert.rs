@@ -28,7 +28,7 @@ pub fn error_value(error: &ClientError) -> JsValue {
     let reason = error
         .reason_code()
         .map_or(-1, |code| i32::from(code.as_u8()));
-    let (kind, detail, a, b): (u32, &str, usize, usize) = match *error {
+    let (kind, detail, a, b): (i32, &str, usize, usize) = match *error {
         ClientError::InvalidOptions(detail) => (0, detail, 0, 0),
         ClientError::ConnectionRefused(code) => (1, "", code.as_u8().into(), 0),
         ClientError::ConnectFailed => (2, "", 0, 0),
@@ -212,13 +212,11 @@ pub fn properties_to_js(properties: &Properties) -> JsValue {
     bindings::properties_object(&list)
 }
 
-/// The core's options from `connectOptions`' array: protocol, will, reconnect, clientId,
-/// keepalive, clean, sessionExpiry, username, password, offlineQueueLimit, connectTimeoutMs,
-/// maximumPacketSize, properties. `random_id` names clients that gave no `clientId`.
-pub fn connect_options(
-    options: &JsValue,
-    random_id: impl FnOnce() -> String,
-) -> Result<Options, JsValue> {
+/// The core's options from `connectOptions`' array: protocol, will, reconnect, clientId (a
+/// random `wasm-…` one when none was given), keepalive, clean, sessionExpiry, username,
+/// password, offlineQueueLimit, connectTimeoutMs, maximumPacketSize, properties; and a random
+/// seed for the reconnect jitter.
+pub fn connect_options(options: &JsValue) -> Result<(Options, u64), JsValue> {
     let items = Items::new(bindings::connect_options(options)?);
     let defaults = Options::default();
     let will = items.get(1);
@@ -247,13 +245,14 @@ pub fn connect_options(
     } else {
         defaults.reconnect
     };
-    Ok(Options {
+    let seed = items.get(13).as_f64().unwrap_or_default() as u64;
+    let options = Options {
         protocol: if items.number(0) == Some(4) {
             ProtocolVersion::V311
         } else {
             ProtocolVersion::V5
         },
-        client_id: items.text(3).unwrap_or_else(random_id),
+        client_id: items.text(3).unwrap_or_default(),
         keep_alive: items
             .number(4)
             .map_or(defaults.keep_alive, |seconds| seconds as u16),
@@ -269,7 +268,8 @@ pub fn connect_options(
         connect_timeout_ms: items.number(10).unwrap_or(defaults.connect_timeout_ms),
         maximum_packet_size: items.number(11),
         properties: items.properties(12),
-    })
+    };
+    Ok((options, seed))
 }
 
 /// Payload, QoS, retain and properties of a `publish()` call.

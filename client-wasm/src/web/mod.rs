@@ -54,7 +54,7 @@ enum Effect {
     /// Call a function (resolve, reject) with one argument.
     Call(Function, JsValue),
     /// Dispatch event `kind` (see `bindings::event`) with its detail's two values.
-    Dispatch(u32, JsValue, JsValue),
+    Dispatch(i32, JsValue, JsValue),
     /// Deliver one batch of messages.
     Messages(Array),
 }
@@ -152,7 +152,7 @@ struct Driver {
     socket: Option<Socket>,
     /// The one closure JS calls back: socket events, the timer and the flush microtask,
     /// told apart by their first argument (see [`Driver::handle`]).
-    handler: Closure<dyn FnMut(u32, JsValue)>,
+    handler: Closure<dyn FnMut(i32, JsValue)>,
     timer_handle: Option<JsValue>,
     timer_due: Option<f64>,
     /// Whether the microtask that sends what API calls wrote is queued.
@@ -311,7 +311,7 @@ impl Driver {
 
     /// What JS reports through [`Driver::handler`]: `kind` is one of `SOCKET_OPEN`,
     /// `SOCKET_MESSAGE` (`data` is a `Uint8Array`), `SOCKET_CLOSE`, `TIMER` and `FLUSH`.
-    fn handle(&mut self, kind: u32, data: &JsValue, now: f64) {
+    fn handle(&mut self, kind: i32, data: &JsValue, now: f64) {
         match kind {
             SOCKET_OPEN => self.session.handle_open(now),
             SOCKET_MESSAGE => {
@@ -368,17 +368,17 @@ impl Drop for Driver {
 }
 
 /// The calls of [`Driver::handler`]: the events `openSocket` reports, the timer, the flush.
-const SOCKET_OPEN: u32 = 0;
-const SOCKET_MESSAGE: u32 = 1;
-const SOCKET_CLOSE: u32 = 2;
-const TIMER: u32 = 3;
-const FLUSH: u32 = 4;
+const SOCKET_OPEN: i32 = 0;
+const SOCKET_MESSAGE: i32 = 1;
+const SOCKET_CLOSE: i32 = 2;
+const TIMER: i32 = 3;
+const FLUSH: i32 = 4;
 
 /// The events of `bindings::event`.
-const CONNECT: u32 = 0;
-const CLOSE: u32 = 1;
-const RECONNECT: u32 = 2;
-const ERROR: u32 = 3;
+const CONNECT: i32 = 0;
+const CLOSE: i32 = 1;
+const RECONNECT: i32 = 2;
+const ERROR: i32 = 3;
 
 fn completion_value(completion: Completion) -> JsValue {
     match completion {
@@ -420,17 +420,6 @@ fn run_turn(driver: &Rc<RefCell<Driver>>, send_now: bool, input: &mut dyn FnMut(
     }
 }
 
-/// A random client identifier: `wasm-` and 12 hex digits.
-fn random_client_id() -> String {
-    let mut id = String::from("wasm-");
-    let mut bits = (js_sys::Math::random() * 281_474_976_710_656.0) as u64;
-    for _ in 0..12 {
-        id.push(char::from(b"0123456789abcdef"[(bits & 15) as usize]));
-        bits >>= 4;
-    }
-    id
-}
-
 /// A Promise whose settling functions are returned alongside it.
 fn promise() -> (Promise, Settle) {
     let parts = bindings::deferred();
@@ -459,11 +448,10 @@ impl MqttClient {
     /// connection (CONNACK), rejects with an `MqttError` (e.g. `CONNECTION_REFUSED`) otherwise.
     #[wasm_bindgen(unchecked_return_type = "Promise<MqttClient>")]
     pub fn connect(url: String, options: Option<bindings::ConnectOptionsArg>) -> Promise {
-        let options = match convert::connect_options(&options.into(), random_client_id) {
-            Ok(options) => options,
+        let (options, seed) = match convert::connect_options(&options.into()) {
+            Ok(converted) => converted,
             Err(error) => return rejected(error),
         };
-        let seed = (js_sys::Math::random() * 9_007_199_254_740_992.0) as u64;
         let now = performance_now();
         let session = match Session::new(options, seed, now) {
             Ok(session) => session,
