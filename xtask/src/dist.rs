@@ -2,9 +2,10 @@
 //!
 //! dist: `client-wasm` is built with the size-first `wasm-release` profile, bound with the
 //! wasm-bindgen CLI pinned by Cargo.lock into the npm package `client-wasm/pkg`, and shrunk with
-//! `wasm-opt -Oz` from the npm package `binaryen`; the package gets its own `package.json` and
-//! README, the shipped scripts are minified by esbuild (a dev dependency of the npm workspace),
-//! and the sizes browsers download are printed. Then `www` runs its npm `build` script.
+//! `wasm-opt -Oz --converge` from the npm package `binaryen`, which also shortens the names the
+//! glue and the module know each other by; the package gets its own `package.json` and README,
+//! the shipped scripts are minified by esbuild (a dev dependency of the npm workspace), and the
+//! sizes browsers download are printed. Then `www` runs its npm `build` script.
 //! Parts that do not exist yet are skipped with a note.
 
 use std::path::Path;
@@ -58,7 +59,8 @@ pub fn run() -> Result<()> {
     Ok(())
 }
 
-/// Builds `client-wasm/pkg`: cargo build, wasm-bindgen `--target web`, `wasm-opt -Oz`.
+/// Builds `client-wasm/pkg`: cargo build, wasm-bindgen `--target web`, `wasm-opt -Oz`, names
+/// minified, scripts minified.
 fn client_wasm() -> Result<()> {
     prerequisites::ensure_wasm_target()?;
     let version = prerequisites::wasm_bindgen_locked_version()?
@@ -100,6 +102,8 @@ fn client_wasm() -> Result<()> {
     optimize
         .args([
             "-Oz",
+            // Repeats -Oz while it still shrinks the module (a few dozen bytes more).
+            "--converge",
             "--strip-debug",
             "--strip-producers",
             "--strip-target-features",
