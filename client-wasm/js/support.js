@@ -104,6 +104,10 @@ class Events extends EventTarget {
     this.each = [];
     // The "message" listeners, so that per-message events are dispatched only when wanted.
     this.listeners = [];
+    // What the current turn of the client queued for after it: [kind, a, b, ...].
+    this.effects = [];
+    // The Promises of pending requests by request id: [resolve, reject].
+    this.pending = new Map();
   }
 }
 
@@ -127,7 +131,7 @@ export function listen(events, type, listener, options, add) {
 }
 
 /** Hands one frame's messages to the batch callbacks, the per-message callbacks and listeners. */
-export function deliver(messages, events) {
+function deliver(messages, events) {
   for (const callback of events.batch.slice()) {
     try {
       callback(messages);
@@ -511,27 +515,56 @@ export function propertiesObject(list) {
 }
 
 const EVENTS = ["connect", "close", "reconnect", "error"];
+const RESOLVE = 4;
+const REJECT = 5;
+const MESSAGES = 6;
 
-/** Dispatches one of the client's events; its detail is built from `a` and `b`. */
-export function event(target, type, a, b) {
-  const detail =
-    type === 0 ? { sessionPresent: a, properties: b }
-    : type === 1 ? (a === undefined ? { reconnect: b } : { error: a, reconnect: b })
-    : type === 2 ? { attempt: a, delayMs: b }
-    : a;
-  dispatch(target, EVENTS[type], detail);
+/** A Promise for request `id`, settled by `settle`. */
+export const pending = (events, id) =>
+  new Promise((resolve, reject) => events.pending.set(id, [resolve, reject]));
+
+/** Resolves (`ok`) or rejects the Promise of request `id` with `value`. */
+export function settle(events, id, ok, value) {
+  const handlers = events.pending.get(id);
+  if (handlers) {
+    events.pending.delete(id);
+    handlers[ok ? 0 : 1](value);
+  }
+}
+
+/**
+ * Queues an effect of the client's current turn: one of its `EVENTS` (its detail built from
+ * `a` and `b`), settling the Promise of request `a` with `b` (`RESOLVE`, `REJECT`), or the
+ * delivery of `MESSAGES` `a`. They run once the turn is over, when the client can be called
+ * again.
+ */
+export function effect(events, kind, a, b) {
+  events.effects.push(kind, a, b);
+}
+
+/** Runs the queued effects in order (a call they make into the client queues and runs its own). */
+export function runEffects(events) {
+  const effects = events.effects;
+  events.effects = [];
+  for (let at = 0; at < effects.length; at += 3) {
+    const kind = effects[at];
+    const a = effects[at + 1];
+    const b = effects[at + 2];
+    if (kind === RESOLVE || kind === REJECT) {
+      settle(events, a, kind === RESOLVE, b);
+    } else if (kind === MESSAGES) {
+      deliver(a, events);
+    } else {
+      const detail =
+        kind === 0 ? { sessionPresent: a, properties: b }
+        : kind === 1 ? (a === undefined ? { reconnect: b } : { error: a, reconnect: b })
+        : kind === 2 ? { attempt: a, delayMs: b }
+        : a;
+      dispatch(events, EVENTS[kind], detail);
+    }
+  }
 }
 
 /** What a subscribe (`qos` >= 0) or an unsubscribe resolves with. */
 export const result = (qos, reasonCode) => (qos < 0 ? { reasonCode } : { qos, reasonCode });
 
-/** A new Promise with its settling functions: [promise, resolve, reject]. */
-export function deferred() {
-  let resolve;
-  let reject;
-  const promise = new Promise((yes, no) => {
-    resolve = yes;
-    reject = no;
-  });
-  return [promise, resolve, reject];
-}

@@ -3,7 +3,7 @@
 //! The timer and clock functions are looked up on the global object at each call (not on
 //! `window`), so the client works in a page and in a Web Worker alike.
 
-use js_sys::{Array, Function};
+use js_sys::{Array, Function, Promise};
 use wasm_bindgen::prelude::*;
 
 #[wasm_bindgen]
@@ -61,8 +61,14 @@ extern "C" {
         add: bool,
     );
 
-    /// Calls the message callbacks and listeners, isolating their exceptions.
-    pub fn deliver(messages: &Array, events: &JsValue);
+    /// Queues an effect of a turn: event `kind` (0 connect, 1 close, 2 reconnect, 3 error) with
+    /// its detail built from `a` and `b`, 4 or 5 resolving or rejecting the Promise of request
+    /// `a` with `b`, 6 the delivery of messages `a`.
+    pub fn effect(events: &JsValue, kind: i32, a: &JsValue, b: &JsValue);
+
+    /// Runs the queued effects, in order.
+    #[wasm_bindgen(js_name = runEffects)]
+    pub fn run_effects(events: &JsValue);
 
     /// The `MqttError` for a `ClientError`: see `convert::error_value`.
     #[wasm_bindgen(js_name = clientError)]
@@ -105,13 +111,12 @@ extern "C" {
     #[wasm_bindgen(js_name = propertiesObject)]
     pub fn properties_object(list: &Array) -> JsValue;
 
-    /// Dispatches event `kind` (0 connect, 1 close, 2 reconnect, 3 error), its detail built
-    /// from `a` and `b`.
-    pub fn event(events: &JsValue, kind: i32, a: &JsValue, b: &JsValue);
-
     /// `{ qos, reasonCode }`, or `{ reasonCode }` when `qos` is negative.
     pub fn result(qos: i32, reason_code: u8) -> JsValue;
 
-    /// `[promise, resolve, reject]`.
-    pub fn deferred() -> Array;
+    /// A Promise for request `id`, settled by an effect or [`settle`].
+    pub fn pending(events: &JsValue, id: u32) -> Promise;
+
+    /// Resolves (`ok`) or rejects the Promise of request `id` with `value`.
+    pub fn settle(events: &JsValue, id: u32, ok: bool, value: &JsValue);
 }

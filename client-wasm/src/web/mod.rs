@@ -8,8 +8,8 @@
 //!
 //! Re-entrancy: user code (listeners, callbacks, Promise executors of the caller) may call back
 //! into the client, so it never runs while the driver is borrowed. A turn borrows the driver,
-//! feeds the session, collects what JS must be told as [`Effect`]s, releases the borrow, and
-//! only then runs them.
+//! feeds the session, queues what JS must be told as effects (on the `Events` object of
+//! support.js), releases the borrow, and only then has support.js run them.
 //!
 //! Writes made by API calls are sent from a microtask, so a burst of `publish()` calls in one
 //! task leaves as one WebSocket message (the gateway accepts many packets per frame). Writes
@@ -41,22 +41,6 @@ enum Call {
     Publish(OutgoingMessage),
     Subscribe(String, SubscriptionOptions, Properties),
     Unsubscribe(String, Properties),
-}
-
-/// A Promise's two settling functions.
-struct Settle {
-    resolve: Function,
-    reject: Function,
-}
-
-/// A JS-visible consequence of a turn, run after the driver's borrow ends.
-enum Effect {
-    /// Call a function (resolve, reject) with one argument.
-    Call(Function, JsValue),
-    /// Dispatch event `kind` (see `bindings::event`) with its detail's two values.
-    Dispatch(i32, JsValue, JsValue),
-    /// Deliver one batch of messages.
-    Messages(Array),
 }
 
 /// One WebSocket, opened by `openSocket` in support.js with the driver's handler.
@@ -157,16 +141,17 @@ struct Driver {
     timer_due: Option<f64>,
     /// Whether the microtask that sends what API calls wrote is queued.
     flush_scheduled: bool,
-    /// Pending Promises in the order their operations started; acknowledgements mostly come
-    /// in that order, so the search is short.
-    requests: Vec<(RequestId, Settle)>,
+    /// Nothing per request: their Promises wait in the `Events` object of support.js, under
+    /// their `RequestId` (0 for `connect()`'s), until an effect settles them.
     next_request: RequestId,
     /// The JS `Events` object (support.js): the EventTarget of the client's events, with the
     /// callbacks of `onMessage` and `onMessages`.
     events: JsValue,
     batch: MessageBatch,
-    /// Settled when the first connection succeeds or fails.
-    connect_promise: Option<Settle>,
+    /// Whether `connect()`'s Promise waits for the first connection to succeed or fail.
+    connecting: bool,
+    /// Whether this turn queued effects for `bindings::run_effects`.
+    effects_queued: bool,
     /// Self-ownership while `connect()` is pending; see the module header.
     owner: Option<Rc<RefCell<Driver>>>,
     weak: Weak<RefCell<Driver>>,
@@ -189,8 +174,7 @@ impl Driver {
 
     /// Processes the session's outputs. `send_now` is false for API calls, whose writes are
     /// coalesced by the flush microtask.
-    fn drive(&mut self, now: f64, send_now: bool) -> Vec<Effect> {
-        let mut effects = Vec::new();
+    fn drive(&mut self, now: f64, send_now: bool) {
         loop {
             if send_now {
                 self.send_transmit();
@@ -203,23 +187,30 @@ impl Driver {
                 continue;
             }
             // Messages first: they arrived before whatever this event reports.
-            if let Some(messages) = self.batch.take() {
-                effects.push(Effect::Messages(messages));
-            }
-            self.handle_event(event, now, &mut effects);
+            self.deliver_batch();
+            self.handle_event(event, now);
         }
-        if let Some(messages) = self.batch.take() {
-            effects.push(Effect::Messages(messages));
-        }
+        self.deliver_batch();
         if !send_now && !self.flush_scheduled {
             self.flush_scheduled = true;
             bindings::microtask(self.handler.as_ref().unchecked_ref(), FLUSH);
         }
         self.arm_timer(now);
-        effects
     }
 
-    fn handle_event(&mut self, event: Event, now: f64, effects: &mut Vec<Effect>) {
+    /// Queues an effect (see `bindings::effect`), run once the turn released the driver.
+    fn effect(&mut self, kind: i32, a: &JsValue, b: &JsValue) {
+        self.effects_queued = true;
+        bindings::effect(&self.events, kind, a, b);
+    }
+
+    fn deliver_batch(&mut self) {
+        if let Some(messages) = self.batch.take() {
+            self.effect(MESSAGES, &messages, &JsValue::UNDEFINED);
+        }
+    }
+
+    fn handle_event(&mut self, event: Event, now: f64) {
         match event {
             Event::OpenTransport => self.open_socket(now),
             Event::CloseTransport => {
@@ -230,66 +221,59 @@ impl Driver {
                 session_present,
                 properties,
             } => {
-                if let Some(settle) = self.connect_promise.take() {
+                if self.connecting {
+                    self.connecting = false;
                     let client = MqttClient {
                         driver: self.owner.take().or_else(|| self.weak.upgrade()),
                     };
-                    effects.push(Effect::Call(settle.resolve, client.into()));
+                    self.effect(RESOLVE, &CONNECT_REQUEST.into(), &client.into());
                 }
-                effects.push(Effect::Dispatch(
+                self.effect(
                     CONNECT,
-                    session_present.into(),
-                    convert::properties_to_js(&properties),
-                ));
+                    &session_present.into(),
+                    &convert::properties_to_js(&properties),
+                );
             }
             Event::ConnectionLost { error, reconnect } => {
-                if self.connect_promise.is_none() {
+                if !self.connecting {
                     let refused = matches!(error, ClientError::ConnectionRefused(_));
                     let error = convert::error_value(&error);
                     if refused {
-                        effects.push(Effect::Dispatch(ERROR, error.clone(), JsValue::UNDEFINED));
+                        self.effect(ERROR, &error, &JsValue::UNDEFINED);
                     }
-                    effects.push(Effect::Dispatch(CLOSE, error, reconnect.into()));
+                    self.effect(CLOSE, &error, &reconnect.into());
                 }
             }
             Event::Reconnecting { attempt, delay_ms } => {
-                effects.push(Effect::Dispatch(RECONNECT, attempt.into(), delay_ms.into()));
+                self.effect(RECONNECT, &attempt.into(), &delay_ms.into());
             }
             Event::Closed { error } => {
                 self.socket = None;
-                match (self.connect_promise.take(), &error) {
-                    (Some(settle), _) => {
+                match (core::mem::take(&mut self.connecting), &error) {
+                    (true, _) => {
                         let error = error.unwrap_or(ClientError::Closed);
-                        effects.push(Effect::Call(settle.reject, convert::error_value(&error)));
+                        let error = convert::error_value(&error);
+                        self.effect(REJECT, &CONNECT_REQUEST.into(), &error);
                         // Nobody holds the client: let it go once this turn ends.
                         self.owner = None;
                     }
                     // After end(): the only "close" this connection reports.
-                    (None, None) => {
-                        effects.push(Effect::Dispatch(CLOSE, JsValue::UNDEFINED, false.into()));
+                    (false, None) => {
+                        self.effect(CLOSE, &JsValue::UNDEFINED, &false.into());
                     }
                     // A failure already reported its "close" through ConnectionLost.
-                    (None, Some(_)) => {}
+                    (false, Some(_)) => {}
                 }
             }
             Event::Completed { request, result } => {
-                let index = self.requests.iter().position(|(id, _)| *id == request);
-                if let Some(index) = index {
-                    let (_, settle) = self.requests.remove(index);
-                    effects.push(match result {
-                        Ok(completion) => {
-                            Effect::Call(settle.resolve, completion_value(completion))
-                        }
-                        Err(error) => Effect::Call(settle.reject, convert::error_value(&error)),
-                    });
-                }
+                let (kind, value) = match result {
+                    Ok(completion) => (RESOLVE, completion_value(completion)),
+                    Err(error) => (REJECT, convert::error_value(&error)),
+                };
+                self.effect(kind, &request.into(), &value);
             }
             Event::Error(error) => {
-                effects.push(Effect::Dispatch(
-                    ERROR,
-                    convert::error_value(&error),
-                    JsValue::UNDEFINED,
-                ));
+                self.effect(ERROR, &convert::error_value(&error), &JsValue::UNDEFINED);
             }
             Event::Message(_) => {}
         }
@@ -374,11 +358,17 @@ const SOCKET_CLOSE: i32 = 2;
 const TIMER: i32 = 3;
 const FLUSH: i32 = 4;
 
-/// The events of `bindings::event`.
+/// The effects of `bindings::effect`: the client's events, settling a request, messages.
 const CONNECT: i32 = 0;
 const CLOSE: i32 = 1;
 const RECONNECT: i32 = 2;
 const ERROR: i32 = 3;
+const RESOLVE: i32 = 4;
+const REJECT: i32 = 5;
+const MESSAGES: i32 = 6;
+
+/// The request whose Promise `connect()` returns.
+const CONNECT_REQUEST: RequestId = 0;
 
 fn completion_value(completion: Completion) -> JsValue {
     match completion {
@@ -400,34 +390,19 @@ fn turn(weak: &Weak<RefCell<Driver>>, send_now: bool, input: &mut dyn FnMut(&mut
 
 /// Not generic over `input`: one copy of the turn serves every caller.
 fn run_turn(driver: &Rc<RefCell<Driver>>, send_now: bool, input: &mut dyn FnMut(&mut Driver, f64)) {
-    let (effects, events) = {
+    let events = {
         let Ok(mut driver) = driver.try_borrow_mut() else {
             return;
         };
         let now = performance_now();
         input(&mut driver, now);
-        let effects = driver.drive(now, send_now);
-        (effects, driver.events.clone())
+        driver.drive(now, send_now);
+        // Most turns (a publish that waits for its acknowledgement) have nothing for JS.
+        core::mem::take(&mut driver.effects_queued).then(|| driver.events.clone())
     };
-    for effect in effects {
-        match effect {
-            Effect::Call(function, value) => {
-                let _ = function.call1(&JsValue::UNDEFINED, &value);
-            }
-            Effect::Dispatch(kind, a, b) => bindings::event(&events, kind, &a, &b),
-            Effect::Messages(messages) => bindings::deliver(&messages, &events),
-        }
+    if let Some(events) = events {
+        bindings::run_effects(&events);
     }
-}
-
-/// A Promise whose settling functions are returned alongside it.
-fn promise() -> (Promise, Settle) {
-    let parts = bindings::deferred();
-    let settle = Settle {
-        resolve: parts.get(1).unchecked_into(),
-        reject: parts.get(2).unchecked_into(),
-    };
-    (parts.get(0).unchecked_into(), settle)
 }
 
 fn rejected(error: JsValue) -> Promise {
@@ -457,7 +432,8 @@ impl MqttClient {
             Ok(session) => session,
             Err(error) => return rejected(convert::error_value(&error)),
         };
-        let (promise, settle) = promise();
+        let events = bindings::events();
+        let promise = bindings::pending(&events, CONNECT_REQUEST);
         let driver = Rc::new_cyclic(|weak: &Weak<RefCell<Driver>>| {
             let handler_weak = weak.clone();
             RefCell::new(Driver {
@@ -472,11 +448,11 @@ impl MqttClient {
                 timer_handle: None,
                 timer_due: None,
                 flush_scheduled: false,
-                requests: Vec::new(),
-                next_request: 0,
-                events: bindings::events(),
+                next_request: CONNECT_REQUEST,
+                events,
                 batch: MessageBatch::default(),
-                connect_promise: Some(settle),
+                connecting: true,
+                effects_queued: false,
                 owner: None,
                 weak: weak.clone(),
             })
@@ -636,14 +612,15 @@ impl MqttClient {
         let Some(driver) = &self.driver else {
             return rejected(convert::error_value(&ClientError::Closed));
         };
-        let (promise, settle) = promise();
-        let mut pending = Some((call, settle));
+        let mut call = Some(call);
+        let mut promise = None;
         let mut refused = None;
         run_turn(driver, false, &mut |driver, now| {
-            let Some((call, settle)) = pending.take() else {
+            let Some(call) = call.take() else {
                 return;
             };
             let request = driver.new_request();
+            promise = Some(bindings::pending(&driver.events, request));
             let session = &mut driver.session;
             let started = match call {
                 Call::Publish(message) => session.publish(request, message, now),
@@ -654,16 +631,14 @@ impl MqttClient {
                     session.unsubscribe(request, &filter, properties, now)
                 }
             };
-            match started {
-                Ok(()) => driver.requests.push((request, settle)),
-                Err(error) => refused = Some((settle, error)),
+            if let Err(error) = started {
+                refused = Some((driver.events.clone(), request, error));
             }
         });
-        if let Some((settle, error)) = refused {
-            let _ = settle
-                .reject
-                .call1(&JsValue::UNDEFINED, &convert::error_value(&error));
+        if let Some((events, request, error)) = refused {
+            bindings::settle(&events, request, false, &convert::error_value(&error));
         }
-        promise
+        // No Promise only if the turn could not run, which a call from JS never meets.
+        promise.unwrap_or_else(|| rejected(convert::error_value(&ClientError::Closed)))
     }
 }
