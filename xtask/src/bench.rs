@@ -72,6 +72,9 @@ const WS_OVER_TCP: &str = "WS fan-in QoS 0 / own TCP";
 /// DESIGN.md's goal for [`WS_OVER_TCP`]: WebSocket throughput at least 0.8x our own TCP.
 const WS_OVER_TCP_GOAL: f64 = 0.8;
 
+/// The broker figures. Counts are per publisher (fan-in) or per stream (fan-out); they are sized
+/// so that the gateway's runs last about half a second or more, since shorter runs are mostly
+/// noise, while Mosquitto's stay near ten seconds each.
 fn figures(quick: bool) -> Vec<Figure> {
     let scale = |full: u64, small: u64| if quick { small } else { full }.to_string();
     let throughput =
@@ -106,7 +109,7 @@ fn figures(quick: bool) -> Vec<Figure> {
             "fanin",
             "0",
             ("--publishers", "4"),
-            scale(100_000, 20_000),
+            scale(250_000, 20_000),
         ),
         throughput(
             "fan-in QoS 1 (4 publishers)",
@@ -114,7 +117,7 @@ fn figures(quick: bool) -> Vec<Figure> {
             "fanin",
             "1",
             ("--publishers", "4"),
-            scale(50_000, 10_000),
+            scale(150_000, 10_000),
         ),
         throughput(
             "fan-out QoS 0 (1 to 10)",
@@ -122,7 +125,7 @@ fn figures(quick: bool) -> Vec<Figure> {
             "fanout",
             "0",
             ("--subscribers", "10"),
-            scale(50_000, 10_000),
+            scale(200_000, 10_000),
         ),
         throughput(
             "fan-out QoS 1 (1 to 10)",
@@ -130,7 +133,7 @@ fn figures(quick: bool) -> Vec<Figure> {
             "fanout",
             "1",
             ("--subscribers", "10"),
-            scale(20_000, 5_000),
+            scale(50_000, 5_000),
         ),
         throughput(
             WS_FANIN_QOS0,
@@ -138,7 +141,7 @@ fn figures(quick: bool) -> Vec<Figure> {
             "fanin",
             "0",
             ("--publishers", "4"),
-            scale(100_000, 20_000),
+            scale(250_000, 20_000),
         ),
         throughput(
             "WS fan-in QoS 1 (4 publishers)",
@@ -146,7 +149,7 @@ fn figures(quick: bool) -> Vec<Figure> {
             "fanin",
             "1",
             ("--publishers", "4"),
-            scale(50_000, 10_000),
+            scale(150_000, 10_000),
         ),
         throughput(
             "WS fan-out QoS 0 (1 to 10)",
@@ -154,7 +157,7 @@ fn figures(quick: bool) -> Vec<Figure> {
             "fanout",
             "0",
             ("--subscribers", "10"),
-            scale(50_000, 10_000),
+            scale(200_000, 10_000),
         ),
         Figure {
             name: "latency p50 at 1000 msg/s",
@@ -206,7 +209,7 @@ fn figures(quick: bool) -> Vec<Figure> {
 }
 
 fn latency_args(quick: bool) -> Vec<String> {
-    let seconds = if quick { "2" } else { "5" };
+    let seconds = if quick { "2" } else { "10" };
     ["latency", "--rate", "1000", "--seconds", seconds]
         .map(String::from)
         .to_vec()
