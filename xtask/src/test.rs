@@ -77,11 +77,11 @@ fn run_steps(steps: &mut Steps) -> Result<()> {
 /// DESIGN.md's goal for the wasm package (wasm + JS glue, gzipped): printed with the gap.
 const PACKAGE_GOAL_BYTES: u64 = 35 * 1024;
 
-/// The enforced limit until the goal is reached: the measured size (40 293 bytes, see the
+/// The enforced limit until the goal is reached: the measured size (39 888 bytes, see the
 /// README's design notes for what got it there from 54.2 KB) plus a little room for tool
 /// versions, so that any regression fails the run. Lower it as the package shrinks; once the
 /// package is within the goal, fail above the goal instead.
-const PACKAGE_CEILING_BYTES: u64 = 40 * 1024 + 512;
+const PACKAGE_CEILING_BYTES: u64 = 40 * 1024;
 
 /// client-wasm: the package build and its size budget, the wasm-bindgen tests in headless
 /// Chromium against a gateway started here, and the Playwright test of the packed package.
