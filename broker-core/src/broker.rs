@@ -129,6 +129,14 @@ pub enum FrameKind {
     Control,
 }
 
+/// What sending a plain QoS 0 copy needs of its receiver's connection, looked up once.
+#[derive(Clone, Copy)]
+struct PlainReceiver {
+    connection: ConnectionId,
+    protocol: ProtocolVersion,
+    maximum_packet_size: Option<u32>,
+}
+
 /// The encodings of one message's plain QoS 0 copies, by protocol version and retain flag,
 /// while it is being routed.
 #[derive(Default)]
@@ -1341,9 +1349,9 @@ impl Broker {
             if qos == QoS::AtMostOnce
                 && expires_at.is_none()
                 && matches[index..end].iter().all(|m| m.identifier.is_none())
-                && let Some(connection) = self.plain_receiver(session)
+                && let Some(receiver) = self.plain_receiver(session)
             {
-                self.send_shared(connection, &publish, retain, &mut shared);
+                self.send_shared(receiver, &publish, retain, &mut shared);
                 index = end;
                 continue;
             }
@@ -1366,25 +1374,30 @@ impl Broker {
     /// The connection of `session` if a QoS 0 copy for it is the plain encoding of the message,
     /// the same bytes for every such receiver of one protocol version: it is online and uses no
     /// outbound topic aliases.
-    fn plain_receiver(&self, session: SessionKey) -> Option<ConnectionId> {
+    fn plain_receiver(&self, session: SessionKey) -> Option<PlainReceiver> {
         let connection = self.session(session).connection?;
         let conn = self.connections.get(&connection)?;
-        (conn.client_topic_alias_maximum == 0).then_some(connection)
+        (conn.client_topic_alias_maximum == 0).then_some(PlainReceiver {
+            connection,
+            protocol: conn.protocol,
+            maximum_packet_size: conn.client_maximum_packet_size,
+        })
     }
 
     /// Sends a plain QoS 0 copy of `publish` (see [`Broker::plain_receiver`]), encoding it only
     /// for the first receiver of each protocol version and retain flag.
     fn send_shared(
         &mut self,
-        connection: ConnectionId,
+        receiver: PlainReceiver,
         publish: &PublishPacket,
         retain: bool,
         shared: &mut SharedFrames,
     ) {
-        let Some(conn) = self.connections.get(&connection) else {
-            return;
-        };
-        let (protocol, maximum) = (conn.protocol, conn.client_maximum_packet_size);
+        let PlainReceiver {
+            connection,
+            protocol,
+            maximum_packet_size: maximum,
+        } = receiver;
         let slot = shared.slot(protocol, retain);
         let bytes = match slot {
             Some(bytes) => bytes.clone(),

@@ -331,6 +331,15 @@ fn median(values: &[f64]) -> f64 {
     }
 }
 
+/// The median, or NaN when a figure has no runs (a browser page that failed every time).
+fn median_or_nan(values: &[f64]) -> f64 {
+    if values.is_empty() {
+        f64::NAN
+    } else {
+        median(values)
+    }
+}
+
 /// Ensures Mosquitto is installed (Debian's package), installing it when running as root.
 fn ensure_mosquitto() -> Result<()> {
     if process::probe(process::command("mosquitto").arg("-h")).is_some()
@@ -491,21 +500,7 @@ fn broker_rows(quick: bool, runs: usize, dir: &Path) -> Result<Vec<Row>> {
         .into_iter()
         .zip(samples.into_iter().zip(results))
         .map(|((name, unit, better), (samples, results))| {
-            let gateway = median(&samples[0]);
-            let mosquitto = median(&samples[1]);
-            Row {
-                name,
-                unit,
-                better,
-                gateway,
-                mosquitto,
-                ratio: gateway / mosquitto,
-                ratio_of: None,
-                goal: None,
-                note: None,
-                samples,
-                results,
-            }
+            Row::measured(name, unit, better, samples, results)
         })
         .collect();
     let derived = own_websocket_ratio(&rows)?;
@@ -541,6 +536,31 @@ struct Row {
 }
 
 impl Row {
+    /// A row of measured runs: medians and their plain gateway/Mosquitto ratio.
+    fn measured(
+        name: &'static str,
+        unit: &'static str,
+        better: Better,
+        samples: [Vec<f64>; 2],
+        results: [Vec<Value>; 2],
+    ) -> Row {
+        let gateway = median_or_nan(&samples[0]);
+        let mosquitto = median_or_nan(&samples[1]);
+        Row {
+            name,
+            unit,
+            better,
+            gateway,
+            mosquitto,
+            ratio: gateway / mosquitto,
+            ratio_of: None,
+            goal: None,
+            note: None,
+            samples,
+            results,
+        }
+    }
+
     fn to_json(&self) -> Value {
         let mut row = json!({
             "figure": self.name,

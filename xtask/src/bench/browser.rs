@@ -9,7 +9,7 @@
 //! gateway+wasm over Mosquitto+MQTT.js (goal 10x, and 170k msg/s).
 
 use super::page::{self, Launcher, PageServer};
-use super::{Better, Broker, Row, median, number, run_load, start_gateway, start_mosquitto};
+use super::{Better, Broker, Row, median_or_nan, number, run_load, start_gateway, start_mosquitto};
 use crate::{dist, prerequisites, process};
 use anyhow::Result;
 use serde_json::{Value, json};
@@ -269,25 +269,12 @@ pub fn rows(quick: bool, runs: usize, dir: &Path, launcher: Launcher) -> Result<
         .zip(samples.into_iter().zip(results))
         .map(|(figure, (samples, results))| {
             let latency = BROWSER_PAGES[figure.page].latency;
-            let gateway = median_or_nan(&samples[0]);
-            let mosquitto = median_or_nan(&samples[1]);
-            Row {
-                name: figure.name,
-                unit: if latency { "us" } else { "msg/s" },
-                better: if latency {
-                    Better::Lower
-                } else {
-                    Better::Higher
-                },
-                gateway,
-                mosquitto,
-                ratio: gateway / mosquitto,
-                ratio_of: None,
-                goal: None,
-                note: None,
-                samples,
-                results,
-            }
+            let (unit, better) = if latency {
+                ("us", Better::Lower)
+            } else {
+                ("msg/s", Better::Higher)
+            };
+            Row::measured(figure.name, unit, better, samples, results)
         })
         .collect();
     let find = |rows: &[Row], name: &str| -> [Vec<f64>; 2] {
@@ -370,13 +357,4 @@ fn restart_if_exited(broker: &mut Broker, dir: &Path) -> Result<()> {
         start_mosquitto(dir)?
     };
     Ok(())
-}
-
-/// [`median`], or NaN when there is no sample (every run of the figure failed).
-fn median_or_nan(values: &[f64]) -> f64 {
-    if values.is_empty() {
-        f64::NAN
-    } else {
-        median(values)
-    }
 }
