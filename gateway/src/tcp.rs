@@ -69,10 +69,10 @@ impl Transport for TcpTransport {
                 match result {
                     Ok(count) => return Ok(count),
                     Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                        // Readiness is cached until a read fails, so after every burst the
-                        // wait above answers at once and only this read finds the socket
-                        // empty. Keeping the buffer reserved for it would pin 8 KiB on every
-                        // idle connection.
+                        // After a read that filled the buffer (or a short one whose readiness
+                        // a newer event kept), the wait above answers at once and this read
+                        // finds the socket empty. Keeping the buffer reserved for it would pin
+                        // it on every idle connection.
                         if buf.is_empty() {
                             *buf = BytesMut::new();
                         }
