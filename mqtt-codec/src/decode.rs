@@ -366,9 +366,13 @@ impl Reader {
 /// Checks a UTF-8 Encoded String once and returns its text. `str::from_utf8` already refuses
 /// surrogates and overlong forms, which the specification also forbids; U+0000 is checked on
 /// top [MQTT-1.5.4-2].
+#[expect(
+    clippy::manual_contains,
+    reason = "`contains` brings memchr, which the wasm client pays for in code size"
+)]
 fn utf8(bytes: &[u8]) -> Result<&str, DecodeError> {
     let text = core::str::from_utf8(bytes).map_err(|_| DecodeError::InvalidUtf8)?;
-    if bytes.contains(&0) {
+    if bytes.iter().any(|&byte| byte == 0) {
         return Err(DecodeError::NullCharacter);
     }
     Ok(text)

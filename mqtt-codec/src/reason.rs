@@ -114,10 +114,10 @@ impl ReasonCode {
 
     /// The code for `value`, or `None` if the specification defines no such code.
     pub fn from_u8(value: u8) -> Option<ReasonCode> {
-        ReasonCode::ALL
+        let index = ReasonCode::ALL
             .binary_search_by_key(&value, |code| *code as u8)
-            .ok()
-            .map(|index| ReasonCode::ALL[index])
+            .ok()?;
+        ReasonCode::ALL.get(index).copied()
     }
 
     /// The numeric value.

@@ -44,22 +44,33 @@ fn check_common(text: &str) -> Result<(), TopicError> {
     if text.len() > u16::MAX as usize {
         return Err(TopicError::TooLong);
     }
-    if text.contains('\0') {
+    if has_byte(text.as_bytes(), |byte| byte == 0) {
         return Err(TopicError::NullCharacter);
     }
     Ok(())
+}
+
+/// Whether any byte passes `test`. The checks here look at bytes rather than through `str`
+/// patterns: wildcards, `/` and U+0000 are ASCII, which never occurs inside a multi-byte UTF-8
+/// sequence, and a plain loop is a fraction of the pattern searchers' code in the wasm client.
+fn has_byte(bytes: &[u8], test: impl Fn(u8) -> bool) -> bool {
+    bytes.iter().any(|&byte| test(byte))
+}
+
+fn is_wildcard(byte: u8) -> bool {
+    byte == b'+' || byte == b'#'
 }
 
 /// Checks a topic name of a PUBLISH (or will): non-empty, no wildcards, no U+0000.
 pub fn validate_topic_name(name: &str) -> Result<(), TopicError> {
     // One pass over the bytes for the common case (every PUBLISH comes through here); the
     // checks in their documented order only when something is wrong.
-    let suspicious = name.bytes().any(|byte| matches!(byte, 0 | b'+' | b'#'));
+    let suspicious = has_byte(name.as_bytes(), |byte| byte == 0 || is_wildcard(byte));
     if !suspicious && !name.is_empty() && name.len() <= usize::from(u16::MAX) {
         return Ok(());
     }
     check_common(name)?;
-    if name.contains(['+', '#']) {
+    if has_byte(name.as_bytes(), is_wildcard) {
         return Err(TopicError::WildcardInName);
     }
     Ok(())
@@ -72,12 +83,12 @@ pub fn validate_topic_filter(filter: &str) -> Result<(), TopicError> {
         Some(shared) => shared.filter,
         None => filter,
     };
-    let mut levels = plain.split('/').peekable();
+    let mut levels = plain.as_bytes().split(|&byte| byte == b'/').peekable();
     while let Some(level) = levels.next() {
-        if level.contains('#') && (level != "#" || levels.peek().is_some()) {
+        if has_byte(level, |byte| byte == b'#') && (level != b"#" || levels.peek().is_some()) {
             return Err(TopicError::MultiLevelWildcardMisplaced);
         }
-        if level.contains('+') && level != "+" {
+        if has_byte(level, |byte| byte == b'+') && level != b"+" {
             return Err(TopicError::SingleLevelWildcardMisplaced);
         }
     }
@@ -98,10 +109,16 @@ pub fn parse_shared(filter: &str) -> Result<Option<SharedFilter<'_>>, TopicError
     let Some(rest) = filter.strip_prefix(SHARED_PREFIX) else {
         return Ok(None);
     };
-    let Some((group, inner)) = rest.split_once('/') else {
+    // `get` rather than indexing: `slash` is an ASCII byte's index, so both halves exist, and
+    // a non-panicking form keeps `str` slicing's panic code out of the wasm client.
+    let halves = rest
+        .bytes()
+        .position(|byte| byte == b'/')
+        .and_then(|slash| Some((rest.get(..slash)?, rest.get(slash + 1..)?)));
+    let Some((group, inner)) = halves else {
         return Err(TopicError::InvalidSharedSubscription);
     };
-    if group.is_empty() || group.contains(['+', '#']) || inner.is_empty() {
+    if group.is_empty() || has_byte(group.as_bytes(), is_wildcard) || inner.is_empty() {
         return Err(TopicError::InvalidSharedSubscription);
     }
     Ok(Some(SharedFilter {
