@@ -170,6 +170,16 @@ struct Operation {
     stage: Stage,
 }
 
+impl Operation {
+    /// What an in-flight entry that finished behind an older one becomes: no request to
+    /// complete (again), no packet identifier to match or free, nothing to send again.
+    const FINISHED: Operation = Operation {
+        request: None,
+        packet: Packet::PingReq,
+        stage: Stage::Finished,
+    };
+}
+
 /// Which acknowledgement an outgoing QoS 1/2 PUBLISH waits for, if it was sent.
 // Named after the packets the specification names.
 #[allow(clippy::enum_variant_names)]
@@ -179,6 +189,8 @@ enum Stage {
     PubAck,
     PubRec,
     PubComp,
+    /// Acknowledged in full, waiting for the entries before it in `in_flight` to finish.
+    Finished,
 }
 
 /// The packet identifier of an operation's packet, once it has one.
@@ -287,8 +299,16 @@ pub struct Session {
     keepalive: KeepAlive,
     limits: BrokerLimits,
     packet_ids: PacketIds,
-    /// QoS 1/2 PUBLISHes between their first write and their last acknowledgement.
+    /// QoS 1/2 PUBLISHes between their first write and their last acknowledgement, in the
+    /// order sent. An entry finished behind an older one becomes [`Operation::FINISHED`] (its
+    /// packet dropped) and leaves when it reaches the front, so that finishing one is O(1) in
+    /// the common case (the oldest finishes first) without `VecDeque::remove`, which shifts
+    /// entries and, in the wasm package, costs over a kilobyte of code.
     in_flight: VecDeque<Operation>,
+    /// The unfinished entries of `in_flight`: the PUBLISHes the broker's Receive Maximum
+    /// counts, those without PUBACK, PUBCOMP or a failed PUBREC [MQTT-3.3.4-9]. The finished
+    /// entries waiting to leave are not counted: they would only shrink the window.
+    unacknowledged: usize,
     /// QoS 2 packet identifiers received, PUBREC sent, PUBREL not yet received.
     incoming_qos2: PacketIdSet,
     queue: VecDeque<Operation>,
@@ -319,6 +339,7 @@ impl Session {
             limits: BrokerLimits::default(),
             packet_ids: PacketIds::new(),
             in_flight: VecDeque::new(),
+            unacknowledged: 0,
             incoming_qos2: PacketIdSet::new(),
             queue: VecDeque::new(),
             awaiting: Vec::new(),
@@ -361,7 +382,7 @@ impl Session {
 
     /// Outgoing QoS 1/2 messages not yet fully acknowledged.
     pub fn in_flight(&self) -> usize {
-        self.in_flight.len()
+        self.unacknowledged
     }
 
     /// The bytes to write to the transport as one message, if any.
@@ -679,7 +700,7 @@ impl Session {
                 Packet::Publish(publish) => Some(publish.qos),
                 _ => None,
             };
-            if qos > Some(QoS::AtMostOnce) && self.in_flight.len() >= self.limits.receive_maximum {
+            if qos > Some(QoS::AtMostOnce) && self.unacknowledged >= self.limits.receive_maximum {
                 break;
             }
             let packet_id = if qos == Some(QoS::AtMostOnce) {
@@ -724,6 +745,7 @@ impl Session {
                         Stage::PubRec
                     };
                     self.in_flight.push_back(operation);
+                    self.unacknowledged += 1;
                 }
             },
             _ => self.awaiting.push(operation),
@@ -894,17 +916,14 @@ impl Session {
         // A PUBREC already made the broker the owner of the message; there is nothing left to
         // resend, so those publishes are complete.
         let mut index = 0;
-        while index < self.in_flight.len() {
-            if self.in_flight[index].stage == Stage::PubComp {
-                let entry = self.in_flight.remove(index).expect("index in range");
-                if let Some(id) = packet_id(&entry.packet) {
-                    self.packet_ids.free(id);
-                }
-                self.complete(entry.request, Ok(Completion::Published));
-            } else {
-                index += 1;
+        while let Some(entry) = self.in_flight.get_mut(index) {
+            index += 1;
+            if entry.stage == Stage::PubComp {
+                let entry = core::mem::replace(entry, Operation::FINISHED);
+                self.finish_in_flight(entry, Ok(Completion::Published));
             }
         }
+        self.drop_finished_in_flight();
         // Resubscribe ahead of queued operations, grouping the filters that share no
         // properties into one SUBSCRIBE.
         let mut plain = Vec::new();
@@ -996,13 +1015,13 @@ impl Session {
     }
 
     fn handle_ack(&mut self, ack: PubAckPacket, received: Stage, now: f64) {
-        let position = self.in_flight.iter().position(|entry| {
+        let entry = self.in_flight.iter_mut().find(|entry| {
             packet_id(&entry.packet) == Some(ack.packet_id)
                 && (entry.stage == received
                     // A PUBREC repeated after our PUBREL (e.g. across a reconnect).
                     || (received == Stage::PubRec && entry.stage == Stage::PubComp))
         });
-        let Some(position) = position else {
+        let Some(entry) = entry else {
             if received == Stage::PubRec {
                 // Complete the broker's half anyway so it can free the identifier.
                 let mut release = PubAckPacket::new(ack.packet_id);
@@ -1012,20 +1031,40 @@ impl Session {
             return;
         };
         if received == Stage::PubRec && !ack.reason_code.is_error() {
-            self.in_flight[position].stage = Stage::PubComp;
+            entry.stage = Stage::PubComp;
             self.write(&Packet::PubRel(PubAckPacket::new(ack.packet_id)), now);
             return;
         }
-        let entry = self.in_flight.remove(position).expect("position in range");
-        self.packet_ids.free(ack.packet_id);
         // PUBCOMP's only failure, 0x92, means the broker already finished the exchange.
         let result = if ack.reason_code.is_error() && received != Stage::PubComp {
             Err(ClientError::PublishRefused(ack.reason_code))
         } else {
             Ok(Completion::Published)
         };
-        self.complete(entry.request, result);
+        let entry = core::mem::replace(entry, Operation::FINISHED);
+        self.finish_in_flight(entry, result);
+        self.drop_finished_in_flight();
         self.flush_queue(now);
+    }
+
+    /// Completes an in-flight PUBLISH taken out of its slot, and frees its identifier.
+    fn finish_in_flight(&mut self, entry: Operation, result: Result<Completion, ClientError>) {
+        self.unacknowledged -= 1;
+        if let Some(id) = packet_id(&entry.packet) {
+            self.packet_ids.free(id);
+        }
+        self.complete(entry.request, result);
+    }
+
+    /// Lets the finished entries at the front of `in_flight` go.
+    fn drop_finished_in_flight(&mut self) {
+        while self
+            .in_flight
+            .front()
+            .is_some_and(|entry| entry.stage == Stage::Finished)
+        {
+            self.in_flight.pop_front();
+        }
     }
 
     fn handle_disconnect(&mut self, disconnect: DisconnectPacket, now: f64) {
@@ -1111,6 +1150,7 @@ impl Session {
         let in_flight = core::mem::take(&mut self.in_flight);
         let awaiting = core::mem::take(&mut self.awaiting);
         let queue = core::mem::take(&mut self.queue);
+        self.unacknowledged = 0;
         for operation in in_flight.into_iter().chain(awaiting).chain(queue) {
             if operation.request.is_some() {
                 self.complete(operation.request, Err(ClientError::Closed));

@@ -945,3 +945,157 @@ fn a_packet_split_across_transport_messages_is_reassembled() {
     harness.session.handle_data(tail, 0.0);
     assert_eq!(harness.events().len(), 2);
 }
+
+/// Publishes one message per QoS in `qoses` (requests 1, 2, ...) and returns their packet
+/// identifiers, in the order sent.
+fn publish_all(harness: &mut Harness, qoses: &[QoS]) -> Vec<u16> {
+    for (request, qos) in (1..).zip(qoses) {
+        harness.publish(request, "o", *qos).unwrap();
+    }
+    harness
+        .sent()
+        .iter()
+        .map(|packet| publish_of(packet).packet_id.expect("id"))
+        .collect()
+}
+
+#[test]
+fn acknowledgements_out_of_order_complete_each_publish_once() {
+    let mut harness = Harness::connected();
+    let qoses = [QoS::ExactlyOnce, QoS::AtLeastOnce, QoS::AtLeastOnce];
+    let ids = publish_all(&mut harness, &qoses);
+    // The newest first, then the middle one: both finish behind the QoS 2 exchange.
+    harness.receive(Packet::PubAck(PubAckPacket::new(ids[2])));
+    harness.receive(Packet::PubAck(PubAckPacket::new(ids[1])));
+    assert_eq!(
+        harness.events(),
+        vec![
+            completed(3, Ok(Completion::Published)),
+            completed(2, Ok(Completion::Published))
+        ]
+    );
+    assert_eq!(harness.session.in_flight(), 1);
+    // A repeated acknowledgement finds nothing to complete again.
+    harness.receive(Packet::PubAck(PubAckPacket::new(ids[1])));
+    assert!(harness.events().is_empty());
+    harness.receive(Packet::PubRec(PubAckPacket::new(ids[0])));
+    assert_eq!(
+        harness.sent(),
+        vec![Packet::PubRel(PubAckPacket::new(ids[0]))]
+    );
+    harness.receive(Packet::PubComp(PubAckPacket::new(ids[0])));
+    assert_eq!(
+        harness.events(),
+        vec![completed(1, Ok(Completion::Published))]
+    );
+    assert_eq!(harness.session.in_flight(), 0);
+    // Every identifier is free again: the next publish may get any of them, and its PUBACK
+    // completes it, not a finished one.
+    harness.publish(4, "o", QoS::AtLeastOnce).unwrap();
+    let id = publish_of(&harness.sent()[0]).packet_id.unwrap();
+    harness.receive(Packet::PubAck(PubAckPacket::new(id)));
+    assert_eq!(
+        harness.events(),
+        vec![completed(4, Ok(Completion::Published))]
+    );
+}
+
+#[test]
+fn the_window_counts_only_unfinished_publishes() {
+    let properties = Properties {
+        receive_maximum: Some(2),
+        ..Properties::default()
+    };
+    let mut harness = Harness::v5();
+    harness.connect(false, properties);
+    harness.events();
+    let ids = publish_all(&mut harness, &[QoS::ExactlyOnce, QoS::AtLeastOnce]);
+    harness.publish(3, "o", QoS::AtLeastOnce).unwrap();
+    assert!(harness.sent().is_empty(), "the window of 2 is full");
+    assert_eq!(harness.session.queued(), 1);
+    // The second finishes while the first still waits: that makes room for the third.
+    harness.receive(Packet::PubAck(PubAckPacket::new(ids[1])));
+    let sent = harness.sent();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(harness.session.in_flight(), 2);
+    assert_eq!(harness.session.queued(), 0);
+    // A PUBREC leaves the first in the window until its PUBCOMP [MQTT-3.3.4-9].
+    harness.receive(Packet::PubRec(PubAckPacket::new(ids[0])));
+    harness.publish(4, "o", QoS::AtLeastOnce).unwrap();
+    assert_eq!(
+        harness.sent(),
+        vec![Packet::PubRel(PubAckPacket::new(ids[0]))]
+    );
+    assert_eq!(harness.session.queued(), 1);
+    harness.receive(Packet::PubComp(PubAckPacket::new(ids[0])));
+    assert_eq!(publish_of(&harness.sent()[0]).topic, "o");
+    assert_eq!(harness.session.in_flight(), 2);
+    assert_eq!(
+        harness.events(),
+        vec![
+            completed(2, Ok(Completion::Published)),
+            completed(1, Ok(Completion::Published))
+        ]
+    );
+}
+
+#[test]
+fn redelivery_after_a_mix_of_acknowledgements_keeps_the_order() {
+    for session_present in [true, false] {
+        let mut harness = Harness::connected();
+        let qoses = [
+            QoS::AtLeastOnce,
+            QoS::AtLeastOnce,
+            QoS::ExactlyOnce,
+            QoS::AtLeastOnce,
+        ];
+        let ids = publish_all(&mut harness, &qoses);
+        // The second finishes, the third is at PUBCOMP; the first and fourth wait.
+        harness.receive(Packet::PubAck(PubAckPacket::new(ids[1])));
+        harness.receive(Packet::PubRec(PubAckPacket::new(ids[2])));
+        harness.sent();
+        assert_eq!(
+            harness.events(),
+            vec![completed(2, Ok(Completion::Published))]
+        );
+        harness.reconnect();
+        harness.connack(session_present);
+        let sent = harness.sent();
+        let (first, fourth) = if session_present {
+            assert_eq!(sent.len(), 3, "{sent:?}");
+            assert_eq!(sent[1], Packet::PubRel(PubAckPacket::new(ids[2])));
+            (&sent[0], &sent[2])
+        } else {
+            assert_eq!(sent.len(), 2, "{sent:?}");
+            (&sent[0], &sent[1])
+        };
+        for (packet, id) in [(first, ids[0]), (fourth, ids[3])] {
+            let publish = publish_of(packet);
+            assert!(publish.dup);
+            assert_eq!(publish.packet_id, Some(id));
+        }
+        let events = harness.events();
+        // Without a session on the broker the third is complete: it owns the message.
+        let third_done = events.contains(&completed(3, Ok(Completion::Published)));
+        assert_eq!(third_done, !session_present, "{events:?}");
+        assert_eq!(
+            harness.session.in_flight(),
+            if session_present { 3 } else { 2 }
+        );
+        harness.session.end(harness.now);
+        let closed: Vec<RequestId> = harness
+            .events()
+            .into_iter()
+            .filter_map(|event| match event {
+                Event::Completed {
+                    request,
+                    result: Err(ClientError::Closed),
+                } => Some(request),
+                _ => None,
+            })
+            .collect();
+        let expected: &[RequestId] = if session_present { &[1, 3, 4] } else { &[1, 4] };
+        assert_eq!(closed, expected);
+        assert_eq!(harness.session.in_flight(), 0);
+    }
+}
