@@ -288,7 +288,13 @@ impl PacketIds {
 
 /// The protocol state of one client, across all its connections.
 pub struct Session {
+    /// The options the session was made with, but for the CONNECT properties and the will's
+    /// properties, which moved into `connect`.
     options: Options,
+    /// The CONNECT of every attempt, always a `Packet::Connect`: made once, so that no attempt
+    /// copies the properties, and kept as a `Packet`, ready to write (boxed: in the wasm
+    /// package, moving the whole packet into the session costs more code than the box).
+    connect: Box<Packet>,
     phase: Phase,
     ever_connected: bool,
     /// Reconnect attempts since the last successful CONNACK.
@@ -314,8 +320,13 @@ pub struct Session {
     queue: VecDeque<Operation>,
     /// SUBSCRIBE and UNSUBSCRIBE written, in the order sent, waiting for SUBACK/UNSUBACK. Few at a time, so a list beats a map (in code size too).
     awaiting: Vec<Operation>,
-    /// Filters the broker granted, with the options to subscribe them again.
-    subscriptions: Vec<(ByteStr, SubscriptionOptions, Properties)>,
+    /// The filters the broker granted, in the SUBSCRIBE packets that it granted them in (less
+    /// the filters it refused, or that were unsubscribed or subscribed again since), to be sent
+    /// again when a new connection finds no session on the broker. A resubscription takes its
+    /// packets out of the list, and its SUBACK puts back what it granted: so their properties
+    /// move and are never copied, and a filter is either here or in one resubscription waiting
+    /// in `queue` or `awaiting` (which a connection loss does not drop).
+    subscriptions: Vec<SubscribePacket>,
     /// Events not yet polled: `events[polled..]`. A plain list, emptied whenever all its
     /// events were polled (at least once per turn of the driver); in code size a ring buffer
     /// (`VecDeque`) costs more.
@@ -326,9 +337,11 @@ pub struct Session {
 impl Session {
     /// A session that starts connecting at `now`: the first event is [`Event::OpenTransport`].
     /// `seed` feeds the reconnect jitter.
-    pub fn new(options: Options, seed: u64, now: f64) -> Result<Session, ClientError> {
+    pub fn new(mut options: Options, seed: u64, now: f64) -> Result<Session, ClientError> {
         options.validate()?;
+        let connect = Box::new(Packet::Connect(connect_packet(&mut options)));
         let mut session = Session {
+            connect,
             phase: Phase::Closed,
             ever_connected: false,
             attempt: 0,
@@ -370,9 +383,9 @@ impl Session {
         self.options.protocol
     }
 
-    /// The options the session was made with.
-    pub fn options(&self) -> &Options {
-        &self.options
+    /// The client identifier sent in CONNECT.
+    pub fn client_id(&self) -> &str {
+        &self.options.client_id
     }
 
     /// Operations waiting for the connection or for room in the in-flight window.
@@ -422,8 +435,13 @@ impl Session {
         self.transmit.clear();
         self.read_buffer.clear();
         self.keepalive = KeepAlive::new(0, now);
-        let connect = self.connect_packet();
-        self.write(&Packet::Connect(connect), now);
+        write(
+            &mut self.transmit,
+            &mut self.keepalive,
+            self.options.protocol,
+            &self.connect,
+            now,
+        );
     }
 
     /// Bytes arrived from the transport.
@@ -599,38 +617,6 @@ impl Session {
             deadline: now + f64::from(self.options.connect_timeout_ms),
         };
         self.events.push(Event::OpenTransport);
-    }
-
-    fn connect_packet(&self) -> ConnectPacket {
-        let options = &self.options;
-        let v5 = options.protocol.is_v5();
-        let mut properties = options.properties.clone();
-        if v5 {
-            properties.session_expiry_interval = options.session_expiry;
-            properties.maximum_packet_size = options.maximum_packet_size;
-        }
-        ConnectPacket {
-            protocol: options.protocol,
-            // 5.0: a reconnect resumes whatever session the broker kept (its expiry decides);
-            // 3.1.1 ties clean session to the session's lifetime, so it stays as configured.
-            clean_start: if v5 && self.ever_connected {
-                false
-            } else {
-                options.clean
-            },
-            keep_alive: options.keep_alive,
-            client_id: ByteStr::from(options.client_id.as_str()),
-            will: options.will.as_ref().map(|will| Will {
-                topic: ByteStr::from(will.topic.as_str()),
-                payload: will.payload.clone(),
-                qos: will.qos,
-                retain: will.retain,
-                properties: will.properties.clone(),
-            }),
-            username: options.username.as_deref().map(ByteStr::from),
-            password: options.password.clone(),
-            properties,
-        }
     }
 
     fn write(&mut self, packet: &Packet, now: f64) {
@@ -857,6 +843,13 @@ impl Session {
         let properties = connack.properties;
         self.phase = Phase::Connected;
         self.ever_connected = true;
+        // 5.0: a reconnect resumes whatever session the broker kept (its expiry decides);
+        // 3.1.1 ties clean session to the session's lifetime, so it stays as configured.
+        if let (true, Packet::Connect(connect)) =
+            (self.options.protocol.is_v5(), &mut *self.connect)
+        {
+            connect.clean_start = false;
+        }
         self.attempt = 0;
         self.limits = BrokerLimits {
             receive_maximum: properties
@@ -924,66 +917,62 @@ impl Session {
             }
         }
         self.drop_finished_in_flight();
-        // Resubscribe ahead of queued operations, grouping the filters that share no
-        // properties into one SUBSCRIBE.
+        // Resubscribe ahead of queued operations, in the order granted, grouping the filters
+        // that share no properties into one SUBSCRIBE, which goes last.
         let mut plain = Vec::new();
-        let mut resubscriptions = Vec::new();
-        for (filter, options, properties) in &self.subscriptions {
-            let subscription = Subscription {
-                filter: filter.clone(),
-                options: *options,
-            };
-            if properties.is_empty() {
-                plain.push(subscription);
-            } else {
-                resubscriptions.push(resubscribe(vec![subscription], properties.clone()));
+        for subscribe in &mut self.subscriptions {
+            if subscribe.properties.is_empty() {
+                plain.append(&mut subscribe.subscriptions);
             }
         }
         if !plain.is_empty() {
-            resubscriptions.push(resubscribe(plain, Properties::default()));
+            self.queue.push_front(resubscribe(SubscribePacket {
+                packet_id: 1,
+                properties: Properties::default(),
+                subscriptions: plain,
+            }));
         }
-        for operation in resubscriptions.into_iter().rev() {
-            self.queue.push_front(operation);
+        // From the last, so that each goes in front of those after it.
+        while let Some(subscribe) = self.subscriptions.pop() {
+            if !subscribe.subscriptions.is_empty() {
+                self.queue.push_front(resubscribe(subscribe));
+            }
         }
     }
 
     fn handle_suback(
         &mut self,
         request: Option<RequestId>,
-        subscribe: SubscribePacket,
+        mut subscribe: SubscribePacket,
         reason_codes: &[ReasonCode],
     ) {
-        let SubscribePacket {
-            subscriptions,
-            properties,
-            ..
-        } = subscribe;
-        let mut first = None;
-        for (index, subscription) in subscriptions.into_iter().enumerate() {
-            let reason_code = reason_codes
+        let reason_code = |index: usize| {
+            reason_codes
                 .get(index)
                 .copied()
-                .unwrap_or(ReasonCode::UnspecifiedError);
-            let result = match reason_code {
-                ReasonCode::Success => Ok(QoS::AtMostOnce),
-                ReasonCode::GrantedQoS1 => Ok(QoS::AtLeastOnce),
-                ReasonCode::GrantedQoS2 => Ok(QoS::ExactlyOnce),
-                refused => Err(ClientError::SubscribeRefused(refused)),
-            };
+                .unwrap_or(ReasonCode::UnspecifiedError)
+        };
+        let mut first = None;
+        for (index, subscription) in subscribe.subscriptions.iter().enumerate() {
             self.forget_subscription(&subscription.filter);
-            if result.is_ok() {
-                self.subscriptions.push((
-                    subscription.filter,
-                    subscription.options,
-                    properties.clone(),
-                ));
-            }
-            let result = result.map(|qos| Completion::Subscribed { qos, reason_code });
+            let reason_code = reason_code(index);
+            let result = match granted_qos(reason_code) {
+                Some(qos) => Ok(Completion::Subscribed { qos, reason_code }),
+                None => Err(ClientError::SubscribeRefused(reason_code)),
+            };
             if request.is_some() {
                 first.get_or_insert(result);
             } else {
                 self.complete(None, result);
             }
+        }
+        let mut index = 0;
+        subscribe.subscriptions.retain(|_| {
+            index += 1;
+            granted_qos(reason_code(index - 1)).is_some()
+        });
+        if !subscribe.subscriptions.is_empty() {
+            self.subscriptions.push(subscribe);
         }
         if let Some(result) = first {
             self.complete(request, result);
@@ -1082,8 +1071,12 @@ impl Session {
     }
 
     fn forget_subscription(&mut self, filter: &str) {
-        self.subscriptions
-            .retain(|(known, _, _)| known.as_str() != filter);
+        self.subscriptions.retain_mut(|subscribe| {
+            subscribe
+                .subscriptions
+                .retain(|subscription| subscription.filter.as_str() != filter);
+            !subscribe.subscriptions.is_empty()
+        });
     }
 
     fn unknown_packet_id(&mut self, now: f64) {
@@ -1160,6 +1153,32 @@ impl Session {
     }
 }
 
+/// The CONNECT the options describe, for the first connection; its properties and the will's
+/// are taken out of `options`.
+fn connect_packet(options: &mut Options) -> ConnectPacket {
+    let mut properties = core::mem::take(&mut options.properties);
+    if options.protocol.is_v5() {
+        properties.session_expiry_interval = options.session_expiry;
+        properties.maximum_packet_size = options.maximum_packet_size;
+    }
+    ConnectPacket {
+        protocol: options.protocol,
+        clean_start: options.clean,
+        keep_alive: options.keep_alive,
+        client_id: ByteStr::from(options.client_id.as_str()),
+        will: options.will.as_mut().map(|will| Will {
+            topic: ByteStr::from(will.topic.as_str()),
+            payload: will.payload.clone(),
+            qos: will.qos,
+            retain: will.retain,
+            properties: core::mem::take(&mut will.properties),
+        }),
+        username: options.username.as_deref().map(ByteStr::from),
+        password: options.password.clone(),
+        properties,
+    }
+}
+
 /// Encodes `packet` into `transmit`, and tells the keep alive that something was sent.
 fn write(
     transmit: &mut BytesMut,
@@ -1175,15 +1194,21 @@ fn write(
 }
 
 /// The client's own SUBSCRIBE of filters the broker had granted (no request waits for it).
-fn resubscribe(subscriptions: Vec<Subscription>, properties: Properties) -> Operation {
+fn resubscribe(subscribe: SubscribePacket) -> Operation {
     Operation {
         request: None,
-        packet: Packet::Subscribe(SubscribePacket {
-            packet_id: 1,
-            properties,
-            subscriptions,
-        }),
+        packet: Packet::Subscribe(subscribe),
         stage: Stage::Queued,
+    }
+}
+
+/// The QoS a SUBACK reason code grants, or `None` for a refusal.
+fn granted_qos(reason_code: ReasonCode) -> Option<QoS> {
+    match reason_code {
+        ReasonCode::Success => Some(QoS::AtMostOnce),
+        ReasonCode::GrantedQoS1 => Some(QoS::AtLeastOnce),
+        ReasonCode::GrantedQoS2 => Some(QoS::ExactlyOnce),
+        _ => None,
     }
 }
 

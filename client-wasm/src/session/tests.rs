@@ -1099,3 +1099,267 @@ fn redelivery_after_a_mix_of_acknowledgements_keeps_the_order() {
         assert_eq!(harness.session.in_flight(), 0);
     }
 }
+
+#[test]
+fn every_connect_carries_the_properties_and_the_will() {
+    let user_property = (ByteStr::from("origin"), ByteStr::from("test"));
+    let mut harness = Harness::new(Options {
+        client_id: "c1".into(),
+        session_expiry: Some(300),
+        maximum_packet_size: Some(4_096),
+        will: Some(WillOptions {
+            topic: "status/c1".into(),
+            payload: Bytes::from_static(b"gone"),
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            properties: Properties {
+                will_delay_interval: Some(5),
+                ..Properties::default()
+            },
+        }),
+        properties: Properties {
+            user_properties: vec![user_property.clone()],
+            ..Properties::default()
+        },
+        ..Options::default()
+    });
+    let first = harness.connect(false, Properties::default());
+    let again = harness.reconnect();
+    assert!(first.clean_start);
+    assert!(!again.clean_start, "5.0 reconnects resume the session");
+    for connect in [first, again] {
+        assert_eq!(connect.client_id, "c1");
+        assert_eq!(
+            connect.properties.user_properties,
+            core::slice::from_ref(&user_property)
+        );
+        assert_eq!(connect.properties.session_expiry_interval, Some(300));
+        assert_eq!(connect.properties.maximum_packet_size, Some(4_096));
+        let will = connect.will.expect("will");
+        assert_eq!(will.topic, "status/c1");
+        assert_eq!(will.properties.will_delay_interval, Some(5));
+    }
+    assert_eq!(harness.session.client_id(), "c1");
+}
+
+#[test]
+fn mqtt_311_reconnects_keep_clean_session_as_configured() {
+    let mut harness = Harness::new(Options {
+        protocol: ProtocolVersion::V311,
+        client_id: "old".into(),
+        ..Options::default()
+    });
+    assert!(harness.connect(false, Properties::default()).clean_start);
+    assert!(harness.reconnect().clean_start);
+}
+
+/// Subscribes to `filter` and answers the SUBACK with `reason_code`.
+fn subscribe_granted(
+    harness: &mut Harness,
+    request: RequestId,
+    filter: &str,
+    properties: Properties,
+    reason_code: ReasonCode,
+) {
+    harness
+        .session
+        .subscribe(
+            request,
+            filter,
+            SubscriptionOptions::default(),
+            properties,
+            harness.now,
+        )
+        .unwrap();
+    let Packet::Subscribe(subscribe) = &harness.sent()[0] else {
+        panic!("expected SUBSCRIBE")
+    };
+    harness.receive(Packet::SubAck(SubAckPacket {
+        packet_id: subscribe.packet_id,
+        properties: Properties::default(),
+        reason_codes: vec![reason_code],
+    }));
+    harness.events();
+}
+
+/// The filters and properties of the SUBSCRIBEs in `sent`.
+fn subscribes(sent: &[Packet]) -> Vec<(Vec<String>, Properties)> {
+    sent.iter()
+        .map(|packet| {
+            let Packet::Subscribe(subscribe) = packet else {
+                panic!("expected SUBSCRIBE, got {packet:?}")
+            };
+            let filters = subscribe
+                .subscriptions
+                .iter()
+                .map(|subscription| subscription.filter.to_string())
+                .collect();
+            (filters, subscribe.properties.clone())
+        })
+        .collect()
+}
+
+#[test]
+fn resubscriptions_keep_their_properties_every_time() {
+    let mut harness = Harness::connected();
+    let identified = Properties {
+        subscription_identifiers: vec![7],
+        user_properties: vec![(ByteStr::from("k"), ByteStr::from("v"))],
+        ..Properties::default()
+    };
+    subscribe_granted(
+        &mut harness,
+        1,
+        "a",
+        Properties::default(),
+        ReasonCode::Success,
+    );
+    subscribe_granted(
+        &mut harness,
+        2,
+        "b",
+        identified.clone(),
+        ReasonCode::Success,
+    );
+    subscribe_granted(
+        &mut harness,
+        3,
+        "c",
+        Properties::default(),
+        ReasonCode::Success,
+    );
+    // Twice: the SUBACK of the first resubscription makes the filters known again.
+    for _ in 0..2 {
+        harness.reconnect();
+        harness.connack(false);
+        let sent = harness.sent();
+        assert_eq!(
+            subscribes(&sent),
+            [
+                (vec!["b".to_string()], identified.clone()),
+                (
+                    vec!["a".to_string(), "c".to_string()],
+                    Properties::default()
+                ),
+            ]
+        );
+        for packet in &sent {
+            let Packet::Subscribe(subscribe) = packet else {
+                unreachable!()
+            };
+            harness.receive(Packet::SubAck(SubAckPacket {
+                packet_id: subscribe.packet_id,
+                properties: Properties::default(),
+                reason_codes: vec![ReasonCode::Success; subscribe.subscriptions.len()],
+            }));
+        }
+        assert!(
+            harness
+                .events()
+                .iter()
+                .all(|event| !matches!(event, Event::Error(_)))
+        );
+    }
+}
+
+#[test]
+fn a_resubscription_cut_off_is_sent_once_on_the_next_connection() {
+    let mut harness = Harness::connected();
+    subscribe_granted(
+        &mut harness,
+        1,
+        "a",
+        Properties::default(),
+        ReasonCode::Success,
+    );
+    harness.reconnect();
+    harness.connack(false);
+    assert_eq!(subscribes(&harness.sent()).len(), 1);
+    // Lost before its SUBACK; the next connection finds no session either.
+    harness.reconnect();
+    harness.connack(false);
+    let sent = harness.sent();
+    assert_eq!(
+        subscribes(&sent),
+        [(vec!["a".to_string()], Properties::default())]
+    );
+    let Packet::Subscribe(subscribe) = &sent[0] else {
+        unreachable!()
+    };
+    harness.receive(Packet::SubAck(SubAckPacket {
+        packet_id: subscribe.packet_id,
+        properties: Properties::default(),
+        reason_codes: vec![ReasonCode::Success],
+    }));
+    harness.reconnect();
+    harness.connack(false);
+    assert_eq!(
+        subscribes(&harness.sent()),
+        [(vec!["a".to_string()], Properties::default())]
+    );
+}
+
+#[test]
+fn a_refusal_in_a_resubscription_forgets_only_that_filter() {
+    let mut harness = Harness::connected();
+    subscribe_granted(
+        &mut harness,
+        1,
+        "a",
+        Properties::default(),
+        ReasonCode::Success,
+    );
+    subscribe_granted(
+        &mut harness,
+        2,
+        "b",
+        Properties::default(),
+        ReasonCode::GrantedQoS1,
+    );
+    // Refused: not remembered, and the filter it replaced is gone too.
+    subscribe_granted(
+        &mut harness,
+        3,
+        "b",
+        Properties::default(),
+        ReasonCode::NotAuthorized,
+    );
+    subscribe_granted(
+        &mut harness,
+        4,
+        "c",
+        Properties::default(),
+        ReasonCode::Success,
+    );
+    harness.reconnect();
+    harness.connack(false);
+    harness.events();
+    let sent = harness.sent();
+    assert_eq!(
+        subscribes(&sent),
+        [(
+            vec!["a".to_string(), "c".to_string()],
+            Properties::default()
+        )]
+    );
+    let Packet::Subscribe(subscribe) = &sent[0] else {
+        unreachable!()
+    };
+    harness.receive(Packet::SubAck(SubAckPacket {
+        packet_id: subscribe.packet_id,
+        properties: Properties::default(),
+        reason_codes: vec![ReasonCode::QuotaExceeded, ReasonCode::Success],
+    }));
+    assert_eq!(
+        harness.events(),
+        vec![Event::Error(ClientError::SubscribeRefused(
+            ReasonCode::QuotaExceeded
+        ))]
+    );
+    harness.reconnect();
+    harness.connack(false);
+    assert_eq!(
+        subscribes(&harness.sent()),
+        [(vec!["c".to_string()], Properties::default())]
+    );
+}

@@ -579,7 +579,7 @@ impl MqttClient {
     #[wasm_bindgen(getter, js_name = clientId, unchecked_return_type = "string")]
     pub fn client_id(&self) -> JsValue {
         self.driver.as_ref().map_or(JsValue::UNDEFINED, |driver| {
-            JsValue::from_str(&driver.borrow().session.options().client_id)
+            JsValue::from_str(driver.borrow().session.client_id())
         })
     }
 
