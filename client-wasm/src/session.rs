@@ -455,7 +455,8 @@ impl Session {
     pub fn receive_buffer(&mut self, len: usize) -> &mut [u8] {
         let start = self.read_buffer.len();
         self.read_buffer.resize(start + len, 0);
-        &mut self.read_buffer[start..]
+        // `get_mut` rather than indexing: no panic path (the range is always in bounds).
+        self.read_buffer.get_mut(start..).unwrap_or_default()
     }
 
     /// Decodes and handles every complete packet in the receive buffer.
