@@ -171,8 +171,9 @@ struct Operation {
 }
 
 impl Operation {
-    /// What an in-flight entry that finished behind an older one becomes: no request to
-    /// complete (again), no packet identifier to match or free, nothing to send again.
+    /// What an entry of `in_flight` or `awaiting` that finished behind an older one becomes:
+    /// no request to complete (again), no packet identifier to match or free, nothing to send
+    /// again.
     const FINISHED: Operation = Operation {
         request: None,
         packet: Packet::PingReq,
@@ -189,7 +190,7 @@ enum Stage {
     PubAck,
     PubRec,
     PubComp,
-    /// Acknowledged in full, waiting for the entries before it in `in_flight` to finish.
+    /// Acknowledged in full, waiting for the entries before it to finish.
     Finished,
 }
 
@@ -318,8 +319,10 @@ pub struct Session {
     /// QoS 2 packet identifiers received, PUBREC sent, PUBREL not yet received.
     incoming_qos2: PacketIdSet,
     queue: VecDeque<Operation>,
-    /// SUBSCRIBE and UNSUBSCRIBE written, in the order sent, waiting for SUBACK/UNSUBACK. Few at a time, so a list beats a map (in code size too).
-    awaiting: Vec<Operation>,
+    /// SUBSCRIBE and UNSUBSCRIBE written, in the order sent, waiting for SUBACK/UNSUBACK. Few
+    /// at a time, so a list beats a map (in code size too). One answered behind an older one
+    /// becomes [`Operation::FINISHED`] and leaves from the front, as in `in_flight`.
+    awaiting: VecDeque<Operation>,
     /// The filters the broker granted, in the SUBSCRIBE packets that it granted them in (less
     /// the filters it refused, or that were unsubscribed or subscribed again since), to be sent
     /// again when a new connection finds no session on the broker. A resubscription takes its
@@ -355,7 +358,7 @@ impl Session {
             unacknowledged: 0,
             incoming_qos2: PacketIdSet::new(),
             queue: VecDeque::new(),
-            awaiting: Vec::new(),
+            awaiting: VecDeque::new(),
             subscriptions: Vec::new(),
             events: Vec::new(),
             polled: 0,
@@ -735,7 +738,7 @@ impl Session {
                     self.unacknowledged += 1;
                 }
             },
-            _ => self.awaiting.push(operation),
+            _ => self.awaiting.push_back(operation),
         }
     }
 
@@ -917,7 +920,7 @@ impl Session {
                 self.finish_in_flight(entry, Ok(Completion::Published));
             }
         }
-        self.drop_finished_in_flight();
+        drop_finished(&mut self.in_flight);
         // Resubscribe ahead of queued operations, in the order granted, grouping the filters
         // that share no properties into one SUBSCRIBE, which goes last.
         let mut plain = Vec::new();
@@ -1033,7 +1036,7 @@ impl Session {
         };
         let entry = core::mem::replace(entry, Operation::FINISHED);
         self.finish_in_flight(entry, result);
-        self.drop_finished_in_flight();
+        drop_finished(&mut self.in_flight);
         self.flush_queue(now);
     }
 
@@ -1046,29 +1049,20 @@ impl Session {
         self.complete(entry.request, result);
     }
 
-    /// Lets the finished entries at the front of `in_flight` go.
-    fn drop_finished_in_flight(&mut self) {
-        while self
-            .in_flight
-            .front()
-            .is_some_and(|entry| entry.stage == Stage::Finished)
-        {
-            self.in_flight.pop_front();
-        }
-    }
-
     fn handle_disconnect(&mut self, disconnect: DisconnectPacket, now: f64) {
         let error = ClientError::ServerDisconnected(disconnect.reason_code);
         self.lose_connection(error, true, true, now);
     }
 
     fn take_awaiting(&mut self, packet_id: u16) -> Option<Operation> {
-        let index = self
+        let operation = self
             .awaiting
-            .iter()
-            .position(|operation| self::packet_id(&operation.packet) == Some(packet_id))?;
+            .iter_mut()
+            .find(|operation| self::packet_id(&operation.packet) == Some(packet_id))?;
+        let operation = core::mem::replace(operation, Operation::FINISHED);
+        drop_finished(&mut self.awaiting);
         self.packet_ids.free(packet_id);
-        Some(self.awaiting.remove(index))
+        Some(operation)
     }
 
     fn forget_subscription(&mut self, filter: &str) {
@@ -1112,6 +1106,9 @@ impl Session {
         // Unanswered SUBSCRIBE/UNSUBSCRIBE go out again first, on the next connection.
         let awaiting = core::mem::take(&mut self.awaiting);
         for operation in awaiting.into_iter().rev() {
+            if operation.stage == Stage::Finished {
+                continue;
+            }
             if let Some(id) = packet_id(&operation.packet) {
                 self.packet_ids.free(id);
             }
@@ -1177,6 +1174,16 @@ fn connect_packet(options: &mut Options) -> ConnectPacket {
         username: options.username.as_deref().map(ByteStr::from),
         password: options.password.clone(),
         properties,
+    }
+}
+
+/// Lets the finished entries at the front of `operations` go.
+fn drop_finished(operations: &mut VecDeque<Operation>) {
+    while operations
+        .front()
+        .is_some_and(|operation| operation.stage == Stage::Finished)
+    {
+        operations.pop_front();
     }
 }
 

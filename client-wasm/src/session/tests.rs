@@ -1363,3 +1363,74 @@ fn a_refusal_in_a_resubscription_forgets_only_that_filter() {
         [(vec!["c".to_string()], Properties::default())]
     );
 }
+
+#[test]
+fn answers_out_of_order_complete_each_subscribe_once_and_a_loss_resends_the_rest() {
+    let mut harness = Harness::connected();
+    for (request, filter) in [(1, "a"), (2, "b"), (3, "c")] {
+        harness
+            .session
+            .subscribe(
+                request,
+                filter,
+                SubscriptionOptions::default(),
+                Properties::default(),
+                harness.now,
+            )
+            .unwrap();
+    }
+    let ids: Vec<u16> = harness
+        .sent()
+        .iter()
+        .map(|packet| match packet {
+            Packet::Subscribe(subscribe) => subscribe.packet_id,
+            other => panic!("expected SUBSCRIBE, got {other:?}"),
+        })
+        .collect();
+    let granted = Ok(Completion::Subscribed {
+        qos: QoS::AtMostOnce,
+        reason_code: ReasonCode::Success,
+    });
+    // The second is answered first (twice: the repeat is an unknown identifier).
+    let suback = Packet::SubAck(SubAckPacket {
+        packet_id: ids[1],
+        properties: Properties::default(),
+        reason_codes: vec![ReasonCode::Success],
+    });
+    harness.receive(suback.clone());
+    assert_eq!(harness.events(), vec![completed(2, granted.clone())]);
+    harness.receive(suback);
+    assert!(matches!(
+        harness.events().as_slice(),
+        [Event::CloseTransport, Event::ConnectionLost { .. }, ..]
+    ));
+    // The other two were not answered: they go out again, in order; the second does not.
+    harness.advance_to(harness.now + 1_000.0);
+    harness.events();
+    harness.session.handle_open(harness.now);
+    harness.sent();
+    harness.connack(true);
+    let sent = harness.sent();
+    assert_eq!(
+        subscribes(&sent),
+        [
+            (vec!["a".to_string()], Properties::default()),
+            (vec!["c".to_string()], Properties::default())
+        ]
+    );
+    for packet in sent.iter().rev() {
+        let Packet::Subscribe(subscribe) = packet else {
+            unreachable!()
+        };
+        harness.receive(Packet::SubAck(SubAckPacket {
+            packet_id: subscribe.packet_id,
+            properties: Properties::default(),
+            reason_codes: vec![ReasonCode::Success],
+        }));
+    }
+    let events = harness.events();
+    assert_eq!(
+        events[events.len() - 2..],
+        [completed(3, granted.clone()), completed(1, granted)]
+    );
+}
