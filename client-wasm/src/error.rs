@@ -10,7 +10,7 @@ use alloc::string::String;
 use mqtt_codec::{EncodeError, ReasonCode, topic::TopicError};
 
 /// Why an operation or a connection failed.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ClientError {
     /// The options passed to `connect` are not usable.
@@ -33,7 +33,7 @@ pub enum ClientError {
     /// its DISCONNECT (the decode error itself is not kept: its text would need `core::fmt`).
     Malformed(ReasonCode),
     /// A packet could not be encoded (e.g. a property longer than 65535 bytes).
-    InvalidArgument(EncodeError),
+    InvalidArgument(EncodeProblem),
     /// A SUBACK refused the subscription (e.g. 0x87 not authorized).
     SubscribeRefused(ReasonCode),
     /// An UNSUBACK reported a failure (MQTT 5.0).
@@ -60,6 +60,33 @@ pub enum ClientError {
     QueueFull(usize),
     /// The client was closed (by `end()`, or for good after a failure) before the operation completed.
     Closed,
+}
+
+/// Why a packet could not be encoded: the codec's [`EncodeError`] reduced to what the message
+/// tells, so that [`ClientError`] is plain `Copy` data (a lost connection reports its error
+/// twice, in `ConnectionLost` and `Closed`; a derived `Clone` of the codec's error costs the
+/// wasm package more than the sizes it carries are worth). The discriminants index the texts
+/// in `js/support.js` (`ENCODE`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EncodeProblem {
+    /// A string or binary field is longer than 65535 bytes.
+    FieldTooLong = 0,
+    /// A Subscription Identifier exceeds 268435455, the largest Variable Byte Integer.
+    SubscriptionIdentifierTooLarge = 1,
+    /// Anything else the codec refuses.
+    Other = 2,
+}
+
+impl From<EncodeError> for EncodeProblem {
+    fn from(error: EncodeError) -> Self {
+        match error {
+            EncodeError::FieldTooLong(_) => EncodeProblem::FieldTooLong,
+            EncodeError::VariableByteIntegerTooLarge(_) => {
+                EncodeProblem::SubscriptionIdentifierTooLarge
+            }
+            _ => EncodeProblem::Other,
+        }
+    }
 }
 
 impl core::fmt::Display for ClientError {
@@ -148,14 +175,14 @@ impl ClientError {
                 text.push_str(": ");
                 push_reason(&mut text, *code);
             }
-            ClientError::InvalidArgument(error) => text.push_str(match error {
-                EncodeError::FieldTooLong(_) => {
+            ClientError::InvalidArgument(problem) => text.push_str(match problem {
+                EncodeProblem::FieldTooLong => {
                     ": a string or binary field is longer than 65535 bytes [MQTT-1.5.4-1]"
                 }
-                EncodeError::VariableByteIntegerTooLarge(_) => {
+                EncodeProblem::SubscriptionIdentifierTooLarge => {
                     ": a subscription identifier exceeds 268435455 [MQTT-1.5.5]"
                 }
-                _ => ": the packet cannot be encoded",
+                EncodeProblem::Other => ": the packet cannot be encoded",
             }),
             ClientError::InvalidTopic(error) => {
                 text.push_str(": ");
@@ -281,6 +308,32 @@ mod tests {
             ClientError::ConnectionRefused(ReasonCode::BadUserNameOrPassword).to_string(),
             "connection refused by the broker: bad user name or password (0x86)"
         );
+    }
+
+    #[test]
+    fn encode_errors_keep_what_the_message_tells() {
+        for (error, problem, text) in [
+            (
+                EncodeError::FieldTooLong(70_000),
+                EncodeProblem::FieldTooLong,
+                "invalid argument: a string or binary field is longer than 65535 bytes [MQTT-1.5.4-1]",
+            ),
+            (
+                EncodeError::VariableByteIntegerTooLarge(300_000_000),
+                EncodeProblem::SubscriptionIdentifierTooLarge,
+                "invalid argument: a subscription identifier exceeds 268435455 [MQTT-1.5.5]",
+            ),
+            (
+                EncodeError::PacketIdentifierMismatch,
+                EncodeProblem::Other,
+                "invalid argument: the packet cannot be encoded",
+            ),
+        ] {
+            let error = ClientError::InvalidArgument(EncodeProblem::from(error));
+            assert_eq!(error, ClientError::InvalidArgument(problem));
+            assert_eq!(error.to_string(), text);
+            assert_eq!(error.code(), "INVALID_ARGUMENT");
+        }
     }
 
     #[test]

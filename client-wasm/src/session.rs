@@ -652,7 +652,7 @@ impl Session {
                 size,
                 maximum: MQTT_MAXIMUM_PACKET_SIZE,
             },
-            other => ClientError::InvalidArgument(other),
+            other => ClientError::InvalidArgument(other.into()),
         })?;
         if size > self.limits.maximum_packet_size {
             return Err(ClientError::PacketTooLarge {
@@ -1114,10 +1114,7 @@ impl Session {
             self.queue.push_front(operation);
         }
         let reconnect = retry && self.ever_connected && self.options.reconnect.is_some();
-        self.events.push(Event::ConnectionLost {
-            error: error.clone(),
-            reconnect,
-        });
+        self.events.push(Event::ConnectionLost { error, reconnect });
         match self.options.reconnect {
             Some(backoff) if reconnect => {
                 self.attempt = self.attempt.saturating_add(1);

@@ -9,10 +9,11 @@
 
 #![cfg(target_arch = "wasm32")]
 
+use client_wasm::error::EncodeProblem;
 use client_wasm::{ClientError, MqttClient, error_to_js};
 use js_sys::{Array, Function, JSON, Promise, Reflect, Uint8Array};
+use mqtt_codec::ReasonCode;
 use mqtt_codec::topic::TopicError;
-use mqtt_codec::{EncodeError, ReasonCode};
 use std::cell::RefCell;
 use std::rc::Rc;
 use wasm_bindgen::convert::TryFromJsValue;
@@ -486,9 +487,9 @@ fn js_errors_read_as_the_rust_ones() {
         ClientError::ConnectionLost,
         ClientError::Protocol("a second CONNACK on one connection"),
         ClientError::Malformed(ReasonCode::MalformedPacket),
-        ClientError::InvalidArgument(EncodeError::FieldTooLong(70_000)),
-        ClientError::InvalidArgument(EncodeError::VariableByteIntegerTooLarge(300_000_000)),
-        ClientError::InvalidArgument(EncodeError::PacketIdentifierMismatch),
+        ClientError::InvalidArgument(EncodeProblem::FieldTooLong),
+        ClientError::InvalidArgument(EncodeProblem::SubscriptionIdentifierTooLarge),
+        ClientError::InvalidArgument(EncodeProblem::Other),
         ClientError::PacketTooLarge {
             size: 1_048_586,
             maximum: 65_536,

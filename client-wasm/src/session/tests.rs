@@ -224,7 +224,7 @@ fn refused_first_connection_closes_with_the_reason() {
         vec![
             Event::CloseTransport,
             Event::ConnectionLost {
-                error: error.clone(),
+                error,
                 reconnect: false
             },
             Event::Closed { error: Some(error) },

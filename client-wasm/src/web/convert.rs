@@ -16,9 +16,7 @@ use alloc::string::String;
 use bytes::Bytes;
 use js_sys::{Array, Uint8Array};
 use mqtt_codec::topic::TopicError;
-use mqtt_codec::{
-    ByteStr, EncodeError, Properties, ProtocolVersion, QoS, RetainHandling, SubscriptionOptions,
-};
+use mqtt_codec::{ByteStr, Properties, ProtocolVersion, QoS, RetainHandling, SubscriptionOptions};
 use wasm_bindgen::{JsCast, JsValue};
 
 /// A JS `Error` for `error`, with `code` and `reasonCode`, built by `clientError` in
@@ -38,14 +36,7 @@ pub fn error_value(error: &ClientError) -> JsValue {
         ClientError::ServerDisconnected(code) => (6, "", code.as_u8().into(), 0),
         ClientError::Protocol(detail) => (7, detail, 0, 0),
         ClientError::Malformed(code) => (8, "", code.as_u8().into(), 0),
-        ClientError::InvalidArgument(ref error) => {
-            let text = match error {
-                EncodeError::FieldTooLong(_) => 0,
-                EncodeError::VariableByteIntegerTooLarge(_) => 1,
-                _ => 2,
-            };
-            (9, "", text, 0)
-        }
+        ClientError::InvalidArgument(problem) => (9, "", problem as usize, 0),
         ClientError::SubscribeRefused(code) => (10, "", code.as_u8().into(), 0),
         ClientError::UnsubscribeRefused(code) => (11, "", code.as_u8().into(), 0),
         ClientError::PublishRefused(code) => (12, "", code.as_u8().into(), 0),
