@@ -754,9 +754,19 @@ impl Session {
     }
 
     fn handle_packet(&mut self, packet: Packet, now: f64) {
+        // CONNACK and PUBLISH move on (their properties become events); the other packets are
+        // read in place, and dropped once at the end.
+        let packet = match (packet, self.phase) {
+            (Packet::ConnAck(connack), Phase::AwaitingConnAck { .. }) => {
+                return self.handle_connack(connack, now);
+            }
+            (Packet::Publish(publish), Phase::Connected) => {
+                return self.handle_publish(publish, now);
+            }
+            (packet, _) => packet,
+        };
         if let Phase::AwaitingConnAck { .. } = self.phase {
-            match packet {
-                Packet::ConnAck(connack) => self.handle_connack(connack, now),
+            match &packet {
                 Packet::Disconnect(disconnect) => self.handle_disconnect(disconnect, now),
                 _ => self.fail(
                     ClientError::Protocol("the first packet from the broker must be CONNACK"),
@@ -766,8 +776,7 @@ impl Session {
             }
             return;
         }
-        match packet {
-            Packet::Publish(publish) => self.handle_publish(publish, now),
+        match &packet {
             Packet::PubAck(ack) => self.handle_ack(ack, Stage::PubAck, now),
             Packet::PubRec(ack) => self.handle_ack(ack, Stage::PubRec, now),
             Packet::PubComp(ack) => self.handle_ack(ack, Stage::PubComp, now),
@@ -810,7 +819,8 @@ impl Session {
                 }
                 self.flush_queue(now);
             }
-            Packet::PingResp => {}
+            // A PUBLISH went to `handle_publish` above.
+            Packet::Publish(_) | Packet::PingResp => {}
             Packet::Disconnect(disconnect) => self.handle_disconnect(disconnect, now),
             Packet::ConnAck(_) => self.fail(
                 ClientError::Protocol("a second CONNACK on one connection"),
@@ -1007,7 +1017,7 @@ impl Session {
         }
     }
 
-    fn handle_ack(&mut self, ack: PubAckPacket, received: Stage, now: f64) {
+    fn handle_ack(&mut self, ack: &PubAckPacket, received: Stage, now: f64) {
         let entry = self.in_flight.iter_mut().find(|entry| {
             packet_id(&entry.packet) == Some(ack.packet_id)
                 && (entry.stage == received
@@ -1049,7 +1059,7 @@ impl Session {
         self.complete(entry.request, result);
     }
 
-    fn handle_disconnect(&mut self, disconnect: DisconnectPacket, now: f64) {
+    fn handle_disconnect(&mut self, disconnect: &DisconnectPacket, now: f64) {
         let error = ClientError::ServerDisconnected(disconnect.reason_code);
         self.lose_connection(error, true, true, now);
     }
