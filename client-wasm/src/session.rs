@@ -531,7 +531,7 @@ impl Session {
         message: OutgoingMessage,
         now: f64,
     ) -> Result<(), ClientError> {
-        if self.phase == Phase::Closed {
+        if let Phase::Closed = self.phase {
             return Err(ClientError::Closed);
         }
         topic::validate_topic_name(&message.topic).map_err(ClientError::InvalidTopic)?;
@@ -561,7 +561,7 @@ impl Session {
         properties: Properties,
         now: f64,
     ) -> Result<(), ClientError> {
-        if self.phase == Phase::Closed {
+        if let Phase::Closed = self.phase {
             return Err(ClientError::Closed);
         }
         topic::validate_topic_filter(filter).map_err(ClientError::InvalidTopic)?;
@@ -586,7 +586,7 @@ impl Session {
         properties: Properties,
         now: f64,
     ) -> Result<(), ClientError> {
-        if self.phase == Phase::Closed {
+        if let Phase::Closed = self.phase {
             return Err(ClientError::Closed);
         }
         topic::validate_topic_filter(filter).map_err(ClientError::InvalidTopic)?;
@@ -682,7 +682,7 @@ impl Session {
 
     /// Sends queued operations in order while connected and the window has room.
     fn flush_queue(&mut self, now: f64) {
-        while self.phase == Phase::Connected {
+        while let Phase::Connected = self.phase {
             let Some(front) = self.queue.front() else {
                 break;
             };
