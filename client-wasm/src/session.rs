@@ -960,30 +960,26 @@ impl Session {
         mut subscribe: SubscribePacket,
         reason_codes: &[ReasonCode],
     ) {
-        let reason_code = |index: usize| {
-            reason_codes
-                .get(index)
-                .copied()
-                .unwrap_or(ReasonCode::UnspecifiedError)
-        };
+        let mut reason_codes = reason_codes.iter().copied();
         let mut first = None;
-        for (index, subscription) in subscribe.subscriptions.iter().enumerate() {
+        // One pass: each filter is reported, and kept only when granted.
+        subscribe.subscriptions.retain(|subscription| {
             self.forget_subscription(&subscription.filter);
-            let reason_code = reason_code(index);
-            let result = match granted_qos(reason_code) {
-                Some(qos) => Ok(Completion::Subscribed { qos, reason_code }),
-                None => Err(ClientError::SubscribeRefused(reason_code)),
+            let reason_code = reason_codes.next().unwrap_or(ReasonCode::UnspecifiedError);
+            let result = match reason_code {
+                ReasonCode::Success => Ok(QoS::AtMostOnce),
+                ReasonCode::GrantedQoS1 => Ok(QoS::AtLeastOnce),
+                ReasonCode::GrantedQoS2 => Ok(QoS::ExactlyOnce),
+                refused => Err(ClientError::SubscribeRefused(refused)),
             };
+            let granted = result.is_ok();
+            let result = result.map(|qos| Completion::Subscribed { qos, reason_code });
             if request.is_some() {
                 first.get_or_insert(result);
             } else {
                 self.complete(None, result);
             }
-        }
-        let mut index = 0;
-        subscribe.subscriptions.retain(|_| {
-            index += 1;
-            granted_qos(reason_code(index - 1)).is_some()
+            granted
         });
         if !subscribe.subscriptions.is_empty() {
             self.subscriptions.push(subscribe);
@@ -1217,16 +1213,6 @@ fn resubscribe(subscribe: SubscribePacket) -> Operation {
         request: None,
         packet: Packet::Subscribe(subscribe),
         stage: Stage::Queued,
-    }
-}
-
-/// The QoS a SUBACK reason code grants, or `None` for a refusal.
-fn granted_qos(reason_code: ReasonCode) -> Option<QoS> {
-    match reason_code {
-        ReasonCode::Success => Some(QoS::AtMostOnce),
-        ReasonCode::GrantedQoS1 => Some(QoS::AtLeastOnce),
-        ReasonCode::GrantedQoS2 => Some(QoS::ExactlyOnce),
-        _ => None,
     }
 }
 
