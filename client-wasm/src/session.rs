@@ -997,19 +997,20 @@ impl Session {
                 now,
             );
         }
-        match (publish.qos, publish.packet_id) {
+        let new = match (publish.qos, publish.packet_id) {
             (QoS::AtLeastOnce, Some(id)) => {
                 self.write(&Packet::PubAck(PubAckPacket::new(id)), now);
-                self.events.push(Event::Message(publish));
+                true
             }
             (QoS::ExactlyOnce, Some(id)) => {
                 self.write(&Packet::PubRec(PubAckPacket::new(id)), now);
                 // A repeated PUBLISH before PUBREL is the same message [MQTT-4.3.3-10].
-                if self.incoming_qos2.insert(id) {
-                    self.events.push(Event::Message(publish));
-                }
+                self.incoming_qos2.insert(id)
             }
-            _ => self.events.push(Event::Message(publish)),
+            _ => true,
+        };
+        if new {
+            self.events.push(Event::Message(publish));
         }
     }
 
