@@ -4,7 +4,7 @@
 //! [`Session::handle_transport_closed`]), the clock ([`Session::handle_timeout`], with the time
 //! passed in) and user operations ([`Session::publish`], [`Session::subscribe`],
 //! [`Session::unsubscribe`], [`Session::end`]). Outputs are polled: bytes to write
-//! ([`Session::poll_transmit`]), events ([`Session::poll_event`]) and the next deadline
+//! ([`Session::transmit`]), events ([`Session::poll_event`]) and the next deadline
 //! ([`Session::poll_timeout`]). The browser layer is a thin driver around it; the tests below
 //! drive it with a fake clock and a scripted broker.
 //!
@@ -101,7 +101,7 @@ pub enum Completion {
 pub enum Event {
     /// Open a transport (WebSocket) connection and call [`Session::handle_open`] when it is.
     OpenTransport,
-    /// Close the current transport, after writing what [`Session::poll_transmit`] still holds.
+    /// Close the current transport, after writing what [`Session::transmit`] still holds.
     /// No more events are expected from it.
     CloseTransport,
     /// The broker accepted the connection.
@@ -401,9 +401,14 @@ impl Session {
         self.unacknowledged
     }
 
-    /// The bytes to write to the transport as one message, if any.
-    pub fn poll_transmit(&mut self) -> Option<Bytes> {
-        (!self.transmit.is_empty()).then(|| self.transmit.split().freeze())
+    /// Hands the bytes to write to `send`, as one transport message, if there are any; they
+    /// are then gone from the session. Lent rather than returned: the driver copies them into
+    /// JS anyway, and handing out an owned buffer costs code (and a copy or an allocation).
+    pub fn transmit(&mut self, send: impl FnOnce(&[u8])) {
+        if !self.transmit.is_empty() {
+            send(&self.transmit);
+            self.transmit.clear();
+        }
     }
 
     /// The next event, if any.

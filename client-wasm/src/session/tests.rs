@@ -37,15 +37,19 @@ impl Harness {
     /// Decodes everything the client wrote since the last call.
     fn sent(&mut self) -> Vec<Packet> {
         let mut packets = Vec::new();
-        while let Some(bytes) = self.session.poll_transmit() {
-            let mut buffer = BytesMut::from(&bytes[..]);
+        let version = self.version();
+        self.session.transmit(|bytes| {
+            let mut buffer = BytesMut::from(bytes);
             while let Some(packet) =
-                decode(&mut buffer, self.version(), MQTT_MAXIMUM_PACKET_SIZE).expect("valid")
+                decode(&mut buffer, version, MQTT_MAXIMUM_PACKET_SIZE).expect("valid")
             {
                 packets.push(packet);
             }
             assert!(buffer.is_empty(), "a partial packet was written");
-        }
+        });
+        // Everything was handed over at once.
+        self.session
+            .transmit(|bytes| panic!("{} more bytes", bytes.len()));
         packets
     }
 

@@ -164,12 +164,12 @@ impl Driver {
     }
 
     fn send_transmit(&mut self) {
-        while let Some(bytes) = self.session.poll_transmit() {
+        self.session.transmit(|bytes| {
             if let Some(socket) = &self.socket {
                 // A send on a closing socket fails; its close event follows and reconnects.
-                bindings::send(&socket.socket, &bytes);
+                bindings::send(&socket.socket, bytes);
             }
-        }
+        });
     }
 
     /// Processes the session's outputs. `send_now` is false for API calls, whose writes are
