@@ -27,8 +27,8 @@ use bytes::{Bytes, BytesMut};
 use mqtt_codec::{
     ByteStr, ConnectPacket, DecodeError, DisconnectPacket, MAX_REMAINING_LENGTH, Packet,
     Properties, ProtocolVersion, PubAckPacket, PublishPacket, QoS, ReasonCode, SubscribePacket,
-    Subscription, SubscriptionOptions, UnsubscribePacket, Will, decode_from_server, encode,
-    encoded_len, topic,
+    Subscription, SubscriptionOptions, UnsubscribePacket, Will, decode_from_server,
+    encode_from_client, encoded_len_from_client, topic,
 };
 
 /// The caller's handle for one operation, echoed in its [`Event::Completed`].
@@ -652,13 +652,16 @@ impl Session {
                 return Err(ClientError::PublishRefused(ReasonCode::RetainNotSupported));
             }
         }
-        let size = encoded_len(packet, self.options.protocol).map_err(|error| match error {
-            mqtt_codec::EncodeError::PacketTooLarge(size) => ClientError::PacketTooLarge {
-                size,
-                maximum: MQTT_MAXIMUM_PACKET_SIZE,
-            },
-            other => ClientError::InvalidArgument(other.into()),
-        })?;
+        let size =
+            encoded_len_from_client(packet, self.options.protocol).map_err(
+                |error| match error {
+                    mqtt_codec::EncodeError::PacketTooLarge(size) => ClientError::PacketTooLarge {
+                        size,
+                        maximum: MQTT_MAXIMUM_PACKET_SIZE,
+                    },
+                    other => ClientError::InvalidArgument(other.into()),
+                },
+            )?;
         if size > self.limits.maximum_packet_size {
             return Err(ClientError::PacketTooLarge {
                 size,
@@ -1208,7 +1211,7 @@ fn write(
     now: f64,
 ) {
     // Everything written was size-checked (or is a fixed-size control packet).
-    if encode(packet, version, transmit).is_ok() {
+    if encode_from_client(packet, version, transmit).is_ok() {
         keepalive.handle_sent(now);
     }
 }

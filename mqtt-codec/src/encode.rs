@@ -21,8 +21,17 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 /// The number of bytes `packet` takes on the wire, fixed header included.
 pub fn encoded_len(packet: &Packet, version: ProtocolVersion) -> Result<usize, EncodeError> {
-    let remaining_length = remaining_length(packet, version)?;
-    Ok(1 + variable_integer_len(remaining_length) + remaining_length)
+    encoded_len_as::<false>(packet, version)
+}
+
+/// [`encoded_len`] for a client: the packets only servers send (CONNACK, SUBACK, UNSUBACK,
+/// PINGRESP) are refused with [`EncodeError::ServerOnly`], and their encoders are not linked
+/// into a program that calls only this and [`encode_from_client`], such as the browser client.
+pub fn encoded_len_from_client(
+    packet: &Packet,
+    version: ProtocolVersion,
+) -> Result<usize, EncodeError> {
+    encoded_len_as::<true>(packet, version)
 }
 
 /// Appends `packet` to `buf`, encoded for `version` (for CONNECT, for `packet.protocol`).
@@ -33,13 +42,40 @@ pub fn encode(
     version: ProtocolVersion,
     buf: &mut BytesMut,
 ) -> Result<(), EncodeError> {
-    let remaining_length = remaining_length(packet, version)?;
+    encode_as::<false>(packet, version, buf)
+}
+
+/// [`encode`] for a client: see [`encoded_len_from_client`].
+pub fn encode_from_client(
+    packet: &Packet,
+    version: ProtocolVersion,
+    buf: &mut BytesMut,
+) -> Result<(), EncodeError> {
+    encode_as::<true>(packet, version, buf)
+}
+
+#[inline(always)]
+fn encoded_len_as<const FROM_CLIENT: bool>(
+    packet: &Packet,
+    version: ProtocolVersion,
+) -> Result<usize, EncodeError> {
+    let remaining_length = remaining_length::<FROM_CLIENT>(packet, version)?;
+    Ok(1 + variable_integer_len(remaining_length) + remaining_length)
+}
+
+#[inline(always)]
+fn encode_as<const FROM_CLIENT: bool>(
+    packet: &Packet,
+    version: ProtocolVersion,
+    buf: &mut BytesMut,
+) -> Result<(), EncodeError> {
+    let remaining_length = remaining_length::<FROM_CLIENT>(packet, version)?;
     let total = 1 + variable_integer_len(remaining_length) + remaining_length;
     buf.reserve(total);
     let start = buf.len();
     buf.put_u8(first_byte(packet));
     put_variable_integer(buf, remaining_length);
-    write_body(packet, version, buf);
+    write_body::<FROM_CLIENT>(packet, version, buf);
     debug_assert_eq!(
         buf.len() - start,
         total,
@@ -207,11 +243,15 @@ fn properties_len(p: &Properties) -> Result<usize, EncodeError> {
     Ok(size.0)
 }
 
-fn remaining_length(packet: &Packet, version: ProtocolVersion) -> Result<usize, EncodeError> {
+/// With `FROM_CLIENT`, the packets only servers send are refused and their sizing unused.
+fn remaining_length<const FROM_CLIENT: bool>(
+    packet: &Packet,
+    version: ProtocolVersion,
+) -> Result<usize, EncodeError> {
     let mut size = Size(0);
     match packet {
         Packet::Connect(connect) => connect_len(connect, &mut size)?,
-        Packet::ConnAck(connack) => {
+        Packet::ConnAck(connack) if !FROM_CLIENT => {
             size.add(2);
             size.add(properties_block_len(&connack.properties, version)?);
         }
@@ -233,7 +273,7 @@ fn remaining_length(packet: &Packet, version: ProtocolVersion) -> Result<usize, 
                 size.add(1);
             }
         }
-        Packet::SubAck(suback) => {
+        Packet::SubAck(suback) if !FROM_CLIENT => {
             size.add(2);
             size.add(properties_block_len(&suback.properties, version)?);
             size.add(suback.reason_codes.len());
@@ -245,14 +285,19 @@ fn remaining_length(packet: &Packet, version: ProtocolVersion) -> Result<usize, 
                 size.add(field_len(text_len(filter))?);
             }
         }
-        Packet::UnsubAck(unsuback) => {
+        Packet::UnsubAck(unsuback) if !FROM_CLIENT => {
             size.add(2);
             if version.is_v5() {
                 size.add(properties_block_len(&unsuback.properties, version)?);
                 size.add(unsuback.reason_codes.len());
             }
         }
-        Packet::PingReq | Packet::PingResp => {}
+        Packet::PingReq => {}
+        Packet::PingResp if !FROM_CLIENT => {}
+        Packet::ConnAck(_) => return Err(EncodeError::ServerOnly { packet: "CONNACK" }),
+        Packet::SubAck(_) => return Err(EncodeError::ServerOnly { packet: "SUBACK" }),
+        Packet::UnsubAck(_) => return Err(EncodeError::ServerOnly { packet: "UNSUBACK" }),
+        Packet::PingResp => return Err(EncodeError::ServerOnly { packet: "PINGRESP" }),
         Packet::Disconnect(disconnect) => {
             if version.is_v5() && !is_short(disconnect.reason_code, &disconnect.properties) {
                 size.add(1);
@@ -322,10 +367,15 @@ fn publish_len(
     Ok(())
 }
 
-fn write_body(packet: &Packet, version: ProtocolVersion, buf: &mut BytesMut) {
+/// Writes what `remaining_length::<FROM_CLIENT>` sized, which refused the rest.
+fn write_body<const FROM_CLIENT: bool>(
+    packet: &Packet,
+    version: ProtocolVersion,
+    buf: &mut BytesMut,
+) {
     match packet {
         Packet::Connect(connect) => write_connect(connect, buf),
-        Packet::ConnAck(connack) => {
+        Packet::ConnAck(connack) if !FROM_CLIENT => {
             // 3.1 had no session present flag; the byte was reserved.
             let session_present = connack.session_present && version != ProtocolVersion::V31;
             buf.put_u8(u8::from(session_present));
@@ -365,7 +415,7 @@ fn write_body(packet: &Packet, version: ProtocolVersion, buf: &mut BytesMut) {
                 buf.put_u8(subscription_options_byte(subscription.options, version));
             }
         }
-        Packet::SubAck(suback) => {
+        Packet::SubAck(suback) if !FROM_CLIENT => {
             buf.put_u16(suback.packet_id);
             if version.is_v5() {
                 write_properties(&suback.properties, buf);
@@ -393,7 +443,7 @@ fn write_body(packet: &Packet, version: ProtocolVersion, buf: &mut BytesMut) {
                 put_field(buf, filter.as_bytes());
             }
         }
-        Packet::UnsubAck(unsuback) => {
+        Packet::UnsubAck(unsuback) if !FROM_CLIENT => {
             buf.put_u16(unsuback.packet_id);
             if version.is_v5() {
                 write_properties(&unsuback.properties, buf);
@@ -403,6 +453,8 @@ fn write_body(packet: &Packet, version: ProtocolVersion, buf: &mut BytesMut) {
             }
         }
         Packet::PingReq | Packet::PingResp => {}
+        // Refused by `remaining_length::<true>` before anything is written.
+        Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) => {}
         Packet::Disconnect(disconnect) => {
             if version.is_v5() && !is_short(disconnect.reason_code, &disconnect.properties) {
                 buf.put_u8(disconnect.reason_code.as_u8());

@@ -178,6 +178,12 @@ pub enum EncodeError {
         /// The connection's version.
         version: crate::ProtocolVersion,
     },
+    /// A packet that only servers send, given to [`crate::encode_from_client`].
+    #[error("{packet} is sent only by servers [MQTT-2.1.2]")]
+    ServerOnly {
+        /// The packet type's name.
+        packet: &'static str,
+    },
     /// A QoS > 0 PUBLISH without packet identifier, or QoS 0 with one.
     #[error(
         "a PUBLISH must carry a packet identifier exactly when its QoS is 1 or 2 [MQTT-2.2.1-2]"

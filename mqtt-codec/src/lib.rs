@@ -31,7 +31,7 @@ mod codec;
 #[cfg(feature = "tokio-util")]
 pub use codec::{CodecError, MqttCodec};
 pub use decode::{decode, decode_from_server, packet_length};
-pub use encode::{encode, encoded_len};
+pub use encode::{encode, encode_from_client, encoded_len, encoded_len_from_client};
 pub use error::{DecodeError, EncodeError};
 pub use packet::*;
 pub use properties::{Properties, id as property_id};

@@ -6,11 +6,12 @@ mod common;
 use bytes::{Bytes, BytesMut};
 use common::{decode_one, hex};
 use mqtt_codec::{
-    AuthPacket, ByteStr, ConnAckPacket, ConnectPacket, DisconnectPacket, Packet, Properties,
+    AuthPacket, ByteStr, ConnAckPacket, ConnectPacket, DisconnectPacket, EncodeError, Packet,
+    Properties,
     ProtocolVersion::{self, V5, V31, V311},
     PubAckPacket, PublishPacket, QoS, ReasonCode, RetainHandling, SubAckPacket, SubscribePacket,
     Subscription, SubscriptionOptions, UnsubAckPacket, UnsubscribePacket, Will, decode, encode,
-    encoded_len, packet_length,
+    encode_from_client, encoded_len, encoded_len_from_client, packet_length,
 };
 
 fn s(text: &'static str) -> ByteStr {
@@ -524,6 +525,35 @@ fn known_packets_encode_to_known_bytes() {
         encode(&packet, version, &mut buf).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(buf[..], bytes[..], "{name}");
         assert_eq!(encoded_len(&packet, version), Ok(bytes.len()), "{name}");
+    }
+}
+
+#[test]
+fn the_client_encoder_writes_client_packets_alike_and_refuses_server_packets() {
+    for (name, version, bytes, packet) in bijective_cases() {
+        let server_only = match &packet {
+            Packet::ConnAck(_) => Some("CONNACK"),
+            Packet::SubAck(_) => Some("SUBACK"),
+            Packet::UnsubAck(_) => Some("UNSUBACK"),
+            Packet::PingResp => Some("PINGRESP"),
+            _ => None,
+        };
+        let mut buf = BytesMut::from(&b"before"[..]);
+        let written = encode_from_client(&packet, version, &mut buf);
+        let len = encoded_len_from_client(&packet, version);
+        match server_only {
+            Some(packet) => {
+                let refused = Err(EncodeError::ServerOnly { packet });
+                assert_eq!(written, refused, "{name}");
+                assert_eq!(len.map(|_| ()), refused, "{name}");
+                assert_eq!(&buf[..], b"before", "{name}: nothing written");
+            }
+            None => {
+                assert_eq!(written, Ok(()), "{name}");
+                assert_eq!(buf[6..], hex(bytes)[..], "{name}");
+                assert_eq!(len, Ok(buf.len() - 6), "{name}");
+            }
+        }
     }
 }
 

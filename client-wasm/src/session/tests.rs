@@ -4,7 +4,8 @@
 use super::*;
 use crate::backoff::Backoff;
 use crate::options::WillOptions;
-use mqtt_codec::{ConnAckPacket, SubAckPacket, UnsubAckPacket, decode};
+// The scripted broker encodes with the full encoder: it sends what servers send.
+use mqtt_codec::{ConnAckPacket, SubAckPacket, UnsubAckPacket, decode, encode};
 
 struct Harness {
     session: Session,
