@@ -1,8 +1,11 @@
 // The JS half of client-wasm's browser layer: what is cheaper or safer to do on this side of
-// the boundary. Rust hands over a whole decoded WebSocket frame at once (one byte copy and one
-// table of numbers), and the message objects are built here, so that no field of any message
-// crosses the boundary on its own. User callbacks run here too, each in its own try/catch, so a
-// throwing listener neither skips the others nor unwinds through the client's Rust code.
+// the boundary. `MqttClient`, the class of the API, is defined here and exported by the package
+// as it is: it checks arguments, keeps listeners and the Promises of pending requests, and hands
+// the protocol work to a Rust `Client` (web/mod.rs). Rust hands over a whole decoded WebSocket
+// frame at once (one byte copy and one table of numbers), and the message objects are built
+// here, so that no field of any message crosses the boundary on its own. User callbacks run here
+// too, each in its own try/catch, so a throwing listener neither skips the others nor unwinds
+// through the client's Rust code.
 //
 // The option objects of the API are checked and flattened here as well, and the objects Rust
 // reports (properties, event details, results) are built here from flat lists: named fields and
@@ -111,17 +114,120 @@ class Events extends EventTarget {
   }
 }
 
-export const events = () => new Events();
+// ---- The client ----
 
-/** Adds or removes a callback of `onMessages` (`batch`) or `onMessage`. */
-export function callback(events, batch, add, callback) {
-  const list = batch ? events.batch : events.each;
-  if (add) list.push(callback);
-  else removeItem(list, callback);
+// Rust's way in: support.js cannot import the glue (which imports it), so the module's start
+// function hands over the `Entry` whose `connect` makes a Rust `Client` (web/mod.rs).
+let entry;
+
+/** Called once, when the wasm module starts. */
+export function start(rustEntry) {
+  entry = rustEntry;
 }
 
+// What `Client.request` starts; `Client.state()` indexes STATES (the order of `State` in
+// session.rs).
+const PUBLISH = 0;
+const SUBSCRIBE = 1;
+const UNSUBSCRIBE = 2;
+const STATES = ["connecting", "connected", "reconnecting", "closed"];
+
+/**
+ * An MQTT 3.1.1 / 5.0 client over WebSocket (documented in types.d.ts). Its `Events` are what
+ * the Rust driver reports to; the Rust `Client` owns the driver, so a client dropped by the
+ * application is freed with it.
+ */
+export class MqttClient {
+  #events = new Events();
+  #client;
+  #clientId;
+  // The last request id; 0 is connect()'s.
+  #request = 0;
+
+  static connect(url, options) {
+    const client = new MqttClient();
+    // A throw here (an invalid option) rejects.
+    return new Promise((resolve, reject) => {
+      const flat = connectOptions(options);
+      client.#clientId = flat[3];
+      // While connecting, this holds the client, and so the driver (see web/mod.rs).
+      client.#events.pending.set(0, [() => resolve(client), reject]);
+      client.#client = entry.connect(url, flat, client.#events);
+    });
+  }
+
+  subscribe(filter, options) {
+    return this.#start(SUBSCRIBE, filter, () => subscribeOptions(options));
+  }
+
+  unsubscribe(filter, options) {
+    return this.#start(UNSUBSCRIBE, filter, () => unsubscribeOptions(options));
+  }
+
+  publish(topic, payload, options) {
+    return this.#start(PUBLISH, topic, () => publishOptions(payload, options));
+  }
+
+  /** Request `kind` on `topic` with the options `flatten` checks (a throw rejects). */
+  #start(kind, topic, flatten) {
+    return new Promise((resolve, reject) => {
+      const options = flatten();
+      const id = (this.#request = (this.#request + 1) >>> 0);
+      this.#events.pending.set(id, [resolve, reject]);
+      this.#client.request(kind, id, topic, options);
+    });
+  }
+
+  onMessage(callback) {
+    this.#events.each.push(callback);
+  }
+
+  offMessage(callback) {
+    removeItem(this.#events.each, callback);
+  }
+
+  onMessages(callback) {
+    this.#events.batch.push(callback);
+  }
+
+  offMessages(callback) {
+    removeItem(this.#events.batch, callback);
+  }
+
+  addEventListener(type, listener, options) {
+    listen(this.#events, type, listener, options, true);
+  }
+
+  removeEventListener(type, listener, options) {
+    listen(this.#events, type, listener, options, false);
+  }
+
+  get state() {
+    return STATES[this.#client.state()];
+  }
+
+  get clientId() {
+    return this.#clientId;
+  }
+
+  get queued() {
+    return this.#client.queued();
+  }
+
+  end() {
+    this.#client.end();
+    return Promise.resolve();
+  }
+
+  /** Frees the Rust client at once, rather than when the garbage collector finds this one. */
+  free() {
+    this.#client.free();
+  }
+}
+if (Symbol.dispose) MqttClient.prototype[Symbol.dispose] = MqttClient.prototype.free;
+
 /** `addEventListener` (`add`) or `removeEventListener`. */
-export function listen(events, type, listener, options, add) {
+function listen(events, type, listener, options, add) {
   if (type === "message") {
     removeItem(events.listeners, listener);
     if (add) events.listeners.push(listener);
@@ -264,7 +370,7 @@ export function clientError(kind, reasonCode, d, a, b) {
 }
 
 /** An `Error` with the client's `code` (and the broker's `reasonCode` when there is one). */
-export function mqttError(code, message, reasonCode) {
+function mqttError(code, message, reasonCode) {
   const error = new Error(message);
   error.name = "MqttError";
   error.code = code;
@@ -424,7 +530,7 @@ function properties(object) {
 }
 
 /** `connect()` options: see `connect_options` in web/convert.rs for the positions. */
-export function connectOptions(options) {
+function connectOptions(options) {
   if (!absent(options) && typeof options !== "object") throw invalid("options", "an object");
   const protocol = integer(options, "protocolVersion", U8);
   if (protocol !== undefined && protocol !== 4 && protocol !== 5) {
@@ -468,7 +574,7 @@ export function connectOptions(options) {
 const randomBelow = (limit) => Math.floor(Math.random() * limit);
 
 /** `publish()` arguments: [payload, qos, retain, properties]. */
-export const publishOptions = (payload, options) => [
+const publishOptions = (payload, options) => [
   bytes(payload, "payload"),
   upToTwo(options, "qos"),
   boolean(options, "retain"),
@@ -476,7 +582,7 @@ export const publishOptions = (payload, options) => [
 ];
 
 /** `subscribe()` options: [qos, noLocal, retainAsPublished, retainHandling, properties]. */
-export const subscribeOptions = (options) => [
+const subscribeOptions = (options) => [
   upToTwo(options, "qos"),
   boolean(options, "noLocal"),
   boolean(options, "retainAsPublished"),
@@ -485,7 +591,7 @@ export const subscribeOptions = (options) => [
 ];
 
 /** `unsubscribe()` options: the properties. */
-export const unsubscribeOptions = (options) => properties(options);
+const unsubscribeOptions = (options) => properties(options);
 
 // ---- Objects built from what Rust reports ----
 
@@ -519,12 +625,8 @@ const RESOLVE = 4;
 const REJECT = 5;
 const MESSAGES = 6;
 
-/** A Promise for request `id`, settled by `settle`. */
-export const pending = (events, id) =>
-  new Promise((resolve, reject) => events.pending.set(id, [resolve, reject]));
-
 /** Resolves (`ok`) or rejects the Promise of request `id` with `value`. */
-export function settle(events, id, ok, value) {
+function settle(events, id, ok, value) {
   const handlers = events.pending.get(id);
   if (handlers) {
     events.pending.delete(id);

@@ -21,45 +21,28 @@ extern "C" {
     pub fn performance_now() -> f64;
 }
 
-#[wasm_bindgen]
-extern "C" {
-    /// The options of `connect()`, typed for the `.d.ts` (checked field by field in `convert`).
-    #[wasm_bindgen(typescript_type = "ConnectOptions")]
-    pub type ConnectOptionsArg;
-
-    /// The options of `subscribe()`.
-    #[wasm_bindgen(typescript_type = "SubscribeOptions")]
-    pub type SubscribeOptionsArg;
-
-    /// The options of `unsubscribe()`.
-    #[wasm_bindgen(typescript_type = "UnsubscribeOptions")]
-    pub type UnsubscribeOptionsArg;
-
-    /// The options of `publish()`.
-    #[wasm_bindgen(typescript_type = "PublishOptions")]
-    pub type PublishOptionsArg;
-}
-
 #[wasm_bindgen(module = "/js/support.js")]
 extern "C" {
+    /// `MqttClient`, the class of the API, which the package exports as it is. Bound as a
+    /// function that is never called: a reexported function can skip TypeScript (the class is
+    /// declared in `types.d.ts`), where a reexported type is declared as `unknown`.
+    #[wasm_bindgen(reexport, js_name = MqttClient, skip_typescript)]
+    fn mqtt_client_class();
+
+    /// The client class of the API, for the wasm-bindgen tests, which use it as JS code does.
+    pub type MqttClient;
+
+    /// `MqttClient.connect()`, for the wasm-bindgen tests (the package has no use for it, so
+    /// it is not in it).
+    #[wasm_bindgen(static_method_of = MqttClient)]
+    pub fn connect(url: &str, options: &JsValue) -> Promise;
+
+    /// Hands over the `Entry` of the module, once it is instantiated.
+    pub fn start(entry: JsValue);
+
     /// Builds the message objects of one frame from views into wasm memory.
     #[wasm_bindgen(js_name = buildMessages)]
     pub fn build_messages(data: &[u8], meta: &[u32], properties: &Array) -> Array;
-
-    /// A new `Events` object: the client's EventTarget and callbacks.
-    pub fn events() -> JsValue;
-
-    /// Adds (`add`) or removes a callback of `onMessages` (`batch`) or of `onMessage`.
-    pub fn callback(events: &JsValue, batch: bool, add: bool, callback: &Function);
-
-    /// `addEventListener` (`add`) or `removeEventListener` on the client's events.
-    pub fn listen(
-        events: &JsValue,
-        kind: &JsValue,
-        listener: &JsValue,
-        options: &JsValue,
-        add: bool,
-    );
 
     /// Queues an effect of a turn: event `kind` (0 connect, 1 close, 2 reconnect, 3 error) with
     /// its detail built from `a` and `b`, 4 or 5 resolving or rejecting the Promise of request
@@ -90,33 +73,10 @@ extern "C" {
     #[wasm_bindgen(js_name = closeSocket)]
     pub fn close_socket(socket: &JsValue);
 
-    /// `connect()`'s options checked and flattened (see `convert::connect_options`); throws
-    /// an `INVALID_ARGUMENT` error naming a malformed field.
-    #[wasm_bindgen(js_name = connectOptions, catch)]
-    pub fn connect_options(options: &JsValue) -> Result<JsValue, JsValue>;
-
-    /// `publish()`'s payload and options: `[payload, qos, retain, properties]`.
-    #[wasm_bindgen(js_name = publishOptions, catch)]
-    pub fn publish_options(payload: &JsValue, options: &JsValue) -> Result<JsValue, JsValue>;
-
-    /// `subscribe()`'s options: `[qos, noLocal, retainAsPublished, retainHandling, properties]`.
-    #[wasm_bindgen(js_name = subscribeOptions, catch)]
-    pub fn subscribe_options(options: &JsValue) -> Result<JsValue, JsValue>;
-
-    /// `unsubscribe()`'s options: the properties list.
-    #[wasm_bindgen(js_name = unsubscribeOptions, catch)]
-    pub fn unsubscribe_options(options: &JsValue) -> Result<JsValue, JsValue>;
-
     /// Received properties as an object, from `[index, value, ...]`.
     #[wasm_bindgen(js_name = propertiesObject)]
     pub fn properties_object(list: &Array) -> JsValue;
 
     /// `{ qos, reasonCode }`, or `{ reasonCode }` when `qos` is negative.
     pub fn result(qos: i32, reason_code: u8) -> JsValue;
-
-    /// A Promise for request `id`, settled by an effect or [`settle`].
-    pub fn pending(events: &JsValue, id: u32) -> Promise;
-
-    /// Resolves (`ok`) or rejects the Promise of request `id` with `value`.
-    pub fn settle(events: &JsValue, id: u32, ok: bool, value: &JsValue);
 }

@@ -2,8 +2,8 @@
 //! and errors.
 //!
 //! The option objects are checked and flattened by `js/support.js` (`connectOptions` and the
-//! others), which reports every malformed field by name as an `INVALID_ARGUMENT` error; this
-//! side reads the flat arrays by position, trusting their types. Received properties go the
+//! others) before the API calls Rust, reporting every malformed field by name as an
+//! `INVALID_ARGUMENT` error; this side reads the flat arrays by position, trusting their types. Received properties go the
 //! other way as a flat `[index, value, ...]` list that `propertiesObject` turns into an object.
 //! Named fields and their checks take far less room as a table in JS than as code in the wasm
 //! module (serde, tried first, took about a third of the package's size budget).
@@ -216,8 +216,8 @@ pub fn properties_to_js(properties: &Properties) -> JsValue {
 /// random `wasm-…` one when none was given), keepalive, clean, sessionExpiry, username,
 /// password, offlineQueueLimit, connectTimeoutMs, maximumPacketSize, properties; and a random
 /// seed for the reconnect jitter.
-pub fn connect_options(options: &JsValue) -> Result<(Options, u64), JsValue> {
-    let items = Items::new(bindings::connect_options(options)?);
+pub fn connect_options(options: &JsValue) -> (Options, u64) {
+    let items = Items::new(options.clone());
     let defaults = Options::default();
     let will = items.get(1);
     let will = if will.is_undefined() {
@@ -269,26 +269,23 @@ pub fn connect_options(options: &JsValue) -> Result<(Options, u64), JsValue> {
         maximum_packet_size: items.number(11),
         properties: items.properties(12),
     };
-    Ok((options, seed))
+    (options, seed)
 }
 
-/// Payload, QoS, retain and properties of a `publish()` call.
-pub fn publish_options(
-    payload: &JsValue,
-    options: &JsValue,
-) -> Result<(Bytes, QoS, bool, Properties), JsValue> {
-    let items = Items::new(bindings::publish_options(payload, options)?);
-    Ok((
+/// Payload, QoS, retain and properties of a `publish()` call, from `publishOptions`' array.
+pub fn publish_options(options: &JsValue) -> (Bytes, QoS, bool, Properties) {
+    let items = Items::new(options.clone());
+    (
         items.bytes(0).unwrap_or_default(),
         items.qos(1),
         items.flag(2).unwrap_or(false),
         items.properties(3),
-    ))
+    )
 }
 
-/// Options and properties of a `subscribe()` call.
-pub fn subscribe_options(options: &JsValue) -> Result<(SubscriptionOptions, Properties), JsValue> {
-    let items = Items::new(bindings::subscribe_options(options)?);
+/// Options and properties of a `subscribe()` call, from `subscribeOptions`' array.
+pub fn subscribe_options(options: &JsValue) -> (SubscriptionOptions, Properties) {
+    let items = Items::new(options.clone());
     let retain_handling = match items.number(3) {
         Some(1) => RetainHandling::SendIfNew,
         Some(2) => RetainHandling::DoNotSend,
@@ -300,12 +297,10 @@ pub fn subscribe_options(options: &JsValue) -> Result<(SubscriptionOptions, Prop
         retain_as_published: items.flag(2).unwrap_or(false),
         retain_handling,
     };
-    Ok((options, items.properties(4)))
+    (options, items.properties(4))
 }
 
-/// Properties of an `unsubscribe()` call.
-pub fn unsubscribe_options(options: &JsValue) -> Result<Properties, JsValue> {
-    Ok(properties_from_js(&Items::new(
-        bindings::unsubscribe_options(options)?,
-    )))
+/// Properties of an `unsubscribe()` call, from `unsubscribeOptions`' list.
+pub fn unsubscribe_options(options: &JsValue) -> Properties {
+    properties_from_js(&Items::new(options.clone()))
 }

@@ -1,10 +1,17 @@
-//! The browser driver: `MqttClient` as JS sees it, over the core [`Session`].
+//! The browser driver: the Rust half of `MqttClient`, over the core [`Session`].
+//!
+//! `MqttClient` itself is a JS class in `js/support.js`, which the package exports as it is: it
+//! checks the arguments, keeps the listeners and the Promises of pending requests, and leaves
+//! the protocol to a [`Client`]. support.js cannot import the glue (which imports it), so it
+//! makes clients through the [`Entry`] that [`start`] hands it.
 //!
 //! One `Rc<RefCell<Driver>>` per client holds the session, the WebSocket with its handlers, the
-//! timer and the pending Promises. Every callback (socket, timer, microtask) holds only a `Weak`
-//! to it, and every `Closure` lives in the driver (no `Closure::forget`): dropping the client
-//! drops them all. While the first connection is being made, the driver holds itself (the
-//! Promise of `connect()` is its only other owner), and lets go once that Promise settles.
+//! timer and what a turn queues for JS. Its one strong owner is the [`Client`], which the JS
+//! `MqttClient` holds: a client the application drops is freed with it. Every callback (socket,
+//! timer, microtask) holds only a `Weak`, and every `Closure` lives in the driver (no
+//! `Closure::forget`): dropping the driver drops them all. While `connect()` is pending, its
+//! Promise's resolve function holds the `MqttClient` (in the `Events` object the driver holds),
+//! which keeps the driver alive until that Promise settles, and no longer.
 //!
 //! Re-entrancy: user code (listeners, callbacks, Promise executors of the caller) may call back
 //! into the client, so it never runs while the driver is borrowed. A turn borrows the driver,
@@ -22,26 +29,17 @@ use crate::error::ClientError;
 use crate::session::{Completion, Event, OutgoingMessage, RequestId, Session};
 use alloc::rc::{Rc, Weak};
 use alloc::{string::String, vec::Vec};
+pub use bindings::MqttClient;
 use bindings::performance_now;
-pub use bindings::{
-    ConnectOptionsArg, PublishOptionsArg, SubscribeOptionsArg, UnsubscribeOptionsArg,
-};
 pub use convert::error_value as error_to_js;
 use core::cell::RefCell;
-use js_sys::{Array, Function, Promise, Uint8Array};
-use mqtt_codec::{ByteStr, Properties, PublishPacket, SubscriptionOptions};
+use js_sys::{Array, Uint8Array};
+use mqtt_codec::{ByteStr, PublishPacket};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 
 #[wasm_bindgen(typescript_custom_section)]
 const TYPES: &str = include_str!("../../js/types.d.ts");
-
-/// An operation of the API, started by [`MqttClient::request`].
-enum Call {
-    Publish(OutgoingMessage),
-    Subscribe(String, SubscriptionOptions, Properties),
-    Unsubscribe(String, Properties),
-}
 
 /// One WebSocket, opened by `openSocket` in support.js with the driver's handler.
 struct Socket {
@@ -141,28 +139,18 @@ struct Driver {
     timer_due: Option<f64>,
     /// Whether the microtask that sends what API calls wrote is queued.
     flush_scheduled: bool,
-    /// Nothing per request: their Promises wait in the `Events` object of support.js, under
-    /// their `RequestId` (0 for `connect()`'s), until an effect settles them.
-    next_request: RequestId,
     /// The JS `Events` object (support.js): the EventTarget of the client's events, with the
-    /// callbacks of `onMessage` and `onMessages`.
+    /// callbacks of `onMessage` and `onMessages`, and the Promises of pending requests under
+    /// their `RequestId` (0 for `connect()`'s), which support.js numbers and effects settle.
     events: JsValue,
     batch: MessageBatch,
     /// Whether `connect()`'s Promise waits for the first connection to succeed or fail.
     connecting: bool,
     /// Whether this turn queued effects for `bindings::run_effects`.
     effects_queued: bool,
-    /// Self-ownership while `connect()` is pending; see the module header.
-    owner: Option<Rc<RefCell<Driver>>>,
-    weak: Weak<RefCell<Driver>>,
 }
 
 impl Driver {
-    fn new_request(&mut self) -> RequestId {
-        self.next_request = self.next_request.wrapping_add(1);
-        self.next_request
-    }
-
     fn send_transmit(&mut self) {
         while let Some(bytes) = self.session.poll_transmit() {
             if let Some(socket) = &self.socket {
@@ -223,10 +211,8 @@ impl Driver {
             } => {
                 if self.connecting {
                     self.connecting = false;
-                    let client = MqttClient {
-                        driver: self.owner.take().or_else(|| self.weak.upgrade()),
-                    };
-                    self.effect(RESOLVE, &CONNECT_REQUEST.into(), &client.into());
+                    // support.js resolves with the `MqttClient`.
+                    self.effect(RESOLVE, &CONNECT_REQUEST.into(), &JsValue::UNDEFINED);
                 }
                 self.effect(
                     CONNECT,
@@ -254,8 +240,6 @@ impl Driver {
                         let error = error.unwrap_or(ClientError::Closed);
                         let error = convert::error_value(&error);
                         self.effect(REJECT, &CONNECT_REQUEST.into(), &error);
-                        // Nobody holds the client: let it go once this turn ends.
-                        self.owner = None;
                     }
                     // After end(): the only "close" this connection reports.
                     (false, None) => {
@@ -405,240 +389,128 @@ fn run_turn(driver: &Rc<RefCell<Driver>>, send_now: bool, input: &mut dyn FnMut(
     }
 }
 
-fn rejected(error: JsValue) -> Promise {
-    Promise::reject(&error)
+/// Runs once the module is instantiated: hands support.js the [`Entry`] it makes clients with.
+#[wasm_bindgen(start, private)]
+fn start() {
+    hand_over_entry();
 }
 
-/// An MQTT 3.1.1 / 5.0 client over WebSocket. Create it with `MqttClient.connect()`.
-#[wasm_bindgen]
-pub struct MqttClient {
-    /// Always set in practice: an `Option` because the driver hands out this object while it
-    /// is borrowed, through its `Weak` to itself. Methods treat `None` as a closed client.
-    driver: Option<Rc<RefCell<Driver>>>,
+/// What [`start`] does; public for the wasm-bindgen tests, whose runner calls no start function.
+pub fn hand_over_entry() {
+    bindings::start(Entry.into());
 }
 
+/// The way into Rust for support.js (see the module header).
+#[wasm_bindgen(private, skip_typescript)]
+pub struct Entry;
+
 #[wasm_bindgen]
-impl MqttClient {
-    /// Connects to `url` (`ws://host:port/mqtt`); resolves once the broker accepted the
-    /// connection (CONNACK), rejects with an `MqttError` (e.g. `CONNECTION_REFUSED`) otherwise.
-    #[wasm_bindgen(unchecked_return_type = "Promise<MqttClient>")]
-    pub fn connect(url: String, options: Option<bindings::ConnectOptionsArg>) -> Promise {
-        let (options, seed) = match convert::connect_options(&options.into()) {
-            Ok(converted) => converted,
-            Err(error) => return rejected(error),
-        };
+impl Entry {
+    /// A client connecting to `url` with the options flattened by `connectOptions`, reporting
+    /// to `events`. Invalid options reject `connect()`'s Promise instead, and make no client.
+    pub fn connect(&self, url: String, options: JsValue, events: JsValue) -> Option<Client> {
+        let (options, seed) = convert::connect_options(&options);
         let now = performance_now();
         let session = match Session::new(options, seed, now) {
             Ok(session) => session,
-            Err(error) => return rejected(convert::error_value(&error)),
+            Err(error) => {
+                let error = convert::error_value(&error);
+                bindings::effect(&events, REJECT, &CONNECT_REQUEST.into(), &error);
+                bindings::run_effects(&events);
+                return None;
+            }
         };
-        let events = bindings::events();
-        let promise = bindings::pending(&events, CONNECT_REQUEST);
         let driver = Rc::new_cyclic(|weak: &Weak<RefCell<Driver>>| {
-            let handler_weak = weak.clone();
+            let weak = weak.clone();
             RefCell::new(Driver {
                 session,
                 url,
                 socket: None,
                 handler: Closure::new(move |kind, data: JsValue| {
-                    turn(&handler_weak, true, &mut |driver, now| {
+                    turn(&weak, true, &mut |driver, now| {
                         driver.handle(kind, &data, now)
                     });
                 }),
                 timer_handle: None,
                 timer_due: None,
                 flush_scheduled: false,
-                next_request: CONNECT_REQUEST,
                 events,
                 batch: MessageBatch::default(),
                 connecting: true,
                 effects_queued: false,
-                owner: None,
-                weak: weak.clone(),
             })
         });
-        driver.borrow_mut().owner = Some(driver.clone());
         run_turn(&driver, true, &mut |_, _| {});
-        promise
+        Some(Client { driver })
     }
+}
 
-    /// Subscribes to a topic filter; resolves with `{ qos, reasonCode }` from the SUBACK, and
-    /// rejects with `SUBSCRIBE_REFUSED` (and the `reasonCode`) when the broker refuses.
-    #[wasm_bindgen(unchecked_return_type = "Promise<SubscribeResult>")]
-    pub fn subscribe(
-        &self,
-        filter: String,
-        options: Option<bindings::SubscribeOptionsArg>,
-    ) -> Promise {
-        let (options, properties) = match convert::subscribe_options(&options.into()) {
-            Ok(converted) => converted,
-            Err(error) => return rejected(error),
-        };
-        self.request(Call::Subscribe(filter, options, properties))
-    }
+/// The Rust half of one `MqttClient`: the strong owner of its driver.
+#[wasm_bindgen(private, skip_typescript)]
+pub struct Client {
+    driver: Rc<RefCell<Driver>>,
+}
 
-    /// Unsubscribes from a topic filter; resolves with `{ reasonCode }` from the UNSUBACK.
-    #[wasm_bindgen(unchecked_return_type = "Promise<UnsubscribeResult>")]
-    pub fn unsubscribe(
-        &self,
-        filter: String,
-        options: Option<bindings::UnsubscribeOptionsArg>,
-    ) -> Promise {
-        let properties = match convert::unsubscribe_options(&options.into()) {
-            Ok(properties) => properties,
-            Err(error) => return rejected(error),
-        };
-        self.request(Call::Unsubscribe(filter, properties))
-    }
+/// The requests of [`Client::request`], as support.js numbers them.
+const PUBLISH: u32 = 0;
+const SUBSCRIBE: u32 = 1;
 
-    /// Publishes a message. Resolves once written (QoS 0), on PUBACK (QoS 1) or on PUBCOMP
-    /// (QoS 2). While disconnected the publish waits in the offline queue; when that is full
-    /// the Promise rejects with `QUEUE_FULL`.
-    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
-    pub fn publish(
-        &self,
-        topic: String,
-        #[wasm_bindgen(unchecked_param_type = "string | Uint8Array | ArrayBuffer")]
-        payload: JsValue,
-        options: Option<bindings::PublishOptionsArg>,
-    ) -> Promise {
-        let (payload, qos, retain, properties) =
-            match convert::publish_options(&payload, &options.into()) {
-                Ok(converted) => converted,
-                Err(error) => return rejected(error),
+#[wasm_bindgen]
+impl Client {
+    /// Starts request `request`: a publish to `topic` (`kind` 0), a subscribe to filter
+    /// `topic` (1) or an unsubscribe (2), with the options flattened by `publishOptions`,
+    /// `subscribeOptions` or `unsubscribeOptions`. An effect settles its Promise.
+    pub fn request(&self, kind: u32, request: RequestId, topic: String, options: JsValue) {
+        let mut topic = Some(topic);
+        run_turn(&self.driver, false, &mut |driver, now| {
+            let Some(topic) = topic.take() else {
+                return;
             };
-        let message = OutgoingMessage {
-            topic,
-            payload,
-            qos,
-            retain,
-            properties,
-        };
-        self.request(Call::Publish(message))
-    }
-
-    /// Calls `callback(message)` for every message received.
-    #[wasm_bindgen(js_name = onMessage)]
-    pub fn on_message(
-        &self,
-        #[wasm_bindgen(unchecked_param_type = "(message: MqttMessage) => void")] callback: Function,
-    ) {
-        self.callback(false, true, &callback);
-    }
-
-    /// Stops calling a callback given to `onMessage`.
-    #[wasm_bindgen(js_name = offMessage)]
-    pub fn off_message(&self, callback: Function) {
-        self.callback(false, false, &callback);
-    }
-
-    /// Calls `callback(messages)` once per received WebSocket frame with all its messages: the
-    /// cheapest way to consume high message rates.
-    #[wasm_bindgen(js_name = onMessages)]
-    pub fn on_messages(
-        &self,
-        #[wasm_bindgen(unchecked_param_type = "(messages: MqttMessage[]) => void")]
-        callback: Function,
-    ) {
-        self.callback(true, true, &callback);
-    }
-
-    /// Stops calling a callback given to `onMessages`.
-    #[wasm_bindgen(js_name = offMessages)]
-    pub fn off_messages(&self, callback: Function) {
-        self.callback(true, false, &callback);
-    }
-
-    /// Adds an event listener (typed overloads are declared in `MqttClientEventMap`).
-    #[wasm_bindgen(js_name = addEventListener, skip_typescript)]
-    pub fn add_event_listener(&self, kind: JsValue, listener: JsValue, options: JsValue) {
-        if let Some(driver) = &self.driver {
-            bindings::listen(&driver.borrow().events, &kind, &listener, &options, true);
-        }
-    }
-
-    /// Removes an event listener.
-    #[wasm_bindgen(js_name = removeEventListener, skip_typescript)]
-    pub fn remove_event_listener(&self, kind: JsValue, listener: JsValue, options: JsValue) {
-        if let Some(driver) = &self.driver {
-            bindings::listen(&driver.borrow().events, &kind, &listener, &options, false);
-        }
-    }
-
-    /// `"connecting" | "connected" | "reconnecting" | "closed"`.
-    #[wasm_bindgen(getter, unchecked_return_type = "ClientState")]
-    pub fn state(&self) -> JsValue {
-        let state = self
-            .driver
-            .as_ref()
-            .map_or("closed", |driver| driver.borrow().session.state().as_str());
-        JsValue::from_str(state)
-    }
-
-    /// The client identifier sent in CONNECT.
-    #[wasm_bindgen(getter, js_name = clientId, unchecked_return_type = "string")]
-    pub fn client_id(&self) -> JsValue {
-        self.driver.as_ref().map_or(JsValue::UNDEFINED, |driver| {
-            JsValue::from_str(&driver.borrow().session.options().client_id)
-        })
-    }
-
-    /// Operations waiting in the offline queue (or for room in the in-flight window).
-    #[wasm_bindgen(getter)]
-    pub fn queued(&self) -> usize {
-        self.driver
-            .as_ref()
-            .map_or(0, |driver| driver.borrow().session.queued())
+            let session = &mut driver.session;
+            let started = match kind {
+                PUBLISH => {
+                    let (payload, qos, retain, properties) = convert::publish_options(&options);
+                    let message = OutgoingMessage {
+                        topic,
+                        payload,
+                        qos,
+                        retain,
+                        properties,
+                    };
+                    session.publish(request, message, now)
+                }
+                SUBSCRIBE => {
+                    let (options, properties) = convert::subscribe_options(&options);
+                    session.subscribe(request, &topic, options, properties, now)
+                }
+                _ => {
+                    let properties = convert::unsubscribe_options(&options);
+                    session.unsubscribe(request, &topic, properties, now)
+                }
+            };
+            if let Err(error) = started {
+                driver.effect(REJECT, &request.into(), &convert::error_value(&error));
+            }
+        });
     }
 
     /// Disconnects (DISCONNECT, so no will is published) and closes the client; pending
     /// operations reject with `CLOSED`.
-    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
-    pub fn end(&self) -> Promise {
-        if let Some(driver) = &self.driver {
-            run_turn(driver, true, &mut |driver, now| driver.session.end(now));
-        }
-        Promise::resolve(&JsValue::UNDEFINED)
-    }
-
-    /// Adds (`add`) or removes a callback of `onMessages` (`batch`) or `onMessage`.
-    fn callback(&self, batch: bool, add: bool, callback: &Function) {
-        if let Some(driver) = &self.driver {
-            bindings::callback(&driver.borrow().events, batch, add, callback);
-        }
-    }
-
-    fn request(&self, call: Call) -> Promise {
-        let Some(driver) = &self.driver else {
-            return rejected(convert::error_value(&ClientError::Closed));
-        };
-        let mut call = Some(call);
-        let mut promise = None;
-        let mut refused = None;
-        run_turn(driver, false, &mut |driver, now| {
-            let Some(call) = call.take() else {
-                return;
-            };
-            let request = driver.new_request();
-            promise = Some(bindings::pending(&driver.events, request));
-            let session = &mut driver.session;
-            let started = match call {
-                Call::Publish(message) => session.publish(request, message, now),
-                Call::Subscribe(filter, options, properties) => {
-                    session.subscribe(request, &filter, options, properties, now)
-                }
-                Call::Unsubscribe(filter, properties) => {
-                    session.unsubscribe(request, &filter, properties, now)
-                }
-            };
-            if let Err(error) = started {
-                refused = Some((driver.events.clone(), request, error));
-            }
+    pub fn end(&self) {
+        run_turn(&self.driver, true, &mut |driver, now| {
+            driver.session.end(now)
         });
-        if let Some((events, request, error)) = refused {
-            bindings::settle(&events, request, false, &convert::error_value(&error));
-        }
-        // No Promise only if the turn could not run, which a call from JS never meets.
-        promise.unwrap_or_else(|| rejected(convert::error_value(&ClientError::Closed)))
+    }
+
+    /// The state, as an index of `STATES` in support.js: the order of [`State`].
+    ///
+    /// [`State`]: crate::session::State
+    pub fn state(&self) -> i32 {
+        self.driver.borrow().session.state() as i32
+    }
+
+    /// Operations waiting in the offline queue (or for room in the in-flight window).
+    pub fn queued(&self) -> usize {
+        self.driver.borrow().session.queued()
     }
 }
