@@ -407,6 +407,9 @@ export function send(socket, data) {
   }
 }
 
+/** The function that calls a Rust `Handler`: what the socket, the timer and microtasks call. */
+export const handlerFunction = (handler) => (kind, data) => handler.handle(kind, data);
+
 /** Queues a microtask that calls `handler(argument)`. */
 export function microtask(handler, argument) {
   queueMicrotask(() => handler(argument));

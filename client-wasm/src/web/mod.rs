@@ -8,8 +8,9 @@
 //! One `Rc<RefCell<Driver>>` per client holds the session, the WebSocket with its handlers, the
 //! timer and what a turn queues for JS. Its one strong owner is the [`Client`], which the JS
 //! `MqttClient` holds: a client the application drops is freed with it. Every callback (socket,
-//! timer, microtask) holds only a `Weak`, and every `Closure` lives in the driver (no
-//! `Closure::forget`): dropping the driver drops them all. While `connect()` is pending, its
+//! timer, microtask) calls a [`Handler`], which holds only a `Weak`: however long JS keeps it,
+//! it keeps nothing alive, and a call that comes after the driver is gone does nothing. There
+//! are no `Closure`s (and no `Closure::forget`). While `connect()` is pending, its
 //! Promise's resolve function holds the `MqttClient` (in the `Events` object the driver holds),
 //! which keeps the driver alive until that Promise settles, and no longer.
 //!
@@ -33,7 +34,7 @@ pub use bindings::MqttClient;
 use bindings::performance_now;
 pub use convert::error_value as error_to_js;
 use core::cell::RefCell;
-use js_sys::{Array, Uint8Array};
+use js_sys::{Array, Function, Uint8Array};
 use mqtt_codec::{ByteStr, PublishPacket};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
@@ -48,7 +49,7 @@ struct Socket {
 
 impl Drop for Socket {
     fn drop(&mut self) {
-        // Detaches the handlers first: none may run once the closure is gone.
+        // Detaches the handlers first: no event of a socket the driver let go of may reach it.
         bindings::close_socket(&self.socket);
     }
 }
@@ -132,9 +133,11 @@ struct Driver {
     session: Session,
     url: String,
     socket: Option<Socket>,
-    /// The one closure JS calls back: socket events, the timer and the flush microtask,
-    /// told apart by their first argument (see [`Driver::handle`]).
-    handler: Closure<dyn FnMut(i32, JsValue)>,
+    /// The one function JS calls back: socket events, the timer and the flush microtask,
+    /// told apart by their first argument (see [`Driver::handle`]). It calls a [`Handler`].
+    handler: Function,
+    /// Left pending when the driver is dropped: it then calls a [`Handler`] whose driver is
+    /// gone, which does nothing.
     timer_handle: Option<JsValue>,
     timer_due: Option<f64>,
     /// Whether the microtask that sends what API calls wrote is queued.
@@ -181,7 +184,7 @@ impl Driver {
         self.deliver_batch();
         if !send_now && !self.flush_scheduled {
             self.flush_scheduled = true;
-            bindings::microtask(self.handler.as_ref().unchecked_ref(), FLUSH);
+            bindings::microtask(&self.handler, FLUSH);
         }
         self.arm_timer(now);
     }
@@ -273,7 +276,7 @@ impl Driver {
     }
 
     fn new_socket(&self) -> Result<Socket, JsValue> {
-        let socket = bindings::open_socket(&self.url, self.handler.as_ref().unchecked_ref())?;
+        let socket = bindings::open_socket(&self.url, &self.handler)?;
         Ok(Socket { socket })
     }
 
@@ -317,20 +320,7 @@ impl Driver {
             let delay = (due - now).clamp(0.0, 2_147_483_647.0);
             let whole = f64::from(delay as u32);
             let delay = if whole < delay { whole + 1.0 } else { whole };
-            self.timer_handle = Some(bindings::set_timeout(
-                self.handler.as_ref().unchecked_ref(),
-                delay,
-                TIMER,
-            ));
-        }
-    }
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        // The timer must not fire into a dropped closure.
-        if let Some(handle) = self.timer_handle.take() {
-            bindings::clear_timeout(&handle);
+            self.timer_handle = Some(bindings::set_timeout(&self.handler, delay, TIMER));
         }
     }
 }
@@ -426,11 +416,7 @@ impl Entry {
                 session,
                 url,
                 socket: None,
-                handler: Closure::new(move |kind, data: JsValue| {
-                    turn(&weak, true, &mut |driver, now| {
-                        driver.handle(kind, &data, now)
-                    });
-                }),
+                handler: bindings::handler_function(Handler { driver: weak }.into()),
                 timer_handle: None,
                 timer_due: None,
                 flush_scheduled: false,
@@ -442,6 +428,25 @@ impl Entry {
         });
         run_turn(&driver, true, &mut |_, _| {});
         Some(Client { driver })
+    }
+}
+
+/// What the socket, the timer and the flush microtask call into, through the function
+/// `handlerFunction` of support.js makes of it. It holds only a `Weak`: a call that comes after
+/// the driver is gone (a microtask queued before) does nothing, and the driver is dropped with
+/// its last strong owner however long JS keeps this.
+#[wasm_bindgen(private, skip_typescript)]
+pub struct Handler {
+    driver: Weak<RefCell<Driver>>,
+}
+
+#[wasm_bindgen]
+impl Handler {
+    /// See [`Driver::handle`].
+    pub fn handle(&self, kind: i32, data: JsValue) {
+        turn(&self.driver, true, &mut |driver, now| {
+            driver.handle(kind, &data, now)
+        });
     }
 }
 
