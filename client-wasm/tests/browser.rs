@@ -95,7 +95,8 @@ async fn wait_for(ms: i32, what: &str, mut condition: impl FnMut() -> bool) {
 async fn connect(options: &str) -> Result<Client, JsValue> {
     // The test runner does not run the module's start function, which does this.
     client_wasm::hand_over_entry();
-    let client = JsFuture::from(MqttClient::connect(&url(), &json(options))).await?;
+    let promise: Promise = MqttClient::connect(&url(), &json(options)).unchecked_into();
+    let client = JsFuture::from(promise).await?;
     assert!(
         client.is_instance_of::<MqttClient>(),
         "connect resolves with an MqttClient"

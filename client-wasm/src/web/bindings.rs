@@ -2,15 +2,49 @@
 //!
 //! The timer and clock functions are looked up on the global object at each call (not on
 //! `window`), so the client works in a page and in a Web Worker alike.
+//!
+//! The few built-in types the driver needs are declared here rather than taken from js-sys:
+//! depending on js-sys links the type descriptors of all its bindings (exported symbols, so
+//! roots of the link), and the closure shims they name stay in the module's function table after
+//! wasm-bindgen drops the descriptors, where wasm-opt cannot prune them (0.5 KB gzipped).
 
-use js_sys::{Array, Function, Promise};
 use wasm_bindgen::prelude::*;
 
 #[wasm_bindgen]
 extern "C" {
+    /// A JS `Array`.
+    pub type Array;
+
+    #[wasm_bindgen(constructor)]
+    pub fn new() -> Array;
+
+    #[wasm_bindgen(method)]
+    pub fn push(this: &Array, value: &JsValue) -> u32;
+
+    #[wasm_bindgen(method, indexing_getter)]
+    pub fn get(this: &Array, index: u32) -> JsValue;
+
+    #[wasm_bindgen(method, getter)]
+    pub fn length(this: &Array) -> u32;
+
+    /// A JS `Uint8Array`.
+    pub type Uint8Array;
+
+    /// A copy of `data`.
+    #[wasm_bindgen(constructor)]
+    pub fn new(data: &[u8]) -> Uint8Array;
+
+    #[wasm_bindgen(method, getter)]
+    pub fn length(this: &Uint8Array) -> u32;
+
+    /// `Uint8Array.prototype.set.call(target, source)`: copies `source` into `target`, a view
+    /// of wasm memory of the same length.
+    #[wasm_bindgen(js_namespace = ["Uint8Array", "prototype", "set"], js_name = call)]
+    pub fn copy_into(target: &mut [u8], source: &Uint8Array);
+
     /// `setTimeout` of the global scope, which calls `handler(argument)`; returns its handle.
     #[wasm_bindgen(js_name = setTimeout)]
-    pub fn set_timeout(handler: &Function, delay_ms: f64, argument: i32) -> JsValue;
+    pub fn set_timeout(handler: &JsValue, delay_ms: f64, argument: i32) -> JsValue;
 
     /// `clearTimeout` of the global scope.
     #[wasm_bindgen(js_name = clearTimeout)]
@@ -32,17 +66,17 @@ extern "C" {
     /// The client class of the API, for the wasm-bindgen tests, which use it as JS code does.
     pub type MqttClient;
 
-    /// `MqttClient.connect()`, for the wasm-bindgen tests (the package has no use for it, so
-    /// it is not in it).
+    /// `MqttClient.connect()` (a Promise), for the wasm-bindgen tests (the package has no use
+    /// for it, so it is not in it).
     #[wasm_bindgen(static_method_of = MqttClient)]
-    pub fn connect(url: &str, options: &JsValue) -> Promise;
+    pub fn connect(url: &str, options: &JsValue) -> JsValue;
 
     /// Hands over the `Entry` of the module, once it is instantiated.
     pub fn start(entry: JsValue);
 
     /// `(kind, data) => handler.handle(kind, data)`, for a `Handler`.
     #[wasm_bindgen(js_name = handlerFunction)]
-    pub fn handler_function(handler: JsValue) -> Function;
+    pub fn handler_function(handler: JsValue) -> JsValue;
 
     /// Builds the message objects of one frame from views into wasm memory.
     #[wasm_bindgen(js_name = buildMessages)]
@@ -65,13 +99,13 @@ extern "C" {
     /// call `handler(kind, data)`: 0 open, 1 a binary message (`data` a `Uint8Array`), 2 closed
     /// (an error is always followed by a close). Throws for a malformed URL.
     #[wasm_bindgen(js_name = openSocket, catch)]
-    pub fn open_socket(url: &str, handler: &Function) -> Result<JsValue, JsValue>;
+    pub fn open_socket(url: &str, handler: &JsValue) -> Result<JsValue, JsValue>;
 
     /// Sends one binary message; a socket that cannot send reports its close event instead.
     pub fn send(socket: &JsValue, data: &[u8]);
 
     /// Queues a microtask that calls `handler(argument)`.
-    pub fn microtask(handler: &Function, argument: i32);
+    pub fn microtask(handler: &JsValue, argument: i32);
 
     /// Detaches the socket's handlers, then closes it.
     #[wasm_bindgen(js_name = closeSocket)]

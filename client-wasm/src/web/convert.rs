@@ -8,13 +8,12 @@
 //! Named fields and their checks take far less room as a table in JS than as code in the wasm
 //! module (serde, tried first, took about a third of the package's size budget).
 
-use super::bindings;
+use super::bindings::{self, Array, Uint8Array};
 use crate::backoff::Backoff;
 use crate::error::ClientError;
 use crate::options::{Options, WillOptions};
 use alloc::string::String;
 use bytes::Bytes;
-use js_sys::{Array, Uint8Array};
 use mqtt_codec::topic::TopicError;
 use mqtt_codec::{
     ByteStr, EncodeError, Properties, ProtocolVersion, QoS, RetainHandling, SubscriptionOptions,
@@ -116,7 +115,10 @@ fn bytes(value: JsValue) -> Option<Bytes> {
     if value.is_undefined() {
         return None;
     }
-    Some(Bytes::from(value.unchecked_into::<Uint8Array>().to_vec()))
+    let source: &Uint8Array = value.unchecked_ref();
+    let mut copy = alloc::vec![0; source.length() as usize];
+    bindings::copy_into(&mut copy, source);
+    Some(Bytes::from(copy))
 }
 
 /// Properties to send, from `[index, value, ...]` (indices of `PROPERTIES` in support.js).
@@ -180,7 +182,7 @@ pub fn properties_to_js(properties: &Properties) -> JsValue {
     text(2, &properties.content_type);
     text(3, &properties.response_topic);
     if let Some(data) = &properties.correlation_data {
-        push(4, &Uint8Array::from(&data[..]));
+        push(4, &Uint8Array::new(data));
     }
     for identifier in &properties.subscription_identifiers {
         number(12, Some(*identifier));

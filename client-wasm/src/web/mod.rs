@@ -31,10 +31,9 @@ use crate::session::{Completion, Event, OutgoingMessage, RequestId, Session};
 use alloc::rc::{Rc, Weak};
 use alloc::{string::String, vec::Vec};
 pub use bindings::MqttClient;
-use bindings::performance_now;
+use bindings::{Array, Uint8Array, performance_now};
 pub use convert::error_value as error_to_js;
 use core::cell::RefCell;
-use js_sys::{Array, Function, Uint8Array};
 use mqtt_codec::{ByteStr, PublishPacket};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
@@ -119,7 +118,10 @@ impl MessageBatch {
         if self.meta.is_empty() {
             return None;
         }
-        let properties: Array = self.properties.drain(..).collect();
+        let properties = Array::new();
+        for value in self.properties.drain(..) {
+            properties.push(&value);
+        }
         let messages = bindings::build_messages(&self.data, &self.meta, &properties);
         self.data.clear();
         self.meta.clear();
@@ -135,7 +137,7 @@ struct Driver {
     socket: Option<Socket>,
     /// The one function JS calls back: socket events, the timer and the flush microtask,
     /// told apart by their first argument (see [`Driver::handle`]). It calls a [`Handler`].
-    handler: Function,
+    handler: JsValue,
     /// Left pending when the driver is dropped: it then calls a [`Handler`] whose driver is
     /// gone, which does nothing.
     timer_handle: Option<JsValue>,
@@ -288,7 +290,7 @@ impl Driver {
             SOCKET_MESSAGE => {
                 let bytes: &Uint8Array = data.unchecked_ref();
                 let length = bytes.length() as usize;
-                bytes.copy_to(self.session.receive_buffer(length));
+                bindings::copy_into(self.session.receive_buffer(length), bytes);
                 self.session.handle_received(now);
             }
             SOCKET_CLOSE => {
