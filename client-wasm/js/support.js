@@ -148,33 +148,33 @@ export class MqttClient {
     const client = new MqttClient();
     // A throw here (an invalid option) rejects.
     return new Promise((resolve, reject) => {
-      const flat = connectOptions(options);
-      client.#clientId = flat[3];
+      const values = connectOptions(options);
+      client.#clientId = values[CLIENT_ID];
       // While connecting, this holds the client, and so the driver (see web/mod.rs).
       client.#events.pending.set(0, [() => resolve(client), reject]);
-      client.#client = entry.connect(url, flat, client.#events);
+      client.#client = entry.connect(pack([url, ...values]), client.#events);
     });
   }
 
   subscribe(filter, options) {
-    return this.#start(SUBSCRIBE, filter, () => subscribeOptions(options));
+    return this.#start(SUBSCRIBE, () => [subscribeOptions(filter, options)]);
   }
 
   unsubscribe(filter, options) {
-    return this.#start(UNSUBSCRIBE, filter, () => unsubscribeOptions(options));
+    return this.#start(UNSUBSCRIBE, () => [unsubscribeOptions(filter, options)]);
   }
 
   publish(topic, payload, options) {
-    return this.#start(PUBLISH, topic, () => publishOptions(payload, options));
+    return this.#start(PUBLISH, () => publishArguments(topic, payload, options));
   }
 
-  /** Request `kind` on `topic` with the options `flatten` checks (a throw rejects). */
-  #start(kind, topic, flatten) {
+  /** Request `kind` with the values and payload `check` returns (a throw rejects). */
+  #start(kind, check) {
     return new Promise((resolve, reject) => {
-      const options = flatten();
+      const [values, payload] = check();
       const id = (this.#request = (this.#request + 1) >>> 0);
       this.#events.pending.set(id, [resolve, reject]);
-      this.#client.request(kind, id, topic, options);
+      this.#client.request(kind, id, pack(values), payload);
     });
   }
 
@@ -430,7 +430,7 @@ function removeItem(array, item) {
   return index >= 0;
 }
 
-// ---- Options: checked here, handed to Rust as flat arrays (see web/convert.rs) ----
+// ---- Options: checked here, handed to Rust packed into bytes (see web/convert.rs) ----
 
 const absent = (value) => value === undefined || value === null;
 
@@ -539,26 +539,22 @@ function connectOptions(options) {
   if (protocol !== undefined && protocol !== 4 && protocol !== 5) {
     throw invalid("protocolVersion", "4 or 5");
   }
-  let will = field(options, "will");
-  if (!absent(will)) {
-    const topic = string(will, "topic");
-    if (topic === undefined) throw invalid("will.topic", "a string");
-    will = [
-      topic,
-      bytes(field(will, "payload"), "will.payload"),
-      upToTwo(will, "qos"),
-      boolean(will, "retain"),
-      properties(will),
-    ];
-  }
-  let reconnect = field(options, "reconnect");
-  if (typeof reconnect !== "boolean" && !absent(reconnect)) {
-    reconnect = [integer(reconnect, "minDelayMs", U32), integer(reconnect, "maxDelayMs", U32)];
-  }
+  // Without a will, its values are all absent.
+  const will = field(options, "will");
+  const willTopic = string(will, "topic");
+  if (!absent(will) && willTopic === undefined) throw invalid("will.topic", "a string");
+  const reconnect = field(options, "reconnect");
   return [
     protocol,
-    will,
-    reconnect,
+    willTopic,
+    bytes(field(will, "payload"), "will.payload"),
+    upToTwo(will, "qos"),
+    boolean(will, "retain"),
+    properties(will),
+    // Enabled unless false; an object gives the bounds.
+    reconnect !== false,
+    integer(reconnect, "minDelayMs", U32),
+    integer(reconnect, "maxDelayMs", U32),
     string(options, "clientId") ?? `wasm-${randomBelow(2 ** 48).toString(16).padStart(12, "0")}`,
     integer(options, "keepalive", U16),
     boolean(options, "clean"),
@@ -569,23 +565,26 @@ function connectOptions(options) {
     integer(options, "connectTimeoutMs", U32),
     integer(options, "maximumPacketSize", U32),
     properties(options),
-    // The seed of the reconnect jitter.
-    randomBelow(2 ** 53),
+    // The seed of the reconnect jitter, in two halves.
+    randomBelow(2 ** 32),
+    randomBelow(2 ** 32),
   ];
 }
 
+// The position of clientId in connectOptions' values.
+const CLIENT_ID = 9;
+
 const randomBelow = (limit) => Math.floor(Math.random() * limit);
 
-/** `publish()` arguments: [payload, qos, retain, properties]. */
-const publishOptions = (payload, options) => [
-  bytes(payload, "payload"),
-  upToTwo(options, "qos"),
-  boolean(options, "retain"),
-  properties(options),
-];
+/** `publish()` arguments: [[topic, qos, retain, properties], payload]. */
+function publishArguments(topic, payload, options) {
+  const data = bytes(payload, "payload") ?? new Uint8Array();
+  return [[topic, upToTwo(options, "qos"), boolean(options, "retain"), properties(options)], data];
+}
 
-/** `subscribe()` options: [qos, noLocal, retainAsPublished, retainHandling, properties]. */
-const subscribeOptions = (options) => [
+/** `subscribe()` arguments: [filter, qos, noLocal, retainAsPublished, retainHandling, properties]. */
+const subscribeOptions = (filter, options) => [
+  filter,
   upToTwo(options, "qos"),
   boolean(options, "noLocal"),
   boolean(options, "retainAsPublished"),
@@ -593,8 +592,49 @@ const subscribeOptions = (options) => [
   properties(options),
 ];
 
-/** `unsubscribe()` options: the properties. */
-const unsubscribeOptions = (options) => properties(options);
+/** `unsubscribe()` arguments: [filter, properties]. */
+const unsubscribeOptions = (filter, options) => [filter, properties(options)];
+
+// Each packed value is a tag byte and its data: a little-endian u32 for a number; a u32 length
+// and the bytes for bytes and UTF-8 text; a u32 length and the items for a list.
+const ABSENT = 0;
+const FALSE = 1;
+const TRUE = 2;
+const NUMBER = 3;
+const BYTES = 4;
+const TEXT = 5;
+const LIST = 6;
+
+/**
+ * Checked option values packed into bytes, which `Reader` in web/convert.rs reads back in
+ * order: one copy into wasm memory instead of a call across the boundary per value.
+ */
+function pack(values) {
+  const out = [];
+  const word = (number) => out.push(number & 255, (number >> 8) & 255, (number >> 16) & 255, number >>> 24);
+  const put = (value) => {
+    if (value === undefined) {
+      out.push(ABSENT);
+    } else if (typeof value === "boolean") {
+      out.push(value ? TRUE : FALSE);
+    } else if (typeof value === "number") {
+      out.push(NUMBER);
+      word(value);
+    } else if (Array.isArray(value)) {
+      out.push(LIST);
+      word(value.length);
+      value.forEach(put);
+    } else {
+      const text = typeof value === "string";
+      const data = text ? encoder.encode(value) : value;
+      out.push(text ? TEXT : BYTES);
+      word(data.length);
+      for (const byte of data) out.push(byte);
+    }
+  };
+  values.forEach(put);
+  return new Uint8Array(out);
+}
 
 // ---- Objects built from what Rust reports ----
 

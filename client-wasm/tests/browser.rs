@@ -342,6 +342,46 @@ async fn take_over(client_id: &str) {
 }
 
 #[wasm_bindgen_test]
+async fn the_will_is_published_when_the_connection_is_taken_over() {
+    let watcher = connect(r#"{"clientId": "wbt-will-watcher"}"#)
+        .await
+        .expect("connects");
+    let inbox = Inbox::default();
+    let _listener = inbox.listen(&watcher);
+    settle(watcher.subscribe("wbt/will/#".into(), opts(r#"{"qos": 1}"#)))
+        .await
+        .expect("subscribed");
+    let id = "wbt-will";
+    let client = connect(&format!(
+        r#"{{"clientId": "{id}", "reconnect": false, "will": {{"topic": "wbt/will/{id}",
+            "payload": "gone", "qos": 1, "properties": {{"contentType": "text/plain"}}}}}}"#
+    ))
+    .await
+    .expect("connects with a will");
+    take_over(id).await;
+    wait_for(5_000, "the will", || inbox.len() == 1).await;
+    let will = inbox.get(0);
+    assert_eq!(inbox.texts(), ["gone"]);
+    assert_eq!(
+        get(&will, "topic").as_string().unwrap(),
+        format!("wbt/will/{id}")
+    );
+    assert_eq!(get(&will, "qos").as_f64(), Some(1.0));
+    let properties = get(&will, "properties");
+    assert_eq!(
+        get(&properties, "contentType").as_string().as_deref(),
+        Some("text/plain")
+    );
+    wait_for(3_000, "the client to close", || client.state() == "closed").await;
+    let no_topic = connect(r#"{"will": {"payload": "x"}}"#)
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(error_code(&no_topic), "INVALID_ARGUMENT");
+    settle(watcher.end()).await.unwrap();
+}
+
+#[wasm_bindgen_test]
 async fn reconnects_resubscribes_and_delivers_what_was_queued_offline() {
     let id = "wbt-reconnect";
     let client = connect(&format!(

@@ -398,10 +398,10 @@ pub struct Entry;
 
 #[wasm_bindgen]
 impl Entry {
-    /// A client connecting to `url` with the options flattened by `connectOptions`, reporting
+    /// A client connecting to the URL and with the options packed by `connectOptions`, reporting
     /// to `events`. Invalid options reject `connect()`'s Promise instead, and make no client.
-    pub fn connect(&self, url: String, options: JsValue, events: JsValue) -> Option<Client> {
-        let (options, seed) = convert::connect_options(&options);
+    pub fn connect(&self, options: JsValue, events: JsValue) -> Option<Client> {
+        let (url, options, seed) = convert::connect_options(&options);
         let now = performance_now();
         let session = match Session::new(options, seed, now) {
             Ok(session) => session,
@@ -464,22 +464,21 @@ const SUBSCRIBE: u32 = 1;
 
 #[wasm_bindgen]
 impl Client {
-    /// Starts request `request`: a publish to `topic` (`kind` 0), a subscribe to filter
-    /// `topic` (1) or an unsubscribe (2), with the options flattened by `publishOptions`,
-    /// `subscribeOptions` or `unsubscribeOptions`. An effect settles its Promise.
-    pub fn request(&self, kind: u32, request: RequestId, topic: String, options: JsValue) {
-        let mut topic = Some(topic);
+    /// Starts request `request`: a publish of `payload` (a `Uint8Array`; `kind` 0), a
+    /// subscribe (1) or an unsubscribe (2), with the topic or filter and the options packed by
+    /// `publishArguments`, `subscribeOptions` or `unsubscribeOptions`. An effect settles its
+    /// Promise.
+    pub fn request(&self, kind: u32, request: RequestId, options: JsValue, payload: JsValue) {
+        let mut items = convert::Reader::new(&options);
         run_turn(&self.driver, false, &mut |driver, now| {
-            let Some(topic) = topic.take() else {
-                return;
-            };
+            let topic = items.text().unwrap_or_default();
             let session = &mut driver.session;
             let started = match kind {
                 PUBLISH => {
-                    let (payload, qos, retain, properties) = convert::publish_options(&options);
+                    let (qos, retain, properties) = convert::publish_options(&mut items);
                     let message = OutgoingMessage {
                         topic,
-                        payload,
+                        payload: convert::copy(&payload).into(),
                         qos,
                         retain,
                         properties,
@@ -487,13 +486,10 @@ impl Client {
                     session.publish(request, message, now)
                 }
                 SUBSCRIBE => {
-                    let (options, properties) = convert::subscribe_options(&options);
+                    let (options, properties) = convert::subscribe_options(&mut items);
                     session.subscribe(request, &topic, options, properties, now)
                 }
-                _ => {
-                    let properties = convert::unsubscribe_options(&options);
-                    session.unsubscribe(request, &topic, properties, now)
-                }
+                _ => session.unsubscribe(request, &topic, items.properties(), now),
             };
             if let Err(error) = started {
                 driver.effect(REJECT, &request.into(), &convert::error_value(&error));
