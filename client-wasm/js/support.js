@@ -58,8 +58,9 @@ function decodeTopic(bytes, start, length, ascii) {
 }
 
 /**
- * Builds the messages of one frame. `data` and `meta` are views into wasm memory, valid only
- * during this call: the bytes are copied once, and every payload is a view of that copy.
+ * Builds the messages of one frame. `data`, `meta` and `properties` (the packed properties of
+ * the messages that have some, in order) are views into wasm memory, valid only during this
+ * call: the bytes are copied once, and every payload is a view of that copy.
  */
 export function buildMessages(data, meta, properties) {
   const bytes = data.slice();
@@ -67,7 +68,7 @@ export function buildMessages(data, meta, properties) {
   const messages = new Array(count);
   let lastTopicStart = -1;
   let lastTopic = "";
-  let propertyIndex = 0;
+  const packed = { bytes: properties, at: 0 };
   for (let index = 0, at = 0; index < count; index++, at += FIELDS) {
     const topicStart = meta[at];
     const flags = meta[at + 4];
@@ -83,7 +84,7 @@ export function buildMessages(data, meta, properties) {
       flags & 3,
       (flags & FLAG_RETAIN) !== 0,
       (flags & FLAG_DUP) !== 0,
-      (flags & FLAG_PROPERTIES) !== 0 ? properties[propertyIndex++] : undefined,
+      (flags & FLAG_PROPERTIES) !== 0 ? propertiesFrom(packed) : undefined,
     );
   }
   return messages;
@@ -639,10 +640,36 @@ function pack(values) {
 // ---- Objects built from what Rust reports ----
 
 /**
- * Received properties from [index, value, ...] (see `properties_to_js` in web/convert.rs):
- * Subscription Identifiers gather into an array, and repeated User Property names into arrays.
+ * The values Rust packed (see `Writer` in web/convert.rs) from `packed.at` in `packed.bytes` to
+ * the next absent value, which `packed.at` is left after.
  */
-export function propertiesObject(list) {
+function unpack(packed) {
+  const { bytes } = packed;
+  let { at } = packed;
+  const word = () => (bytes[at++] | (bytes[at++] << 8) | (bytes[at++] << 16) | (bytes[at++] << 24)) >>> 0;
+  const values = [];
+  for (let tag; at < bytes.length && (tag = bytes[at++]) !== ABSENT; ) {
+    if (tag === NUMBER) {
+      values.push(word());
+    } else {
+      const length = word();
+      const data = bytes.slice(at, (at += length));
+      values.push(tag === TEXT ? utf8.decode(data) : data);
+    }
+  }
+  packed.at = at;
+  return values;
+}
+
+/** Received properties, packed by `write_properties` in web/convert.rs. */
+export const propertiesObject = (bytes) => propertiesFrom({ bytes, at: 0 });
+
+/**
+ * The next received properties in `packed` (see `unpack`), [index, value, ...]: Subscription
+ * Identifiers gather into an array, and repeated User Property names into arrays.
+ */
+function propertiesFrom(packed) {
+  const list = unpack(packed);
   const result = {};
   for (let at = 0; at < list.length; at += 2) {
     const index = list[at];

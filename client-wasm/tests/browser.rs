@@ -431,6 +431,9 @@ async fn reconnects_resubscribes_and_delivers_what_was_queued_offline() {
         Some(false),
         "the intruder's clean start removed the session"
     );
+    // The CONNACK properties: the gateway announces its 64 KiB Maximum Packet Size.
+    let properties = get(connected, "properties");
+    assert_eq!(get(&properties, "maximumPacketSize").as_f64(), Some(65536.0));
     // Received only because the client subscribed again by itself.
     wait_for(5_000, "the queued messages", || inbox.len() == 3).await;
     assert_eq!(inbox.texts(), ["queued 0", "queued 1", "queued 2"]);

@@ -12,27 +12,8 @@ use wasm_bindgen::prelude::*;
 
 #[wasm_bindgen]
 extern "C" {
-    /// A JS `Array`.
-    pub type Array;
-
-    #[wasm_bindgen(constructor)]
-    pub fn new() -> Array;
-
-    #[wasm_bindgen(method)]
-    pub fn push(this: &Array, value: &JsValue) -> u32;
-
-    #[wasm_bindgen(method, indexing_getter)]
-    pub fn get(this: &Array, index: u32) -> JsValue;
-
-    #[wasm_bindgen(method, getter)]
-    pub fn length(this: &Array) -> u32;
-
     /// A JS `Uint8Array`.
     pub type Uint8Array;
-
-    /// A copy of `data`.
-    #[wasm_bindgen(constructor)]
-    pub fn new(data: &[u8]) -> Uint8Array;
 
     #[wasm_bindgen(method, getter)]
     pub fn length(this: &Uint8Array) -> u32;
@@ -80,7 +61,7 @@ extern "C" {
 
     /// Builds the message objects of one frame from views into wasm memory.
     #[wasm_bindgen(js_name = buildMessages)]
-    pub fn build_messages(data: &[u8], meta: &[u32], properties: &Array) -> Array;
+    pub fn build_messages(data: &[u8], meta: &[u32], properties: &[u8]) -> JsValue;
 
     /// Queues an effect of a turn: event `kind` (0 connect, 1 close, 2 reconnect, 3 error) with
     /// its detail built from `a` and `b`, 4 or 5 resolving or rejecting the Promise of request
@@ -111,9 +92,9 @@ extern "C" {
     #[wasm_bindgen(js_name = closeSocket)]
     pub fn close_socket(socket: &JsValue);
 
-    /// Received properties as an object, from `[index, value, ...]`.
+    /// Received properties as an object, from `convert::write_properties`' bytes.
     #[wasm_bindgen(js_name = propertiesObject)]
-    pub fn properties_object(list: &Array) -> JsValue;
+    pub fn properties_object(packed: &[u8]) -> JsValue;
 
     /// `{ qos, reasonCode }`, or `{ reasonCode }` when `qos` is negative.
     pub fn result(qos: i32, reason_code: u8) -> JsValue;

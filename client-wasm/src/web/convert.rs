@@ -9,7 +9,7 @@
 //! Named fields and their checks take far less room as a table in JS than as code in the wasm
 //! module (serde, tried first, took about a third of the package's size budget).
 
-use super::bindings::{self, Array, Uint8Array};
+use super::bindings::{self, Uint8Array};
 use crate::backoff::Backoff;
 use crate::error::ClientError;
 use crate::options::{Options, WillOptions};
@@ -79,6 +79,7 @@ pub struct Reader {
     at: usize,
 }
 
+const ABSENT: u8 = 0;
 const FALSE: u8 = 1;
 const TRUE: u8 = 2;
 const NUMBER: u8 = 3;
@@ -193,63 +194,91 @@ pub fn copy(value: &JsValue) -> Vec<u8> {
 }
 
 /// Received properties as a JS object (`undefined` when there are none), through
-/// `propertiesObject` in support.js: `[index, value, ...]` with the indices of its
-/// `PROPERTIES`, a Subscription Identifier as `[12, id]` each, a User Property as
-/// `[11, name, value]`.
+/// `propertiesObject` in support.js.
 pub fn properties_to_js(properties: &Properties) -> JsValue {
     if properties.is_empty() {
         return JsValue::UNDEFINED;
     }
-    let list = Array::new();
-    let push = |index: u32, value: &JsValue| {
-        list.push(&JsValue::from(index));
-        list.push(value);
-    };
-    let number = |index: u32, value: Option<u32>| {
-        if let Some(value) = value {
-            push(index, &JsValue::from(value));
-        }
-    };
-    let text = |index: u32, value: &Option<ByteStr>| {
-        if let Some(value) = value {
-            push(index, &JsValue::from_str(value));
-        }
-    };
-    number(0, properties.payload_format_indicator.map(u32::from));
-    number(1, properties.message_expiry_interval);
-    text(2, &properties.content_type);
-    text(3, &properties.response_topic);
+    let mut packed = Vec::new();
+    write_properties(properties, &mut packed);
+    bindings::properties_object(&packed)
+}
+
+/// Received properties packed for `unpack` in support.js, as [`Reader`] reads them: `index,
+/// value, ...` with the indices of its `PROPERTIES`, a Subscription Identifier as `12, id` each,
+/// a User Property as `11, name, value`; the list ends with an absent value.
+pub fn write_properties(properties: &Properties, packed: &mut Vec<u8>) {
+    let mut out = Writer(packed);
+    out.number(0, properties.payload_format_indicator.map(u32::from));
+    out.number(1, properties.message_expiry_interval);
+    out.text(2, &properties.content_type);
+    out.text(3, &properties.response_topic);
     if let Some(data) = &properties.correlation_data {
-        push(4, &Uint8Array::new(data));
+        out.word(NUMBER, 4);
+        out.data(BYTES, data);
     }
     for identifier in &properties.subscription_identifiers {
-        number(12, Some(*identifier));
+        out.number(12, Some(*identifier));
     }
-    number(6, properties.session_expiry_interval);
-    text(13, &properties.assigned_client_identifier);
-    number(14, properties.server_keep_alive.map(u32::from));
-    text(15, &properties.response_information);
-    text(16, &properties.server_reference);
-    text(17, &properties.reason_string);
-    number(10, properties.receive_maximum.map(u32::from));
-    number(18, properties.topic_alias_maximum.map(u32::from));
-    number(19, properties.maximum_qos.map(u32::from));
-    number(20, properties.retain_available.map(u32::from));
-    number(21, properties.maximum_packet_size);
-    number(
+    out.number(6, properties.session_expiry_interval);
+    out.text(13, &properties.assigned_client_identifier);
+    out.number(14, properties.server_keep_alive.map(u32::from));
+    out.text(15, &properties.response_information);
+    out.text(16, &properties.server_reference);
+    out.text(17, &properties.reason_string);
+    out.number(10, properties.receive_maximum.map(u32::from));
+    out.number(18, properties.topic_alias_maximum.map(u32::from));
+    out.number(19, properties.maximum_qos.map(u32::from));
+    out.number(20, properties.retain_available.map(u32::from));
+    out.number(21, properties.maximum_packet_size);
+    out.number(
         22,
         properties.wildcard_subscription_available.map(u32::from),
     );
-    number(
+    out.number(
         23,
         properties.subscription_identifier_available.map(u32::from),
     );
-    number(24, properties.shared_subscription_available.map(u32::from));
+    out.number(24, properties.shared_subscription_available.map(u32::from));
     for (name, value) in &properties.user_properties {
-        push(11, &JsValue::from_str(name));
-        list.push(&JsValue::from_str(value));
+        out.word(NUMBER, 11);
+        out.data(TEXT, name.as_bytes());
+        out.data(TEXT, value.as_bytes());
     }
-    bindings::properties_object(&list)
+    out.0.push(ABSENT);
+}
+
+/// Packs values the way `pack` in support.js does.
+struct Writer<'a>(&'a mut Vec<u8>);
+
+impl Writer<'_> {
+    /// A tag and a little-endian `u32`.
+    fn word(&mut self, tag: u8, word: u32) {
+        self.0.push(tag);
+        self.0.extend_from_slice(&word.to_le_bytes());
+    }
+
+    /// Bytes or text: the tag, the length and the bytes.
+    fn data(&mut self, tag: u8, data: &[u8]) {
+        self.word(tag, data.len() as u32);
+        self.0.extend_from_slice(data);
+    }
+
+    /// Property `index` with a number, if there is one.
+    fn number(&mut self, index: u32, value: Option<u32>) {
+        if let Some(value) = value {
+            self.word(NUMBER, index);
+            self.word(NUMBER, value);
+        }
+    }
+
+    /// Property `index` with text, if there is some.
+    fn text(&mut self, index: u32, value: &Option<ByteStr>) {
+        if let Some(value) = value {
+            self.word(NUMBER, index);
+            self.data(TEXT, value.as_bytes());
+        }
+    }
 }
 
 /// The URL, the core's options and a random seed for the reconnect jitter, from

@@ -31,7 +31,7 @@ use crate::session::{Completion, Event, OutgoingMessage, RequestId, Session};
 use alloc::rc::{Rc, Weak};
 use alloc::{string::String, vec::Vec};
 pub use bindings::MqttClient;
-use bindings::{Array, Uint8Array, performance_now};
+use bindings::{Uint8Array, performance_now};
 pub use convert::error_value as error_to_js;
 use core::cell::RefCell;
 use mqtt_codec::{ByteStr, PublishPacket};
@@ -65,7 +65,9 @@ struct MessageBatch {
     /// The latest distinct topics of this batch and where they start in `data`; a short list
     /// because frames usually repeat a few topics.
     topics: Vec<(ByteStr, u32)>,
-    properties: Vec<JsValue>,
+    /// The properties of the messages that have some, one list after the other (see
+    /// `convert::write_properties`).
+    properties: Vec<u8>,
 }
 
 impl MessageBatch {
@@ -98,8 +100,7 @@ impl MessageBatch {
         }
         if !publish.properties.is_empty() {
             flags |= 16;
-            self.properties
-                .push(convert::properties_to_js(&publish.properties));
+            convert::write_properties(&publish.properties, &mut self.properties);
         }
         if publish.topic.is_ascii() {
             flags |= 32;
@@ -114,18 +115,15 @@ impl MessageBatch {
     }
 
     /// The message objects, leaving the batch empty (its buffers are kept for the next one).
-    fn take(&mut self) -> Option<Array> {
+    fn take(&mut self) -> Option<JsValue> {
         if self.meta.is_empty() {
             return None;
         }
-        let properties = Array::new();
-        for value in self.properties.drain(..) {
-            properties.push(&value);
-        }
-        let messages = bindings::build_messages(&self.data, &self.meta, &properties);
+        let messages = bindings::build_messages(&self.data, &self.meta, &self.properties);
         self.data.clear();
         self.meta.clear();
         self.topics.clear();
+        self.properties.clear();
         Some(messages)
     }
 }
