@@ -153,7 +153,11 @@ export class MqttClient {
       client.#clientId = values[CLIENT_ID];
       // While connecting, this holds the client, and so the driver (see web/mod.rs).
       client.#events.pending.set(0, [() => resolve(client), reject]);
-      client.#client = entry.connect(pack([url, ...values]), client.#events);
+      // What the socket, the timer and microtasks call: it does not keep the client alive, so
+      // one the application dropped is freed, and it calls nothing once it is (see web/mod.rs).
+      const weak = new WeakRef(client);
+      const handler = (kind, data) => weak.deref()?.#client?.handle(kind, data);
+      client.#client = entry.connect(pack([url, ...values]), client.#events, handler);
     });
   }
 
@@ -223,6 +227,7 @@ export class MqttClient {
   /** Frees the Rust client at once, rather than when the garbage collector finds this one. */
   free() {
     this.#client.free();
+    this.#client = undefined;
   }
 }
 if (Symbol.dispose) MqttClient.prototype[Symbol.dispose] = MqttClient.prototype.free;
@@ -407,9 +412,6 @@ export function send(socket, data) {
     // Its close event follows.
   }
 }
-
-/** The function that calls a Rust `Handler`: what the socket, the timer and microtasks call. */
-export const handlerFunction = (handler) => (kind, data) => handler.handle(kind, data);
 
 /** Queues a microtask that calls `handler(argument)`. */
 export function microtask(handler, argument) {

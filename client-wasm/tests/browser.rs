@@ -50,6 +50,8 @@ extern "C" {
     fn queued(this: &Client) -> u32;
     #[wasm_bindgen(method)]
     fn end(this: &Client) -> Promise;
+    #[wasm_bindgen(method)]
+    fn free(this: &Client);
 }
 
 fn url() -> String {
@@ -381,6 +383,30 @@ async fn the_will_is_published_when_the_connection_is_taken_over() {
     settle(watcher.end()).await.unwrap();
 }
 
+/// `free()` drops the connection at once, without DISCONNECT (so the will is published); the
+/// flush of a publish made just before finds no client and does nothing.
+#[wasm_bindgen_test]
+async fn free_drops_the_connection_at_once() {
+    let watcher = connect(r#"{"clientId": "wbt-free-watcher"}"#)
+        .await
+        .expect("connects");
+    let inbox = Inbox::default();
+    let _listener = inbox.listen(&watcher);
+    settle(watcher.subscribe("wbt/free/#".into(), None))
+        .await
+        .expect("subscribed");
+    let client = connect(
+        r#"{"clientId": "wbt-free", "will": {"topic": "wbt/free/will", "payload": "freed"}}"#,
+    )
+    .await
+    .expect("connects");
+    let _never_settled = client.publish("wbt/free/last".into(), "x".into(), None);
+    client.free();
+    wait_for(5_000, "the will", || inbox.len() == 1).await;
+    assert_eq!(inbox.texts(), ["freed"]);
+    settle(watcher.end()).await.unwrap();
+}
+
 #[wasm_bindgen_test]
 async fn reconnects_resubscribes_and_delivers_what_was_queued_offline() {
     let id = "wbt-reconnect";
@@ -433,7 +459,10 @@ async fn reconnects_resubscribes_and_delivers_what_was_queued_offline() {
     );
     // The CONNACK properties: the gateway announces its 64 KiB Maximum Packet Size.
     let properties = get(connected, "properties");
-    assert_eq!(get(&properties, "maximumPacketSize").as_f64(), Some(65536.0));
+    assert_eq!(
+        get(&properties, "maximumPacketSize").as_f64(),
+        Some(65536.0)
+    );
     // Received only because the client subscribed again by itself.
     wait_for(5_000, "the queued messages", || inbox.len() == 3).await;
     assert_eq!(inbox.texts(), ["queued 0", "queued 1", "queued 2"]);

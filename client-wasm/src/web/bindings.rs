@@ -55,10 +55,6 @@ extern "C" {
     /// Hands over the `Entry` of the module, once it is instantiated.
     pub fn start(entry: JsValue);
 
-    /// `(kind, data) => handler.handle(kind, data)`, for a `Handler`.
-    #[wasm_bindgen(js_name = handlerFunction)]
-    pub fn handler_function(handler: JsValue) -> JsValue;
-
     /// Builds the message objects of one frame from views into wasm memory.
     #[wasm_bindgen(js_name = buildMessages)]
     pub fn build_messages(data: &[u8], meta: &[u32], properties: &[u8]) -> JsValue;

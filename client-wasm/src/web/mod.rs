@@ -8,9 +8,10 @@
 //! One `Rc<RefCell<Driver>>` per client holds the session, the WebSocket with its handlers, the
 //! timer and what a turn queues for JS. Its one strong owner is the [`Client`], which the JS
 //! `MqttClient` holds: a client the application drops is freed with it. Every callback (socket,
-//! timer, microtask) calls a [`Handler`], which holds only a `Weak`: however long JS keeps it,
-//! it keeps nothing alive, and a call that comes after the driver is gone does nothing. There
-//! are no `Closure`s (and no `Closure::forget`). While `connect()` is pending, its
+//! timer, microtask) calls the handler function support.js made for the client, which reaches
+//! it through a `WeakRef` and calls [`Client::handle`]: it keeps nothing alive, and a call that
+//! comes after the client is gone (or freed) does nothing. There are no `Closure`s (and no
+//! `Closure::forget`). While `connect()` is pending, its
 //! Promise's resolve function holds the `MqttClient` (in the `Events` object the driver holds),
 //! which keeps the driver alive until that Promise settles, and no longer.
 //!
@@ -28,7 +29,7 @@ mod convert;
 
 use crate::error::ClientError;
 use crate::session::{Completion, Event, OutgoingMessage, RequestId, Session};
-use alloc::rc::{Rc, Weak};
+use alloc::rc::Rc;
 use alloc::{string::String, vec::Vec};
 pub use bindings::MqttClient;
 use bindings::{Uint8Array, performance_now};
@@ -134,10 +135,9 @@ struct Driver {
     url: String,
     socket: Option<Socket>,
     /// The one function JS calls back: socket events, the timer and the flush microtask,
-    /// told apart by their first argument (see [`Driver::handle`]). It calls a [`Handler`].
+    /// told apart by their first argument (see [`Driver::handle`]); see the module header.
     handler: JsValue,
-    /// Left pending when the driver is dropped: it then calls a [`Handler`] whose driver is
-    /// gone, which does nothing.
+    /// Left pending when the driver is dropped: the handler then finds no client.
     timer_handle: Option<JsValue>,
     timer_due: Option<f64>,
     /// Whether the microtask that sends what API calls wrote is queued.
@@ -354,15 +354,8 @@ fn completion_value(completion: Completion) -> JsValue {
     }
 }
 
-/// One turn: borrow, feed the session with `input`, drive, release, then run the effects.
-fn turn(weak: &Weak<RefCell<Driver>>, send_now: bool, input: &mut dyn FnMut(&mut Driver, f64)) {
-    let Some(driver) = weak.upgrade() else {
-        return;
-    };
-    run_turn(&driver, send_now, input);
-}
-
-/// Not generic over `input`: one copy of the turn serves every caller.
+/// One turn: borrow, feed the session with `input`, drive, release, then run the effects. Not
+/// generic over `input`: one copy of the turn serves every caller.
 fn run_turn(driver: &Rc<RefCell<Driver>>, send_now: bool, input: &mut dyn FnMut(&mut Driver, f64)) {
     let events = {
         let Ok(mut driver) = driver.try_borrow_mut() else {
@@ -397,8 +390,9 @@ pub struct Entry;
 #[wasm_bindgen]
 impl Entry {
     /// A client connecting to the URL and with the options packed by `connectOptions`, reporting
-    /// to `events`. Invalid options reject `connect()`'s Promise instead, and make no client.
-    pub fn connect(&self, options: JsValue, events: JsValue) -> Option<Client> {
+    /// to `events`, called back through `handler`. Invalid options reject `connect()`'s Promise
+    /// instead, and make no client.
+    pub fn connect(&self, options: JsValue, events: JsValue, handler: JsValue) -> Option<Client> {
         let (url, options, seed) = convert::connect_options(&options);
         let now = performance_now();
         let session = match Session::new(options, seed, now) {
@@ -410,43 +404,21 @@ impl Entry {
                 return None;
             }
         };
-        let driver = Rc::new_cyclic(|weak: &Weak<RefCell<Driver>>| {
-            let weak = weak.clone();
-            RefCell::new(Driver {
-                session,
-                url,
-                socket: None,
-                handler: bindings::handler_function(Handler { driver: weak }.into()),
-                timer_handle: None,
-                timer_due: None,
-                flush_scheduled: false,
-                events,
-                batch: MessageBatch::default(),
-                connecting: true,
-                effects_queued: false,
-            })
-        });
+        let driver = Rc::new(RefCell::new(Driver {
+            session,
+            url,
+            socket: None,
+            handler,
+            timer_handle: None,
+            timer_due: None,
+            flush_scheduled: false,
+            events,
+            batch: MessageBatch::default(),
+            connecting: true,
+            effects_queued: false,
+        }));
         run_turn(&driver, true, &mut |_, _| {});
         Some(Client { driver })
-    }
-}
-
-/// What the socket, the timer and the flush microtask call into, through the function
-/// `handlerFunction` of support.js makes of it. It holds only a `Weak`: a call that comes after
-/// the driver is gone (a microtask queued before) does nothing, and the driver is dropped with
-/// its last strong owner however long JS keeps this.
-#[wasm_bindgen(private, skip_typescript)]
-pub struct Handler {
-    driver: Weak<RefCell<Driver>>,
-}
-
-#[wasm_bindgen]
-impl Handler {
-    /// See [`Driver::handle`].
-    pub fn handle(&self, kind: i32, data: JsValue) {
-        turn(&self.driver, true, &mut |driver, now| {
-            driver.handle(kind, &data, now)
-        });
     }
 }
 
@@ -492,6 +464,14 @@ impl Client {
             if let Err(error) = started {
                 driver.effect(REJECT, &request.into(), &convert::error_value(&error));
             }
+        });
+    }
+
+    /// What the socket, the timer and the flush microtask report, through the handler: see
+    /// [`Driver::handle`].
+    pub fn handle(&self, kind: i32, data: JsValue) {
+        run_turn(&self.driver, true, &mut |driver, now| {
+            driver.handle(kind, &data, now)
         });
     }
 
