@@ -391,10 +391,16 @@ function mqttError(code, message, reasonCode) {
 /**
  * Opens a WebSocket (subprotocol `mqtt`, binary frames as ArrayBuffers) whose events call
  * `handler(kind, data)`: 0 open, 1 a binary message as a Uint8Array, 2 closed. An error is
- * always followed by a close event, which does the work.
+ * always followed by a close event, which does the work. A malformed URL (the constructor
+ * throws) gives undefined, so that Rust need not catch.
  */
 export function openSocket(url, handler) {
-  const socket = new WebSocket(url, "mqtt");
+  let socket;
+  try {
+    socket = new WebSocket(url, "mqtt");
+  } catch {
+    return undefined;
+  }
   socket.binaryType = "arraybuffer";
   socket.onopen = () => handler(0);
   socket.onmessage = (event) => {

@@ -518,6 +518,11 @@ async fn errors_are_js_errors_with_codes() {
     let options_error = connect(r#"{"protocolVersion": 3}"#).await.err().unwrap();
     assert_eq!(error_code(&options_error), "INVALID_ARGUMENT");
 
+    // The WebSocket constructor throws for a malformed URL: a failed connection.
+    let malformed: Promise = MqttClient::connect("ws://[", &JsValue::UNDEFINED).unchecked_into();
+    let malformed = settle(malformed).await.unwrap_err();
+    assert_eq!(error_code(&malformed), "CONNECT_FAILED");
+
     let client = connect(r#"{"clientId": "wbt-errors"}"#)
         .await
         .expect("connects");

@@ -74,9 +74,9 @@ extern "C" {
 
     /// A WebSocket to `url` (subprotocol `mqtt`, binary frames as ArrayBuffers) whose events
     /// call `handler(kind, data)`: 0 open, 1 a binary message (`data` a `Uint8Array`), 2 closed
-    /// (an error is always followed by a close). Throws for a malformed URL.
-    #[wasm_bindgen(js_name = openSocket, catch)]
-    pub fn open_socket(url: &str, handler: &JsValue) -> Result<JsValue, JsValue>;
+    /// (an error is always followed by a close); `undefined` for a malformed URL.
+    #[wasm_bindgen(js_name = openSocket)]
+    pub fn open_socket(url: &str, handler: &JsValue) -> JsValue;
 
     /// Sends one binary message; a socket that cannot send reports its close event instead.
     pub fn send(socket: &JsValue, data: &[u8]);

@@ -268,16 +268,13 @@ impl Driver {
 
     fn open_socket(&mut self, now: f64) {
         self.socket = None;
-        match self.new_socket() {
-            Ok(socket) => self.socket = Some(socket),
-            // A malformed URL throws at once; the session treats it like a failed connection.
-            Err(_) => self.session.handle_transport_closed(now),
+        let socket = bindings::open_socket(&self.url, &self.handler);
+        if socket.is_undefined() {
+            // A malformed URL; the session treats it like a failed connection.
+            self.session.handle_transport_closed(now);
+        } else {
+            self.socket = Some(Socket { socket });
         }
-    }
-
-    fn new_socket(&self) -> Result<Socket, JsValue> {
-        let socket = bindings::open_socket(&self.url, &self.handler)?;
-        Ok(Socket { socket })
     }
 
     /// What JS reports through [`Driver::handler`]: `kind` is one of `SOCKET_OPEN`,
