@@ -63,8 +63,8 @@ struct MessageBatch {
     data: Vec<u8>,
     /// Per message: topic offset, topic length, payload offset, payload length, flags.
     meta: Vec<u32>,
-    /// The latest distinct topics of this batch and where they start in `data`; a short list
-    /// because frames usually repeat a few topics.
+    /// Distinct topics of this batch and where they start in `data`: a short list, because
+    /// frames usually repeat a few topics, started again when full.
     topics: Vec<(ByteStr, u32)>,
     /// The properties of the messages that have some, one list after the other (see
     /// `convert::write_properties`).
@@ -84,7 +84,7 @@ impl MessageBatch {
                 let start = self.data.len() as u32;
                 self.data.extend_from_slice(publish.topic.as_bytes());
                 if self.topics.len() == TOPICS_REMEMBERED {
-                    self.topics.remove(0);
+                    self.topics.clear();
                 }
                 self.topics.push((publish.topic.clone(), start));
                 start
@@ -484,11 +484,21 @@ impl Client {
     ///
     /// [`State`]: crate::session::State
     pub fn state(&self) -> i32 {
-        self.driver.borrow().session.state() as i32
+        self.session(|session| session.state() as i32)
     }
 
     /// Operations waiting in the offline queue (or for room in the in-flight window).
     pub fn queued(&self) -> usize {
-        self.driver.borrow().session.queued()
+        self.session(Session::queued)
+    }
+}
+
+impl Client {
+    /// `read` of the session. Never during a turn, since no JS runs then: the borrow cannot
+    /// fail, and `try_borrow` leaves out the panic path that `borrow` carries.
+    fn session<T: Default>(&self, read: impl FnOnce(&Session) -> T) -> T {
+        self.driver
+            .try_borrow()
+            .map_or_else(|_| T::default(), |driver| read(&driver.session))
     }
 }
