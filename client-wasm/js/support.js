@@ -21,8 +21,8 @@ const FLAG_DUP = 8;
 const FLAG_PROPERTIES = 16;
 const FLAG_ASCII_TOPIC = 32;
 
-/** An application message received from the broker. */
-export class MqttMessage {
+/** An application message received from the broker (declared in types.d.ts). */
+class MqttMessage {
   constructor(topic, payload, qos, retain, dup, properties) {
     /** Topic name. */
     this.topic = topic;
@@ -270,10 +270,6 @@ function deliver(messages, events) {
   }
 }
 
-/** Dispatches a CustomEvent; listener exceptions are reported by dispatchEvent itself. */
-function dispatch(target, type, detail) {
-  target.dispatchEvent(new CustomEvent(type, { detail }));
-}
 
 // ---- Errors ----
 
@@ -714,12 +710,12 @@ function settle(events, id, ok, value) {
 
 /**
  * Queues an effect of the client's current turn: one of its `EVENTS` (its detail built from
- * `a` and `b`), settling the Promise of request `a` with `b` (`RESOLVE`, `REJECT`), or the
- * delivery of `MESSAGES` `a`. They run once the turn is over, when the client can be called
- * again.
+ * `number` and `value`), settling the Promise of request `number` with `value` (`RESOLVE`,
+ * `REJECT`), or the delivery of `MESSAGES` `value`. They run once the turn is over, when the
+ * client can be called again.
  */
-export function effect(events, kind, a, b) {
-  events.effects.push(kind, a, b);
+export function effect(events, kind, number, value) {
+  events.effects.push(kind, number, value);
 }
 
 /** Runs the queued effects in order (a call they make into the client queues and runs its own). */
@@ -728,19 +724,22 @@ export function runEffects(events) {
   events.effects = [];
   for (let at = 0; at < effects.length; at += 3) {
     const kind = effects[at];
-    const a = effects[at + 1];
-    const b = effects[at + 2];
+    const number = effects[at + 1];
+    const value = effects[at + 2];
     if (kind === RESOLVE || kind === REJECT) {
-      settle(events, a, kind === RESOLVE, b);
+      settle(events, number, kind === RESOLVE, value);
     } else if (kind === MESSAGES) {
-      deliver(a, events);
+      deliver(value, events);
     } else {
+      // Connect: sessionPresent (1 or 0) and properties; close: reconnect (1 or 0) and the error
+      // (none after end()); reconnect: attempt and delay; error: the error.
       const detail =
-        kind === 0 ? { sessionPresent: a, properties: b }
-        : kind === 1 ? (a === undefined ? { reconnect: b } : { error: a, reconnect: b })
-        : kind === 2 ? { attempt: a, delayMs: b }
-        : a;
-      dispatch(events, EVENTS[kind], detail);
+        kind === 0 ? { sessionPresent: number === 1, properties: value }
+        : kind === 1 ? (value === undefined ? { reconnect: number === 1 } : { error: value, reconnect: number === 1 })
+        : kind === 2 ? { attempt: number, delayMs: value }
+        : value;
+      // dispatchEvent reports what a listener throws by itself.
+      events.dispatchEvent(new CustomEvent(EVENTS[kind], { detail }));
     }
   }
 }

@@ -60,9 +60,9 @@ extern "C" {
     pub fn build_messages(data: &[u8], meta: &[u32], properties: &[u8]) -> JsValue;
 
     /// Queues an effect of a turn: event `kind` (0 connect, 1 close, 2 reconnect, 3 error) with
-    /// its detail built from `a` and `b`, 4 or 5 resolving or rejecting the Promise of request
-    /// `a` with `b`, 6 the delivery of messages `a`.
-    pub fn effect(events: &JsValue, kind: i32, a: &JsValue, b: &JsValue);
+    /// its detail built from `number` and `value`, 4 or 5 resolving or rejecting the Promise of
+    /// request `number` with `value`, 6 the delivery of messages `value`.
+    pub fn effect(events: &JsValue, kind: i32, number: f64, value: &JsValue);
 
     /// Runs the queued effects, in order.
     #[wasm_bindgen(js_name = runEffects)]

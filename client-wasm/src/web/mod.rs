@@ -190,14 +190,14 @@ impl Driver {
     }
 
     /// Queues an effect (see `bindings::effect`), run once the turn released the driver.
-    fn effect(&mut self, kind: i32, a: &JsValue, b: &JsValue) {
+    fn effect(&mut self, kind: i32, number: impl Into<f64>, value: &JsValue) {
         self.effects_queued = true;
-        bindings::effect(&self.events, kind, a, b);
+        bindings::effect(&self.events, kind, number.into(), value);
     }
 
     fn deliver_batch(&mut self) {
         if let Some(messages) = self.batch.take() {
-            self.effect(MESSAGES, &messages, &JsValue::UNDEFINED);
+            self.effect(MESSAGES, 0, &messages);
         }
     }
 
@@ -215,26 +215,23 @@ impl Driver {
                 if self.connecting {
                     self.connecting = false;
                     // support.js resolves with the `MqttClient`.
-                    self.effect(RESOLVE, &CONNECT_REQUEST.into(), &JsValue::UNDEFINED);
+                    self.effect(RESOLVE, CONNECT_REQUEST, &JsValue::UNDEFINED);
                 }
-                self.effect(
-                    CONNECT,
-                    &session_present.into(),
-                    &convert::properties_to_js(&properties),
-                );
+                let properties = convert::properties_to_js(&properties);
+                self.effect(CONNECT, session_present, &properties);
             }
             Event::ConnectionLost { error, reconnect } => {
                 if !self.connecting {
                     let refused = matches!(error, ClientError::ConnectionRefused(_));
                     let error = convert::error_value(&error);
                     if refused {
-                        self.effect(ERROR, &error, &JsValue::UNDEFINED);
+                        self.effect(ERROR, 0, &error);
                     }
-                    self.effect(CLOSE, &error, &reconnect.into());
+                    self.effect(CLOSE, reconnect, &error);
                 }
             }
             Event::Reconnecting { attempt, delay_ms } => {
-                self.effect(RECONNECT, &attempt.into(), &delay_ms.into());
+                self.effect(RECONNECT, attempt, &delay_ms.into());
             }
             Event::Closed { error } => {
                 self.socket = None;
@@ -242,11 +239,11 @@ impl Driver {
                     (true, _) => {
                         let error = error.unwrap_or(ClientError::Closed);
                         let error = convert::error_value(&error);
-                        self.effect(REJECT, &CONNECT_REQUEST.into(), &error);
+                        self.effect(REJECT, CONNECT_REQUEST, &error);
                     }
                     // After end(): the only "close" this connection reports.
                     (false, None) => {
-                        self.effect(CLOSE, &JsValue::UNDEFINED, &false.into());
+                        self.effect(CLOSE, false, &JsValue::UNDEFINED);
                     }
                     // A failure already reported its "close" through ConnectionLost.
                     (false, Some(_)) => {}
@@ -257,10 +254,10 @@ impl Driver {
                     Ok(completion) => (RESOLVE, completion_value(completion)),
                     Err(error) => (REJECT, convert::error_value(&error)),
                 };
-                self.effect(kind, &request.into(), &value);
+                self.effect(kind, request, &value);
             }
             Event::Error(error) => {
-                self.effect(ERROR, &convert::error_value(&error), &JsValue::UNDEFINED);
+                self.effect(ERROR, 0, &convert::error_value(&error));
             }
             Event::Message(_) => {}
         }
@@ -396,7 +393,7 @@ impl Entry {
             Ok(session) => session,
             Err(error) => {
                 let error = convert::error_value(&error);
-                bindings::effect(&events, REJECT, &CONNECT_REQUEST.into(), &error);
+                bindings::effect(&events, REJECT, CONNECT_REQUEST.into(), &error);
                 bindings::run_effects(&events);
                 return None;
             }
@@ -459,7 +456,7 @@ impl Client {
                 _ => session.unsubscribe(request, &topic, items.properties(), now),
             };
             if let Err(error) = started {
-                driver.effect(REJECT, &request.into(), &convert::error_value(&error));
+                driver.effect(REJECT, request, &convert::error_value(&error));
             }
         });
     }
