@@ -101,8 +101,13 @@ fn client_wasm() -> Result<()> {
     let mut optimize = wasm_opt();
     optimize
         .args([
+            // Flattening the code and running the relooper again before -Oz finds smaller
+            // control flow than -Oz alone (0.1 KB gzipped); -Oz runs twice after it.
+            "--flatten",
+            "--rereloop",
             "-Oz",
-            // Repeats -Oz while it still shrinks the module (a few dozen bytes more).
+            "-Oz",
+            // Repeats all of the above while it still shrinks the module (a few dozen bytes).
             "--converge",
             "--strip-debug",
             "--strip-producers",
