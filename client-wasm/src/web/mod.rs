@@ -11,9 +11,9 @@
 //! timer, microtask) calls the handler function support.js made for the client, which reaches
 //! it through a `WeakRef` and calls [`Client::handle`]: it keeps nothing alive, and a call that
 //! comes after the client is gone (or freed) does nothing. There are no `Closure`s (and no
-//! `Closure::forget`). While `connect()` is pending, its
-//! Promise's resolve function holds the `MqttClient` (in the `Events` object the driver holds),
-//! which keeps the driver alive until that Promise settles, and no longer.
+//! `Closure::forget`). While `connect()` is pending, its Promise's resolve function holds the
+//! `MqttClient` (in the `Events` object the driver holds), which keeps the driver alive until
+//! that Promise settles, and no longer.
 //!
 //! Re-entrancy: user code (listeners, callbacks, Promise executors of the caller) may call back
 //! into the client, so it never runs while the driver is borrowed. A turn borrows the driver,
