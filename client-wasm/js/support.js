@@ -108,7 +108,9 @@ class Events extends EventTarget {
     this.each = [];
     // The "message" listeners, so that per-message events are dispatched only when wanted.
     this.listeners = [];
-    // What the current turn of the client queued for after it: [kind, a, b, ...].
+    // The URL of the broker, for every connection.
+    this.url = "";
+    // What the current turn of the client queued for after it: [kind, number, value, ...].
     this.effects = [];
     // The Promises of pending requests by request id: [resolve, reject].
     this.pending = new Map();
@@ -157,7 +159,8 @@ export class MqttClient {
       // one the application dropped is freed, and it calls nothing once it is (see web/mod.rs).
       const weak = new WeakRef(client);
       const handler = (kind, data) => weak.deref()?.#client?.handle(kind, data);
-      client.#client = entry.connect(pack([url, ...values]), client.#events, handler);
+      client.#events.url = url;
+      client.#client = entry.connect(pack(values), client.#events, handler);
     });
   }
 
@@ -385,15 +388,15 @@ function mqttError(code, message, reasonCode) {
 // ---- The WebSocket ----
 
 /**
- * Opens a WebSocket (subprotocol `mqtt`, binary frames as ArrayBuffers) whose events call
- * `handler(kind, data)`: 0 open, 1 a binary message as a Uint8Array, 2 closed. An error is
- * always followed by a close event, which does the work. A malformed URL (the constructor
- * throws) gives undefined, so that Rust need not catch.
+ * Opens a WebSocket to the client's URL (subprotocol `mqtt`, binary frames as ArrayBuffers)
+ * whose events call `handler(kind, data)`: 0 open, 1 a binary message as a Uint8Array, 2
+ * closed. An error is always followed by a close event, which does the work. A malformed URL
+ * (the constructor throws) gives undefined, so that Rust need not catch.
  */
-export function openSocket(url, handler) {
+export function openSocket(events, handler) {
   let socket;
   try {
-    socket = new WebSocket(url, "mqtt");
+    socket = new WebSocket(events.url, "mqtt");
   } catch {
     return undefined;
   }

@@ -72,11 +72,12 @@ extern "C" {
     #[wasm_bindgen(js_name = clientError)]
     pub fn client_error(kind: i32, reason_code: i32, detail: &str, a: f64, b: f64) -> JsValue;
 
-    /// A WebSocket to `url` (subprotocol `mqtt`, binary frames as ArrayBuffers) whose events
-    /// call `handler(kind, data)`: 0 open, 1 a binary message (`data` a `Uint8Array`), 2 closed
-    /// (an error is always followed by a close); `undefined` for a malformed URL.
+    /// A WebSocket to the client's URL, kept by `events` (subprotocol `mqtt`, binary frames as
+    /// ArrayBuffers), whose events call `handler(kind, data)`: 0 open, 1 a binary message
+    /// (`data` a `Uint8Array`), 2 closed (an error is always followed by a close); `undefined`
+    /// for a malformed URL.
     #[wasm_bindgen(js_name = openSocket)]
-    pub fn open_socket(url: &str, handler: &JsValue) -> JsValue;
+    pub fn open_socket(events: &JsValue, handler: &JsValue) -> JsValue;
 
     /// Sends one binary message; a socket that cannot send reports its close event instead.
     pub fn send(socket: &JsValue, data: &[u8]);

@@ -281,15 +281,14 @@ impl Writer<'_> {
     }
 }
 
-/// The URL, the core's options and a random seed for the reconnect jitter, from
-/// `connectOptions`' packed values: url, protocol, will (topic, payload, QoS, retain,
+/// The core's options and a random seed for the reconnect jitter, from `connectOptions`'
+/// packed values: protocol, will (topic, payload, QoS, retain,
 /// properties; all absent without a will), reconnect (enabled, minimum and maximum delay),
 /// clientId (a random `wasm-…` one when none was given), keepalive, clean, sessionExpiry,
 /// username, password, offlineQueueLimit, connectTimeoutMs, maximumPacketSize, properties, and
 /// the seed's two halves.
-pub fn connect_options(packed: &JsValue) -> (String, Options, u64) {
+pub fn connect_options(packed: &JsValue) -> (Options, u64) {
     let mut items = Reader::new(packed);
-    let url = items.text().unwrap_or_default();
     let defaults = Options::default();
     let protocol = if items.number() == Some(4) {
         ProtocolVersion::V311
@@ -336,7 +335,7 @@ pub fn connect_options(packed: &JsValue) -> (String, Options, u64) {
     };
     let high = items.number().unwrap_or_default();
     let low = items.number().unwrap_or_default();
-    (url, options, u64::from(high) << 32 | u64::from(low))
+    (options, u64::from(high) << 32 | u64::from(low))
 }
 
 /// QoS, retain and properties of a `publish()` call, as `publishArguments` packs them after

@@ -30,7 +30,7 @@ mod convert;
 use crate::error::ClientError;
 use crate::session::{Completion, Event, OutgoingMessage, RequestId, Session};
 use alloc::rc::Rc;
-use alloc::{string::String, vec::Vec};
+use alloc::vec::Vec;
 pub use bindings::MqttClient;
 use bindings::{Uint8Array, performance_now};
 pub use convert::error_value as error_to_js;
@@ -132,7 +132,6 @@ impl MessageBatch {
 /// Everything one client owns.
 struct Driver {
     session: Session,
-    url: String,
     socket: Option<Socket>,
     /// The one function JS calls back: socket events, the timer and the flush microtask,
     /// told apart by their first argument (see [`Driver::handle`]); see the module header.
@@ -265,7 +264,7 @@ impl Driver {
 
     fn open_socket(&mut self, now: f64) {
         self.socket = None;
-        let socket = bindings::open_socket(&self.url, &self.handler);
+        let socket = bindings::open_socket(&self.events, &self.handler);
         if socket.is_undefined() {
             // A malformed URL; the session treats it like a failed connection.
             self.session.handle_transport_closed(now);
@@ -383,11 +382,11 @@ pub struct Entry;
 
 #[wasm_bindgen]
 impl Entry {
-    /// A client connecting to the URL and with the options packed by `connectOptions`, reporting
-    /// to `events`, called back through `handler`. Invalid options reject `connect()`'s Promise
+    /// A client connecting to the URL of `events` with the options packed by `connectOptions`,
+    /// reporting to `events`, called back through `handler`. Invalid options reject `connect()`'s Promise
     /// instead, and make no client.
     pub fn connect(&self, options: JsValue, events: JsValue, handler: JsValue) -> Option<Client> {
-        let (url, options, seed) = convert::connect_options(&options);
+        let (options, seed) = convert::connect_options(&options);
         let now = performance_now();
         let session = match Session::new(options, seed, now) {
             Ok(session) => session,
@@ -400,7 +399,6 @@ impl Entry {
         };
         let driver = Rc::new(RefCell::new(Driver {
             session,
-            url,
             socket: None,
             handler,
             timer_handle: None,
