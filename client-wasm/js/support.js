@@ -110,6 +110,9 @@ class Events extends EventTarget {
     this.listeners = [];
     // The URL of the broker, for every connection.
     this.url = "";
+    // What the socket, the timer and the flush microtask call: `handler(kind, data)`, with the
+    // kinds of `Driver::handle` in web/mod.rs (0 to 2 from `openSocket`, `TIMER`, `FLUSH`).
+    this.handler = undefined;
     // What the current turn of the client queued for after it: [kind, number, value, ...].
     this.effects = [];
     // The Promises of pending requests by request id: [resolve, reject].
@@ -158,9 +161,9 @@ export class MqttClient {
       // What the socket, the timer and microtasks call: it does not keep the client alive, so
       // one the application dropped is freed, and it calls nothing once it is (see web/mod.rs).
       const weak = new WeakRef(client);
-      const handler = (kind, data) => weak.deref()?.#client?.handle(kind, data);
+      client.#events.handler = (kind, data) => weak.deref()?.#client?.handle(kind, data);
       client.#events.url = url;
-      client.#client = entry.connect(pack(values), client.#events, handler);
+      client.#client = entry.connect(pack(values), client.#events);
     });
   }
 
@@ -393,7 +396,8 @@ function mqttError(code, message, reasonCode) {
  * closed. An error is always followed by a close event, which does the work. A malformed URL
  * (the constructor throws) gives undefined, so that Rust need not catch.
  */
-export function openSocket(events, handler) {
+export function openSocket(events) {
+  const handler = events.handler;
   let socket;
   try {
     socket = new WebSocket(events.url, "mqtt");
@@ -418,9 +422,18 @@ export function send(socket, data) {
   }
 }
 
-/** Queues a microtask that calls `handler(argument)`. */
-export function microtask(handler, argument) {
-  queueMicrotask(() => handler(argument));
+const TIMER = 3;
+const FLUSH = 4;
+
+/**
+ * A timer that calls the client's handler after `delay` ms; `setTimeout` is looked up on the
+ * global object at each call, so that the client works in a page and in a Web Worker alike.
+ */
+export const timer = (events, delay) => setTimeout(events.handler, delay, TIMER);
+
+/** Queues a microtask that calls the client's handler (it sends what API calls wrote). */
+export function microtask(events) {
+  queueMicrotask(() => events.handler(FLUSH));
 }
 
 /** Detaches the handlers (no event may reach the client once it dropped the socket), then closes. */

@@ -23,10 +23,6 @@ extern "C" {
     #[wasm_bindgen(js_namespace = ["Uint8Array", "prototype", "set"], js_name = call)]
     pub fn copy_into(target: &mut [u8], source: &Uint8Array);
 
-    /// `setTimeout` of the global scope, which calls `handler(argument)`; returns its handle.
-    #[wasm_bindgen(js_name = setTimeout)]
-    pub fn set_timeout(handler: &JsValue, delay_ms: f64, argument: i32) -> JsValue;
-
     /// `clearTimeout` of the global scope.
     #[wasm_bindgen(js_name = clearTimeout)]
     pub fn clear_timeout(handle: &JsValue);
@@ -73,17 +69,21 @@ extern "C" {
     pub fn client_error(kind: i32, reason_code: i32, detail: &str, a: f64, b: f64) -> JsValue;
 
     /// A WebSocket to the client's URL, kept by `events` (subprotocol `mqtt`, binary frames as
-    /// ArrayBuffers), whose events call `handler(kind, data)`: 0 open, 1 a binary message
-    /// (`data` a `Uint8Array`), 2 closed (an error is always followed by a close); `undefined`
-    /// for a malformed URL.
+    /// ArrayBuffers), whose events call the client's handler with `(kind, data)`: 0 open, 1 a
+    /// binary message (`data` a `Uint8Array`), 2 closed (an error is always followed by a
+    /// close); `undefined` for a malformed URL.
     #[wasm_bindgen(js_name = openSocket)]
-    pub fn open_socket(events: &JsValue, handler: &JsValue) -> JsValue;
+    pub fn open_socket(events: &JsValue) -> JsValue;
+
+    /// A timer (of the global scope's `setTimeout`) that calls the client's handler with 3
+    /// after `delay_ms`; returns its handle.
+    pub fn timer(events: &JsValue, delay_ms: f64) -> JsValue;
 
     /// Sends one binary message; a socket that cannot send reports its close event instead.
     pub fn send(socket: &JsValue, data: &[u8]);
 
-    /// Queues a microtask that calls `handler(argument)`.
-    pub fn microtask(handler: &JsValue, argument: i32);
+    /// Queues a microtask that calls the client's handler with 4.
+    pub fn microtask(events: &JsValue);
 
     /// Detaches the socket's handlers, then closes it.
     #[wasm_bindgen(js_name = closeSocket)]

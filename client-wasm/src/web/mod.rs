@@ -42,7 +42,7 @@ use wasm_bindgen::prelude::*;
 #[wasm_bindgen(typescript_custom_section)]
 const TYPES: &str = include_str!("../../js/types.d.ts");
 
-/// One WebSocket, opened by `openSocket` in support.js with the driver's handler.
+/// One WebSocket, opened by `openSocket` in support.js with the client's handler.
 struct Socket {
     socket: JsValue,
 }
@@ -133,17 +133,15 @@ impl MessageBatch {
 struct Driver {
     session: Session,
     socket: Option<Socket>,
-    /// The one function JS calls back: socket events, the timer and the flush microtask,
-    /// told apart by their first argument (see [`Driver::handle`]); see the module header.
-    handler: JsValue,
     /// Left pending when the driver is dropped: the handler then finds no client.
     timer_handle: Option<JsValue>,
     timer_due: Option<f64>,
     /// Whether the microtask that sends what API calls wrote is queued.
     flush_scheduled: bool,
     /// The JS `Events` object (support.js): the EventTarget of the client's events, with the
-    /// callbacks of `onMessage` and `onMessages`, and the Promises of pending requests under
-    /// their `RequestId` (0 for `connect()`'s), which support.js numbers and effects settle.
+    /// callbacks of `onMessage` and `onMessages`, the Promises of pending requests under their
+    /// `RequestId` (0 for `connect()`'s), which support.js numbers and effects settle, the
+    /// broker's URL and the client's handler (see the module header).
     events: JsValue,
     batch: MessageBatch,
     /// Whether `connect()`'s Promise waits for the first connection to succeed or fail.
@@ -183,7 +181,7 @@ impl Driver {
         self.deliver_batch();
         if !send_now && !self.flush_scheduled {
             self.flush_scheduled = true;
-            bindings::microtask(&self.handler, FLUSH);
+            bindings::microtask(&self.events);
         }
         self.arm_timer(now);
     }
@@ -264,7 +262,7 @@ impl Driver {
 
     fn open_socket(&mut self, now: f64) {
         self.socket = None;
-        let socket = bindings::open_socket(&self.events, &self.handler);
+        let socket = bindings::open_socket(&self.events);
         if socket.is_undefined() {
             // A malformed URL; the session treats it like a failed connection.
             self.session.handle_transport_closed(now);
@@ -273,8 +271,8 @@ impl Driver {
         }
     }
 
-    /// What JS reports through [`Driver::handler`]: `kind` is one of `SOCKET_OPEN`,
-    /// `SOCKET_MESSAGE` (`data` is a `Uint8Array`), `SOCKET_CLOSE`, `TIMER` and `FLUSH`.
+    /// What JS reports through the client's handler: `kind` is one of `SOCKET_OPEN`,
+    /// `SOCKET_MESSAGE` (`data` is a `Uint8Array`), `SOCKET_CLOSE`, `TIMER`, or the flush.
     fn handle(&mut self, kind: i32, data: &JsValue, now: f64) {
         match kind {
             SOCKET_OPEN => self.session.handle_open(now),
@@ -293,6 +291,7 @@ impl Driver {
                 self.timer_due = None;
                 self.session.handle_timeout(now);
             }
+            // The flush microtask, which this turn's `drive` answers.
             _ => self.flush_scheduled = false,
         }
     }
@@ -313,17 +312,17 @@ impl Driver {
             let delay = (due - now).clamp(0.0, 2_147_483_647.0);
             let whole = f64::from(delay as u32);
             let delay = if whole < delay { whole + 1.0 } else { whole };
-            self.timer_handle = Some(bindings::set_timeout(&self.handler, delay, TIMER));
+            self.timer_handle = Some(bindings::timer(&self.events, delay));
         }
     }
 }
 
-/// The calls of [`Driver::handler`]: the events `openSocket` reports, the timer, the flush.
+/// The calls of the client's handler (support.js numbers them alike): the events `openSocket`
+/// reports and the timer; 4 is the flush microtask.
 const SOCKET_OPEN: i32 = 0;
 const SOCKET_MESSAGE: i32 = 1;
 const SOCKET_CLOSE: i32 = 2;
 const TIMER: i32 = 3;
-const FLUSH: i32 = 4;
 
 /// The effects of `bindings::effect`: the client's events, settling a request, messages.
 const CONNECT: i32 = 0;
@@ -383,9 +382,9 @@ pub struct Entry;
 #[wasm_bindgen]
 impl Entry {
     /// A client connecting to the URL of `events` with the options packed by `connectOptions`,
-    /// reporting to `events`, called back through `handler`. Invalid options reject `connect()`'s Promise
-    /// instead, and make no client.
-    pub fn connect(&self, options: JsValue, events: JsValue, handler: JsValue) -> Option<Client> {
+    /// reporting to `events` and called back through its handler. Invalid options reject
+    /// `connect()`'s Promise instead, and make no client.
+    pub fn connect(&self, options: JsValue, events: JsValue) -> Option<Client> {
         let (options, seed) = convert::connect_options(&options);
         let now = performance_now();
         let session = match Session::new(options, seed, now) {
@@ -400,7 +399,6 @@ impl Entry {
         let driver = Rc::new(RefCell::new(Driver {
             session,
             socket: None,
-            handler,
             timer_handle: None,
             timer_due: None,
             flush_scheduled: false,
