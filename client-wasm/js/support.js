@@ -1,8 +1,11 @@
 // The JS half of client-wasm's browser layer: what is cheaper or safer to do on this side of
-// the boundary. Rust hands over a whole decoded WebSocket frame at once (one byte copy and one
-// table of numbers), and the message objects are built here, so that no field of any message
-// crosses the boundary on its own. User callbacks run here too, each in its own try/catch, so a
-// throwing listener neither skips the others nor unwinds through the client's Rust code.
+// the boundary. `MqttClient`, the class of the API, is defined here and exported by the package
+// as it is: it checks arguments, keeps listeners and the Promises of pending requests, and hands
+// the protocol work to a Rust `Client` (web/mod.rs). Rust hands over a whole decoded WebSocket
+// frame at once (one byte copy and one table of numbers), and the message objects are built
+// here, so that no field of any message crosses the boundary on its own. User callbacks run here
+// too, each in its own try/catch, so a throwing listener neither skips the others nor unwinds
+// through the client's Rust code.
 //
 // The option objects of the API are checked and flattened here as well, and the objects Rust
 // reports (properties, event details, results) are built here from flat lists: named fields and
@@ -18,8 +21,8 @@ const FLAG_DUP = 8;
 const FLAG_PROPERTIES = 16;
 const FLAG_ASCII_TOPIC = 32;
 
-/** An application message received from the broker. */
-export class MqttMessage {
+/** An application message received from the broker (declared in types.d.ts). */
+class MqttMessage {
   constructor(topic, payload, qos, retain, dup, properties) {
     /** Topic name. */
     this.topic = topic;
@@ -55,8 +58,9 @@ function decodeTopic(bytes, start, length, ascii) {
 }
 
 /**
- * Builds the messages of one frame. `data` and `meta` are views into wasm memory, valid only
- * during this call: the bytes are copied once, and every payload is a view of that copy.
+ * Builds the messages of one frame. `data`, `meta` and `properties` (the packed properties of
+ * the messages that have some, in order) are views into wasm memory, valid only during this
+ * call: the bytes are copied once, and every payload is a view of that copy.
  */
 export function buildMessages(data, meta, properties) {
   const bytes = data.slice();
@@ -64,7 +68,7 @@ export function buildMessages(data, meta, properties) {
   const messages = new Array(count);
   let lastTopicStart = -1;
   let lastTopic = "";
-  let propertyIndex = 0;
+  const packed = { bytes: properties, at: 0 };
   for (let index = 0, at = 0; index < count; index++, at += FIELDS) {
     const topicStart = meta[at];
     const flags = meta[at + 4];
@@ -80,7 +84,7 @@ export function buildMessages(data, meta, properties) {
       flags & 3,
       (flags & FLAG_RETAIN) !== 0,
       (flags & FLAG_DUP) !== 0,
-      (flags & FLAG_PROPERTIES) !== 0 ? properties[propertyIndex++] : undefined,
+      (flags & FLAG_PROPERTIES) !== 0 ? propertiesFrom(packed) : undefined,
     );
   }
   return messages;
@@ -104,24 +108,138 @@ class Events extends EventTarget {
     this.each = [];
     // The "message" listeners, so that per-message events are dispatched only when wanted.
     this.listeners = [];
-    // What the current turn of the client queued for after it: [kind, a, b, ...].
+    // The URL of the broker, for every connection.
+    this.url = "";
+    // What the socket, the timer and the flush microtask call: `handler(kind, data)`, with the
+    // kinds of `Driver::handle` in web/mod.rs (0 to 2 from `openSocket`, `TIMER`, `FLUSH`).
+    this.handler = undefined;
+    // What the current turn of the client queued for after it: [kind, number, value, ...].
     this.effects = [];
     // The Promises of pending requests by request id: [resolve, reject].
     this.pending = new Map();
   }
 }
 
-export const events = () => new Events();
+// ---- The client ----
 
-/** Adds or removes a callback of `onMessages` (`batch`) or `onMessage`. */
-export function callback(events, batch, add, callback) {
-  const list = batch ? events.batch : events.each;
-  if (add) list.push(callback);
-  else removeItem(list, callback);
+// Rust's way in: support.js cannot import the glue (which imports it), so the module's start
+// function hands over the `Entry` whose `connect` makes a Rust `Client` (web/mod.rs).
+let entry;
+
+/** Called once, when the wasm module starts. */
+export function start(rustEntry) {
+  entry = rustEntry;
 }
 
+// What `Client.request` starts; `Client.state()` indexes STATES (the order of `State` in
+// session.rs).
+const PUBLISH = 0;
+const SUBSCRIBE = 1;
+const UNSUBSCRIBE = 2;
+const STATES = ["connecting", "connected", "reconnecting", "closed"];
+
+/**
+ * An MQTT 3.1.1 / 5.0 client over WebSocket (documented in types.d.ts). Its `Events` are what
+ * the Rust driver reports to; the Rust `Client` owns the driver, so a client dropped by the
+ * application is freed with it.
+ */
+export class MqttClient {
+  #events = new Events();
+  #client;
+  #clientId;
+  // The last request id; 0 is connect()'s.
+  #request = 0;
+
+  static connect(url, options) {
+    const client = new MqttClient();
+    // A throw here (an invalid option) rejects.
+    return new Promise((resolve, reject) => {
+      const values = connectOptions(options);
+      client.#clientId = values[CLIENT_ID];
+      // While connecting, this holds the client, and so the driver (see web/mod.rs).
+      client.#events.pending.set(0, [() => resolve(client), reject]);
+      // What the socket, the timer and microtasks call: it does not keep the client alive, so
+      // one the application dropped is freed, and it calls nothing once it is (see web/mod.rs).
+      const weak = new WeakRef(client);
+      client.#events.handler = (kind, data) => weak.deref()?.#client?.handle(kind, data);
+      client.#events.url = url;
+      client.#client = entry.connect(pack(values), client.#events);
+    });
+  }
+
+  subscribe(filter, options) {
+    return this.#start(SUBSCRIBE, () => [subscribeOptions(filter, options)]);
+  }
+
+  unsubscribe(filter, options) {
+    return this.#start(UNSUBSCRIBE, () => [unsubscribeOptions(filter, options)]);
+  }
+
+  publish(topic, payload, options) {
+    return this.#start(PUBLISH, () => publishArguments(topic, payload, options));
+  }
+
+  /** Request `kind` with the values and payload `check` returns (a throw rejects). */
+  #start(kind, check) {
+    return new Promise((resolve, reject) => {
+      const [values, payload] = check();
+      const id = (this.#request = (this.#request + 1) >>> 0);
+      this.#events.pending.set(id, [resolve, reject]);
+      this.#client.request(kind, id, pack(values), payload);
+    });
+  }
+
+  onMessage(callback) {
+    this.#events.each.push(callback);
+  }
+
+  offMessage(callback) {
+    removeItem(this.#events.each, callback);
+  }
+
+  onMessages(callback) {
+    this.#events.batch.push(callback);
+  }
+
+  offMessages(callback) {
+    removeItem(this.#events.batch, callback);
+  }
+
+  addEventListener(type, listener, options) {
+    listen(this.#events, type, listener, options, true);
+  }
+
+  removeEventListener(type, listener, options) {
+    listen(this.#events, type, listener, options, false);
+  }
+
+  get state() {
+    return STATES[this.#client.state()];
+  }
+
+  get clientId() {
+    return this.#clientId;
+  }
+
+  get queued() {
+    return this.#client.queued();
+  }
+
+  end() {
+    this.#client.end();
+    return Promise.resolve();
+  }
+
+  /** Frees the Rust client at once, rather than when the garbage collector finds this one. */
+  free() {
+    this.#client.free();
+    this.#client = undefined;
+  }
+}
+if (Symbol.dispose) MqttClient.prototype[Symbol.dispose] = MqttClient.prototype.free;
+
 /** `addEventListener` (`add`) or `removeEventListener`. */
-export function listen(events, type, listener, options, add) {
+function listen(events, type, listener, options, add) {
   if (type === "message") {
     removeItem(events.listeners, listener);
     if (add) events.listeners.push(listener);
@@ -158,10 +276,6 @@ function deliver(messages, events) {
   }
 }
 
-/** Dispatches a CustomEvent; listener exceptions are reported by dispatchEvent itself. */
-function dispatch(target, type, detail) {
-  target.dispatchEvent(new CustomEvent(type, { detail }));
-}
 
 // ---- Errors ----
 
@@ -264,7 +378,7 @@ export function clientError(kind, reasonCode, d, a, b) {
 }
 
 /** An `Error` with the client's `code` (and the broker's `reasonCode` when there is one). */
-export function mqttError(code, message, reasonCode) {
+function mqttError(code, message, reasonCode) {
   const error = new Error(message);
   error.name = "MqttError";
   error.code = code;
@@ -277,12 +391,19 @@ export function mqttError(code, message, reasonCode) {
 // ---- The WebSocket ----
 
 /**
- * Opens a WebSocket (subprotocol `mqtt`, binary frames as ArrayBuffers) whose events call
- * `handler(kind, data)`: 0 open, 1 a binary message as a Uint8Array, 2 closed. An error is
- * always followed by a close event, which does the work.
+ * Opens a WebSocket to the client's URL (subprotocol `mqtt`, binary frames as ArrayBuffers)
+ * whose events call `handler(kind, data)`: 0 open, 1 a binary message as a Uint8Array, 2
+ * closed. An error is always followed by a close event, which does the work. A malformed URL
+ * (the constructor throws) gives undefined, so that Rust need not catch.
  */
-export function openSocket(url, handler) {
-  const socket = new WebSocket(url, "mqtt");
+export function openSocket(events) {
+  const handler = events.handler;
+  let socket;
+  try {
+    socket = new WebSocket(events.url, "mqtt");
+  } catch {
+    return undefined;
+  }
   socket.binaryType = "arraybuffer";
   socket.onopen = () => handler(0);
   socket.onmessage = (event) => {
@@ -301,9 +422,18 @@ export function send(socket, data) {
   }
 }
 
-/** Queues a microtask that calls `handler(argument)`. */
-export function microtask(handler, argument) {
-  queueMicrotask(() => handler(argument));
+const TIMER = 3;
+const FLUSH = 4;
+
+/**
+ * A timer that calls the client's handler after `delay` ms; `setTimeout` is looked up on the
+ * global object at each call, so that the client works in a page and in a Web Worker alike.
+ */
+export const timer = (events, delay) => setTimeout(events.handler, delay, TIMER);
+
+/** Queues a microtask that calls the client's handler (it sends what API calls wrote). */
+export function microtask(events) {
+  queueMicrotask(() => events.handler(FLUSH));
 }
 
 /** Detaches the handlers (no event may reach the client once it dropped the socket), then closes. */
@@ -321,7 +451,7 @@ function removeItem(array, item) {
   return index >= 0;
 }
 
-// ---- Options: checked here, handed to Rust as flat arrays (see web/convert.rs) ----
+// ---- Options: checked here, handed to Rust packed into bytes (see web/convert.rs) ----
 
 const absent = (value) => value === undefined || value === null;
 
@@ -424,32 +554,28 @@ function properties(object) {
 }
 
 /** `connect()` options: see `connect_options` in web/convert.rs for the positions. */
-export function connectOptions(options) {
+function connectOptions(options) {
   if (!absent(options) && typeof options !== "object") throw invalid("options", "an object");
   const protocol = integer(options, "protocolVersion", U8);
   if (protocol !== undefined && protocol !== 4 && protocol !== 5) {
     throw invalid("protocolVersion", "4 or 5");
   }
-  let will = field(options, "will");
-  if (!absent(will)) {
-    const topic = string(will, "topic");
-    if (topic === undefined) throw invalid("will.topic", "a string");
-    will = [
-      topic,
-      bytes(field(will, "payload"), "will.payload"),
-      upToTwo(will, "qos"),
-      boolean(will, "retain"),
-      properties(will),
-    ];
-  }
-  let reconnect = field(options, "reconnect");
-  if (typeof reconnect !== "boolean" && !absent(reconnect)) {
-    reconnect = [integer(reconnect, "minDelayMs", U32), integer(reconnect, "maxDelayMs", U32)];
-  }
+  // Without a will, its values are all absent.
+  const will = field(options, "will");
+  const willTopic = string(will, "topic");
+  if (!absent(will) && willTopic === undefined) throw invalid("will.topic", "a string");
+  const reconnect = field(options, "reconnect");
   return [
     protocol,
-    will,
-    reconnect,
+    willTopic,
+    bytes(field(will, "payload"), "will.payload"),
+    upToTwo(will, "qos"),
+    boolean(will, "retain"),
+    properties(will),
+    // Enabled unless false; an object gives the bounds.
+    reconnect !== false,
+    integer(reconnect, "minDelayMs", U32),
+    integer(reconnect, "maxDelayMs", U32),
     string(options, "clientId") ?? `wasm-${randomBelow(2 ** 48).toString(16).padStart(12, "0")}`,
     integer(options, "keepalive", U16),
     boolean(options, "clean"),
@@ -460,23 +586,26 @@ export function connectOptions(options) {
     integer(options, "connectTimeoutMs", U32),
     integer(options, "maximumPacketSize", U32),
     properties(options),
-    // The seed of the reconnect jitter.
-    randomBelow(2 ** 53),
+    // The seed of the reconnect jitter, in two halves.
+    randomBelow(2 ** 32),
+    randomBelow(2 ** 32),
   ];
 }
 
+// The position of clientId in connectOptions' values.
+const CLIENT_ID = 9;
+
 const randomBelow = (limit) => Math.floor(Math.random() * limit);
 
-/** `publish()` arguments: [payload, qos, retain, properties]. */
-export const publishOptions = (payload, options) => [
-  bytes(payload, "payload"),
-  upToTwo(options, "qos"),
-  boolean(options, "retain"),
-  properties(options),
-];
+/** `publish()` arguments: [[topic, qos, retain, properties], payload]. */
+function publishArguments(topic, payload, options) {
+  const data = bytes(payload, "payload") ?? new Uint8Array();
+  return [[topic, upToTwo(options, "qos"), boolean(options, "retain"), properties(options)], data];
+}
 
-/** `subscribe()` options: [qos, noLocal, retainAsPublished, retainHandling, properties]. */
-export const subscribeOptions = (options) => [
+/** `subscribe()` arguments: [filter, qos, noLocal, retainAsPublished, retainHandling, properties]. */
+const subscribeOptions = (filter, options) => [
+  filter,
   upToTwo(options, "qos"),
   boolean(options, "noLocal"),
   boolean(options, "retainAsPublished"),
@@ -484,16 +613,83 @@ export const subscribeOptions = (options) => [
   properties(options),
 ];
 
-/** `unsubscribe()` options: the properties. */
-export const unsubscribeOptions = (options) => properties(options);
+/** `unsubscribe()` arguments: [filter, properties]. */
+const unsubscribeOptions = (filter, options) => [filter, properties(options)];
+
+// Each packed value is a tag byte and its data: a little-endian u32 for a number; a u32 length
+// and the bytes for bytes and UTF-8 text; a u32 length and the items for a list.
+const ABSENT = 0;
+const FALSE = 1;
+const TRUE = 2;
+const NUMBER = 3;
+const BYTES = 4;
+const TEXT = 5;
+const LIST = 6;
+
+/**
+ * Checked option values packed into bytes, which `Reader` in web/convert.rs reads back in
+ * order: one copy into wasm memory instead of a call across the boundary per value.
+ */
+function pack(values) {
+  const out = [];
+  const word = (number) => out.push(number & 255, (number >> 8) & 255, (number >> 16) & 255, number >>> 24);
+  const put = (value) => {
+    if (value === undefined) {
+      out.push(ABSENT);
+    } else if (typeof value === "boolean") {
+      out.push(value ? TRUE : FALSE);
+    } else if (typeof value === "number") {
+      out.push(NUMBER);
+      word(value);
+    } else if (Array.isArray(value)) {
+      out.push(LIST);
+      word(value.length);
+      value.forEach(put);
+    } else {
+      const text = typeof value === "string";
+      const data = text ? encoder.encode(value) : value;
+      out.push(text ? TEXT : BYTES);
+      word(data.length);
+      for (const byte of data) out.push(byte);
+    }
+  };
+  values.forEach(put);
+  return new Uint8Array(out);
+}
 
 // ---- Objects built from what Rust reports ----
 
 /**
- * Received properties from [index, value, ...] (see `properties_to_js` in web/convert.rs):
- * Subscription Identifiers gather into an array, and repeated User Property names into arrays.
+ * The values Rust packed (see `Writer` in web/convert.rs) from `packed.at` in `packed.bytes` to
+ * the next absent value, which `packed.at` is left after.
  */
-export function propertiesObject(list) {
+function unpack(packed) {
+  const { bytes } = packed;
+  let { at } = packed;
+  const word = () => (bytes[at++] | (bytes[at++] << 8) | (bytes[at++] << 16) | (bytes[at++] << 24)) >>> 0;
+  const values = [];
+  for (let tag; at < bytes.length && (tag = bytes[at++]) !== ABSENT; ) {
+    if (tag === NUMBER) {
+      values.push(word());
+    } else {
+      const length = word();
+      const data = bytes.slice(at, (at += length));
+      values.push(tag === TEXT ? utf8.decode(data) : data);
+    }
+  }
+  packed.at = at;
+  return values;
+}
+
+/** Received properties, packed by `write_properties` in web/convert.rs. */
+export const propertiesObject = (bytes) => propertiesFrom({ bytes, at: 0 });
+
+/**
+ * The next received properties in `packed` (see `unpack`), [index, value, ...]: Subscription
+ * Identifiers gather into an array, and repeated User Property names into arrays.
+ */
+function propertiesFrom(packed) {
+  const list = unpack(packed);
   const result = {};
   for (let at = 0; at < list.length; at += 2) {
     const index = list[at];
@@ -519,12 +715,8 @@ const RESOLVE = 4;
 const REJECT = 5;
 const MESSAGES = 6;
 
-/** A Promise for request `id`, settled by `settle`. */
-export const pending = (events, id) =>
-  new Promise((resolve, reject) => events.pending.set(id, [resolve, reject]));
-
 /** Resolves (`ok`) or rejects the Promise of request `id` with `value`. */
-export function settle(events, id, ok, value) {
+function settle(events, id, ok, value) {
   const handlers = events.pending.get(id);
   if (handlers) {
     events.pending.delete(id);
@@ -534,12 +726,12 @@ export function settle(events, id, ok, value) {
 
 /**
  * Queues an effect of the client's current turn: one of its `EVENTS` (its detail built from
- * `a` and `b`), settling the Promise of request `a` with `b` (`RESOLVE`, `REJECT`), or the
- * delivery of `MESSAGES` `a`. They run once the turn is over, when the client can be called
- * again.
+ * `number` and `value`), settling the Promise of request `number` with `value` (`RESOLVE`,
+ * `REJECT`), or the delivery of `MESSAGES` `value`. They run once the turn is over, when the
+ * client can be called again.
  */
-export function effect(events, kind, a, b) {
-  events.effects.push(kind, a, b);
+export function effect(events, kind, number, value) {
+  events.effects.push(kind, number, value);
 }
 
 /** Runs the queued effects in order (a call they make into the client queues and runs its own). */
@@ -548,19 +740,22 @@ export function runEffects(events) {
   events.effects = [];
   for (let at = 0; at < effects.length; at += 3) {
     const kind = effects[at];
-    const a = effects[at + 1];
-    const b = effects[at + 2];
+    const number = effects[at + 1];
+    const value = effects[at + 2];
     if (kind === RESOLVE || kind === REJECT) {
-      settle(events, a, kind === RESOLVE, b);
+      settle(events, number, kind === RESOLVE, value);
     } else if (kind === MESSAGES) {
-      deliver(a, events);
+      deliver(value, events);
     } else {
+      // Connect: sessionPresent (1 or 0) and properties; close: reconnect (1 or 0) and the error
+      // (none after end()); reconnect: attempt and delay; error: the error.
       const detail =
-        kind === 0 ? { sessionPresent: a, properties: b }
-        : kind === 1 ? (a === undefined ? { reconnect: b } : { error: a, reconnect: b })
-        : kind === 2 ? { attempt: a, delayMs: b }
-        : a;
-      dispatch(events, EVENTS[kind], detail);
+        kind === 0 ? { sessionPresent: number === 1, properties: value }
+        : kind === 1 ? (value === undefined ? { reconnect: number === 1 } : { error: value, reconnect: number === 1 })
+        : kind === 2 ? { attempt: number, delayMs: value }
+        : value;
+      // dispatchEvent reports what a listener throws by itself.
+      events.dispatchEvent(new CustomEvent(EVENTS[kind], { detail }));
     }
   }
 }

@@ -182,15 +182,66 @@ export interface MqttClientEventMap {
   error: CustomEvent<MqttError>;
 }
 
-export interface MqttClient {
+/** An MQTT 3.1.1 / 5.0 client over WebSocket. Create it with `MqttClient.connect()`. */
+export class MqttClient {
+  private constructor();
+  /** Frees the client's WebAssembly memory at once (else it goes when the client is collected). */
+  free(): void;
+  [Symbol.dispose](): void;
+  /**
+   * Connects to `url` (`ws://host:port/mqtt`); resolves once the broker accepted the
+   * connection (CONNACK), rejects with an `MqttError` (e.g. `CONNECTION_REFUSED`) otherwise.
+   */
+  static connect(url: string, options?: ConnectOptions | null): Promise<MqttClient>;
+  /**
+   * Disconnects (DISCONNECT, so no will is published) and closes the client; pending
+   * operations reject with `CLOSED`.
+   */
+  end(): Promise<void>;
+  /** Stops calling a callback given to `onMessage`. */
+  offMessage(callback: Function): void;
+  /** Stops calling a callback given to `onMessages`. */
+  offMessages(callback: Function): void;
+  /** Calls `callback(message)` for every message received. */
+  onMessage(callback: (message: MqttMessage) => void): void;
+  /**
+   * Calls `callback(messages)` once per received WebSocket frame with all its messages: the
+   * cheapest way to consume high message rates.
+   */
+  onMessages(callback: (messages: MqttMessage[]) => void): void;
+  /**
+   * Publishes a message. Resolves once written (QoS 0), on PUBACK (QoS 1) or on PUBCOMP
+   * (QoS 2). While disconnected the publish waits in the offline queue; when that is full
+   * the Promise rejects with `QUEUE_FULL`.
+   */
+  publish(
+    topic: string,
+    payload: string | Uint8Array | ArrayBuffer,
+    options?: PublishOptions | null,
+  ): Promise<void>;
+  /**
+   * Subscribes to a topic filter; resolves with `{ qos, reasonCode }` from the SUBACK, and
+   * rejects with `SUBSCRIBE_REFUSED` (and the `reasonCode`) when the broker refuses.
+   */
+  subscribe(filter: string, options?: SubscribeOptions | null): Promise<SubscribeResult>;
+  /** Unsubscribes from a topic filter; resolves with `{ reasonCode }` from the UNSUBACK. */
+  unsubscribe(filter: string, options?: UnsubscribeOptions | null): Promise<UnsubscribeResult>;
+  /** Adds an event listener for one of the `MqttClientEventMap` events. */
   addEventListener<K extends keyof MqttClientEventMap>(
     type: K,
     listener: (event: MqttClientEventMap[K]) => void,
     options?: boolean | AddEventListenerOptions,
   ): void;
+  /** Removes an event listener. */
   removeEventListener<K extends keyof MqttClientEventMap>(
     type: K,
     listener: (event: MqttClientEventMap[K]) => void,
     options?: boolean | EventListenerOptions,
   ): void;
+  /** The client identifier sent in CONNECT. */
+  readonly clientId: string;
+  /** Operations waiting in the offline queue (or for room in the in-flight window). */
+  readonly queued: number;
+  /** `"connecting" | "connected" | "reconnecting" | "closed"`. */
+  readonly state: ClientState;
 }

@@ -20,10 +20,11 @@ pub mod session;
 #[cfg(target_arch = "wasm32")]
 mod web;
 
+/// The JS `MqttClient` class, with its `connect()`, and what the module's start function does,
+/// for the wasm-bindgen tests.
 #[cfg(target_arch = "wasm32")]
-pub use web::{
-    ConnectOptionsArg, MqttClient, PublishOptionsArg, SubscribeOptionsArg, UnsubscribeOptionsArg,
-};
+#[doc(hidden)]
+pub use web::{MqttClient, hand_over_entry};
 
 /// The JS `MqttError` for a [`ClientError`], as the package rejects with it: public for the
 /// wasm-bindgen test that checks its message against [`ClientError`]'s `Display`.

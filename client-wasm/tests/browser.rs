@@ -16,7 +16,6 @@ use mqtt_codec::ReasonCode;
 use mqtt_codec::topic::TopicError;
 use std::cell::RefCell;
 use std::rc::Rc;
-use wasm_bindgen::convert::TryFromJsValue;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::*;
@@ -27,6 +26,33 @@ wasm_bindgen_test_configure!(run_in_browser);
 extern "C" {
     #[wasm_bindgen(js_name = setTimeout)]
     fn set_timeout(handler: &Function, delay_ms: i32) -> JsValue;
+
+    /// An `MqttClient`, whose methods are called as an application calls them.
+    type Client;
+
+    #[wasm_bindgen(method)]
+    fn subscribe(this: &Client, filter: String, options: Option<JsValue>) -> Promise;
+    #[wasm_bindgen(method)]
+    fn unsubscribe(this: &Client, filter: String, options: Option<JsValue>) -> Promise;
+    #[wasm_bindgen(method)]
+    fn publish(this: &Client, topic: String, payload: JsValue, options: Option<JsValue>)
+    -> Promise;
+    #[wasm_bindgen(method, js_name = onMessage)]
+    fn on_message(this: &Client, callback: Function);
+    #[wasm_bindgen(method, js_name = onMessages)]
+    fn on_messages(this: &Client, callback: Function);
+    #[wasm_bindgen(method, js_name = addEventListener)]
+    fn add_event_listener(this: &Client, kind: JsValue, listener: JsValue, options: JsValue);
+    #[wasm_bindgen(method, getter)]
+    fn state(this: &Client) -> String;
+    #[wasm_bindgen(method, getter, js_name = clientId)]
+    fn client_id(this: &Client) -> String;
+    #[wasm_bindgen(method, getter)]
+    fn queued(this: &Client) -> u32;
+    #[wasm_bindgen(method)]
+    fn end(this: &Client) -> Promise;
+    #[wasm_bindgen(method)]
+    fn free(this: &Client);
 }
 
 fn url() -> String {
@@ -69,9 +95,16 @@ async fn wait_for(ms: i32, what: &str, mut condition: impl FnMut() -> bool) {
     }
 }
 
-async fn connect(options: &str) -> Result<MqttClient, JsValue> {
-    let client = JsFuture::from(MqttClient::connect(url(), opts(options))).await?;
-    Ok(MqttClient::try_from_js_value(client).expect("connect resolves with an MqttClient"))
+async fn connect(options: &str) -> Result<Client, JsValue> {
+    // The test runner does not run the module's start function, which does this.
+    client_wasm::hand_over_entry();
+    let promise: Promise = MqttClient::connect(&url(), &json(options)).unchecked_into();
+    let client = JsFuture::from(promise).await?;
+    assert!(
+        client.is_instance_of::<MqttClient>(),
+        "connect resolves with an MqttClient"
+    );
+    Ok(client.unchecked_into())
 }
 
 async fn settle(promise: Promise) -> Result<JsValue, JsValue> {
@@ -88,7 +121,7 @@ struct Inbox(Rc<RefCell<Vec<JsValue>>>);
 
 impl Inbox {
     /// Registers with `onMessage`; the closure must outlive the client's use of it.
-    fn listen(&self, client: &MqttClient) -> Closure<dyn FnMut(JsValue)> {
+    fn listen(&self, client: &Client) -> Closure<dyn FnMut(JsValue)> {
         let messages = self.0.clone();
         let closure = Closure::<dyn FnMut(JsValue)>::new(move |message| {
             messages.borrow_mut().push(message);
@@ -122,7 +155,7 @@ impl Inbox {
 struct Events(Rc<RefCell<Vec<(String, JsValue)>>>);
 
 impl Events {
-    fn listen(&self, client: &MqttClient) -> Vec<Closure<dyn FnMut(JsValue)>> {
+    fn listen(&self, client: &Client) -> Vec<Closure<dyn FnMut(JsValue)>> {
         ["connect", "close", "reconnect", "error"]
             .into_iter()
             .map(|kind| {
@@ -312,6 +345,70 @@ async fn take_over(client_id: &str) {
 }
 
 #[wasm_bindgen_test]
+async fn the_will_is_published_when_the_connection_is_taken_over() {
+    let watcher = connect(r#"{"clientId": "wbt-will-watcher"}"#)
+        .await
+        .expect("connects");
+    let inbox = Inbox::default();
+    let _listener = inbox.listen(&watcher);
+    settle(watcher.subscribe("wbt/will/#".into(), opts(r#"{"qos": 1}"#)))
+        .await
+        .expect("subscribed");
+    let id = "wbt-will";
+    let client = connect(&format!(
+        r#"{{"clientId": "{id}", "reconnect": false, "will": {{"topic": "wbt/will/{id}",
+            "payload": "gone", "qos": 1, "properties": {{"contentType": "text/plain"}}}}}}"#
+    ))
+    .await
+    .expect("connects with a will");
+    take_over(id).await;
+    wait_for(5_000, "the will", || inbox.len() == 1).await;
+    let will = inbox.get(0);
+    assert_eq!(inbox.texts(), ["gone"]);
+    assert_eq!(
+        get(&will, "topic").as_string().unwrap(),
+        format!("wbt/will/{id}")
+    );
+    assert_eq!(get(&will, "qos").as_f64(), Some(1.0));
+    let properties = get(&will, "properties");
+    assert_eq!(
+        get(&properties, "contentType").as_string().as_deref(),
+        Some("text/plain")
+    );
+    wait_for(3_000, "the client to close", || client.state() == "closed").await;
+    let no_topic = connect(r#"{"will": {"payload": "x"}}"#)
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(error_code(&no_topic), "INVALID_ARGUMENT");
+    settle(watcher.end()).await.unwrap();
+}
+
+/// `free()` drops the connection at once, without DISCONNECT (so the will is published); the
+/// flush of a publish made just before finds no client and does nothing.
+#[wasm_bindgen_test]
+async fn free_drops_the_connection_at_once() {
+    let watcher = connect(r#"{"clientId": "wbt-free-watcher"}"#)
+        .await
+        .expect("connects");
+    let inbox = Inbox::default();
+    let _listener = inbox.listen(&watcher);
+    settle(watcher.subscribe("wbt/free/#".into(), None))
+        .await
+        .expect("subscribed");
+    let client = connect(
+        r#"{"clientId": "wbt-free", "will": {"topic": "wbt/free/will", "payload": "freed"}}"#,
+    )
+    .await
+    .expect("connects");
+    let _never_settled = client.publish("wbt/free/last".into(), "x".into(), None);
+    client.free();
+    wait_for(5_000, "the will", || inbox.len() == 1).await;
+    assert_eq!(inbox.texts(), ["freed"]);
+    settle(watcher.end()).await.unwrap();
+}
+
+#[wasm_bindgen_test]
 async fn reconnects_resubscribes_and_delivers_what_was_queued_offline() {
     let id = "wbt-reconnect";
     let client = connect(&format!(
@@ -360,6 +457,12 @@ async fn reconnects_resubscribes_and_delivers_what_was_queued_offline() {
         get(connected, "sessionPresent").as_bool(),
         Some(false),
         "the intruder's clean start removed the session"
+    );
+    // The CONNACK properties: the gateway announces its 64 KiB Maximum Packet Size.
+    let properties = get(connected, "properties");
+    assert_eq!(
+        get(&properties, "maximumPacketSize").as_f64(),
+        Some(65536.0)
     );
     // Received only because the client subscribed again by itself.
     wait_for(5_000, "the queued messages", || inbox.len() == 3).await;
@@ -415,6 +518,11 @@ async fn errors_are_js_errors_with_codes() {
 
     let options_error = connect(r#"{"protocolVersion": 3}"#).await.err().unwrap();
     assert_eq!(error_code(&options_error), "INVALID_ARGUMENT");
+
+    // The WebSocket constructor throws for a malformed URL: a failed connection.
+    let malformed: Promise = MqttClient::connect("ws://[", &JsValue::UNDEFINED).unchecked_into();
+    let malformed = settle(malformed).await.unwrap_err();
+    assert_eq!(error_code(&malformed), "CONNECT_FAILED");
 
     let client = connect(r#"{"clientId": "wbt-errors"}"#)
         .await

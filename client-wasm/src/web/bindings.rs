@@ -2,15 +2,26 @@
 //!
 //! The timer and clock functions are looked up on the global object at each call (not on
 //! `window`), so the client works in a page and in a Web Worker alike.
+//!
+//! The few built-in types the driver needs are declared here rather than taken from js-sys:
+//! depending on js-sys links the type descriptors of all its bindings (exported symbols, so
+//! roots of the link), and the closure shims they name stay in the module's function table after
+//! wasm-bindgen drops the descriptors, where wasm-opt cannot prune them (0.5 KB gzipped).
 
-use js_sys::{Array, Function, Promise};
 use wasm_bindgen::prelude::*;
 
 #[wasm_bindgen]
 extern "C" {
-    /// `setTimeout` of the global scope, which calls `handler(argument)`; returns its handle.
-    #[wasm_bindgen(js_name = setTimeout)]
-    pub fn set_timeout(handler: &Function, delay_ms: f64, argument: i32) -> JsValue;
+    /// A JS `Uint8Array`.
+    pub type Uint8Array;
+
+    #[wasm_bindgen(method, getter)]
+    pub fn length(this: &Uint8Array) -> u32;
+
+    /// `Uint8Array.prototype.set.call(target, source)`: copies `source` into `target`, a view
+    /// of wasm memory of the same length.
+    #[wasm_bindgen(js_namespace = ["Uint8Array", "prototype", "set"], js_name = call)]
+    pub fn copy_into(target: &mut [u8], source: &Uint8Array);
 
     /// `clearTimeout` of the global scope.
     #[wasm_bindgen(js_name = clearTimeout)]
@@ -21,50 +32,33 @@ extern "C" {
     pub fn performance_now() -> f64;
 }
 
-#[wasm_bindgen]
-extern "C" {
-    /// The options of `connect()`, typed for the `.d.ts` (checked field by field in `convert`).
-    #[wasm_bindgen(typescript_type = "ConnectOptions")]
-    pub type ConnectOptionsArg;
-
-    /// The options of `subscribe()`.
-    #[wasm_bindgen(typescript_type = "SubscribeOptions")]
-    pub type SubscribeOptionsArg;
-
-    /// The options of `unsubscribe()`.
-    #[wasm_bindgen(typescript_type = "UnsubscribeOptions")]
-    pub type UnsubscribeOptionsArg;
-
-    /// The options of `publish()`.
-    #[wasm_bindgen(typescript_type = "PublishOptions")]
-    pub type PublishOptionsArg;
-}
-
 #[wasm_bindgen(module = "/js/support.js")]
 extern "C" {
+    /// `MqttClient`, the class of the API, which the package exports as it is. Bound as a
+    /// function that is never called: a reexported function can skip TypeScript (the class is
+    /// declared in `types.d.ts`), where a reexported type is declared as `unknown`.
+    #[wasm_bindgen(reexport, js_name = MqttClient, skip_typescript)]
+    fn mqtt_client_class();
+
+    /// The client class of the API, for the wasm-bindgen tests, which use it as JS code does.
+    pub type MqttClient;
+
+    /// `MqttClient.connect()` (a Promise), for the wasm-bindgen tests (the package has no use
+    /// for it, so it is not in it).
+    #[wasm_bindgen(static_method_of = MqttClient)]
+    pub fn connect(url: &str, options: &JsValue) -> JsValue;
+
+    /// Hands over the `Entry` of the module, once it is instantiated.
+    pub fn start(entry: JsValue);
+
     /// Builds the message objects of one frame from views into wasm memory.
     #[wasm_bindgen(js_name = buildMessages)]
-    pub fn build_messages(data: &[u8], meta: &[u32], properties: &Array) -> Array;
-
-    /// A new `Events` object: the client's EventTarget and callbacks.
-    pub fn events() -> JsValue;
-
-    /// Adds (`add`) or removes a callback of `onMessages` (`batch`) or of `onMessage`.
-    pub fn callback(events: &JsValue, batch: bool, add: bool, callback: &Function);
-
-    /// `addEventListener` (`add`) or `removeEventListener` on the client's events.
-    pub fn listen(
-        events: &JsValue,
-        kind: &JsValue,
-        listener: &JsValue,
-        options: &JsValue,
-        add: bool,
-    );
+    pub fn build_messages(data: &[u8], meta: &[u32], properties: &[u8]) -> JsValue;
 
     /// Queues an effect of a turn: event `kind` (0 connect, 1 close, 2 reconnect, 3 error) with
-    /// its detail built from `a` and `b`, 4 or 5 resolving or rejecting the Promise of request
-    /// `a` with `b`, 6 the delivery of messages `a`.
-    pub fn effect(events: &JsValue, kind: i32, a: &JsValue, b: &JsValue);
+    /// its detail built from `number` and `value`, 4 or 5 resolving or rejecting the Promise of
+    /// request `number` with `value`, 6 the delivery of messages `value`.
+    pub fn effect(events: &JsValue, kind: i32, number: f64, value: &JsValue);
 
     /// Runs the queued effects, in order.
     #[wasm_bindgen(js_name = runEffects)]
@@ -74,49 +68,31 @@ extern "C" {
     #[wasm_bindgen(js_name = clientError)]
     pub fn client_error(kind: i32, reason_code: i32, detail: &str, a: f64, b: f64) -> JsValue;
 
-    /// A WebSocket to `url` (subprotocol `mqtt`, binary frames as ArrayBuffers) whose events
-    /// call `handler(kind, data)`: 0 open, 1 a binary message (`data` a `Uint8Array`), 2 closed
-    /// (an error is always followed by a close). Throws for a malformed URL.
-    #[wasm_bindgen(js_name = openSocket, catch)]
-    pub fn open_socket(url: &str, handler: &Function) -> Result<JsValue, JsValue>;
+    /// A WebSocket to the client's URL, kept by `events` (subprotocol `mqtt`, binary frames as
+    /// ArrayBuffers), whose events call the client's handler with `(kind, data)`: 0 open, 1 a
+    /// binary message (`data` a `Uint8Array`), 2 closed (an error is always followed by a
+    /// close); `undefined` for a malformed URL.
+    #[wasm_bindgen(js_name = openSocket)]
+    pub fn open_socket(events: &JsValue) -> JsValue;
+
+    /// A timer (of the global scope's `setTimeout`) that calls the client's handler with 3
+    /// after `delay_ms`; returns its handle.
+    pub fn timer(events: &JsValue, delay_ms: f64) -> JsValue;
 
     /// Sends one binary message; a socket that cannot send reports its close event instead.
     pub fn send(socket: &JsValue, data: &[u8]);
 
-    /// Queues a microtask that calls `handler(argument)`.
-    pub fn microtask(handler: &Function, argument: i32);
+    /// Queues a microtask that calls the client's handler with 4.
+    pub fn microtask(events: &JsValue);
 
     /// Detaches the socket's handlers, then closes it.
     #[wasm_bindgen(js_name = closeSocket)]
     pub fn close_socket(socket: &JsValue);
 
-    /// `connect()`'s options checked and flattened (see `convert::connect_options`); throws
-    /// an `INVALID_ARGUMENT` error naming a malformed field.
-    #[wasm_bindgen(js_name = connectOptions, catch)]
-    pub fn connect_options(options: &JsValue) -> Result<JsValue, JsValue>;
-
-    /// `publish()`'s payload and options: `[payload, qos, retain, properties]`.
-    #[wasm_bindgen(js_name = publishOptions, catch)]
-    pub fn publish_options(payload: &JsValue, options: &JsValue) -> Result<JsValue, JsValue>;
-
-    /// `subscribe()`'s options: `[qos, noLocal, retainAsPublished, retainHandling, properties]`.
-    #[wasm_bindgen(js_name = subscribeOptions, catch)]
-    pub fn subscribe_options(options: &JsValue) -> Result<JsValue, JsValue>;
-
-    /// `unsubscribe()`'s options: the properties list.
-    #[wasm_bindgen(js_name = unsubscribeOptions, catch)]
-    pub fn unsubscribe_options(options: &JsValue) -> Result<JsValue, JsValue>;
-
-    /// Received properties as an object, from `[index, value, ...]`.
+    /// Received properties as an object, from `convert::write_properties`' bytes.
     #[wasm_bindgen(js_name = propertiesObject)]
-    pub fn properties_object(list: &Array) -> JsValue;
+    pub fn properties_object(packed: &[u8]) -> JsValue;
 
     /// `{ qos, reasonCode }`, or `{ reasonCode }` when `qos` is negative.
     pub fn result(qos: i32, reason_code: u8) -> JsValue;
-
-    /// A Promise for request `id`, settled by an effect or [`settle`].
-    pub fn pending(events: &JsValue, id: u32) -> Promise;
-
-    /// Resolves (`ok`) or rejects the Promise of request `id` with `value`.
-    pub fn settle(events: &JsValue, id: u32, ok: bool, value: &JsValue);
 }

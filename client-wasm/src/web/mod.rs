@@ -1,10 +1,19 @@
-//! The browser driver: `MqttClient` as JS sees it, over the core [`Session`].
+//! The browser driver: the Rust half of `MqttClient`, over the core [`Session`].
+//!
+//! `MqttClient` itself is a JS class in `js/support.js`, which the package exports as it is: it
+//! checks the arguments, keeps the listeners and the Promises of pending requests, and leaves
+//! the protocol to a [`Client`]. support.js cannot import the glue (which imports it), so it
+//! makes clients through the [`Entry`] that [`start`] hands it.
 //!
 //! One `Rc<RefCell<Driver>>` per client holds the session, the WebSocket with its handlers, the
-//! timer and the pending Promises. Every callback (socket, timer, microtask) holds only a `Weak`
-//! to it, and every `Closure` lives in the driver (no `Closure::forget`): dropping the client
-//! drops them all. While the first connection is being made, the driver holds itself (the
-//! Promise of `connect()` is its only other owner), and lets go once that Promise settles.
+//! timer and what a turn queues for JS. Its one strong owner is the [`Client`], which the JS
+//! `MqttClient` holds: a client the application drops is freed with it. Every callback (socket,
+//! timer, microtask) calls the handler function support.js made for the client, which reaches
+//! it through a `WeakRef` and calls [`Client::handle`]: it keeps nothing alive, and a call that
+//! comes after the client is gone (or freed) does nothing. There are no `Closure`s (and no
+//! `Closure::forget`). While `connect()` is pending, its Promise's resolve function holds the
+//! `MqttClient` (in the `Events` object the driver holds), which keeps the driver alive until
+//! that Promise settles, and no longer.
 //!
 //! Re-entrancy: user code (listeners, callbacks, Promise executors of the caller) may call back
 //! into the client, so it never runs while the driver is borrowed. A turn borrows the driver,
@@ -20,37 +29,27 @@ mod convert;
 
 use crate::error::ClientError;
 use crate::session::{Completion, Event, OutgoingMessage, RequestId, Session};
-use alloc::rc::{Rc, Weak};
-use alloc::{string::String, vec::Vec};
-use bindings::performance_now;
-pub use bindings::{
-    ConnectOptionsArg, PublishOptionsArg, SubscribeOptionsArg, UnsubscribeOptionsArg,
-};
+use alloc::rc::Rc;
+use alloc::vec::Vec;
+pub use bindings::MqttClient;
+use bindings::{Uint8Array, performance_now};
 pub use convert::error_value as error_to_js;
 use core::cell::RefCell;
-use js_sys::{Array, Function, Promise, Uint8Array};
-use mqtt_codec::{ByteStr, Properties, PublishPacket, SubscriptionOptions};
+use mqtt_codec::{ByteStr, PublishPacket};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 
 #[wasm_bindgen(typescript_custom_section)]
 const TYPES: &str = include_str!("../../js/types.d.ts");
 
-/// An operation of the API, started by [`MqttClient::request`].
-enum Call {
-    Publish(OutgoingMessage),
-    Subscribe(String, SubscriptionOptions, Properties),
-    Unsubscribe(String, Properties),
-}
-
-/// One WebSocket, opened by `openSocket` in support.js with the driver's handler.
+/// One WebSocket, opened by `openSocket` in support.js with the client's handler.
 struct Socket {
     socket: JsValue,
 }
 
 impl Drop for Socket {
     fn drop(&mut self) {
-        // Detaches the handlers first: none may run once the closure is gone.
+        // Detaches the handlers first: no event of a socket the driver let go of may reach it.
         bindings::close_socket(&self.socket);
     }
 }
@@ -64,10 +63,12 @@ struct MessageBatch {
     data: Vec<u8>,
     /// Per message: topic offset, topic length, payload offset, payload length, flags.
     meta: Vec<u32>,
-    /// The latest distinct topics of this batch and where they start in `data`; a short list
-    /// because frames usually repeat a few topics.
+    /// Distinct topics of this batch and where they start in `data`: a short list, because
+    /// frames usually repeat a few topics, started again when full.
     topics: Vec<(ByteStr, u32)>,
-    properties: Vec<JsValue>,
+    /// The properties of the messages that have some, one list after the other (see
+    /// `convert::write_properties`).
+    properties: Vec<u8>,
 }
 
 impl MessageBatch {
@@ -83,7 +84,7 @@ impl MessageBatch {
                 let start = self.data.len() as u32;
                 self.data.extend_from_slice(publish.topic.as_bytes());
                 if self.topics.len() == TOPICS_REMEMBERED {
-                    self.topics.remove(0);
+                    self.topics.clear();
                 }
                 self.topics.push((publish.topic.clone(), start));
                 start
@@ -100,8 +101,7 @@ impl MessageBatch {
         }
         if !publish.properties.is_empty() {
             flags |= 16;
-            self.properties
-                .push(convert::properties_to_js(&publish.properties));
+            convert::write_properties(&publish.properties, &mut self.properties);
         }
         if publish.topic.is_ascii() {
             flags |= 32;
@@ -116,15 +116,15 @@ impl MessageBatch {
     }
 
     /// The message objects, leaving the batch empty (its buffers are kept for the next one).
-    fn take(&mut self) -> Option<Array> {
+    fn take(&mut self) -> Option<JsValue> {
         if self.meta.is_empty() {
             return None;
         }
-        let properties: Array = self.properties.drain(..).collect();
-        let messages = bindings::build_messages(&self.data, &self.meta, &properties);
+        let messages = bindings::build_messages(&self.data, &self.meta, &self.properties);
         self.data.clear();
         self.meta.clear();
         self.topics.clear();
+        self.properties.clear();
         Some(messages)
     }
 }
@@ -132,37 +132,25 @@ impl MessageBatch {
 /// Everything one client owns.
 struct Driver {
     session: Session,
-    url: String,
     socket: Option<Socket>,
-    /// The one closure JS calls back: socket events, the timer and the flush microtask,
-    /// told apart by their first argument (see [`Driver::handle`]).
-    handler: Closure<dyn FnMut(i32, JsValue)>,
+    /// Left pending when the driver is dropped: the handler then finds no client.
     timer_handle: Option<JsValue>,
     timer_due: Option<f64>,
     /// Whether the microtask that sends what API calls wrote is queued.
     flush_scheduled: bool,
-    /// Nothing per request: their Promises wait in the `Events` object of support.js, under
-    /// their `RequestId` (0 for `connect()`'s), until an effect settles them.
-    next_request: RequestId,
     /// The JS `Events` object (support.js): the EventTarget of the client's events, with the
-    /// callbacks of `onMessage` and `onMessages`.
+    /// callbacks of `onMessage` and `onMessages`, the Promises of pending requests under their
+    /// `RequestId` (0 for `connect()`'s), which support.js numbers and effects settle, the
+    /// broker's URL and the client's handler (see the module header).
     events: JsValue,
     batch: MessageBatch,
     /// Whether `connect()`'s Promise waits for the first connection to succeed or fail.
     connecting: bool,
     /// Whether this turn queued effects for `bindings::run_effects`.
     effects_queued: bool,
-    /// Self-ownership while `connect()` is pending; see the module header.
-    owner: Option<Rc<RefCell<Driver>>>,
-    weak: Weak<RefCell<Driver>>,
 }
 
 impl Driver {
-    fn new_request(&mut self) -> RequestId {
-        self.next_request = self.next_request.wrapping_add(1);
-        self.next_request
-    }
-
     fn send_transmit(&mut self) {
         self.session.transmit(|bytes| {
             if let Some(socket) = &self.socket {
@@ -193,20 +181,20 @@ impl Driver {
         self.deliver_batch();
         if !send_now && !self.flush_scheduled {
             self.flush_scheduled = true;
-            bindings::microtask(self.handler.as_ref().unchecked_ref(), FLUSH);
+            bindings::microtask(&self.events);
         }
         self.arm_timer(now);
     }
 
     /// Queues an effect (see `bindings::effect`), run once the turn released the driver.
-    fn effect(&mut self, kind: i32, a: &JsValue, b: &JsValue) {
+    fn effect(&mut self, kind: i32, number: impl Into<f64>, value: &JsValue) {
         self.effects_queued = true;
-        bindings::effect(&self.events, kind, a, b);
+        bindings::effect(&self.events, kind, number.into(), value);
     }
 
     fn deliver_batch(&mut self) {
         if let Some(messages) = self.batch.take() {
-            self.effect(MESSAGES, &messages, &JsValue::UNDEFINED);
+            self.effect(MESSAGES, 0, &messages);
         }
     }
 
@@ -223,29 +211,24 @@ impl Driver {
             } => {
                 if self.connecting {
                     self.connecting = false;
-                    let client = MqttClient {
-                        driver: self.owner.take().or_else(|| self.weak.upgrade()),
-                    };
-                    self.effect(RESOLVE, &CONNECT_REQUEST.into(), &client.into());
+                    // support.js resolves with the `MqttClient`.
+                    self.effect(RESOLVE, CONNECT_REQUEST, &JsValue::UNDEFINED);
                 }
-                self.effect(
-                    CONNECT,
-                    &session_present.into(),
-                    &convert::properties_to_js(&properties),
-                );
+                let properties = convert::properties_to_js(&properties);
+                self.effect(CONNECT, session_present, &properties);
             }
             Event::ConnectionLost { error, reconnect } => {
                 if !self.connecting {
                     let refused = matches!(error, ClientError::ConnectionRefused(_));
                     let error = convert::error_value(&error);
                     if refused {
-                        self.effect(ERROR, &error, &JsValue::UNDEFINED);
+                        self.effect(ERROR, 0, &error);
                     }
-                    self.effect(CLOSE, &error, &reconnect.into());
+                    self.effect(CLOSE, reconnect, &error);
                 }
             }
             Event::Reconnecting { attempt, delay_ms } => {
-                self.effect(RECONNECT, &attempt.into(), &delay_ms.into());
+                self.effect(RECONNECT, attempt, &delay_ms.into());
             }
             Event::Closed { error } => {
                 self.socket = None;
@@ -253,13 +236,11 @@ impl Driver {
                     (true, _) => {
                         let error = error.unwrap_or(ClientError::Closed);
                         let error = convert::error_value(&error);
-                        self.effect(REJECT, &CONNECT_REQUEST.into(), &error);
-                        // Nobody holds the client: let it go once this turn ends.
-                        self.owner = None;
+                        self.effect(REJECT, CONNECT_REQUEST, &error);
                     }
                     // After end(): the only "close" this connection reports.
                     (false, None) => {
-                        self.effect(CLOSE, &JsValue::UNDEFINED, &false.into());
+                        self.effect(CLOSE, false, &JsValue::UNDEFINED);
                     }
                     // A failure already reported its "close" through ConnectionLost.
                     (false, Some(_)) => {}
@@ -270,10 +251,10 @@ impl Driver {
                     Ok(completion) => (RESOLVE, completion_value(completion)),
                     Err(error) => (REJECT, convert::error_value(&error)),
                 };
-                self.effect(kind, &request.into(), &value);
+                self.effect(kind, request, &value);
             }
             Event::Error(error) => {
-                self.effect(ERROR, &convert::error_value(&error), &JsValue::UNDEFINED);
+                self.effect(ERROR, 0, &convert::error_value(&error));
             }
             Event::Message(_) => {}
         }
@@ -281,27 +262,24 @@ impl Driver {
 
     fn open_socket(&mut self, now: f64) {
         self.socket = None;
-        match self.new_socket() {
-            Ok(socket) => self.socket = Some(socket),
-            // A malformed URL throws at once; the session treats it like a failed connection.
-            Err(_) => self.session.handle_transport_closed(now),
+        let socket = bindings::open_socket(&self.events);
+        if socket.is_undefined() {
+            // A malformed URL; the session treats it like a failed connection.
+            self.session.handle_transport_closed(now);
+        } else {
+            self.socket = Some(Socket { socket });
         }
     }
 
-    fn new_socket(&self) -> Result<Socket, JsValue> {
-        let socket = bindings::open_socket(&self.url, self.handler.as_ref().unchecked_ref())?;
-        Ok(Socket { socket })
-    }
-
-    /// What JS reports through [`Driver::handler`]: `kind` is one of `SOCKET_OPEN`,
-    /// `SOCKET_MESSAGE` (`data` is a `Uint8Array`), `SOCKET_CLOSE`, `TIMER` and `FLUSH`.
+    /// What JS reports through the client's handler: `kind` is one of `SOCKET_OPEN`,
+    /// `SOCKET_MESSAGE` (`data` is a `Uint8Array`), `SOCKET_CLOSE`, `TIMER`, or the flush.
     fn handle(&mut self, kind: i32, data: &JsValue, now: f64) {
         match kind {
             SOCKET_OPEN => self.session.handle_open(now),
             SOCKET_MESSAGE => {
                 let bytes: &Uint8Array = data.unchecked_ref();
                 let length = bytes.length() as usize;
-                bytes.copy_to(self.session.receive_buffer(length));
+                bindings::copy_into(self.session.receive_buffer(length), bytes);
                 self.session.handle_received(now);
             }
             SOCKET_CLOSE => {
@@ -313,6 +291,7 @@ impl Driver {
                 self.timer_due = None;
                 self.session.handle_timeout(now);
             }
+            // The flush microtask, which this turn's `drive` answers.
             _ => self.flush_scheduled = false,
         }
     }
@@ -333,30 +312,17 @@ impl Driver {
             let delay = (due - now).clamp(0.0, 2_147_483_647.0);
             let whole = f64::from(delay as u32);
             let delay = if whole < delay { whole + 1.0 } else { whole };
-            self.timer_handle = Some(bindings::set_timeout(
-                self.handler.as_ref().unchecked_ref(),
-                delay,
-                TIMER,
-            ));
+            self.timer_handle = Some(bindings::timer(&self.events, delay));
         }
     }
 }
 
-impl Drop for Driver {
-    fn drop(&mut self) {
-        // The timer must not fire into a dropped closure.
-        if let Some(handle) = self.timer_handle.take() {
-            bindings::clear_timeout(&handle);
-        }
-    }
-}
-
-/// The calls of [`Driver::handler`]: the events `openSocket` reports, the timer, the flush.
+/// The calls of the client's handler (support.js numbers them alike): the events `openSocket`
+/// reports and the timer; 4 is the flush microtask.
 const SOCKET_OPEN: i32 = 0;
 const SOCKET_MESSAGE: i32 = 1;
 const SOCKET_CLOSE: i32 = 2;
 const TIMER: i32 = 3;
-const FLUSH: i32 = 4;
 
 /// The effects of `bindings::effect`: the client's events, settling a request, messages.
 const CONNECT: i32 = 0;
@@ -380,15 +346,8 @@ fn completion_value(completion: Completion) -> JsValue {
     }
 }
 
-/// One turn: borrow, feed the session with `input`, drive, release, then run the effects.
-fn turn(weak: &Weak<RefCell<Driver>>, send_now: bool, input: &mut dyn FnMut(&mut Driver, f64)) {
-    let Some(driver) = weak.upgrade() else {
-        return;
-    };
-    run_turn(&driver, send_now, input);
-}
-
-/// Not generic over `input`: one copy of the turn serves every caller.
+/// One turn: borrow, feed the session with `input`, drive, release, then run the effects. Not
+/// generic over `input`: one copy of the turn serves every caller.
 fn run_turn(driver: &Rc<RefCell<Driver>>, send_now: bool, input: &mut dyn FnMut(&mut Driver, f64)) {
     let events = {
         let Ok(mut driver) = driver.try_borrow_mut() else {
@@ -405,240 +364,134 @@ fn run_turn(driver: &Rc<RefCell<Driver>>, send_now: bool, input: &mut dyn FnMut(
     }
 }
 
-fn rejected(error: JsValue) -> Promise {
-    Promise::reject(&error)
+/// Runs once the module is instantiated: hands support.js the [`Entry`] it makes clients with.
+#[wasm_bindgen(start, private)]
+fn start() {
+    hand_over_entry();
 }
 
-/// An MQTT 3.1.1 / 5.0 client over WebSocket. Create it with `MqttClient.connect()`.
-#[wasm_bindgen]
-pub struct MqttClient {
-    /// Always set in practice: an `Option` because the driver hands out this object while it
-    /// is borrowed, through its `Weak` to itself. Methods treat `None` as a closed client.
-    driver: Option<Rc<RefCell<Driver>>>,
+/// What [`start`] does; public for the wasm-bindgen tests, whose runner calls no start function.
+pub fn hand_over_entry() {
+    bindings::start(Entry.into());
 }
 
+/// The way into Rust for support.js (see the module header).
+#[wasm_bindgen(private, skip_typescript)]
+pub struct Entry;
+
 #[wasm_bindgen]
-impl MqttClient {
-    /// Connects to `url` (`ws://host:port/mqtt`); resolves once the broker accepted the
-    /// connection (CONNACK), rejects with an `MqttError` (e.g. `CONNECTION_REFUSED`) otherwise.
-    #[wasm_bindgen(unchecked_return_type = "Promise<MqttClient>")]
-    pub fn connect(url: String, options: Option<bindings::ConnectOptionsArg>) -> Promise {
-        let (options, seed) = match convert::connect_options(&options.into()) {
-            Ok(converted) => converted,
-            Err(error) => return rejected(error),
-        };
+impl Entry {
+    /// A client connecting to the URL of `events` with the options packed by `connectOptions`,
+    /// reporting to `events` and called back through its handler. Invalid options reject
+    /// `connect()`'s Promise instead, and make no client.
+    pub fn connect(&self, options: JsValue, events: JsValue) -> Option<Client> {
+        let (options, seed) = convert::connect_options(&options);
         let now = performance_now();
         let session = match Session::new(options, seed, now) {
             Ok(session) => session,
-            Err(error) => return rejected(convert::error_value(&error)),
+            Err(error) => {
+                let error = convert::error_value(&error);
+                bindings::effect(&events, REJECT, CONNECT_REQUEST.into(), &error);
+                bindings::run_effects(&events);
+                return None;
+            }
         };
-        let events = bindings::events();
-        let promise = bindings::pending(&events, CONNECT_REQUEST);
-        let driver = Rc::new_cyclic(|weak: &Weak<RefCell<Driver>>| {
-            let handler_weak = weak.clone();
-            RefCell::new(Driver {
-                session,
-                url,
-                socket: None,
-                handler: Closure::new(move |kind, data: JsValue| {
-                    turn(&handler_weak, true, &mut |driver, now| {
-                        driver.handle(kind, &data, now)
-                    });
-                }),
-                timer_handle: None,
-                timer_due: None,
-                flush_scheduled: false,
-                next_request: CONNECT_REQUEST,
-                events,
-                batch: MessageBatch::default(),
-                connecting: true,
-                effects_queued: false,
-                owner: None,
-                weak: weak.clone(),
-            })
-        });
-        driver.borrow_mut().owner = Some(driver.clone());
+        let driver = Rc::new(RefCell::new(Driver {
+            session,
+            socket: None,
+            timer_handle: None,
+            timer_due: None,
+            flush_scheduled: false,
+            events,
+            batch: MessageBatch::default(),
+            connecting: true,
+            effects_queued: false,
+        }));
         run_turn(&driver, true, &mut |_, _| {});
-        promise
+        Some(Client { driver })
     }
+}
 
-    /// Subscribes to a topic filter; resolves with `{ qos, reasonCode }` from the SUBACK, and
-    /// rejects with `SUBSCRIBE_REFUSED` (and the `reasonCode`) when the broker refuses.
-    #[wasm_bindgen(unchecked_return_type = "Promise<SubscribeResult>")]
-    pub fn subscribe(
-        &self,
-        filter: String,
-        options: Option<bindings::SubscribeOptionsArg>,
-    ) -> Promise {
-        let (options, properties) = match convert::subscribe_options(&options.into()) {
-            Ok(converted) => converted,
-            Err(error) => return rejected(error),
-        };
-        self.request(Call::Subscribe(filter, options, properties))
-    }
+/// The Rust half of one `MqttClient`: the strong owner of its driver.
+#[wasm_bindgen(private, skip_typescript)]
+pub struct Client {
+    driver: Rc<RefCell<Driver>>,
+}
 
-    /// Unsubscribes from a topic filter; resolves with `{ reasonCode }` from the UNSUBACK.
-    #[wasm_bindgen(unchecked_return_type = "Promise<UnsubscribeResult>")]
-    pub fn unsubscribe(
-        &self,
-        filter: String,
-        options: Option<bindings::UnsubscribeOptionsArg>,
-    ) -> Promise {
-        let properties = match convert::unsubscribe_options(&options.into()) {
-            Ok(properties) => properties,
-            Err(error) => return rejected(error),
-        };
-        self.request(Call::Unsubscribe(filter, properties))
-    }
+/// The requests of [`Client::request`], as support.js numbers them.
+const PUBLISH: u32 = 0;
+const SUBSCRIBE: u32 = 1;
 
-    /// Publishes a message. Resolves once written (QoS 0), on PUBACK (QoS 1) or on PUBCOMP
-    /// (QoS 2). While disconnected the publish waits in the offline queue; when that is full
-    /// the Promise rejects with `QUEUE_FULL`.
-    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
-    pub fn publish(
-        &self,
-        topic: String,
-        #[wasm_bindgen(unchecked_param_type = "string | Uint8Array | ArrayBuffer")]
-        payload: JsValue,
-        options: Option<bindings::PublishOptionsArg>,
-    ) -> Promise {
-        let (payload, qos, retain, properties) =
-            match convert::publish_options(&payload, &options.into()) {
-                Ok(converted) => converted,
-                Err(error) => return rejected(error),
+#[wasm_bindgen]
+impl Client {
+    /// Starts request `request`: a publish of `payload` (a `Uint8Array`; `kind` 0), a
+    /// subscribe (1) or an unsubscribe (2), with the topic or filter and the options packed by
+    /// `publishArguments`, `subscribeOptions` or `unsubscribeOptions`. An effect settles its
+    /// Promise.
+    pub fn request(&self, kind: u32, request: RequestId, options: JsValue, payload: JsValue) {
+        let mut items = convert::Reader::new(&options);
+        run_turn(&self.driver, false, &mut |driver, now| {
+            let topic = items.text().unwrap_or_default();
+            let session = &mut driver.session;
+            let started = match kind {
+                PUBLISH => {
+                    let (qos, retain, properties) = convert::publish_options(&mut items);
+                    let message = OutgoingMessage {
+                        topic,
+                        payload: convert::copy(&payload).into(),
+                        qos,
+                        retain,
+                        properties,
+                    };
+                    session.publish(request, message, now)
+                }
+                SUBSCRIBE => {
+                    let (options, properties) = convert::subscribe_options(&mut items);
+                    session.subscribe(request, &topic, options, properties, now)
+                }
+                _ => session.unsubscribe(request, &topic, items.properties(), now),
             };
-        let message = OutgoingMessage {
-            topic,
-            payload,
-            qos,
-            retain,
-            properties,
-        };
-        self.request(Call::Publish(message))
+            if let Err(error) = started {
+                driver.effect(REJECT, request, &convert::error_value(&error));
+            }
+        });
     }
 
-    /// Calls `callback(message)` for every message received.
-    #[wasm_bindgen(js_name = onMessage)]
-    pub fn on_message(
-        &self,
-        #[wasm_bindgen(unchecked_param_type = "(message: MqttMessage) => void")] callback: Function,
-    ) {
-        self.callback(false, true, &callback);
-    }
-
-    /// Stops calling a callback given to `onMessage`.
-    #[wasm_bindgen(js_name = offMessage)]
-    pub fn off_message(&self, callback: Function) {
-        self.callback(false, false, &callback);
-    }
-
-    /// Calls `callback(messages)` once per received WebSocket frame with all its messages: the
-    /// cheapest way to consume high message rates.
-    #[wasm_bindgen(js_name = onMessages)]
-    pub fn on_messages(
-        &self,
-        #[wasm_bindgen(unchecked_param_type = "(messages: MqttMessage[]) => void")]
-        callback: Function,
-    ) {
-        self.callback(true, true, &callback);
-    }
-
-    /// Stops calling a callback given to `onMessages`.
-    #[wasm_bindgen(js_name = offMessages)]
-    pub fn off_messages(&self, callback: Function) {
-        self.callback(true, false, &callback);
-    }
-
-    /// Adds an event listener (typed overloads are declared in `MqttClientEventMap`).
-    #[wasm_bindgen(js_name = addEventListener, skip_typescript)]
-    pub fn add_event_listener(&self, kind: JsValue, listener: JsValue, options: JsValue) {
-        if let Some(driver) = &self.driver {
-            bindings::listen(&driver.borrow().events, &kind, &listener, &options, true);
-        }
-    }
-
-    /// Removes an event listener.
-    #[wasm_bindgen(js_name = removeEventListener, skip_typescript)]
-    pub fn remove_event_listener(&self, kind: JsValue, listener: JsValue, options: JsValue) {
-        if let Some(driver) = &self.driver {
-            bindings::listen(&driver.borrow().events, &kind, &listener, &options, false);
-        }
-    }
-
-    /// `"connecting" | "connected" | "reconnecting" | "closed"`.
-    #[wasm_bindgen(getter, unchecked_return_type = "ClientState")]
-    pub fn state(&self) -> JsValue {
-        let state = self
-            .driver
-            .as_ref()
-            .map_or("closed", |driver| driver.borrow().session.state().as_str());
-        JsValue::from_str(state)
-    }
-
-    /// The client identifier sent in CONNECT.
-    #[wasm_bindgen(getter, js_name = clientId, unchecked_return_type = "string")]
-    pub fn client_id(&self) -> JsValue {
-        self.driver.as_ref().map_or(JsValue::UNDEFINED, |driver| {
-            JsValue::from_str(driver.borrow().session.client_id())
-        })
-    }
-
-    /// Operations waiting in the offline queue (or for room in the in-flight window).
-    #[wasm_bindgen(getter)]
-    pub fn queued(&self) -> usize {
-        self.driver
-            .as_ref()
-            .map_or(0, |driver| driver.borrow().session.queued())
+    /// What the socket, the timer and the flush microtask report, through the handler: see
+    /// [`Driver::handle`].
+    pub fn handle(&self, kind: i32, data: JsValue) {
+        run_turn(&self.driver, true, &mut |driver, now| {
+            driver.handle(kind, &data, now)
+        });
     }
 
     /// Disconnects (DISCONNECT, so no will is published) and closes the client; pending
     /// operations reject with `CLOSED`.
-    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
-    pub fn end(&self) -> Promise {
-        if let Some(driver) = &self.driver {
-            run_turn(driver, true, &mut |driver, now| driver.session.end(now));
-        }
-        Promise::resolve(&JsValue::UNDEFINED)
-    }
-
-    /// Adds (`add`) or removes a callback of `onMessages` (`batch`) or `onMessage`.
-    fn callback(&self, batch: bool, add: bool, callback: &Function) {
-        if let Some(driver) = &self.driver {
-            bindings::callback(&driver.borrow().events, batch, add, callback);
-        }
-    }
-
-    fn request(&self, call: Call) -> Promise {
-        let Some(driver) = &self.driver else {
-            return rejected(convert::error_value(&ClientError::Closed));
-        };
-        let mut call = Some(call);
-        let mut promise = None;
-        let mut refused = None;
-        run_turn(driver, false, &mut |driver, now| {
-            let Some(call) = call.take() else {
-                return;
-            };
-            let request = driver.new_request();
-            promise = Some(bindings::pending(&driver.events, request));
-            let session = &mut driver.session;
-            let started = match call {
-                Call::Publish(message) => session.publish(request, message, now),
-                Call::Subscribe(filter, options, properties) => {
-                    session.subscribe(request, &filter, options, properties, now)
-                }
-                Call::Unsubscribe(filter, properties) => {
-                    session.unsubscribe(request, &filter, properties, now)
-                }
-            };
-            if let Err(error) = started {
-                refused = Some((driver.events.clone(), request, error));
-            }
+    pub fn end(&self) {
+        run_turn(&self.driver, true, &mut |driver, now| {
+            driver.session.end(now)
         });
-        if let Some((events, request, error)) = refused {
-            bindings::settle(&events, request, false, &convert::error_value(&error));
-        }
-        // No Promise only if the turn could not run, which a call from JS never meets.
-        promise.unwrap_or_else(|| rejected(convert::error_value(&ClientError::Closed)))
+    }
+
+    /// The state, as an index of `STATES` in support.js: the order of [`State`].
+    ///
+    /// [`State`]: crate::session::State
+    pub fn state(&self) -> i32 {
+        self.session(|session| session.state() as i32)
+    }
+
+    /// Operations waiting in the offline queue (or for room in the in-flight window).
+    pub fn queued(&self) -> usize {
+        self.session(Session::queued)
+    }
+}
+
+impl Client {
+    /// `read` of the session. Never during a turn, since no JS runs then: the borrow cannot
+    /// fail, and `try_borrow` leaves out the panic path that `borrow` carries.
+    fn session<T: Default>(&self, read: impl FnOnce(&Session) -> T) -> T {
+        self.driver
+            .try_borrow()
+            .map_or_else(|_| T::default(), |driver| read(&driver.session))
     }
 }
