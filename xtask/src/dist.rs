@@ -2,10 +2,11 @@
 //!
 //! dist: `client-wasm` is built with the size-first `wasm-release` profile, bound with the
 //! wasm-bindgen CLI pinned by Cargo.lock into the npm package `client-wasm/pkg`, and shrunk with
-//! `wasm-opt -Oz --converge` from the npm package `binaryen`, which also shortens the names the
-//! glue and the module know each other by; the glue and `js/support.js` are bundled into one
-//! minified module by esbuild (a dev dependency of the npm workspace), the package gets its own
-//! `package.json` and README, and the sizes browsers download are printed. Then `www` runs its npm `build` script.
+//! `wasm-opt` from the npm package `binaryen`, which also shortens the names the glue and the
+//! module know each other by; the glue and `js/support.js` are bundled into one minified module
+//! by esbuild (a dev dependency of the npm workspace), the package gets its own `package.json`
+//! and README, and the sizes browsers download are printed. Then `www` runs its npm `build`
+//! script.
 //! Parts that do not exist yet are skipped with a note.
 
 use std::path::Path;
