@@ -99,7 +99,7 @@ fn client_wasm() -> Result<()> {
     // The features rustc enables by default for wasm32-unknown-unknown (wasm-opt must accept
     // them), and no custom sections left in what browsers download.
     let bound = out_dir.join("client_wasm_bg.wasm");
-    let mut optimize = wasm_opt();
+    let mut optimize = wasm_opt()?;
     optimize
         .args([
             // Lets wasm-opt fold constant offsets into loads and stores (0.1 KB gzipped), which
@@ -133,21 +133,27 @@ fn client_wasm() -> Result<()> {
     Ok(())
 }
 
-/// `wasm-opt` from the npm package `binaryen`, accepting the features rustc enables by default
-/// for wasm32-unknown-unknown.
-fn wasm_opt() -> std::process::Command {
-    let mut command = process::command("npx");
-    command
-        .args(["--yes", "--package=binaryen", "--", "wasm-opt"])
-        .args([
-            "--enable-bulk-memory",
-            "--enable-multivalue",
-            "--enable-mutable-globals",
-            "--enable-nontrapping-float-to-int",
-            "--enable-reference-types",
-            "--enable-sign-ext",
-        ]);
-    command
+/// `wasm-opt` from the npm package `binaryen` (a dev dependency of the npm workspace, pinned
+/// exactly: another wasm-opt would ship another module), accepting the features rustc enables
+/// by default for wasm32-unknown-unknown.
+fn wasm_opt() -> Result<std::process::Command> {
+    let wasm_opt = root().join("node_modules/.bin/wasm-opt");
+    if !wasm_opt.exists() {
+        bail!(
+            "{} is missing: binaryen is a dev dependency of the npm workspace (npm ci)",
+            wasm_opt.display()
+        );
+    }
+    let mut command = process::command(&wasm_opt);
+    command.args([
+        "--enable-bulk-memory",
+        "--enable-multivalue",
+        "--enable-mutable-globals",
+        "--enable-nontrapping-float-to-int",
+        "--enable-reference-types",
+        "--enable-sign-ext",
+    ]);
+    Ok(command)
 }
 
 /// Shortens the names by which the glue and the module know each other. wasm-bindgen names
@@ -159,7 +165,7 @@ fn wasm_opt() -> std::process::Command {
 /// (a name the glue lacks fails the build here, not in a user's page).
 fn minify_names(out_dir: &Path) -> Result<()> {
     let wasm = out_dir.join("client_wasm_bg.wasm");
-    let mut minify = wasm_opt();
+    let mut minify = wasm_opt()?;
     minify
         .arg("--minify-imports-and-exports-and-modules")
         .arg(&wasm)
