@@ -158,10 +158,11 @@ export class MqttClient {
       client.#clientId = values[CLIENT_ID];
       // While connecting, this holds the client, and so the driver (see web/mod.rs).
       client.#events.pending.set(0, [() => resolve(client), reject]);
-      // What the socket, the timer and microtasks call: it does not keep the client alive, so
-      // one the application dropped is freed, and it calls nothing once it is (see web/mod.rs).
-      const weak = new WeakRef(client);
-      client.#events.handler = (kind, data) => weak.deref()?.#client?.handle(kind, data);
+      // What the socket, the timer and microtasks call. It holds the client, as an open
+      // WebSocket holds its listeners: a client keeps working while it is open, even when the
+      // application keeps no reference to it, until it closes for good and the RELEASE effect
+      // drops this handler (see web/mod.rs). After `free()` it calls nothing.
+      client.#events.handler = (kind, data) => client.#client?.handle(kind, data);
       client.#events.url = url;
       client.#client = entry.connect(pack(values), client.#events);
     });
@@ -431,9 +432,12 @@ const FLUSH = 4;
  */
 export const timer = (events, delay) => setTimeout(events.handler, delay, TIMER);
 
-/** Queues a microtask that calls the client's handler (it sends what API calls wrote). */
+/**
+ * Queues a microtask that calls the client's handler (it sends what API calls wrote), unless
+ * the client closed for good in the meantime and dropped it.
+ */
 export function microtask(events) {
-  queueMicrotask(() => events.handler(FLUSH));
+  queueMicrotask(() => events.handler?.(FLUSH));
 }
 
 /** Detaches the handlers (no event may reach the client once it dropped the socket), then closes. */
@@ -714,6 +718,7 @@ const EVENTS = ["connect", "close", "reconnect", "error"];
 const RESOLVE = 4;
 const REJECT = 5;
 const MESSAGES = 6;
+const RELEASE = 7;
 
 /** Resolves (`ok`) or rejects the Promise of request `id` with `value`. */
 function settle(events, id, ok, value) {
@@ -746,6 +751,9 @@ export function runEffects(events) {
       settle(events, number, kind === RESOLVE, value);
     } else if (kind === MESSAGES) {
       deliver(value, events);
+    } else if (kind === RELEASE) {
+      // Closed for good: nothing will call the handler again, and it holds the client.
+      events.handler = undefined;
     } else {
       // Connect: sessionPresent (1 or 0) and properties; close: reconnect (1 or 0) and the error
       // (none after end()); reconnect: attempt and delay; error: the error.

@@ -185,7 +185,11 @@ export interface MqttClientEventMap {
 /** An MQTT 3.1.1 / 5.0 client over WebSocket. Create it with `MqttClient.connect()`. */
 export class MqttClient {
   private constructor();
-  /** Frees the client's WebAssembly memory at once (else it goes when the client is collected). */
+  /**
+   * Frees the client's WebAssembly memory at once, dropping its connection. Otherwise an open
+   * client stays alive by itself (like an open WebSocket), and once closed for good (`end()`,
+   * or a failure without reconnect) it is freed by the garbage collector with its last reference.
+   */
   free(): void;
   [Symbol.dispose](): void;
   /**

@@ -7,13 +7,18 @@
 //!
 //! One `Rc<RefCell<Driver>>` per client holds the session, the WebSocket with its handlers, the
 //! timer and what a turn queues for JS. Its one strong owner is the [`Client`], which the JS
-//! `MqttClient` holds: a client the application drops is freed with it. Every callback (socket,
-//! timer, microtask) calls the handler function support.js made for the client, which reaches
-//! it through a `WeakRef` and calls [`Client::handle`]: it keeps nothing alive, and a call that
-//! comes after the client is gone (or freed) does nothing. There are no `Closure`s (and no
-//! `Closure::forget`). While `connect()` is pending, its Promise's resolve function holds the
-//! `MqttClient` (in the `Events` object the driver holds), which keeps the driver alive until
-//! that Promise settles, and no longer.
+//! `MqttClient` holds. Every callback (socket, timer, microtask) calls the handler function
+//! support.js made for the client and keeps in its `Events` object, which calls
+//! [`Client::handle`]; there are no `Closure`s (and no `Closure::forget`).
+//!
+//! Lifetime: the handler holds the `MqttClient`, and the driver holds the `Events` object, so
+//! while the client is open (connecting, connected or reconnecting) it stays alive even when
+//! the application keeps no reference to it, as an open WebSocket with listeners does. When it
+//! closes for good (`end()`, or a failure without reconnect), its socket is closed, its timer
+//! cleared, and a last effect has support.js drop the handler: from then on only the
+//! application holds the client, which the garbage collector frees with its Rust half once the
+//! application lets go (or `free()` does at once). A call that comes after `free()` does
+//! nothing.
 //!
 //! Re-entrancy: user code (listeners, callbacks, Promise executors of the caller) may call back
 //! into the client, so it never runs while the driver is borrowed. A turn borrows the driver,
@@ -245,6 +250,9 @@ impl Driver {
                     // A failure already reported its "close" through ConnectionLost.
                     (false, Some(_)) => {}
                 }
+                // The socket is gone and the timer is cleared by this turn: once support.js lets
+                // go of its handler, only the application holds the client.
+                self.effect(RELEASE, 0, &JsValue::UNDEFINED);
             }
             Event::Completed { request, result } => {
                 let (kind, value) = match result {
@@ -332,6 +340,8 @@ const ERROR: i32 = 3;
 const RESOLVE: i32 = 4;
 const REJECT: i32 = 5;
 const MESSAGES: i32 = 6;
+/// The client is closed for good: support.js drops its handler (see the module header).
+const RELEASE: i32 = 7;
 
 /// The request whose Promise `connect()` returns.
 const CONNECT_REQUEST: RequestId = 0;

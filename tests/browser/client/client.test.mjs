@@ -24,7 +24,8 @@ const root = join(here, '../../..');
 const gatewayBin = process.env.GATEWAY_BIN ?? join(root, 'target/debug/gateway');
 const packageDir = process.env.CLIENT_WASM_PKG ?? join(root, 'client-wasm/pkg');
 const chromiumPath = process.env.CHROMIUM ?? '/usr/bin/chromium';
-const CHROMIUM_ARGS = ['--no-sandbox', '--headless', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+// `--expose-gc` gives pages `gc()`, for the test of a client the page no longer refers to.
+const CHROMIUM_ARGS = ['--no-sandbox', '--headless', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--js-flags=--expose-gc'];
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -228,6 +229,42 @@ test('a Vite-bundled page exchanges QoS 0/1/2 with a TCP client across a forced 
 
   assert.equal(await page.evaluate(() => window.harness.end()), 'closed');
   await tcp.client.endAsync();
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test('a connected client that the page no longer refers to stays connected through garbage collection', { timeout: 60_000 }, async () => {
+  const { page, errors } = await openPage('index.html');
+  await page.waitForFunction(() => window.harness !== undefined);
+  await page.evaluate(([url]) => window.harness.connectAndLetGo(url, 'pw/let-go'), [gateway.wsUrl]);
+  // Full collections with turns of the event loop between them, so that weak references are
+  // cleared and finalizers run.
+  await page.evaluate(async () => {
+    for (let round = 0; round < 10; round++) {
+      window.gc();
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  });
+  const tcp = await tcpClient('pw-let-go-tcp');
+  await tcp.client.publishAsync('pw/let-go', 'still here', { qos: 1 });
+  await waitFor('the message in the page', () => page.evaluate(() => window.harness.letGo.length === 1));
+  assert.deepEqual(await page.evaluate(() => window.harness.letGo), ['still here']);
+  await tcp.client.endAsync();
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test('an ended client that the page no longer refers to is garbage collected', { timeout: 60_000 }, async () => {
+  const { page, errors } = await openPage('index.html');
+  await page.waitForFunction(() => window.harness !== undefined);
+  assert.equal(await page.evaluate(([url]) => window.harness.endAndLetGo(url), [gateway.wsUrl]), 'closed');
+  await waitFor('the client to be collected', () =>
+    page.evaluate(async () => {
+      window.gc();
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      return window.harness.collected;
+    }),
+  );
   assert.deepEqual(errors, []);
   await page.close();
 });

@@ -64,6 +64,33 @@ const harness = {
     await this.client.end();
     return this.client.state;
   },
+
+  /**
+   * Connects a client, subscribes it and leaves it with only an `onMessage` callback: nothing
+   * of the page refers to it afterwards, as in an application that sets a client up in a
+   * function and returns.
+   */
+  async connectAndLetGo(url, filter) {
+    const client = await MqttClient.connect(url, { clientId: 'pw-let-go', protocolVersion: 5 });
+    client.onMessage((message) => this.letGo.push(message.text()));
+    await client.subscribe(filter, { qos: 1 });
+  },
+  letGo: [],
+
+  /**
+   * Connects a client, ends it and lets go of it, watching it with a FinalizationRegistry:
+   * `collected` turns true once the garbage collector freed it.
+   */
+  async endAndLetGo(url) {
+    const client = await MqttClient.connect(url, { clientId: 'pw-ended', protocolVersion: 5 });
+    await client.end();
+    this.registry = new FinalizationRegistry(() => {
+      this.collected = true;
+    });
+    this.registry.register(client, 'ended');
+    return client.state;
+  },
+  collected: false,
 };
 
 window.harness = harness;
