@@ -140,8 +140,8 @@ const STATES = ["connecting", "connected", "reconnecting", "closed"];
 
 /**
  * An MQTT 3.1.1 / 5.0 client over WebSocket (documented in types.d.ts). Its `Events` are what
- * the Rust driver reports to; the Rust `Client` owns the driver, so a client dropped by the
- * application is freed with it.
+ * the Rust driver reports to; the Rust `Client` owns the driver. While open, the client is held
+ * by its handler (see `connect`); once closed for good, only by the application.
  */
 export class MqttClient {
   #events = new Events();

@@ -37,7 +37,8 @@ pub type RequestId = u32;
 /// The largest packet MQTT can express: a 4-byte remaining length plus its fixed header.
 const MQTT_MAXIMUM_PACKET_SIZE: usize = MAX_REMAINING_LENGTH + 5;
 
-/// The client's state as users see it.
+/// The client's state as users see it. The JS API names them in `STATES` in support.js, in
+/// this order (the web layer hands over the discriminant).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum State {
     /// The first connection is being made.
@@ -48,18 +49,6 @@ pub enum State {
     Reconnecting,
     /// Ended by `end()` or for good after a failure.
     Closed,
-}
-
-impl State {
-    /// The name used by the JS API.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            State::Connecting => "connecting",
-            State::Connected => "connected",
-            State::Reconnecting => "reconnecting",
-            State::Closed => "closed",
-        }
-    }
 }
 
 /// An application message to publish.

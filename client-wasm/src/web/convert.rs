@@ -4,8 +4,8 @@
 //! The option objects are checked and flattened by `js/support.js` (`connectOptions` and the
 //! others) before the API calls Rust, reporting every malformed field by name as an
 //! `INVALID_ARGUMENT` error, and packed into bytes (`pack`); this side reads the values back in
-//! order with a [`Reader`], trusting their types. Received properties go the
-//! other way as a flat `[index, value, ...]` list that `propertiesObject` turns into an object.
+//! order with a [`Reader`], trusting their types. Received properties go the other way packed
+//! the same way ([`write_properties`]), which support.js turns into objects.
 //! Named fields and their checks take far less room as a table in JS than as code in the wasm
 //! module (serde, tried first, took about a third of the package's size budget).
 
