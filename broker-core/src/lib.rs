@@ -11,8 +11,9 @@
 mod auth;
 mod broker;
 mod config;
+mod lazy;
 mod session;
-mod session_index;
+mod sessions;
 mod stats;
 mod tree;
 
@@ -20,7 +21,7 @@ pub use auth::{AllowAll, AuthDecision, AuthHook, ClientIdentity};
 pub use broker::{
     Broker, ClientSummary, ConnectionId, ConnectionInfo, Frame, FrameKind, Output, RetainedSummary,
     Snapshot, StoredInflight, StoredMessage, StoredSession, StoredSubscription,
-    SubscriptionSummary, Transport,
+    SubscriptionSummary, Termination, Transport,
 };
 pub use config::BrokerConfig;
 pub use stats::{DropReason, Stats};

@@ -3,7 +3,7 @@
 
 mod common;
 
-use broker_core::{BrokerConfig, DropReason};
+use broker_core::{BrokerConfig, DropReason, Termination};
 use bytes::Bytes;
 use common::*;
 use mqtt_codec::{ByteStr, Packet, Properties, PublishPacket, QoS, ReasonCode};
@@ -298,6 +298,32 @@ fn mqtt_3_1_2_25_message_larger_than_the_clients_maximum_packet_size_is_dropped(
 }
 
 #[test]
+fn mqtt_3_1_2_25_a_resend_too_large_for_the_new_connection_is_discarded_as_delivered() {
+    let mut h = Harness::new();
+    h.connect_ok(A, v5("publisher"));
+    let mut subscriber = v5_persistent("subscriber", 300);
+    subscriber.properties.receive_maximum = Some(1);
+    h.connect_ok(B, subscriber.clone());
+    h.subscribe(B, "t", QoS::AtLeastOnce);
+    let big = "x".repeat(100);
+    assert_eq!(publishes(&h.publish(A, qos1("t", &big, 1)), B).len(), 1);
+    h.publish(A, qos1("t", "small", 2));
+    h.lose(B);
+
+    // Back with a limit the unacknowledged message exceeds: it is not resent, and it does not
+    // hold the window, so the queued message follows at once.
+    subscriber.properties.maximum_packet_size = Some(64);
+    let outputs = h.connect(C, subscriber);
+    assert_eq!(payloads(&outputs, C), ["small"]);
+    assert_eq!(h.broker.stats().dropped_for(DropReason::PacketTooLarge), 1);
+    assert_eq!(
+        h.broker.stats().queued_messages,
+        1,
+        "only \"small\" is in flight"
+    );
+}
+
+#[test]
 fn message_of_exactly_the_maximum_packet_size_is_sent() {
     let mut h = Harness::new();
     h.connect_ok(A, v5("publisher"));
@@ -422,7 +448,13 @@ fn reason_strings_accompany_disconnects() {
             _ => None,
         })
         .expect("a reason string");
-    assert!(reason_string.contains("alias"));
+    // The log line, the DISCONNECT and this test name the same variant.
+    let termination = Termination::TopicAliasUnknown(9);
+    assert_eq!(reason_string.as_str(), termination.to_string());
+    assert_eq!(
+        disconnect_reason(&outputs, A),
+        Some(termination.reason_code())
+    );
 }
 
 #[test]

@@ -6,10 +6,11 @@
 //! Times in a snapshot are durations remaining at the moment it was taken, because `Instant`s
 //! mean nothing to another process; the loader subtracts the time the broker was down.
 
-use super::{Broker, RetainedMessage, SessionSubscription, Subscriber, SubscriberEntry, TimerKind};
+use super::Broker;
+use super::retained::RetainedMessage;
+use super::timers::TimerKind;
 use crate::session::{InflightMessage, QueuedMessage};
-use mqtt_codec::{ByteStr, ProtocolVersion, PublishPacket, SubscriptionOptions, Will, topic};
-use std::cmp::Reverse;
+use mqtt_codec::{ByteStr, ProtocolVersion, PublishPacket, SubscriptionOptions, Will};
 use std::time::{Duration, Instant};
 
 /// A message with the time it has left, if it expires.
@@ -130,8 +131,7 @@ impl Broker {
     pub fn snapshot(&self, now: Instant) -> Snapshot {
         let mut retained: Vec<StoredMessage> = self
             .retained
-            .values()
-            .filter(|m| m.expires_at.is_none_or(|at| at > now))
+            .iter_live(None, now)
             .map(|m| StoredMessage {
                 publish: m.publish.clone(),
                 expires_in: remaining(now, m.expires_at),
@@ -142,13 +142,15 @@ impl Broker {
         let mut sessions: Vec<StoredSession> = self
             .sessions
             .iter()
-            .flatten()
             .filter(|s| s.expiry_interval > 0)
             .map(|session| {
+                let generation = session.generation;
                 let expires_in = match (session.connection, session.expiry_interval) {
                     (_, u32::MAX) => None,
                     (Some(_), seconds) => Some(Duration::from_secs(u64::from(seconds))),
-                    (None, _) => self.session_expiry_left(session.generation, now),
+                    (None, _) => self.timers.time_left(now, |kind| {
+                        matches!(kind, TimerKind::SessionExpiry { generation: g, .. } if *g == generation)
+                    }),
                 };
                 let mut subscriptions: Vec<StoredSubscription> = session
                     .subscriptions
@@ -160,6 +162,14 @@ impl Broker {
                     })
                     .collect();
                 subscriptions.sort_by(|a, b| a.filter.cmp(&b.filter));
+                let mut inbound_qos2: Vec<u16> = session.inbound_qos2.iter().copied().collect();
+                inbound_qos2.sort_unstable();
+                let pending_will = session.pending_will.clone().map(|will| {
+                    let left = self.timers.time_left(now, |kind| {
+                        matches!(kind, TimerKind::WillDelay { generation: g, .. } if *g == generation)
+                    });
+                    (*will, left.unwrap_or_default())
+                });
                 StoredSession {
                     client_id: session.client_id.clone(),
                     protocol: session.protocol,
@@ -176,18 +186,9 @@ impl Broker {
                         })
                         .collect(),
                     queue: session.queue.iter().map(|m| stored(now, m)).collect(),
-                    inbound_qos2: {
-                        let mut ids: Vec<u16> = session.inbound_qos2.iter().copied().collect();
-                        ids.sort_unstable();
-                        ids
-                    },
+                    inbound_qos2,
                     next_packet_id: session.next_packet_id,
-                    pending_will: session.pending_will.clone().map(|will| {
-                        let left = self
-                            .will_delay_left(session.generation, now)
-                            .unwrap_or_default();
-                        (*will, left)
-                    }),
+                    pending_will,
                 }
             })
             .collect();
@@ -195,54 +196,24 @@ impl Broker {
         Snapshot { retained, sessions }
     }
 
-    /// Time left on the expiry timer of an offline session.
-    fn session_expiry_left(&self, generation: u64, now: Instant) -> Option<Duration> {
-        self.timers
-            .iter()
-            .find_map(|Reverse((at, kind))| match kind {
-                TimerKind::SessionExpiry { generation: g, .. } if *g == generation => {
-                    Some(at.saturating_duration_since(now))
-                }
-                _ => None,
-            })
-    }
-
-    /// Time left before a session's delayed will.
-    fn will_delay_left(&self, generation: u64, now: Instant) -> Option<Duration> {
-        self.timers
-            .iter()
-            .find_map(|Reverse((at, kind))| match kind {
-                TimerKind::WillDelay { generation: g, .. } if *g == generation => {
-                    Some(at.saturating_duration_since(now))
-                }
-                _ => None,
-            })
-    }
-
     /// Loads a snapshot into a broker that has no sessions or retained messages yet. Every
     /// restored session is offline, its expiry counting from `now`.
     pub fn restore(&mut self, snapshot: Snapshot, now: Instant) {
         for message in snapshot.retained {
-            self.retained.insert(
-                message.publish.topic.clone(),
-                RetainedMessage {
-                    publish: message.publish,
-                    expires_at: message.expires_in.map(|d| now + d),
-                },
-            );
+            self.retained.insert(RetainedMessage {
+                publish: message.publish,
+                expires_at: message.expires_in.map(|d| now + d),
+            });
         }
         for stored in snapshot.sessions {
-            if self
-                .session_index
-                .contains(&self.sessions, &stored.client_id)
-            {
+            if self.sessions.contains(&stored.client_id) {
                 continue;
             }
-            let key = self.create_session(stored.client_id.clone(), stored.protocol);
-            let generation = self.next_generation;
-            self.next_generation += 1;
-            let session = self.session_mut(key);
-            session.generation = generation;
+            let key = self
+                .sessions
+                .create(stored.client_id.clone(), stored.protocol);
+            let generation = self.sessions.next_generation(key);
+            let session = self.sessions.get_mut(key);
             session.expiry_interval = stored.expiry_interval;
             session.next_packet_id = stored.next_packet_id.max(1);
             session.inbound_qos2 = stored.inbound_qos2.into_iter().collect();
@@ -260,44 +231,26 @@ impl Broker {
             }
             if let Some((will, left)) = stored.pending_will {
                 session.pending_will = Some(Box::new(will));
-                self.timers.push(Reverse((
-                    now + left,
-                    TimerKind::WillDelay {
-                        session: key,
-                        generation,
-                    },
-                )));
+                let kind = TimerKind::WillDelay {
+                    session: key,
+                    generation,
+                };
+                self.timers.schedule(now + left, kind);
             }
             if let Some(left) = stored.expires_in {
-                self.timers.push(Reverse((
-                    now + left,
-                    TimerKind::SessionExpiry {
-                        session: key,
-                        generation,
-                    },
-                )));
+                let kind = TimerKind::SessionExpiry {
+                    session: key,
+                    generation,
+                };
+                self.timers.schedule(now + left, kind);
             }
             for subscription in stored.subscriptions {
-                let entry = SubscriberEntry {
-                    options: subscription.options,
-                    identifier: subscription.identifier,
-                };
-                self.session_mut(key).subscriptions.insert(
-                    subscription.filter.clone(),
-                    SessionSubscription {
-                        options: subscription.options,
-                        identifier: subscription.identifier,
-                    },
-                );
-                match topic::parse_shared(&subscription.filter).ok().flatten() {
-                    Some(shared) => {
-                        self.add_group_member(&subscription.filter, shared.filter, key, entry)
-                    }
-                    None => {
-                        self.tree
-                            .insert(&subscription.filter, Subscriber::Session(key), entry);
-                    }
-                }
+                let StoredSubscription {
+                    filter,
+                    options,
+                    identifier,
+                } = subscription;
+                self.subscribe(key, &filter, options, identifier);
             }
         }
     }

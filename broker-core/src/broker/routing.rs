@@ -1,0 +1,178 @@
+//! A PUBLISH from a client: its topic alias resolved, its topic and QoS 2 state checked, its
+//! publication authorized and acknowledged; and any message (a client's, a will, `$SYS`)
+//! retained and routed to every matching subscription, one copy per session.
+
+use super::delivery::Target;
+use super::output::SharedFrames;
+use super::termination::Termination;
+use super::{Broker, ConnectionId};
+use crate::auth::ClientIdentity;
+use crate::session::SessionKey;
+use mqtt_codec::{Packet, Properties, PubAckPacket, PublishPacket, QoS, ReasonCode, topic};
+use std::time::{Duration, Instant};
+use tracing::warn;
+
+impl Broker {
+    /// A PUBLISH from a client.
+    pub(super) fn handle_publish(
+        &mut self,
+        connection: ConnectionId,
+        mut publish: PublishPacket,
+        now: Instant,
+    ) -> Result<(), Termination> {
+        let conn = self
+            .connections
+            .get_mut(&connection)
+            .expect("caller checked");
+        let protocol = conn.protocol;
+
+        // Resolve the topic alias before anything looks at the topic [MQTT-3.3.2-12].
+        if let Some(alias) = publish.properties.topic_alias.take() {
+            let maximum = self.config.topic_alias_maximum;
+            if alias == 0 || alias > maximum {
+                return Err(Termination::TopicAliasOutOfRange { alias, maximum });
+            }
+            if publish.topic.is_empty() {
+                match conn.inbound_aliases.get(&alias) {
+                    Some(topic) => publish.topic = topic.clone(),
+                    None => return Err(Termination::TopicAliasUnknown(alias)),
+                }
+            } else {
+                conn.inbound_aliases.insert(alias, publish.topic.detached());
+            }
+        }
+        if let Err(error) = topic::validate_topic_name(&publish.topic) {
+            return Err(Termination::TopicNameInvalid(error));
+        }
+        if publish.retain && !self.config.retain_available {
+            return Err(Termination::RetainUnavailable);
+        }
+
+        let key = conn.session;
+        let qos = publish.qos;
+        let packet_id = publish.packet_id;
+        self.stats.publish_received[qos as usize] += 1;
+        self.stats.publish_bytes_received[qos as usize] += publish.payload.len() as u64;
+
+        if qos == QoS::ExactlyOnce {
+            let id = packet_id.expect("codec guarantees an id for QoS 2");
+            let inbound = &self.sessions.get(key).inbound_qos2;
+            if inbound.contains(&id) {
+                // A resent PUBLISH whose first copy was delivered: acknowledge again, deliver
+                // nothing [MQTT-4.3.3-10].
+                self.emit(connection, &Packet::PubRec(PubAckPacket::new(id)));
+                return Ok(());
+            }
+            let maximum = self.config.receive_maximum;
+            if inbound.len() >= usize::from(maximum) {
+                return Err(Termination::ReceiveMaximumExceeded(maximum));
+            }
+        }
+
+        // Borrowed field by field: no reference count is touched on this path, which every
+        // message takes.
+        let conn = &self.connections[&connection];
+        let client_id = self.sessions.get(key).client_id.as_str();
+        let identity = ClientIdentity {
+            client_id,
+            username: conn.username.as_deref(),
+        };
+        let allowed = self.auth.authorize_publish(&identity, &publish.topic);
+        let mut reason = ReasonCode::Success;
+        if allowed {
+            publish.dup = false;
+            publish.packet_id = None;
+            let reached = self.publish_message(Some(key), publish, now);
+            if reached == 0 && protocol.is_v5() {
+                reason = ReasonCode::NoMatchingSubscribers;
+            }
+        } else {
+            warn!(client_id = %client_id, "publish to {:?} not authorized", publish.topic.as_str());
+            reason = ReasonCode::NotAuthorized;
+        }
+
+        let ack = |id| PubAckPacket {
+            packet_id: id,
+            reason_code: if protocol.is_v5() {
+                reason
+            } else {
+                ReasonCode::Success
+            },
+            properties: Properties::default(),
+        };
+        match (qos, packet_id) {
+            (QoS::AtLeastOnce, Some(id)) => self.emit(connection, &Packet::PubAck(ack(id))),
+            (QoS::ExactlyOnce, Some(id)) => {
+                if !reason.is_error() {
+                    self.sessions.get_mut(key).inbound_qos2.insert(id);
+                }
+                self.emit(connection, &Packet::PubRec(ack(id)));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Retains (if asked) and routes a message to every matching subscription, from
+    /// `publisher` (none for a will or `$SYS`). Returns the number of subscriptions it reached.
+    pub(super) fn publish_message(
+        &mut self,
+        publisher: Option<SessionKey>,
+        publish: PublishPacket,
+        now: Instant,
+    ) -> usize {
+        let expires_at = publish
+            .properties
+            .message_expiry_interval
+            .map(|seconds| now + Duration::from_secs(u64::from(seconds)));
+        if publish.retain {
+            self.retained.retain(&publish, expires_at);
+        }
+
+        let mut matches = std::mem::take(&mut self.matches);
+        matches.clear();
+        self.subscriptions
+            .collect_matches(&publish.topic, publisher, &self.sessions, &mut matches);
+
+        // One copy per session, at the highest QoS of its matching subscriptions, carrying every
+        // matching subscription identifier [MQTT-3.3.4-2] [MQTT-3.3.4-3]. A shared group's
+        // delivery is a copy of its own.
+        matches.sort_unstable_by_key(|m| (m.session, m.group));
+        let reached = matches.len();
+        let mut shared = SharedFrames::default();
+        for same in matches.chunk_by(|a, b| (a.session, a.group) == (b.session, b.group)) {
+            let max_qos = same.iter().map(|m| m.options.qos).max();
+            let qos = publish.qos.min(max_qos.unwrap_or(QoS::AtMostOnce));
+            // Forwarded messages keep the retain flag only with Retain As Published
+            // [MQTT-3.3.1-12] [MQTT-3.3.1-13].
+            let retain = publish.retain && same.iter().any(|m| m.options.retain_as_published);
+            let identifiers = same.iter().filter_map(|m| m.identifier);
+
+            let (mut delivery, target) = self.delivery_to(same[0].session);
+            // The common case, a QoS 0 message with nothing particular to the receiver, goes
+            // out as bytes shared with every other such receiver.
+            if let Target {
+                online: Some((connection, conn)),
+                ..
+            } = &target
+                && qos == QoS::AtMostOnce
+                && expires_at.is_none()
+                && identifiers.clone().next().is_none()
+                && conn.takes_plain_frames()
+            {
+                delivery.send_shared(*connection, conn, &publish, retain, &mut shared);
+                continue;
+            }
+            let mut copy = publish.clone();
+            copy.qos = qos;
+            copy.retain = retain;
+            copy.properties.subscription_identifiers.clear();
+            if target.session.protocol.is_v5() {
+                copy.properties.subscription_identifiers.extend(identifiers);
+            }
+            delivery.deliver(target, copy, expires_at, now);
+        }
+        self.matches = matches;
+        reached
+    }
+}
