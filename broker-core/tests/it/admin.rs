@@ -1,10 +1,8 @@
 //! `$SYS/broker/...` statistics, server shutdown, administrative disconnects, the counters and
 //! the summaries the HTTP API reads.
 
-mod common;
-
+use crate::common::*;
 use broker_core::{BrokerConfig, DropReason, Transport};
-use common::*;
 use mqtt_codec::{ProtocolVersion, QoS, ReasonCode};
 
 fn sys_config() -> BrokerConfig {

@@ -1,10 +1,8 @@
 //! QoS 0, 1 and 2 in both directions: acknowledgements, packet identifiers, the in-flight window,
 //! queueing, ordering, redelivery on resume and offline queues.
 
-mod common;
-
+use crate::common::*;
 use broker_core::{BrokerConfig, DropReason};
-use common::*;
 use mqtt_codec::{Packet, PubAckPacket, QoS, ReasonCode};
 
 // ----- Inbound (client to broker) --------------------------------------------------------------

@@ -1,7 +1,6 @@
 //! Test harness: a broker stepped with a fake clock, packet builders and output filters.
 //!
-//! Every test file includes this module and uses a different subset of it.
-#![allow(dead_code)]
+//! Shared by every module of this test binary.
 
 use broker_core::{
     AllowAll, AuthHook, Broker, BrokerConfig, ConnectionId, ConnectionInfo, Frame, FrameKind,
@@ -20,7 +19,6 @@ pub const A: ConnectionId = ConnectionId(1);
 pub const B: ConnectionId = ConnectionId(2);
 pub const C: ConnectionId = ConnectionId(3);
 pub const D: ConnectionId = ConnectionId(4);
-pub const E: ConnectionId = ConnectionId(5);
 
 /// A broker and the fake clock that drives it.
 pub struct Harness {

@@ -4,10 +4,8 @@
 //! their original identifier, the window never exceeds the client's Receive Maximum, and a
 //! released QoS 2 message is never sent again.
 
-mod common;
-
+use crate::common::*;
 use broker_core::{ConnectionId, Output};
-use common::*;
 use mqtt_codec::{Packet, PubAckPacket, QoS};
 use proptest::prelude::*;
 

@@ -1,11 +1,9 @@
 //! The authentication and authorization hook: refused CONNECTs, denied subscriptions and
 //! publications, and the 5.0 enhanced authentication exchange (AUTH).
 
-mod common;
-
+use crate::common::*;
 use broker_core::{AuthDecision, AuthHook, ClientIdentity, Output};
 use bytes::{Bytes, BytesMut};
-use common::*;
 use mqtt_codec::{
     AuthPacket, ByteStr, ConnectPacket, DisconnectPacket, Packet, Properties, ProtocolVersion, QoS,
     ReasonCode, encode,

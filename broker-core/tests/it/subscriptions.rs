@@ -1,10 +1,8 @@
 //! SUBSCRIBE and UNSUBSCRIBE: wildcards, `$` topics, overlapping subscriptions, subscription
 //! identifiers, No Local and shared subscriptions.
 
-mod common;
-
+use crate::common::*;
 use broker_core::{ConnectionId, Frame, Output};
-use common::*;
 use mqtt_codec::{Packet, QoS, ReasonCode, SubscriptionOptions};
 
 #[test]

@@ -1,10 +1,8 @@
 //! Will messages: when they are published, when they are not, the 5.0 Will Delay Interval and
 //! what a will carries.
 
-mod common;
-
+use crate::common::*;
 use broker_core::AuthHook;
-use common::*;
 use mqtt_codec::{ByteStr, DisconnectPacket, Packet, Properties, QoS, ReasonCode};
 
 /// A subscriber on `C` listening to `will/#`.

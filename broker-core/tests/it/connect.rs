@@ -1,10 +1,8 @@
 //! CONNECT and CONNACK: session present, clean start, client identifiers, takeover, packets out
 //! of place, decode errors and the CONNACK properties of 5.0.
 
-mod common;
-
+use crate::common::*;
 use broker_core::{BrokerConfig, Output};
-use common::*;
 use mqtt_codec::{DecodeError, Packet, ProtocolVersion, QoS, ReasonCode, encode};
 
 #[test]

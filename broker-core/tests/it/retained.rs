@@ -1,10 +1,8 @@
 //! Retained messages: storing, replacing, clearing, sending on subscribe as Retain Handling says,
 //! and the RETAIN flag of forwarded messages.
 
-mod common;
-
+use crate::common::*;
 use broker_core::BrokerConfig;
-use common::*;
 use mqtt_codec::{QoS, RetainHandling, SubscriptionOptions};
 
 #[test]

@@ -1,11 +1,9 @@
 //! MQTT 5.0 properties: topic aliases in both directions, message expiry, maximum packet size,
 //! properties forwarded unaltered, and request/response information.
 
-mod common;
-
+use crate::common::*;
 use broker_core::{BrokerConfig, DropReason, Termination};
 use bytes::Bytes;
-use common::*;
 use mqtt_codec::{ByteStr, Packet, Properties, PublishPacket, QoS, ReasonCode};
 
 fn with_alias(mut publish: PublishPacket, alias: u16) -> PublishPacket {

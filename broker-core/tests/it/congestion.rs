@@ -1,10 +1,8 @@
 //! Backpressure signal: the broker reports when it queued a message for an online client whose
 //! queue is half full, so the gateway can slow the publisher instead of dropping messages later.
 
-mod common;
-
+use crate::common::*;
 use broker_core::BrokerConfig;
-use common::*;
 use mqtt_codec::QoS;
 
 fn small_queue() -> BrokerConfig {

@@ -1,10 +1,8 @@
 //! Deadlines stepped with the fake clock: keep alive at one and a half periods, Server Keep
 //! Alive, and session expiry (including changes at DISCONNECT).
 
-mod common;
-
+use crate::common::*;
 use broker_core::BrokerConfig;
-use common::*;
 use mqtt_codec::{DisconnectPacket, Packet, Properties, QoS, ReasonCode};
 
 fn keep_alive(mut connect: mqtt_codec::ConnectPacket, seconds: u16) -> mqtt_codec::ConnectPacket {
