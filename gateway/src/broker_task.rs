@@ -32,7 +32,7 @@ const QUEUE_PAUSE: Duration = Duration::from_millis(2);
 
 /// Requests from connections and from the HTTP API to the broker task.
 #[derive(Debug)]
-pub enum Command {
+pub(crate) enum Command {
     /// A connection was accepted; its outbox receives what the broker sends it.
     Open {
         /// The connection.
@@ -81,7 +81,7 @@ pub enum Command {
 
 /// Read-only questions and administrative actions from the HTTP API.
 #[derive(Debug)]
-pub enum Query {
+pub(crate) enum Query {
     /// Broker counters.
     Stats(oneshot::Sender<Stats>),
     /// Connected clients.
@@ -96,21 +96,21 @@ pub enum Query {
 
 /// Byte counters the transports update and the broker reads for `$SYS` and metrics.
 #[derive(Debug, Default)]
-pub struct TransportCounters {
+pub(crate) struct TransportCounters {
     /// Bytes read from all connections.
-    pub bytes_received: AtomicU64,
+    pub(crate) bytes_received: AtomicU64,
     /// Bytes written to all connections.
-    pub bytes_sent: AtomicU64,
+    pub(crate) bytes_sent: AtomicU64,
     /// Network connections open now, by transport, for `/metrics`.
-    pub open_connections: crate::metrics::OpenConnections,
+    pub(crate) open_connections: crate::metrics::OpenConnections,
 }
 
 /// Limits the broker task applies to outboxes.
 #[derive(Clone, Copy, Debug)]
-pub struct OutboxLimits {
+pub(crate) struct OutboxLimits {
     /// Above this many queued bytes a connection counts as congested and the publishers
     /// sending to it are slowed down.
-    pub soft_bytes: usize,
+    pub(crate) soft_bytes: usize,
 }
 
 struct Peer {
@@ -119,22 +119,22 @@ struct Peer {
 
 /// What the broker task needs besides its command channel.
 #[derive(Debug)]
-pub struct BrokerTaskSettings {
+pub(crate) struct BrokerTaskSettings {
     /// Broker limits and capabilities.
-    pub config: BrokerConfig,
+    pub(crate) config: BrokerConfig,
     /// Outbox limits.
-    pub limits: OutboxLimits,
+    pub(crate) limits: OutboxLimits,
     /// State restored from the store.
-    pub restored: Snapshot,
+    pub(crate) restored: Snapshot,
     /// Where snapshots go; `None` runs without persistence.
-    pub store: Option<mpsc::Sender<Snapshot>>,
+    pub(crate) store: Option<mpsc::Sender<Snapshot>>,
     /// Time between snapshots.
-    pub autosave_interval: Duration,
+    pub(crate) autosave_interval: Duration,
 }
 
 /// Runs the broker until a `Shutdown` command has been handled or every sender is gone, then
 /// hands the final snapshot to the store.
-pub async fn run(
+pub(crate) async fn run(
     settings: BrokerTaskSettings,
     auth: Box<dyn AuthHook>,
     mut commands: mpsc::Receiver<Command>,

@@ -38,7 +38,7 @@ use tracing::{debug, warn};
 const COMMAND_CREDITS: u32 = 2;
 
 /// A byte stream carrying MQTT packets (TCP, TLS, WebSocket...).
-pub trait Transport: Send {
+pub(crate) trait Transport: Send {
     /// Waits until bytes arrive and appends them to `buf`, returning how many; `Ok(0)` at the
     /// end of the stream. Must be cancel safe: dropping the future loses no data.
     fn read(&mut self, buf: &mut BytesMut) -> impl Future<Output = io::Result<usize>> + Send;
@@ -53,30 +53,30 @@ pub trait Transport: Send {
 
 /// Settings of the connection task.
 #[derive(Clone, Copy, Debug)]
-pub struct ConnectionSettings {
+pub(crate) struct ConnectionSettings {
     /// Time allowed between accepting the connection and receiving CONNECT.
-    pub connect_timeout: Duration,
+    pub(crate) connect_timeout: Duration,
     /// Largest packet accepted, as announced in CONNACK.
-    pub max_packet_size: usize,
+    pub(crate) max_packet_size: usize,
     /// Hard limit of an outbox, in bytes.
-    pub outbox_limit: usize,
+    pub(crate) outbox_limit: usize,
     /// Time allowed for flushing after the broker closed the connection.
-    pub close_timeout: Duration,
+    pub(crate) close_timeout: Duration,
     /// Time a write may wait for a peer that does not read before the connection is dropped.
-    pub write_timeout: Duration,
+    pub(crate) write_timeout: Duration,
     /// Outbox bytes above which a connection counts as congested.
-    pub outbox_soft_limit: usize,
+    pub(crate) outbox_soft_limit: usize,
 }
 
 /// Everything a connection task needs from the gateway.
 #[derive(Clone, Debug)]
-pub struct ConnectionContext {
+pub(crate) struct ConnectionContext {
     /// Commands to the broker task.
-    pub commands: mpsc::Sender<Command>,
+    pub(crate) commands: mpsc::Sender<Command>,
     /// Byte counters.
-    pub counters: Arc<TransportCounters>,
+    pub(crate) counters: Arc<TransportCounters>,
     /// Settings.
-    pub settings: ConnectionSettings,
+    pub(crate) settings: ConnectionSettings,
 }
 
 /// Why the read side stopped.
@@ -97,7 +97,7 @@ enum WriteFailure {
 /// Serves one connection until it ends.
 ///
 /// `context` is shared by a listener's connections when passed as an `Arc`.
-pub fn run<T: Transport>(
+pub(crate) fn run<T: Transport>(
     mut transport: T,
     connection: ConnectionId,
     info: ConnectionInfo,

@@ -27,23 +27,23 @@ const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What the HTTP handlers share; cheap to clone (one per request).
 #[derive(Clone, Debug)]
-pub struct HttpState {
+pub(crate) struct HttpState {
     /// The broker task's channel, counters and connection settings, as TCP connections get them.
-    pub context: ConnectionContext,
+    pub(crate) context: ConnectionContext,
     /// The bound on open connections, shared with the TCP listeners.
-    pub limiter: ConnectionLimiter,
+    pub(crate) limiter: ConnectionLimiter,
     /// Tracks WebSocket connection tasks so that shutdown waits for them.
-    pub tracker: TaskTracker,
+    pub(crate) tracker: TaskTracker,
     /// Which web pages may open a WebSocket.
-    pub origins: Arc<OriginPolicy>,
+    pub(crate) origins: Arc<OriginPolicy>,
     /// The Prometheus recorder.
-    pub metrics: Arc<Metrics>,
+    pub(crate) metrics: Arc<Metrics>,
     /// The MQTT over TCP listeners, shown when the dashboard was not built.
-    pub mqtt_addresses: Arc<[SocketAddr]>,
+    pub(crate) mqtt_addresses: Arc<[SocketAddr]>,
 }
 
 /// The gateway's HTTP routes.
-pub fn app(state: HttpState) -> Router {
+pub(crate) fn app(state: HttpState) -> Router {
     Router::new()
         .route("/mqtt", get(websocket::upgrade))
         .route("/metrics", get(metrics))

@@ -4,19 +4,26 @@
 //! accepting, sends 5.0 clients DISCONNECT 0x8B, flushes, and waits for every task to end. Tests
 //! start a gateway on port 0 and read the bound addresses back.
 
-pub mod api;
-pub mod broker_task;
+// Only what the binary and the tests use is public: `config` (the binary builds a
+// `GatewayConfig` from its flags, tests build one directly), `dashboard` (tests check the
+// embedded files), and the error types that `Gateway::start` names. Everything else is the
+// gateway's own business.
+mod api;
+mod broker_task;
 pub mod config;
-pub mod connection;
+mod connection;
 pub mod dashboard;
-pub mod http;
-pub mod listeners;
-pub mod metrics;
-pub mod origin;
-pub mod outbox;
-pub mod store;
-pub mod tcp;
-pub mod websocket;
+mod http;
+mod listeners;
+mod metrics;
+mod origin;
+mod outbox;
+mod store;
+mod tcp;
+mod websocket;
+
+pub use origin::InvalidOrigin;
+pub use store::StoreError;
 
 use broker_core::AuthHook;
 use broker_task::{BrokerTaskSettings, Command, OutboxLimits, TransportCounters};
@@ -55,10 +62,10 @@ pub enum StartError {
     },
     /// The embedded store could not be opened or read.
     #[error(transparent)]
-    Store(#[from] store::StoreError),
+    Store(#[from] StoreError),
     /// An `--allowed-origin` is not an origin.
     #[error(transparent)]
-    AllowedOrigin(#[from] origin::InvalidOrigin),
+    AllowedOrigin(#[from] InvalidOrigin),
     /// The data directory could not be created.
     #[error("cannot create data directory {path}: {source}")]
     DataDir {

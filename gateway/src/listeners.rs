@@ -8,7 +8,7 @@ use tracing::warn;
 
 /// Hands out connection identifiers and enforces the maximum number of connections.
 #[derive(Clone, Debug)]
-pub struct ConnectionLimiter {
+pub(crate) struct ConnectionLimiter {
     permits: Arc<Semaphore>,
     next_id: Arc<AtomicU64>,
     /// Set while refusing, so a storm of connections logs one line, not thousands.
@@ -18,7 +18,7 @@ pub struct ConnectionLimiter {
 
 impl ConnectionLimiter {
     /// A limiter allowing `maximum` open connections.
-    pub fn new(maximum: usize) -> Self {
+    pub(crate) fn new(maximum: usize) -> Self {
         ConnectionLimiter {
             permits: Arc::new(Semaphore::new(maximum)),
             next_id: Arc::new(AtomicU64::new(1)),
@@ -28,12 +28,12 @@ impl ConnectionLimiter {
     }
 
     /// A fresh connection identifier.
-    pub fn next_id(&self) -> ConnectionId {
+    pub(crate) fn next_id(&self) -> ConnectionId {
         ConnectionId(self.next_id.fetch_add(1, Ordering::Relaxed))
     }
 
     /// A permit for one more connection, or `None` (logged once per episode) at the limit.
-    pub fn try_acquire(&self, peer: &str) -> Option<ConnectionPermit> {
+    pub(crate) fn try_acquire(&self, peer: &str) -> Option<ConnectionPermit> {
         match self.permits.try_acquire() {
             Ok(permit) => {
                 permit.forget();
@@ -57,7 +57,7 @@ impl ConnectionLimiter {
 /// tokio's `OwnedSemaphorePermit` (which also counts its permits), and every connection's task
 /// holds one.
 #[derive(Debug)]
-pub struct ConnectionPermit(Arc<Semaphore>);
+pub(crate) struct ConnectionPermit(Arc<Semaphore>);
 
 impl Drop for ConnectionPermit {
     fn drop(&mut self) {

@@ -17,7 +17,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Every transport, in the order of [`OpenConnections`]' slots.
-pub const TRANSPORTS: [Transport; 4] = [
+pub(crate) const TRANSPORTS: [Transport; 4] = [
     Transport::Tcp,
     Transport::Tls,
     Transport::WebSocket,
@@ -35,13 +35,13 @@ fn slot(transport: Transport) -> usize {
 
 /// Network connections open now, by transport (including those still waiting for CONNECT).
 #[derive(Debug, Default)]
-pub struct OpenConnections {
+pub(crate) struct OpenConnections {
     counts: [AtomicU64; 4],
 }
 
 impl OpenConnections {
     /// Counts a connection as open until the returned guard is dropped.
-    pub fn open(&self, transport: Transport) -> OpenConnection<'_> {
+    pub(crate) fn open(&self, transport: Transport) -> OpenConnection<'_> {
         self.counts[slot(transport)].fetch_add(1, Ordering::Relaxed);
         OpenConnection {
             count: &self.counts[slot(transport)],
@@ -49,14 +49,14 @@ impl OpenConnections {
     }
 
     /// Connections open now over `transport`.
-    pub fn get(&self, transport: Transport) -> u64 {
+    pub(crate) fn get(&self, transport: Transport) -> u64 {
         self.counts[slot(transport)].load(Ordering::Relaxed)
     }
 }
 
 /// Keeps one connection counted in [`OpenConnections`] while it lives.
 #[derive(Debug)]
-pub struct OpenConnection<'a> {
+pub(crate) struct OpenConnection<'a> {
     count: &'a AtomicU64,
 }
 
@@ -68,7 +68,7 @@ impl Drop for OpenConnection<'_> {
 
 /// Why a WebSocket upgrade was refused, for the `mqtt_websocket_upgrades_refused_total` counter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RefusedUpgrade {
+pub(crate) enum RefusedUpgrade {
     /// The `Origin` header named a site that may not connect.
     Origin,
     /// The client offered no MQTT subprotocol.
@@ -78,7 +78,7 @@ pub enum RefusedUpgrade {
 }
 
 /// The Prometheus recorder of one gateway.
-pub struct Metrics {
+pub(crate) struct Metrics {
     recorder: PrometheusRecorder,
     handle: PrometheusHandle,
     refused_origin: Counter,
@@ -100,7 +100,7 @@ impl Default for Metrics {
 
 impl Metrics {
     /// A recorder with every metric described.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let recorder = PrometheusBuilder::new().build_recorder();
         let handle = recorder.handle();
         let (refused_origin, refused_subprotocol, refused_limit) =
@@ -123,7 +123,7 @@ impl Metrics {
     }
 
     /// Counts one refused WebSocket upgrade.
-    pub fn record_refused_upgrade(&self, reason: RefusedUpgrade) {
+    pub(crate) fn record_refused_upgrade(&self, reason: RefusedUpgrade) {
         match reason {
             RefusedUpgrade::Origin => self.refused_origin.increment(1),
             RefusedUpgrade::Subprotocol => self.refused_subprotocol.increment(1),
@@ -132,7 +132,7 @@ impl Metrics {
     }
 
     /// Copies a snapshot into the recorder and renders the Prometheus text exposition.
-    pub fn render(&self, stats: &Stats, counters: &TransportCounters) -> String {
+    pub(crate) fn render(&self, stats: &Stats, counters: &TransportCounters) -> String {
         with_local_recorder(&self.recorder, || record(stats, counters));
         self.handle.render()
     }

@@ -25,7 +25,7 @@ use tokio::time::Instant;
 
 /// Why a frame was not queued.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PushError {
+pub(crate) enum PushError {
     /// The connection is closing or closed.
     Closed,
     /// Queuing the frame would pass the hard byte limit: the consumer is too slow.
@@ -48,7 +48,7 @@ struct State {
 /// waits for frames or credits, waits through one [`AtomicWaker`] and flags rather than a
 /// `Notify` and a semaphore (whose waiters would live in the connection's future).
 #[derive(Debug)]
-pub struct Outbox {
+pub(crate) struct Outbox {
     state: Mutex<State>,
     /// Mirrors the queued byte count so the broker can check it without taking the lock.
     bytes: AtomicUsize,
@@ -73,7 +73,7 @@ pub struct Outbox {
 
 /// Why a connection must pause reading.
 #[derive(Debug, Clone)]
-pub enum Throttle {
+pub(crate) enum Throttle {
     /// Its messages went into this outbox, which is above the soft limit.
     Outbox(Arc<Outbox>),
     /// Its messages were queued in a session queue that is half full.
@@ -84,7 +84,7 @@ pub enum Throttle {
 /// Dropping it, once the broker task has handled the command, gives the credit back and wakes
 /// the connection task if it waits for one.
 #[derive(Debug)]
-pub struct Credit(Arc<Outbox>);
+pub(crate) struct Credit(Arc<Outbox>);
 
 impl Drop for Credit {
     fn drop(&mut self) {
@@ -98,7 +98,7 @@ impl Drop for Credit {
 
 /// The future of [`Outbox::ready`].
 #[derive(Debug)]
-pub struct Ready<'a>(&'a Outbox);
+pub(crate) struct Ready<'a>(&'a Outbox);
 
 impl Future for Ready<'_> {
     type Output = ();
@@ -128,7 +128,7 @@ impl Drop for Ready<'_> {
 
 /// The future of [`Outbox::credit_available`].
 #[derive(Debug)]
-pub struct CreditAvailable<'a>(&'a Outbox);
+pub(crate) struct CreditAvailable<'a>(&'a Outbox);
 
 impl Future for CreditAvailable<'_> {
     type Output = ();
@@ -157,7 +157,7 @@ impl Drop for CreditAvailable<'_> {
 impl Outbox {
     /// An empty outbox that refuses frames beyond `limit` queued bytes, with `credits` command
     /// credits.
-    pub fn new(limit: usize, credits: u32) -> Self {
+    pub(crate) fn new(limit: usize, credits: u32) -> Self {
         Outbox {
             state: Mutex::new(State::default()),
             bytes: AtomicUsize::new(0),
@@ -172,18 +172,18 @@ impl Outbox {
     }
 
     /// Bytes waiting to be written.
-    pub fn queued_bytes(&self) -> usize {
+    pub(crate) fn queued_bytes(&self) -> usize {
         self.bytes.load(Ordering::Relaxed)
     }
 
     /// Queues a frame and wakes the connection task; refuses it beyond the byte limit.
-    pub fn push(&self, frame: Bytes) -> Result<(), PushError> {
+    pub(crate) fn push(&self, frame: Bytes) -> Result<(), PushError> {
         self.push_with_limit(frame, self.limit)
     }
 
     /// Queues a frame whatever the byte limit: for the rare packet that must not be lost
     /// even when the connection is slow.
-    pub fn push_unbounded(&self, frame: Bytes) -> Result<(), PushError> {
+    pub(crate) fn push_unbounded(&self, frame: Bytes) -> Result<(), PushError> {
         self.push_with_limit(frame, usize::MAX)
     }
 
@@ -212,13 +212,13 @@ impl Outbox {
     }
 
     /// Asks the connection task to pause reading, at most until `until`, before its next read.
-    pub fn throttle(&self, reason: Throttle, until: Instant) {
+    pub(crate) fn throttle(&self, reason: Throttle, until: Instant) {
         self.state.lock().expect("outbox lock poisoned").throttle = Some((reason, until));
     }
 
     /// The pause in force, if any. It stays until [`Outbox::clear_throttle`], so a wait that
     /// is cancelled resumes where it was.
-    pub fn current_throttle(&self) -> Option<(Throttle, Instant)> {
+    pub(crate) fn current_throttle(&self) -> Option<(Throttle, Instant)> {
         self.state
             .lock()
             .expect("outbox lock poisoned")
@@ -227,12 +227,12 @@ impl Outbox {
     }
 
     /// Ends the pause: the connection read again.
-    pub fn clear_throttle(&self) {
+    pub(crate) fn clear_throttle(&self) {
         self.state.lock().expect("outbox lock poisoned").throttle = None;
     }
 
     /// Waits until at most `bytes` are queued or the outbox is closed.
-    pub async fn wait_below(&self, bytes: usize) {
+    pub(crate) async fn wait_below(&self, bytes: usize) {
         loop {
             // Registered before the check, so a drain between check and wait is not missed.
             let notified = self.drained.notified();
@@ -246,7 +246,7 @@ impl Outbox {
     }
 
     /// Waits until the outbox is closed.
-    pub async fn wait_closed(&self) {
+    pub(crate) async fn wait_closed(&self) {
         loop {
             let notified = self.drained.notified();
             let mut notified = std::pin::pin!(notified);
@@ -263,7 +263,7 @@ impl Outbox {
     }
 
     /// Marks the outbox closed: what is queued is still written, then the connection ends.
-    pub fn close(&self) {
+    pub(crate) fn close(&self) {
         self.state.lock().expect("outbox lock poisoned").closed = true;
         self.signal();
         self.drained.notify_waiters();
@@ -271,18 +271,18 @@ impl Outbox {
 
     /// Waits until frames are queued or the outbox is closed. Only the connection task waits
     /// here. Cancel safe: a wake-up that arrives while nobody waits is kept for the next call.
-    pub fn ready(&self) -> Ready<'_> {
+    pub(crate) fn ready(&self) -> Ready<'_> {
         Ready(self)
     }
 
     /// Waits until a command credit is free (without taking it). Only the connection task
     /// waits here.
-    pub fn credit_available(&self) -> CreditAvailable<'_> {
+    pub(crate) fn credit_available(&self) -> CreditAvailable<'_> {
         CreditAvailable(self)
     }
 
     /// Takes a command credit if one is free.
-    pub fn try_take_credit(self: &Arc<Self>) -> Option<Credit> {
+    pub(crate) fn try_take_credit(self: &Arc<Self>) -> Option<Credit> {
         self.credits
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |free| {
                 free.checked_sub(1)
@@ -292,7 +292,7 @@ impl Outbox {
     }
 
     /// Takes every queued frame, and whether the outbox is closed.
-    pub fn take(&self) -> (VecDeque<Bytes>, bool) {
+    pub(crate) fn take(&self) -> (VecDeque<Bytes>, bool) {
         let mut state = self.state.lock().expect("outbox lock poisoned");
         let frames = std::mem::take(&mut state.frames);
         let taken: usize = frames.iter().map(Bytes::len).sum();

@@ -63,14 +63,14 @@ fn database_error(error: impl std::fmt::Display) -> StoreError {
 
 /// The database and what was last written to it.
 #[derive(Debug)]
-pub struct Store {
+pub(crate) struct Store {
     database: Database,
     written: HashMap<(&'static str, String), u64>,
 }
 
 impl Store {
     /// Opens (or creates) `gateway.redb` in `directory`.
-    pub fn open(directory: &Path) -> Result<Store, StoreError> {
+    pub(crate) fn open(directory: &Path) -> Result<Store, StoreError> {
         let path = directory.join("gateway.redb");
         let database = Database::create(&path).map_err(|source| StoreError::Open {
             path: path.clone(),
@@ -83,7 +83,7 @@ impl Store {
     }
 
     /// Reads the last snapshot, aged by the time the gateway was down.
-    pub fn load(&mut self) -> Result<Snapshot, StoreError> {
+    pub(crate) fn load(&mut self) -> Result<Snapshot, StoreError> {
         let read = self.database.begin_read().map_err(database_error)?;
         let mut snapshot = Snapshot::default();
         let saved_at = match read.open_table(META) {
@@ -150,7 +150,7 @@ impl Store {
     }
 
     /// Writes the entries of `snapshot` that changed, and deletes those that are gone.
-    pub fn save(&mut self, snapshot: &Snapshot) -> Result<(), StoreError> {
+    pub(crate) fn save(&mut self, snapshot: &Snapshot) -> Result<(), StoreError> {
         let mut fresh: HashMap<(&'static str, String), Vec<u8>> = HashMap::new();
         for message in &snapshot.retained {
             let mut buf = BytesMut::new();
@@ -219,7 +219,7 @@ impl Store {
 
 /// Writes every snapshot received until the channel closes; the last one is the shutdown
 /// snapshot, so returning means everything is on disk.
-pub fn run(mut store: Store, mut snapshots: mpsc::Receiver<Snapshot>) {
+pub(crate) fn run(mut store: Store, mut snapshots: mpsc::Receiver<Snapshot>) {
     while let Some(snapshot) = snapshots.blocking_recv() {
         if let Err(error) = store.save(&snapshot) {
             // Logged each time: a store that cannot write loses data on the next restart.

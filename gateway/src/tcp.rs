@@ -17,13 +17,13 @@ use tracing::warn;
 
 /// A TCP connection carrying MQTT.
 #[derive(Debug)]
-pub struct TcpTransport {
+pub(crate) struct TcpTransport {
     stream: TcpStream,
 }
 
 impl TcpTransport {
     /// Wraps an accepted stream.
-    pub fn new(stream: TcpStream) -> Self {
+    pub(crate) fn new(stream: TcpStream) -> Self {
         TcpTransport { stream }
     }
 }
@@ -124,7 +124,7 @@ impl Transport for TcpTransport {
 }
 
 /// Accepts connections on `listener` until `shutdown` is cancelled.
-pub async fn accept_loop(
+pub(crate) async fn accept_loop(
     listener: TcpListener,
     context: ConnectionContext,
     limiter: ConnectionLimiter,

@@ -36,19 +36,19 @@ use std::time::Duration;
 use tracing::{debug, warn};
 
 /// Subprotocols accepted on `/mqtt`: `mqtt` (3.1.1 and 5.0) and `mqttv3.1` (older clients).
-pub const SUBPROTOCOLS: [&str; 2] = ["mqtt", "mqttv3.1"];
+pub(crate) const SUBPROTOCOLS: [&str; 2] = ["mqtt", "mqttv3.1"];
 
 /// Largest coalesced WebSocket message, in bytes. Large enough that per-message costs vanish
 /// next to per-byte ones, small enough not to hold a big copy per connection.
-pub const COALESCE_LIMIT: usize = 256 * 1024;
+pub(crate) const COALESCE_LIMIT: usize = 256 * 1024;
 
 /// Time one batch may take to be written. A peer that reads nothing for this long is not coming
 /// back; without the bound its connection task would wait forever once its outbox is closed.
-pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Picks the first subprotocol the client offers (its order is its preference, RFC 6455
 /// 4.1) that MQTT over WebSocket uses. The header may be repeated and each is a comma list.
-pub fn select_subprotocol(headers: &HeaderMap) -> Option<HeaderValue> {
+pub(crate) fn select_subprotocol(headers: &HeaderMap) -> Option<HeaderValue> {
     headers
         .get_all(header::SEC_WEBSOCKET_PROTOCOL)
         .iter()
@@ -60,7 +60,7 @@ pub fn select_subprotocol(headers: &HeaderMap) -> Option<HeaderValue> {
 
 /// `GET /mqtt`: checks the origin, the subprotocol and the connection limit, then upgrades and
 /// serves MQTT on the WebSocket until it ends.
-pub async fn upgrade(
+pub(crate) async fn upgrade(
     State(state): State<HttpState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
@@ -145,7 +145,7 @@ pub async fn upgrade(
 /// A WebSocket carrying MQTT in binary messages, over any message stream and sink (axum's
 /// `WebSocket` in the gateway, a fake in tests).
 #[derive(Debug)]
-pub struct WebSocketTransport<S> {
+pub(crate) struct WebSocketTransport<S> {
     socket: S,
     /// The close frame to send when the connection ends (1003 after a text message).
     close_frame: Option<CloseFrame>,
@@ -155,7 +155,7 @@ pub struct WebSocketTransport<S> {
 
 impl<S> WebSocketTransport<S> {
     /// Wraps an upgraded socket.
-    pub fn new(socket: S) -> Self {
+    pub(crate) fn new(socket: S) -> Self {
         WebSocketTransport {
             socket,
             close_frame: None,
