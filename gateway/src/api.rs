@@ -10,8 +10,8 @@
 //! `GET /stats`.
 
 use crate::broker_task::{Command, Query};
+use crate::counters::TRANSPORTS;
 use crate::http::HttpState;
-use crate::metrics::TRANSPORTS;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};

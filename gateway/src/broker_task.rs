@@ -5,6 +5,7 @@
 //! Invariant: `peers` holds exactly the connections that announced themselves and were neither
 //! closed by the core nor reported lost.
 
+use crate::counters::TransportCounters;
 use crate::outbox::{Credit, Outbox, PushError, Throttle};
 use broker_core::{
     AuthHook, Broker, BrokerConfig, ClientSummary, ConnectionId, ConnectionInfo, DropReason,
@@ -14,7 +15,7 @@ use mqtt_codec::{ConnectPacket, DecodeError, Packet, QoS};
 /// Connections by id: ids are the gateway's own counter, and foldhash beats SipHash on them.
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
@@ -92,17 +93,6 @@ pub(crate) enum Query {
     Retained(Option<String>, oneshot::Sender<Vec<RetainedSummary>>),
     /// Disconnect a client by id; answers whether it was connected.
     Disconnect(String, oneshot::Sender<bool>),
-}
-
-/// Byte counters the transports update and the broker reads for `$SYS` and metrics.
-#[derive(Debug, Default)]
-pub(crate) struct TransportCounters {
-    /// Bytes read from all connections.
-    pub(crate) bytes_received: AtomicU64,
-    /// Bytes written to all connections.
-    pub(crate) bytes_sent: AtomicU64,
-    /// Network connections open now, by transport, for `/metrics`.
-    pub(crate) open_connections: crate::metrics::OpenConnections,
 }
 
 /// Limits the broker task applies to outboxes.

@@ -15,7 +15,8 @@
 //! plain functions returning an `async move` block rather than `async fn`s, whose arguments
 //! would be stored twice.
 
-use crate::broker_task::{Command, TransportCounters};
+use crate::broker_task::Command;
+use crate::counters::TransportCounters;
 use crate::outbox::{Outbox, Throttle};
 use broker_core::{ConnectionId, ConnectionInfo};
 use bytes::{Bytes, BytesMut};
