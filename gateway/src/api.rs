@@ -1,15 +1,16 @@
 //! `/api/v1/...`: the broker's state as JSON, and disconnecting a client.
 //!
-//! Every answer comes from the broker task through a [`Query`] with a oneshot reply, bounded by
-//! [`QUERY_TIMEOUT`] so that a stuck broker yields 503 instead of piling up requests. The JSON
-//! shapes are this module's own types, kept stable for the dashboard and for scripts; errors are
+//! Every answer comes from the broker task through a [`Query`] with a oneshot reply
+//! ([`BrokerHandle::ask`](crate::broker_task::BrokerHandle::ask)), bounded by [`QUERY_TIMEOUT`]
+//! so that a stuck broker yields 503 instead of piling up requests. The JSON shapes are this
+//! module's own types, kept stable for the dashboard and for scripts; errors are
 //! `{"error": "..."}` with the matching status.
 //!
 //! Routes (relative to `/api/v1`): `GET /clients`, `GET /clients/{id}`, `DELETE /clients/{id}`
 //! (204, or 404 for an unknown id), `GET /subscriptions`, `GET /retained?filter=F&limit=N`,
 //! `GET /stats`.
 
-use crate::broker_task::{Command, Query};
+use crate::broker_task::{AskError, Query};
 use crate::counters::TRANSPORTS;
 use crate::http::HttpState;
 use axum::extract::{Path, State};
@@ -25,7 +26,6 @@ use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use thiserror::Error;
-use tokio::sync::{mpsc, oneshot};
 
 /// Time the broker task has to answer a query.
 pub(crate) const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -49,12 +49,9 @@ pub(crate) enum ApiError {
     /// The method is not allowed on this route.
     #[error("method not allowed")]
     MethodNotAllowed,
-    /// The broker task has stopped (the gateway is shutting down).
-    #[error("the broker is not running")]
-    BrokerStopped,
-    /// The broker task did not answer within [`QUERY_TIMEOUT`].
-    #[error("the broker did not answer within {0:?}")]
-    BrokerTimeout(Duration),
+    /// The broker task has stopped, or did not answer within [`QUERY_TIMEOUT`].
+    #[error(transparent)]
+    Broker(#[from] AskError),
 }
 
 /// The body of every error answer.
@@ -70,32 +67,13 @@ impl IntoResponse for ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::BrokerStopped | ApiError::BrokerTimeout(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Broker(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
         let body = ErrorBody {
             error: self.to_string(),
         };
         (status, Json(body)).into_response()
     }
-}
-
-/// Sends a query to the broker task and waits, bounded, for its answer.
-pub(crate) async fn ask<T>(
-    commands: &mpsc::Sender<Command>,
-    query: impl FnOnce(oneshot::Sender<T>) -> Query,
-    timeout: Duration,
-) -> Result<T, ApiError> {
-    let (reply, answer) = oneshot::channel();
-    let exchange = async {
-        commands
-            .send(Command::Query(query(reply)))
-            .await
-            .map_err(|_| ApiError::BrokerStopped)?;
-        answer.await.map_err(|_| ApiError::BrokerStopped)
-    };
-    tokio::time::timeout(timeout, exchange)
-        .await
-        .map_err(|_| ApiError::BrokerTimeout(timeout))?
 }
 
 /// The `/api/v1` routes.
@@ -304,7 +282,11 @@ impl StatsJson {
 }
 
 async fn all_clients(state: &HttpState) -> Result<Vec<ClientJson>, ApiError> {
-    let clients = ask(&state.context.commands, Query::Clients, QUERY_TIMEOUT).await?;
+    let clients = state
+        .context
+        .broker
+        .ask(Query::Clients, QUERY_TIMEOUT)
+        .await?;
     let (now, wall_now) = (Instant::now(), SystemTime::now());
     Ok(clients
         .into_iter()
@@ -333,7 +315,7 @@ async fn disconnect_client(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let query = |reply| Query::Disconnect(id.clone(), reply);
-    if ask(&state.context.commands, query, QUERY_TIMEOUT).await? {
+    if state.context.broker.ask(query, QUERY_TIMEOUT).await? {
         tracing::info!("client {id:?} disconnected through the API");
         Ok(StatusCode::NO_CONTENT)
     } else {
@@ -348,7 +330,11 @@ fn unknown_client(id: &str) -> ApiError {
 async fn subscriptions(
     State(state): State<HttpState>,
 ) -> Result<Json<Vec<SubscriptionJson>>, ApiError> {
-    let list = ask(&state.context.commands, Query::Subscriptions, QUERY_TIMEOUT).await?;
+    let list = state
+        .context
+        .broker
+        .ask(Query::Subscriptions, QUERY_TIMEOUT)
+        .await?;
     Ok(Json(list.into_iter().map(SubscriptionJson::from).collect()))
 }
 
@@ -378,7 +364,7 @@ async fn retained(
         .unwrap_or(RETAINED_LIMIT)
         .min(RETAINED_LIMIT_MAX);
     let query = |reply| Query::Retained(filter, reply);
-    let list = ask(&state.context.commands, query, QUERY_TIMEOUT).await?;
+    let list = state.context.broker.ask(query, QUERY_TIMEOUT).await?;
     Ok(Json(
         list.into_iter()
             .take(limit)
@@ -388,7 +374,11 @@ async fn retained(
 }
 
 async fn stats(State(state): State<HttpState>) -> Result<Json<StatsJson>, ApiError> {
-    let stats = ask(&state.context.commands, Query::Stats, QUERY_TIMEOUT).await?;
+    let stats = state
+        .context
+        .broker
+        .ask(Query::Stats, QUERY_TIMEOUT)
+        .await?;
     Ok(Json(StatsJson::new(stats, &state)))
 }
 

@@ -1,6 +1,7 @@
-//! The task that owns the broker core. Connections send it commands over one bounded channel;
-//! it feeds them to the core and queues the frames the core encoded in the connections'
-//! outboxes without ever waiting on a client.
+//! The task that owns the broker core. Connections, the HTTP handlers and the gateway send it
+//! commands through a [`BrokerHandle`] (one bounded channel); it feeds them to the core and
+//! queues the frames the core encoded in the connections' outboxes without ever waiting on a
+//! client.
 //!
 //! Invariant: `peers` holds exactly the connections that announced themselves and were neither
 //! closed by the core nor reported lost.
@@ -12,13 +13,17 @@ use broker_core::{
     FrameKind, Output, RetainedSummary, Snapshot, Stats, SubscriptionSummary,
 };
 use mqtt_codec::{ConnectPacket, DecodeError, Packet, QoS};
-/// Connections by id: ids are the gateway's own counter, and foldhash beats SipHash on them.
-type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
+use thiserror::Error;
+use tokio::sync::mpsc::error::{SendError, TrySendError};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
+
+/// Connections by id: ids are the gateway's own counter, and foldhash beats SipHash on them.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// How many commands the broker task handles before it routes outputs and checks timers.
 const COMMAND_BATCH: usize = 256;
@@ -93,6 +98,73 @@ pub(crate) enum Query {
     Retained(Option<String>, oneshot::Sender<Vec<RetainedSummary>>),
     /// Disconnect a client by id; answers whether it was connected.
     Disconnect(String, oneshot::Sender<bool>),
+}
+
+/// The way to the broker task: a clone of the sending end of its command channel. Connections,
+/// the HTTP handlers and the gateway each hold one; the task stops once every clone is gone or
+/// [`BrokerHandle::shutdown`] was handled.
+#[derive(Clone, Debug)]
+pub(crate) struct BrokerHandle {
+    commands: mpsc::Sender<Command>,
+}
+
+/// Why the broker task did not answer a [`Query`].
+#[derive(Debug, Error)]
+pub(crate) enum AskError {
+    /// The broker task has stopped (the gateway is shutting down).
+    #[error("the broker is not running")]
+    Stopped,
+    /// The broker task did not answer within the time given.
+    #[error("the broker did not answer within {0:?}")]
+    TimedOut(Duration),
+}
+
+impl BrokerHandle {
+    /// Wraps the sending end of the broker task's command channel.
+    pub(crate) fn new(commands: mpsc::Sender<Command>) -> Self {
+        BrokerHandle { commands }
+    }
+
+    /// Queues a command, waiting while the queue is full (backpressure on the sender); fails
+    /// once the broker task is gone. The channel's own future, so that a connection task that
+    /// stores it stores nothing more.
+    pub(crate) fn send(
+        &self,
+        command: Command,
+    ) -> impl Future<Output = Result<(), SendError<Command>>> + Send + '_ {
+        self.commands.send(command)
+    }
+
+    /// Queues a command if the queue has room now.
+    pub(crate) fn try_send(&self, command: Command) -> Result<(), TrySendError<Command>> {
+        self.commands.try_send(command)
+    }
+
+    /// Sends a query and waits, at most `timeout`, for its answer: the bound keeps a stuck
+    /// broker from piling up HTTP requests (they fail with 503 instead).
+    pub(crate) async fn ask<T>(
+        &self,
+        query: impl FnOnce(oneshot::Sender<T>) -> Query,
+        timeout: Duration,
+    ) -> Result<T, AskError> {
+        let (reply, answer) = oneshot::channel();
+        let exchange = async {
+            self.commands
+                .send(Command::Query(query(reply)))
+                .await
+                .map_err(|_| AskError::Stopped)?;
+            answer.await.map_err(|_| AskError::Stopped)
+        };
+        tokio::time::timeout(timeout, exchange)
+            .await
+            .map_err(|_| AskError::TimedOut(timeout))?
+    }
+
+    /// Asks the broker task to disconnect every client (DISCONNECT 0x8B for 5.0) and stop.
+    /// Nothing to do if it is gone already: there is nobody left to tell.
+    pub(crate) async fn shutdown(self) {
+        let _ = self.commands.send(Command::Shutdown).await;
+    }
 }
 
 /// Limits the broker task applies to outboxes.

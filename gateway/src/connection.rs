@@ -15,7 +15,7 @@
 //! plain functions returning an `async move` block rather than `async fn`s, whose arguments
 //! would be stored twice.
 
-use crate::broker_task::Command;
+use crate::broker_task::{BrokerHandle, Command};
 use crate::counters::TransportCounters;
 use crate::outbox::{Outbox, Throttle};
 use broker_core::{ConnectionId, ConnectionInfo};
@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::Poll;
 use std::time::Duration;
-use tokio::sync::mpsc::{self, error::TrySendError};
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::time::{Instant, Sleep};
 use tracing::{debug, warn};
 
@@ -72,8 +72,8 @@ pub(crate) struct ConnectionSettings {
 /// Everything a connection task needs from the gateway.
 #[derive(Clone, Debug)]
 pub(crate) struct ConnectionContext {
-    /// Commands to the broker task.
-    pub(crate) commands: mpsc::Sender<Command>,
+    /// The broker task.
+    pub(crate) broker: BrokerHandle,
     /// Byte counters.
     pub(crate) counters: Arc<TransportCounters>,
     /// Settings.
@@ -112,7 +112,7 @@ pub(crate) fn run<T: Transport>(
             connection,
             outbox: outbox.clone(),
         };
-        if send_command(&context.commands, announce).await.is_err() {
+        if send_command(&context.broker, announce).await.is_err() {
             return;
         }
         // Dropped once CONNECT is in, so idle connections keep no timer.
@@ -177,7 +177,7 @@ pub(crate) fn run<T: Transport>(
                             let decoded = decode_packets(&mut read_buf, &mut connected, connection, &info, &context.settings);
                             // Boxed, as the broker's queue may be full: a wait here would
                             // otherwise be part of every connection's future.
-                            Box::pin(forward(decoded, connection, &info, &context.commands, &outbox)).await
+                            Box::pin(forward(decoded, connection, &info, &context.broker, &outbox)).await
                         }
                         Err(error) => {
                             debug!(connection = %connection, "read failed: {error}");
@@ -217,7 +217,7 @@ pub(crate) fn run<T: Transport>(
         if tell_lost {
             outbox.close();
             // The broker may be shutting down; then nobody needs to know.
-            let _ = send_command(&context.commands, Command::Lost { connection }).await;
+            let _ = send_command(&context.broker, Command::Lost { connection }).await;
         } else {
             // Whatever the broker queued before closing (a DISCONNECT, a CONNACK) goes out first.
             let (frames, _) = outbox.take();
@@ -349,7 +349,7 @@ async fn forward(
     decoded: Decoded,
     connection: ConnectionId,
     info: &ConnectionInfo,
-    commands: &mpsc::Sender<Command>,
+    broker: &BrokerHandle,
     outbox: &Arc<Outbox>,
 ) -> Option<ReadEnd> {
     if let Some(packet) = decoded.connect {
@@ -358,7 +358,7 @@ async fn forward(
             packet,
             info: info.clone(),
         };
-        if commands.send(command).await.is_err() {
+        if broker.send(command).await.is_err() {
             return Some(ReadEnd::Lost);
         }
     }
@@ -376,7 +376,7 @@ async fn forward(
             packets: decoded.packets,
             credit,
         };
-        if commands.send(command).await.is_err() {
+        if broker.send(command).await.is_err() {
             return Some(ReadEnd::Lost);
         }
     }
@@ -388,7 +388,7 @@ async fn forward(
                 error,
                 info: info.clone(),
             };
-            if commands.send(command).await.is_err() {
+            if broker.send(command).await.is_err() {
                 return Some(ReadEnd::Lost);
             }
             Some(ReadEnd::AwaitingClose)
@@ -399,12 +399,12 @@ async fn forward(
 /// Sends `command` to the broker task. The queue nearly always has room, and then nothing
 /// waits; a wait for room is boxed, so that it does not enlarge every connection's future.
 fn send_command(
-    commands: &mpsc::Sender<Command>,
+    broker: &BrokerHandle,
     command: Command,
 ) -> impl Future<Output = Result<(), ()>> + Send + '_ {
-    let queued = match commands.try_send(command) {
+    let queued = match broker.try_send(command) {
         Ok(()) => Ok(None),
-        Err(TrySendError::Full(command)) => Ok(Some(Box::pin(commands.send(command)))),
+        Err(TrySendError::Full(command)) => Ok(Some(Box::pin(broker.send(command)))),
         Err(TrySendError::Closed(_)) => Err(()),
     };
     async move {

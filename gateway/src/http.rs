@@ -1,11 +1,12 @@
 //! The HTTP surface, one axum router: `/` (the dashboard, see [`crate::dashboard`]),
 //! `/mqtt` (MQTT over WebSocket), `/metrics` (Prometheus), `/api/v1/...` (JSON) and `/healthz`.
 //!
-//! Handlers never touch broker state: they ask the broker task ([`crate::api::ask`], bounded by a
-//! timeout) or read atomic counters. The router needs the peer address, so it is served with
+//! Handlers never touch broker state: they ask the broker task
+//! ([`BrokerHandle::ask`](crate::broker_task::BrokerHandle::ask), bounded by a timeout) or read
+//! atomic counters. The router needs the peer address, so it is served with
 //! `into_make_service_with_connect_info::<SocketAddr>()`.
 
-use crate::api::{self, ask};
+use crate::api;
 use crate::broker_task::Query;
 use crate::connection::ConnectionContext;
 use crate::dashboard;
@@ -55,7 +56,7 @@ pub(crate) fn app(state: HttpState) -> Router {
 
 /// `GET /healthz`: 200 while the broker task answers, 503 otherwise.
 async fn health(State(state): State<HttpState>) -> Response {
-    match ask(&state.context.commands, Query::Stats, HEALTH_TIMEOUT).await {
+    match state.context.broker.ask(Query::Stats, HEALTH_TIMEOUT).await {
         Ok(_) => "ok\n".into_response(),
         Err(error) => (StatusCode::SERVICE_UNAVAILABLE, format!("{error}\n")).into_response(),
     }
@@ -63,7 +64,12 @@ async fn health(State(state): State<HttpState>) -> Response {
 
 /// `GET /metrics`: the Prometheus text exposition.
 async fn metrics(State(state): State<HttpState>) -> Response {
-    match ask(&state.context.commands, Query::Stats, api::QUERY_TIMEOUT).await {
+    match state
+        .context
+        .broker
+        .ask(Query::Stats, api::QUERY_TIMEOUT)
+        .await
+    {
         Ok(stats) => {
             let text = state.metrics.render(&stats, &state.context.counters);
             (

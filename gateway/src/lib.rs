@@ -27,7 +27,7 @@ pub use origin::InvalidOrigin;
 pub use store::StoreError;
 
 use broker_core::AuthHook;
-use broker_task::{BrokerTaskSettings, Command, OutboxLimits};
+use broker_task::{BrokerHandle, BrokerTaskSettings, OutboxLimits};
 use config::GatewayConfig;
 use connection::{ConnectionContext, ConnectionSettings};
 use counters::TransportCounters;
@@ -93,8 +93,8 @@ pub struct Gateway {
     http_addresses: Vec<SocketAddr>,
     stop_accepting: CancellationToken,
     tracker: TaskTracker,
-    commands: mpsc::Sender<Command>,
-    broker: JoinHandle<()>,
+    broker: BrokerHandle,
+    broker_task: JoinHandle<()>,
     store: JoinHandle<()>,
 }
 
@@ -147,10 +147,12 @@ impl Gateway {
             store: Some(snapshots),
             autosave_interval: config.autosave_interval,
         };
-        let broker = tokio::spawn(broker_task::run(settings, auth, receiver, counters.clone()));
+        let broker_task =
+            tokio::spawn(broker_task::run(settings, auth, receiver, counters.clone()));
+        let broker = BrokerHandle::new(commands);
 
         let context = ConnectionContext {
-            commands: commands.clone(),
+            broker: broker.clone(),
             counters,
             settings: ConnectionSettings {
                 connect_timeout: config.connect_timeout,
@@ -212,8 +214,8 @@ impl Gateway {
             http_addresses,
             stop_accepting,
             tracker,
-            commands,
             broker,
+            broker_task,
             store: store_task,
         })
     }
@@ -232,13 +234,11 @@ impl Gateway {
     /// snapshot to the store, and waits up to `grace` for all of it.
     pub async fn shutdown(self, grace: Duration) -> Result<(), ShutdownError> {
         self.stop_accepting.cancel();
-        // If the broker task is gone already there is nobody left to tell.
-        let _ = self.commands.send(Command::Shutdown).await;
-        drop(self.commands);
+        self.broker.shutdown().await;
         self.tracker.close();
         let finished = tokio::time::timeout(grace, async {
             self.tracker.wait().await;
-            let _ = self.broker.await;
+            let _ = self.broker_task.await;
             // The broker task sent its final snapshot; the store task ends once it is written.
             let _ = self.store.await;
         })
