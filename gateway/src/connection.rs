@@ -1,7 +1,7 @@
 //! The per-connection task, shared by every transport: it reads bytes, decodes packets, hands
 //! them to the broker task, and writes what the broker queues in the connection's outbox.
 //!
-//! Transports are thin adapters implementing [`Transport`]; this module holds all the MQTT
+//! Transports are thin adapters implementing [`Transport`] (see [`crate::transport`]); this module holds all the MQTT
 //! connection rules that do not need the broker's state: CONNECT must come first and within the
 //! connect timeout [MQTT-3.1.0-1], a decode error stops reading and lets the broker answer, and
 //! the connection ends when the broker closes the outbox or the peer goes away.
@@ -18,10 +18,10 @@
 use crate::broker_task::{BrokerHandle, Command};
 use crate::counters::TransportCounters;
 use crate::outbox::{Outbox, Throttle};
+use crate::transport::Transport;
 use broker_core::{ConnectionId, ConnectionInfo};
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use mqtt_codec::{ConnectPacket, DecodeError, Packet, ProtocolVersion, decode};
-use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
 use std::pin::{Pin, pin};
@@ -37,20 +37,6 @@ use tracing::{debug, warn};
 /// so a fast publisher's backlog is a couple of reads, and a pause the broker asks for (see
 /// `Outbox::throttle`) takes effect at once rather than after a queue of earlier reads.
 const COMMAND_CREDITS: u32 = 2;
-
-/// A byte stream carrying MQTT packets (TCP, TLS, WebSocket...).
-pub(crate) trait Transport: Send {
-    /// Waits until bytes arrive and appends them to `buf`, returning how many; `Ok(0)` at the
-    /// end of the stream. Must be cancel safe: dropping the future loses no data.
-    fn read(&mut self, buf: &mut BytesMut) -> impl Future<Output = io::Result<usize>> + Send;
-
-    /// Writes every frame, in order, as one batch (one WebSocket message, one TCP write where
-    /// possible), returning the number of bytes written.
-    fn write(&mut self, frames: VecDeque<Bytes>) -> impl Future<Output = io::Result<usize>> + Send;
-
-    /// Flushes and closes the stream.
-    fn close(&mut self) -> impl Future<Output = io::Result<()>> + Send;
-}
 
 /// Settings of the connection task.
 #[derive(Clone, Copy, Debug)]

@@ -20,7 +20,7 @@ mod metrics;
 mod origin;
 mod outbox;
 mod store;
-mod tcp;
+mod transport;
 mod websocket;
 
 pub use origin::InvalidOrigin;
@@ -174,7 +174,7 @@ impl Gateway {
                 .expect("bound listener has an address");
             info!("listening mqtt {address}");
             mqtt_addresses.push(address);
-            tracker.spawn(tcp::accept_loop(
+            tracker.spawn(listeners::run_tcp(
                 listener,
                 context.clone(),
                 limiter.clone(),
