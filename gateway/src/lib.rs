@@ -8,12 +8,10 @@
 // `GatewayConfig` from its flags, tests build one directly), `dashboard` (tests check the
 // embedded files), and the error types that `Gateway::start` names. Everything else is the
 // gateway's own business.
-mod api;
 mod broker_task;
 pub mod config;
 mod connection;
 mod counters;
-pub mod dashboard;
 mod http;
 mod listeners;
 mod metrics;
@@ -21,8 +19,8 @@ mod origin;
 mod outbox;
 mod store;
 mod transport;
-mod websocket;
 
+pub use http::dashboard;
 pub use origin::InvalidOrigin;
 pub use store::StoreError;
 

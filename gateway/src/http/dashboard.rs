@@ -14,7 +14,7 @@
 //!   `wasm-unsafe-eval` for the MQTT client's WebAssembly), connections to this origin and to
 //!   WebSocket URLs (the broker URL is editable on the page).
 
-use crate::http::HttpState;
+use super::HttpState;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{Html, IntoResponse, Response};
@@ -75,7 +75,7 @@ pub(crate) fn content_type(path: &str) -> &'static str {
 }
 
 /// Serves the dashboard; the router's fallback, so it sees every path no other route took.
-pub(crate) async fn serve(
+pub(super) async fn serve(
     State(state): State<HttpState>,
     method: Method,
     uri: Uri,

@@ -10,9 +10,9 @@
 //! (204, or 404 for an unknown id), `GET /subscriptions`, `GET /retained?filter=F&limit=N`,
 //! `GET /stats`.
 
+use super::{HttpState, QUERY_TIMEOUT};
 use crate::broker_task::{AskError, Query};
 use crate::counters::TRANSPORTS;
-use crate::http::HttpState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -24,11 +24,8 @@ use mqtt_codec::{ProtocolVersion, RetainHandling};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use thiserror::Error;
-
-/// Time the broker task has to answer a query.
-pub(crate) const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Bytes of a retained payload shown in `/retained`.
 pub(crate) const PREVIEW_BYTES: usize = 256;
@@ -77,7 +74,7 @@ impl IntoResponse for ApiError {
 }
 
 /// The `/api/v1` routes.
-pub(crate) fn router() -> Router<HttpState> {
+pub(super) fn router() -> Router<HttpState> {
     Router::new()
         .route("/clients", get(clients))
         .route("/clients/{id}", get(client).delete(disconnect_client))
@@ -452,6 +449,7 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn payload_previews() {

@@ -1,19 +1,23 @@
-//! The HTTP surface, one axum router: `/` (the dashboard, see [`crate::dashboard`]),
-//! `/mqtt` (MQTT over WebSocket), `/metrics` (Prometheus), `/api/v1/...` (JSON) and `/healthz`.
+//! The HTTP surface, one axum router ([`app`]): `/` (the dashboard, [`dashboard`]), `/mqtt`
+//! (MQTT over WebSocket, [`upgrade`]), `/metrics` (Prometheus), `/api/v1/...` (JSON, [`api`])
+//! and `/healthz`.
 //!
-//! Handlers never touch broker state: they ask the broker task
+//! [`HttpState`] is what every handler gets; the children reach it as `super::HttpState` (as
+//! axum's examples do), and this module knows each child only by the handler or router it
+//! mounts. Handlers never touch broker state: they ask the broker task
 //! ([`BrokerHandle::ask`](crate::broker_task::BrokerHandle::ask), bounded by a timeout) or read
 //! atomic counters. The router needs the peer address, so it is served with
 //! `into_make_service_with_connect_info::<SocketAddr>()`.
 
-use crate::api;
+mod api;
+pub mod dashboard;
+mod upgrade;
+
 use crate::broker_task::Query;
 use crate::connection::ConnectionContext;
-use crate::dashboard;
 use crate::listeners::ConnectionLimiter;
 use crate::metrics::Metrics;
 use crate::origin::OriginPolicy;
-use crate::websocket;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -25,6 +29,9 @@ use tokio_util::task::TaskTracker;
 
 /// Time the broker task has to answer the health check.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Time the broker task has to answer a query of the API or a scrape of `/metrics`.
+const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What the HTTP handlers share; cheap to clone (one per request).
 #[derive(Clone, Debug)]
@@ -46,7 +53,7 @@ pub(crate) struct HttpState {
 /// The gateway's HTTP routes.
 pub(crate) fn app(state: HttpState) -> Router {
     Router::new()
-        .route("/mqtt", get(websocket::upgrade))
+        .route("/mqtt", get(upgrade::serve))
         .route("/metrics", get(metrics))
         .route("/healthz", get(health))
         .nest("/api/v1", api::router())
@@ -64,12 +71,7 @@ async fn health(State(state): State<HttpState>) -> Response {
 
 /// `GET /metrics`: the Prometheus text exposition.
 async fn metrics(State(state): State<HttpState>) -> Response {
-    match state
-        .context
-        .broker
-        .ask(Query::Stats, api::QUERY_TIMEOUT)
-        .await
-    {
+    match state.context.broker.ask(Query::Stats, QUERY_TIMEOUT).await {
         Ok(stats) => {
             let text = state.metrics.render(&stats, &state.context.counters);
             (

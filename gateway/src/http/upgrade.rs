@@ -1,4 +1,4 @@
-//! MQTT over WebSocket: the `/mqtt` upgrade handler.
+//! `GET /mqtt`: the WebSocket upgrade that starts an MQTT connection.
 //!
 //! The upgrade is refused before any MQTT happens when the page's `Origin` may not connect (403,
 //! see [`crate::origin`]), when the client offers neither the `mqtt` nor the `mqttv3.1`
@@ -8,8 +8,8 @@
 //! Past the upgrade the connection is served by the same [`connection::run`] as TCP, over the
 //! [`WebSocketTransport`] adapter.
 
+use super::HttpState;
 use crate::connection;
-use crate::http::HttpState;
 use crate::metrics::RefusedUpgrade;
 use crate::origin::OriginRefusal;
 use crate::transport::ws::WebSocketTransport;
@@ -39,7 +39,7 @@ pub(crate) fn select_subprotocol(headers: &HeaderMap) -> Option<HeaderValue> {
 
 /// `GET /mqtt`: checks the origin, the subprotocol and the connection limit, then upgrades and
 /// serves MQTT on the WebSocket until it ends.
-pub(crate) async fn upgrade(
+pub(super) async fn serve(
     State(state): State<HttpState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
