@@ -47,6 +47,15 @@ use tracing::info;
 /// queue, not the sockets, would otherwise absorb a burst that a slow consumer cannot take.
 const COMMAND_QUEUE: usize = 128;
 
+/// Time one batch of writes to a connection may take, whatever the transport. A peer that reads
+/// nothing for this long is not coming back, and its connection is dropped; without the bound
+/// its connection task would wait on it forever.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Time a connection has to flush what is queued and close once the broker closed it (shutdown,
+/// takeover, a protocol error), and for the WebSocket closing handshake.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Why the gateway could not start.
 #[derive(Debug, Error)]
 pub enum StartError {
@@ -156,8 +165,8 @@ impl Gateway {
                 connect_timeout: config.connect_timeout,
                 max_packet_size: config.broker.max_packet_size as usize,
                 outbox_limit: config.outbox_limit,
-                close_timeout: Duration::from_secs(2),
-                write_timeout: Duration::from_secs(30),
+                close_timeout: CLOSE_TIMEOUT,
+                write_timeout: WRITE_TIMEOUT,
                 outbox_soft_limit: config.outbox_soft_limit,
             },
         };

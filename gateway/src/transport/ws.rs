@@ -10,8 +10,8 @@
 //! Writes coalesce: everything the broker queued for the connection since the last write leaves
 //! as one binary message, since a browser pays per message rather than per byte. A message is
 //! bounded by [`COALESCE_LIMIT`] bytes and never splits a packet; a lone packet goes out without a
-//! copy and without waiting for company. A batch that cannot be written within [`WRITE_TIMEOUT`]
-//! ends the connection.
+//! copy and without waiting for company. Like every transport's, a write is bounded by the
+//! connection task's write timeout, not here.
 
 use super::Transport;
 use axum::extract::ws::{CloseFrame, Message, close_code};
@@ -19,16 +19,11 @@ use bytes::{Bytes, BytesMut};
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use std::collections::VecDeque;
 use std::io;
-use std::time::Duration;
 use tracing::debug;
 
 /// Largest coalesced WebSocket message, in bytes. Large enough that per-message costs vanish
 /// next to per-byte ones, small enough not to hold a big copy per connection.
 pub(crate) const COALESCE_LIMIT: usize = 256 * 1024;
-
-/// Time one batch may take to be written. A peer that reads nothing for this long is not coming
-/// back; without the bound its connection task would wait forever once its outbox is closed.
-pub(crate) const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A WebSocket carrying MQTT in binary messages, over any message stream and sink (axum's
 /// `WebSocket` in the gateway, a fake in tests).
@@ -100,23 +95,14 @@ where
 
     async fn write(&mut self, mut frames: VecDeque<Bytes>) -> io::Result<usize> {
         let total = frames.iter().map(Bytes::len).sum();
-        let socket = &mut self.socket;
-        let send = async move {
-            while !frames.is_empty() {
-                let message = coalesce(&mut frames, COALESCE_LIMIT);
-                socket.feed(Message::Binary(message)).await?;
-            }
-            socket.flush().await
-        };
-        match tokio::time::timeout(WRITE_TIMEOUT, send).await {
-            Ok(result) => result.map_err(io::Error::other)?,
-            Err(_) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("the peer read nothing for {WRITE_TIMEOUT:?}"),
-                ));
-            }
+        while !frames.is_empty() {
+            let message = coalesce(&mut frames, COALESCE_LIMIT);
+            self.socket
+                .feed(Message::Binary(message))
+                .await
+                .map_err(io::Error::other)?;
         }
+        self.socket.flush().await.map_err(io::Error::other)?;
         Ok(total)
     }
 
