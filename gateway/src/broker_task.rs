@@ -167,14 +167,6 @@ impl BrokerHandle {
     }
 }
 
-/// Limits the broker task applies to outboxes.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct OutboxLimits {
-    /// Above this many queued bytes a connection counts as congested and the publishers
-    /// sending to it are slowed down.
-    pub(crate) soft_bytes: usize,
-}
-
 struct Peer {
     outbox: Arc<Outbox>,
 }
@@ -184,8 +176,6 @@ struct Peer {
 pub(crate) struct BrokerTaskSettings {
     /// Broker limits and capabilities.
     pub(crate) config: BrokerConfig,
-    /// Outbox limits.
-    pub(crate) limits: OutboxLimits,
     /// State restored from the store.
     pub(crate) restored: Snapshot,
     /// Where snapshots go; `None` runs without persistence.
@@ -202,7 +192,6 @@ pub(crate) async fn run(
     mut commands: mpsc::Receiver<Command>,
     counters: Arc<TransportCounters>,
 ) {
-    let limits = settings.limits;
     let mut broker = Broker::new(settings.config, auth, Instant::now());
     broker.restore(settings.restored, Instant::now());
     let mut peers: HashMap<ConnectionId, Peer> = HashMap::default();
@@ -224,14 +213,12 @@ pub(crate) async fn run(
             command = commands.recv() => {
                 let Some(command) = command else { break };
                 let now = Instant::now();
-                stop |= handle_and_route(&mut broker, &mut peers, limits, command, now);
+                stop |= handle_and_route(&mut broker, &mut peers, command, now);
                 // Take what else is waiting, so that a burst costs one wake-up.
                 for _ in 1..COMMAND_BATCH {
                     match commands.try_recv() {
                         Ok(command) => {
-                            stop |= handle_and_route(
-                                &mut broker, &mut peers, limits, command, now,
-                            );
+                            stop |= handle_and_route(&mut broker, &mut peers, command, now);
                         }
                         Err(_) => break,
                     }
@@ -252,7 +239,7 @@ pub(crate) async fn run(
             }
         }
         // Timer and autosave outputs (keepalive closes, `$SYS`) have no publisher to slow.
-        route(&mut broker, &mut peers, limits);
+        route(&mut broker, &mut peers);
         if stop {
             close_unannounced(&mut peers, &mut commands);
             break;
@@ -290,7 +277,6 @@ fn close_unannounced(
 fn handle_and_route(
     broker: &mut Broker,
     peers: &mut HashMap<ConnectionId, Peer>,
-    limits: OutboxLimits,
     command: Command,
     now: Instant,
 ) -> bool {
@@ -299,7 +285,7 @@ fn handle_and_route(
         _ => None,
     };
     let stop = handle(broker, peers, command, now);
-    let congested_outbox = route(broker, peers, limits);
+    let congested_outbox = route(broker, peers);
     let congested_queue = broker.take_congestion();
     if let Some(peer) = source.and_then(|source| peers.get(&source)) {
         let now = tokio::time::Instant::now();
@@ -379,11 +365,7 @@ fn answer(broker: &mut Broker, query: Query, now: Instant) {
 /// the soft limit (its connection is not keeping up), if any. An outbox that is so far behind
 /// that it sheds messages is not returned: slowing publishers for it would let one dead
 /// consumer slow everyone.
-fn route(
-    broker: &mut Broker,
-    peers: &mut HashMap<ConnectionId, Peer>,
-    limits: OutboxLimits,
-) -> Option<Arc<Outbox>> {
+fn route(broker: &mut Broker, peers: &mut HashMap<ConnectionId, Peer>) -> Option<Arc<Outbox>> {
     let mut congested = None;
     while let Some(output) = broker.poll_output() {
         match output {
@@ -404,7 +386,7 @@ fn route(
                 };
                 match pushed {
                     Ok(()) => {
-                        if is_publish && peer.outbox.queued_bytes() > limits.soft_bytes {
+                        if is_publish && peer.outbox.is_congested() {
                             congested = Some(peer.outbox.clone());
                         }
                     }

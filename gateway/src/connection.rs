@@ -17,7 +17,7 @@
 
 use crate::broker_task::{BrokerHandle, Command};
 use crate::counters::TransportCounters;
-use crate::outbox::{Outbox, Throttle};
+use crate::outbox::{Outbox, OutboxLimits, Throttle};
 use crate::transport::Transport;
 use broker_core::{ConnectionId, ConnectionInfo};
 use bytes::BytesMut;
@@ -39,20 +39,18 @@ use tracing::{debug, warn};
 const COMMAND_CREDITS: u32 = 2;
 
 /// Settings of the connection task.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct ConnectionSettings {
     /// Time allowed between accepting the connection and receiving CONNECT.
     pub(crate) connect_timeout: Duration,
     /// Largest packet accepted, as announced in CONNACK.
     pub(crate) max_packet_size: usize,
-    /// Hard limit of an outbox, in bytes.
-    pub(crate) outbox_limit: usize,
+    /// The limits of every connection's outbox, which the broker task reads from the outbox.
+    pub(crate) outbox_limits: Arc<OutboxLimits>,
     /// Time allowed for flushing after the broker closed the connection.
     pub(crate) close_timeout: Duration,
     /// Time a write may wait for a peer that does not read before the connection is dropped.
     pub(crate) write_timeout: Duration,
-    /// Outbox bytes above which a connection counts as congested.
-    pub(crate) outbox_soft_limit: usize,
 }
 
 /// Everything a connection task needs from the gateway.
@@ -93,7 +91,10 @@ pub(crate) fn run<T: Transport>(
     let context: Arc<ConnectionContext> = context.into();
     async move {
         let _open = context.counters.open_connections.open(info.transport);
-        let outbox = Arc::new(Outbox::new(context.settings.outbox_limit, COMMAND_CREDITS));
+        let outbox = Arc::new(Outbox::new(
+            context.settings.outbox_limits.clone(),
+            COMMAND_CREDITS,
+        ));
         let announce = Command::Open {
             connection,
             outbox: outbox.clone(),
@@ -151,7 +152,7 @@ pub(crate) fn run<T: Transport>(
                     // write that wins the `select!` does not cancel it.
                     outbox.credit_available().await;
                     if let Some(throttle) = outbox.current_throttle() {
-                        Box::pin(pause(throttle, context.settings.outbox_soft_limit)).await;
+                        Box::pin(pause(throttle)).await;
                     }
                     transport.read(&mut read_buf).await
                 }, if reading => {
@@ -244,10 +245,10 @@ async fn write_with_timeouts<F: Future<Output = io::Result<usize>>>(
 }
 
 /// Waits out a pause the broker asked for.
-async fn pause((throttle, until): (Throttle, Instant), soft_limit: usize) {
+async fn pause((throttle, until): (Throttle, Instant)) {
     match throttle {
         Throttle::Outbox(congested) => {
-            let _ = tokio::time::timeout_at(until, congested.wait_below(soft_limit)).await;
+            let _ = tokio::time::timeout_at(until, congested.wait_uncongested()).await;
         }
         Throttle::Queue => tokio::time::sleep_until(until).await,
     }

@@ -25,11 +25,12 @@ pub use origin::InvalidOrigin;
 pub use store::StoreError;
 
 use broker_core::AuthHook;
-use broker_task::{BrokerHandle, BrokerTaskSettings, OutboxLimits};
+use broker_task::{BrokerHandle, BrokerTaskSettings};
 use config::GatewayConfig;
 use connection::{ConnectionContext, ConnectionSettings};
 use counters::TransportCounters;
 use listeners::ConnectionLimiter;
+use outbox::OutboxLimits;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -147,9 +148,6 @@ impl Gateway {
         let counters = Arc::new(TransportCounters::default());
         let settings = BrokerTaskSettings {
             config: config.broker.clone(),
-            limits: OutboxLimits {
-                soft_bytes: config.outbox_soft_limit,
-            },
             restored,
             store: Some(snapshots),
             autosave_interval: config.autosave_interval,
@@ -164,10 +162,12 @@ impl Gateway {
             settings: ConnectionSettings {
                 connect_timeout: config.connect_timeout,
                 max_packet_size: config.broker.max_packet_size as usize,
-                outbox_limit: config.outbox_limit,
+                outbox_limits: Arc::new(OutboxLimits {
+                    hard_bytes: config.outbox_limit,
+                    soft_bytes: config.outbox_soft_limit,
+                }),
                 close_timeout: CLOSE_TIMEOUT,
                 write_timeout: WRITE_TIMEOUT,
-                outbox_soft_limit: config.outbox_soft_limit,
             },
         };
         let limiter = ConnectionLimiter::new(config.max_connections);

@@ -42,6 +42,20 @@ struct State {
     throttle: Option<(Throttle, Instant)>,
 }
 
+/// The byte limits of a gateway's outboxes, shared by all of them through one `Arc` and read
+/// from the outbox by whoever needs them: the broker task (shedding, congestion) and the
+/// connection tasks that wait for a congested outbox to drain. Stored here once, rather than
+/// copied into the broker task's and the connections' settings.
+#[derive(Debug)]
+pub(crate) struct OutboxLimits {
+    /// Queuing a frame that would pass this many bytes fails with [`PushError::Full`] (unless
+    /// nothing is queued): the consumer is too slow.
+    pub(crate) hard_bytes: usize,
+    /// Above this many queued bytes the connection counts as congested, and the publishers
+    /// sending to it pause reading until it drains below (for a while at most).
+    pub(crate) soft_bytes: usize,
+}
+
 /// A bounded, non-blocking queue of encoded packets for one connection.
 ///
 /// One exists per open connection, so its size counts: the connection task, the only one that
@@ -52,7 +66,8 @@ pub(crate) struct Outbox {
     state: Mutex<State>,
     /// Mirrors the queued byte count so the broker can check it without taking the lock.
     bytes: AtomicUsize,
-    limit: usize,
+    /// A pointer rather than the two numbers: this struct exists once per connection.
+    limits: Arc<OutboxLimits>,
     /// Commands the connection may still send before the broker task handles earlier ones.
     credits: AtomicU32,
     /// A push or the close that the connection task has not seen yet. Kept when nobody waits,
@@ -155,13 +170,12 @@ impl Drop for CreditAvailable<'_> {
 }
 
 impl Outbox {
-    /// An empty outbox that refuses frames beyond `limit` queued bytes, with `credits` command
-    /// credits.
-    pub(crate) fn new(limit: usize, credits: u32) -> Self {
+    /// An empty outbox bounded by `limits`, with `credits` command credits.
+    pub(crate) fn new(limits: Arc<OutboxLimits>, credits: u32) -> Self {
         Outbox {
             state: Mutex::new(State::default()),
             bytes: AtomicUsize::new(0),
-            limit,
+            limits,
             credits: AtomicU32::new(credits),
             signalled: AtomicBool::new(false),
             wants_signal: AtomicBool::new(false),
@@ -176,9 +190,14 @@ impl Outbox {
         self.bytes.load(Ordering::Relaxed)
     }
 
-    /// Queues a frame and wakes the connection task; refuses it beyond the byte limit.
+    /// Whether more than the soft limit is queued: the connection is not keeping up.
+    pub(crate) fn is_congested(&self) -> bool {
+        self.queued_bytes() > self.limits.soft_bytes
+    }
+
+    /// Queues a frame and wakes the connection task; refuses it beyond the hard byte limit.
     pub(crate) fn push(&self, frame: Bytes) -> Result<(), PushError> {
-        self.push_with_limit(frame, self.limit)
+        self.push_with_limit(frame, self.limits.hard_bytes)
     }
 
     /// Queues a frame whatever the byte limit: for the rare packet that must not be lost
@@ -231,14 +250,15 @@ impl Outbox {
         self.state.lock().expect("outbox lock poisoned").throttle = None;
     }
 
-    /// Waits until at most `bytes` are queued or the outbox is closed.
-    pub(crate) async fn wait_below(&self, bytes: usize) {
+    /// Waits until the outbox is no longer congested (at most the soft limit is queued) or is
+    /// closed.
+    pub(crate) async fn wait_uncongested(&self) {
         loop {
             // Registered before the check, so a drain between check and wait is not missed.
             let notified = self.drained.notified();
             let mut notified = std::pin::pin!(notified);
             notified.as_mut().enable();
-            if self.queued_bytes() <= bytes || self.is_closed() {
+            if !self.is_congested() || self.is_closed() {
                 return;
             }
             notified.await;
@@ -311,9 +331,16 @@ mod tests {
     use super::*;
     use futures_util::FutureExt;
 
+    fn limits(hard_bytes: usize) -> Arc<OutboxLimits> {
+        Arc::new(OutboxLimits {
+            hard_bytes,
+            soft_bytes: hard_bytes / 2,
+        })
+    }
+
     #[test]
     fn push_take_and_limits() {
-        let outbox = Outbox::new(10, 2);
+        let outbox = Outbox::new(limits(10), 2);
         outbox.push(Bytes::from_static(b"12345")).unwrap();
         outbox.push(Bytes::from_static(b"12345")).unwrap();
         assert_eq!(outbox.queued_bytes(), 10);
@@ -336,7 +363,7 @@ mod tests {
 
     #[test]
     fn ready_keeps_a_signal_for_the_next_wait() {
-        let outbox = Outbox::new(10, 2);
+        let outbox = Outbox::new(limits(10), 2);
         assert_eq!(outbox.ready().now_or_never(), None);
         outbox.push(Bytes::from_static(b"1")).unwrap();
         outbox.push(Bytes::from_static(b"2")).unwrap();
@@ -349,7 +376,7 @@ mod tests {
 
     #[test]
     fn credits_are_returned_when_dropped() {
-        let outbox = Arc::new(Outbox::new(10, 2));
+        let outbox = Arc::new(Outbox::new(limits(10), 2));
         let first = outbox.try_take_credit().expect("a first credit");
         let second = outbox.try_take_credit().expect("a second credit");
         assert!(outbox.try_take_credit().is_none());
@@ -362,7 +389,7 @@ mod tests {
 
     #[tokio::test]
     async fn waiting_task_is_woken_by_a_push_and_by_a_returned_credit() {
-        let outbox = Arc::new(Outbox::new(10, 1));
+        let outbox = Arc::new(Outbox::new(limits(10), 1));
         let waiter = tokio::spawn({
             let outbox = outbox.clone();
             async move { outbox.ready().await }
