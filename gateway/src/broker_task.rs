@@ -7,7 +7,7 @@
 //! closed by the core nor reported lost.
 
 use crate::counters::TransportCounters;
-use crate::outbox::{Credit, Outbox, PushError, Throttle};
+use crate::link::{ConnectionLink, Credit, PushError, Throttle};
 use broker_core::{
     AuthHook, Broker, BrokerConfig, ClientSummary, ConnectionId, ConnectionInfo, DropReason,
     FrameKind, Output, RetainedSummary, Snapshot, Stats, SubscriptionSummary,
@@ -39,12 +39,12 @@ const QUEUE_PAUSE: Duration = Duration::from_millis(2);
 /// Requests from connections and from the HTTP API to the broker task.
 #[derive(Debug)]
 pub(crate) enum Command {
-    /// A connection was accepted; its outbox receives what the broker sends it.
+    /// A connection was accepted; its link's outbox receives what the broker sends it.
     Open {
         /// The connection.
         connection: ConnectionId,
-        /// Where its packets go.
-        outbox: Arc<Outbox>,
+        /// Where its packets go, and its read credits and pause.
+        link: Arc<ConnectionLink>,
     },
     /// The connection's first packet.
     Connect {
@@ -168,7 +168,7 @@ impl BrokerHandle {
 }
 
 struct Peer {
-    outbox: Arc<Outbox>,
+    link: Arc<ConnectionLink>,
 }
 
 /// What the broker task needs besides its command channel.
@@ -259,13 +259,13 @@ fn close_unannounced(
     commands: &mut mpsc::Receiver<Command>,
 ) {
     for (_, peer) in peers.drain() {
-        peer.outbox.close();
+        peer.link.close();
     }
     // Refuse further commands, then close whatever announced itself in the meantime.
     commands.close();
     while let Ok(command) = commands.try_recv() {
-        if let Command::Open { outbox, .. } = command {
-            outbox.close();
+        if let Command::Open { link, .. } = command {
+            link.close();
         }
     }
 }
@@ -290,10 +290,10 @@ fn handle_and_route(
     if let Some(peer) = source.and_then(|source| peers.get(&source)) {
         let now = tokio::time::Instant::now();
         if let Some(congested) = congested_outbox {
-            peer.outbox
+            peer.link
                 .throttle(Throttle::Outbox(congested), now + OUTBOX_PAUSE);
         } else if congested_queue {
-            peer.outbox.throttle(Throttle::Queue, now + QUEUE_PAUSE);
+            peer.link.throttle(Throttle::Queue, now + QUEUE_PAUSE);
         }
     }
     stop
@@ -307,8 +307,8 @@ fn handle(
     now: Instant,
 ) -> bool {
     match command {
-        Command::Open { connection, outbox } => {
-            peers.insert(connection, Peer { outbox });
+        Command::Open { connection, link } => {
+            peers.insert(connection, Peer { link });
         }
         Command::Connect {
             connection,
@@ -365,7 +365,10 @@ fn answer(broker: &mut Broker, query: Query, now: Instant) {
 /// the soft limit (its connection is not keeping up), if any. An outbox that is so far behind
 /// that it sheds messages is not returned: slowing publishers for it would let one dead
 /// consumer slow everyone.
-fn route(broker: &mut Broker, peers: &mut HashMap<ConnectionId, Peer>) -> Option<Arc<Outbox>> {
+fn route(
+    broker: &mut Broker,
+    peers: &mut HashMap<ConnectionId, Peer>,
+) -> Option<Arc<ConnectionLink>> {
     let mut congested = None;
     while let Some(output) = broker.poll_output() {
         match output {
@@ -380,14 +383,14 @@ fn route(broker: &mut Broker, peers: &mut HashMap<ConnectionId, Peer>) -> Option
                     FrameKind::Control => (false, false, false),
                 };
                 let pushed = if sets_alias {
-                    peer.outbox.push_unbounded(frame.bytes)
+                    peer.link.push_unbounded(frame.bytes)
                 } else {
-                    peer.outbox.push(frame.bytes)
+                    peer.link.push(frame.bytes)
                 };
                 match pushed {
                     Ok(()) => {
-                        if is_publish && peer.outbox.is_congested() {
-                            congested = Some(peer.outbox.clone());
+                        if is_publish && peer.link.is_congested() {
+                            congested = Some(peer.link.clone());
                         }
                     }
                     Err(PushError::Closed) => {}
@@ -403,9 +406,9 @@ fn route(broker: &mut Broker, peers: &mut HashMap<ConnectionId, Peer>) -> Option
                             connection = %connection,
                             client_id = broker.client_id(connection).unwrap_or(""),
                             "closing connection: it stopped reading ({} bytes waiting)",
-                            peer.outbox.queued_bytes()
+                            peer.link.queued_bytes()
                         );
-                        peer.outbox.close();
+                        peer.link.close();
                         peers.remove(&connection);
                         broker.handle_connection_lost(connection, Instant::now());
                     }
@@ -414,7 +417,7 @@ fn route(broker: &mut Broker, peers: &mut HashMap<ConnectionId, Peer>) -> Option
             Output::Close { connection } => {
                 if let Some(peer) = peers.remove(&connection) {
                     debug!(connection = %connection, "closing connection");
-                    peer.outbox.close();
+                    peer.link.close();
                 }
             }
         }

@@ -1,10 +1,12 @@
 //! The per-connection task, shared by every transport: it reads bytes, decodes packets, hands
-//! them to the broker task, and writes what the broker queues in the connection's outbox.
+//! them to the broker task, and writes what the broker queues in the connection's outbox (its
+//! [`ConnectionLink`], which also carries the flow control of its reads).
 //!
-//! Transports are thin adapters implementing [`Transport`] (see [`crate::transport`]); this module holds all the MQTT
-//! connection rules that do not need the broker's state: CONNECT must come first and within the
-//! connect timeout [MQTT-3.1.0-1], a decode error stops reading and lets the broker answer, and
-//! the connection ends when the broker closes the outbox or the peer goes away.
+//! Transports are thin adapters implementing [`Transport`] (see [`crate::transport`]); this
+//! module holds all the MQTT connection rules that do not need the broker's state: CONNECT must
+//! come first and within the connect timeout [MQTT-3.1.0-1], a decode error stops reading and
+//! lets the broker answer, a write is bounded by the write timeout, and the connection ends when
+//! the broker closes the outbox or the peer goes away.
 //!
 //! Memory: the task's future is most of what an idle connection costs, and a future is as large
 //! as its largest state, however rarely that state is entered. So the states every connection
@@ -17,7 +19,7 @@
 
 use crate::broker_task::{BrokerHandle, Command};
 use crate::counters::TransportCounters;
-use crate::outbox::{Outbox, OutboxLimits, Throttle};
+use crate::link::{ConnectionLink, OutboxLimits, Throttle};
 use crate::transport::Transport;
 use broker_core::{ConnectionId, ConnectionInfo};
 use bytes::BytesMut;
@@ -35,7 +37,7 @@ use tracing::{debug, warn};
 
 /// Commands a connection may have waiting in the broker task. Reading waits for a free credit,
 /// so a fast publisher's backlog is a couple of reads, and a pause the broker asks for (see
-/// `Outbox::throttle`) takes effect at once rather than after a queue of earlier reads.
+/// `ConnectionLink::throttle`) takes effect at once rather than after a queue of earlier reads.
 const COMMAND_CREDITS: u32 = 2;
 
 /// Settings of the connection task.
@@ -91,13 +93,13 @@ pub(crate) fn run<T: Transport>(
     let context: Arc<ConnectionContext> = context.into();
     async move {
         let _open = context.counters.open_connections.open(info.transport);
-        let outbox = Arc::new(Outbox::new(
+        let link = Arc::new(ConnectionLink::new(
             context.settings.outbox_limits.clone(),
             COMMAND_CREDITS,
         ));
         let announce = Command::Open {
             connection,
-            outbox: outbox.clone(),
+            link: link.clone(),
         };
         if send_command(&context.broker, announce).await.is_err() {
             return;
@@ -114,14 +116,14 @@ pub(crate) fn run<T: Transport>(
         loop {
             tokio::select! {
                 biased;
-                () = outbox.ready() => {
-                    let (frames, closed) = outbox.take();
+                () = link.ready() => {
+                    let (frames, closed) = link.take();
                     if !frames.is_empty() {
                         // Boxed: the write and its timers would otherwise be part of every
                         // connection's future, idle or not.
                         let write = transport.write(frames);
                         let written =
-                            Box::pin(write_with_timeouts(write, &outbox, &context.settings)).await;
+                            Box::pin(write_with_timeouts(write, &link, &context.settings)).await;
                         match written {
                             Ok(written) => {
                                 context.counters.bytes_sent.fetch_add(written as u64, Ordering::Relaxed);
@@ -150,13 +152,13 @@ pub(crate) fn run<T: Transport>(
                     // Wait for the broker to take our earlier packets, then for any pause it
                     // asked for. The pause is kept in the outbox, not in this future, so that a
                     // write that wins the `select!` does not cancel it.
-                    outbox.credit_available().await;
-                    if let Some(throttle) = outbox.current_throttle() {
+                    link.credit_available().await;
+                    if let Some(throttle) = link.current_throttle() {
                         Box::pin(pause(throttle)).await;
                     }
                     transport.read(&mut read_buf).await
                 }, if reading => {
-                    outbox.clear_throttle();
+                    link.clear_throttle();
                     let end = match result {
                         Ok(0) => Some(ReadEnd::Lost),
                         Ok(count) => {
@@ -164,7 +166,7 @@ pub(crate) fn run<T: Transport>(
                             let decoded = decode_packets(&mut read_buf, &mut connected, connection, &info, &context.settings);
                             // Boxed, as the broker's queue may be full: a wait here would
                             // otherwise be part of every connection's future.
-                            Box::pin(forward(decoded, connection, &info, &context.broker, &outbox)).await
+                            Box::pin(forward(decoded, connection, &info, &context.broker, &link)).await
                         }
                         Err(error) => {
                             debug!(connection = %connection, "read failed: {error}");
@@ -202,12 +204,12 @@ pub(crate) fn run<T: Transport>(
         }
 
         if tell_lost {
-            outbox.close();
+            link.close();
             // The broker may be shutting down; then nobody needs to know.
             let _ = send_command(&context.broker, Command::Lost { connection }).await;
         } else {
             // Whatever the broker queued before closing (a DISCONNECT, a CONNACK) goes out first.
-            let (frames, _) = outbox.take();
+            let (frames, _) = link.take();
             if !frames.is_empty() {
                 let flush =
                     tokio::time::timeout(context.settings.close_timeout, transport.write(frames));
@@ -228,13 +230,13 @@ pub(crate) fn run<T: Transport>(
 /// the broker closes the connection (shutdown, takeover) it gets only the close grace period.
 async fn write_with_timeouts<F: Future<Output = io::Result<usize>>>(
     write: F,
-    outbox: &Outbox,
+    link: &ConnectionLink,
     settings: &ConnectionSettings,
 ) -> Result<usize, WriteFailure> {
     let mut write = pin!(write);
     let written = tokio::select! {
         result = tokio::time::timeout(settings.write_timeout, &mut write) => result,
-        () = outbox.wait_closed() => {
+        () = link.wait_closed() => {
             tokio::time::timeout(settings.close_timeout, &mut write).await
         }
     };
@@ -337,7 +339,7 @@ async fn forward(
     connection: ConnectionId,
     info: &ConnectionInfo,
     broker: &BrokerHandle,
-    outbox: &Arc<Outbox>,
+    link: &Arc<ConnectionLink>,
 ) -> Option<ReadEnd> {
     if let Some(packet) = decoded.connect {
         let command = Command::Connect {
@@ -353,10 +355,10 @@ async fn forward(
         // One of the connection's credits goes with the batch; the broker task returns it
         // by dropping the command once it has handled it.
         let credit = loop {
-            if let Some(credit) = outbox.try_take_credit() {
+            if let Some(credit) = link.try_take_credit() {
                 break credit;
             }
-            outbox.credit_available().await;
+            link.credit_available().await;
         };
         let command = Command::Packets {
             connection,

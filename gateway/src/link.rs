@@ -1,11 +1,20 @@
-//! The outbox: encoded packets waiting to be written to one connection, and the few signals
-//! between that connection's task and the broker task.
+//! The link between one connection's task and the broker task ([`ConnectionLink`]), in both
+//! directions:
+//! - outbound, the connection's outbox: the encoded packets waiting to be written to it. The
+//!   broker task pushes frames without ever waiting; the connection task takes everything queued
+//!   at once and writes it in one go (one syscall on TCP, one message on WebSocket). The outbox
+//!   counts its bytes against the [`OutboxLimits`], so the broker task can drop QoS 0 messages
+//!   for, or close, a client whose socket does not keep up instead of stalling everyone else, and
+//!   can tell when a connection is congested.
+//! - inbound, the flow control of what the connection reads: its command credits (see
+//!   [`Credit`]), which bound how many of its reads wait in the broker task, and the pause
+//!   ([`Throttle`]) the broker task asks of a publisher whose messages land somewhere congested.
 //!
-//! The broker task pushes frames without ever waiting; the connection task takes everything
-//! queued at once and writes it in one go (one syscall on TCP, one frame on WebSocket). The
-//! outbox counts its bytes so the broker task can drop QoS 0 messages for, or close, a client
-//! whose socket does not keep up, instead of stalling everyone else. It also holds the
-//! connection's command credits (see [`Credit`]) and any pause the broker asked for.
+//! Why one struct for both rather than an `Outbox` and a separate inbound gate: the connection
+//! task waits for either (frames to write, or a credit to read again) in the same `select!`, and
+//! every connection pays for each waker, lock and allocation it holds. One allocation, one lock
+//! and one [`AtomicWaker`] serve both directions here; split, the inbound half would need its own
+//! waker and the pause its own lock. The name says that it is more than an outbox.
 //!
 //! Invariants: `bytes` is the sum of the queued frames' lengths; once `closed`, nothing more is
 //! queued and the connection task flushes what is there and ends. The queue allocates only while
@@ -56,13 +65,14 @@ pub(crate) struct OutboxLimits {
     pub(crate) soft_bytes: usize,
 }
 
-/// A bounded, non-blocking queue of encoded packets for one connection.
+/// One connection's outbox (a bounded, non-blocking queue of encoded packets) and the flow
+/// control of its reads (command credits, the pause), shared by its task and the broker task.
 ///
 /// One exists per open connection, so its size counts: the connection task, the only one that
 /// waits for frames or credits, waits through one [`AtomicWaker`] and flags rather than a
 /// `Notify` and a semaphore (whose waiters would live in the connection's future).
 #[derive(Debug)]
-pub(crate) struct Outbox {
+pub(crate) struct ConnectionLink {
     state: Mutex<State>,
     /// Mirrors the queued byte count so the broker can check it without taking the lock.
     bytes: AtomicUsize,
@@ -73,10 +83,10 @@ pub(crate) struct Outbox {
     /// A push or the close that the connection task has not seen yet. Kept when nobody waits,
     /// so a wake-up is never lost (as with `Notify::notify_one`).
     signalled: AtomicBool,
-    /// The connection task waits in [`Outbox::ready`]: a signal must wake it.
+    /// The connection task waits in [`ConnectionLink::ready`]: a signal must wake it.
     wants_signal: AtomicBool,
-    /// The connection task waits in [`Outbox::credit_available`]: a returned credit must wake
-    /// it. Without these flags every push and every returned credit would wake the task,
+    /// The connection task waits in [`ConnectionLink::credit_available`]: a returned credit must
+    /// wake it. Without these flags every push and every returned credit would wake the task,
     /// whatever it was doing.
     wants_credit: AtomicBool,
     /// The connection task, waiting for a signal or a credit.
@@ -89,8 +99,8 @@ pub(crate) struct Outbox {
 /// Why a connection must pause reading.
 #[derive(Debug, Clone)]
 pub(crate) enum Throttle {
-    /// Its messages went into this outbox, which is above the soft limit.
-    Outbox(Arc<Outbox>),
+    /// Its messages went into this connection's outbox, which is above the soft limit.
+    Outbox(Arc<ConnectionLink>),
     /// Its messages were queued in a session queue that is half full.
     Queue,
 }
@@ -99,7 +109,7 @@ pub(crate) enum Throttle {
 /// Dropping it, once the broker task has handled the command, gives the credit back and wakes
 /// the connection task if it waits for one.
 #[derive(Debug)]
-pub(crate) struct Credit(Arc<Outbox>);
+pub(crate) struct Credit(Arc<ConnectionLink>);
 
 impl Drop for Credit {
     fn drop(&mut self) {
@@ -111,23 +121,23 @@ impl Drop for Credit {
     }
 }
 
-/// The future of [`Outbox::ready`].
+/// The future of [`ConnectionLink::ready`].
 #[derive(Debug)]
-pub(crate) struct Ready<'a>(&'a Outbox);
+pub(crate) struct Ready<'a>(&'a ConnectionLink);
 
 impl Future for Ready<'_> {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let outbox = self.0;
-        if outbox.signalled.swap(false, Ordering::SeqCst) {
+        let link = self.0;
+        if link.signalled.swap(false, Ordering::SeqCst) {
             return Poll::Ready(());
         }
         // Flag, then look again: a signal in between is seen here or wakes the task.
-        outbox.waker.register(cx.waker());
-        outbox.wants_signal.store(true, Ordering::SeqCst);
-        if outbox.signalled.swap(false, Ordering::SeqCst) {
-            outbox.wants_signal.store(false, Ordering::SeqCst);
+        link.waker.register(cx.waker());
+        link.wants_signal.store(true, Ordering::SeqCst);
+        if link.signalled.swap(false, Ordering::SeqCst) {
+            link.wants_signal.store(false, Ordering::SeqCst);
             return Poll::Ready(());
         }
         Poll::Pending
@@ -141,22 +151,22 @@ impl Drop for Ready<'_> {
     }
 }
 
-/// The future of [`Outbox::credit_available`].
+/// The future of [`ConnectionLink::credit_available`].
 #[derive(Debug)]
-pub(crate) struct CreditAvailable<'a>(&'a Outbox);
+pub(crate) struct CreditAvailable<'a>(&'a ConnectionLink);
 
 impl Future for CreditAvailable<'_> {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let outbox = self.0;
-        if outbox.credits.load(Ordering::SeqCst) > 0 {
+        let link = self.0;
+        if link.credits.load(Ordering::SeqCst) > 0 {
             return Poll::Ready(());
         }
-        outbox.waker.register(cx.waker());
-        outbox.wants_credit.store(true, Ordering::SeqCst);
-        if outbox.credits.load(Ordering::SeqCst) > 0 {
-            outbox.wants_credit.store(false, Ordering::SeqCst);
+        link.waker.register(cx.waker());
+        link.wants_credit.store(true, Ordering::SeqCst);
+        if link.credits.load(Ordering::SeqCst) > 0 {
+            link.wants_credit.store(false, Ordering::SeqCst);
             return Poll::Ready(());
         }
         Poll::Pending
@@ -169,10 +179,10 @@ impl Drop for CreditAvailable<'_> {
     }
 }
 
-impl Outbox {
+impl ConnectionLink {
     /// An empty outbox bounded by `limits`, with `credits` command credits.
     pub(crate) fn new(limits: Arc<OutboxLimits>, credits: u32) -> Self {
-        Outbox {
+        ConnectionLink {
             state: Mutex::new(State::default()),
             bytes: AtomicUsize::new(0),
             limits,
@@ -207,7 +217,7 @@ impl Outbox {
     }
 
     fn push_with_limit(&self, frame: Bytes, limit: usize) -> Result<(), PushError> {
-        let mut state = self.state.lock().expect("outbox lock poisoned");
+        let mut state = self.state.lock().expect("link lock poisoned");
         if state.closed {
             return Err(PushError::Closed);
         }
@@ -232,22 +242,22 @@ impl Outbox {
 
     /// Asks the connection task to pause reading, at most until `until`, before its next read.
     pub(crate) fn throttle(&self, reason: Throttle, until: Instant) {
-        self.state.lock().expect("outbox lock poisoned").throttle = Some((reason, until));
+        self.state.lock().expect("link lock poisoned").throttle = Some((reason, until));
     }
 
-    /// The pause in force, if any. It stays until [`Outbox::clear_throttle`], so a wait that
-    /// is cancelled resumes where it was.
+    /// The pause in force, if any. It stays until [`ConnectionLink::clear_throttle`], so a wait
+    /// that is cancelled resumes where it was.
     pub(crate) fn current_throttle(&self) -> Option<(Throttle, Instant)> {
         self.state
             .lock()
-            .expect("outbox lock poisoned")
+            .expect("link lock poisoned")
             .throttle
             .clone()
     }
 
     /// Ends the pause: the connection read again.
     pub(crate) fn clear_throttle(&self) {
-        self.state.lock().expect("outbox lock poisoned").throttle = None;
+        self.state.lock().expect("link lock poisoned").throttle = None;
     }
 
     /// Waits until the outbox is no longer congested (at most the soft limit is queued) or is
@@ -279,12 +289,12 @@ impl Outbox {
     }
 
     fn is_closed(&self) -> bool {
-        self.state.lock().expect("outbox lock poisoned").closed
+        self.state.lock().expect("link lock poisoned").closed
     }
 
     /// Marks the outbox closed: what is queued is still written, then the connection ends.
     pub(crate) fn close(&self) {
-        self.state.lock().expect("outbox lock poisoned").closed = true;
+        self.state.lock().expect("link lock poisoned").closed = true;
         self.signal();
         self.drained.notify_waiters();
     }
@@ -313,7 +323,7 @@ impl Outbox {
 
     /// Takes every queued frame, and whether the outbox is closed.
     pub(crate) fn take(&self) -> (VecDeque<Bytes>, bool) {
-        let mut state = self.state.lock().expect("outbox lock poisoned");
+        let mut state = self.state.lock().expect("link lock poisoned");
         let frames = std::mem::take(&mut state.frames);
         let taken: usize = frames.iter().map(Bytes::len).sum();
         self.bytes.fetch_sub(taken, Ordering::Relaxed);
@@ -340,71 +350,68 @@ mod tests {
 
     #[test]
     fn push_take_and_limits() {
-        let outbox = Outbox::new(limits(10), 2);
-        outbox.push(Bytes::from_static(b"12345")).unwrap();
-        outbox.push(Bytes::from_static(b"12345")).unwrap();
-        assert_eq!(outbox.queued_bytes(), 10);
-        assert_eq!(outbox.push(Bytes::from_static(b"1")), Err(PushError::Full));
-        let (frames, closed) = outbox.take();
+        let link = ConnectionLink::new(limits(10), 2);
+        link.push(Bytes::from_static(b"12345")).unwrap();
+        link.push(Bytes::from_static(b"12345")).unwrap();
+        assert_eq!(link.queued_bytes(), 10);
+        assert_eq!(link.push(Bytes::from_static(b"1")), Err(PushError::Full));
+        let (frames, closed) = link.take();
         assert_eq!(frames.len(), 2);
         assert!(!closed);
-        assert_eq!(outbox.queued_bytes(), 0);
+        assert_eq!(link.queued_bytes(), 0);
         // A single frame larger than the limit still goes out when nothing else is queued.
-        outbox.push(Bytes::from(vec![0; 100])).unwrap();
-        outbox.close();
-        assert_eq!(
-            outbox.push(Bytes::from_static(b"x")),
-            Err(PushError::Closed)
-        );
-        let (frames, closed) = outbox.take();
+        link.push(Bytes::from(vec![0; 100])).unwrap();
+        link.close();
+        assert_eq!(link.push(Bytes::from_static(b"x")), Err(PushError::Closed));
+        let (frames, closed) = link.take();
         assert_eq!(frames.len(), 1);
         assert!(closed);
     }
 
     #[test]
     fn ready_keeps_a_signal_for_the_next_wait() {
-        let outbox = Outbox::new(limits(10), 2);
-        assert_eq!(outbox.ready().now_or_never(), None);
-        outbox.push(Bytes::from_static(b"1")).unwrap();
-        outbox.push(Bytes::from_static(b"2")).unwrap();
+        let link = ConnectionLink::new(limits(10), 2);
+        assert_eq!(link.ready().now_or_never(), None);
+        link.push(Bytes::from_static(b"1")).unwrap();
+        link.push(Bytes::from_static(b"2")).unwrap();
         // Two pushes before anyone looks make one wake-up, as with `Notify::notify_one`.
-        assert_eq!(outbox.ready().now_or_never(), Some(()));
-        assert_eq!(outbox.ready().now_or_never(), None);
-        outbox.close();
-        assert_eq!(outbox.ready().now_or_never(), Some(()));
+        assert_eq!(link.ready().now_or_never(), Some(()));
+        assert_eq!(link.ready().now_or_never(), None);
+        link.close();
+        assert_eq!(link.ready().now_or_never(), Some(()));
     }
 
     #[test]
     fn credits_are_returned_when_dropped() {
-        let outbox = Arc::new(Outbox::new(limits(10), 2));
-        let first = outbox.try_take_credit().expect("a first credit");
-        let second = outbox.try_take_credit().expect("a second credit");
-        assert!(outbox.try_take_credit().is_none());
-        assert_eq!(outbox.credit_available().now_or_never(), None);
+        let link = Arc::new(ConnectionLink::new(limits(10), 2));
+        let first = link.try_take_credit().expect("a first credit");
+        let second = link.try_take_credit().expect("a second credit");
+        assert!(link.try_take_credit().is_none());
+        assert_eq!(link.credit_available().now_or_never(), None);
         drop(first);
-        assert_eq!(outbox.credit_available().now_or_never(), Some(()));
-        assert!(outbox.try_take_credit().is_some());
+        assert_eq!(link.credit_available().now_or_never(), Some(()));
+        assert!(link.try_take_credit().is_some());
         drop(second);
     }
 
     #[tokio::test]
     async fn waiting_task_is_woken_by_a_push_and_by_a_returned_credit() {
-        let outbox = Arc::new(Outbox::new(limits(10), 1));
+        let link = Arc::new(ConnectionLink::new(limits(10), 1));
         let waiter = tokio::spawn({
-            let outbox = outbox.clone();
-            async move { outbox.ready().await }
+            let link = link.clone();
+            async move { link.ready().await }
         });
         tokio::task::yield_now().await;
-        outbox.push(Bytes::from_static(b"1")).unwrap();
+        link.push(Bytes::from_static(b"1")).unwrap();
         tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
             .await
             .expect("woken by the push")
             .unwrap();
 
-        let credit = outbox.try_take_credit().expect("the credit");
+        let credit = link.try_take_credit().expect("the credit");
         let waiter = tokio::spawn({
-            let outbox = outbox.clone();
-            async move { outbox.credit_available().await }
+            let link = link.clone();
+            async move { link.credit_available().await }
         });
         tokio::task::yield_now().await;
         drop(credit);
