@@ -3,6 +3,17 @@
 //! [`Gateway::start`] binds every listener and spawns the tasks; [`Gateway::shutdown`] stops
 //! accepting, sends 5.0 clients DISCONNECT 0x8B, flushes, and waits for every task to end. Tests
 //! start a gateway on port 0 and read the bound addresses back.
+//!
+//! The way of a message: a transport (`transport::tcp`, `transport::ws`) reads bytes; the
+//! connection task (`connection`) decodes them into packets and sends them to the broker task
+//! (`broker_task`) through its `BrokerHandle`; the broker core encodes what it sends, and the
+//! broker task pushes those frames into each receiver's `ConnectionLink` (`link`), whose
+//! connection task writes them through its transport. Connections are accepted by `listeners`
+//! (TCP) and by `http`'s `/mqtt` upgrade (WebSocket); `counters` are the atomics the transports
+//! count in and `metrics` and the API read; `store` keeps snapshots on disk.
+//!
+//! No two modules import each other: `http` and `transport` are parents whose children reach
+//! them through `super::`, and the dependencies between the others go one way.
 
 // Only what the binary and the tests use is public: `config` (the binary builds a
 // `GatewayConfig` from its flags, tests build one directly), `dashboard` (tests check the

@@ -4,8 +4,8 @@
 //! The broker task takes a snapshot every autosave interval and at shutdown; the store task
 //! encodes it off the broker's thread and writes, in one transaction, only the entries whose
 //! bytes changed since the last write. This module owns the database (tables, keys, the diff
-//! against what was written); how one value is encoded is [`format`]'s, whose version is kept
-//! in the `meta` table so that a store written by another version is refused.
+//! against what was written); how one value is encoded is [`format`](mod@format)'s, whose
+//! version is kept in the `meta` table so that a store written by another version is refused.
 //!
 //! Invariant: `written` mirrors the database: a key is in it exactly when the table holds it,
 //! with the hash of the stored bytes.

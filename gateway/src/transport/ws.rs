@@ -1,7 +1,7 @@
 //! MQTT over WebSocket, past the upgrade: the [`Transport`] adapter that turns binary messages
 //! into a byte stream and back, generic over any `Stream + Sink` of messages (axum's `WebSocket`
 //! in the gateway, a fake in tests). The upgrade itself (origin, subprotocol, limits) is
-//! [`crate::http::upgrade`]'s.
+//! `http::upgrade`'s.
 //!
 //! A packet may span several messages and a message may hold several packets, because the bytes
 //! are simply appended to the read buffer. A text message is a protocol error: the connection is
