@@ -8,6 +8,9 @@
 //! lets the broker answer, a write is bounded by the write timeout, and the connection ends when
 //! the broker closes the outbox or the peer goes away.
 //!
+//! Invariant: `Open` is the first command a connection sends the broker task and, unless the
+//! broker closed its link (then it knows already), `Lost` is the last.
+//!
 //! Memory: the task's future is most of what an idle connection costs, and a future is as large
 //! as its largest state, however rarely that state is entered. So the states every connection
 //! passes through stay small (the idle wait is a few references and poll functions), and what

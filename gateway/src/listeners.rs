@@ -2,6 +2,10 @@
 //! accept loop of the MQTT over TCP listeners, which hands each connection to
 //! [`connection::run`] over a [`TcpTransport`]. (WebSocket connections arrive through the HTTP
 //! listeners' `/mqtt` upgrade instead.)
+//!
+//! Invariants: every connection task, whatever its listener, holds a [`ConnectionPermit`] for
+//! its whole life, so at most `maximum` connections are open at once; connection identifiers
+//! are never reused within a gateway.
 
 use crate::connection::{self, ConnectionContext};
 use crate::transport::tcp::TcpTransport;
