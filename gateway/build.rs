@@ -1,8 +1,8 @@
 //! Embeds the dashboard into the gateway: every file of `www/dist` (built by `cargo xtask dist`)
 //! becomes a static byte slice in the binary, so `target/release/gateway` is self-contained.
 //!
-//! The script writes `$OUT_DIR/dashboard_assets.rs`, included by `src/dashboard.rs`: a table of
-//! URL path, `include_bytes!` of the file, and an entity tag (a hash of the content). When
+//! The script writes `$OUT_DIR/dashboard_assets.rs`, included by `src/http/dashboard.rs`: a table
+//! of URL path, `include_bytes!` of the file, and an entity tag (a hash of the content). When
 //! `www/dist/index.html` does not exist the table is empty and the gateway serves a page that
 //! says how to build the dashboard.
 //!

@@ -1,23 +1,29 @@
-//! The task that owns the broker core. Connections send it commands over one bounded channel;
-//! it feeds them to the core and queues the frames the core encoded in the connections'
-//! outboxes without ever waiting on a client.
+//! The task that owns the broker core. Connections, the HTTP handlers and the gateway send it
+//! commands through a [`BrokerHandle`] (one bounded channel); it feeds them to the core and
+//! queues the frames the core encoded in the connections' outboxes without ever waiting on a
+//! client.
 //!
 //! Invariant: `peers` holds exactly the connections that announced themselves and were neither
 //! closed by the core nor reported lost.
 
-use crate::outbox::{Credit, Outbox, PushError, Throttle};
+use crate::counters::TransportCounters;
+use crate::link::{ConnectionLink, Credit, PushError, Throttle};
 use broker_core::{
     AuthHook, Broker, BrokerConfig, ClientSummary, ConnectionId, ConnectionInfo, DropReason,
     FrameKind, Output, RetainedSummary, Snapshot, Stats, SubscriptionSummary,
 };
 use mqtt_codec::{ConnectPacket, DecodeError, Packet, QoS};
-/// Connections by id: ids are the gateway's own counter, and foldhash beats SipHash on them.
-type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
+use thiserror::Error;
+use tokio::sync::mpsc::error::{SendError, TrySendError};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
+
+/// Connections by id: ids are the gateway's own counter, and foldhash beats SipHash on them.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// How many commands the broker task handles before it routes outputs and checks timers.
 const COMMAND_BATCH: usize = 256;
@@ -32,13 +38,13 @@ const QUEUE_PAUSE: Duration = Duration::from_millis(2);
 
 /// Requests from connections and from the HTTP API to the broker task.
 #[derive(Debug)]
-pub enum Command {
-    /// A connection was accepted; its outbox receives what the broker sends it.
+pub(crate) enum Command {
+    /// A connection was accepted; its link's outbox receives what the broker sends it.
     Open {
         /// The connection.
         connection: ConnectionId,
-        /// Where its packets go.
-        outbox: Arc<Outbox>,
+        /// Where its packets go, and its read credits and pause.
+        link: Arc<ConnectionLink>,
     },
     /// The connection's first packet.
     Connect {
@@ -81,7 +87,7 @@ pub enum Command {
 
 /// Read-only questions and administrative actions from the HTTP API.
 #[derive(Debug)]
-pub enum Query {
+pub(crate) enum Query {
     /// Broker counters.
     Stats(oneshot::Sender<Stats>),
     /// Connected clients.
@@ -94,53 +100,98 @@ pub enum Query {
     Disconnect(String, oneshot::Sender<bool>),
 }
 
-/// Byte counters the transports update and the broker reads for `$SYS` and metrics.
-#[derive(Debug, Default)]
-pub struct TransportCounters {
-    /// Bytes read from all connections.
-    pub bytes_received: AtomicU64,
-    /// Bytes written to all connections.
-    pub bytes_sent: AtomicU64,
-    /// Network connections open now, by transport, for `/metrics`.
-    pub open_connections: crate::metrics::OpenConnections,
+/// The way to the broker task: a clone of the sending end of its command channel. Connections,
+/// the HTTP handlers and the gateway each hold one; the task stops once every clone is gone or
+/// [`BrokerHandle::shutdown`] was handled.
+#[derive(Clone, Debug)]
+pub(crate) struct BrokerHandle {
+    commands: mpsc::Sender<Command>,
 }
 
-/// Limits the broker task applies to outboxes.
-#[derive(Clone, Copy, Debug)]
-pub struct OutboxLimits {
-    /// Above this many queued bytes a connection counts as congested and the publishers
-    /// sending to it are slowed down.
-    pub soft_bytes: usize,
+/// Why the broker task did not answer a [`Query`].
+#[derive(Debug, Error)]
+pub(crate) enum AskError {
+    /// The broker task has stopped (the gateway is shutting down).
+    #[error("the broker is not running")]
+    Stopped,
+    /// The broker task did not answer within the time given.
+    #[error("the broker did not answer within {0:?}")]
+    TimedOut(Duration),
+}
+
+impl BrokerHandle {
+    /// Wraps the sending end of the broker task's command channel.
+    pub(crate) fn new(commands: mpsc::Sender<Command>) -> Self {
+        BrokerHandle { commands }
+    }
+
+    /// Queues a command, waiting while the queue is full (backpressure on the sender); fails
+    /// once the broker task is gone. The channel's own future, so that a connection task that
+    /// stores it stores nothing more.
+    pub(crate) fn send(
+        &self,
+        command: Command,
+    ) -> impl Future<Output = Result<(), SendError<Command>>> + Send + '_ {
+        self.commands.send(command)
+    }
+
+    /// Queues a command if the queue has room now.
+    pub(crate) fn try_send(&self, command: Command) -> Result<(), TrySendError<Command>> {
+        self.commands.try_send(command)
+    }
+
+    /// Sends a query and waits, at most `timeout`, for its answer: the bound keeps a stuck
+    /// broker from piling up HTTP requests (they fail with 503 instead).
+    pub(crate) async fn ask<T>(
+        &self,
+        query: impl FnOnce(oneshot::Sender<T>) -> Query,
+        timeout: Duration,
+    ) -> Result<T, AskError> {
+        let (reply, answer) = oneshot::channel();
+        let exchange = async {
+            self.commands
+                .send(Command::Query(query(reply)))
+                .await
+                .map_err(|_| AskError::Stopped)?;
+            answer.await.map_err(|_| AskError::Stopped)
+        };
+        tokio::time::timeout(timeout, exchange)
+            .await
+            .map_err(|_| AskError::TimedOut(timeout))?
+    }
+
+    /// Asks the broker task to disconnect every client (DISCONNECT 0x8B for 5.0) and stop.
+    /// Nothing to do if it is gone already: there is nobody left to tell.
+    pub(crate) async fn shutdown(self) {
+        let _ = self.commands.send(Command::Shutdown).await;
+    }
 }
 
 struct Peer {
-    outbox: Arc<Outbox>,
+    link: Arc<ConnectionLink>,
 }
 
 /// What the broker task needs besides its command channel.
 #[derive(Debug)]
-pub struct BrokerTaskSettings {
+pub(crate) struct BrokerTaskSettings {
     /// Broker limits and capabilities.
-    pub config: BrokerConfig,
-    /// Outbox limits.
-    pub limits: OutboxLimits,
+    pub(crate) config: BrokerConfig,
     /// State restored from the store.
-    pub restored: Snapshot,
+    pub(crate) restored: Snapshot,
     /// Where snapshots go; `None` runs without persistence.
-    pub store: Option<mpsc::Sender<Snapshot>>,
+    pub(crate) store: Option<mpsc::Sender<Snapshot>>,
     /// Time between snapshots.
-    pub autosave_interval: Duration,
+    pub(crate) autosave_interval: Duration,
 }
 
 /// Runs the broker until a `Shutdown` command has been handled or every sender is gone, then
 /// hands the final snapshot to the store.
-pub async fn run(
+pub(crate) async fn run(
     settings: BrokerTaskSettings,
     auth: Box<dyn AuthHook>,
     mut commands: mpsc::Receiver<Command>,
     counters: Arc<TransportCounters>,
 ) {
-    let limits = settings.limits;
     let mut broker = Broker::new(settings.config, auth, Instant::now());
     broker.restore(settings.restored, Instant::now());
     let mut peers: HashMap<ConnectionId, Peer> = HashMap::default();
@@ -162,14 +213,12 @@ pub async fn run(
             command = commands.recv() => {
                 let Some(command) = command else { break };
                 let now = Instant::now();
-                stop |= handle_and_route(&mut broker, &mut peers, limits, command, now);
+                stop |= handle_and_route(&mut broker, &mut peers, command, now);
                 // Take what else is waiting, so that a burst costs one wake-up.
                 for _ in 1..COMMAND_BATCH {
                     match commands.try_recv() {
                         Ok(command) => {
-                            stop |= handle_and_route(
-                                &mut broker, &mut peers, limits, command, now,
-                            );
+                            stop |= handle_and_route(&mut broker, &mut peers, command, now);
                         }
                         Err(_) => break,
                     }
@@ -190,7 +239,7 @@ pub async fn run(
             }
         }
         // Timer and autosave outputs (keepalive closes, `$SYS`) have no publisher to slow.
-        route(&mut broker, &mut peers, limits);
+        route(&mut broker, &mut peers);
         if stop {
             close_unannounced(&mut peers, &mut commands);
             break;
@@ -210,13 +259,13 @@ fn close_unannounced(
     commands: &mut mpsc::Receiver<Command>,
 ) {
     for (_, peer) in peers.drain() {
-        peer.outbox.close();
+        peer.link.close();
     }
     // Refuse further commands, then close whatever announced itself in the meantime.
     commands.close();
     while let Ok(command) = commands.try_recv() {
-        if let Command::Open { outbox, .. } = command {
-            outbox.close();
+        if let Command::Open { link, .. } = command {
+            link.close();
         }
     }
 }
@@ -228,7 +277,6 @@ fn close_unannounced(
 fn handle_and_route(
     broker: &mut Broker,
     peers: &mut HashMap<ConnectionId, Peer>,
-    limits: OutboxLimits,
     command: Command,
     now: Instant,
 ) -> bool {
@@ -237,15 +285,15 @@ fn handle_and_route(
         _ => None,
     };
     let stop = handle(broker, peers, command, now);
-    let congested_outbox = route(broker, peers, limits);
+    let congested_outbox = route(broker, peers);
     let congested_queue = broker.take_congestion();
     if let Some(peer) = source.and_then(|source| peers.get(&source)) {
         let now = tokio::time::Instant::now();
         if let Some(congested) = congested_outbox {
-            peer.outbox
+            peer.link
                 .throttle(Throttle::Outbox(congested), now + OUTBOX_PAUSE);
         } else if congested_queue {
-            peer.outbox.throttle(Throttle::Queue, now + QUEUE_PAUSE);
+            peer.link.throttle(Throttle::Queue, now + QUEUE_PAUSE);
         }
     }
     stop
@@ -259,8 +307,8 @@ fn handle(
     now: Instant,
 ) -> bool {
     match command {
-        Command::Open { connection, outbox } => {
-            peers.insert(connection, Peer { outbox });
+        Command::Open { connection, link } => {
+            peers.insert(connection, Peer { link });
         }
         Command::Connect {
             connection,
@@ -320,8 +368,7 @@ fn answer(broker: &mut Broker, query: Query, now: Instant) {
 fn route(
     broker: &mut Broker,
     peers: &mut HashMap<ConnectionId, Peer>,
-    limits: OutboxLimits,
-) -> Option<Arc<Outbox>> {
+) -> Option<Arc<ConnectionLink>> {
     let mut congested = None;
     while let Some(output) = broker.poll_output() {
         match output {
@@ -336,14 +383,14 @@ fn route(
                     FrameKind::Control => (false, false, false),
                 };
                 let pushed = if sets_alias {
-                    peer.outbox.push_unbounded(frame.bytes)
+                    peer.link.push_unbounded(frame.bytes)
                 } else {
-                    peer.outbox.push(frame.bytes)
+                    peer.link.push(frame.bytes)
                 };
                 match pushed {
                     Ok(()) => {
-                        if is_publish && peer.outbox.queued_bytes() > limits.soft_bytes {
-                            congested = Some(peer.outbox.clone());
+                        if is_publish && peer.link.is_congested() {
+                            congested = Some(peer.link.clone());
                         }
                     }
                     Err(PushError::Closed) => {}
@@ -359,9 +406,9 @@ fn route(
                             connection = %connection,
                             client_id = broker.client_id(connection).unwrap_or(""),
                             "closing connection: it stopped reading ({} bytes waiting)",
-                            peer.outbox.queued_bytes()
+                            peer.link.queued_bytes()
                         );
-                        peer.outbox.close();
+                        peer.link.close();
                         peers.remove(&connection);
                         broker.handle_connection_lost(connection, Instant::now());
                     }
@@ -370,7 +417,7 @@ fn route(
             Output::Close { connection } => {
                 if let Some(peer) = peers.remove(&connection) {
                     debug!(connection = %connection, "closing connection");
-                    peer.outbox.close();
+                    peer.link.close();
                 }
             }
         }

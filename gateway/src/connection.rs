@@ -1,10 +1,15 @@
 //! The per-connection task, shared by every transport: it reads bytes, decodes packets, hands
-//! them to the broker task, and writes what the broker queues in the connection's outbox.
+//! them to the broker task, and writes what the broker queues in the connection's outbox (its
+//! [`ConnectionLink`], which also carries the flow control of its reads).
 //!
-//! Transports are thin adapters implementing [`Transport`]; this module holds all the MQTT
-//! connection rules that do not need the broker's state: CONNECT must come first and within the
-//! connect timeout [MQTT-3.1.0-1], a decode error stops reading and lets the broker answer, and
-//! the connection ends when the broker closes the outbox or the peer goes away.
+//! Transports are thin adapters implementing [`Transport`] (see [`crate::transport`]); this
+//! module holds all the MQTT connection rules that do not need the broker's state: CONNECT must
+//! come first and within the connect timeout [MQTT-3.1.0-1], a decode error stops reading and
+//! lets the broker answer, a write is bounded by the write timeout, and the connection ends when
+//! the broker closes the outbox or the peer goes away.
+//!
+//! Invariant: `Open` is the first command a connection sends the broker task and, unless the
+//! broker closed its link (then it knows already), `Lost` is the last.
 //!
 //! Memory: the task's future is most of what an idle connection costs, and a future is as large
 //! as its largest state, however rarely that state is entered. So the states every connection
@@ -15,12 +20,13 @@
 //! plain functions returning an `async move` block rather than `async fn`s, whose arguments
 //! would be stored twice.
 
-use crate::broker_task::{Command, TransportCounters};
-use crate::outbox::{Outbox, Throttle};
+use crate::broker_task::{BrokerHandle, Command};
+use crate::counters::TransportCounters;
+use crate::link::{ConnectionLink, OutboxLimits, Throttle};
+use crate::transport::Transport;
 use broker_core::{ConnectionId, ConnectionInfo};
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use mqtt_codec::{ConnectPacket, DecodeError, Packet, ProtocolVersion, decode};
-use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
 use std::pin::{Pin, pin};
@@ -28,55 +34,39 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::Poll;
 use std::time::Duration;
-use tokio::sync::mpsc::{self, error::TrySendError};
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::time::{Instant, Sleep};
 use tracing::{debug, warn};
 
 /// Commands a connection may have waiting in the broker task. Reading waits for a free credit,
 /// so a fast publisher's backlog is a couple of reads, and a pause the broker asks for (see
-/// `Outbox::throttle`) takes effect at once rather than after a queue of earlier reads.
+/// `ConnectionLink::throttle`) takes effect at once rather than after a queue of earlier reads.
 const COMMAND_CREDITS: u32 = 2;
 
-/// A byte stream carrying MQTT packets (TCP, TLS, WebSocket...).
-pub trait Transport: Send {
-    /// Waits until bytes arrive and appends them to `buf`, returning how many; `Ok(0)` at the
-    /// end of the stream. Must be cancel safe: dropping the future loses no data.
-    fn read(&mut self, buf: &mut BytesMut) -> impl Future<Output = io::Result<usize>> + Send;
-
-    /// Writes every frame, in order, as one batch (one WebSocket message, one TCP write where
-    /// possible), returning the number of bytes written.
-    fn write(&mut self, frames: VecDeque<Bytes>) -> impl Future<Output = io::Result<usize>> + Send;
-
-    /// Flushes and closes the stream.
-    fn close(&mut self) -> impl Future<Output = io::Result<()>> + Send;
-}
-
 /// Settings of the connection task.
-#[derive(Clone, Copy, Debug)]
-pub struct ConnectionSettings {
+#[derive(Clone, Debug)]
+pub(crate) struct ConnectionSettings {
     /// Time allowed between accepting the connection and receiving CONNECT.
-    pub connect_timeout: Duration,
+    pub(crate) connect_timeout: Duration,
     /// Largest packet accepted, as announced in CONNACK.
-    pub max_packet_size: usize,
-    /// Hard limit of an outbox, in bytes.
-    pub outbox_limit: usize,
+    pub(crate) max_packet_size: usize,
+    /// The limits of every connection's outbox, which the broker task reads from the outbox.
+    pub(crate) outbox_limits: Arc<OutboxLimits>,
     /// Time allowed for flushing after the broker closed the connection.
-    pub close_timeout: Duration,
+    pub(crate) close_timeout: Duration,
     /// Time a write may wait for a peer that does not read before the connection is dropped.
-    pub write_timeout: Duration,
-    /// Outbox bytes above which a connection counts as congested.
-    pub outbox_soft_limit: usize,
+    pub(crate) write_timeout: Duration,
 }
 
 /// Everything a connection task needs from the gateway.
 #[derive(Clone, Debug)]
-pub struct ConnectionContext {
-    /// Commands to the broker task.
-    pub commands: mpsc::Sender<Command>,
+pub(crate) struct ConnectionContext {
+    /// The broker task.
+    pub(crate) broker: BrokerHandle,
     /// Byte counters.
-    pub counters: Arc<TransportCounters>,
+    pub(crate) counters: Arc<TransportCounters>,
     /// Settings.
-    pub settings: ConnectionSettings,
+    pub(crate) settings: ConnectionSettings,
 }
 
 /// Why the read side stopped.
@@ -97,7 +87,7 @@ enum WriteFailure {
 /// Serves one connection until it ends.
 ///
 /// `context` is shared by a listener's connections when passed as an `Arc`.
-pub fn run<T: Transport>(
+pub(crate) fn run<T: Transport>(
     mut transport: T,
     connection: ConnectionId,
     info: ConnectionInfo,
@@ -106,12 +96,15 @@ pub fn run<T: Transport>(
     let context: Arc<ConnectionContext> = context.into();
     async move {
         let _open = context.counters.open_connections.open(info.transport);
-        let outbox = Arc::new(Outbox::new(context.settings.outbox_limit, COMMAND_CREDITS));
+        let link = Arc::new(ConnectionLink::new(
+            context.settings.outbox_limits.clone(),
+            COMMAND_CREDITS,
+        ));
         let announce = Command::Open {
             connection,
-            outbox: outbox.clone(),
+            link: link.clone(),
         };
-        if send_command(&context.commands, announce).await.is_err() {
+        if send_command(&context.broker, announce).await.is_err() {
             return;
         }
         // Dropped once CONNECT is in, so idle connections keep no timer.
@@ -126,14 +119,14 @@ pub fn run<T: Transport>(
         loop {
             tokio::select! {
                 biased;
-                () = outbox.ready() => {
-                    let (frames, closed) = outbox.take();
+                () = link.ready() => {
+                    let (frames, closed) = link.take();
                     if !frames.is_empty() {
                         // Boxed: the write and its timers would otherwise be part of every
                         // connection's future, idle or not.
                         let write = transport.write(frames);
                         let written =
-                            Box::pin(write_with_timeouts(write, &outbox, &context.settings)).await;
+                            Box::pin(write_with_timeouts(write, &link, &context.settings)).await;
                         match written {
                             Ok(written) => {
                                 context.counters.bytes_sent.fetch_add(written as u64, Ordering::Relaxed);
@@ -162,13 +155,13 @@ pub fn run<T: Transport>(
                     // Wait for the broker to take our earlier packets, then for any pause it
                     // asked for. The pause is kept in the outbox, not in this future, so that a
                     // write that wins the `select!` does not cancel it.
-                    outbox.credit_available().await;
-                    if let Some(throttle) = outbox.current_throttle() {
-                        Box::pin(pause(throttle, context.settings.outbox_soft_limit)).await;
+                    link.credit_available().await;
+                    if let Some(throttle) = link.current_throttle() {
+                        Box::pin(pause(throttle)).await;
                     }
                     transport.read(&mut read_buf).await
                 }, if reading => {
-                    outbox.clear_throttle();
+                    link.clear_throttle();
                     let end = match result {
                         Ok(0) => Some(ReadEnd::Lost),
                         Ok(count) => {
@@ -176,7 +169,7 @@ pub fn run<T: Transport>(
                             let decoded = decode_packets(&mut read_buf, &mut connected, connection, &info, &context.settings);
                             // Boxed, as the broker's queue may be full: a wait here would
                             // otherwise be part of every connection's future.
-                            Box::pin(forward(decoded, connection, &info, &context.commands, &outbox)).await
+                            Box::pin(forward(decoded, connection, &info, &context.broker, &link)).await
                         }
                         Err(error) => {
                             debug!(connection = %connection, "read failed: {error}");
@@ -214,12 +207,12 @@ pub fn run<T: Transport>(
         }
 
         if tell_lost {
-            outbox.close();
+            link.close();
             // The broker may be shutting down; then nobody needs to know.
-            let _ = send_command(&context.commands, Command::Lost { connection }).await;
+            let _ = send_command(&context.broker, Command::Lost { connection }).await;
         } else {
             // Whatever the broker queued before closing (a DISCONNECT, a CONNACK) goes out first.
-            let (frames, _) = outbox.take();
+            let (frames, _) = link.take();
             if !frames.is_empty() {
                 let flush =
                     tokio::time::timeout(context.settings.close_timeout, transport.write(frames));
@@ -240,13 +233,13 @@ pub fn run<T: Transport>(
 /// the broker closes the connection (shutdown, takeover) it gets only the close grace period.
 async fn write_with_timeouts<F: Future<Output = io::Result<usize>>>(
     write: F,
-    outbox: &Outbox,
+    link: &ConnectionLink,
     settings: &ConnectionSettings,
 ) -> Result<usize, WriteFailure> {
     let mut write = pin!(write);
     let written = tokio::select! {
         result = tokio::time::timeout(settings.write_timeout, &mut write) => result,
-        () = outbox.wait_closed() => {
+        () = link.wait_closed() => {
             tokio::time::timeout(settings.close_timeout, &mut write).await
         }
     };
@@ -257,10 +250,10 @@ async fn write_with_timeouts<F: Future<Output = io::Result<usize>>>(
 }
 
 /// Waits out a pause the broker asked for.
-async fn pause((throttle, until): (Throttle, Instant), soft_limit: usize) {
+async fn pause((throttle, until): (Throttle, Instant)) {
     match throttle {
         Throttle::Outbox(congested) => {
-            let _ = tokio::time::timeout_at(until, congested.wait_below(soft_limit)).await;
+            let _ = tokio::time::timeout_at(until, congested.wait_uncongested()).await;
         }
         Throttle::Queue => tokio::time::sleep_until(until).await,
     }
@@ -348,8 +341,8 @@ async fn forward(
     decoded: Decoded,
     connection: ConnectionId,
     info: &ConnectionInfo,
-    commands: &mpsc::Sender<Command>,
-    outbox: &Arc<Outbox>,
+    broker: &BrokerHandle,
+    link: &Arc<ConnectionLink>,
 ) -> Option<ReadEnd> {
     if let Some(packet) = decoded.connect {
         let command = Command::Connect {
@@ -357,7 +350,7 @@ async fn forward(
             packet,
             info: info.clone(),
         };
-        if commands.send(command).await.is_err() {
+        if broker.send(command).await.is_err() {
             return Some(ReadEnd::Lost);
         }
     }
@@ -365,17 +358,17 @@ async fn forward(
         // One of the connection's credits goes with the batch; the broker task returns it
         // by dropping the command once it has handled it.
         let credit = loop {
-            if let Some(credit) = outbox.try_take_credit() {
+            if let Some(credit) = link.try_take_credit() {
                 break credit;
             }
-            outbox.credit_available().await;
+            link.credit_available().await;
         };
         let command = Command::Packets {
             connection,
             packets: decoded.packets,
             credit,
         };
-        if commands.send(command).await.is_err() {
+        if broker.send(command).await.is_err() {
             return Some(ReadEnd::Lost);
         }
     }
@@ -387,7 +380,7 @@ async fn forward(
                 error,
                 info: info.clone(),
             };
-            if commands.send(command).await.is_err() {
+            if broker.send(command).await.is_err() {
                 return Some(ReadEnd::Lost);
             }
             Some(ReadEnd::AwaitingClose)
@@ -398,12 +391,12 @@ async fn forward(
 /// Sends `command` to the broker task. The queue nearly always has room, and then nothing
 /// waits; a wait for room is boxed, so that it does not enlarge every connection's future.
 fn send_command(
-    commands: &mpsc::Sender<Command>,
+    broker: &BrokerHandle,
     command: Command,
 ) -> impl Future<Output = Result<(), ()>> + Send + '_ {
-    let queued = match commands.try_send(command) {
+    let queued = match broker.try_send(command) {
         Ok(()) => Ok(None),
-        Err(TrySendError::Full(command)) => Ok(Some(Box::pin(commands.send(command)))),
+        Err(TrySendError::Full(command)) => Ok(Some(Box::pin(broker.send(command)))),
         Err(TrySendError::Closed(_)) => Err(()),
     };
     async move {

@@ -3,25 +3,44 @@
 //! [`Gateway::start`] binds every listener and spawns the tasks; [`Gateway::shutdown`] stops
 //! accepting, sends 5.0 clients DISCONNECT 0x8B, flushes, and waits for every task to end. Tests
 //! start a gateway on port 0 and read the bound addresses back.
+//!
+//! The way of a message: a transport (`transport::tcp`, `transport::ws`) reads bytes; the
+//! connection task (`connection`) decodes them into packets and sends them to the broker task
+//! (`broker_task`) through its `BrokerHandle`; the broker core encodes what it sends, and the
+//! broker task pushes those frames into each receiver's `ConnectionLink` (`link`), whose
+//! connection task writes them through its transport. Connections are accepted by `listeners`
+//! (TCP) and by `http`'s `/mqtt` upgrade (WebSocket); `counters` are the atomics the transports
+//! count in and `metrics` and the API read; `store` keeps snapshots on disk.
+//!
+//! No two modules import each other: `http` and `transport` are parents whose children reach
+//! them through `super::`, and the dependencies between the others go one way.
 
-pub mod api;
-pub mod broker_task;
+// Only what the binary and the tests use is public: `config` (the binary builds a
+// `GatewayConfig` from its flags, tests build one directly), `dashboard` (tests check the
+// embedded files), and the error types that `Gateway::start` names. Everything else is the
+// gateway's own business.
+mod broker_task;
 pub mod config;
-pub mod connection;
-pub mod dashboard;
-pub mod http;
-pub mod listeners;
-pub mod metrics;
-pub mod origin;
-pub mod outbox;
-pub mod store;
-pub mod tcp;
-pub mod websocket;
+mod connection;
+mod counters;
+mod http;
+mod link;
+mod listeners;
+mod metrics;
+mod origin;
+mod store;
+mod transport;
+
+pub use http::dashboard;
+pub use origin::InvalidOrigin;
+pub use store::StoreError;
 
 use broker_core::AuthHook;
-use broker_task::{BrokerTaskSettings, Command, OutboxLimits, TransportCounters};
+use broker_task::{BrokerHandle, BrokerTaskSettings};
 use config::GatewayConfig;
 use connection::{ConnectionContext, ConnectionSettings};
+use counters::TransportCounters;
+use link::OutboxLimits;
 use listeners::ConnectionLimiter;
 use std::io;
 use std::net::SocketAddr;
@@ -40,6 +59,15 @@ use tracing::info;
 /// queue, not the sockets, would otherwise absorb a burst that a slow consumer cannot take.
 const COMMAND_QUEUE: usize = 128;
 
+/// Time one batch of writes to a connection may take, whatever the transport. A peer that reads
+/// nothing for this long is not coming back, and its connection is dropped; without the bound
+/// its connection task would wait on it forever.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Time a connection has to flush what is queued and close once the broker closed it (shutdown,
+/// takeover, a protocol error), and for the WebSocket closing handshake.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Why the gateway could not start.
 #[derive(Debug, Error)]
 pub enum StartError {
@@ -55,10 +83,10 @@ pub enum StartError {
     },
     /// The embedded store could not be opened or read.
     #[error(transparent)]
-    Store(#[from] store::StoreError),
+    Store(#[from] StoreError),
     /// An `--allowed-origin` is not an origin.
     #[error(transparent)]
-    AllowedOrigin(#[from] origin::InvalidOrigin),
+    AllowedOrigin(#[from] InvalidOrigin),
     /// The data directory could not be created.
     #[error("cannot create data directory {path}: {source}")]
     DataDir {
@@ -84,8 +112,8 @@ pub struct Gateway {
     http_addresses: Vec<SocketAddr>,
     stop_accepting: CancellationToken,
     tracker: TaskTracker,
-    commands: mpsc::Sender<Command>,
-    broker: JoinHandle<()>,
+    broker: BrokerHandle,
+    broker_task: JoinHandle<()>,
     store: JoinHandle<()>,
 }
 
@@ -131,25 +159,26 @@ impl Gateway {
         let counters = Arc::new(TransportCounters::default());
         let settings = BrokerTaskSettings {
             config: config.broker.clone(),
-            limits: OutboxLimits {
-                soft_bytes: config.outbox_soft_limit,
-            },
             restored,
             store: Some(snapshots),
             autosave_interval: config.autosave_interval,
         };
-        let broker = tokio::spawn(broker_task::run(settings, auth, receiver, counters.clone()));
+        let broker_task =
+            tokio::spawn(broker_task::run(settings, auth, receiver, counters.clone()));
+        let broker = BrokerHandle::new(commands);
 
         let context = ConnectionContext {
-            commands: commands.clone(),
+            broker: broker.clone(),
             counters,
             settings: ConnectionSettings {
                 connect_timeout: config.connect_timeout,
                 max_packet_size: config.broker.max_packet_size as usize,
-                outbox_limit: config.outbox_limit,
-                close_timeout: Duration::from_secs(2),
-                write_timeout: Duration::from_secs(30),
-                outbox_soft_limit: config.outbox_soft_limit,
+                outbox_limits: Arc::new(OutboxLimits {
+                    hard_bytes: config.outbox_limit,
+                    soft_bytes: config.outbox_soft_limit,
+                }),
+                close_timeout: CLOSE_TIMEOUT,
+                write_timeout: WRITE_TIMEOUT,
             },
         };
         let limiter = ConnectionLimiter::new(config.max_connections);
@@ -163,7 +192,7 @@ impl Gateway {
                 .expect("bound listener has an address");
             info!("listening mqtt {address}");
             mqtt_addresses.push(address);
-            tracker.spawn(tcp::accept_loop(
+            tracker.spawn(listeners::run_tcp(
                 listener,
                 context.clone(),
                 limiter.clone(),
@@ -203,8 +232,8 @@ impl Gateway {
             http_addresses,
             stop_accepting,
             tracker,
-            commands,
             broker,
+            broker_task,
             store: store_task,
         })
     }
@@ -223,13 +252,11 @@ impl Gateway {
     /// snapshot to the store, and waits up to `grace` for all of it.
     pub async fn shutdown(self, grace: Duration) -> Result<(), ShutdownError> {
         self.stop_accepting.cancel();
-        // If the broker task is gone already there is nobody left to tell.
-        let _ = self.commands.send(Command::Shutdown).await;
-        drop(self.commands);
+        self.broker.shutdown().await;
         self.tracker.close();
         let finished = tokio::time::timeout(grace, async {
             self.tracker.wait().await;
-            let _ = self.broker.await;
+            let _ = self.broker_task.await;
             // The broker task sent its final snapshot; the store task ends once it is written.
             let _ = self.store.await;
         })

@@ -5,70 +5,20 @@
 //! process-global one: tests run several gateways in one process), then renders it. Nothing runs
 //! between scrapes and the exporter has no listener of its own.
 //!
-//! Open connections per transport are counted here, by a guard each connection task holds, since
-//! the broker only knows clients that completed CONNECT. Refused WebSocket upgrades are counted
-//! through counter handles registered once with the recorder.
+//! Open connections per transport and the bytes in and out come from the transports' own
+//! counters ([`crate::counters`]). Refused WebSocket upgrades are counted through counter handles
+//! registered once with the recorder.
 
-use crate::broker_task::TransportCounters;
-use broker_core::{DropReason, Stats, Transport};
+use crate::counters::{TRANSPORTS, TransportCounters};
+use broker_core::{DropReason, Stats};
 use metrics::{Counter, counter, describe_counter, describe_gauge, gauge, with_local_recorder};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
-
-/// Every transport, in the order of [`OpenConnections`]' slots.
-pub const TRANSPORTS: [Transport; 4] = [
-    Transport::Tcp,
-    Transport::Tls,
-    Transport::WebSocket,
-    Transport::WebSocketTls,
-];
-
-fn slot(transport: Transport) -> usize {
-    match transport {
-        Transport::Tcp => 0,
-        Transport::Tls => 1,
-        Transport::WebSocket => 2,
-        Transport::WebSocketTls => 3,
-    }
-}
-
-/// Network connections open now, by transport (including those still waiting for CONNECT).
-#[derive(Debug, Default)]
-pub struct OpenConnections {
-    counts: [AtomicU64; 4],
-}
-
-impl OpenConnections {
-    /// Counts a connection as open until the returned guard is dropped.
-    pub fn open(&self, transport: Transport) -> OpenConnection<'_> {
-        self.counts[slot(transport)].fetch_add(1, Ordering::Relaxed);
-        OpenConnection {
-            count: &self.counts[slot(transport)],
-        }
-    }
-
-    /// Connections open now over `transport`.
-    pub fn get(&self, transport: Transport) -> u64 {
-        self.counts[slot(transport)].load(Ordering::Relaxed)
-    }
-}
-
-/// Keeps one connection counted in [`OpenConnections`] while it lives.
-#[derive(Debug)]
-pub struct OpenConnection<'a> {
-    count: &'a AtomicU64,
-}
-
-impl Drop for OpenConnection<'_> {
-    fn drop(&mut self) {
-        self.count.fetch_sub(1, Ordering::Relaxed);
-    }
-}
+use std::sync::atomic::Ordering;
 
 /// Why a WebSocket upgrade was refused, for the `mqtt_websocket_upgrades_refused_total` counter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RefusedUpgrade {
+pub(crate) enum RefusedUpgrade {
     /// The `Origin` header named a site that may not connect.
     Origin,
     /// The client offered no MQTT subprotocol.
@@ -78,7 +28,7 @@ pub enum RefusedUpgrade {
 }
 
 /// The Prometheus recorder of one gateway.
-pub struct Metrics {
+pub(crate) struct Metrics {
     recorder: PrometheusRecorder,
     handle: PrometheusHandle,
     refused_origin: Counter,
@@ -100,7 +50,7 @@ impl Default for Metrics {
 
 impl Metrics {
     /// A recorder with every metric described.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let recorder = PrometheusBuilder::new().build_recorder();
         let handle = recorder.handle();
         let (refused_origin, refused_subprotocol, refused_limit) =
@@ -123,7 +73,7 @@ impl Metrics {
     }
 
     /// Counts one refused WebSocket upgrade.
-    pub fn record_refused_upgrade(&self, reason: RefusedUpgrade) {
+    pub(crate) fn record_refused_upgrade(&self, reason: RefusedUpgrade) {
         match reason {
             RefusedUpgrade::Origin => self.refused_origin.increment(1),
             RefusedUpgrade::Subprotocol => self.refused_subprotocol.increment(1),
@@ -132,7 +82,7 @@ impl Metrics {
     }
 
     /// Copies a snapshot into the recorder and renders the Prometheus text exposition.
-    pub fn render(&self, stats: &Stats, counters: &TransportCounters) -> String {
+    pub(crate) fn render(&self, stats: &Stats, counters: &TransportCounters) -> String {
         with_local_recorder(&self.recorder, || record(stats, counters));
         self.handle.render()
     }
@@ -251,19 +201,7 @@ fn record(stats: &Stats, counters: &TransportCounters) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn open_connection_guards_count() {
-        let open = OpenConnections::default();
-        let first = open.open(Transport::WebSocket);
-        let second = open.open(Transport::WebSocket);
-        assert_eq!(open.get(Transport::WebSocket), 2);
-        assert_eq!(open.get(Transport::Tcp), 0);
-        drop(first);
-        assert_eq!(open.get(Transport::WebSocket), 1);
-        drop(second);
-        assert_eq!(open.get(Transport::WebSocket), 0);
-    }
+    use broker_core::Transport;
 
     #[test]
     fn render_names_every_family_and_label() {

@@ -24,7 +24,7 @@ pub struct InvalidOrigin(pub String);
 
 /// Why an upgrade's origin was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum OriginRefusal {
+pub(crate) enum OriginRefusal {
     /// The `Origin` header is not a `scheme://host[:port]` origin (`null` included).
     Malformed,
     /// A well-formed origin that is neither same-origin, localhost nor allowed.
@@ -97,14 +97,14 @@ fn default_port(scheme: &str) -> Option<u16> {
 
 /// Which origins may open a WebSocket.
 #[derive(Clone, Debug, Default)]
-pub struct OriginPolicy {
+pub(crate) struct OriginPolicy {
     allowed: Vec<Origin>,
     allow_any: bool,
 }
 
 impl OriginPolicy {
     /// The default policy (same origin and localhost) plus the `allowed` origins.
-    pub fn new<S: AsRef<str>>(allowed: &[S]) -> Result<Self, InvalidOrigin> {
+    pub(crate) fn new<S: AsRef<str>>(allowed: &[S]) -> Result<Self, InvalidOrigin> {
         let mut policy = OriginPolicy::default();
         for text in allowed {
             let text = text.as_ref();
@@ -119,7 +119,11 @@ impl OriginPolicy {
     }
 
     /// Decides on an upgrade from its `Origin` and `Host` header values.
-    pub fn check(&self, origin: Option<&[u8]>, host: Option<&[u8]>) -> Result<(), OriginRefusal> {
+    pub(crate) fn check(
+        &self,
+        origin: Option<&[u8]>,
+        host: Option<&[u8]>,
+    ) -> Result<(), OriginRefusal> {
         let Some(origin) = origin else {
             // Not a browser: nothing for a web page to hijack.
             return Ok(());

@@ -14,7 +14,7 @@
 //!   `wasm-unsafe-eval` for the MQTT client's WebAssembly), connections to this origin and to
 //!   WebSocket URLs (the broker URL is editable on the page).
 
-use crate::http::HttpState;
+use super::HttpState;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{Html, IntoResponse, Response};
@@ -49,7 +49,7 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self' 'wa
      object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
 
 /// The embedded file at `path`, if any.
-pub fn asset(path: &str) -> Option<&'static Asset> {
+pub(crate) fn asset(path: &str) -> Option<&'static Asset> {
     ASSETS
         .binary_search_by(|asset| asset.path.cmp(path))
         .ok()
@@ -57,7 +57,7 @@ pub fn asset(path: &str) -> Option<&'static Asset> {
 }
 
 /// The content type of a file name, from its extension.
-pub fn content_type(path: &str) -> &'static str {
+pub(crate) fn content_type(path: &str) -> &'static str {
     let extension = path.rsplit_once('.').map_or("", |(_, extension)| extension);
     match extension {
         "html" => "text/html; charset=utf-8",
@@ -75,7 +75,7 @@ pub fn content_type(path: &str) -> &'static str {
 }
 
 /// Serves the dashboard; the router's fallback, so it sees every path no other route took.
-pub async fn serve(
+pub(super) async fn serve(
     State(state): State<HttpState>,
     method: Method,
     uri: Uri,

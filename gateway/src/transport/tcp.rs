@@ -1,29 +1,24 @@
-//! MQTT over plain TCP: the accept loop and the [`Transport`] adapter over `TcpStream`.
+//! MQTT over plain TCP: the [`Transport`] adapter over `TcpStream`. Its reads keep no buffer
+//! while the socket is idle and its writes batch small frames into one syscall; the accept loop
+//! is in [`crate::listeners`].
 
-use crate::connection::{self, ConnectionContext, Transport};
-use crate::listeners::ConnectionLimiter;
-use broker_core::{ConnectionInfo, Transport as TransportKind};
+use super::Transport;
 use bytes::{Bytes, BytesMut};
-use futures_util::FutureExt;
 use std::collections::VecDeque;
 use std::future::{Future, poll_fn};
 use std::io;
-use std::sync::Arc;
 use tokio::io::{AsyncWriteExt, Interest};
-use tokio::net::{TcpListener, TcpStream};
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
-use tracing::warn;
+use tokio::net::TcpStream;
 
 /// A TCP connection carrying MQTT.
 #[derive(Debug)]
-pub struct TcpTransport {
+pub(crate) struct TcpTransport {
     stream: TcpStream,
 }
 
 impl TcpTransport {
     /// Wraps an accepted stream.
-    pub fn new(stream: TcpStream) -> Self {
+    pub(crate) fn new(stream: TcpStream) -> Self {
         TcpTransport { stream }
     }
 }
@@ -120,46 +115,5 @@ impl Transport for TcpTransport {
 
     async fn close(&mut self) -> io::Result<()> {
         self.stream.shutdown().await
-    }
-}
-
-/// Accepts connections on `listener` until `shutdown` is cancelled.
-pub async fn accept_loop(
-    listener: TcpListener,
-    context: ConnectionContext,
-    limiter: ConnectionLimiter,
-    tracker: TaskTracker,
-    shutdown: CancellationToken,
-) {
-    // One copy for all of this listener's connections.
-    let context = Arc::new(context);
-    loop {
-        let accepted = tokio::select! {
-            () = shutdown.cancelled() => return,
-            accepted = listener.accept() => accepted,
-        };
-        let (stream, peer) = match accepted {
-            Ok(accepted) => accepted,
-            Err(error) => {
-                // Out of file descriptors and the like: back off instead of spinning.
-                warn!("accept failed: {error}");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let Some(permit) = limiter.try_acquire(&peer.to_string()) else {
-            continue;
-        };
-        // Small MQTT packets must not wait for Nagle's algorithm.
-        let _ = stream.set_nodelay(true);
-        let info = ConnectionInfo {
-            transport: TransportKind::Tcp,
-            remote_address: peer.to_string().into(),
-        };
-        let transport = TcpTransport::new(stream);
-        let serve = connection::run(transport, limiter.next_id(), info, context.clone());
-        // `map` rather than an `async` block, which would hold the arguments of `run` besides
-        // its future for the connection's lifetime.
-        tracker.spawn(serve.map(move |()| drop(permit)));
     }
 }

@@ -1,12 +1,10 @@
 //! `/metrics`: parsed by a strict Prometheus text-format parser, and checked for the counters
 //! and gauges moving with traffic over both transports.
 
-mod web_support;
-
+use crate::web_support::{Client, Harness, connect_packet, get, publish_packet, ws_refusal};
 use bytes::Bytes;
 use mqtt_codec::{ByteStr, Packet, ProtocolVersion, QoS};
 use std::collections::{BTreeMap, HashMap};
-use web_support::{Client, Harness, connect_packet, get, publish_packet, ws_refusal};
 
 use ProtocolVersion::{V5, V311};
 
@@ -360,7 +358,7 @@ async fn counters_and_gauges_move_with_traffic() {
     );
 
     // Wait until the sleeper's connection is gone from the gauges.
-    let deadline = tokio::time::Instant::now() + web_support::WAIT;
+    let deadline = tokio::time::Instant::now() + crate::web_support::WAIT;
     let after = loop {
         let metrics = scrape(&gateway).await;
         if metrics.value("mqtt_connections", &[("transport", "tcp")]) <= 2.0 {

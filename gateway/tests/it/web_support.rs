@@ -3,8 +3,6 @@
 //! or over WebSocket (tokio-tungstenite), and a minimal HTTP/1.1 client over `TcpStream`.
 //!
 //! Every wait is bounded by [`WAIT`], so a misbehaving gateway fails a test instead of hanging it.
-//! Each test binary uses only some of these helpers.
-#![allow(dead_code)]
 
 use broker_core::{AllowAll, AuthHook};
 use bytes::{Bytes, BytesMut};

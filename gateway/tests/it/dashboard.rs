@@ -2,10 +2,8 @@
 //! policy when the gateway was built after `cargo xtask dist`, and otherwise the page that says
 //! the dashboard was not built. Which of the two applies is `gateway::dashboard::EMBEDDED`.
 
-mod web_support;
-
+use crate::web_support::{Harness, get, http_request};
 use gateway::dashboard::{ASSETS, EMBEDDED};
-use web_support::{Harness, get, http_request};
 
 #[tokio::test]
 async fn without_a_built_dashboard_the_index_says_how_to_build_it() {

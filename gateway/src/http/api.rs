@@ -1,17 +1,18 @@
 //! `/api/v1/...`: the broker's state as JSON, and disconnecting a client.
 //!
-//! Every answer comes from the broker task through a [`Query`] with a oneshot reply, bounded by
-//! [`QUERY_TIMEOUT`] so that a stuck broker yields 503 instead of piling up requests. The JSON
-//! shapes are this module's own types, kept stable for the dashboard and for scripts; errors are
+//! Every answer comes from the broker task through a [`Query`] with a oneshot reply
+//! ([`BrokerHandle::ask`](crate::broker_task::BrokerHandle::ask)), bounded by [`QUERY_TIMEOUT`]
+//! so that a stuck broker yields 503 instead of piling up requests. The JSON shapes are this
+//! module's own types, kept stable for the dashboard and for scripts; errors are
 //! `{"error": "..."}` with the matching status.
 //!
 //! Routes (relative to `/api/v1`): `GET /clients`, `GET /clients/{id}`, `DELETE /clients/{id}`
 //! (204, or 404 for an unknown id), `GET /subscriptions`, `GET /retained?filter=F&limit=N`,
 //! `GET /stats`.
 
-use crate::broker_task::{Command, Query};
-use crate::http::HttpState;
-use crate::metrics::TRANSPORTS;
+use super::{HttpState, QUERY_TIMEOUT};
+use crate::broker_task::{AskError, Query};
+use crate::counters::TRANSPORTS;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -23,15 +24,11 @@ use mqtt_codec::{ProtocolVersion, RetainHandling};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use thiserror::Error;
-use tokio::sync::{mpsc, oneshot};
-
-/// Time the broker task has to answer a query.
-pub const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Bytes of a retained payload shown in `/retained`.
-pub const PREVIEW_BYTES: usize = 256;
+pub(crate) const PREVIEW_BYTES: usize = 256;
 
 /// Retained messages listed by default, and at most.
 const RETAINED_LIMIT: usize = 1000;
@@ -39,7 +36,7 @@ const RETAINED_LIMIT_MAX: usize = 100_000;
 
 /// Why an API request failed.
 #[derive(Debug, Error)]
-pub enum ApiError {
+pub(crate) enum ApiError {
     /// No such resource.
     #[error("{0}")]
     NotFound(String),
@@ -49,19 +46,16 @@ pub enum ApiError {
     /// The method is not allowed on this route.
     #[error("method not allowed")]
     MethodNotAllowed,
-    /// The broker task has stopped (the gateway is shutting down).
-    #[error("the broker is not running")]
-    BrokerStopped,
-    /// The broker task did not answer within [`QUERY_TIMEOUT`].
-    #[error("the broker did not answer within {0:?}")]
-    BrokerTimeout(Duration),
+    /// The broker task has stopped, or did not answer within [`QUERY_TIMEOUT`].
+    #[error(transparent)]
+    Broker(#[from] AskError),
 }
 
 /// The body of every error answer.
 #[derive(Debug, Deserialize, Serialize)]
-pub struct ErrorBody {
+pub(crate) struct ErrorBody {
     /// What went wrong, for people.
-    pub error: String,
+    pub(crate) error: String,
 }
 
 impl IntoResponse for ApiError {
@@ -70,7 +64,7 @@ impl IntoResponse for ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::BrokerStopped | ApiError::BrokerTimeout(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Broker(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
         let body = ErrorBody {
             error: self.to_string(),
@@ -79,27 +73,8 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Sends a query to the broker task and waits, bounded, for its answer.
-pub async fn ask<T>(
-    commands: &mpsc::Sender<Command>,
-    query: impl FnOnce(oneshot::Sender<T>) -> Query,
-    timeout: Duration,
-) -> Result<T, ApiError> {
-    let (reply, answer) = oneshot::channel();
-    let exchange = async {
-        commands
-            .send(Command::Query(query(reply)))
-            .await
-            .map_err(|_| ApiError::BrokerStopped)?;
-        answer.await.map_err(|_| ApiError::BrokerStopped)
-    };
-    tokio::time::timeout(timeout, exchange)
-        .await
-        .map_err(|_| ApiError::BrokerTimeout(timeout))?
-}
-
 /// The `/api/v1` routes.
-pub fn router() -> Router<HttpState> {
+pub(super) fn router() -> Router<HttpState> {
     Router::new()
         .route("/clients", get(clients))
         .route("/clients/{id}", get(client).delete(disconnect_client))
@@ -112,27 +87,27 @@ pub fn router() -> Router<HttpState> {
 
 /// One connected client.
 #[derive(Debug, Deserialize, Serialize)]
-pub struct ClientJson {
+pub(crate) struct ClientJson {
     /// Client identifier.
-    pub id: String,
+    pub(crate) id: String,
     /// `tcp`, `tls`, `ws` or `wss`.
-    pub transport: String,
+    pub(crate) transport: String,
     /// `3.1`, `3.1.1` or `5.0`.
-    pub protocol_version: String,
+    pub(crate) protocol_version: String,
     /// Peer address.
-    pub address: String,
+    pub(crate) address: String,
     /// User name, if any.
-    pub username: Option<String>,
+    pub(crate) username: Option<String>,
     /// When the CONNECT was accepted, RFC 3339 in UTC.
-    pub connected_since: String,
+    pub(crate) connected_since: String,
     /// Seconds since then.
-    pub connected_seconds: u64,
+    pub(crate) connected_seconds: u64,
     /// Keep alive in force, seconds.
-    pub keep_alive: u16,
+    pub(crate) keep_alive: u16,
     /// Subscriptions held by its session.
-    pub subscriptions: usize,
+    pub(crate) subscriptions: usize,
     /// Messages queued or in flight towards it.
-    pub queued: usize,
+    pub(crate) queued: usize,
 }
 
 impl ClientJson {
@@ -155,21 +130,21 @@ impl ClientJson {
 
 /// One subscription.
 #[derive(Debug, Deserialize, Serialize)]
-pub struct SubscriptionJson {
+pub(crate) struct SubscriptionJson {
     /// Client identifier of the session.
-    pub client_id: String,
+    pub(crate) client_id: String,
     /// Filter as subscribed (with `$share/...` if shared).
-    pub filter: String,
+    pub(crate) filter: String,
     /// Maximum QoS.
-    pub qos: u8,
+    pub(crate) qos: u8,
     /// No Local option.
-    pub no_local: bool,
+    pub(crate) no_local: bool,
     /// Retain As Published option.
-    pub retain_as_published: bool,
+    pub(crate) retain_as_published: bool,
     /// Retain Handling option (0, 1 or 2).
-    pub retain_handling: u8,
+    pub(crate) retain_handling: u8,
     /// Whether the session's client is connected.
-    pub online: bool,
+    pub(crate) online: bool,
 }
 
 impl From<SubscriptionSummary> for SubscriptionJson {
@@ -193,19 +168,19 @@ impl From<SubscriptionSummary> for SubscriptionJson {
 
 /// One retained message, with a preview of its payload.
 #[derive(Debug, Deserialize, Serialize)]
-pub struct RetainedJson {
+pub(crate) struct RetainedJson {
     /// Topic name.
-    pub topic: String,
+    pub(crate) topic: String,
     /// QoS it was published with.
-    pub qos: u8,
+    pub(crate) qos: u8,
     /// Payload size in bytes.
-    pub size: usize,
+    pub(crate) size: usize,
     /// The first [`PREVIEW_BYTES`] of the payload, as text or in base64.
-    pub payload: String,
+    pub(crate) payload: String,
     /// `utf8` when the payload is text, `base64` otherwise.
-    pub encoding: String,
+    pub(crate) encoding: String,
     /// Whether `payload` shows only the start of the payload.
-    pub truncated: bool,
+    pub(crate) truncated: bool,
 }
 
 impl From<RetainedSummary> for RetainedJson {
@@ -224,43 +199,43 @@ impl From<RetainedSummary> for RetainedJson {
 
 /// Broker counters and gauges.
 #[derive(Debug, Deserialize, Serialize)]
-pub struct StatsJson {
+pub(crate) struct StatsJson {
     /// Network connections open now, by transport.
-    pub connections: BTreeMap<String, u64>,
+    pub(crate) connections: BTreeMap<String, u64>,
     /// Clients connected now.
-    pub clients_connected: u64,
+    pub(crate) clients_connected: u64,
     /// Highest number of clients connected at once.
-    pub clients_maximum: u64,
+    pub(crate) clients_maximum: u64,
     /// Sessions held, online or not.
-    pub sessions: u64,
+    pub(crate) sessions: u64,
     /// CONNECT attempts refused.
-    pub connections_refused: u64,
+    pub(crate) connections_refused: u64,
     /// Authentication failures.
-    pub auth_failures: u64,
+    pub(crate) auth_failures: u64,
     /// Control packets received.
-    pub packets_received: u64,
+    pub(crate) packets_received: u64,
     /// Control packets sent.
-    pub packets_sent: u64,
+    pub(crate) packets_sent: u64,
     /// PUBLISH packets received, by QoS (`"0"`, `"1"`, `"2"`).
-    pub messages_received: BTreeMap<String, u64>,
+    pub(crate) messages_received: BTreeMap<String, u64>,
     /// PUBLISH packets sent, by QoS.
-    pub messages_sent: BTreeMap<String, u64>,
+    pub(crate) messages_sent: BTreeMap<String, u64>,
     /// Payload bytes received.
-    pub payload_bytes_received: u64,
+    pub(crate) payload_bytes_received: u64,
     /// Payload bytes sent.
-    pub payload_bytes_sent: u64,
+    pub(crate) payload_bytes_sent: u64,
     /// Bytes read from connections.
-    pub bytes_received: u64,
+    pub(crate) bytes_received: u64,
     /// Bytes written to connections.
-    pub bytes_sent: u64,
+    pub(crate) bytes_sent: u64,
     /// Messages dropped, by reason.
-    pub dropped: BTreeMap<String, u64>,
+    pub(crate) dropped: BTreeMap<String, u64>,
     /// Subscriptions held.
-    pub subscriptions: u64,
+    pub(crate) subscriptions: u64,
     /// Retained messages held.
-    pub retained_messages: u64,
+    pub(crate) retained_messages: u64,
     /// Messages waiting in session queues or in flight.
-    pub queued_messages: u64,
+    pub(crate) queued_messages: u64,
 }
 
 fn by_qos(counts: [u64; 3]) -> BTreeMap<String, u64> {
@@ -304,7 +279,11 @@ impl StatsJson {
 }
 
 async fn all_clients(state: &HttpState) -> Result<Vec<ClientJson>, ApiError> {
-    let clients = ask(&state.context.commands, Query::Clients, QUERY_TIMEOUT).await?;
+    let clients = state
+        .context
+        .broker
+        .ask(Query::Clients, QUERY_TIMEOUT)
+        .await?;
     let (now, wall_now) = (Instant::now(), SystemTime::now());
     Ok(clients
         .into_iter()
@@ -333,7 +312,7 @@ async fn disconnect_client(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let query = |reply| Query::Disconnect(id.clone(), reply);
-    if ask(&state.context.commands, query, QUERY_TIMEOUT).await? {
+    if state.context.broker.ask(query, QUERY_TIMEOUT).await? {
         tracing::info!("client {id:?} disconnected through the API");
         Ok(StatusCode::NO_CONTENT)
     } else {
@@ -348,7 +327,11 @@ fn unknown_client(id: &str) -> ApiError {
 async fn subscriptions(
     State(state): State<HttpState>,
 ) -> Result<Json<Vec<SubscriptionJson>>, ApiError> {
-    let list = ask(&state.context.commands, Query::Subscriptions, QUERY_TIMEOUT).await?;
+    let list = state
+        .context
+        .broker
+        .ask(Query::Subscriptions, QUERY_TIMEOUT)
+        .await?;
     Ok(Json(list.into_iter().map(SubscriptionJson::from).collect()))
 }
 
@@ -378,7 +361,7 @@ async fn retained(
         .unwrap_or(RETAINED_LIMIT)
         .min(RETAINED_LIMIT_MAX);
     let query = |reply| Query::Retained(filter, reply);
-    let list = ask(&state.context.commands, query, QUERY_TIMEOUT).await?;
+    let list = state.context.broker.ask(query, QUERY_TIMEOUT).await?;
     Ok(Json(
         list.into_iter()
             .take(limit)
@@ -388,7 +371,11 @@ async fn retained(
 }
 
 async fn stats(State(state): State<HttpState>) -> Result<Json<StatsJson>, ApiError> {
-    let stats = ask(&state.context.commands, Query::Stats, QUERY_TIMEOUT).await?;
+    let stats = state
+        .context
+        .broker
+        .ask(Query::Stats, QUERY_TIMEOUT)
+        .await?;
     Ok(Json(StatsJson::new(stats, &state)))
 }
 
@@ -462,6 +449,7 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn payload_previews() {

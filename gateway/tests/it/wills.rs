@@ -3,9 +3,7 @@
 //! named after the normative statement it checks (OASIS MQTT 3.1.1 and 5.0 numbering; the doc
 //! comment says which).
 
-mod common;
-
-use common::{QUIET, TestClient, TestGateway, WAIT, connect_packet, will};
+use crate::common::{QUIET, TestClient, TestGateway, WAIT, connect_packet, will};
 use mqtt_codec::{DisconnectPacket, Packet, ProtocolVersion, QoS, ReasonCode};
 use std::time::Duration;
 use tokio::time::Instant;

@@ -1,18 +1,23 @@
-//! The HTTP surface, one axum router: `/` (the dashboard, see [`crate::dashboard`]),
-//! `/mqtt` (MQTT over WebSocket), `/metrics` (Prometheus), `/api/v1/...` (JSON) and `/healthz`.
+//! The HTTP surface, one axum router ([`app`]): `/` (the dashboard, [`dashboard`]), `/mqtt`
+//! (MQTT over WebSocket, [`upgrade`]), `/metrics` (Prometheus), `/api/v1/...` (JSON, [`api`])
+//! and `/healthz`.
 //!
-//! Handlers never touch broker state: they ask the broker task ([`crate::api::ask`], bounded by a
-//! timeout) or read atomic counters. The router needs the peer address, so it is served with
+//! [`HttpState`] is what every handler gets; the children reach it as `super::HttpState` (as
+//! axum's examples do), and this module knows each child only by the handler or router it
+//! mounts. Handlers never touch broker state: they ask the broker task
+//! ([`BrokerHandle::ask`](crate::broker_task::BrokerHandle::ask), bounded by a timeout) or read
+//! atomic counters. The router needs the peer address, so it is served with
 //! `into_make_service_with_connect_info::<SocketAddr>()`.
 
-use crate::api::{self, ask};
+mod api;
+pub mod dashboard;
+mod upgrade;
+
 use crate::broker_task::Query;
 use crate::connection::ConnectionContext;
-use crate::dashboard;
 use crate::listeners::ConnectionLimiter;
 use crate::metrics::Metrics;
 use crate::origin::OriginPolicy;
-use crate::websocket;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -25,27 +30,30 @@ use tokio_util::task::TaskTracker;
 /// Time the broker task has to answer the health check.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Time the broker task has to answer a query of the API or a scrape of `/metrics`.
+const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// What the HTTP handlers share; cheap to clone (one per request).
 #[derive(Clone, Debug)]
-pub struct HttpState {
+pub(crate) struct HttpState {
     /// The broker task's channel, counters and connection settings, as TCP connections get them.
-    pub context: ConnectionContext,
+    pub(crate) context: ConnectionContext,
     /// The bound on open connections, shared with the TCP listeners.
-    pub limiter: ConnectionLimiter,
+    pub(crate) limiter: ConnectionLimiter,
     /// Tracks WebSocket connection tasks so that shutdown waits for them.
-    pub tracker: TaskTracker,
+    pub(crate) tracker: TaskTracker,
     /// Which web pages may open a WebSocket.
-    pub origins: Arc<OriginPolicy>,
+    pub(crate) origins: Arc<OriginPolicy>,
     /// The Prometheus recorder.
-    pub metrics: Arc<Metrics>,
+    pub(crate) metrics: Arc<Metrics>,
     /// The MQTT over TCP listeners, shown when the dashboard was not built.
-    pub mqtt_addresses: Arc<[SocketAddr]>,
+    pub(crate) mqtt_addresses: Arc<[SocketAddr]>,
 }
 
 /// The gateway's HTTP routes.
-pub fn app(state: HttpState) -> Router {
+pub(crate) fn app(state: HttpState) -> Router {
     Router::new()
-        .route("/mqtt", get(websocket::upgrade))
+        .route("/mqtt", get(upgrade::serve))
         .route("/metrics", get(metrics))
         .route("/healthz", get(health))
         .nest("/api/v1", api::router())
@@ -55,7 +63,7 @@ pub fn app(state: HttpState) -> Router {
 
 /// `GET /healthz`: 200 while the broker task answers, 503 otherwise.
 async fn health(State(state): State<HttpState>) -> Response {
-    match ask(&state.context.commands, Query::Stats, HEALTH_TIMEOUT).await {
+    match state.context.broker.ask(Query::Stats, HEALTH_TIMEOUT).await {
         Ok(_) => "ok\n".into_response(),
         Err(error) => (StatusCode::SERVICE_UNAVAILABLE, format!("{error}\n")).into_response(),
     }
@@ -63,7 +71,7 @@ async fn health(State(state): State<HttpState>) -> Response {
 
 /// `GET /metrics`: the Prometheus text exposition.
 async fn metrics(State(state): State<HttpState>) -> Response {
-    match ask(&state.context.commands, Query::Stats, api::QUERY_TIMEOUT).await {
+    match state.context.broker.ask(Query::Stats, QUERY_TIMEOUT).await {
         Ok(stats) => {
             let text = state.metrics.render(&stats, &state.context.counters);
             (

@@ -1,11 +1,20 @@
-//! The outbox: encoded packets waiting to be written to one connection, and the few signals
-//! between that connection's task and the broker task.
+//! The link between one connection's task and the broker task ([`ConnectionLink`]), in both
+//! directions:
+//! - outbound, the connection's outbox: the encoded packets waiting to be written to it. The
+//!   broker task pushes frames without ever waiting; the connection task takes everything queued
+//!   at once and writes it in one go (one syscall on TCP, one message on WebSocket). The outbox
+//!   counts its bytes against the [`OutboxLimits`], so the broker task can drop QoS 0 messages
+//!   for, or close, a client whose socket does not keep up instead of stalling everyone else, and
+//!   can tell when a connection is congested.
+//! - inbound, the flow control of what the connection reads: its command credits (see
+//!   [`Credit`]), which bound how many of its reads wait in the broker task, and the pause
+//!   ([`Throttle`]) the broker task asks of a publisher whose messages land somewhere congested.
 //!
-//! The broker task pushes frames without ever waiting; the connection task takes everything
-//! queued at once and writes it in one go (one syscall on TCP, one frame on WebSocket). The
-//! outbox counts its bytes so the broker task can drop QoS 0 messages for, or close, a client
-//! whose socket does not keep up, instead of stalling everyone else. It also holds the
-//! connection's command credits (see [`Credit`]) and any pause the broker asked for.
+//! Why one struct for both rather than an `Outbox` and a separate inbound gate: the connection
+//! task waits for either (frames to write, or a credit to read again) in the same `select!`, and
+//! every connection pays for each waker, lock and allocation it holds. One allocation, one lock
+//! and one [`AtomicWaker`] serve both directions here; split, the inbound half would need its own
+//! waker and the pause its own lock. The name says that it is more than an outbox.
 //!
 //! Invariants: `bytes` is the sum of the queued frames' lengths; once `closed`, nothing more is
 //! queued and the connection task flushes what is there and ends. The queue allocates only while
@@ -25,7 +34,7 @@ use tokio::time::Instant;
 
 /// Why a frame was not queued.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PushError {
+pub(crate) enum PushError {
     /// The connection is closing or closed.
     Closed,
     /// Queuing the frame would pass the hard byte limit: the consumer is too slow.
@@ -42,26 +51,42 @@ struct State {
     throttle: Option<(Throttle, Instant)>,
 }
 
-/// A bounded, non-blocking queue of encoded packets for one connection.
+/// The byte limits of a gateway's outboxes, shared by all of them through one `Arc` and read
+/// from the outbox by whoever needs them: the broker task (shedding, congestion) and the
+/// connection tasks that wait for a congested outbox to drain. Stored here once, rather than
+/// copied into the broker task's and the connections' settings.
+#[derive(Debug)]
+pub(crate) struct OutboxLimits {
+    /// Queuing a frame that would pass this many bytes fails with [`PushError::Full`] (unless
+    /// nothing is queued): the consumer is too slow.
+    pub(crate) hard_bytes: usize,
+    /// Above this many queued bytes the connection counts as congested, and the publishers
+    /// sending to it pause reading until it drains below (for a while at most).
+    pub(crate) soft_bytes: usize,
+}
+
+/// One connection's outbox (a bounded, non-blocking queue of encoded packets) and the flow
+/// control of its reads (command credits, the pause), shared by its task and the broker task.
 ///
 /// One exists per open connection, so its size counts: the connection task, the only one that
 /// waits for frames or credits, waits through one [`AtomicWaker`] and flags rather than a
 /// `Notify` and a semaphore (whose waiters would live in the connection's future).
 #[derive(Debug)]
-pub struct Outbox {
+pub(crate) struct ConnectionLink {
     state: Mutex<State>,
     /// Mirrors the queued byte count so the broker can check it without taking the lock.
     bytes: AtomicUsize,
-    limit: usize,
+    /// A pointer rather than the two numbers: this struct exists once per connection.
+    limits: Arc<OutboxLimits>,
     /// Commands the connection may still send before the broker task handles earlier ones.
     credits: AtomicU32,
     /// A push or the close that the connection task has not seen yet. Kept when nobody waits,
     /// so a wake-up is never lost (as with `Notify::notify_one`).
     signalled: AtomicBool,
-    /// The connection task waits in [`Outbox::ready`]: a signal must wake it.
+    /// The connection task waits in [`ConnectionLink::ready`]: a signal must wake it.
     wants_signal: AtomicBool,
-    /// The connection task waits in [`Outbox::credit_available`]: a returned credit must wake
-    /// it. Without these flags every push and every returned credit would wake the task,
+    /// The connection task waits in [`ConnectionLink::credit_available`]: a returned credit must
+    /// wake it. Without these flags every push and every returned credit would wake the task,
     /// whatever it was doing.
     wants_credit: AtomicBool,
     /// The connection task, waiting for a signal or a credit.
@@ -73,9 +98,9 @@ pub struct Outbox {
 
 /// Why a connection must pause reading.
 #[derive(Debug, Clone)]
-pub enum Throttle {
-    /// Its messages went into this outbox, which is above the soft limit.
-    Outbox(Arc<Outbox>),
+pub(crate) enum Throttle {
+    /// Its messages went into this connection's outbox, which is above the soft limit.
+    Outbox(Arc<ConnectionLink>),
     /// Its messages were queued in a session queue that is half full.
     Queue,
 }
@@ -84,7 +109,7 @@ pub enum Throttle {
 /// Dropping it, once the broker task has handled the command, gives the credit back and wakes
 /// the connection task if it waits for one.
 #[derive(Debug)]
-pub struct Credit(Arc<Outbox>);
+pub(crate) struct Credit(Arc<ConnectionLink>);
 
 impl Drop for Credit {
     fn drop(&mut self) {
@@ -96,23 +121,23 @@ impl Drop for Credit {
     }
 }
 
-/// The future of [`Outbox::ready`].
+/// The future of [`ConnectionLink::ready`].
 #[derive(Debug)]
-pub struct Ready<'a>(&'a Outbox);
+pub(crate) struct Ready<'a>(&'a ConnectionLink);
 
 impl Future for Ready<'_> {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let outbox = self.0;
-        if outbox.signalled.swap(false, Ordering::SeqCst) {
+        let link = self.0;
+        if link.signalled.swap(false, Ordering::SeqCst) {
             return Poll::Ready(());
         }
         // Flag, then look again: a signal in between is seen here or wakes the task.
-        outbox.waker.register(cx.waker());
-        outbox.wants_signal.store(true, Ordering::SeqCst);
-        if outbox.signalled.swap(false, Ordering::SeqCst) {
-            outbox.wants_signal.store(false, Ordering::SeqCst);
+        link.waker.register(cx.waker());
+        link.wants_signal.store(true, Ordering::SeqCst);
+        if link.signalled.swap(false, Ordering::SeqCst) {
+            link.wants_signal.store(false, Ordering::SeqCst);
             return Poll::Ready(());
         }
         Poll::Pending
@@ -126,22 +151,22 @@ impl Drop for Ready<'_> {
     }
 }
 
-/// The future of [`Outbox::credit_available`].
+/// The future of [`ConnectionLink::credit_available`].
 #[derive(Debug)]
-pub struct CreditAvailable<'a>(&'a Outbox);
+pub(crate) struct CreditAvailable<'a>(&'a ConnectionLink);
 
 impl Future for CreditAvailable<'_> {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let outbox = self.0;
-        if outbox.credits.load(Ordering::SeqCst) > 0 {
+        let link = self.0;
+        if link.credits.load(Ordering::SeqCst) > 0 {
             return Poll::Ready(());
         }
-        outbox.waker.register(cx.waker());
-        outbox.wants_credit.store(true, Ordering::SeqCst);
-        if outbox.credits.load(Ordering::SeqCst) > 0 {
-            outbox.wants_credit.store(false, Ordering::SeqCst);
+        link.waker.register(cx.waker());
+        link.wants_credit.store(true, Ordering::SeqCst);
+        if link.credits.load(Ordering::SeqCst) > 0 {
+            link.wants_credit.store(false, Ordering::SeqCst);
             return Poll::Ready(());
         }
         Poll::Pending
@@ -154,14 +179,13 @@ impl Drop for CreditAvailable<'_> {
     }
 }
 
-impl Outbox {
-    /// An empty outbox that refuses frames beyond `limit` queued bytes, with `credits` command
-    /// credits.
-    pub fn new(limit: usize, credits: u32) -> Self {
-        Outbox {
+impl ConnectionLink {
+    /// An empty outbox bounded by `limits`, with `credits` command credits.
+    pub(crate) fn new(limits: Arc<OutboxLimits>, credits: u32) -> Self {
+        ConnectionLink {
             state: Mutex::new(State::default()),
             bytes: AtomicUsize::new(0),
-            limit,
+            limits,
             credits: AtomicU32::new(credits),
             signalled: AtomicBool::new(false),
             wants_signal: AtomicBool::new(false),
@@ -172,23 +196,28 @@ impl Outbox {
     }
 
     /// Bytes waiting to be written.
-    pub fn queued_bytes(&self) -> usize {
+    pub(crate) fn queued_bytes(&self) -> usize {
         self.bytes.load(Ordering::Relaxed)
     }
 
-    /// Queues a frame and wakes the connection task; refuses it beyond the byte limit.
-    pub fn push(&self, frame: Bytes) -> Result<(), PushError> {
-        self.push_with_limit(frame, self.limit)
+    /// Whether more than the soft limit is queued: the connection is not keeping up.
+    pub(crate) fn is_congested(&self) -> bool {
+        self.queued_bytes() > self.limits.soft_bytes
+    }
+
+    /// Queues a frame and wakes the connection task; refuses it beyond the hard byte limit.
+    pub(crate) fn push(&self, frame: Bytes) -> Result<(), PushError> {
+        self.push_with_limit(frame, self.limits.hard_bytes)
     }
 
     /// Queues a frame whatever the byte limit: for the rare packet that must not be lost
     /// even when the connection is slow.
-    pub fn push_unbounded(&self, frame: Bytes) -> Result<(), PushError> {
+    pub(crate) fn push_unbounded(&self, frame: Bytes) -> Result<(), PushError> {
         self.push_with_limit(frame, usize::MAX)
     }
 
     fn push_with_limit(&self, frame: Bytes, limit: usize) -> Result<(), PushError> {
-        let mut state = self.state.lock().expect("outbox lock poisoned");
+        let mut state = self.state.lock().expect("link lock poisoned");
         if state.closed {
             return Err(PushError::Closed);
         }
@@ -212,33 +241,34 @@ impl Outbox {
     }
 
     /// Asks the connection task to pause reading, at most until `until`, before its next read.
-    pub fn throttle(&self, reason: Throttle, until: Instant) {
-        self.state.lock().expect("outbox lock poisoned").throttle = Some((reason, until));
+    pub(crate) fn throttle(&self, reason: Throttle, until: Instant) {
+        self.state.lock().expect("link lock poisoned").throttle = Some((reason, until));
     }
 
-    /// The pause in force, if any. It stays until [`Outbox::clear_throttle`], so a wait that
-    /// is cancelled resumes where it was.
-    pub fn current_throttle(&self) -> Option<(Throttle, Instant)> {
+    /// The pause in force, if any. It stays until [`ConnectionLink::clear_throttle`], so a wait
+    /// that is cancelled resumes where it was.
+    pub(crate) fn current_throttle(&self) -> Option<(Throttle, Instant)> {
         self.state
             .lock()
-            .expect("outbox lock poisoned")
+            .expect("link lock poisoned")
             .throttle
             .clone()
     }
 
     /// Ends the pause: the connection read again.
-    pub fn clear_throttle(&self) {
-        self.state.lock().expect("outbox lock poisoned").throttle = None;
+    pub(crate) fn clear_throttle(&self) {
+        self.state.lock().expect("link lock poisoned").throttle = None;
     }
 
-    /// Waits until at most `bytes` are queued or the outbox is closed.
-    pub async fn wait_below(&self, bytes: usize) {
+    /// Waits until the outbox is no longer congested (at most the soft limit is queued) or is
+    /// closed.
+    pub(crate) async fn wait_uncongested(&self) {
         loop {
             // Registered before the check, so a drain between check and wait is not missed.
             let notified = self.drained.notified();
             let mut notified = std::pin::pin!(notified);
             notified.as_mut().enable();
-            if self.queued_bytes() <= bytes || self.is_closed() {
+            if !self.is_congested() || self.is_closed() {
                 return;
             }
             notified.await;
@@ -246,7 +276,7 @@ impl Outbox {
     }
 
     /// Waits until the outbox is closed.
-    pub async fn wait_closed(&self) {
+    pub(crate) async fn wait_closed(&self) {
         loop {
             let notified = self.drained.notified();
             let mut notified = std::pin::pin!(notified);
@@ -259,30 +289,30 @@ impl Outbox {
     }
 
     fn is_closed(&self) -> bool {
-        self.state.lock().expect("outbox lock poisoned").closed
+        self.state.lock().expect("link lock poisoned").closed
     }
 
     /// Marks the outbox closed: what is queued is still written, then the connection ends.
-    pub fn close(&self) {
-        self.state.lock().expect("outbox lock poisoned").closed = true;
+    pub(crate) fn close(&self) {
+        self.state.lock().expect("link lock poisoned").closed = true;
         self.signal();
         self.drained.notify_waiters();
     }
 
     /// Waits until frames are queued or the outbox is closed. Only the connection task waits
     /// here. Cancel safe: a wake-up that arrives while nobody waits is kept for the next call.
-    pub fn ready(&self) -> Ready<'_> {
+    pub(crate) fn ready(&self) -> Ready<'_> {
         Ready(self)
     }
 
     /// Waits until a command credit is free (without taking it). Only the connection task
     /// waits here.
-    pub fn credit_available(&self) -> CreditAvailable<'_> {
+    pub(crate) fn credit_available(&self) -> CreditAvailable<'_> {
         CreditAvailable(self)
     }
 
     /// Takes a command credit if one is free.
-    pub fn try_take_credit(self: &Arc<Self>) -> Option<Credit> {
+    pub(crate) fn try_take_credit(self: &Arc<Self>) -> Option<Credit> {
         self.credits
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |free| {
                 free.checked_sub(1)
@@ -292,8 +322,8 @@ impl Outbox {
     }
 
     /// Takes every queued frame, and whether the outbox is closed.
-    pub fn take(&self) -> (VecDeque<Bytes>, bool) {
-        let mut state = self.state.lock().expect("outbox lock poisoned");
+    pub(crate) fn take(&self) -> (VecDeque<Bytes>, bool) {
+        let mut state = self.state.lock().expect("link lock poisoned");
         let frames = std::mem::take(&mut state.frames);
         let taken: usize = frames.iter().map(Bytes::len).sum();
         self.bytes.fetch_sub(taken, Ordering::Relaxed);
@@ -311,73 +341,77 @@ mod tests {
     use super::*;
     use futures_util::FutureExt;
 
+    fn limits(hard_bytes: usize) -> Arc<OutboxLimits> {
+        Arc::new(OutboxLimits {
+            hard_bytes,
+            soft_bytes: hard_bytes / 2,
+        })
+    }
+
     #[test]
     fn push_take_and_limits() {
-        let outbox = Outbox::new(10, 2);
-        outbox.push(Bytes::from_static(b"12345")).unwrap();
-        outbox.push(Bytes::from_static(b"12345")).unwrap();
-        assert_eq!(outbox.queued_bytes(), 10);
-        assert_eq!(outbox.push(Bytes::from_static(b"1")), Err(PushError::Full));
-        let (frames, closed) = outbox.take();
+        let link = ConnectionLink::new(limits(10), 2);
+        link.push(Bytes::from_static(b"12345")).unwrap();
+        link.push(Bytes::from_static(b"12345")).unwrap();
+        assert_eq!(link.queued_bytes(), 10);
+        assert_eq!(link.push(Bytes::from_static(b"1")), Err(PushError::Full));
+        let (frames, closed) = link.take();
         assert_eq!(frames.len(), 2);
         assert!(!closed);
-        assert_eq!(outbox.queued_bytes(), 0);
+        assert_eq!(link.queued_bytes(), 0);
         // A single frame larger than the limit still goes out when nothing else is queued.
-        outbox.push(Bytes::from(vec![0; 100])).unwrap();
-        outbox.close();
-        assert_eq!(
-            outbox.push(Bytes::from_static(b"x")),
-            Err(PushError::Closed)
-        );
-        let (frames, closed) = outbox.take();
+        link.push(Bytes::from(vec![0; 100])).unwrap();
+        link.close();
+        assert_eq!(link.push(Bytes::from_static(b"x")), Err(PushError::Closed));
+        let (frames, closed) = link.take();
         assert_eq!(frames.len(), 1);
         assert!(closed);
     }
 
     #[test]
     fn ready_keeps_a_signal_for_the_next_wait() {
-        let outbox = Outbox::new(10, 2);
-        assert_eq!(outbox.ready().now_or_never(), None);
-        outbox.push(Bytes::from_static(b"1")).unwrap();
-        outbox.push(Bytes::from_static(b"2")).unwrap();
+        let link = ConnectionLink::new(limits(10), 2);
+        assert_eq!(link.ready().now_or_never(), None);
+        link.push(Bytes::from_static(b"1")).unwrap();
+        link.push(Bytes::from_static(b"2")).unwrap();
         // Two pushes before anyone looks make one wake-up, as with `Notify::notify_one`.
-        assert_eq!(outbox.ready().now_or_never(), Some(()));
-        assert_eq!(outbox.ready().now_or_never(), None);
-        outbox.close();
-        assert_eq!(outbox.ready().now_or_never(), Some(()));
+        assert_eq!(link.ready().now_or_never(), Some(()));
+        assert_eq!(link.ready().now_or_never(), None);
+        link.close();
+        assert_eq!(link.ready().now_or_never(), Some(()));
     }
 
     #[test]
     fn credits_are_returned_when_dropped() {
-        let outbox = Arc::new(Outbox::new(10, 2));
-        let first = outbox.try_take_credit().expect("a first credit");
-        let second = outbox.try_take_credit().expect("a second credit");
-        assert!(outbox.try_take_credit().is_none());
-        assert_eq!(outbox.credit_available().now_or_never(), None);
+        let link = Arc::new(ConnectionLink::new(limits(10), 2));
+        let first = link.try_take_credit().expect("a first credit");
+        let second = link.try_take_credit().expect("a second credit");
+        assert!(link.try_take_credit().is_none());
+        assert_eq!(link.credit_available().now_or_never(), None);
         drop(first);
-        assert_eq!(outbox.credit_available().now_or_never(), Some(()));
-        assert!(outbox.try_take_credit().is_some());
+        assert_eq!(link.credit_available().now_or_never(), Some(()));
+        assert!(link.try_take_credit().is_some());
         drop(second);
     }
 
     #[tokio::test]
     async fn waiting_task_is_woken_by_a_push_and_by_a_returned_credit() {
-        let outbox = Arc::new(Outbox::new(10, 1));
+        let link = Arc::new(ConnectionLink::new(limits(10), 1));
         let waiter = tokio::spawn({
-            let outbox = outbox.clone();
-            async move { outbox.ready().await }
+            let link = link.clone();
+            async move { link.ready().await }
         });
         tokio::task::yield_now().await;
-        outbox.push(Bytes::from_static(b"1")).unwrap();
+        link.push(Bytes::from_static(b"1")).unwrap();
         tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
             .await
             .expect("woken by the push")
             .unwrap();
 
-        let credit = outbox.try_take_credit().expect("the credit");
+        let credit = link.try_take_credit().expect("the credit");
         let waiter = tokio::spawn({
-            let outbox = outbox.clone();
-            async move { outbox.credit_available().await }
+            let link = link.clone();
+            async move { link.credit_available().await }
         });
         tokio::task::yield_now().await;
         drop(credit);

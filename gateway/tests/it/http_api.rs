@@ -1,16 +1,14 @@
-//! The HTTP surface besides `/metrics` and the dashboard (`tests/dashboard.rs`): `/healthz`,
-//! and every `/api/v1` route, including disconnecting a client and the JSON errors.
+//! The HTTP surface besides `/metrics` and the dashboard (the `dashboard` module):
+//! `/healthz` and every `/api/v1` route, including disconnecting a client and the JSON errors.
 
-mod web_support;
-
+use crate::web_support::{Client, Harness, get, http_request, publish_packet};
 use bytes::Bytes;
 use mqtt_codec::{Packet, ProtocolVersion, QoS, ReasonCode};
 use serde_json::Value;
-use web_support::{Client, Harness, get, http_request, publish_packet};
 
 use ProtocolVersion::{V5, V311};
 
-fn error_of(response: &web_support::HttpResponse) -> String {
+fn error_of(response: &crate::web_support::HttpResponse) -> String {
     response.json()["error"]
         .as_str()
         .expect("an error message")

@@ -2,9 +2,7 @@
 //! closes everyone else and returns within the grace period; and the real binary, stopped with
 //! SIGTERM, exits 0 after logging each misbehaving connection exactly once.
 
-mod common;
-
-use common::{TestClient, TestGateway, WAIT, connect_packet, publish_packet};
+use crate::common::{TestClient, TestGateway, WAIT, connect_packet, publish_packet};
 use mqtt_codec::{Packet, ProtocolVersion, QoS, ReasonCode};
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -65,7 +63,7 @@ struct RunningBinary {
 
 impl RunningBinary {
     fn start(extra: &[&str]) -> RunningBinary {
-        let data_dir = common::test_config().data_dir;
+        let data_dir = crate::common::test_config().data_dir;
         let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
             .args([
                 "--tcp",

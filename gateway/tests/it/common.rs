@@ -3,8 +3,7 @@
 //! bytes) and assert what comes back.
 //!
 //! Every wait has a timeout of a few seconds at most, so a gateway that misbehaves fails the test
-//! instead of hanging it. Each test binary uses only some of these helpers.
-#![allow(dead_code)]
+//! instead of hanging it.
 
 use broker_core::AllowAll;
 use bytes::Bytes;

@@ -3,8 +3,10 @@
 //! holding several packets, text refused, ping, close), interop with TCP clients at every QoS,
 //! 1 MiB messages, coalescing of bursts, keepalive and shutdown.
 
-mod web_support;
-
+use crate::web_support::{
+    Client, Harness, Link, WAIT, connect_packet, encode_packet, get, publish_packet, ws_handshake,
+    ws_refusal,
+};
 use bytes::{Bytes, BytesMut};
 use futures_util::{SinkExt, StreamExt};
 use mqtt_codec::{Packet, ProtocolVersion, PubAckPacket, QoS, ReasonCode};
@@ -12,10 +14,6 @@ use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
-use web_support::{
-    Client, Harness, Link, WAIT, connect_packet, encode_packet, get, publish_packet, ws_handshake,
-    ws_refusal,
-};
 
 use ProtocolVersion::{V5, V311};
 

@@ -3,9 +3,7 @@
 //! exchanging messages before and after, unaffected. Each test is named after the normative
 //! statement it checks (OASIS MQTT 3.1.1 and 5.0 numbering; the doc comment says which).
 
-mod common;
-
-use common::{Bystanders, TestClient, TestGateway, WAIT, connect_packet, publish_packet};
+use crate::common::{Bystanders, TestClient, TestGateway, WAIT, connect_packet, publish_packet};
 use mqtt_codec::{Packet, ProtocolVersion, QoS, ReasonCode, encode, encoded_len};
 use std::time::Duration;
 use tokio::time::Instant;

@@ -2,10 +2,8 @@
 //! dropped) and never stalls the others; a subscriber that reads, even if slower than the
 //! publishers, loses nothing because the publishers are slowed down instead.
 
-mod common;
-
+use crate::common::{TestClient, TestGateway, WAIT, publish_packet};
 use bytes::Bytes;
-use common::{TestClient, TestGateway, WAIT, publish_packet};
 use mqtt_codec::{Packet, QoS};
 use std::time::Duration;
 use tokio::time::Instant;

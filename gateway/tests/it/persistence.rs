@@ -1,10 +1,8 @@
 //! The embedded store: retained messages and persistent sessions survive a restart of the
 //! gateway on the same data directory.
 
-mod common;
-
+use crate::common::{TestClient, connect_packet, init_logging, test_config};
 use broker_core::AllowAll;
-use common::{TestClient, connect_packet, init_logging, test_config};
 use gateway::Gateway;
 use mqtt_codec::{Packet, ProtocolVersion, QoS};
 use std::time::Duration;

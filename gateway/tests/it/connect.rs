@@ -2,9 +2,7 @@
 //! Session Present and session expiry. Each test is named after the normative statement it checks
 //! (OASIS MQTT 3.1.1 and 5.0 numbering; the doc comment says which).
 
-mod common;
-
-use common::{QUIET, TestClient, TestGateway, WAIT, connect_packet};
+use crate::common::{QUIET, TestClient, TestGateway, WAIT, connect_packet};
 use mqtt_codec::{DisconnectPacket, Packet, Properties, ProtocolVersion, QoS, ReasonCode};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -401,7 +399,8 @@ async fn mqtt_3_1_4_5_packets_after_connect_handled_only_if_accepted() {
     watcher.subscribe("pipeline/#", QoS::AtLeastOnce).await;
 
     let publish = |payload: &str| {
-        let mut publish = common::publish_packet("pipeline/x", payload, QoS::AtLeastOnce, false);
+        let mut publish =
+            crate::common::publish_packet("pipeline/x", payload, QoS::AtLeastOnce, false);
         publish.packet_id = Some(1);
         Packet::Publish(publish)
     };

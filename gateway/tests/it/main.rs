@@ -1,0 +1,21 @@
+//! The gateway's integration tests, in one test binary (one link, one process): each runs a
+//! gateway on loopback port 0 with a throwaway data directory and talks to it as clients do.
+//!
+//! One module per concern. `common` (a raw MQTT client over TCP) and `web_support` (a client over
+//! TCP or WebSocket, and a minimal HTTP client) are the shared helpers; every wait in them is
+//! bounded, so a misbehaving gateway fails a test instead of hanging it.
+
+mod common;
+mod web_support;
+
+mod bad_input;
+mod connect;
+mod dashboard;
+mod http_api;
+mod messages;
+mod metrics;
+mod persistence;
+mod shutdown;
+mod slow_consumer;
+mod websocket;
+mod wills;
