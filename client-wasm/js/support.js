@@ -10,16 +10,203 @@
 // The option objects of the API are checked and flattened here as well, and the objects Rust
 // reports (properties, event details, results) are built here from flat lists: named fields and
 // their checks take far less room as a table in JS than as code in the wasm module.
+//
+// Every number the two halves agree on (kinds of calls and effects, slots of packed values,
+// indices of properties, errors and their texts) comes from src/abi.rs, copied below; this file
+// uses those names and no numbers of its own for them.
 
-const utf8 = new TextDecoder();
-const encoder = new TextEncoder();
-
-// Per message, `meta` holds: topic offset, topic length, payload offset, payload length, flags.
-const FIELDS = 5;
+// ---- The ABI shared with Rust, rendered from src/abi.rs: edit it there, then run
+// CLIENT_WASM_WRITE_ABI=1 cargo test -p client-wasm abi (a test fails while the two differ) ----
+const HANDLER_SOCKET_OPEN = 0;
+const HANDLER_SOCKET_MESSAGE = 1;
+const HANDLER_SOCKET_CLOSE = 2;
+const HANDLER_TIMER = 3;
+const HANDLER_FLUSH = 4;
+const EFFECT_CONNECT = 0;
+const EFFECT_CLOSE = 1;
+const EFFECT_RECONNECT = 2;
+const EFFECT_ERROR = 3;
+const EFFECT_RESOLVE = 4;
+const EFFECT_REJECT = 5;
+const EFFECT_MESSAGES = 6;
+const EFFECT_RELEASE = 7;
+const REQUEST_PUBLISH = 0;
+const REQUEST_SUBSCRIBE = 1;
+const REQUEST_UNSUBSCRIBE = 2;
+const REQUEST_ID_CONNECT = 0;
+const TAG_ABSENT = 0;
+const TAG_FALSE = 1;
+const TAG_TRUE = 2;
+const TAG_NUMBER = 3;
+const TAG_BYTES = 4;
+const TAG_TEXT = 5;
+const TAG_LIST = 6;
+const CONNECT_PROTOCOL_VERSION = 0;
+const CONNECT_WILL_TOPIC = 1;
+const CONNECT_WILL_PAYLOAD = 2;
+const CONNECT_WILL_QOS = 3;
+const CONNECT_WILL_RETAIN = 4;
+const CONNECT_WILL_PROPERTIES = 5;
+const CONNECT_RECONNECT = 6;
+const CONNECT_MIN_DELAY_MS = 7;
+const CONNECT_MAX_DELAY_MS = 8;
+const CONNECT_CLIENT_ID = 9;
+const CONNECT_KEEPALIVE = 10;
+const CONNECT_CLEAN = 11;
+const CONNECT_SESSION_EXPIRY = 12;
+const CONNECT_USERNAME = 13;
+const CONNECT_PASSWORD = 14;
+const CONNECT_OFFLINE_QUEUE_LIMIT = 15;
+const CONNECT_CONNECT_TIMEOUT_MS = 16;
+const CONNECT_MAXIMUM_PACKET_SIZE = 17;
+const CONNECT_PROPERTIES = 18;
+const CONNECT_SEED_HIGH = 19;
+const CONNECT_SEED_LOW = 20;
+const PUBLISH_TOPIC = 0;
+const PUBLISH_QOS = 1;
+const PUBLISH_RETAIN = 2;
+const PUBLISH_PROPERTIES = 3;
+const SUBSCRIBE_FILTER = 0;
+const SUBSCRIBE_QOS = 1;
+const SUBSCRIBE_NO_LOCAL = 2;
+const SUBSCRIBE_RETAIN_AS_PUBLISHED = 3;
+const SUBSCRIBE_RETAIN_HANDLING = 4;
+const SUBSCRIBE_PROPERTIES = 5;
+const UNSUBSCRIBE_FILTER = 0;
+const UNSUBSCRIBE_PROPERTIES = 1;
+const META_TOPIC_START = 0;
+const META_TOPIC_LENGTH = 1;
+const META_PAYLOAD_START = 2;
+const META_PAYLOAD_LENGTH = 3;
+const META_FLAGS = 4;
+const META_FIELDS = 5;
+const FLAG_QOS = 3;
 const FLAG_RETAIN = 4;
 const FLAG_DUP = 8;
 const FLAG_PROPERTIES = 16;
 const FLAG_ASCII_TOPIC = 32;
+const PROPERTY_PAYLOAD_FORMAT_INDICATOR = 0;
+const PROPERTY_MESSAGE_EXPIRY_INTERVAL = 1;
+const PROPERTY_CONTENT_TYPE = 2;
+const PROPERTY_RESPONSE_TOPIC = 3;
+const PROPERTY_CORRELATION_DATA = 4;
+const PROPERTY_SUBSCRIPTION_IDENTIFIER = 5;
+const PROPERTY_SESSION_EXPIRY_INTERVAL = 6;
+const PROPERTY_REQUEST_PROBLEM_INFORMATION = 7;
+const PROPERTY_WILL_DELAY_INTERVAL = 8;
+const PROPERTY_REQUEST_RESPONSE_INFORMATION = 9;
+const PROPERTY_RECEIVE_MAXIMUM = 10;
+const PROPERTY_USER_PROPERTY = 11;
+const PROPERTY_SUBSCRIPTION_IDENTIFIERS = 12;
+const PROPERTY_ASSIGNED_CLIENT_IDENTIFIER = 13;
+const PROPERTY_SERVER_KEEP_ALIVE = 14;
+const PROPERTY_RESPONSE_INFORMATION = 15;
+const PROPERTY_SERVER_REFERENCE = 16;
+const PROPERTY_REASON_STRING = 17;
+const PROPERTY_TOPIC_ALIAS_MAXIMUM = 18;
+const PROPERTY_MAXIMUM_QOS = 19;
+const PROPERTY_RETAIN_AVAILABLE = 20;
+const PROPERTY_MAXIMUM_PACKET_SIZE = 21;
+const PROPERTY_WILDCARD_SUBSCRIPTION_AVAILABLE = 22;
+const PROPERTY_SUBSCRIPTION_IDENTIFIER_AVAILABLE = 23;
+const PROPERTY_SHARED_SUBSCRIPTION_AVAILABLE = 24;
+const ERROR_INVALID_OPTIONS = 0;
+const ERROR_CONNECTION_REFUSED = 1;
+const ERROR_CONNECT_FAILED = 2;
+const ERROR_CONNECT_TIMEOUT = 3;
+const ERROR_KEEPALIVE_TIMEOUT = 4;
+const ERROR_CONNECTION_LOST = 5;
+const ERROR_SERVER_DISCONNECTED = 6;
+const ERROR_PROTOCOL = 7;
+const ERROR_MALFORMED = 8;
+const ERROR_INVALID_ARGUMENT = 9;
+const ERROR_SUBSCRIBE_REFUSED = 10;
+const ERROR_UNSUBSCRIBE_REFUSED = 11;
+const ERROR_PUBLISH_REFUSED = 12;
+const ERROR_INVALID_TOPIC = 13;
+const ERROR_PACKET_TOO_LARGE = 14;
+const ERROR_QOS_NOT_SUPPORTED = 15;
+const ERROR_QUEUE_FULL = 16;
+const ERROR_CLOSED = 17;
+const U8 = 255;
+const U16 = 65535;
+const U32 = 4294967295;
+// The names of the states, by Client.state().
+const STATES = ["connecting", "connected", "reconnecting", "closed"];
+// The events of the effects below EFFECT_RESOLVE.
+const EVENTS = ["connect", "close", "reconnect", "error"];
+// Property names by index.
+const PROPERTIES = [
+  "payloadFormatIndicator", "messageExpiryInterval", "contentType", "responseTopic",
+  "correlationData", "subscriptionIdentifier", "sessionExpiryInterval",
+  "requestProblemInformation", "willDelayInterval", "requestResponseInformation",
+  "receiveMaximum", "userProperties", "subscriptionIdentifiers", "assignedClientIdentifier",
+  "serverKeepAlive", "responseInformation", "serverReference", "reasonString",
+  "topicAliasMaximum", "maximumQos", "retainAvailable", "maximumPacketSize",
+  "wildcardSubscriptionAvailable", "subscriptionIdentifierAvailable",
+  "sharedSubscriptionAvailable",
+];
+// The checks of the properties sent with a plain value, from index 0: the largest number,
+// "s" a string, "b" bytes.
+const SENT = [U8, U32, "s", "s", "b", U32, U32, U8, U32, U8, U16];
+// Per error kind: code, summary, and the details as ERRORS in abi.rs says.
+const ERRORS = [
+  ["INVALID_OPTIONS", "invalid option", ": $d"],
+  ["CONNECTION_REFUSED", "connection refused by the broker", ": $r"],
+  ["CONNECT_FAILED", "could not connect: the connection closed before the broker accepted it", ""],
+  ["CONNECT_TIMEOUT", "no CONNACK from the broker within the connect timeout", ""],
+  ["KEEPALIVE_TIMEOUT", "keep alive timeout: nothing received from the broker for 1.5 times the keep alive", ""],
+  ["CONNECTION_LOST", "connection lost", ""],
+  ["SERVER_DISCONNECTED", "disconnected by the broker", ": $r"],
+  ["PROTOCOL_ERROR", "protocol error from the broker", ": $d"],
+  ["PROTOCOL_ERROR", "malformed packet from the broker", ": $r"],
+  ["INVALID_ARGUMENT", "invalid argument", "$e"],
+  ["SUBSCRIBE_REFUSED", "subscription refused by the broker", ": $r"],
+  ["UNSUBSCRIBE_REFUSED", "unsubscribe refused by the broker", ": $r"],
+  ["PUBLISH_REFUSED", "publish refused by the broker", ": $r"],
+  ["INVALID_TOPIC", "invalid topic", ": $t"],
+  ["PACKET_TOO_LARGE", "packet too large", ": $a bytes exceed the maximum packet size of $b bytes"],
+  ["QOS_NOT_SUPPORTED", "QoS not supported by the broker", ": QoS $a requested, the broker's maximum is $b"],
+  ["QUEUE_FULL", "offline queue full", ": $a operations already wait for the connection (offlineQueueLimit)"],
+  ["CLOSED", "the client is closed", ""],
+];
+// The details of INVALID_ARGUMENT by EncodeProblem.
+const ENCODE = [
+  ": a string or binary field is longer than 65535 bytes [MQTT-1.5.4-1]",
+  ": a subscription identifier exceeds 268435455 [MQTT-1.5.5]",
+  ": the packet cannot be encoded",
+];
+// The rules a topic breaks, by topic_error_index.
+const TOPIC = [
+  "topic names and filters must be at least one character long [MQTT-4.7.3-1]",
+  "a topic name must not contain wildcard characters [MQTT-3.3.2-2]",
+  "a topic must not contain the null character U+0000 [MQTT-4.7.3-2]",
+  "'#' must be the last character of a filter and occupy a whole level [MQTT-4.7.1-2]",
+  "'+' must occupy an entire level of a filter [MQTT-4.7.1-3]",
+  "a topic must not be longer than 65535 bytes [MQTT-4.7.3-3]",
+  "a shared subscription is $share/{ShareName}/{filter} with a non-empty share name without '/', '+' or '#' and a non-empty filter [MQTT-4.8.2-1] [MQTT-4.8.2-2]",
+];
+// Reason codes below 0x80, whose descriptions come first in REASONS; from 0x80 on they follow
+// one per code.
+const LOW_REASONS = [0, 1, 2, 4, 16, 17, 24, 25];
+const REASONS = (
+  "success|granted QoS 1|granted QoS 2|disconnect with will message|no matching subscribers|" +
+  "no subscription existed|continue authentication|re-authenticate|unspecified error|" +
+  "malformed packet|protocol error|implementation specific error|" +
+  "unsupported protocol version|client identifier not valid|bad user name or password|" +
+  "not authorized|server unavailable|server busy|banned|server shutting down|" +
+  "bad authentication method|keep alive timeout|session taken over|topic filter invalid|" +
+  "topic name invalid|packet identifier in use|packet identifier not found|" +
+  "receive maximum exceeded|topic alias invalid|packet too large|message rate too high|" +
+  "quota exceeded|administrative action|payload format invalid|retain not supported|" +
+  "QoS not supported|use another server|server moved|shared subscriptions not supported|" +
+  "connection rate exceeded|maximum connect time|subscription identifiers not supported|" +
+  "wildcard subscriptions not supported"
+).split("|");
+// ---- End of the ABI ----
+
+const utf8 = new TextDecoder();
+const encoder = new TextEncoder();
 
 /** An application message received from the broker (declared in types.d.ts). */
 class MqttMessage {
@@ -64,24 +251,29 @@ function decodeTopic(bytes, start, length, ascii) {
  */
 export function buildMessages(data, meta, properties) {
   const bytes = data.slice();
-  const count = meta.length / FIELDS;
+  const count = meta.length / META_FIELDS;
   const messages = new Array(count);
   let lastTopicStart = -1;
   let lastTopic = "";
   const packed = { bytes: properties, at: 0 };
-  for (let index = 0, at = 0; index < count; index++, at += FIELDS) {
-    const topicStart = meta[at];
-    const flags = meta[at + 4];
+  for (let index = 0, at = 0; index < count; index++, at += META_FIELDS) {
+    const topicStart = meta[at + META_TOPIC_START];
+    const flags = meta[at + META_FLAGS];
     // Rust writes a topic once per frame and points repeats at the same bytes.
     if (topicStart !== lastTopicStart) {
-      lastTopic = decodeTopic(bytes, topicStart, meta[at + 1], (flags & FLAG_ASCII_TOPIC) !== 0);
+      lastTopic = decodeTopic(
+        bytes,
+        topicStart,
+        meta[at + META_TOPIC_LENGTH],
+        (flags & FLAG_ASCII_TOPIC) !== 0,
+      );
       lastTopicStart = topicStart;
     }
-    const payloadStart = meta[at + 2];
+    const payloadStart = meta[at + META_PAYLOAD_START];
     messages[index] = new MqttMessage(
       lastTopic,
-      bytes.subarray(payloadStart, payloadStart + meta[at + 3]),
-      flags & 3,
+      bytes.subarray(payloadStart, payloadStart + meta[at + META_PAYLOAD_LENGTH]),
+      flags & FLAG_QOS,
       (flags & FLAG_RETAIN) !== 0,
       (flags & FLAG_DUP) !== 0,
       (flags & FLAG_PROPERTIES) !== 0 ? propertiesFrom(packed) : undefined,
@@ -111,7 +303,7 @@ class Events extends EventTarget {
     // The URL of the broker, for every connection.
     this.url = "";
     // What the socket, the timer and the flush microtask call: `handler(kind, data)`, with the
-    // kinds of `Driver::handle` in web/mod.rs (0 to 2 from `openSocket`, `TIMER`, `FLUSH`).
+    // HANDLER_ codes (`Driver::handle` in web/mod.rs).
     this.handler = undefined;
     // What the current turn of the client queued for after it: [kind, number, value, ...].
     this.effects = [];
@@ -131,13 +323,6 @@ export function start(rustEntry) {
   entry = rustEntry;
 }
 
-// What `Client.request` starts; `Client.state()` indexes STATES (the order of `State` in
-// session.rs).
-const PUBLISH = 0;
-const SUBSCRIBE = 1;
-const UNSUBSCRIBE = 2;
-const STATES = ["connecting", "connected", "reconnecting", "closed"];
-
 /**
  * An MQTT 3.1.1 / 5.0 client over WebSocket (documented in types.d.ts). Its `Events` are what
  * the Rust driver reports to; the Rust `Client` owns the driver. While open, the client is held
@@ -147,17 +332,17 @@ export class MqttClient {
   #events = new Events();
   #client;
   #clientId;
-  // The last request id; 0 is connect()'s.
-  #request = 0;
+  // The last request id; the first is connect()'s.
+  #request = REQUEST_ID_CONNECT;
 
   static connect(url, options) {
     const client = new MqttClient();
     // A throw here (an invalid option) rejects.
     return new Promise((resolve, reject) => {
       const values = connectOptions(options);
-      client.#clientId = values[CLIENT_ID];
+      client.#clientId = values[CONNECT_CLIENT_ID];
       // While connecting, this holds the client, and so the driver (see web/mod.rs).
-      client.#events.pending.set(0, [() => resolve(client), reject]);
+      client.#events.pending.set(REQUEST_ID_CONNECT, [() => resolve(client), reject]);
       // What the socket, the timer and microtasks call. It holds the client, as an open
       // WebSocket holds its listeners: a client keeps working while it is open, even when the
       // application keeps no reference to it, until it closes for good and the RELEASE effect
@@ -169,18 +354,18 @@ export class MqttClient {
   }
 
   subscribe(filter, options) {
-    return this.#start(SUBSCRIBE, () => [subscribeOptions(filter, options)]);
+    return this.#start(REQUEST_SUBSCRIBE, () => [subscribeOptions(filter, options)]);
   }
 
   unsubscribe(filter, options) {
-    return this.#start(UNSUBSCRIBE, () => [unsubscribeOptions(filter, options)]);
+    return this.#start(REQUEST_UNSUBSCRIBE, () => [unsubscribeOptions(filter, options)]);
   }
 
   publish(topic, payload, options) {
-    return this.#start(PUBLISH, () => publishArguments(topic, payload, options));
+    return this.#start(REQUEST_PUBLISH, () => publishArguments(topic, payload, options));
   }
 
-  /** Request `kind` with the values and payload `check` returns (a throw rejects). */
+  /** Request `kind` (a REQUEST_ code) with the values and payload `check` returns (a throw rejects). */
   #start(kind, check) {
     return new Promise((resolve, reject) => {
       const [values, payload] = check();
@@ -280,101 +465,29 @@ function deliver(messages, events) {
 
 // ---- Errors ----
 
-// The client's errors (`ClientError` in error.rs, in its order): code and summary. Rust says
-// which one, with its details; the messages are the ones `ClientError::message` builds, which
-// a wasm-bindgen test checks for every error and reason code.
-const ERRORS = [
-  ["INVALID_OPTIONS", "invalid option"],
-  ["CONNECTION_REFUSED", "connection refused by the broker"],
-  ["CONNECT_FAILED", "could not connect: the connection closed before the broker accepted it"],
-  ["CONNECT_TIMEOUT", "no CONNACK from the broker within the connect timeout"],
-  ["KEEPALIVE_TIMEOUT", "keep alive timeout: nothing received from the broker for 1.5 times the keep alive"],
-  ["CONNECTION_LOST", "connection lost"],
-  ["SERVER_DISCONNECTED", "disconnected by the broker"],
-  ["PROTOCOL_ERROR", "protocol error from the broker"],
-  ["PROTOCOL_ERROR", "malformed packet from the broker"],
-  ["INVALID_ARGUMENT", "invalid argument"],
-  ["SUBSCRIBE_REFUSED", "subscription refused by the broker"],
-  ["UNSUBSCRIBE_REFUSED", "unsubscribe refused by the broker"],
-  ["PUBLISH_REFUSED", "publish refused by the broker"],
-  ["INVALID_TOPIC", "invalid topic"],
-  ["PACKET_TOO_LARGE", "packet too large"],
-  ["QOS_NOT_SUPPORTED", "QoS not supported by the broker"],
-  ["QUEUE_FULL", "offline queue full"],
-  ["CLOSED", "the client is closed"],
-];
-
-// What the details of each error say; `$a`, `$b` and `$d` stand for its numbers and text.
-const DETAILS = {
-  0: ": $d",
-  1: ": $r",
-  6: ": $r",
-  7: ": $d",
-  8: ": $r",
-  10: ": $r",
-  11: ": $r",
-  12: ": $r",
-  14: ": $a bytes exceed the maximum packet size of $b bytes",
-  15: ": QoS $a requested, the broker's maximum is $b",
-  16: ": $a operations already wait for the connection (offlineQueueLimit)",
-};
-
-// `EncodeError`s: a field too long, a subscription identifier too large, anything else.
-const ENCODE = [
-  ": a string or binary field is longer than 65535 bytes [MQTT-1.5.4-1]",
-  ": a subscription identifier exceeds 268435455 [MQTT-1.5.5]",
-  ": the packet cannot be encoded",
-];
-
-// `TopicError`s, as the codec states them.
-const TOPIC = [
-  "topic names and filters must be at least one character long [MQTT-4.7.3-1]",
-  "a topic name must not contain wildcard characters [MQTT-3.3.2-2]",
-  "a topic must not contain the null character U+0000 [MQTT-4.7.3-2]",
-  "'#' must be the last character of a filter and occupy a whole level [MQTT-4.7.1-2]",
-  "'+' must occupy an entire level of a filter [MQTT-4.7.1-3]",
-  "a topic must not be longer than 65535 bytes [MQTT-4.7.3-3]",
-  "a shared subscription is $share/{ShareName}/{filter} with a non-empty share name without '/', '+' or '#' and a non-empty filter [MQTT-4.8.2-1] [MQTT-4.8.2-2]",
-];
-
-// Reason code descriptions: 0x00, 0x01, 0x02, 0x04, 0x10, 0x11, 0x18, 0x19, then 0x80 to 0xA2.
-const LOW_REASONS = [0, 1, 2, 4, 16, 17, 24, 25];
-const REASONS = (
-  "success|granted QoS 1|granted QoS 2|disconnect with will message|no matching subscribers|" +
-  "no subscription existed|continue authentication|re-authenticate|unspecified error|" +
-  "malformed packet|protocol error|implementation specific error|unsupported protocol version|" +
-  "client identifier not valid|bad user name or password|not authorized|server unavailable|" +
-  "server busy|banned|server shutting down|bad authentication method|keep alive timeout|" +
-  "session taken over|topic filter invalid|topic name invalid|packet identifier in use|" +
-  "packet identifier not found|receive maximum exceeded|topic alias invalid|packet too large|" +
-  "message rate too high|quota exceeded|administrative action|payload format invalid|" +
-  "retain not supported|QoS not supported|use another server|server moved|" +
-  "shared subscriptions not supported|connection rate exceeded|maximum connect time|" +
-  "subscription identifiers not supported|wildcard subscriptions not supported"
-).split("|");
+// The texts of the errors are ERRORS, ENCODE, TOPIC, LOW_REASONS and REASONS, from abi.rs.
 
 /** `not authorized (0x87)`. */
 const describe = (code) =>
-  `${REASONS[code < 128 ? LOW_REASONS.indexOf(code) : code - 120]} (0x${code
+  `${REASONS[code < 128 ? LOW_REASONS.indexOf(code) : code - 128 + LOW_REASONS.length]} (0x${code
     .toString(16)
     .toUpperCase()
     .padStart(2, "0")})`;
 
 /**
- * The `MqttError` for error `kind` of `ClientError` (its index in `ERRORS`), with the broker's
+ * The `MqttError` for error `kind` (an ERROR_ code, its row in `ERRORS`), with the broker's
  * `reasonCode` when non-negative, a text detail `d` and numbers `a` and `b` (a reason code, a
- * `TopicError` or `EncodeError` index, sizes).
+ * `TOPIC` or `ENCODE` index, sizes), written into the row's details (see `ERRORS` in abi.rs).
  */
 export function clientError(kind, reasonCode, d, a, b) {
-  const [code, summary] = ERRORS[kind];
-  const detail =
-    kind === 9 ? ENCODE[a]
-    : kind === 13 ? `: ${TOPIC[a]}`
-    : (DETAILS[kind] ?? "")
-        .replace("$r", () => describe(a))
-        .replace("$a", a)
-        .replace("$b", b)
-        .replace("$d", () => d);
+  const [code, summary, details] = ERRORS[kind];
+  const detail = details
+    .replace("$a", a)
+    .replace("$b", b)
+    .replace("$r", () => describe(a))
+    .replace("$t", () => TOPIC[a])
+    .replace("$e", () => ENCODE[a])
+    .replace("$d", () => d);
   return mqttError(code, summary + detail, reasonCode);
 }
 
@@ -393,8 +506,8 @@ function mqttError(code, message, reasonCode) {
 
 /**
  * Opens a WebSocket to the client's URL (subprotocol `mqtt`, binary frames as ArrayBuffers)
- * whose events call `handler(kind, data)`: 0 open, 1 a binary message as a Uint8Array, 2
- * closed. An error is always followed by a close event, which does the work. A malformed URL
+ * whose events call `handler(kind, data)` with a HANDLER_SOCKET_ code: open, a binary message
+ * as a Uint8Array, closed. An error is always followed by a close event, which does the work. A malformed URL
  * (the constructor throws) gives undefined, so that Rust need not catch.
  */
 export function openSocket(events) {
@@ -406,11 +519,11 @@ export function openSocket(events) {
     return undefined;
   }
   socket.binaryType = "arraybuffer";
-  socket.onopen = () => handler(0);
+  socket.onopen = () => handler(HANDLER_SOCKET_OPEN);
   socket.onmessage = (event) => {
-    if (event.data instanceof ArrayBuffer) handler(1, new Uint8Array(event.data));
+    if (event.data instanceof ArrayBuffer) handler(HANDLER_SOCKET_MESSAGE, new Uint8Array(event.data));
   };
-  socket.onclose = () => handler(2);
+  socket.onclose = () => handler(HANDLER_SOCKET_CLOSE);
   return socket;
 }
 
@@ -423,21 +536,18 @@ export function send(socket, data) {
   }
 }
 
-const TIMER = 3;
-const FLUSH = 4;
-
 /**
  * A timer that calls the client's handler after `delay` ms; `setTimeout` is looked up on the
  * global object at each call, so that the client works in a page and in a Web Worker alike.
  */
-export const timer = (events, delay) => setTimeout(events.handler, delay, TIMER);
+export const timer = (events, delay) => setTimeout(events.handler, delay, HANDLER_TIMER);
 
 /**
  * Queues a microtask that calls the client's handler (it sends what API calls wrote), unless
  * the client closed for good in the meantime and dropped it.
  */
 export function microtask(events) {
-  queueMicrotask(() => events.handler?.(FLUSH));
+  queueMicrotask(() => events.handler?.(HANDLER_FLUSH));
 }
 
 /** Detaches the handlers (no event may reach the client once it dropped the socket), then closes. */
@@ -511,26 +621,10 @@ function bytes(value, name) {
   throw invalid(name, "a string, a Uint8Array, an ArrayBuffer or undefined");
 }
 
-// Property names by index, shared with web/convert.rs. The first 11 (and User Property) are
-// the ones a client sends, with their checks: a maximum for numbers, "s" string, "b" bytes.
-const PROPERTIES = [
-  "payloadFormatIndicator", "messageExpiryInterval", "contentType", "responseTopic",
-  "correlationData", "subscriptionIdentifier", "sessionExpiryInterval",
-  "requestProblemInformation", "willDelayInterval", "requestResponseInformation",
-  "receiveMaximum", "userProperties", "subscriptionIdentifiers", "assignedClientIdentifier",
-  "serverKeepAlive", "responseInformation", "serverReference", "reasonString",
-  "topicAliasMaximum", "maximumQos", "retainAvailable", "maximumPacketSize",
-  "wildcardSubscriptionAvailable", "subscriptionIdentifierAvailable",
-  "sharedSubscriptionAvailable",
-];
-const U8 = 255;
-const U16 = 65535;
-const U32 = 4294967295;
-const SENT = [U8, U32, "s", "s", "b", U32, U32, U8, U32, U8, U16];
-const USER_PROPERTIES = 11;
-const SUBSCRIPTION_IDENTIFIERS = 12;
-
-/** Properties to send, as [index, value, ...]; a User Property is [11, name, value]. */
+/**
+ * Properties to send, as [index, value, ...] (PROPERTY_ indices, the sent ones checked as `SENT`
+ * says); a User Property is [PROPERTY_USER_PROPERTY, name, value].
+ */
 function properties(object) {
   const list = [];
   object = field(object, "properties");
@@ -551,120 +645,125 @@ function properties(object) {
       if (typeof item !== "string") {
         throw invalid("userProperties values", "strings or arrays of strings");
       }
-      list.push(USER_PROPERTIES, name, item);
+      list.push(PROPERTY_USER_PROPERTY, name, item);
     }
   }
   return list;
 }
 
-/** `connect()` options: see `connect_options` in web/convert.rs for the positions. */
+/** `connect()` options, checked in order, in their CONNECT_ slots. */
 function connectOptions(options) {
   if (!absent(options) && typeof options !== "object") throw invalid("options", "an object");
+  const values = [];
   const protocol = integer(options, "protocolVersion", U8);
   if (protocol !== undefined && protocol !== 4 && protocol !== 5) {
     throw invalid("protocolVersion", "4 or 5");
   }
+  values[CONNECT_PROTOCOL_VERSION] = protocol;
   // Without a will, its values are all absent.
   const will = field(options, "will");
   const willTopic = string(will, "topic");
   if (!absent(will) && willTopic === undefined) throw invalid("will.topic", "a string");
   const reconnect = field(options, "reconnect");
-  return [
-    protocol,
-    willTopic,
-    bytes(field(will, "payload"), "will.payload"),
-    upToTwo(will, "qos"),
-    boolean(will, "retain"),
-    properties(will),
-    // Enabled unless false; an object gives the bounds.
-    reconnect !== false,
-    integer(reconnect, "minDelayMs", U32),
-    integer(reconnect, "maxDelayMs", U32),
-    string(options, "clientId") ?? `wasm-${randomBelow(2 ** 48).toString(16).padStart(12, "0")}`,
-    integer(options, "keepalive", U16),
-    boolean(options, "clean"),
-    integer(options, "sessionExpiry", U32),
-    string(options, "username"),
-    bytes(field(options, "password"), "password"),
-    integer(options, "offlineQueueLimit", U32),
-    integer(options, "connectTimeoutMs", U32),
-    integer(options, "maximumPacketSize", U32),
-    properties(options),
-    // The seed of the reconnect jitter, in two halves.
-    randomBelow(2 ** 32),
-    randomBelow(2 ** 32),
-  ];
+  values[CONNECT_WILL_TOPIC] = willTopic;
+  values[CONNECT_WILL_PAYLOAD] = bytes(field(will, "payload"), "will.payload");
+  values[CONNECT_WILL_QOS] = upToTwo(will, "qos");
+  values[CONNECT_WILL_RETAIN] = boolean(will, "retain");
+  values[CONNECT_WILL_PROPERTIES] = properties(will);
+  // Enabled unless false; an object gives the bounds.
+  values[CONNECT_RECONNECT] = reconnect !== false;
+  values[CONNECT_MIN_DELAY_MS] = integer(reconnect, "minDelayMs", U32);
+  values[CONNECT_MAX_DELAY_MS] = integer(reconnect, "maxDelayMs", U32);
+  values[CONNECT_CLIENT_ID] =
+    string(options, "clientId") ?? `wasm-${randomBelow(2 ** 48).toString(16).padStart(12, "0")}`;
+  values[CONNECT_KEEPALIVE] = integer(options, "keepalive", U16);
+  values[CONNECT_CLEAN] = boolean(options, "clean");
+  values[CONNECT_SESSION_EXPIRY] = integer(options, "sessionExpiry", U32);
+  values[CONNECT_USERNAME] = string(options, "username");
+  values[CONNECT_PASSWORD] = bytes(field(options, "password"), "password");
+  values[CONNECT_OFFLINE_QUEUE_LIMIT] = integer(options, "offlineQueueLimit", U32);
+  values[CONNECT_CONNECT_TIMEOUT_MS] = integer(options, "connectTimeoutMs", U32);
+  values[CONNECT_MAXIMUM_PACKET_SIZE] = integer(options, "maximumPacketSize", U32);
+  values[CONNECT_PROPERTIES] = properties(options);
+  // The seed of the reconnect jitter, in two halves.
+  values[CONNECT_SEED_HIGH] = randomBelow(2 ** 32);
+  values[CONNECT_SEED_LOW] = randomBelow(2 ** 32);
+  return values;
 }
-
-// The position of clientId in connectOptions' values.
-const CLIENT_ID = 9;
 
 const randomBelow = (limit) => Math.floor(Math.random() * limit);
 
-/** `publish()` arguments: [[topic, qos, retain, properties], payload]. */
+/** `publish()` arguments: [values in their PUBLISH_ slots, payload]. */
 function publishArguments(topic, payload, options) {
   const data = bytes(payload, "payload") ?? new Uint8Array();
-  return [[topic, upToTwo(options, "qos"), boolean(options, "retain"), properties(options)], data];
+  const values = [];
+  values[PUBLISH_TOPIC] = topic;
+  values[PUBLISH_QOS] = upToTwo(options, "qos");
+  values[PUBLISH_RETAIN] = boolean(options, "retain");
+  values[PUBLISH_PROPERTIES] = properties(options);
+  return [values, data];
 }
 
-/** `subscribe()` arguments: [filter, qos, noLocal, retainAsPublished, retainHandling, properties]. */
-const subscribeOptions = (filter, options) => [
-  filter,
-  upToTwo(options, "qos"),
-  boolean(options, "noLocal"),
-  boolean(options, "retainAsPublished"),
-  upToTwo(options, "retainHandling"),
-  properties(options),
-];
+/** `subscribe()` arguments, in their SUBSCRIBE_ slots. */
+function subscribeOptions(filter, options) {
+  const values = [];
+  values[SUBSCRIBE_FILTER] = filter;
+  values[SUBSCRIBE_QOS] = upToTwo(options, "qos");
+  values[SUBSCRIBE_NO_LOCAL] = boolean(options, "noLocal");
+  values[SUBSCRIBE_RETAIN_AS_PUBLISHED] = boolean(options, "retainAsPublished");
+  values[SUBSCRIBE_RETAIN_HANDLING] = upToTwo(options, "retainHandling");
+  values[SUBSCRIBE_PROPERTIES] = properties(options);
+  return values;
+}
 
-/** `unsubscribe()` arguments: [filter, properties]. */
-const unsubscribeOptions = (filter, options) => [filter, properties(options)];
+/** `unsubscribe()` arguments, in their UNSUBSCRIBE_ slots. */
+function unsubscribeOptions(filter, options) {
+  const values = [];
+  values[UNSUBSCRIBE_FILTER] = filter;
+  values[UNSUBSCRIBE_PROPERTIES] = properties(options);
+  return values;
+}
 
-// Each packed value is a tag byte and its data: a little-endian u32 for a number; a u32 length
-// and the bytes for bytes and UTF-8 text; a u32 length and the items for a list.
-const ABSENT = 0;
-const FALSE = 1;
-const TRUE = 2;
-const NUMBER = 3;
-const BYTES = 4;
-const TEXT = 5;
-const LIST = 6;
+// Each packed value is a tag byte (TAG_) and its data: a little-endian u32 for a number; a u32
+// length and the bytes for bytes and UTF-8 text; a u32 length and the items for a list.
 
 /**
- * Checked option values packed into bytes, which `Reader` in web/convert.rs reads back in
- * order: one copy into wasm memory instead of a call across the boundary per value.
+ * Checked option values packed into bytes, which `Reader` in packed.rs reads back in order
+ * (a slot left empty packs as absent): one copy into wasm memory instead of a call across the
+ * boundary per value.
  */
 function pack(values) {
   const out = [];
   const word = (number) => out.push(number & 255, (number >> 8) & 255, (number >> 16) & 255, number >>> 24);
   const put = (value) => {
     if (value === undefined) {
-      out.push(ABSENT);
+      out.push(TAG_ABSENT);
     } else if (typeof value === "boolean") {
-      out.push(value ? TRUE : FALSE);
+      out.push(value ? TAG_TRUE : TAG_FALSE);
     } else if (typeof value === "number") {
-      out.push(NUMBER);
+      out.push(TAG_NUMBER);
       word(value);
     } else if (Array.isArray(value)) {
-      out.push(LIST);
+      out.push(TAG_LIST);
       word(value.length);
       value.forEach(put);
     } else {
       const text = typeof value === "string";
       const data = text ? encoder.encode(value) : value;
-      out.push(text ? TEXT : BYTES);
+      out.push(text ? TAG_TEXT : TAG_BYTES);
       word(data.length);
       for (const byte of data) out.push(byte);
     }
   };
-  values.forEach(put);
+  // Not forEach, which would skip an empty slot.
+  for (const value of values) put(value);
   return new Uint8Array(out);
 }
 
 // ---- Objects built from what Rust reports ----
 
 /**
- * The values Rust packed (see `Writer` in web/convert.rs) from `packed.at` in `packed.bytes` to
+ * The values Rust packed (see `Writer` in packed.rs) from `packed.at` in `packed.bytes` to
  * the next absent value, which `packed.at` is left after.
  */
 function unpack(packed) {
@@ -672,20 +771,20 @@ function unpack(packed) {
   let { at } = packed;
   const word = () => (bytes[at++] | (bytes[at++] << 8) | (bytes[at++] << 16) | (bytes[at++] << 24)) >>> 0;
   const values = [];
-  for (let tag; at < bytes.length && (tag = bytes[at++]) !== ABSENT; ) {
-    if (tag === NUMBER) {
+  for (let tag; at < bytes.length && (tag = bytes[at++]) !== TAG_ABSENT; ) {
+    if (tag === TAG_NUMBER) {
       values.push(word());
     } else {
       const length = word();
       const data = bytes.slice(at, (at += length));
-      values.push(tag === TEXT ? utf8.decode(data) : data);
+      values.push(tag === TAG_TEXT ? utf8.decode(data) : data);
     }
   }
   packed.at = at;
   return values;
 }
 
-/** Received properties, packed by `write_properties` in web/convert.rs. */
+/** Received properties, packed by `write_properties` in packed.rs. */
 export const propertiesObject = (bytes) => propertiesFrom({ bytes, at: 0 });
 
 /**
@@ -698,14 +797,14 @@ function propertiesFrom(packed) {
   for (let at = 0; at < list.length; at += 2) {
     const index = list[at];
     const value = list[at + 1];
-    if (index === USER_PROPERTIES) {
-      // [11, name, value]: one item more than the others.
+    if (index === PROPERTY_USER_PROPERTY) {
+      // [index, name, value]: one item more than the others.
       const user = (result.userProperties ??= {});
       const item = list[at + 2];
       const known = user[value];
       user[value] = known === undefined ? item : Array.isArray(known) ? [...known, item] : [known, item];
       at++;
-    } else if (index === SUBSCRIPTION_IDENTIFIERS) {
+    } else if (index === PROPERTY_SUBSCRIPTION_IDENTIFIERS) {
       (result.subscriptionIdentifiers ??= []).push(value);
     } else {
       result[PROPERTIES[index]] = value;
@@ -713,12 +812,6 @@ function propertiesFrom(packed) {
   }
   return result;
 }
-
-const EVENTS = ["connect", "close", "reconnect", "error"];
-const RESOLVE = 4;
-const REJECT = 5;
-const MESSAGES = 6;
-const RELEASE = 7;
 
 /** Resolves (`ok`) or rejects the Promise of request `id` with `value`. */
 function settle(events, id, ok, value) {
@@ -730,9 +823,10 @@ function settle(events, id, ok, value) {
 }
 
 /**
- * Queues an effect of the client's current turn: one of its `EVENTS` (its detail built from
- * `number` and `value`), settling the Promise of request `number` with `value` (`RESOLVE`,
- * `REJECT`), or the delivery of `MESSAGES` `value`. They run once the turn is over, when the
+ * Queues an effect (an EFFECT_ code) of the client's current turn: one of its `EVENTS` (its
+ * detail built from `number` and `value`), settling the Promise of request `number` with `value`
+ * (`EFFECT_RESOLVE`, `EFFECT_REJECT`), the delivery of messages `value` (`EFFECT_MESSAGES`), or
+ * dropping the handler (`EFFECT_RELEASE`). They run once the turn is over, when the
  * client can be called again.
  */
 export function effect(events, kind, number, value) {
@@ -747,20 +841,20 @@ export function runEffects(events) {
     const kind = effects[at];
     const number = effects[at + 1];
     const value = effects[at + 2];
-    if (kind === RESOLVE || kind === REJECT) {
-      settle(events, number, kind === RESOLVE, value);
-    } else if (kind === MESSAGES) {
+    if (kind === EFFECT_RESOLVE || kind === EFFECT_REJECT) {
+      settle(events, number, kind === EFFECT_RESOLVE, value);
+    } else if (kind === EFFECT_MESSAGES) {
       deliver(value, events);
-    } else if (kind === RELEASE) {
+    } else if (kind === EFFECT_RELEASE) {
       // Closed for good: nothing will call the handler again, and it holds the client.
       events.handler = undefined;
     } else {
       // Connect: sessionPresent (1 or 0) and properties; close: reconnect (1 or 0) and the error
       // (none after end()); reconnect: attempt and delay; error: the error.
       const detail =
-        kind === 0 ? { sessionPresent: number === 1, properties: value }
-        : kind === 1 ? (value === undefined ? { reconnect: number === 1 } : { error: value, reconnect: number === 1 })
-        : kind === 2 ? { attempt: number, delayMs: value }
+        kind === EFFECT_CONNECT ? { sessionPresent: number === 1, properties: value }
+        : kind === EFFECT_CLOSE ? (value === undefined ? { reconnect: number === 1 } : { error: value, reconnect: number === 1 })
+        : kind === EFFECT_RECONNECT ? { attempt: number, delayMs: value }
         : value;
       // dispatchEvent reports what a listener throws by itself.
       events.dispatchEvent(new CustomEvent(EVENTS[kind], { detail }));

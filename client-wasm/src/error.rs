@@ -128,7 +128,7 @@ fn push_reason(text: &mut String, code: ReasonCode) {
 
 impl ClientError {
     /// What went wrong, in a sentence without the details.
-    fn summary(&self) -> &'static str {
+    pub(crate) fn summary(&self) -> &'static str {
         match self {
             ClientError::InvalidOptions(_) => "invalid option",
             ClientError::ConnectionRefused(_) => "connection refused by the broker",
@@ -252,7 +252,7 @@ impl ClientError {
 }
 
 /// The rule a topic breaks, as the codec's messages state it (without their formatting).
-fn topic_error_text(error: TopicError) -> &'static str {
+pub(crate) fn topic_error_text(error: TopicError) -> &'static str {
     match error {
         TopicError::Empty => {
             "topic names and filters must be at least one character long [MQTT-4.7.3-1]"

@@ -5,16 +5,24 @@
 //! [`options`] and [`error`]) is plain Rust with no I/O and no clock reads: it compiles and is
 //! unit-tested on the host. The `web` module (wasm32 only) is a thin driver that connects it to
 //! a `WebSocket`, `setTimeout` and `performance.now()` of the global scope (so it runs in a page
-//! or a worker), and exposes the `MqttClient` class to JS with Promises and events.
+//! or a worker), and exposes the `MqttClient` class to JS with Promises and events. What the
+//! driver and its JS half (`js/support.js`) agree on is defined once, in `abi`, and the values
+//! they pass packed are read and written by `packed`; both are plain Rust, tested on the host.
 
 #![cfg_attr(all(target_arch = "wasm32", not(feature = "std")), no_std)]
 
 extern crate alloc;
 
+// The ABI and the packed values are the web module's, which only wasm32 builds have; the host
+// builds them for their tests.
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+mod abi;
 pub mod backoff;
 pub mod error;
 pub mod keepalive;
 pub mod options;
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+mod packed;
 pub mod session;
 
 #[cfg(target_arch = "wasm32")]

@@ -16,41 +16,23 @@
 //! frame per packet), and the latency of a 1000 msg/s stream to each; derived rows give
 //! wasm/MQTT.js in one page and gateway+wasm over Mosquitto+MQTT.js. Skipped, with a note, when
 //! there is no Chromium.
+//!
+//! The brokers and the load generator are in [`brokers`]; rows, table and chart in [`report`].
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
 
 use crate::process;
-use anyhow::{Context, Result, bail};
+use brokers::{Broker, MOSQUITTO_CONF, ensure_mosquitto, run_load, start_gateway, start_mosquitto};
 use page::Launcher;
-use serde_json::{Value, json};
-use std::fmt::Write as _;
-use std::net::TcpListener;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use report::{Better, Row, machine, ratio_chart, render_table};
 
+mod brokers;
 mod browser;
 mod page;
-
-/// The Mosquitto configuration: TCP_NODELAY like the gateway, unlimited queues so that QoS 1
-/// loses nothing, and the same in-flight window as the gateway's default. The second listener is
-/// MQTT over WebSocket: Debian's 2.0.11 links libwebsockets statically (so `ldd` does not show
-/// it), which sets TCP_NODELAY on its sockets itself.
-const MOSQUITTO_CONF: &str = "\
-listener {port} 127.0.0.1
-listener {ws_port} 127.0.0.1
-protocol websockets
-allow_anonymous true
-set_tcp_nodelay true
-max_queued_messages 0
-max_inflight_messages 256
-persistence false
-";
-
-/// Which way a figure improves.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Better {
-    Higher,
-    Lower,
-}
+mod report;
 
 /// One figure of the table: a mode of `mqtt-bench`, its arguments, and the JSON field read.
 struct Figure {
@@ -215,147 +197,6 @@ fn latency_args(quick: bool) -> Vec<String> {
         .to_vec()
 }
 
-/// A broker process under test.
-struct Broker {
-    name: &'static str,
-    child: Child,
-    /// MQTT over TCP.
-    port: u16,
-    /// MQTT over WebSocket, at `ws://127.0.0.1:{ws_port}/mqtt`.
-    ws_port: u16,
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-fn wait_for_port(port: u16) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    bail!("nothing listens on 127.0.0.1:{port} after 10 s")
-}
-
-fn start_gateway(dir: &Path) -> Result<Broker> {
-    let port = free_port()?;
-    let http = free_port()?;
-    let data = dir.join("gateway-data");
-    let _ = std::fs::remove_dir_all(&data);
-    let child = process::command(process::target_dir().join("release/gateway"))
-        .args(["--tcp", &format!("127.0.0.1:{port}")])
-        .args(["--http", &format!("127.0.0.1:{http}")])
-        .arg("--data-dir")
-        .arg(&data)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .context("starting the gateway")?;
-    let broker = Broker {
-        name: "gateway",
-        child,
-        port,
-        ws_port: http,
-    };
-    wait_for_port(port)?;
-    wait_for_port(http)?;
-    Ok(broker)
-}
-
-fn start_mosquitto(dir: &Path) -> Result<Broker> {
-    let port = free_port()?;
-    let ws_port = free_port()?;
-    let conf = dir.join("mosquitto.conf");
-    let text = MOSQUITTO_CONF
-        .replace("{port}", &port.to_string())
-        .replace("{ws_port}", &ws_port.to_string());
-    std::fs::write(&conf, text)?;
-    let child = process::command("mosquitto")
-        .arg("-c")
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting mosquitto")?;
-    let broker = Broker {
-        name: "mosquitto",
-        child,
-        port,
-        ws_port,
-    };
-    wait_for_port(port)?;
-    wait_for_port(ws_port)?;
-    Ok(broker)
-}
-
-/// Runs one `mqtt-bench` mode against `broker` and returns its JSON result.
-fn run_load(broker: &Broker, args: &[String]) -> Result<Value> {
-    let mut command = process::command(process::target_dir().join("release/mqtt-bench"));
-    command
-        .args(["--addr", &format!("127.0.0.1:{}", broker.port)])
-        .args([
-            "--ws-url",
-            &format!("ws://127.0.0.1:{}/mqtt", broker.ws_port),
-        ])
-        .args(["--timeout", "60"])
-        .args(args);
-    let output = command
-        .stderr(Stdio::inherit())
-        .output()
-        .context("running mqtt-bench")?;
-    if !output.status.success() {
-        bail!("`{}` failed", process::display(&command));
-    }
-    serde_json::from_slice(&output.stdout).context("mqtt-bench printed no JSON")
-}
-
-/// The median (the mean of the middle two for an even count); the samples keep their run order.
-fn median(values: &[f64]) -> f64 {
-    let mut values = values.to_vec();
-    values.sort_by(f64::total_cmp);
-    let middle = values.len() / 2;
-    if values.len() % 2 == 0 {
-        (values[middle - 1] + values[middle]) / 2.0
-    } else {
-        values[middle]
-    }
-}
-
-/// The median, or NaN when a figure has no runs (a browser page that failed every time).
-fn median_or_nan(values: &[f64]) -> f64 {
-    if values.is_empty() {
-        f64::NAN
-    } else {
-        median(values)
-    }
-}
-
-/// Ensures Mosquitto is installed (Debian's package), installing it when running as root.
-fn ensure_mosquitto() -> Result<()> {
-    if process::probe(process::command("mosquitto").arg("-h")).is_some()
-        || Path::new("/usr/sbin/mosquitto").exists()
-    {
-        return Ok(());
-    }
-    println!("installing Debian package mosquitto");
-    process::run(process::command("apt-get").args(["update", "-q"]))?;
-    process::run(
-        process::command("apt-get")
-            .args(["install", "-y", "-q", "mosquitto"])
-            .env("DEBIAN_FRONTEND", "noninteractive"),
-    )
-}
-
 /// `cargo xtask bench [--quick] [--runs N] [--browser-only | --no-browser] [--instrumented]`.
 pub fn run(args: &[String]) -> Result<()> {
     let mut quick = false;
@@ -513,77 +354,6 @@ fn broker_rows(quick: bool, runs: usize, dir: &Path) -> Result<Vec<Row>> {
     Ok(rows)
 }
 
-/// One line of the table, the chart and `latest.json`.
-struct Row {
-    name: &'static str,
-    unit: &'static str,
-    better: Better,
-    /// Medians.
-    gateway: f64,
-    mosquitto: f64,
-    /// gateway/Mosquitto, unless `ratio_of` says otherwise.
-    ratio: f64,
-    /// What `ratio` divides when it is not gateway/Mosquitto.
-    ratio_of: Option<&'static str>,
-    /// The ratio the row is judged by when it is not parity with Mosquitto.
-    goal: Option<f64>,
-    /// What the table says after the ratio when it is not plain gateway/Mosquitto.
-    note: Option<&'static str>,
-    /// Per-run values, [gateway, mosquitto].
-    samples: [Vec<f64>; 2],
-    /// Per-run JSON results of `mqtt-bench`, [gateway, mosquitto]; empty for a derived row.
-    results: [Vec<Value>; 2],
-}
-
-impl Row {
-    /// A row of measured runs: medians and their plain gateway/Mosquitto ratio.
-    fn measured(
-        name: &'static str,
-        unit: &'static str,
-        better: Better,
-        samples: [Vec<f64>; 2],
-        results: [Vec<Value>; 2],
-    ) -> Row {
-        let gateway = median_or_nan(&samples[0]);
-        let mosquitto = median_or_nan(&samples[1]);
-        Row {
-            name,
-            unit,
-            better,
-            gateway,
-            mosquitto,
-            ratio: gateway / mosquitto,
-            ratio_of: None,
-            goal: None,
-            note: None,
-            samples,
-            results,
-        }
-    }
-
-    fn to_json(&self) -> Value {
-        let mut row = json!({
-            "figure": self.name,
-            "unit": self.unit,
-            "better": if self.better == Better::Higher { "higher" } else { "lower" },
-            "gateway": self.gateway,
-            "mosquitto": self.mosquitto,
-            "ratio": self.ratio,
-            "gateway_samples": self.samples[0],
-            "mosquitto_samples": self.samples[1],
-            "gateway_results": self.results[0],
-            "mosquitto_results": self.results[1],
-        });
-        if let Some(ratio_of) = self.ratio_of {
-            row["ratio_of"] = json!(ratio_of);
-        }
-        if let Some(goal) = self.goal {
-            row["goal"] = json!(goal);
-        }
-        row
-    }
-}
-
 /// The derived row: WebSocket fan-in over TCP fan-in, each broker against itself (the goal is
 /// the gateway's own ratio, Mosquitto's is shown for comparison). Medians over medians, with the
 /// per-run ratios (same run, same order of brokers) as samples.
@@ -615,135 +385,4 @@ fn own_websocket_ratio(rows: &[Row]) -> Result<Row> {
         samples: [per_run(0), per_run(1)],
         results: [Vec::new(), Vec::new()],
     })
-}
-
-/// The table printed at the end: medians, units and ratios, each row saying which way is better
-/// when that is not obvious, and what its ratio is when it is not gateway/Mosquitto.
-fn render_table(rows: &[Row], runs: usize) -> String {
-    let mut table = String::new();
-    let _ = writeln!(
-        table,
-        "\n{:<32} {:>18} {:>18} {:>9}  (medians of {runs} runs; ratio = gateway/Mosquitto)",
-        "figure", "gateway", "mosquitto", "ratio"
-    );
-    for row in rows {
-        let note = match (row.note, row.better) {
-            (Some(note), _) => format!("  ({note})"),
-            (None, Better::Lower) => "  (lower is better)".to_string(),
-            (None, Better::Higher) => String::new(),
-        };
-        let _ = writeln!(
-            table,
-            "{:<32} {:>12} {:<5} {:>12} {:<5} {:>8}x{note}",
-            row.name,
-            number(row.gateway),
-            row.unit,
-            number(row.mosquitto),
-            row.unit,
-            ratio(row.ratio),
-        );
-    }
-    table
-}
-
-/// A figure with one decimal, or two below 10 (milliseconds, kilobytes, ratios).
-fn number(value: f64) -> String {
-    if value.abs() < 10.0 {
-        format!("{value:.2}")
-    } else {
-        format!("{value:.1}")
-    }
-}
-
-/// A ratio with two decimals, or with its first significant digits when it is that small.
-fn ratio(value: f64) -> String {
-    if value != 0.0 && value.abs() < 0.01 {
-        format!("{value:.1e}")
-    } else {
-        format!("{value:.2}")
-    }
-}
-
-/// What the numbers were measured on.
-fn machine() -> Value {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            info.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_default();
-    let cores = std::thread::available_parallelism().map_or(0, usize::from);
-    let mosquitto = Command::new("mosquitto")
-        .arg("-h")
-        .output()
-        .ok()
-        .map(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .next()
-                .unwrap_or("")
-                .to_string()
-        })
-        .unwrap_or_default();
-    json!({ "cpu": cpu, "cores": cores, "mosquitto": mosquitto })
-}
-
-/// A horizontal bar chart of the ratios on a log scale, 1x marked; each bar says whether the
-/// figure is better higher or lower. A bar is green when it beats parity, or, for a row with a
-/// goal of its own (the gateway's WebSocket over its TCP), when it meets that goal.
-fn ratio_chart(rows: &[Value]) -> String {
-    let width = 760.0;
-    let left = 260.0;
-    let row_height = 28.0;
-    let height = 50.0 + row_height * rows.len() as f64;
-    let span = width - left - 60.0;
-    // log10 scale from 0.1x to 100x.
-    let x = |ratio: f64| left + span * ((ratio.clamp(0.1, 100.0).log10() + 1.0) / 3.0);
-    let mut svg = format!(
-        "<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' \
-         font-family='sans-serif' font-size='12'>\n<rect width='100%' height='100%' fill='white'/>\n\
-         <text x='10' y='20' font-size='14'>gateway / Mosquitto (log scale, 1x = parity)</text>\n"
-    );
-    for tick in [0.1, 1.0, 10.0, 100.0] {
-        let _ = writeln!(
-            svg,
-            "<line x1='{0}' x2='{0}' y1='30' y2='{1}' stroke='#ccc'/><text x='{0}' y='{2}' text-anchor='middle'>{tick}x</text>",
-            x(tick),
-            height - 15.0,
-            height - 3.0
-        );
-    }
-    for (index, row) in rows.iter().enumerate() {
-        let ratio = row["ratio"].as_f64().unwrap_or(1.0);
-        let lower_better = row["better"] == "lower";
-        let goal = row["goal"].as_f64().unwrap_or(1.0);
-        let good = if lower_better {
-            ratio <= goal
-        } else {
-            ratio >= goal
-        };
-        let y = 35.0 + row_height * index as f64;
-        let (from, to) = (x(1.0).min(x(ratio)), x(1.0).max(x(ratio)));
-        let _ = writeln!(
-            svg,
-            "<text x='10' y='{ty}'>{name}{hint}</text><rect x='{from}' y='{y}' width='{w}' height='18' fill='{color}'/><text x='{tx}' y='{ty}'>{ratio:.2}x</text>",
-            ty = y + 13.0,
-            name = row["figure"].as_str().unwrap_or(""),
-            hint = if let Some(goal) = row["goal"].as_f64() {
-                format!(" (goal {goal}x)")
-            } else if lower_better {
-                " (lower better)".to_string()
-            } else {
-                String::new()
-            },
-            w = (to - from).max(1.0),
-            color = if good { "#2a9d5c" } else { "#d1495b" },
-            tx = to + 4.0,
-        );
-    }
-    svg.push_str("</svg>\n");
-    svg
 }

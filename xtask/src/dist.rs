@@ -1,4 +1,4 @@
-//! `cargo xtask dist` (the browser parts) and `cargo xtask run` (dist, then the gateway).
+//! `cargo xtask dist`: the browser parts, the npm package of client-wasm and the dashboard.
 //!
 //! dist: `client-wasm` is built with the size-first `wasm-release` profile, bound with the
 //! wasm-bindgen CLI pinned by Cargo.lock into the npm package `client-wasm/pkg`, and shrunk with
@@ -7,7 +7,6 @@
 //! by esbuild (a dev dependency of the npm workspace), the package gets its own `package.json`
 //! and README, and the sizes browsers download are printed. Then `www` runs its npm `build`
 //! script.
-//! Parts that do not exist yet are skipped with a note.
 
 use std::path::Path;
 
@@ -15,61 +14,19 @@ use anyhow::{Context, Result, bail};
 
 use crate::prerequisites::{self, WASM_TARGET};
 use crate::process::{self, root, target_dir};
-use crate::test::has_gateway_binary;
 
-/// `cargo xtask run [args]`: dist when there is a browser client, then the gateway in release
-/// mode with `args` passed through.
-pub fn run_gateway(args: &[String]) -> Result<()> {
-    if root().join("client-wasm").exists() {
-        run()?;
-    }
-    if !has_gateway_binary() {
-        bail!("there is no gateway binary crate yet (gateway/ is in progress)");
-    }
-    // `cargo xtask run -- --tcp ...` works as well as `cargo xtask run --tcp ...`.
-    let args = args.strip_prefix(&["--".to_string()]).unwrap_or(args);
-    let mut gateway = process::cargo();
-    gateway
-        .args([
-            "run",
-            "--release",
-            "-p",
-            "gateway",
-            "--bin",
-            "gateway",
-            "--",
-        ])
-        .args(args)
-        // The gateway may read a password from the terminal (`gateway passwd`).
-        .stdin(std::process::Stdio::inherit());
-    process::run(&mut gateway)
-}
-
-/// `cargo xtask dist`: builds whichever of client-wasm and www exist.
+/// `cargo xtask dist`: builds client-wasm's package, then the dashboard (which uses it).
 pub fn run() -> Result<()> {
-    if root().join("client-wasm/Cargo.toml").exists() {
-        client_wasm()?;
-    } else {
-        println!("note: no client-wasm crate yet; skipping the npm package");
-    }
-    if root().join("www/package.json").exists() {
-        www()?;
-    } else {
-        println!("note: no www/package.json yet; skipping the dashboard build");
-    }
-    Ok(())
+    client_wasm()?;
+    www()
 }
 
 /// Builds `client-wasm/pkg`: cargo build, wasm-bindgen `--target web`, `wasm-opt -Oz`, names
 /// minified, scripts bundled into one and minified.
 fn client_wasm() -> Result<()> {
     prerequisites::ensure_wasm_target()?;
-    let version = prerequisites::wasm_bindgen_locked_version()?
-        .context("client-wasm exists but wasm-bindgen is not in Cargo.lock")?;
-    prerequisites::ensure_wasm_bindgen_cli(&version)?;
-    if root().join("package.json").exists() {
-        prerequisites::ensure_npm_dependencies()?;
-    }
+    prerequisites::ensure_wasm_bindgen_cli(&prerequisites::wasm_bindgen_locked_version()?)?;
+    prerequisites::ensure_npm_dependencies()?;
 
     process::run(process::cargo().args([
         "build",
@@ -498,9 +455,7 @@ pub fn print_package_sizes(sizes: &[FileSize]) {
 
 /// Builds the dashboard with its npm `build` script.
 fn www() -> Result<()> {
-    if root().join("package.json").exists() {
-        prerequisites::ensure_npm_dependencies()?;
-    }
+    prerequisites::ensure_npm_dependencies()?;
     let mut build = process::command("npm");
     build.args(["run", "build"]).current_dir(root().join("www"));
     process::run(&mut build)

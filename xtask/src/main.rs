@@ -1,13 +1,14 @@
 //! `cargo xtask`: the project's orchestration, in plain Rust so that it runs wherever cargo does.
 //!
 //! `cargo xtask test` installs what the tests need when it is missing and then runs every test;
-//! `run` builds the browser parts (when they exist) and starts the gateway; `dist` builds the
-//! browser parts; `bench` runs the benchmarks. Each subcommand lives in its own module and works
-//! on the workspace as it is: a step whose inputs do not exist yet is skipped with a note, so the
-//! commands keep working while the project grows.
+//! `run` builds the browser parts and starts the gateway; `dist` builds the browser parts;
+//! `bench` runs the benchmarks. Each command has its module (`test`, `dist`, `bench`; `run` is
+//! `dist` then [`gateway::run_release`]); the modules they share (`gateway`, `prerequisites`,
+//! `process`, `steps`) import none of the commands, and no two modules import each other.
 
 mod bench;
 mod dist;
+mod gateway;
 mod prerequisites;
 mod process;
 mod steps;
@@ -23,7 +24,7 @@ usage: cargo xtask <command> [args...]
 
 commands:
   test          install what the tests need if missing, then run every test
-  run [args]    build the browser parts (if present), then start the gateway;
+  run [args]    build the browser parts, then start the gateway;
                 args go to the gateway (e.g. cargo xtask run --tcp 0.0.0.0:1883)
   dist          build client-wasm into client-wasm/pkg and the www dashboard
   bench [--quick] [--runs N] [--browser-only | --no-browser] [--instrumented]
@@ -46,7 +47,7 @@ fn main() -> ExitCode {
             Ok(())
         }
         Some("test") => no_extra_args("test", &rest).and_then(|()| test::run()),
-        Some("run") => dist::run_gateway(&rest),
+        Some("run") => dist::run().and_then(|()| gateway::run_release(&rest)),
         Some("dist") => no_extra_args("dist", &rest).and_then(|()| dist::run()),
         Some("bench") => bench::run(&rest),
         Some(other) => {

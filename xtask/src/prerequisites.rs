@@ -68,16 +68,10 @@ pub fn ensure_all(steps: &mut Steps) -> Result<()> {
     for venv in &VENVS {
         steps.run(&format!("python venv {}", venv.name), || ensure_venv(venv))?;
     }
-    if root().join("package.json").exists() {
-        steps.run("npm dependencies", ensure_npm_dependencies)?;
-    } else {
-        steps.skip("npm dependencies", "no package.json at the root yet");
-    }
-    match wasm_bindgen_locked_version()? {
-        Some(version) => steps.run("wasm-bindgen CLI", || ensure_wasm_bindgen_cli(&version))?,
-        None => steps.skip("wasm-bindgen CLI", "wasm-bindgen is not in Cargo.lock yet"),
-    }
-    Ok(())
+    steps.run("npm dependencies", ensure_npm_dependencies)?;
+    steps.run("wasm-bindgen CLI", || {
+        ensure_wasm_bindgen_cli(&wasm_bindgen_locked_version()?)
+    })
 }
 
 /// Adds the wasm32 target to the toolchain unless its standard library is already there.
@@ -208,15 +202,13 @@ fn modified(path: &Path) -> Option<SystemTime> {
         .ok()
 }
 
-/// The version of the `wasm-bindgen` crate pinned in Cargo.lock, if it is there.
-pub fn wasm_bindgen_locked_version() -> Result<Option<String>> {
+/// The version of the `wasm-bindgen` crate pinned in Cargo.lock (client-wasm depends on it).
+pub fn wasm_bindgen_locked_version() -> Result<String> {
     let path = root().join("Cargo.lock");
-    if !path.exists() {
-        return Ok(None);
-    }
     let lock =
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    Ok(locked_version(&lock, "wasm-bindgen"))
+    locked_version(&lock, "wasm-bindgen")
+        .with_context(|| format!("no wasm-bindgen in {}", path.display()))
 }
 
 /// The wasm-bindgen CLI: the one in cargo's bin directory if there, else the one on `PATH`.

@@ -2,11 +2,14 @@
 //!
 //! Every command runs in the workspace root with inherited output, after echoing itself as
 //! `$ program args...`, so a log shows exactly what ran. A command that exits non-zero is an
-//! error that names the command and its exit status.
+//! error that names the command and its exit status. Also the loopback ports that the
+//! processes started here listen on.
 
 use std::ffi::OsStr;
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
@@ -94,6 +97,23 @@ pub fn probe(command: &mut Command) -> Option<String> {
         return None;
     }
     Some(String::from_utf8_lossy(&output.stdout).trim().to_string())
+}
+
+/// A loopback port that was free a moment ago, for a process started next to listen on.
+pub fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Waits until something accepts connections on `127.0.0.1:port`, for at most 10 s.
+pub fn wait_for_port(port: u16) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bail!("nothing listens on 127.0.0.1:{port} after 10 s")
 }
 
 #[cfg(test)]

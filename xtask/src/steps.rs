@@ -2,6 +2,8 @@
 //!
 //! A step either runs (and succeeds or fails) or is skipped with a one-line reason. The first
 //! failure stops the run: its error names the step, and the summary still lists what ran.
+//! Only what the machine lacks (a browser a non-root run could not install) may skip a step,
+//! and never under CI, where it fails instead: a green CI run has run every step.
 
 use std::time::{Duration, Instant};
 
@@ -62,6 +64,16 @@ impl Steps {
         });
     }
 
+    /// The step `name` cannot run because the machine lacks what `reason` names: under CI (see
+    /// [`under_ci`]) that fails the step; elsewhere it is skipped with that reason.
+    pub fn missing(&mut self, name: &str, reason: &str) -> Result<()> {
+        if under_ci() {
+            return self.run(name, || anyhow::bail!("{reason}, which CI must have"));
+        }
+        self.skip(name, reason);
+        Ok(())
+    }
+
     /// Prints one line per step: outcome, duration and name, then the total time.
     pub fn print_summary(&self) {
         println!("\nsummary:");
@@ -83,6 +95,17 @@ impl Steps {
     }
 }
 
+/// Whether this runs under CI: `CI` set to anything but empty, `0` or `false` (`.ci/run` runs
+/// with `CI=true`).
+pub fn under_ci() -> bool {
+    is_ci(std::env::var("CI").ok().as_deref())
+}
+
+/// Whether a value of `CI` means CI.
+fn is_ci(value: Option<&str>) -> bool {
+    value.is_some_and(|value| !matches!(value.trim(), "" | "0" | "false"))
+}
+
 /// `4.2s` under a minute, `3m07s` above.
 fn format_duration(duration: Duration) -> String {
     let seconds = duration.as_secs_f64();
@@ -102,6 +125,20 @@ mod tests {
     fn durations_read_naturally() {
         assert_eq!(format_duration(Duration::from_millis(4_249)), "4.2s");
         assert_eq!(format_duration(Duration::from_secs(187)), "3m07s");
+    }
+
+    #[test]
+    fn ci_is_any_value_but_off() {
+        for (value, ci) in [
+            (None, false),
+            (Some(""), false),
+            (Some("0"), false),
+            (Some("false"), false),
+            (Some("true"), true),
+            (Some("1"), true),
+        ] {
+            assert_eq!(is_ci(value), ci, "{value:?}");
+        }
     }
 
     #[test]

@@ -55,41 +55,42 @@ extern "C" {
     #[wasm_bindgen(js_name = buildMessages)]
     pub fn build_messages(data: &[u8], meta: &[u32], properties: &[u8]) -> JsValue;
 
-    /// Queues an effect of a turn: event `kind` (0 connect, 1 close, 2 reconnect, 3 error) with
-    /// its detail built from `number` and `value`, 4 or 5 resolving or rejecting the Promise of
-    /// request `number` with `value`, 6 the delivery of messages `value`.
+    /// Queues an effect of a turn, of `kind` ([`crate::abi::effect`]): an event with its detail
+    /// built from `number` and `value`, resolving or rejecting the Promise of request `number`
+    /// with `value`, the delivery of messages `value`, or the release of the handler.
     pub fn effect(events: &JsValue, kind: i32, number: f64, value: &JsValue);
 
     /// Runs the queued effects, in order.
     #[wasm_bindgen(js_name = runEffects)]
     pub fn run_effects(events: &JsValue);
 
-    /// The `MqttError` for a `ClientError`: see `convert::error_value`.
+    /// The `MqttError` for a `ClientError`: see `convert::error_value` and
+    /// [`crate::abi::error_parts`].
     #[wasm_bindgen(js_name = clientError)]
     pub fn client_error(kind: i32, reason_code: i32, detail: &str, a: f64, b: f64) -> JsValue;
 
     /// A WebSocket to the client's URL, kept by `events` (subprotocol `mqtt`, binary frames as
-    /// ArrayBuffers), whose events call the client's handler with `(kind, data)`: 0 open, 1 a
-    /// binary message (`data` a `Uint8Array`), 2 closed (an error is always followed by a
-    /// close); `undefined` for a malformed URL.
+    /// ArrayBuffers), whose events call the client's handler with `(kind, data)`, `kind` one of
+    /// the `SOCKET_` codes of [`crate::abi::handler`] (an error is always followed by a close);
+    /// `undefined` for a malformed URL.
     #[wasm_bindgen(js_name = openSocket)]
     pub fn open_socket(events: &JsValue) -> JsValue;
 
-    /// A timer (of the global scope's `setTimeout`) that calls the client's handler with 3
-    /// after `delay_ms`; returns its handle.
+    /// A timer (of the global scope's `setTimeout`) that calls the client's handler with
+    /// `TIMER` after `delay_ms`; returns its handle.
     pub fn timer(events: &JsValue, delay_ms: f64) -> JsValue;
 
     /// Sends one binary message; a socket that cannot send reports its close event instead.
     pub fn send(socket: &JsValue, data: &[u8]);
 
-    /// Queues a microtask that calls the client's handler with 4.
+    /// Queues a microtask that calls the client's handler with `FLUSH`.
     pub fn microtask(events: &JsValue);
 
     /// Detaches the socket's handlers, then closes it.
     #[wasm_bindgen(js_name = closeSocket)]
     pub fn close_socket(socket: &JsValue);
 
-    /// Received properties as an object, from `convert::write_properties`' bytes.
+    /// Received properties as an object, from [`crate::packed::write_properties`]' bytes.
     #[wasm_bindgen(js_name = propertiesObject)]
     pub fn properties_object(packed: &[u8]) -> JsValue;
 

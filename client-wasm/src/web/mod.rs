@@ -32,7 +32,9 @@
 mod bindings;
 mod convert;
 
+use crate::abi::{effect, flag, handler, meta, request, request_id};
 use crate::error::ClientError;
+use crate::packed;
 use crate::session::{Completion, Event, OutgoingMessage, RequestId, Session};
 use alloc::rc::Rc;
 use alloc::vec::Vec;
@@ -66,13 +68,13 @@ const TOPICS_REMEMBERED: usize = 16;
 #[derive(Default)]
 struct MessageBatch {
     data: Vec<u8>,
-    /// Per message: topic offset, topic length, payload offset, payload length, flags.
+    /// Per message, the numbers of [`meta`]: where the topic and the payload are, and flags.
     meta: Vec<u32>,
     /// Distinct topics of this batch and where they start in `data`: a short list, because
     /// frames usually repeat a few topics, started again when full.
     topics: Vec<(ByteStr, u32)>,
     /// The properties of the messages that have some, one list after the other (see
-    /// `convert::write_properties`).
+    /// [`packed::write_properties`]).
     properties: Vec<u8>,
 }
 
@@ -97,27 +99,28 @@ impl MessageBatch {
         };
         let payload_start = self.data.len() as u32;
         self.data.extend_from_slice(&publish.payload);
+        // The QoS takes the bits of flag::QOS.
         let mut flags = publish.qos as u32;
         if publish.retain {
-            flags |= 4;
+            flags |= flag::RETAIN;
         }
         if publish.dup {
-            flags |= 8;
+            flags |= flag::DUP;
         }
         if !publish.properties.is_empty() {
-            flags |= 16;
-            convert::write_properties(&publish.properties, &mut self.properties);
+            flags |= flag::PROPERTIES;
+            packed::write_properties(&publish.properties, &mut self.properties);
         }
         if publish.topic.is_ascii() {
-            flags |= 32;
+            flags |= flag::ASCII_TOPIC;
         }
-        self.meta.extend_from_slice(&[
-            topic_start,
-            publish.topic.len() as u32,
-            payload_start,
-            publish.payload.len() as u32,
-            flags,
-        ]);
+        let mut fields = [0; meta::FIELDS];
+        fields[meta::TOPIC_START] = topic_start;
+        fields[meta::TOPIC_LENGTH] = publish.topic.len() as u32;
+        fields[meta::PAYLOAD_START] = payload_start;
+        fields[meta::PAYLOAD_LENGTH] = publish.payload.len() as u32;
+        fields[meta::FLAGS] = flags;
+        self.meta.extend_from_slice(&fields);
     }
 
     /// The message objects, leaving the batch empty (its buffers are kept for the next one).
@@ -199,7 +202,7 @@ impl Driver {
 
     fn deliver_batch(&mut self) {
         if let Some(messages) = self.batch.take() {
-            self.effect(MESSAGES, 0, &messages);
+            self.effect(effect::MESSAGES, 0, &messages);
         }
     }
 
@@ -217,23 +220,23 @@ impl Driver {
                 if self.connecting {
                     self.connecting = false;
                     // support.js resolves with the `MqttClient`.
-                    self.effect(RESOLVE, CONNECT_REQUEST, &JsValue::UNDEFINED);
+                    self.effect(effect::RESOLVE, request_id::CONNECT, &JsValue::UNDEFINED);
                 }
                 let properties = convert::properties_to_js(&properties);
-                self.effect(CONNECT, session_present, &properties);
+                self.effect(effect::CONNECT, session_present, &properties);
             }
             Event::ConnectionLost { error, reconnect } => {
                 if !self.connecting {
                     let refused = matches!(error, ClientError::ConnectionRefused(_));
                     let error = convert::error_value(&error);
                     if refused {
-                        self.effect(ERROR, 0, &error);
+                        self.effect(effect::ERROR, 0, &error);
                     }
-                    self.effect(CLOSE, reconnect, &error);
+                    self.effect(effect::CLOSE, reconnect, &error);
                 }
             }
             Event::Reconnecting { attempt, delay_ms } => {
-                self.effect(RECONNECT, attempt, &delay_ms.into());
+                self.effect(effect::RECONNECT, attempt, &delay_ms.into());
             }
             Event::Closed { error } => {
                 self.socket = None;
@@ -241,28 +244,28 @@ impl Driver {
                     (true, _) => {
                         let error = error.unwrap_or(ClientError::Closed);
                         let error = convert::error_value(&error);
-                        self.effect(REJECT, CONNECT_REQUEST, &error);
+                        self.effect(effect::REJECT, request_id::CONNECT, &error);
                     }
                     // After end(): the only "close" this connection reports.
                     (false, None) => {
-                        self.effect(CLOSE, false, &JsValue::UNDEFINED);
+                        self.effect(effect::CLOSE, false, &JsValue::UNDEFINED);
                     }
                     // A failure already reported its "close" through ConnectionLost.
                     (false, Some(_)) => {}
                 }
                 // The socket is gone and the timer is cleared by this turn: once support.js lets
                 // go of its handler, only the application holds the client.
-                self.effect(RELEASE, 0, &JsValue::UNDEFINED);
+                self.effect(effect::RELEASE, 0, &JsValue::UNDEFINED);
             }
             Event::Completed { request, result } => {
                 let (kind, value) = match result {
-                    Ok(completion) => (RESOLVE, completion_value(completion)),
-                    Err(error) => (REJECT, convert::error_value(&error)),
+                    Ok(completion) => (effect::RESOLVE, completion_value(completion)),
+                    Err(error) => (effect::REJECT, convert::error_value(&error)),
                 };
                 self.effect(kind, request, &value);
             }
             Event::Error(error) => {
-                self.effect(ERROR, 0, &convert::error_value(&error));
+                self.effect(effect::ERROR, 0, &convert::error_value(&error));
             }
             Event::Message(_) => {}
         }
@@ -279,27 +282,27 @@ impl Driver {
         }
     }
 
-    /// What JS reports through the client's handler: `kind` is one of `SOCKET_OPEN`,
-    /// `SOCKET_MESSAGE` (`data` is a `Uint8Array`), `SOCKET_CLOSE`, `TIMER`, or the flush.
+    /// What JS reports through the client's handler: `kind` is one of [`handler`]'s
+    /// (`data` is a `Uint8Array` for `SOCKET_MESSAGE`).
     fn handle(&mut self, kind: i32, data: &JsValue, now: f64) {
         match kind {
-            SOCKET_OPEN => self.session.handle_open(now),
-            SOCKET_MESSAGE => {
+            handler::SOCKET_OPEN => self.session.handle_open(now),
+            handler::SOCKET_MESSAGE => {
                 let bytes: &Uint8Array = data.unchecked_ref();
                 let length = bytes.length() as usize;
                 bindings::copy_into(self.session.receive_buffer(length), bytes);
                 self.session.handle_received(now);
             }
-            SOCKET_CLOSE => {
+            handler::SOCKET_CLOSE => {
                 self.socket = None;
                 self.session.handle_transport_closed(now);
             }
-            TIMER => {
+            handler::TIMER => {
                 self.timer_handle = None;
                 self.timer_due = None;
                 self.session.handle_timeout(now);
             }
-            // The flush microtask, which this turn's `drive` answers.
+            // handler::FLUSH, the flush microtask, which this turn's `drive` answers.
             _ => self.flush_scheduled = false,
         }
     }
@@ -324,27 +327,6 @@ impl Driver {
         }
     }
 }
-
-/// The calls of the client's handler (support.js numbers them alike): the events `openSocket`
-/// reports and the timer; 4 is the flush microtask.
-const SOCKET_OPEN: i32 = 0;
-const SOCKET_MESSAGE: i32 = 1;
-const SOCKET_CLOSE: i32 = 2;
-const TIMER: i32 = 3;
-
-/// The effects of `bindings::effect`: the client's events, settling a request, messages.
-const CONNECT: i32 = 0;
-const CLOSE: i32 = 1;
-const RECONNECT: i32 = 2;
-const ERROR: i32 = 3;
-const RESOLVE: i32 = 4;
-const REJECT: i32 = 5;
-const MESSAGES: i32 = 6;
-/// The client is closed for good: support.js drops its handler (see the module header).
-const RELEASE: i32 = 7;
-
-/// The request whose Promise `connect()` returns.
-const CONNECT_REQUEST: RequestId = 0;
 
 fn completion_value(completion: Completion) -> JsValue {
     match completion {
@@ -395,13 +377,13 @@ impl Entry {
     /// reporting to `events` and called back through its handler. Invalid options reject
     /// `connect()`'s Promise instead, and make no client.
     pub fn connect(&self, options: JsValue, events: JsValue) -> Option<Client> {
-        let (options, seed) = convert::connect_options(&options);
+        let (options, seed) = packed::connect_options(convert::copy(&options));
         let now = performance_now();
         let session = match Session::new(options, seed, now) {
             Ok(session) => session,
             Err(error) => {
                 let error = convert::error_value(&error);
-                bindings::effect(&events, REJECT, CONNECT_REQUEST.into(), &error);
+                bindings::effect(&events, effect::REJECT, request_id::CONNECT.into(), &error);
                 bindings::run_effects(&events);
                 return None;
             }
@@ -428,24 +410,20 @@ pub struct Client {
     driver: Rc<RefCell<Driver>>,
 }
 
-/// The requests of [`Client::request`], as support.js numbers them.
-const PUBLISH: u32 = 0;
-const SUBSCRIBE: u32 = 1;
-
 #[wasm_bindgen]
 impl Client {
-    /// Starts request `request`: a publish of `payload` (a `Uint8Array`; `kind` 0), a
-    /// subscribe (1) or an unsubscribe (2), with the topic or filter and the options packed by
-    /// `publishArguments`, `subscribeOptions` or `unsubscribeOptions`. An effect settles its
-    /// Promise.
+    /// Starts request `request` of `kind` ([`request`]'s): a publish of `payload` (a
+    /// `Uint8Array`), a subscribe or an unsubscribe, with the topic or filter and the options
+    /// packed by `publishArguments`, `subscribeOptions` or `unsubscribeOptions`. An effect
+    /// settles its Promise.
     pub fn request(&self, kind: u32, request: RequestId, options: JsValue, payload: JsValue) {
-        let mut items = convert::Reader::new(&options);
+        let mut items = packed::Reader::new(convert::copy(&options));
         run_turn(&self.driver, false, &mut |driver, now| {
-            let topic = items.text().unwrap_or_default();
+            let topic = packed::topic(&mut items);
             let session = &mut driver.session;
             let started = match kind {
-                PUBLISH => {
-                    let (qos, retain, properties) = convert::publish_options(&mut items);
+                request::PUBLISH => {
+                    let (qos, retain, properties) = packed::publish_options(&mut items);
                     let message = OutgoingMessage {
                         topic,
                         payload: convert::copy(&payload).into(),
@@ -455,14 +433,18 @@ impl Client {
                     };
                     session.publish(request, message, now)
                 }
-                SUBSCRIBE => {
-                    let (options, properties) = convert::subscribe_options(&mut items);
+                request::SUBSCRIBE => {
+                    let (options, properties) = packed::subscribe_options(&mut items);
                     session.subscribe(request, &topic, options, properties, now)
                 }
-                _ => session.unsubscribe(request, &topic, items.properties(), now),
+                // request::UNSUBSCRIBE.
+                _ => {
+                    let properties = packed::unsubscribe_properties(&mut items);
+                    session.unsubscribe(request, &topic, properties, now)
+                }
             };
             if let Err(error) = started {
-                driver.effect(REJECT, request, &convert::error_value(&error));
+                driver.effect(effect::REJECT, request, &convert::error_value(&error));
             }
         });
     }
@@ -483,7 +465,8 @@ impl Client {
         });
     }
 
-    /// The state, as an index of `STATES` in support.js: the order of [`State`].
+    /// The state, as an index of `STATES` in support.js: the order of [`State`] (see
+    /// [`crate::abi::STATES`]).
     ///
     /// [`State`]: crate::session::State
     pub fn state(&self) -> i32 {

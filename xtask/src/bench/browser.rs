@@ -8,8 +8,9 @@
 //! 1000 msg/s stream for latency. Derived rows: wasm/MQTT.js in one page (goal 2x) and
 //! gateway+wasm over Mosquitto+MQTT.js (goal 10x, and 170k msg/s).
 
+use super::brokers::{Broker, run_load, start_gateway, start_mosquitto};
 use super::page::{self, Launcher, PageServer};
-use super::{Better, Broker, Row, median_or_nan, number, run_load, start_gateway, start_mosquitto};
+use super::report::{Better, Row, median_or_nan, number};
 use crate::{dist, prerequisites, process};
 use anyhow::Result;
 use serde_json::{Value, json};

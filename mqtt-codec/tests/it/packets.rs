@@ -1,10 +1,8 @@
 //! Known bytes <-> packet values for every packet type in every version, derived by hand from
 //! the figures of the MQTT 3.1, 3.1.1 and 5.0 specifications.
 
-mod common;
-
+use crate::common::{self, decode_one, hex};
 use bytes::{Bytes, BytesMut};
-use common::{decode_one, hex};
 use mqtt_codec::{
     AuthPacket, ByteStr, ConnAckPacket, ConnectPacket, DisconnectPacket, EncodeError, Packet,
     Properties,

@@ -1,6 +1,4 @@
-//! Helpers shared by the integration tests.
-
-#![allow(dead_code)] // Each test binary uses a different subset.
+//! Helpers shared by the test modules.
 
 use bytes::BytesMut;
 use mqtt_codec::{DecodeError, Packet, ProtocolVersion, decode};

@@ -1,8 +1,6 @@
 //! Property tests: for every version, arbitrary valid packets survive encode -> decode
 //! unchanged and decode incrementally; arbitrary and mutated bytes never make the decoder panic.
 
-mod common;
-
 use bytes::{Bytes, BytesMut};
 use mqtt_codec::{
     AuthPacket, ByteStr, ConnAckPacket, ConnectPacket, DisconnectPacket, Packet, Properties,
@@ -627,7 +625,7 @@ proptest! {
         bytes in prop::collection::vec(any::<u8>(), 0..300),
         max in prop_oneof![Just(16usize), Just(usize::MAX)],
     ) {
-        for version in common::VERSIONS {
+        for version in crate::common::VERSIONS {
             decode_all_and_reencode(&bytes, version, max)?;
         }
     }
@@ -642,7 +640,7 @@ proptest! {
             let position = index.index(bytes.len());
             bytes[position] = byte;
         }
-        for version in common::VERSIONS {
+        for version in crate::common::VERSIONS {
             decode_all_and_reencode(&bytes, version, usize::MAX)?;
         }
     }
@@ -669,7 +667,7 @@ fn strategies_cover_every_packet_type_in_every_version() {
     use proptest::strategy::ValueTree;
     use proptest::test_runner::TestRunner;
     let mut runner = TestRunner::deterministic();
-    for version in common::VERSIONS {
+    for version in crate::common::VERSIONS {
         let strategy = packet(version);
         let mut seen = std::collections::BTreeSet::new();
         for _ in 0..2000 {

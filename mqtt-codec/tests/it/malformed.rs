@@ -1,9 +1,7 @@
 //! One row per decoding rule: bytes that break it, and the exact error they must produce.
 
-mod common;
-
+use crate::common::{self, hex};
 use bytes::BytesMut;
-use common::hex;
 use mqtt_codec::{
     DecodeError::{self, *},
     ProtocolVersion::{self, V5, V31, V311},

@@ -19,8 +19,8 @@ macro_rules! fixture {
     ($name:literal) => {
         Fixture {
             name: $name,
-            c2s: include_str!(concat!("fixtures/", $name, ".c2s.hex")),
-            s2c: include_str!(concat!("fixtures/", $name, ".s2c.hex")),
+            c2s: include_str!(concat!("../fixtures/", $name, ".c2s.hex")),
+            s2c: include_str!(concat!("../fixtures/", $name, ".s2c.hex")),
         }
     };
 }

@@ -1,0 +1,154 @@
+//! The `gateway` binary as the commands use it: built with cargo, run in the foreground for
+//! `cargo xtask run`, and started in the background for the tests that cannot start one
+//! themselves and for the benchmark.
+//!
+//! Every gateway started here listens on loopback only, on ports chosen for it (never the
+//! defaults, which a gateway the developer runs may hold), with a data directory of its own
+//! that it starts without. The tests' gateway is the debug build and is stopped the way users
+//! stop it (SIGTERM, a clean shutdown); the benchmark's is the release build and is killed.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+
+use crate::process::{self, target_dir};
+
+/// `cargo build -p gateway --bin gateway`: the debug binary, `target/debug/gateway`.
+pub fn build() -> Result<()> {
+    process::run(process::cargo().args(["build", "-p", "gateway", "--bin", "gateway"]))
+}
+
+/// The debug binary that [`build`] makes.
+pub fn debug_binary() -> PathBuf {
+    target_dir().join("debug/gateway")
+}
+
+/// `cargo xtask run [args]`: the gateway in release mode, in the foreground, with `args` passed
+/// through (after a leading `--`, if any).
+pub fn run_release(args: &[String]) -> Result<()> {
+    // `cargo xtask run -- --tcp ...` works as well as `cargo xtask run --tcp ...`.
+    let args = args.strip_prefix(&["--".to_string()]).unwrap_or(args);
+    let mut gateway = process::cargo();
+    gateway
+        .args([
+            "run",
+            "--release",
+            "-p",
+            "gateway",
+            "--bin",
+            "gateway",
+            "--",
+        ])
+        .args(args)
+        // The gateway may read a password from the terminal (`gateway passwd`).
+        .stdin(Stdio::inherit());
+    process::run(&mut gateway)
+}
+
+/// `target/debug/gateway` on free loopback ports, for tests that cannot start one themselves.
+pub struct TestGateway {
+    child: Child,
+    /// The HTTP listener's address (`127.0.0.1:PORT`).
+    pub http: String,
+    data_dir: PathBuf,
+}
+
+impl TestGateway {
+    /// Starts the gateway (with `extra_args` after the listeners and the data directory) and
+    /// waits (at most 15 s) for its `listening http` line.
+    pub fn start(extra_args: &[&str]) -> Result<TestGateway> {
+        let data_dir = target_dir().join("client-wasm-test-data");
+        let _ = std::fs::remove_dir_all(&data_dir);
+        let mut child = process::command(debug_binary())
+            .args([
+                "--tcp",
+                "127.0.0.1:0",
+                "--http",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
+            .arg(&data_dir)
+            .args(extra_args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("starting target/debug/gateway")?;
+        let stderr = child.stderr.take().context("gateway stderr")?;
+        let (sender, receiver) = std::sync::mpsc::channel();
+        // Reads every line, so the gateway never blocks on a full pipe.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some((_, address)) = line.split_once("listening http ") {
+                    let _ = sender.send(address.trim().to_string());
+                }
+            }
+        });
+        match receiver.recv_timeout(Duration::from_secs(15)) {
+            Ok(http) => {
+                println!("gateway for the browser tests: http {http}");
+                Ok(TestGateway {
+                    child,
+                    http,
+                    data_dir,
+                })
+            }
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("the gateway did not announce its HTTP listener within 15 s")
+            }
+        }
+    }
+
+    /// SIGTERM (the gateway's clean shutdown), then waits for it.
+    pub fn stop(mut self) {
+        let _ = process::command("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
+
+/// A release gateway started by [`start_release`]: its process and its two ports.
+pub struct ReleaseGateway {
+    pub child: Child,
+    /// MQTT over TCP.
+    pub tcp_port: u16,
+    /// HTTP, with MQTT over WebSocket at `ws://127.0.0.1:{http_port}/mqtt`.
+    pub http_port: u16,
+}
+
+/// `target/release/gateway` on two free loopback ports with a fresh data directory under `dir`,
+/// logging warnings only, once both ports accept connections (at most 10 s each). The caller
+/// owns the process (the benchmark kills it).
+pub fn start_release(dir: &Path) -> Result<ReleaseGateway> {
+    let tcp_port = process::free_port()?;
+    let http_port = process::free_port()?;
+    let data = dir.join("gateway-data");
+    let _ = std::fs::remove_dir_all(&data);
+    let child = process::command(target_dir().join("release/gateway"))
+        .args(["--tcp", &format!("127.0.0.1:{tcp_port}")])
+        .args(["--http", &format!("127.0.0.1:{http_port}")])
+        .arg("--data-dir")
+        .arg(&data)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .context("starting the gateway")?;
+    let mut gateway = ReleaseGateway {
+        child,
+        tcp_port,
+        http_port,
+    };
+    let ready = process::wait_for_port(tcp_port).and_then(|()| process::wait_for_port(http_port));
+    if let Err(error) = ready {
+        let _ = gateway.child.kill();
+        let _ = gateway.child.wait();
+        return Err(error);
+    }
+    Ok(gateway)
+}
