@@ -148,6 +148,58 @@ pub fn matches(filter: &str, name: &str) -> bool {
     }
 }
 
+/// Whether some topic name matches both (valid, non-shared) filters: for an access rule, whether
+/// a subscription to `a` can receive anything the rule `b` is about.
+pub fn filters_overlap(a: &str, b: &str) -> bool {
+    if dollar_excluded(a, b) || dollar_excluded(b, a) {
+        return false;
+    }
+    let mut a_levels = a.split('/');
+    let mut b_levels = b.split('/');
+    loop {
+        match (a_levels.next(), b_levels.next()) {
+            (Some("#"), _) | (_, Some("#")) => return true,
+            (Some("+"), Some(_)) | (Some(_), Some("+")) => {}
+            (Some(a_level), Some(b_level)) if a_level == b_level => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
+/// Whether every topic name that `narrower` matches is matched by `wider` (both valid and
+/// non-shared): for an access rule, whether it applies to all a subscription can receive.
+pub fn filter_covers(wider: &str, narrower: &str) -> bool {
+    if dollar_excluded(wider, narrower) {
+        return false;
+    }
+    let mut wider_levels = wider.split('/');
+    let mut narrower_levels = narrower.split('/');
+    let mut first = true;
+    loop {
+        let pair = (wider_levels.next(), narrower_levels.next());
+        // '#' matches its parent level too, except at the start: a topic has at least one
+        // level, so a leading `#` is matched exactly by `+/#`.
+        if first && pair == (Some("+"), Some("#")) {
+            return wider_levels.next() == Some("#") && wider_levels.next().is_none();
+        }
+        first = false;
+        match pair {
+            (Some("#"), _) => return true,
+            (Some("+"), Some(level)) if level != "#" => {}
+            (Some(wide), Some(narrow)) if wide == narrow && narrow != "+" && narrow != "#" => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
+/// Whether `wildcard_side` starts with a wildcard and `other` names a `$` topic at its first
+/// level: such a wildcard never matches it [MQTT-4.7.2-1].
+fn dollar_excluded(wildcard_side: &str, other: &str) -> bool {
+    wildcard_side.starts_with(['+', '#']) && other.starts_with('$')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -270,5 +322,86 @@ mod tests {
             parse_shared("$share/g#/x"),
             Err(TopicError::InvalidSharedSubscription)
         );
+    }
+
+    #[test]
+    fn overlap_and_cover_tables() {
+        let cases: &[(&str, &str, bool, bool)] = &[
+            // (a, b, a and b overlap, a covers b)
+            ("#", "a/b", true, true),
+            ("a/#", "a", true, true),
+            ("a", "a/#", true, false),
+            ("a/+", "a/b", true, true),
+            ("a/b", "a/+", true, false),
+            ("a/+/c", "a/b/+", true, false),
+            ("a/+", "a/+", true, true),
+            ("a/+", "a/#", true, false),
+            ("a/b", "a/c", false, false),
+            ("a/b", "a/b/c", false, false),
+            ("+", "a/b", false, false),
+            ("+/#", "a", true, true),
+            ("+/#", "#", true, true),
+            ("+/+/#", "#", true, false),
+            ("#", "$SYS/broker", false, false),
+            ("+/broker", "$SYS/broker", false, false),
+            ("$SYS/#", "$SYS/broker/uptime", true, true),
+            ("$SYS/#", "#", false, false),
+            ("#", "#", true, true),
+            ("sensors/+/temp", "sensors/room1/#", true, false),
+        ];
+        for (a, b, overlap, covers) in cases {
+            assert_eq!(filters_overlap(a, b), *overlap, "overlap {a:?} {b:?}");
+            assert_eq!(filters_overlap(b, a), *overlap, "overlap {b:?} {a:?}");
+            assert_eq!(filter_covers(a, b), *covers, "{a:?} covers {b:?}");
+        }
+    }
+
+    /// Both relations agree with `matches` on every small filter and topic: two filters overlap
+    /// exactly when some topic matches both, and one covers another exactly when it matches
+    /// every topic the other does.
+    #[test]
+    fn overlap_and_cover_agree_with_matching() {
+        fn build(alphabet: &[&str], depth: usize) -> Vec<String> {
+            let mut all: Vec<Vec<&str>> = vec![vec![]];
+            let mut result = Vec::new();
+            for _ in 0..depth {
+                let mut next = Vec::new();
+                for prefix in &all {
+                    // Nothing follows '#'.
+                    if prefix.last() == Some(&"#") {
+                        continue;
+                    }
+                    for level in alphabet {
+                        let mut levels = prefix.clone();
+                        levels.push(level);
+                        result.push(levels.join("/"));
+                        next.push(levels);
+                    }
+                }
+                all = next;
+            }
+            result
+        }
+        let filters = build(&["a", "$s", "+", "#"], 3);
+        let topics = build(&["a", "c", "$s", ""], 4);
+        let topics: Vec<&String> = topics
+            .iter()
+            .filter(|t| validate_topic_name(t).is_ok())
+            .collect();
+        for a in &filters {
+            let matched_a: Vec<bool> = topics.iter().map(|t| matches(a, t)).collect();
+            for b in &filters {
+                let both = topics
+                    .iter()
+                    .zip(&matched_a)
+                    .any(|(t, &in_a)| in_a && matches(b, t));
+                assert_eq!(filters_overlap(a, b), both, "overlap {a:?} {b:?}");
+                let covered = topics
+                    .iter()
+                    .zip(&matched_a)
+                    .all(|(t, &in_a)| in_a || !matches(b, t));
+                assert_eq!(filter_covers(a, b), covered, "{a:?} covers {b:?}");
+            }
+        }
     }
 }
