@@ -28,6 +28,7 @@ mod link;
 mod listeners;
 mod metrics;
 mod origin;
+mod security;
 mod store;
 mod transport;
 
