@@ -214,6 +214,14 @@ fn parse_rule(text: &str) -> Result<Rule, String> {
     if filter.is_empty() {
         return Err("a rule needs a topic filter".into());
     }
+    Ok(Rule {
+        permission,
+        filter: checked_filter(filter)?,
+    })
+}
+
+/// A rule's filter: a valid topic filter, not a shared subscription.
+fn checked_filter(filter: &str) -> Result<String, String> {
     topic::validate_topic_filter(filter)
         .map_err(|error| format!("invalid topic filter {filter:?}: {error}"))?;
     if topic::parse_shared(filter).ok().flatten().is_some() {
@@ -221,10 +229,7 @@ fn parse_rule(text: &str) -> Result<Rule, String> {
             "{filter:?}: rules name topics, not shared subscriptions (a rule on the inner filter covers them)"
         ));
     }
-    Ok(Rule {
-        permission,
-        filter: filter.to_string(),
-    })
+    Ok(filter.to_string())
 }
 
 /// A pattern with `%u` and `%c` replaced for one client, or `None` where it does not apply.
@@ -255,6 +260,24 @@ pub struct ClientRules {
 }
 
 impl ClientRules {
+    /// Rules that grant reading `read` and writing `write` (filters), and nothing else: a
+    /// token's topic claim.
+    pub fn from_grants(read: &[String], write: &[String]) -> Result<ClientRules, String> {
+        let grants = read
+            .iter()
+            .map(|filter| (Permission::Read, filter))
+            .chain(write.iter().map(|filter| (Permission::Write, filter)));
+        let mut own = Vec::new();
+        for (permission, filter) in grants {
+            let filter = checked_filter(filter)?;
+            own.push(Rule { permission, filter });
+        }
+        Ok(ClientRules {
+            own: own.into(),
+            patterns: Vec::new(),
+        })
+    }
+
     fn rules(&self) -> impl Iterator<Item = &Rule> {
         self.own.iter().chain(&self.patterns)
     }

@@ -5,3 +5,4 @@
 
 pub mod acl;
 pub mod password_file;
+pub mod token;
