@@ -4,5 +4,6 @@
 //! handling decides where they run (password hashing off the broker's task).
 
 pub mod acl;
+pub mod lockout;
 pub mod password_file;
 pub mod token;
