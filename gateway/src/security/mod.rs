@@ -6,4 +6,5 @@
 pub mod acl;
 pub mod lockout;
 pub mod password_file;
+pub mod tls;
 pub mod token;
