@@ -1,7 +1,54 @@
-//! The authentication and authorization hook. The broker asks it about every CONNECT, AUTH,
-//! SUBSCRIBE and PUBLISH; the gateway plugs in password files and ACLs, tests plug in rules.
+//! Authentication and authorization.
+//!
+//! Two parts, both consulted where they apply (each may refuse):
+//!
+//! - [`Authentication`]: what was established about a client before its CONNECT reached the
+//!   broker. Checking a password is slow on purpose, so the gateway does it on another task and
+//!   passes the outcome with the CONNECT: refused, or a [`Grant`] with the verified user name,
+//!   the client's [`Permissions`] (an ACL, a token's claims) and when its credentials expire.
+//! - [`AuthHook`]: decisions made on the broker's task: enhanced authentication (AUTH), and
+//!   rules that tests and embedders plug in.
 
 use mqtt_codec::{ByteStr, ConnectPacket, Properties, ReasonCode};
+use std::fmt;
+use std::time::Instant;
+
+/// What one client may do, asked on the broker's task for every PUBLISH, SUBSCRIBE and
+/// delivery to it: implementations answer from memory (and may cache, hence `&mut`).
+pub trait Permissions: Send + fmt::Debug {
+    /// Whether the client may publish to `topic` (its will too).
+    fn may_publish(&mut self, topic: &str) -> bool;
+    /// Whether the client may subscribe to `filter` (`$share/...` included).
+    fn may_subscribe(&mut self, filter: &str) -> bool;
+    /// Whether a message on `topic` may be delivered to the client.
+    fn may_receive(&mut self, topic: &str) -> bool;
+}
+
+/// Verified credentials.
+#[derive(Debug, Default)]
+pub struct Grant {
+    /// The user name the credentials establish (a token's subject, a certificate's CN), which
+    /// replaces the CONNECT's; `None` keeps the CONNECT's.
+    pub username: Option<ByteStr>,
+    /// What the client may do; `None`: everything.
+    pub permissions: Option<Box<dyn Permissions>>,
+    /// When the credentials expire: the connection is closed then (5.0: DISCONNECT 0xA0).
+    pub valid_until: Option<Instant>,
+}
+
+/// What was established about a client before its CONNECT reached the broker.
+#[derive(Debug, Default)]
+pub enum Authentication {
+    /// Nothing was checked; the [`AuthHook`] alone decides.
+    #[default]
+    Unchecked,
+    /// Credentials verified. Boxed: most connections carry none, and a command carrying a
+    /// CONNECT to the broker's task should stay small.
+    Verified(Box<Grant>),
+    /// Credentials refused, with the CONNACK reason (0x86 bad user name or password, 0x87 not
+    /// authorized; 3.1.1 clients read 0x04 and 0x05).
+    Refused(ReasonCode),
+}
 
 /// Who is asking: the facts about a client that rules may depend on.
 #[derive(Clone, Debug)]

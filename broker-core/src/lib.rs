@@ -17,7 +17,9 @@ mod sessions;
 mod stats;
 mod tree;
 
-pub use auth::{AllowAll, AuthDecision, AuthHook, ClientIdentity};
+pub use auth::{
+    AllowAll, AuthDecision, AuthHook, Authentication, ClientIdentity, Grant, Permissions,
+};
 pub use broker::{
     Broker, ClientSummary, ConnectionId, ConnectionInfo, Frame, FrameKind, Output, RetainedSummary,
     Snapshot, StoredInflight, StoredMessage, StoredSession, StoredSubscription,

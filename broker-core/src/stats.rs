@@ -15,16 +15,20 @@ pub enum DropReason {
     Offline,
     /// The gateway dropped a QoS 0 message for a connection whose socket could not keep up.
     SlowConsumer,
+    /// The subscriber may not read the message's topic (its permissions changed, or a
+    /// wildcard covers topics it may not read).
+    NotAuthorized,
 }
 
 impl DropReason {
     /// Every reason, for exporters that list them all.
-    pub const ALL: [DropReason; 5] = [
+    pub const ALL: [DropReason; 6] = [
         DropReason::QueueFull,
         DropReason::Expired,
         DropReason::PacketTooLarge,
         DropReason::Offline,
         DropReason::SlowConsumer,
+        DropReason::NotAuthorized,
     ];
 
     /// Label used in metrics.
@@ -35,6 +39,7 @@ impl DropReason {
             DropReason::PacketTooLarge => "packet_too_large",
             DropReason::Offline => "offline_qos0",
             DropReason::SlowConsumer => "slow_consumer",
+            DropReason::NotAuthorized => "not_authorized",
         }
     }
 }
@@ -69,7 +74,7 @@ pub struct Stats {
     /// Bytes written to connections (reported by the gateway).
     pub bytes_sent: u64,
     /// Messages dropped, by [`DropReason`] in the order of `DropReason::ALL`.
-    pub dropped: [u64; 5],
+    pub dropped: [u64; DropReason::ALL.len()],
     /// Subscriptions held (one per session and filter).
     pub subscriptions: u64,
     /// Retained messages held.

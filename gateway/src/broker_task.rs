@@ -9,8 +9,8 @@
 use crate::counters::TransportCounters;
 use crate::link::{ConnectionLink, Credit, PushError, Throttle};
 use broker_core::{
-    AuthHook, Broker, BrokerConfig, ClientSummary, ConnectionId, ConnectionInfo, DropReason,
-    FrameKind, Output, RetainedSummary, Snapshot, Stats, SubscriptionSummary,
+    AuthHook, Authentication, Broker, BrokerConfig, ClientSummary, ConnectionId, ConnectionInfo,
+    DropReason, FrameKind, Output, RetainedSummary, Snapshot, Stats, SubscriptionSummary,
 };
 use mqtt_codec::{ConnectPacket, DecodeError, Packet, QoS};
 use std::future::Future;
@@ -54,6 +54,8 @@ pub(crate) enum Command {
         packet: Box<ConnectPacket>,
         /// Transport facts for the API.
         info: ConnectionInfo,
+        /// What was established about the client's credentials.
+        authentication: Authentication,
     },
     /// Packets decoded from one read, in order.
     Packets {
@@ -314,9 +316,10 @@ fn handle(
             connection,
             packet,
             info,
+            authentication,
         } => {
             if peers.contains_key(&connection) {
-                broker.handle_connect(connection, *packet, info, now);
+                broker.handle_connect(connection, *packet, info, authentication, now);
             }
         }
         Command::Packets {

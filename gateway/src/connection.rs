@@ -24,7 +24,7 @@ use crate::broker_task::{BrokerHandle, Command};
 use crate::counters::TransportCounters;
 use crate::link::{ConnectionLink, OutboxLimits, Throttle};
 use crate::transport::Transport;
-use broker_core::{ConnectionId, ConnectionInfo};
+use broker_core::{Authentication, ConnectionId, ConnectionInfo};
 use bytes::BytesMut;
 use mqtt_codec::{ConnectPacket, DecodeError, Packet, ProtocolVersion, decode};
 use std::future::Future;
@@ -349,6 +349,7 @@ async fn forward(
             connection,
             packet,
             info: info.clone(),
+            authentication: Authentication::Unchecked,
         };
         if broker.send(command).await.is_err() {
             return Some(ReadEnd::Lost);

@@ -5,8 +5,8 @@
 use super::termination::Termination;
 use super::timers::TimerKind;
 use super::{Broker, Connection, ConnectionId, ConnectionInfo};
-use crate::auth::{AuthDecision, ClientIdentity};
-use crate::lazy::LazyMap;
+use crate::auth::{AuthDecision, Authentication, ClientIdentity, Grant};
+use crate::lazy::{LazyMap, LazySet};
 use bytes::Bytes;
 use mqtt_codec::{
     AuthPacket, ByteStr, ConnAckPacket, ConnectPacket, Packet, Properties, ProtocolVersion,
@@ -25,16 +25,19 @@ pub(super) struct ConnectRequest {
     /// Whether the broker assigned `client_id` (the CONNACK then tells the client).
     pub assigned: bool,
     pub info: ConnectionInfo,
+    /// What the gateway established about the client's credentials.
+    pub authentication: Authentication,
 }
 
 impl Broker {
     /// A new connection's CONNECT packet (decoded by the transport, which also enforces that it
-    /// comes first [MQTT-3.1.0-1]).
+    /// comes first [MQTT-3.1.0-1]), with what was established about its credentials.
     pub fn handle_connect(
         &mut self,
         connection: ConnectionId,
         connect: ConnectPacket,
         info: ConnectionInfo,
+        authentication: Authentication,
         now: Instant,
     ) {
         self.stats.packets_received += 1;
@@ -52,11 +55,18 @@ impl Broker {
                 return;
             }
         };
+        if let Authentication::Refused(reason) = authentication {
+            self.stats.auth_failures += 1;
+            let termination = Termination::AuthenticationRefused(reason);
+            self.refuse_connect(connection, protocol, &info, &termination);
+            return;
+        }
         let request = ConnectRequest {
             connect,
             client_id,
             assigned,
             info,
+            authentication,
         };
         match self.auth.authenticate(&request.connect, &request.client_id) {
             AuthDecision::Accept(properties) => {
@@ -175,8 +185,19 @@ impl Broker {
             client_id,
             assigned,
             info,
+            authentication,
         } = request;
         let protocol = connect.protocol;
+        let Grant {
+            username,
+            mut permissions,
+            valid_until,
+        } = match authentication {
+            Authentication::Verified(grant) => *grant,
+            _ => Grant::default(),
+        };
+        // Verified credentials may name the user (a token's subject, a certificate's CN).
+        let username = username.or_else(|| connect.username.as_ref().map(ByteStr::detached));
 
         // A will is a publication like any other: a client may not leave one on a topic it could
         // not publish to itself, or dropping the connection would get past the ACL. Refuse at
@@ -184,9 +205,13 @@ impl Broker {
         if let Some(will) = &connect.will {
             let identity = ClientIdentity {
                 client_id: &client_id,
-                username: connect.username.as_deref(),
+                username: username.as_deref(),
             };
-            if !self.auth.authorize_publish(&identity, &will.topic) {
+            let allowed = self.auth.authorize_publish(&identity, &will.topic)
+                && permissions
+                    .as_mut()
+                    .is_none_or(|p| p.may_publish(&will.topic));
+            if !allowed {
                 let termination = Termination::WillNotAuthorized;
                 self.refuse_connect(connection, protocol, &info, &termination);
                 return;
@@ -248,7 +273,7 @@ impl Broker {
             session: key,
             info,
             protocol,
-            username: connect.username.as_ref().map(ByteStr::detached),
+            username,
             connected_at: now,
             last_activity: now,
             keep_alive,
@@ -260,10 +285,16 @@ impl Broker {
             inbound_aliases: LazyMap::new(),
             authentication_method: properties.authentication_method.clone().map(Box::new),
             requested_session_expiry: requested_expiry,
+            permissions,
+            refusals_logged: LazySet::new(),
         };
         if keep_alive > 0 {
             self.timers
                 .schedule(conn.keep_alive_deadline(), TimerKind::KeepAlive(connection));
+        }
+        if let Some(at) = valid_until {
+            self.timers
+                .schedule(at, TimerKind::CredentialsExpiry(connection));
         }
         self.connections.insert(connection, Box::new(conn));
         self.stats.clients_maximum = self

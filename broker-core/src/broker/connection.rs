@@ -4,7 +4,8 @@
 //! reconnect lives in the session. A [`Connection`] owns what the client told us in its
 //! CONNECT (its limits, its will, its keep alive) and the topic aliases in both directions.
 
-use crate::lazy::LazyMap;
+use crate::auth::Permissions;
+use crate::lazy::{LazyMap, LazySet};
 use crate::session::SessionKey;
 use mqtt_codec::{ByteStr, ProtocolVersion, Will};
 use std::fmt;
@@ -84,7 +85,15 @@ pub(super) struct Connection {
     /// The Session Expiry Interval the CONNECT asked for (before the broker's cap): only a
     /// CONNECT with 0 forbids setting one at DISCONNECT.
     pub requested_session_expiry: u32,
+    /// What the client may do, from its verified credentials; `None`: everything.
+    pub permissions: Option<Box<dyn Permissions>>,
+    /// Topics whose refused PUBLISH was logged (bounded by [`MAX_REFUSALS_LOGGED`]), so that a
+    /// client retrying in a loop costs one log line per topic.
+    pub refusals_logged: LazySet<ByteStr>,
 }
+
+/// Refused topics remembered per connection for logging once; past it, no more are logged.
+const MAX_REFUSALS_LOGGED: usize = 64;
 
 /// The alias an outgoing PUBLISH may use, from [`Connection::outbound_alias`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -97,6 +106,33 @@ pub(super) enum OutboundAlias {
 }
 
 impl Connection {
+    /// Whether a refused PUBLISH to `topic` is the first from this client (to be logged).
+    pub fn first_refusal(&mut self, topic: &ByteStr) -> bool {
+        self.refusals_logged.len() < MAX_REFUSALS_LOGGED
+            && self.refusals_logged.insert(topic.detached())
+    }
+
+    /// Whether the client may publish to `topic`, as its credentials say.
+    pub fn may_publish(&mut self, topic: &str) -> bool {
+        self.permissions
+            .as_mut()
+            .is_none_or(|p| p.may_publish(topic))
+    }
+
+    /// Whether the client may subscribe to `filter`, as its credentials say.
+    pub fn may_subscribe(&mut self, filter: &str) -> bool {
+        self.permissions
+            .as_mut()
+            .is_none_or(|p| p.may_subscribe(filter))
+    }
+
+    /// Whether a message on `topic` may be delivered to the client, as its credentials say.
+    pub fn may_receive(&mut self, topic: &str) -> bool {
+        self.permissions
+            .as_mut()
+            .is_none_or(|p| p.may_receive(topic))
+    }
+
     /// The number of QoS 1/2 messages that may be in flight towards the client: its Receive
     /// Maximum, capped by the broker's.
     pub fn window(&self, max_inflight: u16) -> usize {

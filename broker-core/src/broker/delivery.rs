@@ -212,6 +212,10 @@ impl Delivery<'_> {
             }
             return;
         };
+        if !conn.may_receive(&message.publish.topic) {
+            self.stats.record_drop(DropReason::NotAuthorized);
+            return;
+        }
         if message.publish.qos == QoS::AtMostOnce {
             self.transmit(connection, conn, message.publish, expires_at, now);
         } else if session.queue.is_empty()
@@ -264,6 +268,11 @@ impl Delivery<'_> {
             let Some(message) = session.pop_queue() else {
                 break;
             };
+            // Queued while the client was away, so not checked against its permissions yet.
+            if !conn.may_receive(&message.publish.topic) {
+                self.stats.record_drop(DropReason::NotAuthorized);
+                continue;
+            }
             self.start_inflight(session, connection, conn, message, now);
         }
     }
@@ -364,11 +373,15 @@ impl Delivery<'_> {
     pub fn send_shared(
         &mut self,
         connection: ConnectionId,
-        conn: &Connection,
+        conn: &mut Connection,
         publish: &PublishPacket,
         retain: bool,
         shared: &mut SharedFrames,
     ) {
+        if !conn.may_receive(&publish.topic) {
+            self.stats.record_drop(DropReason::NotAuthorized);
+            return;
+        }
         let slot = shared.slot(conn.protocol, retain);
         let bytes = match slot {
             Some(bytes) => bytes.clone(),

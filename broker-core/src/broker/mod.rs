@@ -305,6 +305,11 @@ impl Broker {
                         self.timers.schedule(deadline, kind);
                     }
                 }
+                TimerKind::CredentialsExpiry(connection) => {
+                    if self.connections.contains_key(&connection) {
+                        self.terminate(connection, Termination::CredentialsExpired, now);
+                    }
+                }
                 TimerKind::WillDelay {
                     session,
                     generation,

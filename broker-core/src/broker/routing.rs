@@ -71,13 +71,17 @@ impl Broker {
 
         // Borrowed field by field: no reference count is touched on this path, which every
         // message takes.
-        let conn = &self.connections[&connection];
+        let conn = self
+            .connections
+            .get_mut(&connection)
+            .expect("caller checked");
         let client_id = self.sessions.get(key).client_id.as_str();
         let identity = ClientIdentity {
             client_id,
             username: conn.username.as_deref(),
         };
-        let allowed = self.auth.authorize_publish(&identity, &publish.topic);
+        let allowed = self.auth.authorize_publish(&identity, &publish.topic)
+            && conn.may_publish(&publish.topic);
         let mut reason = ReasonCode::Success;
         if allowed {
             publish.dup = false;
@@ -87,7 +91,13 @@ impl Broker {
                 reason = ReasonCode::NoMatchingSubscribers;
             }
         } else {
-            warn!(client_id = %client_id, "publish to {:?} not authorized", publish.topic.as_str());
+            if conn.first_refusal(&publish.topic) {
+                warn!(
+                    client_id = %client_id,
+                    "publish to {:?} not authorized (logged once per client and topic)",
+                    publish.topic.as_str()
+                );
+            }
             reason = ReasonCode::NotAuthorized;
         }
 
@@ -148,13 +158,13 @@ impl Broker {
             let retain = publish.retain && same.iter().any(|m| m.options.retain_as_published);
             let identifiers = same.iter().filter_map(|m| m.identifier);
 
-            let (mut delivery, target) = self.delivery_to(same[0].session);
+            let (mut delivery, mut target) = self.delivery_to(same[0].session);
             // The common case, a QoS 0 message with nothing particular to the receiver, goes
             // out as bytes shared with every other such receiver.
             if let Target {
                 online: Some((connection, conn)),
                 ..
-            } = &target
+            } = &mut target
                 && qos == QoS::AtMostOnce
                 && expires_at.is_none()
                 && identifiers.clone().next().is_none()

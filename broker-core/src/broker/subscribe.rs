@@ -21,7 +21,10 @@ impl Broker {
         subscribe: SubscribePacket,
         now: Instant,
     ) -> Result<(), Termination> {
-        let conn = &self.connections[&connection];
+        let conn = self
+            .connections
+            .get_mut(&connection)
+            .expect("caller checked");
         let protocol = conn.protocol;
         let key = conn.session;
         let username = conn.username.clone();
@@ -45,7 +48,11 @@ impl Broker {
                 client_id: &client_id,
                 username: username.as_deref(),
             };
-            if !self.auth.authorize_subscribe(&identity, filter) {
+            let conn = self
+                .connections
+                .get_mut(&connection)
+                .expect("caller checked");
+            if !(self.auth.authorize_subscribe(&identity, filter) && conn.may_subscribe(filter)) {
                 info!(client_id = %client_id, "subscription to {filter:?} not authorized");
                 reason_codes.push(if protocol.is_v5() {
                     ReasonCode::NotAuthorized

@@ -97,6 +97,9 @@ pub enum Termination {
     /// An administrator disconnected the client.
     #[error("disconnected by an administrator")]
     AdministrativeAction,
+    /// The credentials the client connected with expired (a token's `exp` passed).
+    #[error("credentials expired")]
+    CredentialsExpired,
 }
 
 impl Termination {
@@ -116,6 +119,7 @@ impl Termination {
             KeepAliveTimeout(_) => ReasonCode::KeepAliveTimeout,
             SessionTakenOver => ReasonCode::SessionTakenOver,
             AdministrativeAction => ReasonCode::AdministrativeAction,
+            CredentialsExpired => ReasonCode::MaximumConnectTime,
             AuthenticationNotContinued
             | SecondConnect
             | ServerOnlyPacket(_)
@@ -164,6 +168,7 @@ mod tests {
             Termination::SessionTakenOver,
             Termination::ReauthenticationRefused(ReasonCode::NotAuthorized),
             Termination::AdministrativeAction,
+            Termination::CredentialsExpired,
         ];
         for termination in all {
             assert!(

@@ -18,6 +18,8 @@ pub(super) enum TimerKind {
     Sys,
     /// Check whether the connection has been silent for too long.
     KeepAlive(ConnectionId),
+    /// Close the connection: its credentials expire.
+    CredentialsExpiry(ConnectionId),
     /// Publish the session's pending will, if the session is still in `generation`.
     WillDelay {
         session: SessionKey,

@@ -3,8 +3,8 @@
 //! Shared by every module of this test binary.
 
 use broker_core::{
-    AllowAll, AuthHook, Broker, BrokerConfig, ConnectionId, ConnectionInfo, Frame, FrameKind,
-    Output, Transport,
+    AllowAll, AuthHook, Authentication, Broker, BrokerConfig, ConnectionId, ConnectionInfo, Frame,
+    FrameKind, Output, Transport,
 };
 use bytes::{Bytes, BytesMut};
 use mqtt_codec::{
@@ -69,10 +69,20 @@ impl Harness {
         std::iter::from_fn(|| self.broker.poll_output()).collect()
     }
 
-    /// Feeds a CONNECT on a new connection.
+    /// Feeds a CONNECT on a new connection, whose credentials nobody checked beforehand.
     pub fn connect(&mut self, connection: ConnectionId, connect: ConnectPacket) -> Vec<Output> {
+        self.connect_with(connection, connect, Authentication::Unchecked)
+    }
+
+    /// Feeds a CONNECT with what was established about its credentials.
+    pub fn connect_with(
+        &mut self,
+        connection: ConnectionId,
+        connect: ConnectPacket,
+        authentication: Authentication,
+    ) -> Vec<Output> {
         self.broker
-            .handle_connect(connection, connect, info(), self.now);
+            .handle_connect(connection, connect, info(), authentication, self.now);
         self.drain()
     }
 

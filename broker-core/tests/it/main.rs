@@ -8,6 +8,7 @@ mod auth;
 mod congestion;
 mod connect;
 mod model;
+mod permissions;
 mod properties;
 mod qos;
 mod retained;
