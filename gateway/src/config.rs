@@ -3,6 +3,9 @@
 //! Every flag has the same name as a key in the file (kebab-case); a flag given on the command
 //! line wins over the file, and the file wins over the defaults, which need no file at all.
 
+use crate::security::SecurityConfig;
+use crate::security::lockout::LockoutPolicy;
+use crate::security::tls::TlsSettings;
 use broker_core::BrokerConfig;
 use clap::Parser;
 use serde::Deserialize;
@@ -36,6 +39,16 @@ pub struct GatewayConfig {
     pub allowed_origins: Vec<String>,
     /// Time between snapshots of retained messages and sessions to the store.
     pub autosave_interval: Duration,
+    /// MQTT over TLS listeners.
+    pub mqtts: Vec<SocketAddr>,
+    /// HTTPS listeners (the HTTP surface over TLS, WSS at `/mqtt`).
+    pub https: Vec<SocketAddr>,
+    /// The TLS certificate, key and client CA, required by `mqtts` and `https`.
+    pub tls: Option<TlsSettings>,
+    /// Open connections allowed at once from one IP address.
+    pub max_connections_per_ip: usize,
+    /// Authentication and authorization.
+    pub security: SecurityConfig,
 }
 
 impl Default for GatewayConfig {
@@ -51,6 +64,11 @@ impl Default for GatewayConfig {
             outbox_soft_limit: 1024 * 1024,
             allowed_origins: Vec::new(),
             autosave_interval: Duration::from_secs(5),
+            mqtts: Vec::new(),
+            https: Vec::new(),
+            tls: None,
+            max_connections_per_ip: 10_000,
+            security: SecurityConfig::default(),
         }
     }
 }
@@ -60,15 +78,36 @@ impl Default for GatewayConfig {
 #[command(
     name = "gateway",
     version,
-    about = "MQTT gateway: broker over TCP and WebSocket with a live dashboard"
+    about = "MQTT gateway: broker over TCP and WebSocket with a live dashboard",
+    args_conflicts_with_subcommands = true
 )]
 pub struct Cli {
+    /// A command other than running the gateway.
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// TOML file with any of the settings below (flags win over the file).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Every other setting.
     #[command(flatten)]
     pub settings: Settings,
+}
+
+/// Commands besides running the gateway.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Adds a user to a password file or changes their password (read from the terminal
+    /// without echo, twice, or from the first line of standard input when it is not a
+    /// terminal); with --delete, removes the user. The file is written atomically, mode 0600.
+    Passwd {
+        /// Remove the user instead.
+        #[arg(long)]
+        delete: bool,
+        /// The password file (created if missing).
+        file: PathBuf,
+        /// The user name.
+        user: String,
+    },
 }
 
 /// Settings that can come from flags or from the TOML file.
@@ -121,6 +160,56 @@ pub struct Settings {
     /// Seconds between saves of retained messages and sessions to the store [default: 5].
     #[arg(long, value_name = "SECONDS")]
     pub autosave_interval: Option<u64>,
+    /// MQTT over TLS listener address (repeatable; 8883 is the usual port). Needs --tls-cert
+    /// and --tls-key.
+    #[arg(long = "mqtts", value_name = "ADDR")]
+    #[serde(default)]
+    pub mqtts: Vec<SocketAddr>,
+    /// HTTPS listener address (repeatable): the HTTP surface over TLS, WSS at /mqtt. Needs
+    /// --tls-cert and --tls-key.
+    #[arg(long = "https", value_name = "ADDR")]
+    #[serde(default)]
+    pub https: Vec<SocketAddr>,
+    /// The server's certificate chain, PEM, leaf first (reloaded on SIGHUP).
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// The server's private key, PEM: PKCS#8, PKCS#1 or SEC1 (reloaded on SIGHUP).
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// Require client certificates signed by this CA (PEM) on the TLS listeners.
+    #[arg(long, value_name = "FILE")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// A client certificate's Common Name becomes the client's user name.
+    #[arg(long)]
+    #[serde(default)]
+    pub tls_identity_as_username: bool,
+    /// Users and their password hashes (argon2id from `gateway passwd`, or Mosquitto's
+    /// `mosquitto_passwd` entries); reloaded on SIGHUP.
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+    /// Access rules in Mosquitto's acl_file syntax; reloaded on SIGHUP.
+    #[arg(long, value_name = "FILE")]
+    pub acl_file: Option<PathBuf>,
+    /// HS256 secret (at least 32 bytes) for JSON Web Tokens sent as passwords.
+    #[arg(long, value_name = "FILE")]
+    pub jwt_secret_file: Option<PathBuf>,
+    /// RS256 or ES256 public key (PEM) for JSON Web Tokens sent as passwords.
+    #[arg(long, value_name = "FILE")]
+    pub jwt_public_key: Option<PathBuf>,
+    /// JWKS document of the RSA and P-256 keys for JSON Web Tokens sent as passwords.
+    #[arg(long, value_name = "FILE")]
+    pub jwks_file: Option<PathBuf>,
+    /// Accept clients that send no credentials although authentication is configured.
+    #[arg(long)]
+    #[serde(default)]
+    pub allow_anonymous: bool,
+    /// Open connections allowed at once from one IP address [default: 10000].
+    #[arg(long, value_name = "N")]
+    pub max_connections_per_ip: Option<usize>,
+    /// Failed authentications from one address within a minute after which it is refused for
+    /// a minute without its passwords being checked; 0 turns this off [default: 10].
+    #[arg(long, value_name = "N")]
+    pub max_auth_failures: Option<u32>,
 }
 
 /// Why the settings could not be loaded.
@@ -142,6 +231,9 @@ pub enum ConfigError {
         /// The parse error.
         source: Box<toml::de::Error>,
     },
+    /// The TLS settings do not fit together.
+    #[error("{0}")]
+    Tls(&'static str),
 }
 
 impl Settings {
@@ -186,11 +278,35 @@ impl Settings {
             server_keep_alive: self.server_keep_alive.or(base.server_keep_alive),
             sys_interval: self.sys_interval.or(base.sys_interval),
             autosave_interval: self.autosave_interval.or(base.autosave_interval),
+            mqtts: if self.mqtts.is_empty() {
+                base.mqtts
+            } else {
+                self.mqtts
+            },
+            https: if self.https.is_empty() {
+                base.https
+            } else {
+                self.https
+            },
+            tls_cert: self.tls_cert.or(base.tls_cert),
+            tls_key: self.tls_key.or(base.tls_key),
+            tls_client_ca: self.tls_client_ca.or(base.tls_client_ca),
+            tls_identity_as_username: self.tls_identity_as_username
+                || base.tls_identity_as_username,
+            password_file: self.password_file.or(base.password_file),
+            acl_file: self.acl_file.or(base.acl_file),
+            jwt_secret_file: self.jwt_secret_file.or(base.jwt_secret_file),
+            jwt_public_key: self.jwt_public_key.or(base.jwt_public_key),
+            jwks_file: self.jwks_file.or(base.jwks_file),
+            allow_anonymous: self.allow_anonymous || base.allow_anonymous,
+            max_connections_per_ip: self.max_connections_per_ip.or(base.max_connections_per_ip),
+            max_auth_failures: self.max_auth_failures.or(base.max_auth_failures),
         }
     }
 
-    /// The full configuration: these settings over the defaults.
-    pub fn into_config(self) -> GatewayConfig {
+    /// The full configuration: these settings over the defaults. A TLS listener without a
+    /// certificate and key is an error.
+    pub fn into_config(self) -> Result<GatewayConfig, ConfigError> {
         let mut config = GatewayConfig::default();
         if !self.tcp.is_empty() {
             config.tcp = self.tcp;
@@ -233,7 +349,41 @@ impl Settings {
         if let Some(seconds) = self.sys_interval {
             broker.sys_interval = (seconds > 0).then(|| Duration::from_secs(seconds));
         }
-        config
+        config.mqtts = self.mqtts;
+        config.https = self.https;
+        config.tls = match (self.tls_cert, self.tls_key) {
+            (Some(certificate), Some(key)) => Some(TlsSettings {
+                certificate,
+                key,
+                client_ca: self.tls_client_ca,
+            }),
+            (None, None) if self.tls_client_ca.is_none() => None,
+            _ => return Err(ConfigError::Tls("--tls-cert and --tls-key go together")),
+        };
+        if config.tls.is_none() && !(config.mqtts.is_empty() && config.https.is_empty()) {
+            return Err(ConfigError::Tls(
+                "--mqtts and --https need --tls-cert and --tls-key",
+            ));
+        }
+        if let Some(value) = self.max_connections_per_ip {
+            config.max_connections_per_ip = value.max(1);
+        }
+        let mut lockout = LockoutPolicy::default();
+        if let Some(threshold) = self.max_auth_failures {
+            // 0 turns the back-off off: no count reaches it.
+            lockout.threshold = if threshold == 0 { u32::MAX } else { threshold };
+        }
+        config.security = SecurityConfig {
+            password_file: self.password_file,
+            acl_file: self.acl_file,
+            jwt_secret_file: self.jwt_secret_file,
+            jwt_public_key: self.jwt_public_key,
+            jwks_file: self.jwks_file,
+            allow_anonymous: self.allow_anonymous,
+            tls_identity_as_username: self.tls_identity_as_username,
+            lockout,
+        };
+        Ok(config)
     }
 }
 
@@ -244,7 +394,7 @@ impl Cli {
             Some(path) => Settings::from_file(path)?,
             None => Settings::default(),
         };
-        Ok(self.settings.over(file).into_config())
+        self.settings.over(file).into_config()
     }
 }
 
@@ -261,7 +411,7 @@ mod tests {
             max_inflight: Some(20),
             ..Settings::default()
         };
-        let config = flags.over(file).into_config();
+        let config = flags.over(file).into_config().unwrap();
         assert_eq!(config.tcp, vec!["0.0.0.0:1884".parse().unwrap()]);
         assert_eq!(config.http, vec!["127.0.0.1:8080".parse().unwrap()]);
         assert_eq!(config.broker.max_inflight, 20);

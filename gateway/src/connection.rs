@@ -23,6 +23,7 @@
 use crate::broker_task::{BrokerHandle, Command};
 use crate::counters::TransportCounters;
 use crate::link::{ConnectionLink, OutboxLimits, Throttle};
+use crate::security::{Presented, Security};
 use crate::transport::Transport;
 use broker_core::{Authentication, ConnectionId, ConnectionInfo};
 use bytes::BytesMut;
@@ -67,6 +68,8 @@ pub(crate) struct ConnectionContext {
     pub(crate) counters: Arc<TransportCounters>,
     /// Settings.
     pub(crate) settings: ConnectionSettings,
+    /// Authentication and authorization, when configured.
+    pub(crate) security: Option<Arc<Security>>,
 }
 
 /// Why the read side stopped.
@@ -167,9 +170,15 @@ pub(crate) fn run<T: Transport>(
                         Ok(count) => {
                             context.counters.bytes_received.fetch_add(count as u64, Ordering::Relaxed);
                             let decoded = decode_packets(&mut read_buf, &mut connected, connection, &info, &context.settings);
-                            // Boxed, as the broker's queue may be full: a wait here would
-                            // otherwise be part of every connection's future.
-                            Box::pin(forward(decoded, connection, &info, &context.broker, &link)).await
+                            let certificate_name = decoded
+                                .connect
+                                .is_some()
+                                .then(|| transport.certificate_name())
+                                .flatten();
+                            // Boxed, as the broker's queue may be full and credentials take
+                            // time to check: a wait here would otherwise be part of every
+                            // connection's future.
+                            Box::pin(forward(decoded, connection, &info, certificate_name, &context, &link)).await
                         }
                         Err(error) => {
                             debug!(connection = %connection, "read failed: {error}");
@@ -335,21 +344,41 @@ fn decode_packets(
     decoded
 }
 
-/// Sends what one read decoded to the broker: CONNECT, then the packets as one batch (the valid
-/// packets before a bad one go first, in order), then the decode error.
+/// Sends what one read decoded to the broker: CONNECT (with its credentials checked, when
+/// security is configured), then the packets as one batch (the valid packets before a bad one
+/// go first, in order), then the decode error.
 async fn forward(
     decoded: Decoded,
     connection: ConnectionId,
     info: &ConnectionInfo,
-    broker: &BrokerHandle,
+    certificate_name: Option<String>,
+    context: &ConnectionContext,
     link: &Arc<ConnectionLink>,
 ) -> Option<ReadEnd> {
+    let broker = &context.broker;
     if let Some(packet) = decoded.connect {
+        let authentication = match &context.security {
+            None => Authentication::Unchecked,
+            Some(security) => {
+                let presented = Presented {
+                    connect: &packet,
+                    address: info
+                        .remote_address
+                        .parse::<std::net::SocketAddr>()
+                        .ok()
+                        .map(|address| address.ip()),
+                    certificate_name: certificate_name.as_deref(),
+                };
+                let decision = security.authenticate(presented).await;
+                context.counters.record_authentication(decision.outcome);
+                decision.authentication
+            }
+        };
         let command = Command::Connect {
             connection,
             packet,
             info: info.clone(),
-            authentication: Authentication::Unchecked,
+            authentication,
         };
         if broker.send(command).await.is_err() {
             return Some(ReadEnd::Lost);

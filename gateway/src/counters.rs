@@ -10,6 +10,7 @@
 //! transport (each connection task holds one from its start to its end, before and after
 //! CONNECT alike: the broker only knows clients that completed CONNECT).
 
+use crate::security::{Method, Refusal};
 use broker_core::Transport;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -39,6 +40,23 @@ pub(crate) struct TransportCounters {
     pub(crate) bytes_sent: AtomicU64,
     /// Network connections open now, by transport, for `/metrics`.
     pub(crate) open_connections: OpenConnections,
+    /// CONNECTs accepted, by [`Method`] in the order of `Method::ALL`.
+    pub(crate) auth_accepted: [AtomicU64; Method::ALL.len()],
+    /// CONNECTs refused by the credentials check, by [`Refusal::index`].
+    pub(crate) auth_refused: [AtomicU64; Refusal::LABELS.len()],
+    /// Connections refused because their address had too many open already.
+    pub(crate) refused_per_address: AtomicU64,
+}
+
+impl TransportCounters {
+    /// Counts the outcome of one credentials check.
+    pub(crate) fn record_authentication(&self, outcome: Result<Method, Refusal>) {
+        let count = match outcome {
+            Ok(method) => &self.auth_accepted[method as usize],
+            Err(refusal) => &self.auth_refused[refusal.index()],
+        };
+        count.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// Network connections open now, by transport (including those still waiting for CONNECT).

@@ -28,7 +28,7 @@ mod link;
 mod listeners;
 mod metrics;
 mod origin;
-mod security;
+pub mod security;
 mod store;
 mod transport;
 
@@ -96,6 +96,9 @@ pub enum StartError {
         /// The I/O error.
         source: io::Error,
     },
+    /// A password, ACL or token key file could not be loaded.
+    #[error(transparent)]
+    Security(#[from] security::SecurityError),
 }
 
 /// Why shutdown did not complete cleanly.
@@ -109,6 +112,7 @@ pub enum ShutdownError {
 /// A running gateway.
 #[derive(Debug)]
 pub struct Gateway {
+    security: Option<Arc<security::Security>>,
     mqtt_addresses: Vec<SocketAddr>,
     http_addresses: Vec<SocketAddr>,
     stop_accepting: CancellationToken,
@@ -122,6 +126,7 @@ impl Gateway {
     /// Binds every listener of `config` and starts serving.
     pub async fn start(config: GatewayConfig, auth: Box<dyn AuthHook>) -> Result<Self, StartError> {
         let origins = Arc::new(origin::OriginPolicy::new(&config.allowed_origins)?);
+        let security = security::Security::load(config.security.clone())?;
         std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
             path: config.data_dir.clone(),
             source,
@@ -181,6 +186,7 @@ impl Gateway {
                 close_timeout: CLOSE_TIMEOUT,
                 write_timeout: WRITE_TIMEOUT,
             },
+            security: security.clone(),
         };
         let limiter = ConnectionLimiter::new(config.max_connections);
         let stop_accepting = CancellationToken::new();
@@ -229,6 +235,7 @@ impl Gateway {
         }
 
         Ok(Gateway {
+            security,
             mqtt_addresses,
             http_addresses,
             stop_accepting,
@@ -237,6 +244,14 @@ impl Gateway {
             broker_task,
             store: store_task,
         })
+    }
+
+    /// Reads the password file, the ACL and the token keys again (SIGHUP). Connections stay;
+    /// a file that fails to load keeps its previous version in force, and says why in the log.
+    pub fn reload(&self) {
+        if let Some(security) = &self.security {
+            security.reload();
+        }
     }
 
     /// Addresses of the MQTT over TCP listeners, as bound (port 0 resolved).

@@ -1,12 +1,15 @@
-//! The `gateway` binary: parses flags, starts the gateway, and shuts it down cleanly on SIGINT
-//! or SIGTERM (exit code 0 within 5 seconds).
+//! The `gateway` binary: parses flags, starts the gateway, reloads its security files on
+//! SIGHUP, and shuts it down cleanly on SIGINT or SIGTERM (exit code 0 within 5 seconds).
+//! `gateway passwd FILE USER` manages a password file instead.
 
 use anyhow::Context;
 use broker_core::AllowAll;
 use clap::Parser;
 use gateway::Gateway;
-use gateway::config::Cli;
-use std::io::IsTerminal;
+use gateway::config::{Cli, Command};
+use gateway::security::password_file::{PasswordFile, PasswordFileError};
+use std::io::{BufRead, IsTerminal};
+use std::path::Path;
 use std::time::Duration;
 use tracing_subscriber::EnvFilter;
 
@@ -21,7 +24,10 @@ fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    if let Some(Command::Passwd { delete, file, user }) = cli.command.take() {
+        return passwd(&file, &user, delete);
+    }
     let config = cli.into_config()?;
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -35,8 +41,19 @@ async fn serve(config: gateway::config::GatewayConfig) -> anyhow::Result<()> {
     // send SIGTERM as soon as it reads a `listening` line, and a signal that arrives before
     // its handler is installed kills the process instead of shutting it down cleanly.
     let signal = shutdown_signal()?;
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("cannot listen for SIGHUP")?;
     let gateway = Gateway::start(config, Box::new(AllowAll)).await?;
-    signal.await;
+    let mut signal = std::pin::pin!(signal);
+    loop {
+        tokio::select! {
+            () = &mut signal => break,
+            _ = hangup.recv() => {
+                tracing::info!("SIGHUP: reloading certificates, the password file and the ACL");
+                gateway.reload();
+            }
+        }
+    }
     tracing::info!("shutting down");
     if let Err(error) = gateway.shutdown(SHUTDOWN_GRACE).await {
         tracing::warn!("{error}");
@@ -57,4 +74,50 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
             _ = interrupt.recv() => {}
         }
     })
+}
+
+/// `gateway passwd [--delete] FILE USER`.
+fn passwd(file: &Path, user: &str, delete: bool) -> anyhow::Result<()> {
+    let mut passwords = match PasswordFile::load(file) {
+        Ok(passwords) => passwords,
+        Err(PasswordFileError::Read { source, .. })
+            if source.kind() == std::io::ErrorKind::NotFound && !delete =>
+        {
+            PasswordFile::default()
+        }
+        Err(error) => return Err(error.into()),
+    };
+    if delete {
+        anyhow::ensure!(
+            passwords.remove(user),
+            "no user {user:?} in {}",
+            file.display()
+        );
+    } else {
+        let password = read_password()?;
+        anyhow::ensure!(!password.is_empty(), "the password is empty");
+        passwords.set(user, password.as_bytes())?;
+    }
+    passwords.save(file)?;
+    let done = if delete { "removed" } else { "set" };
+    eprintln!("{done} user {user:?} in {}", file.display());
+    Ok(())
+}
+
+/// The new password: typed twice at the terminal without echo, or the first line of standard
+/// input when it is not a terminal (for scripts).
+fn read_password() -> anyhow::Result<String> {
+    if !std::io::stdin().is_terminal() {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("cannot read the password from standard input")?;
+        return Ok(line.trim_end_matches(['\n', '\r']).to_string());
+    }
+    let first = rpassword::prompt_password("Password: ").context("cannot read the password")?;
+    let second =
+        rpassword::prompt_password("Reenter password: ").context("cannot read the password")?;
+    anyhow::ensure!(first == second, "the passwords do not match");
+    Ok(first)
 }

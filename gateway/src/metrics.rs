@@ -10,6 +10,7 @@
 //! registered once with the recorder.
 
 use crate::counters::{TRANSPORTS, TransportCounters};
+use crate::security::{Method, Refusal};
 use broker_core::{DropReason, Stats};
 use metrics::{Counter, counter, describe_counter, describe_gauge, gauge, with_local_recorder};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
@@ -82,8 +83,13 @@ impl Metrics {
     }
 
     /// Copies a snapshot into the recorder and renders the Prometheus text exposition.
-    pub(crate) fn render(&self, stats: &Stats, counters: &TransportCounters) -> String {
-        with_local_recorder(&self.recorder, || record(stats, counters));
+    pub(crate) fn render(
+        &self,
+        stats: &Stats,
+        counters: &TransportCounters,
+        locked_addresses: usize,
+    ) -> String {
+        with_local_recorder(&self.recorder, || record(stats, counters, locked_addresses));
         self.handle.render()
     }
 }
@@ -161,9 +167,25 @@ fn describe() {
         "mqtt_websocket_upgrades_refused_total",
         "WebSocket upgrades on /mqtt refused, by reason"
     );
+    describe_counter!(
+        "mqtt_auth_accepted_total",
+        "CONNECTs whose credentials were accepted, by method"
+    );
+    describe_counter!(
+        "mqtt_auth_refused_total",
+        "CONNECTs refused by the credentials check, by reason"
+    );
+    describe_counter!(
+        "mqtt_connections_refused_per_address_total",
+        "Connections refused because their address had --max-connections-per-ip open"
+    );
+    describe_gauge!(
+        "mqtt_auth_locked_addresses",
+        "Addresses refused for now after too many failed authentications"
+    );
 }
 
-fn record(stats: &Stats, counters: &TransportCounters) {
+fn record(stats: &Stats, counters: &TransportCounters, locked_addresses: usize) {
     for transport in TRANSPORTS {
         gauge!("mqtt_connections", "transport" => transport.as_str())
             .set(counters.open_connections.get(transport) as f64);
@@ -196,6 +218,17 @@ fn record(stats: &Stats, counters: &TransportCounters) {
         counter!("mqtt_messages_dropped_total", "reason" => reason.as_str())
             .absolute(stats.dropped_for(reason));
     }
+    for (method, count) in Method::ALL.iter().zip(&counters.auth_accepted) {
+        counter!("mqtt_auth_accepted_total", "method" => method.label())
+            .absolute(count.load(Ordering::Relaxed));
+    }
+    for (label, count) in Refusal::LABELS.iter().zip(&counters.auth_refused) {
+        counter!("mqtt_auth_refused_total", "reason" => *label)
+            .absolute(count.load(Ordering::Relaxed));
+    }
+    counter!("mqtt_connections_refused_per_address_total")
+        .absolute(counters.refused_per_address.load(Ordering::Relaxed));
+    gauge!("mqtt_auth_locked_addresses").set(locked_addresses as f64);
 }
 
 #[cfg(test)]
@@ -213,7 +246,8 @@ mod tests {
             ..Stats::default()
         };
         metrics.record_refused_upgrade(RefusedUpgrade::Origin);
-        let text = metrics.render(&stats, &counters);
+        counters.record_authentication(Err(Refusal::BadPassword));
+        let text = metrics.render(&stats, &counters, 2);
         for line in [
             "# TYPE mqtt_connections gauge",
             "mqtt_connections{transport=\"tcp\"} 1",
@@ -223,6 +257,9 @@ mod tests {
             "mqtt_messages_received_total{qos=\"2\"} 1",
             "mqtt_messages_dropped_total{reason=\"slow_consumer\"} 0",
             "mqtt_websocket_upgrades_refused_total{reason=\"origin\"} 1",
+            "mqtt_auth_refused_total{reason=\"bad_password\"} 1",
+            "mqtt_auth_accepted_total{method=\"token\"} 0",
+            "mqtt_auth_locked_addresses 2",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
         }

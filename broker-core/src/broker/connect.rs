@@ -13,7 +13,7 @@ use mqtt_codec::{
     ReasonCode, Will,
 };
 use std::time::Instant;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 /// A CONNECT on its way to being accepted: checked, its client identifier settled, perhaps
 /// waiting for an enhanced authentication exchange to finish.
@@ -57,7 +57,7 @@ impl Broker {
         };
         if let Authentication::Refused(reason) = authentication {
             self.stats.auth_failures += 1;
-            let termination = Termination::AuthenticationRefused(reason);
+            let termination = Termination::CredentialsRefused(reason);
             self.refuse_connect(connection, protocol, &info, &termination);
             return;
         }
@@ -151,11 +151,16 @@ impl Broker {
         termination: &Termination,
     ) {
         let reason = termination.reason_code();
-        warn!(
-            connection = %connection,
-            peer = %info.remote_address,
-            "refusing CONNECT: {reason}: {termination}"
-        );
+        if let Termination::CredentialsRefused(_) = termination {
+            // Logged where the credentials were checked, with why: one line per refusal.
+            debug!(connection = %connection, "refusing CONNECT: {reason}: {termination}");
+        } else {
+            warn!(
+                connection = %connection,
+                peer = %info.remote_address,
+                "refusing CONNECT: {reason}: {termination}"
+            );
+        }
         self.stats.connections_refused += 1;
         let mut properties = Properties::default();
         if protocol.is_v5() {

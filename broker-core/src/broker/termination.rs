@@ -37,6 +37,10 @@ pub enum Termination {
     /// The authentication hook refused the client, with this reason.
     #[error("authentication refused")]
     AuthenticationRefused(ReasonCode),
+    /// The credentials checked before CONNECT were refused, with this reason (whoever checked
+    /// them logged why).
+    #[error("credentials refused")]
+    CredentialsRefused(ReasonCode),
 
     // ----- Protocol violations after CONNECT ---------------------------------------------------
     /// A second CONNECT on one connection.
@@ -111,7 +115,9 @@ impl Termination {
             WillRetainUnavailable | RetainUnavailable => ReasonCode::RetainNotSupported,
             WillNotAuthorized => ReasonCode::NotAuthorized,
             AuthenticationMethodMissing => ReasonCode::BadAuthenticationMethod,
-            AuthenticationRefused(reason) | ReauthenticationRefused(reason) => *reason,
+            AuthenticationRefused(reason)
+            | CredentialsRefused(reason)
+            | ReauthenticationRefused(reason) => *reason,
             Malformed(error) => error.reason_code(),
             TopicAliasOutOfRange { .. } => ReasonCode::TopicAliasInvalid,
             TopicNameInvalid(_) => ReasonCode::TopicNameInvalid,
@@ -149,6 +155,7 @@ mod tests {
             Termination::AuthenticationMethodMissing,
             Termination::AuthenticationNotContinued,
             Termination::AuthenticationRefused(ReasonCode::NotAuthorized),
+            Termination::CredentialsRefused(ReasonCode::BadUserNameOrPassword),
             Termination::SecondConnect,
             Termination::ServerOnlyPacket("SUBACK"),
             Termination::AuthExpected,

@@ -73,7 +73,14 @@ async fn health(State(state): State<HttpState>) -> Response {
 async fn metrics(State(state): State<HttpState>) -> Response {
     match state.context.broker.ask(Query::Stats, QUERY_TIMEOUT).await {
         Ok(stats) => {
-            let text = state.metrics.render(&stats, &state.context.counters);
+            let locked = state
+                .context
+                .security
+                .as_ref()
+                .map_or(0, |security| security.locked_addresses());
+            let text = state
+                .metrics
+                .render(&stats, &state.context.counters, locked);
             (
                 [(
                     header::CONTENT_TYPE,

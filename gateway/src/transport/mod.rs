@@ -28,4 +28,9 @@ pub(crate) trait Transport: Send {
 
     /// Flushes and closes the stream.
     fn close(&mut self) -> impl Future<Output = io::Result<()>> + Send;
+
+    /// The Common Name of the client certificate the TLS handshake verified, if any.
+    fn certificate_name(&self) -> Option<String> {
+        None
+    }
 }
