@@ -45,8 +45,9 @@ pub struct GatewayConfig {
     pub https: Vec<SocketAddr>,
     /// The TLS certificate, key and client CA, required by `mqtts` and `https`.
     pub tls: Option<TlsSettings>,
-    /// Open connections allowed at once from one IP address.
-    pub max_connections_per_ip: usize,
+    /// Open connections allowed at once from one IP address; `None`: as many as in all (one
+    /// address may be a NAT in front of a whole fleet).
+    pub max_connections_per_ip: Option<usize>,
     /// Authentication and authorization.
     pub security: SecurityConfig,
 }
@@ -67,7 +68,7 @@ impl Default for GatewayConfig {
             mqtts: Vec::new(),
             https: Vec::new(),
             tls: None,
-            max_connections_per_ip: 10_000,
+            max_connections_per_ip: None,
             security: SecurityConfig::default(),
         }
     }
@@ -203,7 +204,7 @@ pub struct Settings {
     #[arg(long)]
     #[serde(default)]
     pub allow_anonymous: bool,
-    /// Open connections allowed at once from one IP address [default: 10000].
+    /// Open connections allowed at once from one IP address [default: --max-connections].
     #[arg(long, value_name = "N")]
     pub max_connections_per_ip: Option<usize>,
     /// Failed authentications from one address within a minute after which it is refused for
@@ -365,9 +366,7 @@ impl Settings {
                 "--mqtts and --https need --tls-cert and --tls-key",
             ));
         }
-        if let Some(value) = self.max_connections_per_ip {
-            config.max_connections_per_ip = value.max(1);
-        }
+        config.max_connections_per_ip = self.max_connections_per_ip.map(|value| value.max(1));
         let mut lockout = LockoutPolicy::default();
         if let Some(threshold) = self.max_auth_failures {
             // 0 turns the back-off off: no count reaches it.

@@ -188,7 +188,13 @@ impl Gateway {
             },
             security: security.clone(),
         };
-        let limiter = ConnectionLimiter::new(config.max_connections);
+        let limiter = ConnectionLimiter::new(
+            config.max_connections,
+            config
+                .max_connections_per_ip
+                .unwrap_or(config.max_connections),
+            context.counters.clone(),
+        );
         let stop_accepting = CancellationToken::new();
         let tracker = TaskTracker::new();
 

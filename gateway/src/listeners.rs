@@ -4,77 +4,143 @@
 //! listeners' `/mqtt` upgrade instead.)
 //!
 //! Invariants: every connection task, whatever its listener, holds a [`ConnectionPermit`] for
-//! its whole life, so at most `maximum` connections are open at once; connection identifiers
-//! are never reused within a gateway.
+//! its whole life, so at most `maximum` connections are open at once, and, where a lower bound
+//! per address is set, at most that many from one IP address; connection identifiers are never
+//! reused within a gateway.
 
 use crate::connection::{self, ConnectionContext};
+use crate::counters::TransportCounters;
 use crate::transport::tcp::TcpTransport;
 use broker_core::{ConnectionId, ConnectionInfo, Transport as TransportKind};
 use futures_util::FutureExt;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::warn;
 
-/// Hands out connection identifiers and enforces the maximum number of connections.
+/// Hands out connection identifiers and enforces the maximum number of connections, in all
+/// and per address.
 #[derive(Clone, Debug)]
 pub(crate) struct ConnectionLimiter {
-    permits: Arc<Semaphore>,
-    next_id: Arc<AtomicU64>,
+    shared: Arc<Limits>,
+}
+
+#[derive(Debug)]
+struct Limits {
+    permits: Semaphore,
+    next_id: AtomicU64,
     /// Set while refusing, so a storm of connections logs one line, not thousands.
-    refusing: Arc<AtomicBool>,
+    refusing: AtomicBool,
     maximum: usize,
+    /// Open connections by address, kept only when the bound per address is below `maximum`.
+    per_address: Option<PerAddress>,
+    counters: Arc<TransportCounters>,
+}
+
+#[derive(Debug)]
+struct PerAddress {
+    maximum: usize,
+    open: Mutex<HashMap<IpAddr, usize>>,
 }
 
 impl ConnectionLimiter {
-    /// A limiter allowing `maximum` open connections.
-    pub(crate) fn new(maximum: usize) -> Self {
+    /// A limiter allowing `maximum` open connections, `per_address` of them from one IP address.
+    pub(crate) fn new(
+        maximum: usize,
+        per_address: usize,
+        counters: Arc<TransportCounters>,
+    ) -> Self {
+        let per_address = (per_address < maximum).then(|| PerAddress {
+            maximum: per_address,
+            open: Mutex::new(HashMap::new()),
+        });
         ConnectionLimiter {
-            permits: Arc::new(Semaphore::new(maximum)),
-            next_id: Arc::new(AtomicU64::new(1)),
-            refusing: Arc::new(AtomicBool::new(false)),
-            maximum,
+            shared: Arc::new(Limits {
+                permits: Semaphore::new(maximum),
+                next_id: AtomicU64::new(1),
+                refusing: AtomicBool::new(false),
+                maximum,
+                per_address,
+                counters,
+            }),
         }
     }
 
     /// A fresh connection identifier.
     pub(crate) fn next_id(&self) -> ConnectionId {
-        ConnectionId(self.next_id.fetch_add(1, Ordering::Relaxed))
+        ConnectionId(self.shared.next_id.fetch_add(1, Ordering::Relaxed))
     }
 
-    /// A permit for one more connection, or `None` (logged once per episode) at the limit.
-    pub(crate) fn try_acquire(&self, peer: &str) -> Option<ConnectionPermit> {
-        match self.permits.try_acquire() {
-            Ok(permit) => {
-                permit.forget();
-                self.refusing.store(false, Ordering::Relaxed);
-                Some(ConnectionPermit(self.permits.clone()))
+    /// A permit for one more connection from `peer`, or `None` at a limit (logged once per
+    /// episode for the overall one, once per refused connection for the per-address one:
+    /// those name the address that is refused).
+    pub(crate) fn try_acquire(&self, peer: SocketAddr) -> Option<ConnectionPermit> {
+        let limits = &self.shared;
+        let Ok(permit) = limits.permits.try_acquire() else {
+            if !limits.refusing.swap(true, Ordering::Relaxed) {
+                warn!(
+                    "refusing connection from {peer}: {} connections are open (the maximum)",
+                    limits.maximum
+                );
             }
-            Err(_) => {
-                if !self.refusing.swap(true, Ordering::Relaxed) {
+            return None;
+        };
+        let address = match &limits.per_address {
+            None => None,
+            Some(per_address) => {
+                let mut open = per_address.open.lock().unwrap_or_else(|e| e.into_inner());
+                let count = open.entry(peer.ip()).or_default();
+                if *count >= per_address.maximum {
+                    drop(open);
+                    limits
+                        .counters
+                        .refused_per_address
+                        .fetch_add(1, Ordering::Relaxed);
                     warn!(
-                        "refusing connection from {peer}: {} connections are open (the maximum)",
-                        self.maximum
+                        "refusing connection from {peer}: {} connections from {} are open (--max-connections-per-ip)",
+                        per_address.maximum,
+                        peer.ip()
                     );
+                    return None;
                 }
-                None
+                *count += 1;
+                Some(peer.ip())
             }
-        }
+        };
+        permit.forget();
+        limits.refusing.store(false, Ordering::Relaxed);
+        Some(ConnectionPermit {
+            limits: self.shared.clone(),
+            address,
+        })
     }
 }
 
-/// One open connection's place under the limit, given back when dropped. Half the size of
-/// tokio's `OwnedSemaphorePermit` (which also counts its permits), and every connection's task
-/// holds one.
+/// One open connection's place under the limits, given back when dropped.
 #[derive(Debug)]
-pub(crate) struct ConnectionPermit(Arc<Semaphore>);
+pub(crate) struct ConnectionPermit {
+    limits: Arc<Limits>,
+    /// The address it counts against, when addresses are counted.
+    address: Option<IpAddr>,
+}
 
 impl Drop for ConnectionPermit {
     fn drop(&mut self) {
-        self.0.add_permits(1);
+        self.limits.permits.add_permits(1);
+        if let (Some(address), Some(per_address)) = (self.address, &self.limits.per_address) {
+            let mut open = per_address.open.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(count) = open.get_mut(&address) {
+                *count -= 1;
+                if *count == 0 {
+                    open.remove(&address);
+                }
+            }
+        }
     }
 }
 
@@ -102,7 +168,7 @@ pub(crate) async fn run_tcp(
                 continue;
             }
         };
-        let Some(permit) = limiter.try_acquire(&peer.to_string()) else {
+        let Some(permit) = limiter.try_acquire(peer) else {
             continue;
         };
         // Small MQTT packets must not wait for Nagle's algorithm.

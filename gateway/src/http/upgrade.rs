@@ -89,7 +89,7 @@ pub(super) async fn serve(
         )
             .into_response();
     };
-    let Some(permit) = state.limiter.try_acquire(&peer.to_string()) else {
+    let Some(permit) = state.limiter.try_acquire(peer) else {
         state
             .metrics
             .record_refused_upgrade(RefusedUpgrade::ConnectionLimit);
