@@ -73,6 +73,8 @@ pub struct TestGateway {
     gateway: Option<Gateway>,
     /// The MQTT over TCP address.
     pub addr: SocketAddr,
+    /// The HTTP address (API, metrics).
+    pub http: SocketAddr,
     data_dir: PathBuf,
 }
 
@@ -92,11 +94,18 @@ impl TestGateway {
             .await
             .expect("gateway starts");
         let addr = gateway.mqtt_addresses()[0];
+        let http = gateway.http_addresses()[0];
         TestGateway {
             gateway: Some(gateway),
             addr,
+            http,
             data_dir,
         }
+    }
+
+    /// Reloads the security files, as SIGHUP does.
+    pub fn reload(&self) {
+        self.gateway.as_ref().expect("gateway running").reload();
     }
 
     /// Shuts the gateway down and returns how long it took.

@@ -15,6 +15,7 @@ mod http_api;
 mod messages;
 mod metrics;
 mod persistence;
+mod security;
 mod shutdown;
 mod slow_consumer;
 mod websocket;
