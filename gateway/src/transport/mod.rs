@@ -1,8 +1,9 @@
 //! The transports: how bytes carrying MQTT reach a connection and leave it. A transport is a
-//! thin adapter (TCP in [`tcp`], WebSocket messages in [`ws`]) behind the [`Transport`] trait;
-//! every MQTT rule that does not need the broker's state (CONNECT first, the connect and write
-//! timeouts, decoding, backpressure) lives once, in [`crate::connection`], for all of them.
-//! [`write_coalesced`] is the batching of writes that the byte-stream transports share.
+//! thin adapter (TCP in [`tcp`], TLS over TCP in [`tls`], WebSocket messages in [`ws`]) behind
+//! the [`Transport`] trait; every MQTT rule that does not need the broker's state (CONNECT
+//! first, the connect and write timeouts, decoding, backpressure) lives once, in
+//! [`crate::connection`], for all of them. [`write_coalesced`] is the batching of writes that
+//! the byte-stream transports share.
 //!
 //! Invariants each adapter keeps: `read` is cancel safe (the connection task races it against
 //! its outbox in a `select!`); `write` takes a whole batch and keeps its frames in order; neither
@@ -10,6 +11,7 @@
 //! not a transport's business either: see [`crate::listeners`] and [`crate::http`].
 
 pub(crate) mod tcp;
+pub(crate) mod tls;
 pub(crate) mod ws;
 
 use bytes::{Bytes, BytesMut};
