@@ -9,9 +9,10 @@
 //! the broker task (`broker_task`) through its `BrokerHandle`; the broker core encodes what it
 //! sends, and the broker task pushes those frames into each receiver's `ConnectionLink`
 //! (`link`), whose connection task writes them through its transport. Connections are accepted
-//! by `listeners` (TCP, and TLS with its handshake, taking the certificate in force from
-//! `security::tls`) and by `http`'s `/mqtt` upgrade (WebSocket). `counters` are the atomics
-//! the transports count in and `metrics` and the API read; `store` keeps snapshots on disk.
+//! by `listeners` (TCP, and TLS with its handshake) and by `http`'s `/mqtt` upgrade (WebSocket,
+//! over HTTP or over HTTPS from `http::https`); both TLS listeners take the certificate in
+//! force from `security::tls`. `counters` are the atomics the transports count in and
+//! `metrics` and the API read; `store` keeps snapshots on disk.
 //!
 //! No two modules import each other: `http` and `transport` are parents whose children reach
 //! them through `super::`, and the dependencies between the others go one way.
@@ -129,11 +130,12 @@ pub enum ShutdownError {
 #[derive(Debug)]
 pub struct Gateway {
     security: Option<Arc<security::Security>>,
-    /// The TLS configuration of the mqtts listeners, when there are any.
+    /// The TLS configurations of the mqtts and https listeners, when there are any.
     tls: Option<Arc<ServerConfigs>>,
     mqtt_addresses: Vec<SocketAddr>,
     http_addresses: Vec<SocketAddr>,
     mqtts_addresses: Vec<SocketAddr>,
+    https_addresses: Vec<SocketAddr>,
     stop_accepting: CancellationToken,
     tracker: TaskTracker,
     broker: BrokerHandle,
@@ -152,7 +154,7 @@ impl Gateway {
         })?;
         // Only TLS listeners need the files; without them `--tls-*` has nothing to configure.
         let tls = match &config.tls {
-            Some(settings) if !config.mqtts.is_empty() => {
+            Some(settings) if !(config.mqtts.is_empty() && config.https.is_empty()) => {
                 let configs =
                     ServerConfigs::load(settings.clone()).map_err(|source| StartError::Tls {
                         certificate: settings.certificate.clone(),
@@ -166,6 +168,7 @@ impl Gateway {
         let tcp_listeners = bind_all("mqtt", &config.tcp).await?;
         let http_listeners = bind_all("http", &config.http).await?;
         let mqtts_listeners = bind_all("mqtts", &config.mqtts).await?;
+        let https_listeners = bind_all("https", &config.https).await?;
 
         let mut store = store::Store::open(&config.data_dir)?;
         let restored = store.load()?;
@@ -270,12 +273,29 @@ impl Gateway {
             });
         }
 
+        let mut https_addresses = Vec::new();
+        for listener in https_listeners {
+            let address = listener
+                .local_addr()
+                .expect("bound listener has an address");
+            let configs = tls.clone().expect("TLS is loaded for TLS listeners");
+            info!("listening https {address}");
+            https_addresses.push(address);
+            tracker.spawn(http::https::run(
+                listener,
+                http_state.clone(),
+                configs,
+                stop_accepting.clone(),
+            ));
+        }
+
         Ok(Gateway {
             security,
             tls,
             mqtt_addresses,
             http_addresses,
             mqtts_addresses,
+            https_addresses,
             stop_accepting,
             tracker,
             broker,
@@ -311,6 +331,11 @@ impl Gateway {
     /// Addresses of the MQTT over TLS listeners, as bound.
     pub fn mqtts_addresses(&self) -> &[SocketAddr] {
         &self.mqtts_addresses
+    }
+
+    /// Addresses of the HTTPS listeners, as bound.
+    pub fn https_addresses(&self) -> &[SocketAddr] {
+        &self.https_addresses
     }
 
     /// Stops accepting, disconnects every client (DISCONNECT 0x8B for 5.0), writes the final

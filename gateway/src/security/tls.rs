@@ -5,9 +5,9 @@
 //! builds a fresh configuration for new connections while established ones keep theirs. The
 //! key may be PKCS#8, PKCS#1 (RSA) or SEC1 (EC). Errors name the file, never its content.
 //!
-//! `ServerConfigs` (crate-private) is what the TLS listeners share: the configuration in force,
-//! read once per accepted connection and replaced whole by its `reload`, which keeps the
-//! previous one when the files do not load.
+//! `ServerConfigs` (crate-private) is what the TLS listeners share: the configuration in force
+//! for each kind of listener, read once per accepted connection and replaced whole by its
+//! `reload`, which keeps the previous one when the files do not load.
 
 use rustls::ServerConfig;
 use rustls::server::WebPkiClientVerifier;
@@ -100,6 +100,9 @@ impl TlsSettings {
     }
 }
 
+/// ALPN of the HTTPS listeners: HTTP/1.1 only, as the WebSocket upgrade needs it.
+const HTTPS_ALPN: &[&[u8]] = &[b"http/1.1"];
+
 /// The server configurations in force, shared by the TLS listeners; each accepted connection
 /// takes the current one, so a reload changes new connections only.
 #[derive(Debug)]
@@ -112,13 +115,23 @@ pub(crate) struct ServerConfigs {
 struct Current {
     /// MQTT over TLS: no ALPN, since MQTT clients rarely send one.
     mqtt: Arc<ServerConfig>,
+    /// HTTPS: ALPN `http/1.1`.
+    https: Arc<ServerConfig>,
 }
 
 impl Current {
-    /// Reads the files.
+    /// Reads the files once for both configurations.
     fn load(settings: &TlsSettings) -> Result<Current, TlsError> {
         let mqtt = settings.load(&[])?;
-        Ok(Current { mqtt })
+        let mut https = ServerConfig::clone(&mqtt);
+        https.alpn_protocols = HTTPS_ALPN
+            .iter()
+            .map(|protocol| protocol.to_vec())
+            .collect();
+        Ok(Current {
+            mqtt,
+            https: Arc::new(https),
+        })
     }
 }
 
@@ -135,6 +148,11 @@ impl ServerConfigs {
     /// The configuration for a new MQTT over TLS connection.
     pub(crate) fn mqtt(&self) -> Arc<ServerConfig> {
         self.read().mqtt.clone()
+    }
+
+    /// The configuration for a new HTTPS connection.
+    pub(crate) fn https(&self) -> Arc<ServerConfig> {
+        self.read().https.clone()
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Current> {
@@ -361,7 +379,7 @@ mod tests {
     }
 
     #[test]
-    fn server_configs_keep_the_old_one_when_a_reload_fails() {
+    fn server_configs_offer_http_on_https_and_keep_the_old_one_when_a_reload_fails() {
         let pki = Pki::new("configs");
         let (certificate, key) = pki.issue("localhost");
         let configs = ServerConfigs::load(TlsSettings {
@@ -371,16 +389,20 @@ mod tests {
         })
         .unwrap();
         assert!(configs.mqtt().alpn_protocols.is_empty());
+        assert_eq!(configs.https().alpn_protocols, vec![b"http/1.1".to_vec()]);
 
-        let before = configs.mqtt();
+        let before = (configs.mqtt(), configs.https());
         std::fs::write(&key, "not a key").unwrap();
         assert!(configs.reload().is_err());
-        assert!(Arc::ptr_eq(&before, &configs.mqtt()));
+        assert!(Arc::ptr_eq(&before.0, &configs.mqtt()));
+        assert!(Arc::ptr_eq(&before.1, &configs.https()));
 
         // New files under the same names.
         pki.issue("localhost");
         configs.reload().unwrap();
-        assert!(!Arc::ptr_eq(&before, &configs.mqtt()));
+        assert!(!Arc::ptr_eq(&before.0, &configs.mqtt()));
+        assert!(!Arc::ptr_eq(&before.1, &configs.https()));
+        assert_eq!(configs.https().alpn_protocols, vec![b"http/1.1".to_vec()]);
     }
 
     #[test]
