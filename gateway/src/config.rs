@@ -27,7 +27,8 @@ pub struct GatewayConfig {
     pub broker: BrokerConfig,
     /// Open connections allowed at once.
     pub max_connections: usize,
-    /// Time allowed between accepting a connection and receiving its CONNECT.
+    /// Time allowed between accepting a connection and receiving its CONNECT (on TLS
+    /// listeners, for the handshake and then again for the CONNECT).
     pub connect_timeout: Duration,
     /// Bytes waiting for one connection's socket beyond which QoS 0 messages to it are
     /// dropped (and a peer that stopped reading altogether is closed).
@@ -134,7 +135,8 @@ pub struct Settings {
     /// Open connections allowed at once [default: 100000].
     #[arg(long, value_name = "N")]
     pub max_connections: Option<usize>,
-    /// Seconds allowed between accepting a connection and its CONNECT [default: 10].
+    /// Seconds allowed between accepting a connection and its CONNECT; over TLS, the handshake
+    /// gets as long again before that [default: 10].
     #[arg(long, value_name = "SECONDS")]
     pub connect_timeout: Option<u64>,
     /// Largest packet accepted, bytes [default: 16777216].

@@ -4,13 +4,15 @@
 //! accepting, sends 5.0 clients DISCONNECT 0x8B, flushes, and waits for every task to end. Tests
 //! start a gateway on port 0 and read the bound addresses back.
 //!
-//! The way of a message: a transport (`transport::tcp`, `transport::ws`) reads bytes; the
-//! connection task (`connection`) decodes them into packets and sends them to the broker task
-//! (`broker_task`) through its `BrokerHandle`; the broker core encodes what it sends, and the
-//! broker task pushes those frames into each receiver's `ConnectionLink` (`link`), whose
-//! connection task writes them through its transport. Connections are accepted by `listeners`
-//! (TCP) and by `http`'s `/mqtt` upgrade (WebSocket); `counters` are the atomics the transports
-//! count in and `metrics` and the API read; `store` keeps snapshots on disk.
+//! The way of a message: a transport (`transport::tcp`, `transport::tls`, `transport::ws`)
+//! reads bytes; the connection task (`connection`) decodes them into packets and sends them to
+//! the broker task (`broker_task`) through its `BrokerHandle`; the broker core encodes what it
+//! sends, and the broker task pushes those frames into each receiver's `ConnectionLink`
+//! (`link`), whose connection task writes them through its transport. Connections are accepted
+//! by `listeners` (TCP, and TLS with its handshake) and by `http`'s `/mqtt` upgrade (WebSocket,
+//! over HTTP or over HTTPS from `http::https`); both TLS listeners take the certificate in
+//! force from `security::tls`. `counters` are the atomics the transports count in and
+//! `metrics` and the API read; `store` keeps snapshots on disk.
 //!
 //! No two modules import each other: `http` and `transport` are parents whose children reach
 //! them through `super::`, and the dependencies between the others go one way.
@@ -43,6 +45,7 @@ use connection::{ConnectionContext, ConnectionSettings};
 use counters::TransportCounters;
 use link::OutboxLimits;
 use listeners::ConnectionLimiter;
+use security::tls::ServerConfigs;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -75,7 +78,7 @@ pub enum StartError {
     /// A listener could not bind its address.
     #[error("cannot listen on {kind} {address}: {source}")]
     Bind {
-        /// Listener kind (mqtt, http).
+        /// Listener kind (mqtt, mqtts, http, https).
         kind: &'static str,
         /// The address.
         address: SocketAddr,
@@ -99,6 +102,20 @@ pub enum StartError {
     /// A password, ACL or token key file could not be loaded.
     #[error(transparent)]
     Security(#[from] security::SecurityError),
+    /// The TLS certificate, key or client CA could not be loaded.
+    #[error(
+        "cannot load TLS certificate {} with key {}: {source}",
+        .certificate.display(),
+        .key.display()
+    )]
+    Tls {
+        /// The certificate file (`--tls-cert`).
+        certificate: std::path::PathBuf,
+        /// The key file (`--tls-key`).
+        key: std::path::PathBuf,
+        /// What is wrong, naming the file at fault.
+        source: security::tls::TlsError,
+    },
 }
 
 /// Why shutdown did not complete cleanly.
@@ -113,8 +130,12 @@ pub enum ShutdownError {
 #[derive(Debug)]
 pub struct Gateway {
     security: Option<Arc<security::Security>>,
+    /// The TLS configurations of the mqtts and https listeners, when there are any.
+    tls: Option<Arc<ServerConfigs>>,
     mqtt_addresses: Vec<SocketAddr>,
     http_addresses: Vec<SocketAddr>,
+    mqtts_addresses: Vec<SocketAddr>,
+    https_addresses: Vec<SocketAddr>,
     stop_accepting: CancellationToken,
     tracker: TaskTracker,
     broker: BrokerHandle,
@@ -131,28 +152,23 @@ impl Gateway {
             path: config.data_dir.clone(),
             source,
         })?;
-        let mut tcp_listeners = Vec::new();
-        for &address in &config.tcp {
-            let listener = TcpListener::bind(address)
-                .await
-                .map_err(|source| StartError::Bind {
-                    kind: "mqtt",
-                    address,
-                    source,
-                })?;
-            tcp_listeners.push(listener);
-        }
-        let mut http_listeners = Vec::new();
-        for &address in &config.http {
-            let listener = TcpListener::bind(address)
-                .await
-                .map_err(|source| StartError::Bind {
-                    kind: "http",
-                    address,
-                    source,
-                })?;
-            http_listeners.push(listener);
-        }
+        // Only TLS listeners need the files; without them `--tls-*` has nothing to configure.
+        let tls = match &config.tls {
+            Some(settings) if !(config.mqtts.is_empty() && config.https.is_empty()) => {
+                let configs =
+                    ServerConfigs::load(settings.clone()).map_err(|source| StartError::Tls {
+                        certificate: settings.certificate.clone(),
+                        key: settings.key.clone(),
+                        source,
+                    })?;
+                Some(Arc::new(configs))
+            }
+            _ => None,
+        };
+        let tcp_listeners = bind_all("mqtt", &config.tcp).await?;
+        let http_listeners = bind_all("http", &config.http).await?;
+        let mqtts_listeners = bind_all("mqtts", &config.mqtts).await?;
+        let https_listeners = bind_all("https", &config.https).await?;
 
         let mut store = store::Store::open(&config.data_dir)?;
         let restored = store.load()?;
@@ -213,6 +229,23 @@ impl Gateway {
                 stop_accepting.clone(),
             ));
         }
+        let mut mqtts_addresses = Vec::new();
+        for listener in mqtts_listeners {
+            let address = listener
+                .local_addr()
+                .expect("bound listener has an address");
+            let configs = tls.clone().expect("TLS is loaded for TLS listeners");
+            info!("listening mqtts {address}");
+            mqtts_addresses.push(address);
+            tracker.spawn(listeners::run_tls(
+                listener,
+                configs,
+                context.clone(),
+                limiter.clone(),
+                tracker.clone(),
+                stop_accepting.clone(),
+            ));
+        }
         let http_state = http::HttpState {
             context: context.clone(),
             limiter: limiter.clone(),
@@ -240,10 +273,29 @@ impl Gateway {
             });
         }
 
+        let mut https_addresses = Vec::new();
+        for listener in https_listeners {
+            let address = listener
+                .local_addr()
+                .expect("bound listener has an address");
+            let configs = tls.clone().expect("TLS is loaded for TLS listeners");
+            info!("listening https {address}");
+            https_addresses.push(address);
+            tracker.spawn(http::https::run(
+                listener,
+                http_state.clone(),
+                configs,
+                stop_accepting.clone(),
+            ));
+        }
+
         Ok(Gateway {
             security,
+            tls,
             mqtt_addresses,
             http_addresses,
+            mqtts_addresses,
+            https_addresses,
             stop_accepting,
             tracker,
             broker,
@@ -252,9 +304,15 @@ impl Gateway {
         })
     }
 
-    /// Reads the password file, the ACL and the token keys again (SIGHUP). Connections stay;
-    /// a file that fails to load keeps its previous version in force, and says why in the log.
+    /// Reads the TLS certificate and key, the password file, the ACL and the token keys again
+    /// (SIGHUP). Connections stay (established TLS connections keep the certificate they were
+    /// opened with); a file that fails to load keeps its previous version in force, and says
+    /// why in the log.
     pub fn reload(&self) {
+        if let Some(tls) = &self.tls {
+            // Logged either way; a failure keeps the configuration in force.
+            let _ = tls.reload();
+        }
         if let Some(security) = &self.security {
             security.reload();
         }
@@ -268,6 +326,16 @@ impl Gateway {
     /// Addresses of the HTTP listeners, as bound.
     pub fn http_addresses(&self) -> &[SocketAddr] {
         &self.http_addresses
+    }
+
+    /// Addresses of the MQTT over TLS listeners, as bound.
+    pub fn mqtts_addresses(&self) -> &[SocketAddr] {
+        &self.mqtts_addresses
+    }
+
+    /// Addresses of the HTTPS listeners, as bound.
+    pub fn https_addresses(&self) -> &[SocketAddr] {
+        &self.https_addresses
     }
 
     /// Stops accepting, disconnects every client (DISCONNECT 0x8B for 5.0), writes the final
@@ -288,4 +356,23 @@ impl Gateway {
             Err(_) => Err(ShutdownError::Timeout(self.tracker.len())),
         }
     }
+}
+
+/// Binds a listener of `kind` (for the error and the log) on each of `addresses`.
+async fn bind_all(
+    kind: &'static str,
+    addresses: &[SocketAddr],
+) -> Result<Vec<TcpListener>, StartError> {
+    let mut listeners = Vec::with_capacity(addresses.len());
+    for &address in addresses {
+        let listener = TcpListener::bind(address)
+            .await
+            .map_err(|source| StartError::Bind {
+                kind,
+                address,
+                source,
+            })?;
+        listeners.push(listener);
+    }
+    Ok(listeners)
 }

@@ -1,24 +1,33 @@
-//! What all listeners share: connection identifiers and the bound on open connections; and the
-//! accept loop of the MQTT over TCP listeners, which hands each connection to
-//! [`connection::run`] over a [`TcpTransport`]. (WebSocket connections arrive through the HTTP
-//! listeners' `/mqtt` upgrade instead.)
+//! What all listeners share: connection identifiers, the bound on open connections and the TLS
+//! handshake ([`tls_handshake`]); and the accept loops of the MQTT listeners, which hand each
+//! connection to [`connection::run`] over a [`TcpTransport`] (`run_tcp`) or, once its TLS
+//! handshake is done, a [`TlsTransport`] (`run_tls`). (WebSocket connections arrive through
+//! the HTTP listeners' `/mqtt` upgrade instead.)
 //!
 //! Invariants: every connection task, whatever its listener, holds a [`ConnectionPermit`] for
-//! its whole life, so at most `maximum` connections are open at once, and, where a lower bound
-//! per address is set, at most that many from one IP address; connection identifiers are never
-//! reused within a gateway.
+//! its whole life (a TLS one from before its handshake), so at most `maximum` connections are
+//! open at once, and, where a lower bound per address is set, at most that many from one IP
+//! address; connection identifiers are never reused within a gateway. An accept loop never
+//! waits on a peer: TLS handshakes run in the connection's own task, bounded by the connect
+//! timeout and cut short by shutdown.
 
 use crate::connection::{self, ConnectionContext};
 use crate::counters::TransportCounters;
+use crate::security::tls::ServerConfigs;
 use crate::transport::tcp::TcpTransport;
+use crate::transport::tls::TlsTransport;
 use broker_core::{ConnectionId, ConnectionInfo, Transport as TransportKind};
 use futures_util::FutureExt;
+use futures_util::future::OptionFuture;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::net::TcpListener;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::warn;
@@ -144,7 +153,60 @@ impl Drop for ConnectionPermit {
     }
 }
 
-/// Accepts connections on `listener` until `shutdown` is cancelled.
+/// The next connection on `listener`, or `None` once `shutdown` is cancelled. A failed accept
+/// (out of file descriptors and the like) is logged and retried after a pause instead of
+/// spinning.
+pub(crate) async fn accept(
+    listener: &TcpListener,
+    shutdown: &CancellationToken,
+) -> Option<(TcpStream, SocketAddr)> {
+    loop {
+        let accepted = tokio::select! {
+            () = shutdown.cancelled() => return None,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok(accepted) => return Some(accepted),
+            Err(error) => {
+                warn!("accept failed: {error}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Runs the TLS handshake of a connection accepted by a listener of `kind` (mqtts, https),
+/// for at most `timeout` and not past `shutdown`. A handshake that fails (an unknown or
+/// expired client certificate, none where one is required, bytes that are not TLS, a peer that
+/// says nothing) is one warning naming the listener kind, the peer and the reason, and the
+/// connection is closed.
+pub(crate) async fn tls_handshake(
+    kind: &'static str,
+    acceptor: TlsAcceptor,
+    stream: TcpStream,
+    peer: SocketAddr,
+    timeout: Duration,
+    shutdown: &CancellationToken,
+) -> Option<TlsStream<TcpStream>> {
+    let handshake = tokio::time::timeout(timeout, acceptor.accept(stream));
+    let result = tokio::select! {
+        () = shutdown.cancelled() => return None,
+        result = handshake => result,
+    };
+    match result {
+        Ok(Ok(stream)) => Some(stream),
+        Ok(Err(error)) => {
+            warn!("closing {kind} connection from {peer}: TLS handshake failed: {error}");
+            None
+        }
+        Err(_) => {
+            warn!("closing {kind} connection from {peer}: no TLS handshake within {timeout:?}");
+            None
+        }
+    }
+}
+
+/// Accepts MQTT over TCP connections on `listener` until `shutdown` is cancelled.
 pub(crate) async fn run_tcp(
     listener: TcpListener,
     context: ConnectionContext,
@@ -154,20 +216,7 @@ pub(crate) async fn run_tcp(
 ) {
     // One copy for all of this listener's connections.
     let context = Arc::new(context);
-    loop {
-        let accepted = tokio::select! {
-            () = shutdown.cancelled() => return,
-            accepted = listener.accept() => accepted,
-        };
-        let (stream, peer) = match accepted {
-            Ok(accepted) => accepted,
-            Err(error) => {
-                // Out of file descriptors and the like: back off instead of spinning.
-                warn!("accept failed: {error}");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
-            }
-        };
+    while let Some((stream, peer)) = accept(&listener, &shutdown).await {
         let Some(permit) = limiter.try_acquire(peer) else {
             continue;
         };
@@ -182,5 +231,44 @@ pub(crate) async fn run_tcp(
         // `map` rather than an `async` block, which would hold the arguments of `run` besides
         // its future for the connection's lifetime.
         tracker.spawn(serve.map(move |()| drop(permit)));
+    }
+}
+
+/// Accepts MQTT over TLS connections on `listener` until `shutdown` is cancelled. Each
+/// connection takes the TLS configuration in force when it is accepted, and runs its
+/// handshake in its own task.
+pub(crate) async fn run_tls(
+    listener: TcpListener,
+    configs: Arc<ServerConfigs>,
+    context: ConnectionContext,
+    limiter: ConnectionLimiter,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+) {
+    let context = Arc::new(context);
+    while let Some((stream, peer)) = accept(&listener, &shutdown).await {
+        let Some(permit) = limiter.try_acquire(peer) else {
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let acceptor = TlsAcceptor::from(configs.mqtt());
+        let timeout = context.settings.connect_timeout;
+        let connection = limiter.next_id();
+        let context = context.clone();
+        let shutdown = shutdown.clone();
+        // The handshake, then the connection: `then` holds one of them at a time, and the
+        // arguments of `run` only until it starts.
+        let handshake =
+            async move { tls_handshake("mqtts", acceptor, stream, peer, timeout, &shutdown).await };
+        let serve = handshake.then(move |stream| {
+            OptionFuture::from(stream.map(|stream| {
+                let info = ConnectionInfo {
+                    transport: TransportKind::Tls,
+                    remote_address: peer.to_string().into(),
+                };
+                connection::run(TlsTransport::new(stream), connection, info, context)
+            }))
+        });
+        tracker.spawn(serve.map(move |_| drop(permit)));
     }
 }

@@ -7,10 +7,13 @@
 //! mounts. Handlers never touch broker state: they ask the broker task
 //! ([`BrokerHandle::ask`](crate::broker_task::BrokerHandle::ask), bounded by a timeout) or read
 //! atomic counters. The router needs the peer address, so it is served with
-//! `into_make_service_with_connect_info::<SocketAddr>()`.
+//! `into_make_service_with_connect_info::<SocketAddr>()` over HTTP, and with the same
+//! `ConnectInfo<SocketAddr>` request extension over HTTPS ([`https`]), which also adds a
+//! [`TlsConnection`].
 
 mod api;
 pub mod dashboard;
+pub(crate) mod https;
 mod upgrade;
 
 use crate::broker_task::Query;
@@ -48,6 +51,14 @@ pub(crate) struct HttpState {
     pub(crate) metrics: Arc<Metrics>,
     /// The MQTT over TCP listeners, shown when the dashboard was not built.
     pub(crate) mqtt_addresses: Arc<[SocketAddr]>,
+}
+
+/// The request extension of every request that came over HTTPS: `/mqtt` makes it a `wss`
+/// connection whose client certificate (if the handshake verified one) names the client.
+#[derive(Clone, Debug)]
+pub(crate) struct TlsConnection {
+    /// The Common Name of the verified client certificate.
+    pub(crate) certificate_name: Option<Arc<str>>,
 }
 
 /// The gateway's HTTP routes.

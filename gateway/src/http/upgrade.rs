@@ -6,13 +6,16 @@
 //! browsers fail a handshake whose answer names none.
 //!
 //! Past the upgrade the connection is served by the same [`connection::run`] as TCP, over the
-//! [`WebSocketTransport`] adapter.
+//! [`WebSocketTransport`] adapter. A request that came over HTTPS (it carries a
+//! [`TlsConnection`]) makes a `wss` connection, whose client certificate's CN, if any, the
+//! transport reports as [`certificate_name`](crate::transport::Transport::certificate_name).
 
-use super::HttpState;
+use super::{HttpState, TlsConnection};
 use crate::connection;
 use crate::metrics::RefusedUpgrade;
 use crate::origin::OriginRefusal;
 use crate::transport::ws::WebSocketTransport;
+use axum::Extension;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{ConnectInfo, State};
@@ -42,6 +45,7 @@ pub(crate) fn select_subprotocol(headers: &HeaderMap) -> Option<HeaderValue> {
 pub(super) async fn serve(
     State(state): State<HttpState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    tls: Option<Extension<TlsConnection>>,
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
@@ -111,11 +115,16 @@ pub(super) async fn serve(
         .read_buffer_size(WS_READ_CHUNK)
         .on_failed_upgrade(move |error| debug!("WebSocket upgrade from {peer} failed: {error}"))
         .on_upgrade(move |socket| async move {
+            let (transport, certificate_name) = match tls {
+                None => (TransportKind::WebSocket, None),
+                Some(Extension(tls)) => (TransportKind::WebSocketTls, tls.certificate_name),
+            };
             let info = ConnectionInfo {
-                transport: TransportKind::WebSocket,
+                transport,
                 remote_address: peer.to_string().into(),
             };
-            connection::run(WebSocketTransport::new(socket), connection, info, context).await;
+            let socket = WebSocketTransport::new(socket).with_certificate_name(certificate_name);
+            connection::run(socket, connection, info, context).await;
             drop(permit);
             drop(tracked);
         })

@@ -4,14 +4,19 @@
 //! [`TlsSettings::load`] reads the files anew each time it is called, so a reload (SIGHUP)
 //! builds a fresh configuration for new connections while established ones keep theirs. The
 //! key may be PKCS#8, PKCS#1 (RSA) or SEC1 (EC). Errors name the file, never its content.
+//!
+//! `ServerConfigs` (crate-private) is what the TLS listeners share: the configuration in force
+//! for each kind of listener, read once per accepted connection and replaced whole by its
+//! `reload`, which keeps the previous one when the files do not load.
 
 use rustls::ServerConfig;
 use rustls::server::WebPkiClientVerifier;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use thiserror::Error;
+use tracing::{info, warn};
 
 /// Why a TLS configuration could not be built.
 #[derive(Debug, Error)]
@@ -92,6 +97,86 @@ impl TlsSettings {
             .map_err(|error| TlsError::Config(error.to_string()))?;
         config.alpn_protocols = alpn.iter().map(|protocol| protocol.to_vec()).collect();
         Ok(Arc::new(config))
+    }
+}
+
+/// ALPN of the HTTPS listeners: HTTP/1.1 only, as the WebSocket upgrade needs it.
+const HTTPS_ALPN: &[&[u8]] = &[b"http/1.1"];
+
+/// The server configurations in force, shared by the TLS listeners; each accepted connection
+/// takes the current one, so a reload changes new connections only.
+#[derive(Debug)]
+pub(crate) struct ServerConfigs {
+    settings: TlsSettings,
+    current: RwLock<Current>,
+}
+
+#[derive(Debug)]
+struct Current {
+    /// MQTT over TLS: no ALPN, since MQTT clients rarely send one.
+    mqtt: Arc<ServerConfig>,
+    /// HTTPS: ALPN `http/1.1`.
+    https: Arc<ServerConfig>,
+}
+
+impl Current {
+    /// Reads the files once for both configurations.
+    fn load(settings: &TlsSettings) -> Result<Current, TlsError> {
+        let mqtt = settings.load(&[])?;
+        let mut https = ServerConfig::clone(&mqtt);
+        https.alpn_protocols = HTTPS_ALPN
+            .iter()
+            .map(|protocol| protocol.to_vec())
+            .collect();
+        Ok(Current {
+            mqtt,
+            https: Arc::new(https),
+        })
+    }
+}
+
+impl ServerConfigs {
+    /// Loads the configurations from `settings`' files.
+    pub(crate) fn load(settings: TlsSettings) -> Result<ServerConfigs, TlsError> {
+        let current = Current::load(&settings)?;
+        Ok(ServerConfigs {
+            settings,
+            current: RwLock::new(current),
+        })
+    }
+
+    /// The configuration for a new MQTT over TLS connection.
+    pub(crate) fn mqtt(&self) -> Arc<ServerConfig> {
+        self.read().mqtt.clone()
+    }
+
+    /// The configuration for a new HTTPS connection.
+    pub(crate) fn https(&self) -> Arc<ServerConfig> {
+        self.read().https.clone()
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Current> {
+        self.current.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Reads the files again (SIGHUP): new connections get the new certificate, established
+    /// ones keep theirs. Files that do not load leave the configuration in force as it is,
+    /// and one warning says why.
+    pub(crate) fn reload(&self) -> Result<(), TlsError> {
+        match Current::load(&self.settings) {
+            Ok(current) => {
+                *self.current.write().unwrap_or_else(|e| e.into_inner()) = current;
+                info!(
+                    "reload: TLS certificate {} loaded",
+                    self.settings.certificate.display()
+                );
+                Ok(())
+            }
+            Err(error) => {
+                warn!("reload: {error}; keeping the previous TLS certificate");
+                Err(error)
+            }
+        }
     }
 }
 
@@ -291,6 +376,33 @@ mod tests {
             handshake(server, Arc::new(client)).await.is_err(),
             "a certificate from another CA"
         );
+    }
+
+    #[test]
+    fn server_configs_offer_http_on_https_and_keep_the_old_one_when_a_reload_fails() {
+        let pki = Pki::new("configs");
+        let (certificate, key) = pki.issue("localhost");
+        let configs = ServerConfigs::load(TlsSettings {
+            certificate,
+            key: key.clone(),
+            client_ca: None,
+        })
+        .unwrap();
+        assert!(configs.mqtt().alpn_protocols.is_empty());
+        assert_eq!(configs.https().alpn_protocols, vec![b"http/1.1".to_vec()]);
+
+        let before = (configs.mqtt(), configs.https());
+        std::fs::write(&key, "not a key").unwrap();
+        assert!(configs.reload().is_err());
+        assert!(Arc::ptr_eq(&before.0, &configs.mqtt()));
+        assert!(Arc::ptr_eq(&before.1, &configs.https()));
+
+        // New files under the same names.
+        pki.issue("localhost");
+        configs.reload().unwrap();
+        assert!(!Arc::ptr_eq(&before.0, &configs.mqtt()));
+        assert!(!Arc::ptr_eq(&before.1, &configs.https()));
+        assert_eq!(configs.https().alpn_protocols, vec![b"http/1.1".to_vec()]);
     }
 
     #[test]

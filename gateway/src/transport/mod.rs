@@ -1,7 +1,9 @@
 //! The transports: how bytes carrying MQTT reach a connection and leave it. A transport is a
-//! thin adapter (TCP in [`tcp`], WebSocket messages in [`ws`]) behind the [`Transport`] trait;
-//! every MQTT rule that does not need the broker's state (CONNECT first, the connect and write
-//! timeouts, decoding, backpressure) lives once, in [`crate::connection`], for all of them.
+//! thin adapter (TCP in [`tcp`], TLS over TCP in [`tls`], WebSocket messages in [`ws`]) behind
+//! the [`Transport`] trait; every MQTT rule that does not need the broker's state (CONNECT
+//! first, the connect and write timeouts, decoding, backpressure) lives once, in
+//! [`crate::connection`], for all of them. [`write_coalesced`] is the batching of writes that
+//! the byte-stream transports share.
 //!
 //! Invariants each adapter keeps: `read` is cancel safe (the connection task races it against
 //! its outbox in a `select!`); `write` takes a whole batch and keeps its frames in order; neither
@@ -9,12 +11,14 @@
 //! not a transport's business either: see [`crate::listeners`] and [`crate::http`].
 
 pub(crate) mod tcp;
+pub(crate) mod tls;
 pub(crate) mod ws;
 
 use bytes::{Bytes, BytesMut};
 use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 /// A byte stream carrying MQTT packets (TCP, TLS, WebSocket...).
 pub(crate) trait Transport: Send {
@@ -32,5 +36,45 @@ pub(crate) trait Transport: Send {
     /// The Common Name of the client certificate the TLS handshake verified, if any.
     fn certificate_name(&self) -> Option<String> {
         None
+    }
+}
+
+/// Writes `frames` in order to a byte stream, copying runs of small frames into one buffer so
+/// that many small packets take one write (one syscall; over TLS, one record) rather than one
+/// each. Returns the number of bytes written. Does not flush.
+// Not an `async fn`: those store their arguments twice, and this future is part of every
+// connection's write.
+#[allow(clippy::manual_async_fn)]
+pub(crate) fn write_coalesced<W: AsyncWrite + Unpin + Send>(
+    stream: &mut W,
+    mut frames: VecDeque<Bytes>,
+) -> impl Future<Output = io::Result<usize>> + Send {
+    async move {
+        let total: usize = frames.iter().map(Bytes::len).sum();
+        // Frames are written from where they are in `frames` rather than moved out of it,
+        // which keeps this future small.
+        if frames.len() == 1 {
+            stream.write_all(&frames[0]).await?;
+            return Ok(total);
+        }
+        // Many small packets: one copy into a contiguous buffer beats one write each.
+        let mut batch = BytesMut::with_capacity(total.min(256 * 1024));
+        while let Some(frame) = frames.front() {
+            if batch.len() + frame.len() > batch.capacity() && !batch.is_empty() {
+                stream.write_all(&batch).await?;
+                batch.clear();
+                continue;
+            }
+            if frame.len() >= batch.capacity() {
+                stream.write_all(frame).await?;
+            } else {
+                batch.extend_from_slice(frame);
+            }
+            frames.pop_front();
+        }
+        if !batch.is_empty() {
+            stream.write_all(&batch).await?;
+        }
+        Ok(total)
     }
 }

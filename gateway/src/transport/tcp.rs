@@ -2,7 +2,7 @@
 //! while the socket is idle and its writes batch small frames into one syscall; the accept loop
 //! is in [`crate::listeners`].
 
-use super::Transport;
+use super::{Transport, write_coalesced};
 use bytes::{Bytes, BytesMut};
 use std::collections::VecDeque;
 use std::future::{Future, poll_fn};
@@ -78,39 +78,8 @@ impl Transport for TcpTransport {
         }
     }
 
-    #[allow(clippy::manual_async_fn)]
-    fn write(
-        &mut self,
-        mut frames: VecDeque<Bytes>,
-    ) -> impl Future<Output = io::Result<usize>> + Send {
-        async move {
-            let total: usize = frames.iter().map(Bytes::len).sum();
-            // Frames are written from where they are in `frames` rather than moved out of it,
-            // which keeps this future (part of every connection's) small.
-            if frames.len() == 1 {
-                self.stream.write_all(&frames[0]).await?;
-                return Ok(total);
-            }
-            // Many small packets: one copy into a contiguous buffer beats one syscall each.
-            let mut batch = BytesMut::with_capacity(total.min(256 * 1024));
-            while let Some(frame) = frames.front() {
-                if batch.len() + frame.len() > batch.capacity() && !batch.is_empty() {
-                    self.stream.write_all(&batch).await?;
-                    batch.clear();
-                    continue;
-                }
-                if frame.len() >= batch.capacity() {
-                    self.stream.write_all(frame).await?;
-                } else {
-                    batch.extend_from_slice(frame);
-                }
-                frames.pop_front();
-            }
-            if !batch.is_empty() {
-                self.stream.write_all(&batch).await?;
-            }
-            Ok(total)
-        }
+    fn write(&mut self, frames: VecDeque<Bytes>) -> impl Future<Output = io::Result<usize>> + Send {
+        write_coalesced(&mut self.stream, frames)
     }
 
     async fn close(&mut self) -> io::Result<()> {

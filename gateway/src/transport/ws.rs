@@ -19,6 +19,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use std::collections::VecDeque;
 use std::io;
+use std::sync::Arc;
 use tracing::debug;
 
 /// Largest coalesced WebSocket message, in bytes. Large enough that per-message costs vanish
@@ -34,6 +35,8 @@ pub(crate) struct WebSocketTransport<S> {
     close_frame: Option<CloseFrame>,
     /// The peer sent its close frame (which the library has answered already).
     peer_closed: bool,
+    /// The CN of the client certificate of the TLS connection below (`wss` only).
+    certificate_name: Option<Arc<str>>,
 }
 
 impl<S> WebSocketTransport<S> {
@@ -43,7 +46,15 @@ impl<S> WebSocketTransport<S> {
             socket,
             close_frame: None,
             peer_closed: false,
+            certificate_name: None,
         }
+    }
+
+    /// Reports `name` as the CN of the client certificate that the TLS handshake below the
+    /// WebSocket verified.
+    pub(crate) fn with_certificate_name(mut self, name: Option<Arc<str>>) -> Self {
+        self.certificate_name = name;
+        self
     }
 }
 
@@ -127,6 +138,10 @@ where
             }
         }
         Ok(())
+    }
+
+    fn certificate_name(&self) -> Option<String> {
+        self.certificate_name.as_deref().map(str::to_owned)
     }
 }
 

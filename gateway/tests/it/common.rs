@@ -1,6 +1,6 @@
 //! Shared pieces of the loopback tests: a gateway on port 0 with a throwaway data directory, and
-//! a raw MQTT test client over `Framed<TcpStream, MqttCodec>` that can send any packet (or any
-//! bytes) and assert what comes back.
+//! a raw MQTT test client over `Framed<_, MqttCodec>` (a TCP stream, or any [`ClientStream`]
+//! such as a TLS one) that can send any packet (or any bytes) and assert what comes back.
 //!
 //! Every wait has a timeout of a few seconds at most, so a gateway that misbehaves fails the test
 //! instead of hanging it.
@@ -20,7 +20,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::codec::Framed;
@@ -173,9 +173,14 @@ pub fn options(qos: QoS) -> SubscriptionOptions {
     }
 }
 
+/// A byte stream a [`TestClient`] can speak MQTT over: TCP, TLS over TCP...
+pub trait ClientStream: AsyncRead + AsyncWrite + Unpin + Send {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> ClientStream for T {}
+
 /// A raw MQTT client for tests.
 pub struct TestClient {
-    framed: Framed<TcpStream, MqttCodec>,
+    framed: Framed<Box<dyn ClientStream>, MqttCodec>,
     /// Packets read while waiting for a particular one, handed out first by `expect_packet`.
     pending: VecDeque<Packet>,
     next_packet_id: u16,
@@ -192,6 +197,13 @@ impl TestClient {
             .expect("TCP connect");
         stream.set_nodelay(true).expect("set TCP_NODELAY");
         let local_addr = stream.local_addr().expect("local address");
+        TestClient::over(stream, local_addr)
+    }
+
+    /// A client over an open `stream` on which nothing was sent yet; `local_addr` is its
+    /// TCP connection's local address.
+    pub fn over(stream: impl ClientStream + 'static, local_addr: SocketAddr) -> TestClient {
+        let stream: Box<dyn ClientStream> = Box::new(stream);
         TestClient {
             framed: Framed::new(
                 stream,
@@ -208,13 +220,18 @@ impl TestClient {
         addr: SocketAddr,
         connect: ConnectPacket,
     ) -> (TestClient, ConnAckPacket) {
-        let mut client = TestClient::open(addr).await;
-        client.send(Packet::Connect(connect)).await;
-        let connack = match client.expect_packet().await {
+        TestClient::open(addr).await.send_connect(connect).await
+    }
+
+    /// Sends `connect` on this fresh connection and returns the CONNACK, whatever its reason
+    /// code.
+    pub async fn send_connect(mut self, connect: ConnectPacket) -> (TestClient, ConnAckPacket) {
+        self.send(Packet::Connect(connect)).await;
+        let connack = match self.expect_packet().await {
             Packet::ConnAck(connack) => connack,
             other => panic!("expected CONNACK, got {other:?}"),
         };
-        (client, connack)
+        (self, connack)
     }
 
     /// Connects with `connect` and asserts that the gateway accepted it.

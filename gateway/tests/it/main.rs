@@ -1,11 +1,13 @@
 //! The gateway's integration tests, in one test binary (one link, one process): each runs a
 //! gateway on loopback port 0 with a throwaway data directory and talks to it as clients do.
 //!
-//! One module per concern. `common` (a raw MQTT client over TCP) and `web_support` (a client over
-//! TCP or WebSocket, and a minimal HTTP client) are the shared helpers; every wait in them is
-//! bounded, so a misbehaving gateway fails a test instead of hanging it.
+//! One module per concern. `common` (a raw MQTT client over TCP or TLS), `web_support` (a client
+//! over TCP or WebSocket, and a minimal HTTP client) and `pki` (certificates for the TLS tests)
+//! are the shared helpers; every wait in them is bounded, so a misbehaving gateway fails a test
+//! instead of hanging it.
 
 mod common;
+mod pki;
 mod web_support;
 
 mod bad_input;
@@ -18,5 +20,6 @@ mod persistence;
 mod security;
 mod shutdown;
 mod slow_consumer;
+mod tls;
 mod websocket;
 mod wills;

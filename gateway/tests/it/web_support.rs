@@ -1,6 +1,7 @@
 //! Shared pieces of the WebSocket, HTTP API and metrics tests: a gateway on loopback port 0 with
 //! both listeners and a throwaway data directory, one raw MQTT test client that speaks over TCP
-//! or over WebSocket (tokio-tungstenite), and a minimal HTTP/1.1 client over `TcpStream`.
+//! or over WebSocket (tokio-tungstenite, `ws://` or `wss://`), and a minimal HTTP/1.1 client
+//! over `TcpStream` or any other byte stream (a TLS one for HTTPS).
 //!
 //! Every wait is bounded by [`WAIT`], so a misbehaving gateway fails a test instead of hanging it.
 
@@ -18,11 +19,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, Message};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
 /// How long a test waits for something it expects.
 pub const WAIT: Duration = Duration::from_secs(5);
@@ -103,6 +104,11 @@ impl Harness {
     pub fn ws_url(&self) -> String {
         format!("ws://{}/mqtt", self.http)
     }
+
+    /// The running gateway.
+    pub fn gateway(&self) -> &Gateway {
+        self.gateway.as_ref().expect("still running")
+    }
 }
 
 impl Drop for Harness {
@@ -118,6 +124,17 @@ pub async fn ws_handshake(
     protocols: Option<&str>,
     origin: Option<&str>,
 ) -> Result<(WsStream, tungstenite::handshake::client::Response), tungstenite::Error> {
+    ws_handshake_with(url, protocols, origin, None).await
+}
+
+/// [`ws_handshake`] through `connector` (for `wss://` with a client configuration of the
+/// test's own); `None` is a plain connection for `ws://`.
+pub async fn ws_handshake_with(
+    url: &str,
+    protocols: Option<&str>,
+    origin: Option<&str>,
+    connector: Option<Connector>,
+) -> Result<(WsStream, tungstenite::handshake::client::Response), tungstenite::Error> {
     let mut request = url.into_client_request()?;
     if let Some(protocols) = protocols {
         request
@@ -129,7 +146,8 @@ pub async fn ws_handshake(
             .headers_mut()
             .insert("Origin", origin.parse().expect("header"));
     }
-    tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request))
+    let connect = tokio_tungstenite::connect_async_tls_with_config(request, None, false, connector);
+    tokio::time::timeout(WAIT, connect)
         .await
         .expect("WebSocket handshake timed out")
 }
@@ -239,6 +257,14 @@ impl Client {
             other => panic!("expected CONNACK, got {other:?}"),
         }
         self
+    }
+
+    /// A `wss://` WebSocket (subprotocol `mqtt`) through `connector`, with nothing sent yet.
+    pub async fn open_wss(url: &str, version: ProtocolVersion, connector: Connector) -> Client {
+        let (stream, _) = ws_handshake_with(url, Some("mqtt"), None, Some(connector))
+            .await
+            .expect("WebSocket upgrade");
+        Client::new(Link::Ws(Box::new(stream)), version)
     }
 
     /// A connected TCP client with a clean session.
@@ -506,8 +532,22 @@ pub async fn http_request(
     path: &str,
     headers: &[(&str, &str)],
 ) -> HttpResponse {
+    let stream = tokio::time::timeout(WAIT, TcpStream::connect(addr))
+        .await
+        .expect("HTTP connect timed out")
+        .expect("HTTP connect");
+    http_request_over(stream, addr, method, path, headers).await
+}
+
+/// [`http_request`] over an open `stream` (a TLS one for HTTPS) to the server at `addr`.
+pub async fn http_request_over(
+    mut stream: impl AsyncRead + AsyncWrite + Unpin,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> HttpResponse {
     let exchange = async {
-        let mut stream = TcpStream::connect(addr).await.expect("HTTP connect");
         let mut request = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
         if !headers
             .iter()
