@@ -196,6 +196,10 @@ pub struct Security {
     /// Bumped by each reload, so that connected clients resolve their rules again.
     generation: AtomicU64,
     lockout: Lockout,
+    /// Password checks running at once. An argon2id hash takes 19 MiB and tens of milliseconds,
+    /// so a storm of CONNECTs must queue here rather than fill the blocking pool (512 threads,
+    /// 10 GB of hashing memory).
+    hashing: tokio::sync::Semaphore,
 }
 
 /// What a connecting client presents.
@@ -219,11 +223,13 @@ impl Security {
         let loaded = load_files(&config)?;
         describe(&config, &loaded);
         let lockout = Lockout::new(config.lockout);
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Ok(Some(Arc::new(Security {
             config,
             loaded: RwLock::new(Arc::new(loaded)),
             generation: AtomicU64::new(1),
             lockout,
+            hashing: tokio::sync::Semaphore::new(cores),
         })))
     }
 
@@ -317,6 +323,7 @@ impl Security {
                                 let loaded = loaded.clone();
                                 let user = user.to_string();
                                 let password = password.to_vec();
+                                let _turn = self.hashing.acquire().await;
                                 tokio::task::spawn_blocking(move || {
                                     loaded
                                         .passwords
