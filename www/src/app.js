@@ -28,6 +28,7 @@ import { SubscriptionsView, SeriesTable, renderRetained } from './ui/panels.js';
 import { formatCount, formatRate } from './ui/dom.js';
 import { onThemeChange } from './ui/theme.js';
 import { loadMqttClient } from './mqtt.js';
+import { describeError } from './errors.js';
 
 const TICK_MS = 250;
 const SETTINGS_KEY = 'mqtt-gateway-dashboard';
@@ -577,18 +578,6 @@ export class Dashboard {
       },
     };
   }
-}
-
-function describeError(error) {
-  if (error === null || error === undefined) return 'unknown error';
-  if (typeof error === 'string') return error;
-  const parts = [];
-  if (error.message) parts.push(error.message);
-  else if (error.type) parts.push(error.type);
-  if (error.reasonCode !== undefined && !String(error.message ?? '').includes('0x')) {
-    parts.push(`(reason 0x${Number(error.reasonCode).toString(16).padStart(2, '0')})`);
-  }
-  return parts.join(' ') || String(error);
 }
 
 function base64Bytes(text) {
