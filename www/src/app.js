@@ -29,9 +29,9 @@ import { formatCount, formatRate } from './ui/dom.js';
 import { onThemeChange } from './ui/theme.js';
 import { loadMqttClient } from './mqtt.js';
 import { describeError } from './errors.js';
+import { loadSettings, saveSettings, settingsFromForm } from './settings.js';
 
 const TICK_MS = 250;
-const SETTINGS_KEY = 'mqtt-gateway-dashboard';
 /** Topics whose matching subscriptions are cached (a cache, so bounded by clearing). */
 const MATCH_CACHE_LIMIT = 10_000;
 /** Frame work durations kept for the debug hook. */
@@ -77,7 +77,7 @@ export class Dashboard {
     });
     this.subscriptionsView = new SubscriptionsView($('subscription-list'), this);
 
-    this.settings = this.loadSettings();
+    this.settings = loadSettings();
     this.bindControls();
     onThemeChange(() => this.charts.restyle());
     setInterval(() => this.requestFrame(), TICK_MS);
@@ -94,41 +94,7 @@ export class Dashboard {
     this.connect();
   }
 
-  // ---- settings and controls ----
-
-  loadSettings() {
-    const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
-    const defaults = {
-      url: `${scheme}//${location.host}/mqtt`,
-      clientId: `dashboard-${Math.random().toString(36).slice(2, 10)}`,
-      protocolVersion: 5,
-      keepalive: 30,
-      username: '',
-      password: '',
-    };
-    let saved = {};
-    try {
-      saved = JSON.parse(localStorage.getItem(SETTINGS_KEY) ?? '{}');
-    } catch {
-      saved = {};
-    }
-    const params = new URLSearchParams(location.search);
-    const settings = { ...defaults, ...saved, password: '' };
-    // A saved client id would make two tabs take each other over; keep the fresh one.
-    settings.clientId = defaults.clientId;
-    if (params.get('url')) settings.url = params.get('url');
-    if (params.get('protocol') === '4' || params.get('protocol') === '5') settings.protocolVersion = Number(params.get('protocol'));
-    return settings;
-  }
-
-  saveSettings() {
-    const { url, protocolVersion, keepalive, username } = this.settings;
-    try {
-      localStorage.setItem(SETTINGS_KEY, JSON.stringify({ url, protocolVersion, keepalive, username }));
-    } catch {
-      // Storage can be unavailable (private mode); settings then last for this page only.
-    }
-  }
+  // ---- controls ----
 
   bindControls() {
     const $ = this.$;
@@ -142,16 +108,8 @@ export class Dashboard {
     });
     form.addEventListener('submit', (event) => {
       event.preventDefault();
-      const fields = form.elements;
-      this.settings = {
-        url: fields.url.value.trim(),
-        clientId: fields.clientId.value.trim(),
-        protocolVersion: Number(fields.protocolVersion.value),
-        keepalive: Number(fields.keepalive.value) || 0,
-        username: fields.username.value,
-        password: fields.password.value,
-      };
-      this.saveSettings();
+      this.settings = settingsFromForm(form.elements);
+      saveSettings(this.settings);
       this.connect();
     });
     $('disconnect').addEventListener('click', () => this.disconnect());
