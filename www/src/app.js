@@ -30,6 +30,7 @@ import { onThemeChange } from './ui/theme.js';
 import { loadMqttClient } from './mqtt.js';
 import { describeError } from './errors.js';
 import { loadSettings, saveSettings, settingsFromForm } from './settings.js';
+import { subscriptionFilters, mirrorSubscriptions } from './page-url.js';
 
 const TICK_MS = 250;
 /** Topics whose matching subscriptions are cached (a cache, so bounded by clearing). */
@@ -86,10 +87,7 @@ export class Dashboard {
 
   /** Subscribes to the URL's `sub` filters and connects. */
   start() {
-    const params = new URLSearchParams(location.search);
-    for (const filter of params.getAll('sub')) {
-      if (filter !== '' && filterProblem(filter) === null) this.addSubscription(filter, 0);
-    }
+    for (const filter of subscriptionFilters(location.search)) this.addSubscription(filter, 0);
     this.subscriptionsView.render();
     this.connect();
   }
@@ -324,7 +322,7 @@ export class Dashboard {
 
   subscribe(filter, qos) {
     const subscription = this.addSubscription(filter, qos);
-    this.syncUrl();
+    mirrorSubscriptions(this.subscriptions.map((s) => s.filter));
     this.subscriptionsView.render();
     if (this.client !== null) this.sendSubscribe(subscription);
   }
@@ -354,7 +352,7 @@ export class Dashboard {
     if (subscription === undefined) return;
     this.subscriptions = this.subscriptions.filter((s) => s !== subscription);
     this.matchCache.clear();
-    this.syncUrl();
+    mirrorSubscriptions(this.subscriptions.map((s) => s.filter));
     this.subscriptionsView.render();
     if (this.client !== null && subscription.status !== 'refused') {
       try {
@@ -363,15 +361,6 @@ export class Dashboard {
         this.$('subscribe-error').textContent = `unsubscribe ${filter}: ${describeError(error)}`;
       }
     }
-  }
-
-  /** Mirrors the subscriptions in the address bar, keeping other parameters. */
-  syncUrl() {
-    const params = new URLSearchParams(location.search);
-    params.delete('sub');
-    for (const subscription of this.subscriptions) params.append('sub', subscription.filter);
-    const query = params.toString();
-    history.replaceState(null, '', `${location.pathname}${query ? `?${query}` : ''}${location.hash}`);
   }
 
   /** The subscriptions whose filters match `topic`, cached per topic. */
