@@ -31,6 +31,7 @@ import { loadMqttClient } from './mqtt.js';
 import { describeError } from './errors.js';
 import { loadSettings, saveSettings, settingsFromForm } from './settings.js';
 import { subscriptionFilters, mirrorSubscriptions } from './page-url.js';
+import { findElements } from './elements.js';
 
 const TICK_MS = 250;
 /** Topics whose matching subscriptions are cached (a cache, so bounded by clearing). */
@@ -44,8 +45,7 @@ for (const c of '0123456789+-.{[ \t\r\n') NUMERIC_START[c.charCodeAt(0)] = 1;
 
 export class Dashboard {
   constructor() {
-    const $ = (id) => document.getElementById(id);
-    this.$ = $;
+    const el = (this.elements = findElements());
     this.log = new MessageLog(100_000);
     this.tree = new TopicTree();
     this.series = new SeriesStore({ budget: DEFAULT_BUDGET });
@@ -67,16 +67,16 @@ export class Dashboard {
     this.frameWork = new Float64Array(FRAME_SAMPLES);
     this.frames = 0;
 
-    this.charts = new ChartManager($('charts'), this.series);
+    this.charts = new ChartManager(el.charts, this.series);
     this.series.onSeries = (series) => this.charts.place(series);
-    this.seriesTable = new SeriesTable($('series-list'), $('series-count'), this.series, this.charts);
+    this.seriesTable = new SeriesTable(el.seriesList, el.seriesCount, this.series, this.charts);
     this.charts.onLayoutChange = () => (this.layoutChanged = true);
-    this.logView = new LogView($('log-list'), $('log-detail'), this.log);
-    this.treeView = new TreeView($('topic-tree'), this.tree, (topic) => {
-      $('log-filter').value = topic;
+    this.logView = new LogView(el.logList, el.logDetail, this.log);
+    this.treeView = new TreeView(el.topicTree, this.tree, (topic) => {
+      el.logFilter.value = topic;
       this.setLogFilter(topic);
     });
-    this.subscriptionsView = new SubscriptionsView($('subscription-list'), this);
+    this.subscriptionsView = new SubscriptionsView(el.subscriptionList, this);
 
     this.settings = loadSettings();
     this.bindControls();
@@ -95,14 +95,14 @@ export class Dashboard {
   // ---- controls ----
 
   bindControls() {
-    const $ = this.$;
-    const form = $('connection');
+    const el = this.elements;
+    const form = el.connectionForm;
     for (const [name, value] of Object.entries(this.settings)) {
       if (form.elements[name]) form.elements[name].value = String(value);
     }
-    $('connection-toggle').addEventListener('click', () => {
+    el.connectionToggle.addEventListener('click', () => {
       form.hidden = !form.hidden;
-      $('connection-toggle').setAttribute('aria-expanded', String(!form.hidden));
+      el.connectionToggle.setAttribute('aria-expanded', String(!form.hidden));
     });
     form.addEventListener('submit', (event) => {
       event.preventDefault();
@@ -110,21 +110,21 @@ export class Dashboard {
       saveSettings(this.settings);
       this.connect();
     });
-    $('disconnect').addEventListener('click', () => this.disconnect());
+    el.disconnect.addEventListener('click', () => this.disconnect());
 
-    $('subscribe-form').addEventListener('submit', (event) => {
+    el.subscribeForm.addEventListener('submit', (event) => {
       event.preventDefault();
       const fields = event.target.elements;
       const filter = fields.filter.value.trim();
       const problem = filterProblem(filter);
-      $('subscribe-error').textContent = problem ?? '';
+      el.subscribeError.textContent = problem ?? '';
       if (problem !== null) return;
       this.subscribe(filter, Number(fields.qos.value));
       fields.filter.value = '';
     });
 
-    $('plot-window').addEventListener('change', (event) => this.charts.setWindow(Number(event.target.value)));
-    const budget = $('plot-budget');
+    el.plotWindow.addEventListener('change', (event) => this.charts.setWindow(Number(event.target.value)));
+    const budget = el.plotBudget;
     budget.value = String(this.series.budget);
     budget.addEventListener('change', () => {
       const value = Math.round(Number(budget.value));
@@ -135,48 +135,48 @@ export class Dashboard {
         budget.value = String(this.series.budget);
       }
     });
-    $('plot-pause').addEventListener('click', (event) => {
+    el.plotPause.addEventListener('click', (event) => {
       const paused = !this.charts.paused;
       this.charts.setPaused(paused);
       event.target.setAttribute('aria-pressed', String(paused));
       event.target.textContent = paused ? 'Resume' : 'Pause';
     });
-    $('plot-add').addEventListener('click', () => this.charts.addChart());
+    el.plotAdd.addEventListener('click', () => this.charts.addChart());
 
     let filterTimer = 0;
-    $('log-filter').addEventListener('input', (event) => {
+    el.logFilter.addEventListener('input', (event) => {
       clearTimeout(filterTimer);
       filterTimer = setTimeout(() => this.setLogFilter(event.target.value), 150);
     });
-    $('log-format').addEventListener('change', (event) => this.logView.setFormat(event.target.value));
-    $('log-pause').addEventListener('click', (event) => {
+    el.logFormat.addEventListener('change', (event) => this.logView.setFormat(event.target.value));
+    el.logPause.addEventListener('click', (event) => {
       this.log.setPaused(!this.log.paused);
       event.target.setAttribute('aria-pressed', String(this.log.paused));
       event.target.textContent = this.log.paused ? 'Resume' : 'Pause';
       this.requestFrame();
     });
-    $('log-clear').addEventListener('click', () => {
+    el.logClear.addEventListener('click', () => {
       this.log.clear();
       this.logView.select(0);
       this.requestFrame();
     });
 
-    $('publish-form').addEventListener('submit', (event) => {
+    el.publishForm.addEventListener('submit', (event) => {
       event.preventDefault();
       this.publishFromForm(event.target.elements);
     });
-    $('retained-form').addEventListener('submit', (event) => {
+    el.retainedForm.addEventListener('submit', (event) => {
       event.preventDefault();
       this.loadRetained(event.target.elements.filter.value.trim());
     });
-    $('retained').addEventListener('toggle', (event) => {
-      if (event.target.open) this.loadRetained($('retained-form').elements.filter.value.trim());
+    el.retained.addEventListener('toggle', (event) => {
+      if (event.target.open) this.loadRetained(el.retainedForm.elements.filter.value.trim());
     });
   }
 
   setLogFilter(text) {
     this.log.setFilter(text);
-    this.$('log-list').scrollTop = 0;
+    this.elements.logList.scrollTop = 0;
     this.logView.topSeq = 0;
     this.requestFrame();
   }
@@ -358,7 +358,7 @@ export class Dashboard {
       try {
         await this.client.unsubscribe(filter);
       } catch (error) {
-        this.$('subscribe-error').textContent = `unsubscribe ${filter}: ${describeError(error)}`;
+        this.elements.subscribeError.textContent = `unsubscribe ${filter}: ${describeError(error)}`;
       }
     }
   }
@@ -397,7 +397,7 @@ export class Dashboard {
   }
 
   async publishFromForm(fields) {
-    const result = this.$('publish-result');
+    const result = this.elements.publishResult;
     const topic = fields.topic.value.trim();
     const problem = topicProblem(topic);
     result.classList.toggle('error', problem !== null);
@@ -426,7 +426,7 @@ export class Dashboard {
   }
 
   async loadRetained(filter) {
-    const status = this.$('retained-status');
+    const status = this.elements.retainedStatus;
     status.classList.remove('error');
     status.textContent = 'loading…';
     try {
@@ -439,7 +439,7 @@ export class Dashboard {
         this.tree.markRetained(message.topic, payload, message.qos, time);
       }
       status.textContent = body.length === 0 ? 'no retained messages match' : `${formatCount(body.length)} retained message${body.length === 1 ? '' : 's'}`;
-      renderRetained(this.$('retained-list'), body, (topic) => this.clearRetained(topic, filter));
+      renderRetained(this.elements.retainedList, body, (topic) => this.clearRetained(topic, filter));
     } catch (error) {
       status.classList.add('error');
       status.textContent = `could not load: ${describeError(error)}`;
@@ -467,26 +467,26 @@ export class Dashboard {
   frame() {
     this.framePending = false;
     const started = performance.now();
-    const $ = this.$;
+    const el = this.elements;
     if (this.layoutChanged) {
       this.layoutChanged = false;
       this.seriesTable.render();
-      $('plots-empty').hidden = this.series.list.length > 0;
+      el.plotsEmpty.hidden = this.series.list.length > 0;
     }
     this.charts.update(started);
     this.logView.update();
     if (started - this.lastTick >= TICK_MS) {
       this.lastTick = started;
-      const status = $('status');
+      const status = el.status;
       status.dataset.state = this.state;
       const text = this.statusText(started);
-      $('status-text').textContent = text;
-      $('status-text').title = text;
-      $('rate-in').textContent = formatRate(this.rateIn.rate(started));
-      $('rate-out').textContent = formatRate(this.rateOut.rate(started));
-      $('count-in').textContent = formatCount(this.received);
-      $('topic-count').textContent = this.tree.topics ? `(${formatCount(this.tree.topics)})` : '';
-      $('log-count').textContent = this.log.paused
+      el.statusText.textContent = text;
+      el.statusText.title = text;
+      el.rateIn.textContent = formatRate(this.rateIn.rate(started));
+      el.rateOut.textContent = formatRate(this.rateOut.rate(started));
+      el.countIn.textContent = formatCount(this.received);
+      el.topicCount.textContent = this.tree.topics ? `(${formatCount(this.tree.topics)})` : '';
+      el.logCount.textContent = this.log.paused
         ? `(paused, ${formatCount(this.log.missed)} not logged)`
         : `(${formatCount(this.log.size())}${this.log.filter ? ' matching' : ''})`;
       this.treeView.update();
