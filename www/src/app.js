@@ -20,7 +20,7 @@ import { SeriesStore, DEFAULT_BUDGET } from './model/series-store.js';
 import { RateMeter } from './model/rate.js';
 import { decodeText } from './model/payload.js';
 import { MAX_TEXT } from './model/numeric.js';
-import { topicMatches, filterProblem, topicProblem } from './model/topic-filter.js';
+import { filterProblem, topicProblem } from './model/topic-filter.js';
 import { ChartManager } from './ui/charts.js';
 import { LogView } from './ui/log-view.js';
 import { TreeView } from './ui/tree-view.js';
@@ -32,10 +32,9 @@ import { describeError } from './errors.js';
 import { loadSettings, saveSettings, settingsFromForm } from './settings.js';
 import { subscriptionFilters, mirrorSubscriptions } from './page-url.js';
 import { findElements } from './elements.js';
+import { Subscriptions } from './subscriptions.js';
 
 const TICK_MS = 250;
-/** Topics whose matching subscriptions are cached (a cache, so bounded by clearing). */
-const MATCH_CACHE_LIMIT = 10_000;
 /** Frame work durations kept for the debug hook. */
 const FRAME_SAMPLES = 1024;
 
@@ -53,9 +52,6 @@ export class Dashboard {
     this.rateOut = new RateMeter();
     this.received = 0;
     this.sent = 0;
-    /** @type {{filter: string, qos: number, granted: number, status: string, reason: string, count: number}[]} */
-    this.subscriptions = [];
-    this.matchCache = new Map();
     this.client = null;
     this.state = 'closed';
     this.stateDetail = '';
@@ -76,7 +72,13 @@ export class Dashboard {
       el.logFilter.value = topic;
       this.setLogFilter(topic);
     });
-    this.subscriptionsView = new SubscriptionsView(el.subscriptionList, this);
+    this.subscriptionsView = new SubscriptionsView(el.subscriptionList, (filter) => this.subscriptions.unsubscribe(filter));
+    this.subscriptions = new Subscriptions({
+      client: () => this.client,
+      onChange: () => this.subscriptionsView.render(this.subscriptions.list),
+      onFiltersChange: mirrorSubscriptions,
+      onError: (text) => (el.subscribeError.textContent = text),
+    });
 
     this.settings = loadSettings();
     this.bindControls();
@@ -87,8 +89,8 @@ export class Dashboard {
 
   /** Subscribes to the URL's `sub` filters and connects. */
   start() {
-    for (const filter of subscriptionFilters(location.search)) this.addSubscription(filter, 0);
-    this.subscriptionsView.render();
+    for (const filter of subscriptionFilters(location.search)) this.subscriptions.add(filter, 0);
+    this.subscriptionsView.render(this.subscriptions.list);
     this.connect();
   }
 
@@ -119,7 +121,7 @@ export class Dashboard {
       const problem = filterProblem(filter);
       el.subscribeError.textContent = problem ?? '';
       if (problem !== null) return;
-      this.subscribe(filter, Number(fields.qos.value));
+      this.subscriptions.subscribe(filter, Number(fields.qos.value));
       fields.filter.value = '';
     });
 
@@ -213,7 +215,7 @@ export class Dashboard {
     this.attachClient(client);
     this.lastError = '';
     this.setState('connected');
-    for (const subscription of this.subscriptions) this.sendSubscribe(subscription);
+    this.subscriptions.sendAll();
   }
 
   attachClient(client) {
@@ -232,9 +234,7 @@ export class Dashboard {
       this.reconnectAttempt = 0;
       this.setState('connected');
       // The client restores its subscriptions itself; mark them active again.
-      for (const subscription of this.subscriptions) {
-        if (subscription.status === 'pending') this.sendSubscribe(subscription);
-      }
+      this.subscriptions.resendPending();
     });
     client.addEventListener('reconnect', (event) => {
       if (!mine()) return;
@@ -269,7 +269,7 @@ export class Dashboard {
     const client = this.client;
     this.client = null;
     this.generation = (this.generation ?? 0) + 1;
-    for (const subscription of this.subscriptions) subscription.status = 'pending';
+    this.subscriptions.markPending();
     if (client !== null) {
       this.setState('closed', 'disconnected');
       try {
@@ -305,75 +305,6 @@ export class Dashboard {
     }
   }
 
-  // ---- subscriptions ----
-
-  addSubscription(filter, qos) {
-    let subscription = this.subscriptions.find((s) => s.filter === filter);
-    if (subscription === undefined) {
-      subscription = { filter, qos, granted: qos, status: 'pending', reason: '', count: 0 };
-      this.subscriptions.push(subscription);
-      this.matchCache.clear();
-    } else {
-      subscription.qos = qos;
-      subscription.status = 'pending';
-    }
-    return subscription;
-  }
-
-  subscribe(filter, qos) {
-    const subscription = this.addSubscription(filter, qos);
-    mirrorSubscriptions(this.subscriptions.map((s) => s.filter));
-    this.subscriptionsView.render();
-    if (this.client !== null) this.sendSubscribe(subscription);
-  }
-
-  async sendSubscribe(subscription) {
-    const client = this.client;
-    if (client === null) return;
-    try {
-      const { qos, reasonCode } = await client.subscribe(subscription.filter, { qos: subscription.qos });
-      if (reasonCode !== undefined && reasonCode >= 0x80) {
-        subscription.status = 'refused';
-        subscription.reason = `reason 0x${reasonCode.toString(16)}`;
-      } else {
-        subscription.status = 'active';
-        subscription.granted = qos ?? subscription.qos;
-      }
-    } catch (error) {
-      if (client !== this.client) return;
-      subscription.status = 'refused';
-      subscription.reason = describeError(error);
-    }
-    this.subscriptionsView.render();
-  }
-
-  async unsubscribe(filter) {
-    const subscription = this.subscriptions.find((s) => s.filter === filter);
-    if (subscription === undefined) return;
-    this.subscriptions = this.subscriptions.filter((s) => s !== subscription);
-    this.matchCache.clear();
-    mirrorSubscriptions(this.subscriptions.map((s) => s.filter));
-    this.subscriptionsView.render();
-    if (this.client !== null && subscription.status !== 'refused') {
-      try {
-        await this.client.unsubscribe(filter);
-      } catch (error) {
-        this.elements.subscribeError.textContent = `unsubscribe ${filter}: ${describeError(error)}`;
-      }
-    }
-  }
-
-  /** The subscriptions whose filters match `topic`, cached per topic. */
-  subscriptionsFor(topic) {
-    let matching = this.matchCache.get(topic);
-    if (matching === undefined) {
-      if (this.matchCache.size >= MATCH_CACHE_LIMIT) this.matchCache.clear();
-      matching = this.subscriptions.filter((s) => topicMatches(s.filter, topic));
-      this.matchCache.set(topic, matching);
-    }
-    return matching;
-  }
-
   // ---- messages ----
 
   /** Takes one message from the client: models only, no DOM. */
@@ -386,7 +317,7 @@ export class Dashboard {
     const retain = Boolean(message.retain);
     this.received += 1;
     this.rateIn.add(1, now);
-    const matching = this.subscriptionsFor(topic);
+    const matching = this.subscriptions.matching(topic);
     for (let i = 0; i < matching.length; i++) matching[i].count += 1;
     this.tree.add(topic, payload, retain, qos, time);
     this.log.add({ topic, payload, qos, retain, time, properties: message.properties });
@@ -508,7 +439,7 @@ export class Dashboard {
         logged: this.log.lastSeq,
         logRows: this.log.size(),
         topics: this.tree.topics,
-        subscriptions: this.subscriptions.map(({ filter, qos, granted, status, count }) => ({ filter, qos, granted, status, count })),
+        subscriptions: this.subscriptions.list.map(({ filter, qos, granted, status, count }) => ({ filter, qos, granted, status, count })),
         series: this.series.list.map((s) => ({
           name: s.name,
           topic: s.topic,
