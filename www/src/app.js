@@ -33,6 +33,7 @@ import { loadSettings, saveSettings, settingsFromForm } from './settings.js';
 import { subscriptionFilters, mirrorSubscriptions } from './page-url.js';
 import { findElements } from './elements.js';
 import { Subscriptions } from './subscriptions.js';
+import { Connection } from './connection.js';
 
 const TICK_MS = 250;
 /** Frame work durations kept for the debug hook. */
@@ -52,12 +53,6 @@ export class Dashboard {
     this.rateOut = new RateMeter();
     this.received = 0;
     this.sent = 0;
-    this.client = null;
-    this.state = 'closed';
-    this.stateDetail = '';
-    this.reconnectAt = 0;
-    this.reconnectAttempt = 0;
-    this.lastError = '';
     this.framePending = false;
     this.lastTick = 0;
     this.frameWork = new Float64Array(FRAME_SAMPLES);
@@ -73,8 +68,17 @@ export class Dashboard {
       this.setLogFilter(topic);
     });
     this.subscriptionsView = new SubscriptionsView(el.subscriptionList, (filter) => this.subscriptions.unsubscribe(filter));
+    this.connection = new Connection({
+      loadClient: loadMqttClient,
+      onMessage: (message) => this.handleMessage(message),
+      onChange: () => this.requestFrame(),
+      onConnected: () => this.subscriptions.sendAll(),
+      // The client restores its subscriptions itself; mark them active again.
+      onReconnected: () => this.subscriptions.resendPending(),
+      onDisconnect: () => this.subscriptions.markPending(),
+    });
     this.subscriptions = new Subscriptions({
-      client: () => this.client,
+      client: () => this.connection.client,
       onChange: () => this.subscriptionsView.render(this.subscriptions.list),
       onFiltersChange: mirrorSubscriptions,
       onError: (text) => (el.subscribeError.textContent = text),
@@ -91,7 +95,7 @@ export class Dashboard {
   start() {
     for (const filter of subscriptionFilters(location.search)) this.subscriptions.add(filter, 0);
     this.subscriptionsView.render(this.subscriptions.list);
-    this.connect();
+    this.connection.connect(this.settings);
   }
 
   // ---- controls ----
@@ -110,9 +114,9 @@ export class Dashboard {
       event.preventDefault();
       this.settings = settingsFromForm(form.elements);
       saveSettings(this.settings);
-      this.connect();
+      this.connection.connect(this.settings);
     });
-    el.disconnect.addEventListener('click', () => this.disconnect());
+    el.disconnect.addEventListener('click', () => this.connection.disconnect());
 
     el.subscribeForm.addEventListener('submit', (event) => {
       event.preventDefault();
@@ -183,128 +187,6 @@ export class Dashboard {
     this.requestFrame();
   }
 
-  // ---- connection ----
-
-  async connect() {
-    await this.disconnect();
-    const settings = this.settings;
-    this.setState('connecting', settings.url);
-    const generation = (this.generation = (this.generation ?? 0) + 1);
-    let client;
-    try {
-      const MqttClient = await loadMqttClient();
-      const options = {
-        clientId: settings.clientId,
-        protocolVersion: settings.protocolVersion,
-        keepalive: settings.keepalive,
-        clean: true,
-        reconnect: { minDelayMs: 500, maxDelayMs: 10_000 },
-      };
-      if (settings.username) options.username = settings.username;
-      if (settings.password) options.password = settings.password;
-      client = await MqttClient.connect(settings.url, options);
-    } catch (error) {
-      if (generation === this.generation) this.setState('refused', describeError(error));
-      return;
-    }
-    if (generation !== this.generation) {
-      client.end().catch(() => {});
-      return;
-    }
-    this.client = client;
-    this.attachClient(client);
-    this.lastError = '';
-    this.setState('connected');
-    this.subscriptions.sendAll();
-  }
-
-  attachClient(client) {
-    const handle = (message) => this.handleMessage(message);
-    if (typeof client.onMessages === 'function') {
-      client.onMessages((batch) => {
-        for (let i = 0; i < batch.length; i++) handle(batch[i]);
-      });
-    } else {
-      client.onMessage(handle);
-    }
-    const mine = () => this.client === client;
-    client.addEventListener('connect', () => {
-      if (!mine()) return;
-      this.lastError = '';
-      this.reconnectAttempt = 0;
-      this.setState('connected');
-      // The client restores its subscriptions itself; mark them active again.
-      this.subscriptions.resendPending();
-    });
-    client.addEventListener('reconnect', (event) => {
-      if (!mine()) return;
-      const detail = event.detail ?? {};
-      this.reconnectAttempt = detail.attempt ?? this.reconnectAttempt + 1;
-      this.reconnectAt = performance.now() + (detail.delayMs ?? 0);
-      this.setState('reconnecting');
-    });
-    client.addEventListener('close', (event) => {
-      if (!mine()) return;
-      // detail: { error?, reconnect }. With reconnect set, a "reconnect" event with the delay
-      // follows at once; until then the state already says reconnecting.
-      const detail = event.detail ?? {};
-      if (detail.error) this.lastError = describeError(detail.error);
-      if (detail.reconnect) {
-        this.reconnectAt = performance.now();
-        this.setState('reconnecting');
-      } else if (detail.error?.code === 'CONNECTION_REFUSED') {
-        this.setState('refused', this.lastError);
-      } else {
-        this.setState('closed', detail.error ? this.lastError : '');
-      }
-    });
-    client.addEventListener('error', (event) => {
-      if (!mine()) return;
-      this.lastError = describeError(event.detail ?? event.error ?? event);
-      this.requestFrame();
-    });
-  }
-
-  async disconnect() {
-    const client = this.client;
-    this.client = null;
-    this.generation = (this.generation ?? 0) + 1;
-    this.subscriptions.markPending();
-    if (client !== null) {
-      this.setState('closed', 'disconnected');
-      try {
-        await client.end();
-      } catch {
-        // Ending a client whose connection already dropped has nothing left to do.
-      }
-    }
-  }
-
-  setState(state, detail = '') {
-    this.state = state;
-    this.stateDetail = detail;
-    this.requestFrame();
-  }
-
-  statusText(now) {
-    switch (this.state) {
-      case 'connecting':
-        return `connecting to ${this.stateDetail}…`;
-      case 'connected':
-        return `connected (MQTT ${this.settings.protocolVersion === 5 ? '5.0' : '3.1.1'})`;
-      case 'reconnecting': {
-        const seconds = Math.max(0, Math.ceil((this.reconnectAt - now) / 1000));
-        const text = seconds > 0 ? `reconnecting in ${seconds} s` : 'reconnecting…';
-        const attempt = this.reconnectAttempt > 0 ? ` (attempt ${this.reconnectAttempt})` : '';
-        return `${text}${attempt}${this.lastError ? ` · ${this.lastError}` : ''}`;
-      }
-      case 'refused':
-        return `refused: ${this.stateDetail}`;
-      default:
-        return this.stateDetail ? `not connected: ${this.stateDetail}` : 'not connected';
-    }
-  }
-
   // ---- messages ----
 
   /** Takes one message from the client: models only, no DOM. */
@@ -336,7 +218,7 @@ export class Dashboard {
       result.textContent = problem;
       return;
     }
-    if (this.client === null) {
+    if (this.connection.client === null) {
       result.classList.add('error');
       result.textContent = 'not connected';
       return;
@@ -345,7 +227,7 @@ export class Dashboard {
     const retain = fields.retain.checked;
     result.textContent = 'publishing…';
     try {
-      await this.client.publish(topic, fields.payload.value, { qos, retain });
+      await this.connection.client.publish(topic, fields.payload.value, { qos, retain });
       this.sent += 1;
       this.rateOut.add(1, performance.now());
       result.textContent = `published to ${topic}${qos > 0 ? ' (acknowledged)' : ''}`;
@@ -379,8 +261,8 @@ export class Dashboard {
   }
 
   async clearRetained(topic, filter) {
-    if (this.client === null) return;
-    await this.client.publish(topic, new Uint8Array(), { qos: 1, retain: true });
+    if (this.connection.client === null) return;
+    await this.connection.client.publish(topic, new Uint8Array(), { qos: 1, retain: true });
     this.tree.unmarkRetained(topic);
     this.sent += 1;
     this.rateOut.add(1, performance.now());
@@ -409,8 +291,8 @@ export class Dashboard {
     if (started - this.lastTick >= TICK_MS) {
       this.lastTick = started;
       const status = el.status;
-      status.dataset.state = this.state;
-      const text = this.statusText(started);
+      status.dataset.state = this.connection.state;
+      const text = this.connection.statusText(started);
       el.statusText.textContent = text;
       el.statusText.title = text;
       el.rateIn.textContent = formatRate(this.rateIn.rate(started));
@@ -432,8 +314,8 @@ export class Dashboard {
   installDebugHook() {
     window.__dashboard = {
       snapshot: () => ({
-        state: this.state,
-        stateDetail: this.stateDetail,
+        state: this.connection.state,
+        stateDetail: this.connection.stateDetail,
         received: this.received,
         sent: this.sent,
         logged: this.log.lastSeq,
