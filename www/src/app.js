@@ -17,9 +17,7 @@
 import { MessageLog } from './model/message-log.js';
 import { TopicTree } from './model/topic-tree.js';
 import { SeriesStore, DEFAULT_BUDGET } from './model/series-store.js';
-import { RateMeter } from './model/rate.js';
-import { decodeText } from './model/payload.js';
-import { MAX_TEXT } from './model/numeric.js';
+import { Traffic } from './model/traffic.js';
 import { filterProblem, topicProblem } from './model/topic-filter.js';
 import { ChartManager } from './ui/charts.js';
 import { LogView } from './ui/log-view.js';
@@ -34,14 +32,11 @@ import { subscriptionFilters, mirrorSubscriptions } from './page-url.js';
 import { findElements } from './elements.js';
 import { Subscriptions } from './subscriptions.js';
 import { Connection } from './connection.js';
+import { messageHandler } from './ingest.js';
 
 const TICK_MS = 250;
 /** Frame work durations kept for the debug hook. */
 const FRAME_SAMPLES = 1024;
-
-/** First byte of a payload that may be a number or JSON (digits, sign, '.', '{', '[', space). */
-const NUMERIC_START = new Uint8Array(256);
-for (const c of '0123456789+-.{[ \t\r\n') NUMERIC_START[c.charCodeAt(0)] = 1;
 
 export class Dashboard {
   constructor() {
@@ -49,10 +44,7 @@ export class Dashboard {
     this.log = new MessageLog(100_000);
     this.tree = new TopicTree();
     this.series = new SeriesStore({ budget: DEFAULT_BUDGET });
-    this.rateIn = new RateMeter();
-    this.rateOut = new RateMeter();
-    this.received = 0;
-    this.sent = 0;
+    this.traffic = new Traffic();
     this.framePending = false;
     this.lastTick = 0;
     this.frameWork = new Float64Array(FRAME_SAMPLES);
@@ -68,20 +60,23 @@ export class Dashboard {
       this.setLogFilter(topic);
     });
     this.subscriptionsView = new SubscriptionsView(el.subscriptionList, (filter) => this.subscriptions.unsubscribe(filter));
-    this.connection = new Connection({
-      loadClient: loadMqttClient,
-      onMessage: (message) => this.handleMessage(message),
-      onChange: () => this.requestFrame(),
-      onConnected: () => this.subscriptions.sendAll(),
-      // The client restores its subscriptions itself; mark them active again.
-      onReconnected: () => this.subscriptions.resendPending(),
-      onDisconnect: () => this.subscriptions.markPending(),
-    });
     this.subscriptions = new Subscriptions({
       client: () => this.connection.client,
       onChange: () => this.subscriptionsView.render(this.subscriptions.list),
       onFiltersChange: mirrorSubscriptions,
       onError: (text) => (el.subscribeError.textContent = text),
+    });
+    this.connection = new Connection({
+      loadClient: loadMqttClient,
+      onMessage: messageHandler(
+        { traffic: this.traffic, subscriptions: this.subscriptions, tree: this.tree, log: this.log, series: this.series },
+        () => this.requestFrame(),
+      ),
+      onChange: () => this.requestFrame(),
+      onConnected: () => this.subscriptions.sendAll(),
+      // The client restores its subscriptions itself; mark them active again.
+      onReconnected: () => this.subscriptions.resendPending(),
+      onDisconnect: () => this.subscriptions.markPending(),
     });
 
     this.settings = loadSettings();
@@ -189,26 +184,6 @@ export class Dashboard {
 
   // ---- messages ----
 
-  /** Takes one message from the client: models only, no DOM. */
-  handleMessage(message) {
-    const now = performance.now();
-    const time = (performance.timeOrigin + now) / 1000;
-    const topic = message.topic;
-    const payload = message.payload;
-    const qos = message.qos ?? 0;
-    const retain = Boolean(message.retain);
-    this.received += 1;
-    this.rateIn.add(1, now);
-    const matching = this.subscriptions.matching(topic);
-    for (let i = 0; i < matching.length; i++) matching[i].count += 1;
-    this.tree.add(topic, payload, retain, qos, time);
-    this.log.add({ topic, payload, qos, retain, time, properties: message.properties });
-    if (payload.length > 0 && payload.length <= MAX_TEXT && NUMERIC_START[payload[0]] === 1) {
-      this.series.ingest(topic, decodeText(payload), time);
-    }
-    this.requestFrame();
-  }
-
   async publishFromForm(fields) {
     const result = this.elements.publishResult;
     const topic = fields.topic.value.trim();
@@ -228,8 +203,7 @@ export class Dashboard {
     result.textContent = 'publishing…';
     try {
       await this.connection.client.publish(topic, fields.payload.value, { qos, retain });
-      this.sent += 1;
-      this.rateOut.add(1, performance.now());
+      this.traffic.countSent(performance.now());
       result.textContent = `published to ${topic}${qos > 0 ? ' (acknowledged)' : ''}`;
     } catch (error) {
       result.classList.add('error');
@@ -264,8 +238,7 @@ export class Dashboard {
     if (this.connection.client === null) return;
     await this.connection.client.publish(topic, new Uint8Array(), { qos: 1, retain: true });
     this.tree.unmarkRetained(topic);
-    this.sent += 1;
-    this.rateOut.add(1, performance.now());
+    this.traffic.countSent(performance.now());
     this.loadRetained(filter);
   }
 
@@ -295,9 +268,9 @@ export class Dashboard {
       const text = this.connection.statusText(started);
       el.statusText.textContent = text;
       el.statusText.title = text;
-      el.rateIn.textContent = formatRate(this.rateIn.rate(started));
-      el.rateOut.textContent = formatRate(this.rateOut.rate(started));
-      el.countIn.textContent = formatCount(this.received);
+      el.rateIn.textContent = formatRate(this.traffic.rateIn.rate(started));
+      el.rateOut.textContent = formatRate(this.traffic.rateOut.rate(started));
+      el.countIn.textContent = formatCount(this.traffic.received);
       el.topicCount.textContent = this.tree.topics ? `(${formatCount(this.tree.topics)})` : '';
       el.logCount.textContent = this.log.paused
         ? `(paused, ${formatCount(this.log.missed)} not logged)`
@@ -316,8 +289,8 @@ export class Dashboard {
       snapshot: () => ({
         state: this.connection.state,
         stateDetail: this.connection.stateDetail,
-        received: this.received,
-        sent: this.sent,
+        received: this.traffic.received,
+        sent: this.traffic.sent,
         logged: this.log.lastSeq,
         logRows: this.log.size(),
         topics: this.tree.topics,
