@@ -18,21 +18,22 @@ import { MessageLog } from './model/message-log.js';
 import { TopicTree } from './model/topic-tree.js';
 import { SeriesStore, DEFAULT_BUDGET } from './model/series-store.js';
 import { Traffic } from './model/traffic.js';
-import { filterProblem, topicProblem } from './model/topic-filter.js';
+import { filterProblem } from './model/topic-filter.js';
 import { ChartManager } from './ui/charts.js';
 import { LogView } from './ui/log-view.js';
 import { TreeView } from './ui/tree-view.js';
-import { SubscriptionsView, SeriesTable, renderRetained } from './ui/panels.js';
+import { SubscriptionsView, SeriesTable } from './ui/panels.js';
 import { formatCount, formatRate } from './ui/dom.js';
 import { onThemeChange } from './ui/theme.js';
 import { loadMqttClient } from './mqtt.js';
-import { describeError } from './errors.js';
 import { loadSettings, saveSettings, settingsFromForm } from './settings.js';
 import { subscriptionFilters, mirrorSubscriptions } from './page-url.js';
 import { findElements } from './elements.js';
 import { Subscriptions } from './subscriptions.js';
 import { Connection } from './connection.js';
 import { messageHandler } from './ingest.js';
+import { bindPublishForm } from './publish.js';
+import { bindRetainedPanel } from './retained.js';
 
 const TICK_MS = 250;
 /** Frame work durations kept for the debug hook. */
@@ -162,17 +163,14 @@ export class Dashboard {
       this.requestFrame();
     });
 
-    el.publishForm.addEventListener('submit', (event) => {
-      event.preventDefault();
-      this.publishFromForm(event.target.elements);
-    });
-    el.retainedForm.addEventListener('submit', (event) => {
-      event.preventDefault();
-      this.loadRetained(event.target.elements.filter.value.trim());
-    });
-    el.retained.addEventListener('toggle', (event) => {
-      if (event.target.open) this.loadRetained(el.retainedForm.elements.filter.value.trim());
-    });
+    const client = () => this.connection.client;
+    const onSent = () => this.traffic.countSent(performance.now());
+    const onDone = () => this.requestFrame();
+    bindPublishForm(el.publishForm, el.publishResult, { client, onSent, onDone });
+    bindRetainedPanel(
+      { details: el.retained, form: el.retainedForm, status: el.retainedStatus, list: el.retainedList },
+      { tree: this.tree, client, onSent, onDone },
+    );
   }
 
   setLogFilter(text) {
@@ -183,64 +181,6 @@ export class Dashboard {
   }
 
   // ---- messages ----
-
-  async publishFromForm(fields) {
-    const result = this.elements.publishResult;
-    const topic = fields.topic.value.trim();
-    const problem = topicProblem(topic);
-    result.classList.toggle('error', problem !== null);
-    if (problem !== null) {
-      result.textContent = problem;
-      return;
-    }
-    if (this.connection.client === null) {
-      result.classList.add('error');
-      result.textContent = 'not connected';
-      return;
-    }
-    const qos = Number(fields.qos.value);
-    const retain = fields.retain.checked;
-    result.textContent = 'publishing…';
-    try {
-      await this.connection.client.publish(topic, fields.payload.value, { qos, retain });
-      this.traffic.countSent(performance.now());
-      result.textContent = `published to ${topic}${qos > 0 ? ' (acknowledged)' : ''}`;
-    } catch (error) {
-      result.classList.add('error');
-      result.textContent = `not published: ${describeError(error)}`;
-    }
-    this.requestFrame();
-  }
-
-  async loadRetained(filter) {
-    const status = this.elements.retainedStatus;
-    status.classList.remove('error');
-    status.textContent = 'loading…';
-    try {
-      const response = await fetch(`/api/v1/retained?filter=${encodeURIComponent(filter)}&limit=1000`);
-      const body = await response.json();
-      if (!response.ok) throw new Error(body.error ?? `HTTP ${response.status}`);
-      const time = Date.now() / 1000;
-      for (const message of body) {
-        const payload = message.encoding === 'utf8' ? new TextEncoder().encode(message.payload) : base64Bytes(message.payload);
-        this.tree.markRetained(message.topic, payload, message.qos, time);
-      }
-      status.textContent = body.length === 0 ? 'no retained messages match' : `${formatCount(body.length)} retained message${body.length === 1 ? '' : 's'}`;
-      renderRetained(this.elements.retainedList, body, (topic) => this.clearRetained(topic, filter));
-    } catch (error) {
-      status.classList.add('error');
-      status.textContent = `could not load: ${describeError(error)}`;
-    }
-    this.requestFrame();
-  }
-
-  async clearRetained(topic, filter) {
-    if (this.connection.client === null) return;
-    await this.connection.client.publish(topic, new Uint8Array(), { qos: 1, retain: true });
-    this.tree.unmarkRetained(topic);
-    this.traffic.countSent(performance.now());
-    this.loadRetained(filter);
-  }
 
   // ---- drawing ----
 
@@ -311,11 +251,4 @@ export class Dashboard {
       },
     };
   }
-}
-
-function base64Bytes(text) {
-  const binary = atob(text);
-  const bytes = new Uint8Array(binary.length);
-  for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
-  return bytes;
 }
