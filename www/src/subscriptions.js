@@ -24,7 +24,7 @@ export class Subscriptions {
    * @param {(text: string) => void} hooks.onError an unsubscribe failed
    */
   constructor({ client, onChange, onFiltersChange, onError }) {
-    this.client = client;
+    this.currentClient = client;
     this.onChange = onChange;
     this.onFiltersChange = onFiltersChange;
     this.onError = onError;
@@ -58,12 +58,12 @@ export class Subscriptions {
     const subscription = this.add(filter, qos);
     this.onFiltersChange(this.filters());
     this.onChange();
-    if (this.client() !== null) this.send(subscription);
+    if (this.currentClient() !== null) this.send(subscription);
   }
 
   /** Sends one SUBSCRIBE and records the broker's answer on the entry. */
   async send(subscription) {
-    const client = this.client();
+    const client = this.currentClient();
     if (client === null) return;
     try {
       const { qos, reasonCode } = await client.subscribe(subscription.filter, { qos: subscription.qos });
@@ -77,7 +77,7 @@ export class Subscriptions {
     } catch (error) {
       // A client that was replaced meanwhile fails its pending calls; that says nothing about
       // the filter, which the new client sends again.
-      if (client !== this.client()) return;
+      if (client !== this.currentClient()) return;
       subscription.status = 'refused';
       subscription.reason = describeError(error);
     }
@@ -109,7 +109,7 @@ export class Subscriptions {
     this.matchCache.clear();
     this.onFiltersChange(this.filters());
     this.onChange();
-    const client = this.client();
+    const client = this.currentClient();
     if (client !== null && subscription.status !== 'refused') {
       try {
         await client.unsubscribe(filter);

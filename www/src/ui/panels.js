@@ -1,6 +1,7 @@
-// The smaller panels: subscriptions (with per-filter counts), the series table (which series
-// goes on which chart, CSV export), the publish form and the retained-messages browser.
-// Each is given the data it shows and a callback per action, never the dashboard itself.
+// The smaller panels' rendering: subscriptions (with per-filter counts), the series table
+// (which series goes on which chart, CSV export) and the list of retained messages (loaded by
+// retained.js). Each is given the data it shows and a callback per action, never the
+// dashboard itself.
 
 import { h, formatCount, download } from './dom.js';
 import { seriesColor } from './theme.js';
