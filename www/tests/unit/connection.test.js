@@ -173,7 +173,7 @@ test('an error event is remembered and redrawn without changing the state', asyn
 });
 
 test('Disconnect ends the client, and its later events are ignored', async () => {
-  const { connection, attempts, messages } = setup();
+  const { connection, attempts, messages, calls } = setup();
   const done = connection.connect(settings);
   await settle();
   attempts[0].accept();
@@ -184,8 +184,14 @@ test('Disconnect ends the client, and its later events are ignored', async () =>
   assert.equal(connection.client, null);
   assert.equal(connection.state, 'closed');
   assert.equal(connection.statusText(0), 'not connected: disconnected');
+  calls.length = 0;
   client.emit('close', { error: new Error('late'), reconnect: true });
+  client.emit('reconnect', { attempt: 1, delayMs: 500 });
+  client.emit('connect');
+  client.emit('error', new Error('late error'));
   assert.equal(connection.state, 'closed');
+  assert.equal(connection.lastError, '');
+  assert.deepEqual(calls, [], 'nothing redrawn, nothing resubscribed');
   // Messages still in flight from the old client are still counted.
   client.deliver({ topic: 'a' });
   assert.deepEqual(messages, [{ topic: 'a' }]);

@@ -136,6 +136,7 @@ test('matching is cached per topic and follows additions and removals', () => {
   assert.deepEqual(subscriptions.matching('office/temp'), []);
   subscriptions.add('office/#', 0);
   assert.deepEqual(subscriptions.matching('office/temp').map((s) => s.filter), ['office/#']);
+  assert.equal(subscriptions.matching('home/kitchen/temp').length, 2);
   subscriptions.unsubscribe('home/#');
   assert.deepEqual(subscriptions.matching('home/kitchen/temp').map((s) => s.filter), ['home/+/temp']);
 });
