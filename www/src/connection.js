@@ -7,8 +7,9 @@
 //
 // Each `connect` makes a new client and drops the old one. Connecting is asynchronous, so a
 // generation number tells a stale attempt (one overtaken by a newer Connect or a Disconnect)
-// from the current one, and events from a dropped client are ignored. Nothing here touches
-// the DOM: changes are announced through `onChange`, and drawn in the next frame.
+// from the current one, and the state events of a dropped client are ignored (its messages
+// still in flight are not: they did arrive). Nothing here touches the DOM: changes are
+// announced through `onChange`, and drawn in the next frame.
 
 import { describeError } from './errors.js';
 
@@ -84,7 +85,7 @@ export class Connection {
     this.onConnected();
   }
 
-  /** Follows `client`'s messages and events; events of a client since dropped are ignored. */
+  /** Follows `client`'s messages and events; the events of a client since dropped are ignored. */
   attach(client) {
     const handle = this.onMessage;
     // Batches, where the client offers them, cost one call per batch instead of per message.
