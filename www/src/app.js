@@ -1,599 +1,169 @@
-// Dashboard: owns the page's state and the MQTT connection, and ties the models to the views.
+// Dashboard: builds the page from its parts and wires them together. It is the one module that
+// knows them all; every part is handed only the elements, models and callbacks it works with.
 //
-// Data flow: the client's messages go through `handleMessage`, which only updates models
-// (counters, topic tree, log, series buffers) and asks for a frame. All DOM work happens in
-// `frame()`, at most once per requestAnimationFrame, plus a 250 ms tick for clocks (rates, the
-// reconnect countdown, sliding chart windows). So the cost per message is a few map lookups and,
-// for numeric payloads, one JSON.parse; the cost per frame is bounded by what is on screen.
+// Data flow: the client's messages go through ingest.js, which only updates models (counts,
+// topic tree, log, series buffers) and asks for a frame. All DOM work happens in `draw`, called
+// by the frame scheduler at most once per animation frame, with a tick every 250 ms for the
+// slower parts and the clocks (rates, the reconnect countdown, sliding chart windows). So the
+// cost per message is a few map lookups and, for numeric payloads, one JSON.parse; the cost per
+// frame is bounded by what is on screen.
 //
-// Connection states shown (the status element's data-state): connecting, connected,
-// reconnecting (with a countdown to the next attempt), refused (with the broker's or the
-// network's reason) and closed. Subscriptions live here, not in the client: they are re-sent
-// when a new client is made (Connect), and the client itself restores them after a reconnect.
-//
-// The subscriptions are mirrored in the page's URL (`?sub=filter&sub=...`), and subscribed on
-// load, so a view can be bookmarked or shared.
+// Where the rest lives: connection.js (the client and the connection states), subscriptions.js
+// (the filters, re-sent to each new client), page-url.js (`?sub=` in the address), settings.js
+// (localStorage), publish.js and retained.js (those two panels), controls.js (the other
+// controls), frame-scheduler.js (the drawing loop), debug-hook.js (`window.__dashboard`).
 
 import { MessageLog } from './model/message-log.js';
 import { TopicTree } from './model/topic-tree.js';
 import { SeriesStore, DEFAULT_BUDGET } from './model/series-store.js';
-import { RateMeter } from './model/rate.js';
-import { decodeText } from './model/payload.js';
-import { MAX_TEXT } from './model/numeric.js';
-import { topicMatches, filterProblem, topicProblem } from './model/topic-filter.js';
+import { Traffic } from './model/traffic.js';
 import { ChartManager } from './ui/charts.js';
 import { LogView } from './ui/log-view.js';
 import { TreeView } from './ui/tree-view.js';
-import { SubscriptionsView, SeriesTable, renderRetained } from './ui/panels.js';
+import { SubscriptionsView, SeriesTable } from './ui/panels.js';
 import { formatCount, formatRate } from './ui/dom.js';
 import { onThemeChange } from './ui/theme.js';
 import { loadMqttClient } from './mqtt.js';
+import { findElements } from './elements.js';
+import { loadSettings, saveSettings } from './settings.js';
+import { subscriptionFilters, mirrorSubscriptions } from './page-url.js';
+import { Subscriptions } from './subscriptions.js';
+import { Connection } from './connection.js';
+import { messageHandler } from './ingest.js';
+import { bindConnectionPanel, bindSubscribeForm, bindPlotToolbar, bindLogToolbar } from './controls.js';
+import { bindPublishForm } from './publish.js';
+import { bindRetainedPanel } from './retained.js';
+import { FrameScheduler } from './frame-scheduler.js';
+import { installDebugHook } from './debug-hook.js';
 
-const TICK_MS = 250;
-const SETTINGS_KEY = 'mqtt-gateway-dashboard';
-/** Topics whose matching subscriptions are cached (a cache, so bounded by clearing). */
-const MATCH_CACHE_LIMIT = 10_000;
-/** Frame work durations kept for the debug hook. */
-const FRAME_SAMPLES = 1024;
-
-/** First byte of a payload that may be a number or JSON (digits, sign, '.', '{', '[', space). */
-const NUMERIC_START = new Uint8Array(256);
-for (const c of '0123456789+-.{[ \t\r\n') NUMERIC_START[c.charCodeAt(0)] = 1;
+/** Messages the log keeps (the oldest go first). */
+const LOG_CAPACITY = 100_000;
 
 export class Dashboard {
   constructor() {
-    const $ = (id) => document.getElementById(id);
-    this.$ = $;
-    this.log = new MessageLog(100_000);
+    const el = (this.elements = findElements());
+
+    // Models: plain data, no DOM.
+    this.log = new MessageLog(LOG_CAPACITY);
     this.tree = new TopicTree();
     this.series = new SeriesStore({ budget: DEFAULT_BUDGET });
-    this.rateIn = new RateMeter();
-    this.rateOut = new RateMeter();
-    this.received = 0;
-    this.sent = 0;
-    /** @type {{filter: string, qos: number, granted: number, status: string, reason: string, count: number}[]} */
-    this.subscriptions = [];
-    this.matchCache = new Map();
-    this.client = null;
-    this.state = 'closed';
-    this.stateDetail = '';
-    this.reconnectAt = 0;
-    this.reconnectAttempt = 0;
-    this.lastError = '';
-    this.framePending = false;
-    this.lastTick = 0;
-    this.frameWork = new Float64Array(FRAME_SAMPLES);
-    this.frames = 0;
+    this.traffic = new Traffic();
 
-    this.charts = new ChartManager($('charts'), this.series);
+    this.scheduler = new FrameScheduler((now, tick) => this.draw(now, tick));
+    const requestFrame = () => this.scheduler.request();
+
+    // Views.
+    this.charts = new ChartManager(el.charts, this.series);
     this.series.onSeries = (series) => this.charts.place(series);
-    this.seriesTable = new SeriesTable($('series-list'), $('series-count'), this.series, this.charts);
+    this.seriesTable = new SeriesTable(el.seriesList, el.seriesCount, this.series, this.charts);
+    // The series table is rebuilt in the next frame, once however many series arrived.
+    this.layoutChanged = false;
     this.charts.onLayoutChange = () => (this.layoutChanged = true);
-    this.logView = new LogView($('log-list'), $('log-detail'), this.log);
-    this.treeView = new TreeView($('topic-tree'), this.tree, (topic) => {
-      $('log-filter').value = topic;
-      this.setLogFilter(topic);
-    });
-    this.subscriptionsView = new SubscriptionsView($('subscription-list'), this);
-
-    this.settings = this.loadSettings();
-    this.bindControls();
-    onThemeChange(() => this.charts.restyle());
-    setInterval(() => this.requestFrame(), TICK_MS);
-    this.installDebugHook();
-  }
-
-  /** Subscribes to the URL's `sub` filters and connects. */
-  start() {
-    const params = new URLSearchParams(location.search);
-    for (const filter of params.getAll('sub')) {
-      if (filter !== '' && filterProblem(filter) === null) this.addSubscription(filter, 0);
-    }
-    this.subscriptionsView.render();
-    this.connect();
-  }
-
-  // ---- settings and controls ----
-
-  loadSettings() {
-    const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
-    const defaults = {
-      url: `${scheme}//${location.host}/mqtt`,
-      clientId: `dashboard-${Math.random().toString(36).slice(2, 10)}`,
-      protocolVersion: 5,
-      keepalive: 30,
-      username: '',
-      password: '',
+    this.logView = new LogView(el.logList, el.logDetail, this.log);
+    const setLogFilter = (text) => {
+      this.logView.setFilter(text);
+      requestFrame();
     };
-    let saved = {};
-    try {
-      saved = JSON.parse(localStorage.getItem(SETTINGS_KEY) ?? '{}');
-    } catch {
-      saved = {};
-    }
-    const params = new URLSearchParams(location.search);
-    const settings = { ...defaults, ...saved, password: '' };
-    // A saved client id would make two tabs take each other over; keep the fresh one.
-    settings.clientId = defaults.clientId;
-    if (params.get('url')) settings.url = params.get('url');
-    if (params.get('protocol') === '4' || params.get('protocol') === '5') settings.protocolVersion = Number(params.get('protocol'));
-    return settings;
-  }
+    this.treeView = new TreeView(el.topicTree, this.tree, (topic) => {
+      el.logFilter.value = topic;
+      setLogFilter(topic);
+    });
+    this.subscriptionsView = new SubscriptionsView(el.subscriptionList, (filter) => this.subscriptions.unsubscribe(filter));
 
-  saveSettings() {
-    const { url, protocolVersion, keepalive, username } = this.settings;
-    try {
-      localStorage.setItem(SETTINGS_KEY, JSON.stringify({ url, protocolVersion, keepalive, username }));
-    } catch {
-      // Storage can be unavailable (private mode); settings then last for this page only.
-    }
-  }
-
-  bindControls() {
-    const $ = this.$;
-    const form = $('connection');
-    for (const [name, value] of Object.entries(this.settings)) {
-      if (form.elements[name]) form.elements[name].value = String(value);
-    }
-    $('connection-toggle').addEventListener('click', () => {
-      form.hidden = !form.hidden;
-      $('connection-toggle').setAttribute('aria-expanded', String(!form.hidden));
+    // Subscriptions and the connection, which follow each other.
+    this.subscriptions = new Subscriptions({
+      client: () => this.connection.client,
+      onChange: () => this.subscriptionsView.render(this.subscriptions.list),
+      onFiltersChange: mirrorSubscriptions,
+      onError: (text) => (el.subscribeError.textContent = text),
     });
-    form.addEventListener('submit', (event) => {
-      event.preventDefault();
-      const fields = form.elements;
-      this.settings = {
-        url: fields.url.value.trim(),
-        clientId: fields.clientId.value.trim(),
-        protocolVersion: Number(fields.protocolVersion.value),
-        keepalive: Number(fields.keepalive.value) || 0,
-        username: fields.username.value,
-        password: fields.password.value,
-      };
-      this.saveSettings();
-      this.connect();
-    });
-    $('disconnect').addEventListener('click', () => this.disconnect());
-
-    $('subscribe-form').addEventListener('submit', (event) => {
-      event.preventDefault();
-      const fields = event.target.elements;
-      const filter = fields.filter.value.trim();
-      const problem = filterProblem(filter);
-      $('subscribe-error').textContent = problem ?? '';
-      if (problem !== null) return;
-      this.subscribe(filter, Number(fields.qos.value));
-      fields.filter.value = '';
-    });
-
-    $('plot-window').addEventListener('change', (event) => this.charts.setWindow(Number(event.target.value)));
-    const budget = $('plot-budget');
-    budget.value = String(this.series.budget);
-    budget.addEventListener('change', () => {
-      const value = Math.round(Number(budget.value));
-      if (Number.isFinite(value) && value >= 10) {
-        this.series.setBudget(value);
-        this.charts.setWindow(this.charts.windowSeconds);
-      } else {
-        budget.value = String(this.series.budget);
-      }
-    });
-    $('plot-pause').addEventListener('click', (event) => {
-      const paused = !this.charts.paused;
-      this.charts.setPaused(paused);
-      event.target.setAttribute('aria-pressed', String(paused));
-      event.target.textContent = paused ? 'Resume' : 'Pause';
-    });
-    $('plot-add').addEventListener('click', () => this.charts.addChart());
-
-    let filterTimer = 0;
-    $('log-filter').addEventListener('input', (event) => {
-      clearTimeout(filterTimer);
-      filterTimer = setTimeout(() => this.setLogFilter(event.target.value), 150);
-    });
-    $('log-format').addEventListener('change', (event) => this.logView.setFormat(event.target.value));
-    $('log-pause').addEventListener('click', (event) => {
-      this.log.setPaused(!this.log.paused);
-      event.target.setAttribute('aria-pressed', String(this.log.paused));
-      event.target.textContent = this.log.paused ? 'Resume' : 'Pause';
-      this.requestFrame();
-    });
-    $('log-clear').addEventListener('click', () => {
-      this.log.clear();
-      this.logView.select(0);
-      this.requestFrame();
-    });
-
-    $('publish-form').addEventListener('submit', (event) => {
-      event.preventDefault();
-      this.publishFromForm(event.target.elements);
-    });
-    $('retained-form').addEventListener('submit', (event) => {
-      event.preventDefault();
-      this.loadRetained(event.target.elements.filter.value.trim());
-    });
-    $('retained').addEventListener('toggle', (event) => {
-      if (event.target.open) this.loadRetained($('retained-form').elements.filter.value.trim());
-    });
-  }
-
-  setLogFilter(text) {
-    this.log.setFilter(text);
-    this.$('log-list').scrollTop = 0;
-    this.logView.topSeq = 0;
-    this.requestFrame();
-  }
-
-  // ---- connection ----
-
-  async connect() {
-    await this.disconnect();
-    const settings = this.settings;
-    this.setState('connecting', settings.url);
-    const generation = (this.generation = (this.generation ?? 0) + 1);
-    let client;
-    try {
-      const MqttClient = await loadMqttClient();
-      const options = {
-        clientId: settings.clientId,
-        protocolVersion: settings.protocolVersion,
-        keepalive: settings.keepalive,
-        clean: true,
-        reconnect: { minDelayMs: 500, maxDelayMs: 10_000 },
-      };
-      if (settings.username) options.username = settings.username;
-      if (settings.password) options.password = settings.password;
-      client = await MqttClient.connect(settings.url, options);
-    } catch (error) {
-      if (generation === this.generation) this.setState('refused', describeError(error));
-      return;
-    }
-    if (generation !== this.generation) {
-      client.end().catch(() => {});
-      return;
-    }
-    this.client = client;
-    this.attachClient(client);
-    this.lastError = '';
-    this.setState('connected');
-    for (const subscription of this.subscriptions) this.sendSubscribe(subscription);
-  }
-
-  attachClient(client) {
-    const handle = (message) => this.handleMessage(message);
-    if (typeof client.onMessages === 'function') {
-      client.onMessages((batch) => {
-        for (let i = 0; i < batch.length; i++) handle(batch[i]);
-      });
-    } else {
-      client.onMessage(handle);
-    }
-    const mine = () => this.client === client;
-    client.addEventListener('connect', () => {
-      if (!mine()) return;
-      this.lastError = '';
-      this.reconnectAttempt = 0;
-      this.setState('connected');
+    this.connection = new Connection({
+      loadClient: loadMqttClient,
+      onMessage: messageHandler(
+        { traffic: this.traffic, subscriptions: this.subscriptions, tree: this.tree, log: this.log, series: this.series },
+        requestFrame,
+      ),
+      onChange: requestFrame,
+      onConnected: () => this.subscriptions.sendAll(),
       // The client restores its subscriptions itself; mark them active again.
-      for (const subscription of this.subscriptions) {
-        if (subscription.status === 'pending') this.sendSubscribe(subscription);
-      }
+      onReconnected: () => this.subscriptions.resendPending(),
+      onDisconnect: () => this.subscriptions.markPending(),
     });
-    client.addEventListener('reconnect', (event) => {
-      if (!mine()) return;
-      const detail = event.detail ?? {};
-      this.reconnectAttempt = detail.attempt ?? this.reconnectAttempt + 1;
-      this.reconnectAt = performance.now() + (detail.delayMs ?? 0);
-      this.setState('reconnecting');
+
+    // Controls.
+    this.settings = loadSettings();
+    bindConnectionPanel({ toggle: el.connectionToggle, form: el.connectionForm, disconnect: el.disconnect }, this.settings, {
+      onConnect: (settings) => {
+        this.settings = settings;
+        saveSettings(settings);
+        this.connection.connect(settings);
+      },
+      onDisconnect: () => this.connection.disconnect(),
     });
-    client.addEventListener('close', (event) => {
-      if (!mine()) return;
-      // detail: { error?, reconnect }. With reconnect set, a "reconnect" event with the delay
-      // follows at once; until then the state already says reconnecting.
-      const detail = event.detail ?? {};
-      if (detail.error) this.lastError = describeError(detail.error);
-      if (detail.reconnect) {
-        this.reconnectAt = performance.now();
-        this.setState('reconnecting');
-      } else if (detail.error?.code === 'CONNECTION_REFUSED') {
-        this.setState('refused', this.lastError);
-      } else {
-        this.setState('closed', detail.error ? this.lastError : '');
-      }
-    });
-    client.addEventListener('error', (event) => {
-      if (!mine()) return;
-      this.lastError = describeError(event.detail ?? event.error ?? event);
-      this.requestFrame();
-    });
+    bindSubscribeForm({ form: el.subscribeForm, error: el.subscribeError }, (filter, qos) => this.subscriptions.subscribe(filter, qos));
+    bindPlotToolbar({ windowSelect: el.plotWindow, budget: el.plotBudget, pause: el.plotPause, add: el.plotAdd }, { charts: this.charts, series: this.series });
+    bindLogToolbar(
+      { filter: el.logFilter, format: el.logFormat, pause: el.logPause, clear: el.logClear },
+      { log: this.log, logView: this.logView, onFilter: setLogFilter, onChange: requestFrame },
+    );
+    const client = () => this.connection.client;
+    const onSent = () => this.traffic.countSent(performance.now());
+    bindPublishForm(el.publishForm, el.publishResult, { client, onSent, onDone: requestFrame });
+    bindRetainedPanel(
+      { details: el.retained, form: el.retainedForm, status: el.retainedStatus, list: el.retainedList },
+      { tree: this.tree, client, onSent, onDone: requestFrame },
+    );
+
+    onThemeChange(() => this.charts.restyle());
+    this.scheduler.start();
+    installDebugHook(
+      {
+        connection: this.connection,
+        traffic: this.traffic,
+        log: this.log,
+        tree: this.tree,
+        subscriptions: this.subscriptions,
+        series: this.series,
+        charts: this.charts,
+      },
+      this.scheduler,
+    );
   }
 
-  async disconnect() {
-    const client = this.client;
-    this.client = null;
-    this.generation = (this.generation ?? 0) + 1;
-    for (const subscription of this.subscriptions) subscription.status = 'pending';
-    if (client !== null) {
-      this.setState('closed', 'disconnected');
-      try {
-        await client.end();
-      } catch {
-        // Ending a client whose connection already dropped has nothing left to do.
-      }
-    }
+  /** Subscribes to the address's `sub` filters and connects. */
+  start() {
+    for (const filter of subscriptionFilters(location.search)) this.subscriptions.add(filter, 0);
+    this.subscriptionsView.render(this.subscriptions.list);
+    this.connection.connect(this.settings);
   }
 
-  setState(state, detail = '') {
-    this.state = state;
-    this.stateDetail = detail;
-    this.requestFrame();
-  }
-
-  statusText(now) {
-    switch (this.state) {
-      case 'connecting':
-        return `connecting to ${this.stateDetail}…`;
-      case 'connected':
-        return `connected (MQTT ${this.settings.protocolVersion === 5 ? '5.0' : '3.1.1'})`;
-      case 'reconnecting': {
-        const seconds = Math.max(0, Math.ceil((this.reconnectAt - now) / 1000));
-        const text = seconds > 0 ? `reconnecting in ${seconds} s` : 'reconnecting…';
-        const attempt = this.reconnectAttempt > 0 ? ` (attempt ${this.reconnectAttempt})` : '';
-        return `${text}${attempt}${this.lastError ? ` · ${this.lastError}` : ''}`;
-      }
-      case 'refused':
-        return `refused: ${this.stateDetail}`;
-      default:
-        return this.stateDetail ? `not connected: ${this.stateDetail}` : 'not connected';
-    }
-  }
-
-  // ---- subscriptions ----
-
-  addSubscription(filter, qos) {
-    let subscription = this.subscriptions.find((s) => s.filter === filter);
-    if (subscription === undefined) {
-      subscription = { filter, qos, granted: qos, status: 'pending', reason: '', count: 0 };
-      this.subscriptions.push(subscription);
-      this.matchCache.clear();
-    } else {
-      subscription.qos = qos;
-      subscription.status = 'pending';
-    }
-    return subscription;
-  }
-
-  subscribe(filter, qos) {
-    const subscription = this.addSubscription(filter, qos);
-    this.syncUrl();
-    this.subscriptionsView.render();
-    if (this.client !== null) this.sendSubscribe(subscription);
-  }
-
-  async sendSubscribe(subscription) {
-    const client = this.client;
-    if (client === null) return;
-    try {
-      const { qos, reasonCode } = await client.subscribe(subscription.filter, { qos: subscription.qos });
-      if (reasonCode !== undefined && reasonCode >= 0x80) {
-        subscription.status = 'refused';
-        subscription.reason = `reason 0x${reasonCode.toString(16)}`;
-      } else {
-        subscription.status = 'active';
-        subscription.granted = qos ?? subscription.qos;
-      }
-    } catch (error) {
-      if (client !== this.client) return;
-      subscription.status = 'refused';
-      subscription.reason = describeError(error);
-    }
-    this.subscriptionsView.render();
-  }
-
-  async unsubscribe(filter) {
-    const subscription = this.subscriptions.find((s) => s.filter === filter);
-    if (subscription === undefined) return;
-    this.subscriptions = this.subscriptions.filter((s) => s !== subscription);
-    this.matchCache.clear();
-    this.syncUrl();
-    this.subscriptionsView.render();
-    if (this.client !== null && subscription.status !== 'refused') {
-      try {
-        await this.client.unsubscribe(filter);
-      } catch (error) {
-        this.$('subscribe-error').textContent = `unsubscribe ${filter}: ${describeError(error)}`;
-      }
-    }
-  }
-
-  /** Mirrors the subscriptions in the address bar, keeping other parameters. */
-  syncUrl() {
-    const params = new URLSearchParams(location.search);
-    params.delete('sub');
-    for (const subscription of this.subscriptions) params.append('sub', subscription.filter);
-    const query = params.toString();
-    history.replaceState(null, '', `${location.pathname}${query ? `?${query}` : ''}${location.hash}`);
-  }
-
-  /** The subscriptions whose filters match `topic`, cached per topic. */
-  subscriptionsFor(topic) {
-    let matching = this.matchCache.get(topic);
-    if (matching === undefined) {
-      if (this.matchCache.size >= MATCH_CACHE_LIMIT) this.matchCache.clear();
-      matching = this.subscriptions.filter((s) => topicMatches(s.filter, topic));
-      this.matchCache.set(topic, matching);
-    }
-    return matching;
-  }
-
-  // ---- messages ----
-
-  /** Takes one message from the client: models only, no DOM. */
-  handleMessage(message) {
-    const now = performance.now();
-    const time = (performance.timeOrigin + now) / 1000;
-    const topic = message.topic;
-    const payload = message.payload;
-    const qos = message.qos ?? 0;
-    const retain = Boolean(message.retain);
-    this.received += 1;
-    this.rateIn.add(1, now);
-    const matching = this.subscriptionsFor(topic);
-    for (let i = 0; i < matching.length; i++) matching[i].count += 1;
-    this.tree.add(topic, payload, retain, qos, time);
-    this.log.add({ topic, payload, qos, retain, time, properties: message.properties });
-    if (payload.length > 0 && payload.length <= MAX_TEXT && NUMERIC_START[payload[0]] === 1) {
-      this.series.ingest(topic, decodeText(payload), time);
-    }
-    this.requestFrame();
-  }
-
-  async publishFromForm(fields) {
-    const result = this.$('publish-result');
-    const topic = fields.topic.value.trim();
-    const problem = topicProblem(topic);
-    result.classList.toggle('error', problem !== null);
-    if (problem !== null) {
-      result.textContent = problem;
-      return;
-    }
-    if (this.client === null) {
-      result.classList.add('error');
-      result.textContent = 'not connected';
-      return;
-    }
-    const qos = Number(fields.qos.value);
-    const retain = fields.retain.checked;
-    result.textContent = 'publishing…';
-    try {
-      await this.client.publish(topic, fields.payload.value, { qos, retain });
-      this.sent += 1;
-      this.rateOut.add(1, performance.now());
-      result.textContent = `published to ${topic}${qos > 0 ? ' (acknowledged)' : ''}`;
-    } catch (error) {
-      result.classList.add('error');
-      result.textContent = `not published: ${describeError(error)}`;
-    }
-    this.requestFrame();
-  }
-
-  async loadRetained(filter) {
-    const status = this.$('retained-status');
-    status.classList.remove('error');
-    status.textContent = 'loading…';
-    try {
-      const response = await fetch(`/api/v1/retained?filter=${encodeURIComponent(filter)}&limit=1000`);
-      const body = await response.json();
-      if (!response.ok) throw new Error(body.error ?? `HTTP ${response.status}`);
-      const time = Date.now() / 1000;
-      for (const message of body) {
-        const payload = message.encoding === 'utf8' ? new TextEncoder().encode(message.payload) : base64Bytes(message.payload);
-        this.tree.markRetained(message.topic, payload, message.qos, time);
-      }
-      status.textContent = body.length === 0 ? 'no retained messages match' : `${formatCount(body.length)} retained message${body.length === 1 ? '' : 's'}`;
-      renderRetained(this.$('retained-list'), body, (topic) => this.clearRetained(topic, filter));
-    } catch (error) {
-      status.classList.add('error');
-      status.textContent = `could not load: ${describeError(error)}`;
-    }
-    this.requestFrame();
-  }
-
-  async clearRetained(topic, filter) {
-    if (this.client === null) return;
-    await this.client.publish(topic, new Uint8Array(), { qos: 1, retain: true });
-    this.tree.unmarkRetained(topic);
-    this.sent += 1;
-    this.rateOut.add(1, performance.now());
-    this.loadRetained(filter);
-  }
-
-  // ---- drawing ----
-
-  requestFrame() {
-    if (this.framePending) return;
-    this.framePending = true;
-    requestAnimationFrame((timestamp) => this.frame(timestamp));
-  }
-
-  frame() {
-    this.framePending = false;
-    const started = performance.now();
-    const $ = this.$;
+  /**
+   * One frame: charts and the log every frame (each skips work when nothing changed); texts,
+   * counts and the topic tree on ticks only, since they change faster than anyone reads them.
+   */
+  draw(now, tick) {
+    const el = this.elements;
     if (this.layoutChanged) {
       this.layoutChanged = false;
       this.seriesTable.render();
-      $('plots-empty').hidden = this.series.list.length > 0;
+      el.plotsEmpty.hidden = this.series.list.length > 0;
     }
-    this.charts.update(started);
+    this.charts.update(now);
     this.logView.update();
-    if (started - this.lastTick >= TICK_MS) {
-      this.lastTick = started;
-      const status = $('status');
-      status.dataset.state = this.state;
-      const text = this.statusText(started);
-      $('status-text').textContent = text;
-      $('status-text').title = text;
-      $('rate-in').textContent = formatRate(this.rateIn.rate(started));
-      $('rate-out').textContent = formatRate(this.rateOut.rate(started));
-      $('count-in').textContent = formatCount(this.received);
-      $('topic-count').textContent = this.tree.topics ? `(${formatCount(this.tree.topics)})` : '';
-      $('log-count').textContent = this.log.paused
-        ? `(paused, ${formatCount(this.log.missed)} not logged)`
-        : `(${formatCount(this.log.size())}${this.log.filter ? ' matching' : ''})`;
-      this.treeView.update();
-      this.subscriptionsView.updateCounts();
-      this.seriesTable.updateCounts();
-    }
-    this.frameWork[this.frames % FRAME_SAMPLES] = performance.now() - started;
-    this.frames += 1;
+    if (!tick) return;
+    el.status.dataset.state = this.connection.state;
+    const text = this.connection.statusText(now);
+    el.statusText.textContent = text;
+    el.statusText.title = text;
+    el.rateIn.textContent = formatRate(this.traffic.rateIn.rate(now));
+    el.rateOut.textContent = formatRate(this.traffic.rateOut.rate(now));
+    el.countIn.textContent = formatCount(this.traffic.received);
+    el.topicCount.textContent = this.tree.topics ? `(${formatCount(this.tree.topics)})` : '';
+    el.logCount.textContent = this.log.paused
+      ? `(paused, ${formatCount(this.log.missed)} not logged)`
+      : `(${formatCount(this.log.size())}${this.log.filter ? ' matching' : ''})`;
+    this.treeView.update();
+    this.subscriptionsView.updateCounts();
+    this.seriesTable.updateCounts();
   }
-
-  /** `window.__dashboard`: read-only numbers for tests and for people poking at the console. */
-  installDebugHook() {
-    window.__dashboard = {
-      snapshot: () => ({
-        state: this.state,
-        stateDetail: this.stateDetail,
-        received: this.received,
-        sent: this.sent,
-        logged: this.log.lastSeq,
-        logRows: this.log.size(),
-        topics: this.tree.topics,
-        subscriptions: this.subscriptions.map(({ filter, qos, granted, status, count }) => ({ filter, qos, granted, status, count })),
-        series: this.series.list.map((s) => ({
-          name: s.name,
-          topic: s.topic,
-          field: s.field,
-          points: s.buffer.length,
-          total: s.buffer.total,
-          chart: this.charts.chartOf(s.id)?.id ?? null,
-        })),
-        charts: this.charts.charts.map((c) => ({ id: c.id, series: c.series().map((s) => s.name) })),
-      }),
-      frameWork: () => {
-        const count = Math.min(this.frames, FRAME_SAMPLES);
-        return { frames: this.frames, recent: Array.from(this.frameWork.subarray(0, count)) };
-      },
-    };
-  }
-}
-
-function describeError(error) {
-  if (error === null || error === undefined) return 'unknown error';
-  if (typeof error === 'string') return error;
-  const parts = [];
-  if (error.message) parts.push(error.message);
-  else if (error.type) parts.push(error.type);
-  if (error.reasonCode !== undefined && !String(error.message ?? '').includes('0x')) {
-    parts.push(`(reason 0x${Number(error.reasonCode).toString(16).padStart(2, '0')})`);
-  }
-  return parts.join(' ') || String(error);
-}
-
-function base64Bytes(text) {
-  const binary = atob(text);
-  const bytes = new Uint8Array(binary.length);
-  for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
-  return bytes;
 }

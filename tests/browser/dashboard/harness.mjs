@@ -94,7 +94,7 @@ export async function openBrowser({ width = 1280, height = 900, colorScheme = 'l
   return { browser, context, page, errors };
 }
 
-/** The page's debug snapshot (see www/src/app.js, installDebugHook). */
+/** The page's debug snapshot (see www/src/debug-hook.js). */
 export function snapshot(page) {
   return page.evaluate(() => window.__dashboard.snapshot());
 }

@@ -51,6 +51,16 @@ export class LogView {
     this.showDetail();
   }
 
+  /**
+   * Shows only the entries matching `text`, from the top: the old scroll position and anchor
+   * belong to the old list. The caller asks for a frame.
+   */
+  setFilter(text) {
+    this.log.setFilter(text);
+    this.scroller.scrollTop = 0;
+    this.topSeq = 0;
+  }
+
   select(seq) {
     this.selectedSeq = seq;
     this.update(true);

@@ -1,6 +1,7 @@
-// The smaller panels: subscriptions (with per-filter counts), the series table (which series
-// goes on which chart, CSV export), the publish form and the retained-messages browser.
-// Each renders from the app's state and calls back into the app for actions.
+// The smaller panels' rendering: subscriptions (with per-filter counts), the series table
+// (which series goes on which chart, CSV export) and the list of retained messages (loaded by
+// retained.js). Each is given the data it shows and a callback per action, never the
+// dashboard itself.
 
 import { h, formatCount, download } from './dom.js';
 import { seriesColor } from './theme.js';
@@ -8,17 +9,24 @@ import { seriesCsv } from '../model/series-store.js';
 
 /** The subscription list: filter, granted QoS or refusal, message count, remove button. */
 export class SubscriptionsView {
-  constructor(list, app) {
+  /**
+   * @param {HTMLElement} list the `<ul>` to fill
+   * @param {(filter: string) => void} onUnsubscribe called when a remove button is clicked
+   */
+  constructor(list, onUnsubscribe) {
     this.list = list;
-    this.app = app;
+    this.onUnsubscribe = onUnsubscribe;
     this.items = new Map();
   }
 
-  /** Rebuilds the list (subscriptions were added, removed or acknowledged). */
-  render() {
+  /**
+   * Rebuilds the list from `subscriptions` (entries were added, removed or acknowledged). The
+   * entries are kept, and `updateCounts` reads them again for the counts that change per message.
+   */
+  render(subscriptions) {
     this.items.clear();
     this.list.replaceChildren(
-      ...this.app.subscriptions.map((subscription) => {
+      ...subscriptions.map((subscription) => {
         const meta = h('span', { className: 'meta' });
         const item = h('li', { 'data-filter': subscription.filter, 'data-status': subscription.status }, [
           h('span', { className: 'filter', textContent: subscription.filter }),
@@ -29,7 +37,7 @@ export class SubscriptionsView {
             textContent: '✕',
             title: `Unsubscribe from ${subscription.filter}`,
             'aria-label': `unsubscribe ${subscription.filter}`,
-            on: { click: () => this.app.unsubscribe(subscription.filter) },
+            on: { click: () => this.onUnsubscribe(subscription.filter) },
           }),
         ]);
         this.items.set(subscription, meta);

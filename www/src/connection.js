@@ -1,0 +1,177 @@
+// Connection: owns the MQTT client's lifecycle and the connection state the status bar shows.
+//
+// States (the status element's data-state): connecting, connected, reconnecting (with a
+// countdown to the next attempt), refused (with the broker's or the network's reason) and
+// closed. The client reconnects by itself with backoff; this module only follows its events
+// and words them (`statusText`).
+//
+// Each `connect` makes a new client and drops the old one. Connecting is asynchronous, so a
+// generation number tells a stale attempt (one overtaken by a newer Connect or a Disconnect)
+// from the current one, and the state events of a dropped client are ignored (its messages
+// still in flight are not: they did arrive). Nothing here touches the DOM: changes are
+// announced through `onChange`, and drawn in the next frame.
+
+import { describeError } from './errors.js';
+
+/** The client's own reconnect backoff: first retry soon, never waiting more than 10 s. */
+const RECONNECT = { minDelayMs: 500, maxDelayMs: 10_000 };
+
+export class Connection {
+  /**
+   * @param {object} hooks
+   * @param {() => Promise<{connect(url: string, options: object): Promise<object>}>} hooks.loadClient
+   *   resolves to the MqttClient class (mqtt.js's loadMqttClient; a fake in tests)
+   * @param {(message: object) => void} hooks.onMessage each message received, from any client
+   * @param {() => void} hooks.onChange the state, its detail or the last error changed
+   * @param {() => void} hooks.onConnected a new client is connected (send it every subscription)
+   * @param {() => void} hooks.onReconnected the client reconnected by itself
+   * @param {() => void} hooks.onDisconnect the current client is being dropped
+   */
+  constructor({ loadClient, onMessage, onChange, onConnected, onReconnected, onDisconnect }) {
+    this.loadClient = loadClient;
+    this.onMessage = onMessage;
+    this.onChange = onChange;
+    this.onConnected = onConnected;
+    this.onReconnected = onReconnected;
+    this.onDisconnect = onDisconnect;
+    /** The connected client, or null. */
+    this.client = null;
+    /** The settings of the latest `connect`. */
+    this.settings = null;
+    this.state = 'closed';
+    /** The broker URL while connecting, the reason when refused or closed. */
+    this.stateDetail = '';
+    /** When the client's next attempt is due (performance.now() time). */
+    this.reconnectAt = 0;
+    this.reconnectAttempt = 0;
+    this.lastError = '';
+    this.generation = 0;
+  }
+
+  /** Drops the current client, if any, and connects a new one with `settings`. */
+  async connect(settings) {
+    this.settings = settings;
+    await this.disconnect();
+    // Read again after the wait: a Connect pressed meanwhile brought newer settings.
+    settings = this.settings;
+    this.setState('connecting', settings.url);
+    const generation = ++this.generation;
+    let client;
+    try {
+      const MqttClient = await this.loadClient();
+      const options = {
+        clientId: settings.clientId,
+        protocolVersion: settings.protocolVersion,
+        keepalive: settings.keepalive,
+        clean: true,
+        reconnect: { ...RECONNECT },
+      };
+      if (settings.username) options.username = settings.username;
+      if (settings.password) options.password = settings.password;
+      client = await MqttClient.connect(settings.url, options);
+    } catch (error) {
+      if (generation === this.generation) this.setState('refused', describeError(error));
+      return;
+    }
+    if (generation !== this.generation) {
+      // Overtaken while connecting: this client is nobody's.
+      client.end().catch(() => {});
+      return;
+    }
+    this.client = client;
+    this.attach(client);
+    this.lastError = '';
+    this.setState('connected');
+    this.onConnected();
+  }
+
+  /** Follows `client`'s messages and events; the events of a client since dropped are ignored. */
+  attach(client) {
+    const handle = this.onMessage;
+    // Batches, where the client offers them, cost one call per batch instead of per message.
+    if (typeof client.onMessages === 'function') {
+      client.onMessages((batch) => {
+        for (let i = 0; i < batch.length; i++) handle(batch[i]);
+      });
+    } else {
+      client.onMessage(handle);
+    }
+    const mine = () => this.client === client;
+    client.addEventListener('connect', () => {
+      if (!mine()) return;
+      this.lastError = '';
+      this.reconnectAttempt = 0;
+      this.setState('connected');
+      this.onReconnected();
+    });
+    client.addEventListener('reconnect', (event) => {
+      if (!mine()) return;
+      const detail = event.detail ?? {};
+      this.reconnectAttempt = detail.attempt ?? this.reconnectAttempt + 1;
+      this.reconnectAt = performance.now() + (detail.delayMs ?? 0);
+      this.setState('reconnecting');
+    });
+    client.addEventListener('close', (event) => {
+      if (!mine()) return;
+      // detail: { error?, reconnect }. With reconnect set, a "reconnect" event with the delay
+      // follows at once; until then the state already says reconnecting.
+      const detail = event.detail ?? {};
+      if (detail.error) this.lastError = describeError(detail.error);
+      if (detail.reconnect) {
+        this.reconnectAt = performance.now();
+        this.setState('reconnecting');
+      } else if (detail.error?.code === 'CONNECTION_REFUSED') {
+        this.setState('refused', this.lastError);
+      } else {
+        this.setState('closed', detail.error ? this.lastError : '');
+      }
+    });
+    client.addEventListener('error', (event) => {
+      if (!mine()) return;
+      this.lastError = describeError(event.detail ?? event.error ?? event);
+      this.onChange();
+    });
+  }
+
+  /** Drops the current client (and any connect under way). */
+  async disconnect() {
+    const client = this.client;
+    this.client = null;
+    this.generation += 1;
+    this.onDisconnect();
+    if (client !== null) {
+      this.setState('closed', 'disconnected');
+      try {
+        await client.end();
+      } catch {
+        // Ending a client whose connection already dropped has nothing left to do.
+      }
+    }
+  }
+
+  setState(state, detail = '') {
+    this.state = state;
+    this.stateDetail = detail;
+    this.onChange();
+  }
+
+  /** The status bar's text at time `now` (performance.now(); the countdown depends on it). */
+  statusText(now) {
+    switch (this.state) {
+      case 'connecting':
+        return `connecting to ${this.stateDetail}…`;
+      case 'connected':
+        return `connected (MQTT ${this.settings.protocolVersion === 5 ? '5.0' : '3.1.1'})`;
+      case 'reconnecting': {
+        const seconds = Math.max(0, Math.ceil((this.reconnectAt - now) / 1000));
+        const text = seconds > 0 ? `reconnecting in ${seconds} s` : 'reconnecting…';
+        const attempt = this.reconnectAttempt > 0 ? ` (attempt ${this.reconnectAttempt})` : '';
+        return `${text}${attempt}${this.lastError ? ` · ${this.lastError}` : ''}`;
+      }
+      case 'refused':
+        return `refused: ${this.stateDetail}`;
+      default:
+        return this.stateDetail ? `not connected: ${this.stateDetail}` : 'not connected';
+    }
+  }
+}

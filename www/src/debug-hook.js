@@ -1,0 +1,42 @@
+// `window.__dashboard`: read-only numbers for the browser tests (tests/browser/dashboard) and for
+// people poking at the console. The tests depend on every field here, so its shape is an
+// interface: add to it freely, rename nothing.
+
+/**
+ * The dashboard's state as plain data.
+ *
+ * @param {object} sources the models to read (connection, traffic, log, tree, subscriptions,
+ *   series) and the chart manager, for which chart shows which series
+ */
+export function debugSnapshot({ connection, traffic, log, tree, subscriptions, series, charts }) {
+  return {
+    state: connection.state,
+    stateDetail: connection.stateDetail,
+    received: traffic.received,
+    sent: traffic.sent,
+    logged: log.lastSeq,
+    logRows: log.size(),
+    topics: tree.topics,
+    subscriptions: subscriptions.list.map(({ filter, qos, granted, status, count }) => ({ filter, qos, granted, status, count })),
+    series: series.list.map((s) => ({
+      name: s.name,
+      topic: s.topic,
+      field: s.field,
+      points: s.buffer.length,
+      total: s.buffer.total,
+      chart: charts.chartOf(s.id)?.id ?? null,
+    })),
+    charts: charts.charts.map((c) => ({ id: c.id, series: c.series().map((s) => s.name) })),
+  };
+}
+
+/**
+ * Installs the hook: `snapshot()` (see debugSnapshot) and `frameWork()`, the frames drawn and
+ * how long their work took (see FrameScheduler.work).
+ */
+export function installDebugHook(sources, scheduler) {
+  window.__dashboard = {
+    snapshot: () => debugSnapshot(sources),
+    frameWork: () => scheduler.work(),
+  };
+}

@@ -1,0 +1,43 @@
+// The debug hook's snapshot: the shape the browser tests read.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { debugSnapshot } from '../../src/debug-hook.js';
+import { Traffic } from '../../src/model/traffic.js';
+import { Subscriptions } from '../../src/subscriptions.js';
+import { TopicTree } from '../../src/model/topic-tree.js';
+import { MessageLog } from '../../src/model/message-log.js';
+import { SeriesStore } from '../../src/model/series-store.js';
+import { messageHandler } from '../../src/ingest.js';
+
+test('the snapshot reports state, counts, subscriptions, series and charts', () => {
+  const subscriptions = new Subscriptions({ client: () => null, onChange() {}, onFiltersChange() {}, onError() {} });
+  const models = { traffic: new Traffic(), subscriptions, tree: new TopicTree(), log: new MessageLog(10), series: new SeriesStore() };
+  subscriptions.add('demo/#', 1);
+  const handle = messageHandler(models, () => {});
+  handle({ topic: 'demo/a', payload: new TextEncoder().encode('{"temp": 1, "hum": 2}') });
+  handle({ topic: 'demo/b', payload: new TextEncoder().encode('3') });
+  models.traffic.countSent(0);
+  // A chart manager showing the first series only.
+  const [temp] = models.series.list;
+  const chart = { id: 7, seriesIds: [temp.id], series: () => [temp] };
+  const charts = { charts: [chart], chartOf: (id) => (chart.seriesIds.includes(id) ? chart : undefined) };
+  const connection = { state: 'connected', stateDetail: '' };
+
+  assert.deepEqual(debugSnapshot({ connection, charts, ...models }), {
+    state: 'connected',
+    stateDetail: '',
+    received: 2,
+    sent: 1,
+    logged: 2,
+    logRows: 2,
+    topics: 2,
+    subscriptions: [{ filter: 'demo/#', qos: 1, granted: 1, status: 'pending', count: 2 }],
+    series: [
+      { name: 'demo/a temp', topic: 'demo/a', field: 'temp', points: 1, total: 1, chart: 7 },
+      { name: 'demo/a hum', topic: 'demo/a', field: 'hum', points: 1, total: 1, chart: null },
+      { name: 'demo/b', topic: 'demo/b', field: '', points: 1, total: 1, chart: null },
+    ],
+    charts: [{ id: 7, series: ['demo/a temp'] }],
+  });
+});
