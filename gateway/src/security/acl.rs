@@ -16,8 +16,9 @@
 //! `topic` and `pattern` take `read`, `write`, `readwrite` (the default when omitted) or
 //! `deny`, then a topic filter. For each topic, a matching `deny` wins over any grant; without a
 //! matching grant, access is refused. A pattern naming `%u` does not apply to a client without
-//! a user name, and no pattern applies where the substituted value contains `/`, `+` or `#`
-//! (it would change the filter's shape). Wildcards at the first level never match `$` topics, so
+//! a user name, nor one naming `%c` to a client that sent an empty client id, and no pattern
+//! applies where the substituted value contains `/`, `+` or `#` (it would change the filter's
+//! shape). Wildcards at the first level never match `$` topics, so
 //! `$SYS/#` is readable only where a rule names it.
 //!
 //! [`Acl::rules_for`] resolves the rules of one client once, at CONNECT; the checks then take
@@ -234,7 +235,8 @@ fn checked_filter(filter: &str) -> Result<String, String> {
 
 /// A pattern with `%u` and `%c` replaced for one client, or `None` where it does not apply.
 fn substitute(rule: &Rule, identity: Identity<'_>) -> Option<Rule> {
-    let safe = |value: &str| !value.contains(['/', '+', '#']);
+    // An empty value (a client id the broker is yet to assign) would leave an empty level.
+    let safe = |value: &str| !value.is_empty() && !value.contains(['/', '+', '#']);
     let mut filter = rule.filter.clone();
     if filter.contains("%u") {
         let user = identity.username.filter(|user| safe(user))?;
@@ -414,6 +416,8 @@ pattern read users/%u/#
         }
         let sneaky = rules(Some("+"), "c");
         assert!(!sneaky.permits(Access::Read, "users/anyone/x"));
+        let unnamed = rules(Some("bob"), "");
+        assert!(!unnamed.permits(Access::Write, "devices//telemetry"));
     }
 
     #[test]
