@@ -213,6 +213,15 @@ pub struct Settings {
     /// a minute without its passwords being checked; 0 turns this off [default: 10].
     #[arg(long, value_name = "N")]
     pub max_auth_failures: Option<u32>,
+    /// A user who may read the HTTP API and the metrics once authentication is configured, by
+    /// HTTP Basic (the password file) or a bearer token whose `sub` it is (repeatable).
+    #[arg(long = "admin-user", value_name = "USER")]
+    #[serde(default)]
+    pub admin_user: Vec<String>,
+    /// A file whose first line is a bearer token that may scrape /metrics (Prometheus'
+    /// `authorization: { credentials_file: ... }`); reloaded on SIGHUP.
+    #[arg(long, value_name = "FILE")]
+    pub metrics_token_file: Option<PathBuf>,
 }
 
 /// Why the settings could not be loaded.
@@ -304,6 +313,12 @@ impl Settings {
             allow_anonymous: self.allow_anonymous || base.allow_anonymous,
             max_connections_per_ip: self.max_connections_per_ip.or(base.max_connections_per_ip),
             max_auth_failures: self.max_auth_failures.or(base.max_auth_failures),
+            admin_user: if self.admin_user.is_empty() {
+                base.admin_user
+            } else {
+                self.admin_user
+            },
+            metrics_token_file: self.metrics_token_file.or(base.metrics_token_file),
         }
     }
 
@@ -383,6 +398,8 @@ impl Settings {
             allow_anonymous: self.allow_anonymous,
             tls_identity_as_username: self.tls_identity_as_username,
             lockout,
+            admin_users: self.admin_user,
+            metrics_token_file: self.metrics_token_file,
         };
         Ok(config)
     }

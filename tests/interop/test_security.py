@@ -82,7 +82,7 @@ def secured(tmp_path: pathlib.Path):
     secret.write_text(JWT_SECRET)
     gateway = start_gateway(tmp_path / "data", [
         "--password-file", str(passwords), "--acl-file", str(acl),
-        "--jwt-secret-file", str(secret),
+        "--jwt-secret-file", str(secret), "--admin-user", "operator",
     ])
     try:
         yield gateway, text
@@ -193,15 +193,21 @@ def test_no_secret_reaches_the_log_the_api_or_the_metrics(secured):
         connected.append(client)
     try:
         gateway.wait_for_log(r"refusing CONNECT")
+        # As the admin, so that what the API serves is the data, not a refusal.
+        credentials = base64.b64encode(f"operator:{OPERATOR_PASSWORD}".encode()).decode()
         served = "".join(
-            urllib.request.urlopen(gateway.http_url + path, timeout=WAIT_S).read().decode()
+            urllib.request.urlopen(urllib.request.Request(
+                gateway.http_url + path, headers={"Authorization": f"Basic {credentials}"},
+            ), timeout=WAIT_S).read().decode()
             for path in ["/api/v1/clients", "/api/v1/stats", "/metrics"]
         )
+        assert '"username":"device"' in served, "the admin sees the clients"
     finally:
         for client in connected:
             client.close()
     hashes = [line.split(":", 1)[1] for line in password_file.splitlines() if ":" in line]
-    secrets = [DEVICE_PASSWORD, OPERATOR_PASSWORD, WRONG_PASSWORD, JWT_SECRET, token, *hashes]
+    secrets = [DEVICE_PASSWORD, OPERATOR_PASSWORD, WRONG_PASSWORD, JWT_SECRET, token, credentials,
+               *hashes]
     # Pieces of the hashes too: a salt or digest printed alone is still a leak.
     secrets += [part for entry in hashes for part in entry.split("$") if len(part) >= 16]
     everything = gateway.log_text() + served

@@ -21,8 +21,10 @@ use crate::connection::ConnectionContext;
 use crate::listeners::ConnectionLimiter;
 use crate::metrics::Metrics;
 use crate::origin::OriginPolicy;
-use axum::extract::State;
+use crate::security::HttpAccess;
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::{Router, routing::get};
 use std::net::SocketAddr;
@@ -61,15 +63,69 @@ pub(crate) struct TlsConnection {
     pub(crate) certificate_name: Option<Arc<str>>,
 }
 
-/// The gateway's HTTP routes.
+/// The gateway's HTTP routes. The API and the metrics are guarded ([`guard_api`],
+/// [`guard_metrics`]); `/healthz`, the dashboard and `/mqtt` are not (MQTT checks its own
+/// credentials in CONNECT).
 pub(crate) fn app(state: HttpState) -> Router {
+    let api = api::router().layer(middleware::from_fn_with_state(state.clone(), guard_api));
+    let metrics = get(metrics).layer(middleware::from_fn_with_state(state.clone(), guard_metrics));
     Router::new()
         .route("/mqtt", get(upgrade::serve))
-        .route("/metrics", get(metrics))
+        .route("/metrics", metrics)
         .route("/healthz", get(health))
-        .nest("/api/v1", api::router())
+        .nest("/api/v1", api)
         .fallback(dashboard::serve)
         .with_state(state)
+}
+
+/// Lets a request through to the API only with an admin's credentials, once authentication
+/// is configured.
+async fn guard_api(State(state): State<HttpState>, request: Request, next: Next) -> Response {
+    guard(state, request, next, false).await
+}
+
+/// Lets a scrape through to `/metrics` only with an admin's credentials or the metrics token,
+/// once either is configured.
+async fn guard_metrics(State(state): State<HttpState>, request: Request, next: Next) -> Response {
+    guard(state, request, next, true).await
+}
+
+async fn guard(state: HttpState, request: Request, next: Next, scrape: bool) -> Response {
+    let Some(security) = &state.context.security else {
+        return next.run(request).await;
+    };
+    let authorization = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok());
+    let address = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(peer)| peer.ip());
+    let certificate_name = request
+        .extensions()
+        .get::<TlsConnection>()
+        .and_then(|tls| tls.certificate_name.as_deref());
+    let access = security
+        .authorize_http(authorization, certificate_name, address, scrape)
+        .await;
+    match access {
+        HttpAccess::Allowed => next.run(request).await,
+        HttpAccess::Unauthorized(why) => (
+            StatusCode::UNAUTHORIZED,
+            [(
+                header::WWW_AUTHENTICATE,
+                "Basic realm=\"mqtt-gateway\", Bearer realm=\"mqtt-gateway\"",
+            )],
+            axum::Json(serde_json::json!({ "error": why })),
+        )
+            .into_response(),
+        HttpAccess::Forbidden => (
+            StatusCode::FORBIDDEN,
+            axum::Json(serde_json::json!({ "error": "not an admin user" })),
+        )
+            .into_response(),
+    }
 }
 
 /// `GET /healthz`: 200 while the broker task answers, 503 otherwise.

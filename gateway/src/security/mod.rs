@@ -29,6 +29,7 @@ pub mod tls;
 pub mod token;
 
 use acl::{Access, Acl, ClientRules, Identity};
+use base64::Engine;
 use broker_core::{Authentication, Grant, Permissions};
 use lockout::{Lockout, LockoutPolicy};
 use mqtt_codec::{ByteStr, ConnectPacket, ReasonCode};
@@ -39,6 +40,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Instant, SystemTime};
+use subtle::ConstantTimeEq;
 use thiserror::Error;
 use token::TokenVerifier;
 use tracing::{info, warn};
@@ -62,6 +64,10 @@ pub struct SecurityConfig {
     pub tls_identity_as_username: bool,
     /// The brute-force back-off.
     pub lockout: LockoutPolicy,
+    /// Users who may read the HTTP API and the metrics (`--admin-user`).
+    pub admin_users: Vec<String>,
+    /// A bearer token that may scrape `/metrics` (`--metrics-token-file`).
+    pub metrics_token_file: Option<PathBuf>,
 }
 
 impl SecurityConfig {
@@ -76,7 +82,7 @@ impl SecurityConfig {
 
     /// Whether the gateway has anything to check at all.
     pub fn is_configured(&self) -> bool {
-        self.authenticates() || self.acl_file.is_some()
+        self.authenticates() || self.acl_file.is_some() || self.metrics_token_file.is_some()
     }
 }
 
@@ -92,6 +98,14 @@ pub enum SecurityError {
     /// A token key file.
     #[error(transparent)]
     TokenKey(#[from] token::TokenKeyError),
+    /// The metrics token file.
+    #[error("cannot read the metrics token {path}: {problem}")]
+    MetricsToken {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong (never the token).
+        problem: String,
+    },
 }
 
 /// What was loaded from the files; replaced whole by a reload.
@@ -100,6 +114,7 @@ struct Loaded {
     passwords: Option<PasswordFile>,
     acl: Option<Acl>,
     tokens: Option<Arc<TokenVerifier>>,
+    metrics_token: Option<String>,
 }
 
 /// Why a CONNECT was refused, for the log line and the `mqtt_auth_refused_total` counter.
@@ -269,10 +284,21 @@ impl Security {
                 current.tokens.clone()
             }
         };
+        let metrics_token = match &config.metrics_token_file {
+            None => None,
+            Some(path) => match read_metrics_token(path) {
+                Ok(token) => Some(token),
+                Err(error) => {
+                    warn!("reload: {error}; keeping the previous metrics token");
+                    current.metrics_token.clone()
+                }
+            },
+        };
         let loaded = Loaded {
             passwords,
             acl,
             tokens,
+            metrics_token,
         };
         describe(config, &loaded);
         *self.loaded.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(loaded);
@@ -312,36 +338,7 @@ impl Security {
             {
                 Ok((Method::Certificate, Some(name.to_string()), None))
             } else if let Some(password) = password {
-                match &loaded.tokens {
-                    Some(tokens) if TokenVerifier::looks_like_token(password) => tokens
-                        .verify(password, username)
-                        .map(|token| (Method::Token, token.username.clone(), Some(token)))
-                        .map_err(Refusal::BadToken),
-                    _ => {
-                        let matches = match (&loaded.passwords, username) {
-                            (Some(_), Some(user)) => {
-                                let loaded = loaded.clone();
-                                let user = user.to_string();
-                                let password = password.to_vec();
-                                let _turn = self.hashing.acquire().await;
-                                tokio::task::spawn_blocking(move || {
-                                    loaded
-                                        .passwords
-                                        .as_ref()
-                                        .is_some_and(|file| file.verify(&user, &password))
-                                })
-                                .await
-                                .unwrap_or(false)
-                            }
-                            _ => false,
-                        };
-                        if matches {
-                            Ok((Method::Password, username.map(str::to_string), None))
-                        } else {
-                            Err(Refusal::BadPassword)
-                        }
-                    }
-                }
+                self.check_password(&loaded, username, password).await
             } else if username.is_some() && loaded.passwords.is_some() {
                 // A user name alone is a credential that does not verify.
                 Err(Refusal::BadPassword)
@@ -354,14 +351,8 @@ impl Security {
         let (method, username, token) = match verified {
             Ok(verified) => verified,
             Err(refusal) => {
-                if refusal != Refusal::Anonymous
-                    && let Some(address) = presented.address
-                    && self.lockout.record_failure(address, now)
-                {
-                    warn!(
-                        "locking out {address} for {:?} after {} failed authentications",
-                        self.config.lockout.backoff, self.config.lockout.threshold
-                    );
+                if refusal != Refusal::Anonymous {
+                    self.record_failure(presented.address, now);
                 }
                 return self.refuse(presented, refusal);
             }
@@ -390,6 +381,145 @@ impl Security {
                 valid_until,
             })),
             outcome: Ok(method),
+        }
+    }
+
+    /// Checks a password, or a token sent as one: the method, the user name it establishes,
+    /// and the token. A password hash runs on the blocking pool, in one of the hashing slots.
+    async fn check_password(
+        &self,
+        loaded: &Arc<Loaded>,
+        username: Option<&str>,
+        password: &[u8],
+    ) -> Result<(Method, Option<String>, Option<token::VerifiedToken>), Refusal> {
+        if let Some(tokens) = &loaded.tokens
+            && TokenVerifier::looks_like_token(password)
+        {
+            return tokens
+                .verify(password, username)
+                .map(|token| (Method::Token, token.username.clone(), Some(token)))
+                .map_err(Refusal::BadToken);
+        }
+        let (Some(_), Some(user)) = (&loaded.passwords, username) else {
+            return Err(Refusal::BadPassword);
+        };
+        let check = {
+            let loaded = loaded.clone();
+            let user = user.to_string();
+            let password = password.to_vec();
+            move || {
+                loaded
+                    .passwords
+                    .as_ref()
+                    .is_some_and(|file| file.verify(&user, &password))
+            }
+        };
+        let _turn = self.hashing.acquire().await;
+        if tokio::task::spawn_blocking(check).await.unwrap_or(false) {
+            Ok((Method::Password, Some(user.to_string()), None))
+        } else {
+            Err(Refusal::BadPassword)
+        }
+    }
+
+    /// Whether an HTTP request with this `Authorization` header may read the API (`scrape`
+    /// false) or the metrics (`scrape` true): open while no authentication is configured (and,
+    /// for the metrics, no metrics token); otherwise an admin user's credentials (HTTP Basic
+    /// against the password file, or a bearer token whose subject is an admin), or for the
+    /// metrics the metrics token. Failures count towards the address's lock-out.
+    pub async fn authorize_http(
+        &self,
+        authorization: Option<&str>,
+        certificate_name: Option<&str>,
+        address: Option<IpAddr>,
+        scrape: bool,
+    ) -> HttpAccess {
+        let loaded = self.current();
+        let guarded = self.config.authenticates() || (scrape && loaded.metrics_token.is_some());
+        if !guarded {
+            return HttpAccess::Allowed;
+        }
+        let now = Instant::now();
+        if address.is_some_and(|address| self.lockout.is_locked(address, now)) {
+            return HttpAccess::Unauthorized("too many failed authentications from this address");
+        }
+        // Over HTTPS, a client certificate names its user as it does for MQTT.
+        let certificate_user = certificate_name.filter(|_| self.config.tls_identity_as_username);
+        let Some(authorization) = authorization else {
+            return match certificate_user {
+                Some(user) => self.admin_or_forbidden(Some(user.to_string()), address),
+                None => HttpAccess::Unauthorized("credentials required"),
+            };
+        };
+        let (scheme, value) = authorization.split_once(' ').unwrap_or((authorization, ""));
+        let value = value.trim();
+        let checked = if scheme.eq_ignore_ascii_case("bearer") {
+            let is_metrics_token = loaded
+                .metrics_token
+                .as_ref()
+                .is_some_and(|token| bool::from(token.as_bytes().ct_eq(value.as_bytes())));
+            if scrape && is_metrics_token {
+                return HttpAccess::Allowed;
+            }
+            match &loaded.tokens {
+                Some(tokens) => tokens
+                    .verify(value.as_bytes(), None)
+                    .map(|token| token.username)
+                    .map_err(Refusal::BadToken),
+                None => Err(Refusal::BadPassword),
+            }
+        } else if scheme.eq_ignore_ascii_case("basic") {
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(value)
+                .ok()
+                .and_then(|bytes| String::from_utf8(bytes).ok());
+            match decoded.as_deref().and_then(|text| text.split_once(':')) {
+                Some((user, password)) => self
+                    .check_password(&loaded, Some(user), password.as_bytes())
+                    .await
+                    .map(|(_, username, _)| username),
+                None => Err(Refusal::BadPassword),
+            }
+        } else {
+            Err(Refusal::BadPassword)
+        };
+        match checked {
+            Ok(user) => self.admin_or_forbidden(user, address),
+            Err(refusal) => {
+                self.record_failure(address, now);
+                warn!(
+                    "refusing HTTP request from {}: {}",
+                    address.map_or_else(|| "?".to_string(), |a| a.to_string()),
+                    refusal.describe()
+                );
+                HttpAccess::Unauthorized("bad credentials")
+            }
+        }
+    }
+
+    fn admin_or_forbidden(&self, user: Option<String>, address: Option<IpAddr>) -> HttpAccess {
+        if let Some(user) = &user
+            && self.config.admin_users.contains(user)
+        {
+            return HttpAccess::Allowed;
+        }
+        warn!(
+            "refusing HTTP request from {}: user {:?} is not an admin (--admin-user)",
+            address.map_or_else(|| "?".to_string(), |a| a.to_string()),
+            user.unwrap_or_default()
+        );
+        HttpAccess::Forbidden
+    }
+
+    /// Counts a failed authentication from `address` towards its lock-out.
+    fn record_failure(&self, address: Option<IpAddr>, now: Instant) {
+        if let Some(address) = address
+            && self.lockout.record_failure(address, now)
+        {
+            warn!(
+                "locking out {address} for {:?} after {} failed authentications",
+                self.config.lockout.backoff, self.config.lockout.threshold
+            );
         }
     }
 
@@ -425,11 +555,31 @@ fn load_files(config: &SecurityConfig) -> Result<Loaded, SecurityError> {
         config.jwks_file.as_deref(),
     )?
     .map(Arc::new);
+    let metrics_token = config
+        .metrics_token_file
+        .as_deref()
+        .map(read_metrics_token)
+        .transpose()?;
     Ok(Loaded {
         passwords,
         acl,
         tokens,
+        metrics_token,
     })
+}
+
+/// The metrics token: the file's first line, at least 16 characters.
+fn read_metrics_token(path: &std::path::Path) -> Result<String, SecurityError> {
+    let error = |problem: String| SecurityError::MetricsToken {
+        path: path.to_path_buf(),
+        problem,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| error(e.to_string()))?;
+    let token = text.lines().next().unwrap_or("").trim().to_string();
+    if token.len() < 16 {
+        return Err(error("the token must be at least 16 characters".into()));
+    }
+    Ok(token)
 }
 
 /// One log line saying what is in force (counts, never contents).
@@ -447,6 +597,12 @@ fn describe(config: &SecurityConfig, loaded: &Loaded) {
     if config.tls_identity_as_username {
         parts.push("client certificates name users".into());
     }
+    if !config.admin_users.is_empty() {
+        parts.push(format!("{} admin users", config.admin_users.len()));
+    }
+    if loaded.metrics_token.is_some() {
+        parts.push("a metrics token".into());
+    }
     let anonymous = if !config.authenticates() || config.allow_anonymous {
         "anonymous clients allowed"
     } else {
@@ -454,6 +610,17 @@ fn describe(config: &SecurityConfig, loaded: &Loaded) {
     };
     parts.push(anonymous.into());
     info!("security: {}", parts.join(", "));
+}
+
+/// What an HTTP request may see, from [`Security::authorize_http`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HttpAccess {
+    /// Go ahead.
+    Allowed,
+    /// No credentials, or credentials that do not verify (401), with why.
+    Unauthorized(&'static str),
+    /// Valid credentials of a user who is not an admin (403).
+    Forbidden,
 }
 
 /// Topics whose answer a client's [`ClientAccess`] remembers; past it, the cache starts over.

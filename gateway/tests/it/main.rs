@@ -14,6 +14,7 @@ mod bad_input;
 mod connect;
 mod dashboard;
 mod http_api;
+mod http_auth;
 mod messages;
 mod metrics;
 mod persistence;

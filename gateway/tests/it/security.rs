@@ -5,7 +5,8 @@
 //! back-off and the limit per address, and their counters in `/metrics`.
 
 use crate::common::*;
-use crate::web_support::get;
+use crate::web_support::{HttpResponse, get, http_request};
+use base64::Engine;
 use gateway::security::SecurityConfig;
 use gateway::security::lockout::LockoutPolicy;
 use gateway::security::password_file::PasswordFile;
@@ -89,11 +90,51 @@ fn security(
     move |config| adjust(&mut config.security)
 }
 
+async fn get_as(http: std::net::SocketAddr, path: &str, authorization: &str) -> HttpResponse {
+    let response = http_request(http, "GET", path, &[("Authorization", authorization)]).await;
+    assert_eq!(response.status, 200, "{path}: {response:?}");
+    response
+}
+
+fn basic(user: &str, password: &str) -> String {
+    let pair = format!("{user}:{password}");
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(pair)
+    )
+}
+
+/// `GET path` from 127.0.0.2, with the admin credentials of the lock-out test, as text.
+async fn get_from_other_address(http: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind("127.0.0.2:0".parse().expect("address"))
+        .expect("bind 127.0.0.2");
+    let mut stream = socket.connect(http).await.expect("connect");
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {http}\r\nAuthorization: {}\r\nConnection: close\r\n\r\n",
+        basic("alice", "right")
+    );
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut response = String::new();
+    tokio::time::timeout(WAIT, stream.read_to_string(&mut response))
+        .await
+        .expect("answer in time")
+        .expect("read");
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    response
+}
+
 #[tokio::test]
 async fn passwords_are_checked_with_each_version_s_connack_codes() {
     let files = Files::new("passwords");
-    let passwords = files.passwords(&[("alice", "correct horse")]);
-    let gateway = TestGateway::start_with(security(|s| s.password_file = Some(passwords))).await;
+    let passwords = files.passwords(&[("alice", "correct horse"), ("admin", "admin pass")]);
+    let gateway = TestGateway::start_with(security(|s| {
+        s.password_file = Some(passwords);
+        s.admin_users = vec!["admin".into()];
+    }))
+    .await;
     let addr = gateway.addr;
     use ProtocolVersion::{V5, V311};
     let cases = [
@@ -140,7 +181,9 @@ async fn passwords_are_checked_with_each_version_s_connack_codes() {
             password.is_some()
         );
     }
-    let metrics = get(gateway.http, "/metrics").await.text();
+    let metrics = get_as(gateway.http, "/metrics", &basic("admin", "admin pass"))
+        .await
+        .text();
     for line in [
         "mqtt_auth_accepted_total{method=\"password\"} 2",
         "mqtt_auth_refused_total{reason=\"bad_password\"} 4",
@@ -361,6 +404,7 @@ async fn token_gateway(files: &Files, acl: Option<&str>) -> TestGateway {
     TestGateway::start_with(move |config| {
         config.security.jwt_secret_file = Some(secret);
         config.security.acl_file = acl;
+        config.security.admin_users = vec!["dashboard-7".into()];
     })
     .await
 }
@@ -374,7 +418,9 @@ async fn tokens_name_their_subject_and_are_refused_when_expired_or_early() {
     let connect = with_credentials(ProtocolVersion::V5, "dash", None, Some(&valid));
     let (_dash, connack) = TestClient::connect_accepted(addr, connect).await;
     assert_eq!(connack.reason_code, ReasonCode::Success);
-    let clients = get(gateway.http, "/api/v1/clients").await.json();
+    let clients = get_as(gateway.http, "/api/v1/clients", &format!("Bearer {valid}"))
+        .await
+        .json();
     assert_eq!(clients[0]["username"], "dashboard-7");
 
     for (claims, user) in [
@@ -478,6 +524,7 @@ async fn repeated_failures_lock_an_address_out_even_with_the_right_password() {
     let passwords = files.passwords(&[("alice", "right")]);
     let gateway = TestGateway::start_with(security(|s| {
         s.password_file = Some(passwords);
+        s.admin_users = vec!["alice".into()];
         s.lockout = LockoutPolicy {
             threshold: 3,
             ..LockoutPolicy::default()
@@ -498,7 +545,8 @@ async fn repeated_failures_lock_an_address_out_even_with_the_right_password() {
         ReasonCode::NotAuthorized,
         "locked out: the password is not even checked"
     );
-    let metrics = get(gateway.http, "/metrics").await.text();
+    // Read from another loopback address: this one is locked out of the HTTP API as well.
+    let metrics = get_from_other_address(gateway.http, "/metrics").await;
     for line in [
         "mqtt_auth_locked_addresses 1",
         "mqtt_auth_refused_total{reason=\"locked_out\"} 1",

@@ -288,6 +288,8 @@ async fn certificate_common_name_is_the_user_name() {
     let gateway = TlsGateway::start(&pki, true, |config| {
         config.security.tls_identity_as_username = true;
         config.security.acl_file = Some(acl.clone());
+        // Its certificate makes device-7 an admin of the API over HTTPS too.
+        config.security.admin_users = vec!["device-7".into()];
     })
     .await;
 
@@ -337,7 +339,11 @@ async fn certificate_common_name_is_the_user_name() {
     .await;
     wss.subscribe("sensors/sensor-9/#", QoS::AtLeastOnce).await;
 
-    let clients = web_support::get(gateway.harness.http, "/api/v1/clients")
+    let clients = gateway
+        .https_get(
+            pki.client_config(Some(&device), &[b"http/1.1"]),
+            "/api/v1/clients",
+        )
         .await
         .json();
     let find = |id: &str| {
