@@ -214,3 +214,27 @@ def test_no_secret_reaches_the_log_the_api_or_the_metrics(secured):
     for secret in secrets:
         assert secret not in everything, f"a secret ({secret[:4]}...) leaked"
     assert "refusing CONNECT" in gateway.log_text(), "the refusals were logged (names, not secrets)"
+
+
+def test_gateway_passwd_adds_replaces_and_deletes(tmp_path: pathlib.Path):
+    passwords = tmp_path / "passwords"
+
+    def passwd(*args: str, password: str = "") -> subprocess.CompletedProcess:
+        return subprocess.run([str(gateway_binary()), "passwd", *args], input=f"{password}\n".encode(),
+                              capture_output=True, timeout=WAIT_S * 4)
+
+    assert passwd(str(passwords), "a", password="first").returncode == 0
+    assert passwd(str(passwords), "b", password="second").returncode == 0
+    before = passwords.read_text()
+    assert passwd(str(passwords), "a", password="changed").returncode == 0
+    after = passwords.read_text()
+    assert [line.split(":")[0] for line in after.splitlines()] == ["a", "b"]
+    assert after.splitlines()[0] != before.splitlines()[0], "a's hash was replaced"
+    assert after.splitlines()[1] == before.splitlines()[1], "b's was kept"
+    deleted = passwd("--delete", str(passwords), "a")
+    assert deleted.returncode == 0, deleted.stderr.decode()
+    assert [line.split(":")[0] for line in passwords.read_text().splitlines()] == ["b"]
+    missing = passwd("--delete", str(passwords), "a")
+    assert missing.returncode != 0 and b"no user" in missing.stderr
+    empty = passwd(str(passwords), "c", password="")
+    assert empty.returncode != 0 and b"empty" in empty.stderr
