@@ -4,10 +4,11 @@
 
 The certificates are X.509 v3 (rustls refuses v1): a CA, a server certificate for 127.0.0.1 and
 localhost (subjectAltName, serverAuth), client certificates with a CN (clientAuth), a second CA
-with its own client certificate, and an expired client certificate. `openssl x509 -req` cannot
-date a certificate in the past, so the expired one is signed by `openssl ca` with explicit
-`-startdate`/`-enddate` (a throw-away CA database in the test's directory): a real expired
-certificate, no clock tricks. The server keys come in the three formats the gateway reads:
+with its own client certificate, and an expired client certificate. Debian 12's `openssl x509
+-req` (OpenSSL 3.0) cannot date a certificate in the past, so the expired one is signed by
+`openssl ca` with explicit `-startdate`/`-enddate` (a throw-away CA database next to the
+certificates): a real expired certificate, no clock tricks (no faketime, no Python
+`cryptography`, which the paho virtualenvs do not have). The server keys come in the three formats the gateway reads:
 PKCS#8 (`openssl genpkey`), SEC1 (`openssl ecparam -genkey`) and PKCS#1 (`openssl genrsa
 -traditional`).
 
@@ -21,7 +22,6 @@ import dataclasses
 import gc
 import os
 import pathlib
-import re
 import secrets
 import shutil
 import signal
