@@ -73,6 +73,10 @@ class Gateway:
     changed: threading.Condition = dataclasses.field(default_factory=threading.Condition, repr=False)
     #: The thread reading the output into `log`.
     reader: threading.Thread | None = dataclasses.field(default=None, repr=False)
+    #: The MQTT over TLS listener's port, when the gateway was started with `--mqtts`.
+    mqtts_port: int | None = None
+    #: The HTTPS listener's port, when the gateway was started with `--https`.
+    https_port: int | None = None
 
     @property
     def address(self) -> tuple[str, int]:
@@ -88,6 +92,18 @@ class Gateway:
     def ws_url(self) -> str:
         """URL of MQTT over WebSocket, e.g. `ws://127.0.0.1:41234/mqtt`."""
         return f"ws://{self.http_host}:{self.http_port}/mqtt"
+
+    @property
+    def mqtts_address(self) -> tuple[str, int]:
+        """(host, port) of the MQTT over TLS listener (`--mqtts`; the TCP listener's host)."""
+        assert self.mqtts_port is not None, "the gateway was started without --mqtts"
+        return self.mqtt_host, self.mqtts_port
+
+    @property
+    def https_url(self) -> str:
+        """Base URL of the HTTPS listener (`--https`), e.g. `https://127.0.0.1:41235`."""
+        assert self.https_port is not None, "the gateway was started without --https"
+        return f"https://{self.http_host}:{self.https_port}"
 
     def log_text(self) -> str:
         """The gateway's output so far, for assertion messages."""
@@ -172,7 +188,11 @@ def pytest_configure(config) -> None:
 
 def start_gateway(data_dir: pathlib.Path, extra: list[str] = ()) -> Gateway:
     """Starts the gateway on port 0 with `data_dir` and `extra` flags, and returns once it has
-    announced both listeners (fails the test otherwise). Stop it with `stop_gateway`."""
+    announced both listeners (fails the test otherwise). Stop it with `stop_gateway`.
+
+    When `extra` holds `--mqtts` or `--https`, it also waits for those listeners and returns
+    the first one's port of each kind as `mqtts_port` / `https_port`; the hosts are expected to
+    be the TCP and HTTP listeners' (all on 127.0.0.1 in these tests)."""
     command = [
         str(gateway_binary()),
         "--tcp", "127.0.0.1:0",
@@ -194,21 +214,24 @@ def start_gateway(data_dir: pathlib.Path, extra: list[str] = ()) -> Gateway:
     reader = threading.Thread(target=_read_lines, args=(process.stdout, log, changed), daemon=True)
     reader.start()
 
+    wanted = {"mqtt", "http"}
+    wanted |= {kind for kind in ("mqtts", "https") if f"--{kind}" in extra}
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     with changed:
         while True:
             found = _listening(log)
-            if "mqtt" in found and "http" in found:
+            if wanted <= found.keys():
                 break
             remaining = deadline - time.monotonic()
             if process.poll() is not None or remaining <= 0:
                 break
             changed.wait(timeout=min(remaining, 0.2))
-    if "mqtt" not in found or "http" not in found:
+    if not wanted <= found.keys():
         exited = process.poll()
         _stop(process)
         reader.join(timeout=1)
-        reason = "did not announce both listeners in time" if exited is None else f"exited with {exited}"
+        reason = (f"did not announce its listeners ({', '.join(sorted(wanted))}) in time"
+                  if exited is None else f"exited with {exited}")
         pytest.fail(
             f"gateway {reason}: {' '.join(command)}\n--- its output ---\n" + "\n".join(log),
             pytrace=False,
@@ -216,7 +239,10 @@ def start_gateway(data_dir: pathlib.Path, extra: list[str] = ()) -> Gateway:
 
     mqtt_host, mqtt_port = split_address(found["mqtt"])
     http_host, http_port = split_address(found["http"])
-    return Gateway(process, data_dir, mqtt_host, mqtt_port, http_host, http_port, log, changed, reader)
+    tls_ports = {kind: split_address(found[kind])[1] if kind in found else None
+                 for kind in ("mqtts", "https")}
+    return Gateway(process, data_dir, mqtt_host, mqtt_port, http_host, http_port, log, changed, reader,
+                   mqtts_port=tls_ports["mqtts"], https_port=tls_ports["https"])
 
 
 def stop_gateway(running: Gateway) -> None:

@@ -98,11 +98,13 @@ class PahoClient:
 
     def __init__(self, client_id: str = "", protocol: int = mqtt.MQTTv311,
                  clean_session: bool | None = None, name: str | None = None,
-                 reconnect: bool = True):
+                 reconnect: bool = True, transport: str = "tcp"):
         self.protocol = protocol
         self.name = name or client_id or "client"
         # reconnect=False: after losing the connection paho's thread does not reconnect by itself.
-        kwargs: dict[str, Any] = {"protocol": protocol, "reconnect_on_failure": reconnect}
+        # transport="websockets": MQTT over WebSocket (set the path with client.ws_set_options).
+        kwargs: dict[str, Any] = {"protocol": protocol, "reconnect_on_failure": reconnect,
+                                  "transport": transport}
         if protocol != mqtt.MQTTv5:
             kwargs["clean_session"] = True if clean_session is None else clean_session
         self.client = new_client(client_id, **kwargs)

@@ -24,11 +24,14 @@ export const CHROMIUM_ARGS = ['--no-sandbox', '--headless', '--disable-gpu', '--
 
 /**
  * Starts the gateway; `ports` pins the listeners (for a restart on the same addresses).
- * Resolves once both `listening` lines were printed.
+ * `args` are extra flags; with `--mqtts`/`--https` among them it also waits for those listeners
+ * and returns their ports (`mqttsPort`, `httpsPort`, `httpsUrl`).
+ * Resolves once the `listening` lines were printed.
  */
-export async function startGateway({ dataDir, tcpPort = 0, httpPort = 0 } = {}) {
+export async function startGateway({ dataDir, tcpPort = 0, httpPort = 0, args = [] } = {}) {
   dataDir ??= mkdtempSync(join(tmpdir(), 'dashboard-test-'));
-  const child = spawn(gatewayBin, ['--tcp', `127.0.0.1:${tcpPort}`, '--http', `127.0.0.1:${httpPort}`, '--data-dir', dataDir], {
+  const wanted = ['mqtt', 'http', ...['mqtts', 'https'].filter((kind) => args.includes(`--${kind}`))];
+  const child = spawn(gatewayBin, ['--tcp', `127.0.0.1:${tcpPort}`, '--http', `127.0.0.1:${httpPort}`, '--data-dir', dataDir, ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'warn,gateway=info' },
   });
@@ -41,9 +44,9 @@ export async function startGateway({ dataDir, tcpPort = 0, httpPort = 0 } = {}) 
       createInterface({ input: stream }).on('line', (line) => {
         output.push(line);
         if (output.length > 2000) output.shift();
-        const match = line.match(/listening (mqtt|http) (\S+)/);
+        const match = line.match(/listening (mqtts?|https?) (\S+)/);
         if (match) addresses[match[1]] = match[2];
-        if (addresses.mqtt && addresses.http) {
+        if (wanted.every((kind) => addresses[kind])) {
           clearTimeout(timer);
           resolve();
         }
@@ -59,6 +62,9 @@ export async function startGateway({ dataDir, tcpPort = 0, httpPort = 0 } = {}) 
     mqttPort: port(addresses.mqtt),
     httpPort: port(addresses.http),
     url: `http://${addresses.http}`,
+    mqttsPort: addresses.mqtts ? port(addresses.mqtts) : undefined,
+    httpsPort: addresses.https ? port(addresses.https) : undefined,
+    httpsUrl: addresses.https ? `https://${addresses.https}` : undefined,
     /** SIGTERM, then waits for a clean exit. */
     async stop() {
       if (child.exitCode !== null) return child.exitCode;
@@ -81,9 +87,12 @@ export function sleep(ms) {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-/** Launches Chromium and opens a page that records console errors and uncaught exceptions. */
-export async function openBrowser({ width = 1280, height = 900, colorScheme = 'light' } = {}) {
-  const browser = await chromium.launch({ executablePath: chromiumPath, args: CHROMIUM_ARGS });
+/**
+ * Launches Chromium (with `args` added to CHROMIUM_ARGS) and opens a page that records console
+ * errors and uncaught exceptions.
+ */
+export async function openBrowser({ width = 1280, height = 900, colorScheme = 'light', args = [] } = {}) {
+  const browser = await chromium.launch({ executablePath: chromiumPath, args: [...CHROMIUM_ARGS, ...args] });
   const context = await browser.newContext({ viewport: { width, height }, colorScheme });
   const page = await context.newPage();
   const errors = [];
