@@ -72,8 +72,10 @@ impl Broker {
                 reason_code: ReasonCode::ServerUnavailable,
                 properties: Properties::default(),
             });
+            let connect = &pending.connect;
+            let maximum = connect.properties.maximum_packet_size;
             self.outputs
-                .send(connection, pending.connect.protocol, &connack);
+                .send(connection, connect.protocol, maximum, &connack);
             self.outputs.close(connection);
         }
         let connections: Vec<(ConnectionId, ProtocolVersion)> = self
@@ -92,7 +94,7 @@ impl Broker {
                         ..Properties::default()
                     },
                 });
-                self.outputs.send(connection, protocol, &disconnect);
+                self.emit(connection, &disconnect);
             }
             self.outputs.close(connection);
             self.detach(connection, false, now);

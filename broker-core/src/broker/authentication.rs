@@ -47,7 +47,7 @@ impl Broker {
         {
             self.stats.auth_failures += 1;
             let termination = Termination::AuthenticationNotContinued;
-            self.refuse_connect(connection, protocol, &pending.info, &termination);
+            self.refuse_connect(connection, &pending.connect, &pending.info, &termination);
             return;
         }
         let identity = ClientIdentity {
@@ -67,13 +67,14 @@ impl Broker {
                     reason_code: ReasonCode::ContinueAuthentication,
                     properties: with_method(properties, &pending.connect),
                 });
-                self.outputs.send(connection, protocol, &auth);
+                let maximum = pending.connect.properties.maximum_packet_size;
+                self.outputs.send(connection, protocol, maximum, &auth);
                 self.pending_authentications.insert(connection, pending);
             }
             AuthDecision::Refuse(reason) => {
                 self.stats.auth_failures += 1;
                 let termination = Termination::AuthenticationRefused(reason);
-                self.refuse_connect(connection, protocol, &pending.info, &termination);
+                self.refuse_connect(connection, &pending.connect, &pending.info, &termination);
             }
         }
     }

@@ -47,8 +47,7 @@ impl Broker {
         // A connection still in enhanced authentication has had no CONNACK, and no DISCONNECT
         // may come before one [MQTT-3.14.0-1]: it is refused with a CONNACK [MQTT-4.12.0-4].
         if let Some(pending) = self.pending_authentications.remove(&connection) {
-            let protocol = pending.connect.protocol;
-            self.refuse_connect(connection, protocol, &pending.info, &termination);
+            self.refuse_connect(connection, &pending.connect, &pending.info, &termination);
             return;
         }
         let reason = termination.reason_code();
@@ -70,8 +69,7 @@ impl Broker {
                 reason_code: reason,
                 properties,
             });
-            self.outputs
-                .send(connection, ProtocolVersion::V5, &disconnect);
+            self.emit(connection, &disconnect);
         }
         self.outputs.close(connection);
         if self.connections.contains_key(&connection) {

@@ -51,14 +51,14 @@ impl Broker {
         let (client_id, assigned) = match self.check_connect(&connect) {
             Ok(identifier) => identifier,
             Err(termination) => {
-                self.refuse_connect(connection, protocol, &info, &termination);
+                self.refuse_connect(connection, &connect, &info, &termination);
                 return;
             }
         };
         if let Authentication::Refused(reason) = authentication {
             self.stats.auth_failures += 1;
             let termination = Termination::CredentialsRefused(reason);
-            self.refuse_connect(connection, protocol, &info, &termination);
+            self.refuse_connect(connection, &connect, &info, &termination);
             return;
         }
         let request = ConnectRequest {
@@ -84,18 +84,19 @@ impl Broker {
                     reason_code: ReasonCode::ContinueAuthentication,
                     properties: with_method(properties, &request.connect),
                 });
-                self.outputs.send(connection, protocol, &auth);
+                let maximum = request.connect.properties.maximum_packet_size;
+                self.outputs.send(connection, protocol, maximum, &auth);
                 self.pending_authentications.insert(connection, request);
             }
             AuthDecision::Continue(_) => {
                 self.stats.auth_failures += 1;
                 let termination = Termination::AuthenticationMethodMissing;
-                self.refuse_connect(connection, protocol, &request.info, &termination);
+                self.refuse_connect(connection, &request.connect, &request.info, &termination);
             }
             AuthDecision::Refuse(reason) => {
                 self.stats.auth_failures += 1;
                 let termination = Termination::AuthenticationRefused(reason);
-                self.refuse_connect(connection, protocol, &request.info, &termination);
+                self.refuse_connect(connection, &request.connect, &request.info, &termination);
             }
         }
     }
@@ -146,10 +147,11 @@ impl Broker {
     pub(super) fn refuse_connect(
         &mut self,
         connection: ConnectionId,
-        protocol: ProtocolVersion,
+        connect: &ConnectPacket,
         info: &ConnectionInfo,
         termination: &Termination,
     ) {
+        let protocol = connect.protocol;
         let reason = termination.reason_code();
         if let Termination::CredentialsRefused(_) = termination {
             // Logged where the credentials were checked, with why: one line per refusal.
@@ -171,7 +173,8 @@ impl Broker {
             reason_code: reason,
             properties,
         });
-        self.outputs.send(connection, protocol, &connack);
+        let maximum = connect.properties.maximum_packet_size;
+        self.outputs.send(connection, protocol, maximum, &connack);
         self.outputs.close(connection);
     }
 
@@ -218,7 +221,7 @@ impl Broker {
                     .is_none_or(|p| p.may_publish(&will.topic));
             if !allowed {
                 let termination = Termination::WillNotAuthorized;
-                self.refuse_connect(connection, protocol, &info, &termination);
+                self.refuse_connect(connection, &connect, &info, &termination);
                 return;
             }
         }
@@ -326,7 +329,7 @@ impl Broker {
             reason_code: ReasonCode::Success,
             properties: ack_properties,
         });
-        self.outputs.send(connection, protocol, &connack);
+        self.emit(connection, &connack);
         self.resume(key, now);
     }
 

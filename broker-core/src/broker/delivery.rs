@@ -79,7 +79,10 @@ impl Broker {
             let inflight = &session.inflight[index];
             if inflight.released {
                 let pubrel = Packet::PubRel(PubAckPacket::new(inflight.packet_id));
-                delivery.outputs.send(connection, conn.protocol, &pubrel);
+                let maximum = conn.maximum_packet_size;
+                delivery
+                    .outputs
+                    .send(connection, conn.protocol, maximum, &pubrel);
                 index += 1;
                 continue;
             }

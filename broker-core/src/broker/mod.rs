@@ -340,22 +340,24 @@ impl Broker {
         }
     }
 
-    /// Queues a control packet for `connection`, encoded with its protocol version.
+    /// Queues a control packet for `connection`, encoded with its protocol version and within
+    /// its Maximum Packet Size.
     fn emit(&mut self, connection: ConnectionId, packet: &Packet) {
-        let protocol = self.protocol_of(connection);
-        self.outputs.send(connection, protocol, packet);
+        let (protocol, maximum) = self.limits_of(connection);
+        self.outputs.send(connection, protocol, maximum, packet);
     }
 
-    /// The protocol version a connection's packets are encoded with: the accepted (or being
-    /// authenticated) CONNECT's, else 3.1.1, which is what a client that sent no understandable
-    /// CONNECT gets.
-    fn protocol_of(&self, connection: ConnectionId) -> ProtocolVersion {
+    /// The protocol version a connection's packets are encoded with, and the client's Maximum
+    /// Packet Size: the accepted (or being authenticated) CONNECT's, else 3.1.1 and none, which
+    /// is what a client that sent no understandable CONNECT gets.
+    fn limits_of(&self, connection: ConnectionId) -> (ProtocolVersion, Option<u32>) {
         if let Some(conn) = self.connections.get(&connection) {
-            conn.protocol
+            (conn.protocol, conn.maximum_packet_size)
         } else if let Some(pending) = self.pending_authentications.get(&connection) {
-            pending.connect.protocol
+            let connect = &pending.connect;
+            (connect.protocol, connect.properties.maximum_packet_size)
         } else {
-            ProtocolVersion::V311
+            (ProtocolVersion::V311, None)
         }
     }
 }

@@ -8,9 +8,9 @@
 
 use super::ConnectionId;
 use bytes::{Bytes, BytesMut};
-use mqtt_codec::{Packet, ProtocolVersion, QoS, encode};
+use mqtt_codec::{Packet, Properties, ProtocolVersion, QoS, encode};
 use std::collections::VecDeque;
-use tracing::warn;
+use tracing::{debug, warn};
 
 /// What the broker asks the gateway to do.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -104,12 +104,40 @@ impl Outputs {
     }
 
     /// Queues a control packet (anything but a PUBLISH to a client, which goes through
-    /// [`Outputs::send_publish`]), encoded with `protocol`.
-    pub fn send(&mut self, connection: ConnectionId, protocol: ProtocolVersion, packet: &Packet) {
+    /// [`Outputs::send_publish`]), encoded with `protocol`, for a client whose Maximum Packet
+    /// Size is `maximum`. A packet that would exceed it goes without its Reason String and User
+    /// Properties [MQTT-3.2.2-19] [MQTT-3.2.2-20] (the same rule for every packet that carries
+    /// them); one still too large is not sent [MQTT-3.1.2-24].
+    pub fn send(
+        &mut self,
+        connection: ConnectionId,
+        protocol: ProtocolVersion,
+        maximum: Option<u32>,
+        packet: &Packet,
+    ) {
         debug_assert!(!matches!(packet, Packet::Publish(_)));
-        if let Some(bytes) = self.encode(packet, protocol) {
+        let fits = |bytes: &Bytes| maximum.is_none_or(|maximum| bytes.len() <= maximum as usize);
+        let Some(bytes) = self.encode(packet, protocol) else {
+            return;
+        };
+        if fits(&bytes) {
             self.push(connection, bytes, protocol, FrameKind::Control);
+            return;
         }
+        let mut bare = packet.clone();
+        if let Some(properties) = optional_properties(&mut bare) {
+            properties.reason_string = None;
+            properties.user_properties.clear();
+            if let Some(bytes) = self.encode(&bare, protocol).filter(fits) {
+                self.push(connection, bytes, protocol, FrameKind::Control);
+                return;
+            }
+        }
+        debug!(
+            connection = %connection,
+            "{} not sent: larger than the client's maximum packet size",
+            packet.name()
+        );
     }
 
     /// Encodes a PUBLISH and queues it for a receiver whose Maximum Packet Size is `maximum`.
@@ -205,6 +233,22 @@ impl Outputs {
                 None
             }
         }
+    }
+}
+
+/// The properties of a packet the server sends that may hold a Reason String or User
+/// Properties, which are left out rather than exceed the client's Maximum Packet Size.
+fn optional_properties(packet: &mut Packet) -> Option<&mut Properties> {
+    match packet {
+        Packet::ConnAck(p) => Some(&mut p.properties),
+        Packet::PubAck(p) | Packet::PubRec(p) | Packet::PubRel(p) | Packet::PubComp(p) => {
+            Some(&mut p.properties)
+        }
+        Packet::SubAck(p) => Some(&mut p.properties),
+        Packet::UnsubAck(p) => Some(&mut p.properties),
+        Packet::Disconnect(p) => Some(&mut p.properties),
+        Packet::Auth(p) => Some(&mut p.properties),
+        _ => None,
     }
 }
 

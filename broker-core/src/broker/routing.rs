@@ -25,6 +25,9 @@ impl Broker {
             .get_mut(&connection)
             .expect("caller checked");
         let protocol = conn.protocol;
+        if !publish.properties.subscription_identifiers.is_empty() {
+            return Err(Termination::SubscriptionIdentifierFromClient);
+        }
 
         // Resolve the topic alias before anything looks at the topic [MQTT-3.3.2-12].
         if let Some(alias) = publish.properties.topic_alias.take() {

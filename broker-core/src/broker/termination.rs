@@ -69,6 +69,9 @@ pub enum Termination {
         /// The broker's Topic Alias Maximum.
         maximum: u16,
     },
+    /// A PUBLISH from a client carrying a Subscription Identifier, which only the server sends.
+    #[error("a PUBLISH from a client must not carry a Subscription Identifier [MQTT-3.3.4-6]")]
+    SubscriptionIdentifierFromClient,
     /// A PUBLISH with an empty topic and an alias never set.
     #[error("topic alias {0} was never set (spec 3.3.2.3.4)")]
     TopicAliasUnknown(u16),
@@ -133,6 +136,7 @@ impl Termination {
             | AuthWithoutMethod
             | AuthMethodChanged
             | TopicAliasUnknown(_)
+            | SubscriptionIdentifierFromClient
             | NoLocalOnSharedSubscription(_)
             | SessionExpiryAfterZero => ReasonCode::ProtocolError,
         }
@@ -166,6 +170,7 @@ mod tests {
                 maximum: 10,
             },
             Termination::TopicAliasUnknown(3),
+            Termination::SubscriptionIdentifierFromClient,
             Termination::TopicNameInvalid(TopicError::Empty),
             Termination::RetainUnavailable,
             Termination::ReceiveMaximumExceeded(10),

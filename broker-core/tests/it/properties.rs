@@ -2,7 +2,7 @@
 //! properties forwarded unaltered, and request/response information.
 
 use crate::common::*;
-use broker_core::{BrokerConfig, DropReason, Termination};
+use broker_core::{BrokerConfig, ConnectionId, DropReason, Output, Termination};
 use bytes::Bytes;
 use mqtt_codec::{ByteStr, Packet, Properties, PublishPacket, QoS, ReasonCode};
 
@@ -485,4 +485,59 @@ fn mqtt_3_1_2_24_a_topic_alias_never_pushes_a_message_over_the_maximum_packet_si
     let delivered = publishes(&h.publish(A, qos0("t", &payload)), B);
     let packet = Packet::Publish(delivered[0].clone());
     assert!(mqtt_codec::encoded_len(&packet, mqtt_codec::ProtocolVersion::V5).unwrap() <= 64);
+}
+
+/// The frames sent to `connection`, as bytes.
+fn frames_to(outputs: &[Output], connection: ConnectionId) -> Vec<Bytes> {
+    outputs
+        .iter()
+        .filter_map(|output| match output {
+            Output::Send {
+                connection: c,
+                frame,
+            } if *c == connection => Some(frame.bytes.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn mqtt_3_2_2_19_a_connack_leaves_out_its_reason_string_beyond_the_client_maximum() {
+    let config = BrokerConfig {
+        max_client_id_len: 4,
+        ..quiet_config()
+    };
+    let mut h = Harness::with_config(config);
+    // Without a limit the refusal says why.
+    let outputs = h.connect(A, v5("too-long"));
+    assert!(connack(&outputs, A).properties.reason_string.is_some());
+    // With one the reason string would break, it is left out; the code still says it.
+    let mut limited = v5("too-long");
+    limited.properties.maximum_packet_size = Some(29);
+    let outputs = h.connect(B, limited);
+    let frames = frames_to(&outputs, B);
+    assert_eq!(frames.len(), 1, "{outputs:#?}");
+    assert!(frames[0].len() <= 29, "{} bytes", frames[0].len());
+    let connack = connack(&outputs, B);
+    assert_eq!(connack.reason_code, ReasonCode::ClientIdentifierNotValid);
+    assert_eq!(connack.properties.reason_string, None, "[MQTT-3.2.2-20]");
+    assert!(closed(&outputs, B));
+}
+
+#[test]
+fn mqtt_3_1_2_24_a_disconnect_leaves_out_its_reason_string_beyond_the_client_maximum() {
+    let mut h = Harness::new();
+    let mut limited = v5("client");
+    limited.properties.maximum_packet_size = Some(16);
+    h.connect_ok(A, limited);
+    let outputs = h.publish(A, with_alias(qos0("", "x"), 9));
+    let frames = frames_to(&outputs, A);
+    assert_eq!(frames.len(), 1);
+    assert!(frames[0].len() <= 16, "{} bytes", frames[0].len());
+    assert_disconnected(&outputs, A, ReasonCode::ProtocolError);
+    let reason_string = sent_to(&outputs, A).into_iter().find_map(|p| match p {
+        Packet::Disconnect(d) => Some(d.properties.reason_string),
+        _ => None,
+    });
+    assert_eq!(reason_string, Some(None));
 }

@@ -99,15 +99,17 @@ fn mqtt_3_3_4_4_single_copy_carries_every_matching_subscription_identifier() {
 }
 
 #[test]
-fn mqtt_3_3_4_6_subscription_identifiers_from_a_publisher_are_not_forwarded() {
+fn mqtt_3_3_4_6_a_subscription_identifier_from_a_client_is_a_protocol_error() {
     let mut h = Harness::new();
     h.connect_ok(A, v5("publisher"));
     h.connect_ok(B, v5("subscriber"));
     h.subscribe(B, "t", QoS::AtMostOnce);
-    let mut publish = qos0("t", "x");
+    let mut publish = qos1("t", "x", 1);
     publish.properties.subscription_identifiers.push(99);
-    let delivered = publishes(&h.publish(A, publish), B);
-    assert!(delivered[0].properties.subscription_identifiers.is_empty());
+    let outputs = h.publish(A, publish);
+    assert_disconnected(&outputs, A, ReasonCode::ProtocolError);
+    assert!(publishes(&outputs, B).is_empty(), "nothing delivered");
+    assert!(acks(&outputs, A, is_puback).is_empty(), "nor acknowledged");
 }
 
 #[test]
