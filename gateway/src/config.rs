@@ -369,18 +369,38 @@ impl Settings {
         }
         config.mqtts = self.mqtts;
         config.https = self.https;
+        let client_ca = self.tls_client_ca.is_some();
         config.tls = match (self.tls_cert, self.tls_key) {
             (Some(certificate), Some(key)) => Some(TlsSettings {
                 certificate,
                 key,
                 client_ca: self.tls_client_ca,
             }),
-            (None, None) if self.tls_client_ca.is_none() => None,
+            (None, None) if !client_ca => None,
+            (None, None) => {
+                return Err(ConfigError::Tls(
+                    "--tls-client-ca needs --tls-cert and --tls-key",
+                ));
+            }
             _ => return Err(ConfigError::Tls("--tls-cert and --tls-key go together")),
         };
-        if config.tls.is_none() && !(config.mqtts.is_empty() && config.https.is_empty()) {
+        let listeners = !(config.mqtts.is_empty() && config.https.is_empty());
+        match (config.tls.is_some(), listeners) {
+            (false, true) => {
+                return Err(ConfigError::Tls(
+                    "--mqtts and --https need --tls-cert and --tls-key",
+                ));
+            }
+            (true, false) => {
+                return Err(ConfigError::Tls(
+                    "--tls-cert and --tls-key are for --mqtts or --https listeners; none is given",
+                ));
+            }
+            _ => {}
+        }
+        if self.tls_identity_as_username && !client_ca {
             return Err(ConfigError::Tls(
-                "--mqtts and --https need --tls-cert and --tls-key",
+                "--tls-identity-as-username needs --tls-client-ca: without it no client certificate is asked for",
             ));
         }
         config.max_connections_per_ip = self.max_connections_per_ip.map(|value| value.max(1));
@@ -434,6 +454,66 @@ mod tests {
         assert_eq!(config.http, vec!["127.0.0.1:8080".parse().unwrap()]);
         assert_eq!(config.broker.max_inflight, 20);
         assert_eq!(config.broker.sys_interval, None);
+    }
+
+    #[test]
+    fn tls_settings_that_cannot_work_are_refused_with_why() {
+        let path = || Some(PathBuf::from("x.pem"));
+        let address = || vec!["127.0.0.1:8883".parse().unwrap()];
+        let cases = [
+            (
+                Settings {
+                    mqtts: address(),
+                    ..Settings::default()
+                },
+                "--mqtts and --https need",
+            ),
+            (
+                Settings {
+                    tls_cert: path(),
+                    ..Settings::default()
+                },
+                "go together",
+            ),
+            (
+                Settings {
+                    tls_client_ca: path(),
+                    ..Settings::default()
+                },
+                "--tls-client-ca needs",
+            ),
+            (
+                Settings {
+                    tls_cert: path(),
+                    tls_key: path(),
+                    ..Settings::default()
+                },
+                "none is given",
+            ),
+            (
+                Settings {
+                    https: address(),
+                    tls_cert: path(),
+                    tls_key: path(),
+                    tls_identity_as_username: true,
+                    ..Settings::default()
+                },
+                "needs --tls-client-ca",
+            ),
+        ];
+        for (settings, expected) in cases {
+            let error = settings.into_config().unwrap_err().to_string();
+            assert!(error.contains(expected), "{error}");
+        }
+        let fine = Settings {
+            https: address(),
+            tls_cert: path(),
+            tls_key: path(),
+            tls_client_ca: path(),
+            tls_identity_as_username: true,
+            ..Settings::default()
+        };
+        assert!(fine.into_config().is_ok());
     }
 
     #[test]

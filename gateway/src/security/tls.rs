@@ -92,11 +92,33 @@ impl TlsSettings {
                 builder.with_client_cert_verifier(verifier)
             }
         };
-        let mut config = builder
-            .with_single_cert(chain, key)
-            .map_err(|error| TlsError::Config(error.to_string()))?;
+        warn_if_expired(&self.certificate, &chain[0]);
+        let mut config = builder.with_single_cert(chain, key).map_err(|error| {
+            // rustls names neither file: say which pair it refused.
+            TlsError::Config(format!(
+                "certificate {} with key {}: {error}",
+                self.certificate.display(),
+                self.key.display()
+            ))
+        })?;
         config.alpn_protocols = alpn.iter().map(|protocol| protocol.to_vec()).collect();
         Ok(Arc::new(config))
+    }
+}
+
+/// Logs a warning when the server's certificate is outside its validity period: it still
+/// loads (a clock may be wrong, a renewal may be on its way), but every client will refuse it.
+fn warn_if_expired(path: &Path, certificate: &CertificateDer<'_>) {
+    let Ok((_, parsed)) = x509_parser::parse_x509_certificate(certificate.as_ref()) else {
+        return;
+    };
+    if !parsed.validity().is_valid() {
+        tracing::warn!(
+            "TLS certificate {} is not valid now (valid from {} to {}): clients will refuse it",
+            path.display(),
+            parsed.validity().not_before,
+            parsed.validity().not_after
+        );
     }
 }
 
