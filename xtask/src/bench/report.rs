@@ -188,7 +188,8 @@ pub fn machine() -> Value {
 
 /// A horizontal bar chart of the ratios on a log scale, 1x marked; each bar says whether the
 /// figure is better higher or lower. A bar is green when it beats parity, or, for a row with a
-/// goal of its own (the gateway's WebSocket over its TCP), when it meets that goal.
+/// goal of its own (the gateway's WebSocket over its TCP, its fan-in with an ACL over its fan-in
+/// without), when it meets that goal.
 pub fn ratio_chart(rows: &[Value]) -> String {
     // Room for the longest label (name and hint) at about 6.5 px a character, at least 260 px.
     let label = rows
