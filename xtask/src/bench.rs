@@ -27,8 +27,10 @@
 //!   grant the fan-in topics, after 44 others that a broker scanning in order passes first.
 //!   The ACL fan-in is measured right after the plain fan-in in each run, the brokers in the
 //!   same order, and a derived row divides each broker's ACL fan-in by its own fan-in without
-//!   an ACL (the goal: the ACL costs the gateway at most 10%). Measured a minute apart instead,
-//!   the two drifted apart by 30% on this shared machine.
+//!   an ACL (the goal: the ACL costs the gateway at most 10%). Measured a minute apart, in the
+//!   table's order, the gateway's ratio read 0.65x in a full run where back-to-back runs read
+//!   about 0.9x: on a shared machine the load drifts within a minute. With `--quick` the
+//!   gateway's fan-in runs last tens of milliseconds, too short to judge 10%.
 //!
 //! Then the browser rows (see [`browser`] and [`page`]): client-wasm and MQTT.js in headless
 //! Chromium, each alone in a page and both in one page, receiving a 64-byte QoS 0 stream from
