@@ -1,8 +1,10 @@
 //! `mqtt-bench`: the load generator used by `cargo xtask bench` and by hand.
 //!
-//! Every mode talks MQTT 3.1.1 to one broker, over TCP (`--addr`) or over WebSocket
-//! (`--transport ws --ws-url ws://127.0.0.1:PORT/mqtt`), is bounded in message count and in
-//! seconds, and prints one JSON object with its figures on standard output. Clients encode with
+//! Every mode talks MQTT 3.1.1 to one broker, over TCP (`--addr`), over TLS (`--transport tls
+//! --addr 127.0.0.1:PORT --tls-ca FILE`, the broker's certificate naming that IP address) or over
+//! WebSocket (`--transport ws --ws-url ws://127.0.0.1:PORT/mqtt`), is bounded in message count and
+//! in seconds, and prints one JSON object with its figures on standard output (over TLS, the
+//! throughput and latency figures also say what the handshake negotiated). Clients encode with
 //! `mqtt-codec` once up front and write pre-encoded batches (over WebSocket one batch is one
 //! binary message), and subscribers count packets from their fixed headers, so that the generator
 //! is not what limits the measurement. The `big` mode times one large message from a WebSocket
@@ -20,6 +22,7 @@ use mqtt_codec::{
 };
 use serde::Serialize;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -34,12 +37,18 @@ const STALL: Duration = Duration::from_secs(3);
 #[derive(Debug, Parser)]
 #[command(name = "mqtt-bench", about = "MQTT load generator (loopback only)")]
 struct Cli {
-    /// Broker address for MQTT over TCP; must be a loopback address.
+    /// Broker address for MQTT over TCP, or over TLS with `--transport tls`; must be a
+    /// loopback address.
     #[arg(long, default_value = "127.0.0.1:1883", global = true)]
     addr: SocketAddr,
-    /// Transport of the clients: `tcp` (to --addr) or `ws` (to --ws-url).
+    /// Transport of the clients: `tcp` (to --addr), `tls` (to --addr, with --tls-ca) or `ws`
+    /// (to --ws-url).
     #[arg(long, value_enum, default_value = "tcp", global = true)]
     transport: Kind,
+    /// PEM file of the CA that signed the broker's TLS certificate, which must name the IP
+    /// address of --addr; needed by `--transport tls`.
+    #[arg(long, value_name = "FILE", global = true)]
+    tls_ca: Option<PathBuf>,
     /// Broker URL for MQTT over WebSocket; a literal loopback IP and an explicit port.
     #[arg(long, default_value = "ws://127.0.0.1:8080/mqtt", global = true)]
     ws_url: String,
@@ -152,6 +161,9 @@ struct Throughput {
     lost: u64,
     seconds: f64,
     messages_per_second: f64,
+    /// Over TLS: the protocol version, cipher suite and key exchange group negotiated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -181,6 +193,9 @@ struct Latency {
     p99_us: f64,
     p999_us: f64,
     max_us: f64,
+    /// Over TLS: the protocol version, cipher suite and key exchange group negotiated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -212,7 +227,7 @@ struct Big {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    let target = Target::new(cli.transport, cli.addr, cli.ws_url)?;
+    let target = Target::new(cli.transport, cli.addr, cli.ws_url, cli.tls_ca.as_deref())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -567,6 +582,7 @@ async fn fan_in(
         lost: expected.saturating_sub(received),
         seconds,
         messages_per_second: received as f64 / seconds,
+        tls: target.negotiated(),
     })
 }
 
@@ -628,6 +644,7 @@ async fn fan_out(
         lost: expected.saturating_sub(total),
         seconds,
         messages_per_second: total as f64 / seconds,
+        tls: target.negotiated(),
     })
 }
 
@@ -692,6 +709,7 @@ async fn latency(target: &Target, rate: u64, seconds: u64, size: usize) -> Resul
         p99_us: percentile(0.99),
         p999_us: percentile(0.999),
         max_us: samples.last().map_or(f64::NAN, |&v| v as f64 / 1000.0),
+        tls: target.negotiated(),
     })
 }
 
@@ -1019,7 +1037,7 @@ mod tests {
             let _ = socket.next().await;
         });
         let url = format!("ws://127.0.0.1:{port}/mqtt");
-        let target = Target::new(Kind::Ws, "127.0.0.1:1".parse().unwrap(), url).unwrap();
+        let target = Target::new(Kind::Ws, "127.0.0.1:1".parse().unwrap(), url, None).unwrap();
         let (reader, writer) = target.open().await.unwrap();
         let received = Arc::new(AtomicU64::new(0));
         let deadline = Instant::now() + Duration::from_secs(10);

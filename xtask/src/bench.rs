@@ -4,11 +4,33 @@
 //! Both brokers run on their own loopback ports, each serving MQTT over TCP and over WebSocket
 //! (the gateway at `ws://127.0.0.1:HTTP/mqtt`, Mosquitto on a `protocol websockets` listener);
 //! every mode runs against each, interleaved (A B, then B A, ...), at least three times, and the
-//! table shows medians and the ratio gateway/Mosquitto. One row is derived rather than measured:
-//! the gateway's WebSocket fan-in over its own TCP fan-in, from the same runs. Results also go to
+//! table shows medians and the ratio gateway/Mosquitto. Two rows are derived rather than measured:
+//! the gateway's WebSocket fan-in over its own TCP fan-in, and its fan-in with an ACL over its
+//! fan-in without (see below), from the same runs. Results also go to
 //! `target/bench/latest.json` and a bar chart of the ratios to `target/bench/ratios.svg`. Memory
 //! per idle connection is measured on freshly started brokers, so earlier loads do not leave
 //! freed memory to hide the cost.
+//!
+//! The security rows run the fan-in load against two more pairs of brokers, started next to the
+//! first and kept for all runs, each pair loaded alike (see [`security`] for the files):
+//! - TLS: each broker gets a third listener, MQTT over TLS on a loopback port, serving the same
+//!   certificate and key, made with `openssl` at the start of the run (X.509 v3, ECDSA P-256,
+//!   `subjectAltName = IP:127.0.0.1`, signed by a throwaway CA that `mqtt-bench --tls-ca`
+//!   trusts). The gateway: `--mqtts 127.0.0.1:PORT --tls-cert server.pem --tls-key server.key`
+//!   (rustls, aws-lc-rs). Mosquitto: [`brokers::MOSQUITTO_TLS_CONF`] (`listener PORT 127.0.0.1`,
+//!   `certfile`, `keyfile`; OpenSSL). The clients are rustls with aws-lc-rs, TCP_NODELAY; with
+//!   them both brokers negotiate TLS 1.3 and TLS13_AES_256_GCM_SHA384 (key exchange: the
+//!   gateway X25519MLKEM768, Debian's Mosquitto 2.0.11 X25519), which each result records.
+//! - ACL: each broker reads the same generated ACL of 100 rules (the gateway `--acl-file FILE`,
+//!   Mosquitto [`brokers::MOSQUITTO_ACL_CONF`], `acl_file FILE`), neither with authentication,
+//!   so every client is anonymous and the rules before the first `user` line apply; two of them
+//!   grant the fan-in topics, after 44 others that a broker scanning in order passes first.
+//!   The ACL fan-in is measured right after the plain fan-in in each run, the brokers in the
+//!   same order, and a derived row divides each broker's ACL fan-in by its own fan-in without
+//!   an ACL (the goal: the ACL costs the gateway at most 10%). Measured a minute apart, in the
+//!   table's order, the gateway's ratio read 0.65x in a full run where back-to-back runs read
+//!   about 0.9x: on a shared machine the load drifts within a minute. With `--quick` the
+//!   gateway's fan-in runs last tens of milliseconds, too short to judge 10%.
 //!
 //! Then the browser rows (see [`browser`] and [`page`]): client-wasm and MQTT.js in headless
 //! Chromium, each alone in a page and both in one page, receiving a 64-byte QoS 0 stream from
@@ -25,14 +47,58 @@ use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
 use crate::process;
-use brokers::{Broker, MOSQUITTO_CONF, ensure_mosquitto, run_load, start_gateway, start_mosquitto};
+use brokers::{
+    Broker, Extras, MOSQUITTO_ACL_CONF, MOSQUITTO_CONF, MOSQUITTO_TLS_CONF, ensure_mosquitto,
+    run_load, start_gateway, start_gateway_with, start_mosquitto, start_mosquitto_with,
+};
 use page::Launcher;
 use report::{Better, Row, machine, ratio_chart, render_table};
+use security::{ACL_RULES, Pki};
 
 mod brokers;
 mod browser;
 mod page;
 mod report;
+mod security;
+
+/// Which pair of brokers a figure runs against; each pair is started once for all runs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Setup {
+    /// MQTT over TCP and WebSocket, nothing else.
+    Plain,
+    /// Plus a TLS listener with the run's certificate.
+    Tls,
+    /// Plus the run's ACL.
+    Acl,
+}
+
+impl Setup {
+    const ALL: [Setup; 3] = [Setup::Plain, Setup::Tls, Setup::Acl];
+
+    /// What the brokers load beyond the plain configuration.
+    fn extras<'a>(self, pki: &'a Pki, acl: &'a Path) -> Extras<'a> {
+        match self {
+            Setup::Plain => Extras::default(),
+            Setup::Tls => Extras {
+                tls: Some(pki),
+                ..Extras::default()
+            },
+            Setup::Acl => Extras {
+                acl: Some(acl),
+                ..Extras::default()
+            },
+        }
+    }
+
+    /// Ends the names of the brokers' files (data directory, configuration).
+    fn suffix(self) -> &'static str {
+        match self {
+            Setup::Plain => "",
+            Setup::Tls => "-tls",
+            Setup::Acl => "-acl",
+        }
+    }
+}
 
 /// One figure of the table: a mode of `mqtt-bench`, its arguments, and the JSON field read.
 struct Figure {
@@ -43,6 +109,12 @@ struct Figure {
     better: Better,
     /// Further fields of the result shown on the per-run line (they are in latest.json anyway).
     details: &'static [&'static str],
+    /// The brokers it runs against.
+    setup: Setup,
+    /// The figure this one is measured right after, in each run, with the brokers in the same
+    /// order: a ratio between the two then compares runs seconds apart rather than minutes
+    /// (the load of a shared machine drifts in between).
+    after: Option<&'static str>,
 }
 
 /// The TCP fan-in figure that the WebSocket one is compared with.
@@ -53,6 +125,12 @@ const WS_FANIN_QOS0: &str = "WS fan-in QoS 0 (4 publishers)";
 const WS_OVER_TCP: &str = "WS fan-in QoS 0 / own TCP";
 /// DESIGN.md's goal for [`WS_OVER_TCP`]: WebSocket throughput at least 0.8x our own TCP.
 const WS_OVER_TCP_GOAL: f64 = 0.8;
+/// The fan-in figure of [`TCP_FANIN_QOS0`]'s load against brokers that load the ACL.
+const ACL_FANIN_QOS0: &str = "fan-in QoS 0 with a 100-rule ACL (4 publishers)";
+/// The derived row: [`ACL_FANIN_QOS0`] over [`TCP_FANIN_QOS0`], each broker against itself.
+const ACL_OVER_PLAIN: &str = "ACL fan-in / own fan-in";
+/// The goal for [`ACL_OVER_PLAIN`]: the ACL costs the gateway at most 10% of its fan-in.
+const ACL_OVER_PLAIN_GOAL: f64 = 0.9;
 
 /// The broker figures. Counts are per publisher (fan-in) or per stream (fan-out); they are sized
 /// so that the gateway's runs last about half a second or more, since shorter runs are mostly
@@ -82,6 +160,8 @@ fn figures(quick: bool) -> Vec<Figure> {
                 unit: "msg/s",
                 better: Better::Higher,
                 details: &[],
+                setup: Setup::Plain,
+                after: None,
             }
         };
     vec![
@@ -142,12 +222,49 @@ fn figures(quick: bool) -> Vec<Figure> {
             scale(200_000, 10_000),
         ),
         Figure {
+            setup: Setup::Tls,
+            ..throughput(
+                "TLS fan-in QoS 0 (4 publishers)",
+                "tls",
+                "fanin",
+                "0",
+                ("--publishers", "4"),
+                scale(250_000, 20_000),
+            )
+        },
+        Figure {
+            setup: Setup::Tls,
+            ..throughput(
+                "TLS fan-in QoS 1 (4 publishers)",
+                "tls",
+                "fanin",
+                "1",
+                ("--publishers", "4"),
+                scale(150_000, 10_000),
+            )
+        },
+        // The load of TCP_FANIN_QOS0, measured right after it, so that the two compare.
+        Figure {
+            setup: Setup::Acl,
+            after: Some(TCP_FANIN_QOS0),
+            ..throughput(
+                ACL_FANIN_QOS0,
+                "tcp",
+                "fanin",
+                "0",
+                ("--publishers", "4"),
+                scale(250_000, 20_000),
+            )
+        },
+        Figure {
             name: "latency p50 at 1000 msg/s",
             args: latency_args(quick),
             field: "p50_us",
             unit: "us",
             better: Better::Lower,
             details: &[],
+            setup: Setup::Plain,
+            after: None,
         },
         Figure {
             name: "latency p99 at 1000 msg/s",
@@ -156,6 +273,8 @@ fn figures(quick: bool) -> Vec<Figure> {
             unit: "us",
             better: Better::Lower,
             details: &[],
+            setup: Setup::Plain,
+            after: None,
         },
         Figure {
             name: "connection rate",
@@ -166,6 +285,8 @@ fn figures(quick: bool) -> Vec<Figure> {
             unit: "conn/s",
             better: Better::Higher,
             details: &[],
+            setup: Setup::Plain,
+            after: None,
         },
         Figure {
             name: "1 MiB over WebSocket",
@@ -186,6 +307,8 @@ fn figures(quick: bool) -> Vec<Figure> {
             unit: "ms",
             better: Better::Lower,
             details: &["repeats", "ws_max_ms", "tcp_median_ms"],
+            setup: Setup::Plain,
+            after: None,
         },
     ]
 }
@@ -247,6 +370,7 @@ pub fn run(args: &[String]) -> Result<()> {
         "quick": quick,
         "machine": machine(),
         "mosquitto_config": MOSQUITTO_CONF,
+        "security": security_report(),
         "browser": browser_report,
         "figures": json_rows,
     });
@@ -258,24 +382,80 @@ pub fn run(args: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// The rows of the load generator's figures (TCP, WebSocket, latency, connections, 1 MiB, idle
-/// memory) and the derived WebSocket/TCP row.
+/// The order the figures are measured in within a run, each with the index whose parity decides
+/// its order of brokers: the table's order, except that a figure with `after` comes right after
+/// that figure and takes its order of brokers.
+fn schedule(figures: &[Figure]) -> Result<Vec<(usize, usize)>> {
+    let mut plan = Vec::with_capacity(figures.len());
+    for (index, figure) in figures.iter().enumerate() {
+        if figure.after.is_some() {
+            continue;
+        }
+        plan.push((index, index));
+        let companions = figures.iter().enumerate();
+        for (companion, _) in companions.filter(|(_, other)| other.after == Some(figure.name)) {
+            plan.push((companion, index));
+        }
+    }
+    if plan.len() != figures.len() {
+        bail!("a figure is to be measured after one that is not in the table or follows another");
+    }
+    Ok(plan)
+}
+
+/// How the security rows' brokers are configured, for latest.json.
+fn security_report() -> Value {
+    json!({
+        "certificate": "X.509 v3, ECDSA P-256, subjectAltName IP:127.0.0.1, serverAuth, \
+                        signed by a CA made in the same run (openssl); the same files for both",
+        "tls": {
+            "gateway_args": "--mqtts 127.0.0.1:{tls_port} --tls-cert server.pem --tls-key server.key",
+            "mosquitto_config": format!("{MOSQUITTO_CONF}{MOSQUITTO_TLS_CONF}"),
+        },
+        "acl": {
+            "rules": ACL_RULES,
+            "gateway_args": "--acl-file acl.conf",
+            "mosquitto_config": format!("{MOSQUITTO_CONF}{MOSQUITTO_ACL_CONF}"),
+            "file": security::acl_text(),
+        },
+    })
+}
+
+/// The rows of the load generator's figures (TCP, WebSocket, TLS, ACL, latency, connections,
+/// 1 MiB, idle memory) and the derived WebSocket/TCP and ACL/plain rows.
 fn broker_rows(quick: bool, runs: usize, dir: &Path) -> Result<Vec<Row>> {
     let figures = figures(quick);
     // samples[figure][broker] for broker 0 = gateway, 1 = mosquitto; the last figure is the
     // memory per idle connection. results[..][..] holds the whole JSON of each run.
     let mut samples = vec![[Vec::new(), Vec::new()]; figures.len() + 1];
     let mut results: Vec<[Vec<Value>; 2]> = vec![[Vec::new(), Vec::new()]; figures.len() + 1];
+    let width = figures.iter().map(|f| f.name.len()).max().unwrap_or(30);
+    let plan = schedule(&figures)?;
 
     {
-        let gateway = start_gateway(dir)?;
-        let mosquitto = start_mosquitto(dir)?;
+        let pki = Pki::generate(&dir.join("tls"))?;
+        let acl = security::write_acl(dir)?;
+        // [gateway, mosquitto] per setup, in Setup::ALL's order.
+        let mut pairs = Vec::new();
+        for setup in Setup::ALL {
+            let extras = setup.extras(&pki, &acl);
+            let suffix = setup.suffix();
+            let gateway = start_gateway_with(dir, &format!("gateway{suffix}"), extras)?;
+            let mosquitto = start_mosquitto_with(dir, &format!("mosquitto{suffix}"), extras)?;
+            pairs.push((setup, [gateway, mosquitto]));
+        }
         for run in 0..runs {
-            for (index, figure) in figures.iter().enumerate() {
-                let order: [&Broker; 2] = if (run + index) % 2 == 0 {
-                    [&gateway, &mosquitto]
+            for &(index, order_index) in &plan {
+                let figure = &figures[index];
+                let [gateway, mosquitto] = &pairs
+                    .iter()
+                    .find(|(setup, _)| *setup == figure.setup)
+                    .context("every setup is started")?
+                    .1;
+                let order: [&Broker; 2] = if (run + order_index) % 2 == 0 {
+                    [gateway, mosquitto]
                 } else {
-                    [&mosquitto, &gateway]
+                    [mosquitto, gateway]
                 };
                 for broker in order {
                     let result = run_load(broker, &figure.args)?;
@@ -294,7 +474,7 @@ fn broker_rows(quick: bool, runs: usize, dir: &Path) -> Result<Vec<Row>> {
                         .map(|field| format!("  {field}={}", result[field]))
                         .collect();
                     println!(
-                        "run {}/{runs} {:<30} {:<9} {value:>12.1} {}{details}",
+                        "run {}/{runs} {:<width$} {:<9} {value:>12.1} {}{details}",
                         run + 1,
                         figure.name,
                         broker.name,
@@ -324,7 +504,7 @@ fn broker_rows(quick: bool, runs: usize, dir: &Path) -> Result<Vec<Row>> {
                 .as_f64()
                 .context("no kb_per_connection")?;
             println!(
-                "run {}/{runs} {:<30} {:<9} {value:>12.2} KB",
+                "run {}/{runs} {:<width$} {:<9} {value:>12.2} KB",
                 run + 1,
                 "memory per idle connection",
                 broker.name
@@ -344,45 +524,128 @@ fn broker_rows(quick: bool, runs: usize, dir: &Path) -> Result<Vec<Row>> {
             Row::measured(name, unit, better, samples, results)
         })
         .collect();
-    let derived = own_websocket_ratio(&rows)?;
+    let websocket = own_ratio(
+        &rows,
+        OwnRatio {
+            name: WS_OVER_TCP,
+            numerator: WS_FANIN_QOS0,
+            denominator: TCP_FANIN_QOS0,
+            goal: WS_OVER_TCP_GOAL,
+            ratio_of: "gateway WS / gateway TCP (the mosquitto column: Mosquitto's WS / TCP)",
+            note: "ratio = gateway WS / gateway TCP; goal 0.8x",
+        },
+    )?;
     // Right after the WebSocket throughput rows it is derived from.
     let after = rows
         .iter()
         .rposition(|row| row.name.starts_with("WS "))
         .map_or(rows.len(), |index| index + 1);
-    rows.insert(after, derived);
+    rows.insert(after, websocket);
+    let acl = own_ratio(
+        &rows,
+        OwnRatio {
+            name: ACL_OVER_PLAIN,
+            numerator: ACL_FANIN_QOS0,
+            denominator: TCP_FANIN_QOS0,
+            goal: ACL_OVER_PLAIN_GOAL,
+            ratio_of: "gateway with the ACL / gateway without (the mosquitto column: \
+                       Mosquitto's with / without)",
+            note: "ratio = gateway with ACL / without; goal 0.9x",
+        },
+    )?;
+    let after = rows
+        .iter()
+        .position(|row| row.name == ACL_FANIN_QOS0)
+        .map_or(rows.len(), |index| index + 1);
+    rows.insert(after, acl);
     Ok(rows)
 }
 
-/// The derived row: WebSocket fan-in over TCP fan-in, each broker against itself (the goal is
+/// A derived row that divides two figures of the same broker.
+struct OwnRatio {
+    name: &'static str,
+    numerator: &'static str,
+    denominator: &'static str,
+    /// The gateway's goal for the ratio.
+    goal: f64,
+    ratio_of: &'static str,
+    note: &'static str,
+}
+
+/// The derived row `spec.numerator / spec.denominator`, each broker against itself (the goal is
 /// the gateway's own ratio, Mosquitto's is shown for comparison). Medians over medians, with the
 /// per-run ratios (same run, same order of brokers) as samples.
-fn own_websocket_ratio(rows: &[Row]) -> Result<Row> {
+fn own_ratio(rows: &[Row], spec: OwnRatio) -> Result<Row> {
     let find = |name: &str| {
         rows.iter()
             .find(|row| row.name == name)
             .with_context(|| format!("no {name:?} figure"))
     };
-    let (tcp, ws) = (find(TCP_FANIN_QOS0)?, find(WS_FANIN_QOS0)?);
+    let (denominator, numerator) = (find(spec.denominator)?, find(spec.numerator)?);
     let per_run = |slot: usize| -> Vec<f64> {
-        ws.samples[slot]
+        numerator.samples[slot]
             .iter()
-            .zip(&tcp.samples[slot])
-            .map(|(ws, tcp)| ws / tcp)
+            .zip(&denominator.samples[slot])
+            .map(|(numerator, denominator)| numerator / denominator)
             .collect()
     };
-    let own = ws.gateway / tcp.gateway;
+    let own = numerator.gateway / denominator.gateway;
     Ok(Row {
-        name: WS_OVER_TCP,
+        name: spec.name,
         unit: "x",
         better: Better::Higher,
         gateway: own,
-        mosquitto: ws.mosquitto / tcp.mosquitto,
+        mosquitto: numerator.mosquitto / denominator.mosquitto,
         ratio: own,
-        ratio_of: Some("gateway WS / gateway TCP (the mosquitto column: Mosquitto's WS / TCP)"),
-        goal: Some(WS_OVER_TCP_GOAL),
-        note: Some("ratio = gateway WS / gateway TCP; goal 0.8x"),
+        ratio_of: Some(spec.ratio_of),
+        goal: Some(spec.goal),
+        note: Some(spec.note),
         samples: [per_run(0), per_run(1)],
         results: [Vec::new(), Vec::new()],
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The ACL row's name says how many rules the ACL has, and its load is the plain fan-in's.
+    #[test]
+    fn the_acl_figure_matches_the_acl_and_the_plain_load() {
+        assert!(ACL_FANIN_QOS0.contains(&format!("{ACL_RULES}-rule")));
+        for quick in [false, true] {
+            let figures = figures(quick);
+            let find = |name| figures.iter().find(|figure| figure.name == name).unwrap();
+            let (plain, acl) = (find(TCP_FANIN_QOS0), find(ACL_FANIN_QOS0));
+            assert_eq!(plain.args, acl.args);
+            assert!(plain.setup == Setup::Plain && acl.setup == Setup::Acl);
+        }
+    }
+
+    /// Every figure is measured once a run; the ACL fan-in right after the plain one, with the
+    /// brokers in the same order; the others in the table's order, alternating.
+    #[test]
+    fn the_acl_fan_in_is_measured_right_after_the_plain_one() {
+        let figures = figures(true);
+        let plan = schedule(&figures).unwrap();
+        let mut measured: Vec<usize> = plan.iter().map(|&(index, _)| index).collect();
+        measured.sort_unstable();
+        assert_eq!(measured, (0..figures.len()).collect::<Vec<_>>());
+        let at = |name| {
+            plan.iter()
+                .position(|&(index, _)| figures[index].name == name)
+                .unwrap()
+        };
+        assert_eq!(at(ACL_FANIN_QOS0), at(TCP_FANIN_QOS0) + 1);
+        assert_eq!(plan[at(ACL_FANIN_QOS0)].1, plan[at(TCP_FANIN_QOS0)].1);
+        let others: Vec<usize> = plan
+            .iter()
+            .filter(|&&(index, _)| figures[index].after.is_none())
+            .map(|&(index, order)| {
+                assert_eq!(index, order);
+                index
+            })
+            .collect();
+        assert!(others.windows(2).all(|pair| pair[0] < pair[1]));
+    }
 }

@@ -1,13 +1,19 @@
 //! The two brokers of `cargo xtask bench` and the load generator run against them: each broker
 //! on its own loopback ports, serving MQTT over TCP and over WebSocket, and killed when its
 //! [`Broker`] is dropped.
+//!
+//! For the security rows a broker may also get [`Extras`]: a TLS listener serving the run's
+//! certificate (the gateway's `--mqtts` with `--tls-cert`/`--tls-key`, Mosquitto's
+//! [`MOSQUITTO_TLS_CONF`]), or the run's ACL file (the gateway's `--acl-file`, Mosquitto's
+//! [`MOSQUITTO_ACL_CONF`]). Everything else is as for the other rows.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
+use super::security::Pki;
 use crate::{gateway, process};
 
 /// The Mosquitto configuration: TCP_NODELAY like the gateway, unlimited queues so that QoS 1
@@ -25,6 +31,37 @@ max_inflight_messages 256
 persistence false
 ";
 
+/// Appended to [`MOSQUITTO_CONF`] for the TLS rows: a third listener, MQTT over TLS with the
+/// run's certificate and key (Mosquitto's defaults otherwise: TLS 1.2 or 1.3, no client
+/// certificates).
+pub const MOSQUITTO_TLS_CONF: &str = "\
+listener {tls_port} 127.0.0.1
+certfile {certificate}
+keyfile {key}
+";
+
+/// Appended to [`MOSQUITTO_CONF`] for the ACL row: the run's ACL file (global, as
+/// `per_listener_settings` is off; anonymous clients get the rules before any `user` line).
+pub const MOSQUITTO_ACL_CONF: &str = "\
+acl_file {acl}
+";
+
+/// What a broker loads beyond the plain configuration.
+#[derive(Clone, Copy, Default)]
+pub struct Extras<'a> {
+    /// A TLS listener serving this certificate and key.
+    pub tls: Option<&'a Pki>,
+    /// This ACL file.
+    pub acl: Option<&'a Path>,
+}
+
+/// A broker's MQTT-over-TLS listener.
+pub struct TlsListener {
+    pub port: u16,
+    /// The CA that signed its certificate, for `mqtt-bench --tls-ca`.
+    pub ca: PathBuf,
+}
+
 /// A broker process under test.
 pub struct Broker {
     pub name: &'static str,
@@ -33,6 +70,8 @@ pub struct Broker {
     pub port: u16,
     /// MQTT over WebSocket, at `ws://127.0.0.1:{ws_port}/mqtt`.
     pub ws_port: u16,
+    /// MQTT over TLS, when the broker has it.
+    pub tls: Option<TlsListener>,
 }
 
 impl Drop for Broker {
@@ -50,16 +89,94 @@ pub fn start_gateway(dir: &Path) -> Result<Broker> {
         child: gateway.child,
         port: gateway.tcp_port,
         ws_port: gateway.http_port,
+        tls: None,
     })
 }
 
-pub fn start_mosquitto(dir: &Path) -> Result<Broker> {
+/// The release gateway as [`start_gateway`] starts it (loopback ports, a fresh data directory
+/// `dir/{name}-data`, warnings only), plus `extras`: `--mqtts 127.0.0.1:PORT --tls-cert FILE
+/// --tls-key FILE` and `--acl-file FILE`. Ready once every port accepts connections.
+pub fn start_gateway_with(dir: &Path, name: &str, extras: Extras) -> Result<Broker> {
     let port = process::free_port()?;
     let ws_port = process::free_port()?;
-    let conf = dir.join("mosquitto.conf");
-    let text = MOSQUITTO_CONF
+    let data = dir.join(format!("{name}-data"));
+    let _ = std::fs::remove_dir_all(&data);
+    let mut command = process::command(process::target_dir().join("release/gateway"));
+    command
+        .args(["--tcp", &format!("127.0.0.1:{port}")])
+        .args(["--http", &format!("127.0.0.1:{ws_port}")])
+        .arg("--data-dir")
+        .arg(&data);
+    let tls = match extras.tls {
+        Some(pki) => {
+            let tls_port = process::free_port()?;
+            command
+                .args(["--mqtts", &format!("127.0.0.1:{tls_port}")])
+                .arg("--tls-cert")
+                .arg(&pki.certificate)
+                .arg("--tls-key")
+                .arg(&pki.key);
+            Some(TlsListener {
+                port: tls_port,
+                ca: pki.ca.clone(),
+            })
+        }
+        None => None,
+    };
+    if let Some(acl) = extras.acl {
+        command.arg("--acl-file").arg(acl);
+    }
+    let child = command
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .context("starting the gateway")?;
+    // Killed on drop, should it not become ready.
+    let broker = Broker {
+        name: "gateway",
+        child,
+        port,
+        ws_port,
+        tls,
+    };
+    wait_until_ready(&broker)?;
+    Ok(broker)
+}
+
+/// Mosquitto with [`MOSQUITTO_CONF`], written to `dir/mosquitto.conf`.
+pub fn start_mosquitto(dir: &Path) -> Result<Broker> {
+    start_mosquitto_with(dir, "mosquitto", Extras::default())
+}
+
+/// Mosquitto with [`MOSQUITTO_CONF`] plus, for `extras`, [`MOSQUITTO_TLS_CONF`] and
+/// [`MOSQUITTO_ACL_CONF`], written to `dir/{name}.conf`. Ready once every port accepts
+/// connections.
+pub fn start_mosquitto_with(dir: &Path, name: &str, extras: Extras) -> Result<Broker> {
+    let port = process::free_port()?;
+    let ws_port = process::free_port()?;
+    let conf = dir.join(format!("{name}.conf"));
+    let mut text = MOSQUITTO_CONF
         .replace("{port}", &port.to_string())
         .replace("{ws_port}", &ws_port.to_string());
+    let tls = match extras.tls {
+        Some(pki) => {
+            let tls_port = process::free_port()?;
+            text.push_str(
+                &MOSQUITTO_TLS_CONF
+                    .replace("{tls_port}", &tls_port.to_string())
+                    .replace("{certificate}", &pki.certificate.to_string_lossy())
+                    .replace("{key}", &pki.key.to_string_lossy()),
+            );
+            Some(TlsListener {
+                port: tls_port,
+                ca: pki.ca.clone(),
+            })
+        }
+        None => None,
+    };
+    if let Some(acl) = extras.acl {
+        text.push_str(&MOSQUITTO_ACL_CONF.replace("{acl}", &acl.to_string_lossy()));
+    }
     std::fs::write(&conf, text)?;
     let child = process::command("mosquitto")
         .arg("-c")
@@ -73,17 +190,47 @@ pub fn start_mosquitto(dir: &Path) -> Result<Broker> {
         child,
         port,
         ws_port,
+        tls,
     };
-    process::wait_for_port(port)?;
-    process::wait_for_port(ws_port)?;
+    wait_until_ready(&broker)?;
     Ok(broker)
 }
 
-/// Runs one `mqtt-bench` mode against `broker` and returns its JSON result.
+/// Waits until each of the broker's ports accepts connections (at most 10 s each; a broker
+/// that refused its configuration and exited fails here too).
+fn wait_until_ready(broker: &Broker) -> Result<()> {
+    let ports = [broker.port, broker.ws_port]
+        .into_iter()
+        .chain(broker.tls.as_ref().map(|tls| tls.port));
+    for port in ports {
+        process::wait_for_port(port).with_context(|| format!("starting {}", broker.name))?;
+    }
+    Ok(())
+}
+
+/// Whether `args` run `mqtt-bench` over TLS.
+fn over_tls(args: &[String]) -> bool {
+    args.windows(2)
+        .any(|pair| pair[0] == "--transport" && pair[1] == "tls")
+}
+
+/// Runs one `mqtt-bench` mode against `broker` and returns its JSON result. Over TLS
+/// (`--transport tls` in `args`), `--addr` is the broker's TLS listener and `--tls-ca` its CA.
 pub fn run_load(broker: &Broker, args: &[String]) -> Result<Value> {
     let mut command = process::command(process::target_dir().join("release/mqtt-bench"));
+    if over_tls(args) {
+        let tls = broker
+            .tls
+            .as_ref()
+            .with_context(|| format!("this {} has no TLS listener", broker.name))?;
+        command
+            .args(["--addr", &format!("127.0.0.1:{}", tls.port)])
+            .arg("--tls-ca")
+            .arg(&tls.ca);
+    } else {
+        command.args(["--addr", &format!("127.0.0.1:{}", broker.port)]);
+    }
     command
-        .args(["--addr", &format!("127.0.0.1:{}", broker.port)])
         .args([
             "--ws-url",
             &format!("ws://127.0.0.1:{}/mqtt", broker.ws_port),

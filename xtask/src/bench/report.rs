@@ -109,9 +109,16 @@ pub fn median_or_nan(values: &[f64]) -> f64 {
 /// when that is not obvious, and what its ratio is when it is not gateway/Mosquitto.
 pub fn render_table(rows: &[Row], runs: usize) -> String {
     let mut table = String::new();
+    // As wide as the longest name, and at least as wide as it always was.
+    let width = rows
+        .iter()
+        .map(|row| row.name.len())
+        .max()
+        .unwrap_or(0)
+        .max(32);
     let _ = writeln!(
         table,
-        "\n{:<32} {:>18} {:>18} {:>9}  (medians of {runs} runs; ratio = gateway/Mosquitto)",
+        "\n{:<width$} {:>18} {:>18} {:>9}  (medians of {runs} runs; ratio = gateway/Mosquitto)",
         "figure", "gateway", "mosquitto", "ratio"
     );
     for row in rows {
@@ -122,7 +129,7 @@ pub fn render_table(rows: &[Row], runs: usize) -> String {
         };
         let _ = writeln!(
             table,
-            "{:<32} {:>12} {:<5} {:>12} {:<5} {:>8}x{note}",
+            "{:<width$} {:>12} {:<5} {:>12} {:<5} {:>8}x{note}",
             row.name,
             number(row.gateway),
             row.unit,
@@ -181,10 +188,17 @@ pub fn machine() -> Value {
 
 /// A horizontal bar chart of the ratios on a log scale, 1x marked; each bar says whether the
 /// figure is better higher or lower. A bar is green when it beats parity, or, for a row with a
-/// goal of its own (the gateway's WebSocket over its TCP), when it meets that goal.
+/// goal of its own (the gateway's WebSocket over its TCP, its fan-in with an ACL over its fan-in
+/// without), when it meets that goal.
 pub fn ratio_chart(rows: &[Value]) -> String {
-    let width = 760.0;
-    let left = 260.0;
+    // Room for the longest label (name and hint) at about 6.5 px a character, at least 260 px.
+    let label = rows
+        .iter()
+        .map(|row| row["figure"].as_str().map_or(0, str::len) + 16)
+        .max()
+        .unwrap_or(0);
+    let left = (10.0 + 6.5 * label as f64).max(260.0);
+    let width = left + 500.0;
     let row_height = 28.0;
     let height = 50.0 + row_height * rows.len() as f64;
     let span = width - left - 60.0;
