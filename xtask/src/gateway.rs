@@ -7,6 +7,7 @@
 //! that it starts without. The tests' gateway is the debug build and is stopped the way users
 //! stop it (SIGTERM, a clean shutdown); the benchmark's is the release build and is killed.
 
+use std::ffi::OsString;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
@@ -122,19 +123,20 @@ pub struct ReleaseGateway {
     pub http_port: u16,
 }
 
-/// `target/release/gateway` on two free loopback ports with a fresh data directory under `dir`,
-/// logging warnings only, once both ports accept connections (at most 10 s each). The caller
-/// owns the process (the benchmark kills it).
-pub fn start_release(dir: &Path) -> Result<ReleaseGateway> {
+/// `target/release/gateway` on two free loopback ports with a fresh data directory
+/// `dir/{name}-data` and `extra` flags, logging warnings only, once both ports accept
+/// connections (at most 10 s each). The caller owns the process (the benchmark kills it).
+pub fn start_release(dir: &Path, name: &str, extra: &[OsString]) -> Result<ReleaseGateway> {
     let tcp_port = process::free_port()?;
     let http_port = process::free_port()?;
-    let data = dir.join("gateway-data");
+    let data = dir.join(format!("{name}-data"));
     let _ = std::fs::remove_dir_all(&data);
     let child = process::command(target_dir().join("release/gateway"))
         .args(["--tcp", &format!("127.0.0.1:{tcp_port}")])
         .args(["--http", &format!("127.0.0.1:{http_port}")])
         .arg("--data-dir")
         .arg(&data)
+        .args(extra)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()

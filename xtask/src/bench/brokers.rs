@@ -7,6 +7,7 @@
 //! [`MOSQUITTO_TLS_CONF`]), or the run's ACL file (the gateway's `--acl-file`, Mosquitto's
 //! [`MOSQUITTO_ACL_CONF`]). Everything else is as for the other rows.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 
@@ -83,39 +84,25 @@ impl Drop for Broker {
 
 /// The release gateway (see [`gateway::start_release`]), its data under `dir`.
 pub fn start_gateway(dir: &Path) -> Result<Broker> {
-    let gateway = gateway::start_release(dir)?;
-    Ok(Broker {
-        name: "gateway",
-        child: gateway.child,
-        port: gateway.tcp_port,
-        ws_port: gateway.http_port,
-        tls: None,
-    })
+    start_gateway_with(dir, "gateway", Extras::default())
 }
 
-/// The release gateway as [`start_gateway`] starts it (loopback ports, a fresh data directory
-/// `dir/{name}-data`, warnings only), plus `extras`: `--mqtts 127.0.0.1:PORT --tls-cert FILE
-/// --tls-key FILE` and `--acl-file FILE`. Ready once every port accepts connections.
+/// The release gateway as [`start_gateway`] starts it, plus `extras`: `--mqtts 127.0.0.1:PORT
+/// --tls-cert FILE --tls-key FILE` and `--acl-file FILE`. Ready once every port accepts
+/// connections.
 pub fn start_gateway_with(dir: &Path, name: &str, extras: Extras) -> Result<Broker> {
-    let port = process::free_port()?;
-    let ws_port = process::free_port()?;
-    let data = dir.join(format!("{name}-data"));
-    let _ = std::fs::remove_dir_all(&data);
-    let mut command = process::command(process::target_dir().join("release/gateway"));
-    command
-        .args(["--tcp", &format!("127.0.0.1:{port}")])
-        .args(["--http", &format!("127.0.0.1:{ws_port}")])
-        .arg("--data-dir")
-        .arg(&data);
+    let mut flags: Vec<OsString> = Vec::new();
     let tls = match extras.tls {
         Some(pki) => {
             let tls_port = process::free_port()?;
-            command
-                .args(["--mqtts", &format!("127.0.0.1:{tls_port}")])
-                .arg("--tls-cert")
-                .arg(&pki.certificate)
-                .arg("--tls-key")
-                .arg(&pki.key);
+            flags.extend([
+                "--mqtts".into(),
+                format!("127.0.0.1:{tls_port}").into(),
+                "--tls-cert".into(),
+                pki.certificate.clone().into(),
+                "--tls-key".into(),
+                pki.key.clone().into(),
+            ]);
             Some(TlsListener {
                 port: tls_port,
                 ca: pki.ca.clone(),
@@ -124,19 +111,15 @@ pub fn start_gateway_with(dir: &Path, name: &str, extras: Extras) -> Result<Brok
         None => None,
     };
     if let Some(acl) = extras.acl {
-        command.arg("--acl-file").arg(acl);
+        flags.extend(["--acl-file".into(), acl.into()]);
     }
-    let child = command
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .context("starting the gateway")?;
+    let gateway = gateway::start_release(dir, name, &flags)?;
     // Killed on drop, should it not become ready.
     let broker = Broker {
         name: "gateway",
-        child,
-        port,
-        ws_port,
+        child: gateway.child,
+        port: gateway.tcp_port,
+        ws_port: gateway.http_port,
         tls,
     };
     wait_until_ready(&broker)?;
