@@ -637,8 +637,9 @@ pub struct ClientAccess {
     acl: Option<ClientRules>,
     token: Option<ClientRules>,
     /// Read and write answers by topic: bit 0 read, bit 1 write, bit 2 read known, bit 3
-    /// write known.
-    cache: HashMap<Box<str>, u8>,
+    /// write known. Looked up on every publish and delivery, so hashed with foldhash, like the
+    /// broker's own maps.
+    cache: HashMap<Box<str>, u8, foldhash::fast::RandomState>,
 }
 
 impl ClientAccess {
@@ -655,7 +656,7 @@ impl ClientAccess {
             client_id,
             acl: None,
             token,
-            cache: HashMap::new(),
+            cache: HashMap::default(),
         };
         access.refresh();
         access
