@@ -59,6 +59,12 @@ impl<K: Eq + Hash, V> LazyMap<K, V> {
 #[derive(Debug)]
 pub(crate) struct LazySet<T>(Option<Box<HashSet<T>>>);
 
+impl<T> Default for LazySet<T> {
+    fn default() -> Self {
+        LazySet(None)
+    }
+}
+
 impl<T: Eq + Hash> LazySet<T> {
     pub fn new() -> Self {
         LazySet(None)

@@ -118,7 +118,7 @@ impl ConnectionLimiter {
                     return None;
                 }
                 *count += 1;
-                Some(peer.ip())
+                Some(Box::new(peer.ip()))
             }
         };
         permit.forget();
@@ -130,23 +130,25 @@ impl ConnectionLimiter {
     }
 }
 
-/// One open connection's place under the limits, given back when dropped.
+/// One open connection's place under the limits, given back when dropped. Every connection's
+/// task holds one, so it is two pointers: the address is boxed, and only where addresses are
+/// counted.
 #[derive(Debug)]
 pub(crate) struct ConnectionPermit {
     limits: Arc<Limits>,
     /// The address it counts against, when addresses are counted.
-    address: Option<IpAddr>,
+    address: Option<Box<IpAddr>>,
 }
 
 impl Drop for ConnectionPermit {
     fn drop(&mut self) {
         self.limits.permits.add_permits(1);
-        if let (Some(address), Some(per_address)) = (self.address, &self.limits.per_address) {
+        if let (Some(address), Some(per_address)) = (&self.address, &self.limits.per_address) {
             let mut open = per_address.open.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(count) = open.get_mut(&address) {
+            if let Some(count) = open.get_mut(&**address) {
                 *count -= 1;
                 if *count == 0 {
-                    open.remove(&address);
+                    open.remove(&**address);
                 }
             }
         }

@@ -2,6 +2,7 @@
 //! takes over an older connection of the same client, gets its session (new or resumed) and a
 //! CONNACK that states the broker's limits.
 
+use super::connection::Access;
 use super::termination::Termination;
 use super::timers::TimerKind;
 use super::{Broker, Connection, ConnectionId, ConnectionInfo};
@@ -293,8 +294,12 @@ impl Broker {
             inbound_aliases: LazyMap::new(),
             authentication_method: properties.authentication_method.clone().map(Box::new),
             requested_session_expiry: requested_expiry,
-            permissions,
-            refusals_logged: LazySet::new(),
+            access: permissions.map(|permissions| {
+                Box::new(Access {
+                    permissions: Some(permissions),
+                    refusals_logged: LazySet::new(),
+                })
+            }),
         };
         if keep_alive > 0 {
             self.timers

@@ -85,6 +85,14 @@ pub(super) struct Connection {
     /// The Session Expiry Interval the CONNECT asked for (before the broker's cap): only a
     /// CONNECT with 0 forbids setting one at DISCONNECT.
     pub requested_session_expiry: u32,
+    /// What the client may do and which refusals were logged; boxed, since most clients have
+    /// neither (one pointer per idle connection).
+    pub access: Option<Box<Access>>,
+}
+
+/// A connection's permissions and its logged refusals.
+#[derive(Debug, Default)]
+pub(super) struct Access {
     /// What the client may do, from its verified credentials; `None`: everything.
     pub permissions: Option<Box<dyn Permissions>>,
     /// Topics whose refused PUBLISH was logged (bounded by [`MAX_REFUSALS_LOGGED`]), so that a
@@ -108,29 +116,27 @@ pub(super) enum OutboundAlias {
 impl Connection {
     /// Whether a refused PUBLISH to `topic` is the first from this client (to be logged).
     pub fn first_refusal(&mut self, topic: &ByteStr) -> bool {
-        self.refusals_logged.len() < MAX_REFUSALS_LOGGED
-            && self.refusals_logged.insert(topic.detached())
+        let logged = &mut self.access.get_or_insert_default().refusals_logged;
+        logged.len() < MAX_REFUSALS_LOGGED && logged.insert(topic.detached())
+    }
+
+    fn permissions(&mut self) -> Option<&mut Box<dyn Permissions>> {
+        self.access.as_mut()?.permissions.as_mut()
     }
 
     /// Whether the client may publish to `topic`, as its credentials say.
     pub fn may_publish(&mut self, topic: &str) -> bool {
-        self.permissions
-            .as_mut()
-            .is_none_or(|p| p.may_publish(topic))
+        self.permissions().is_none_or(|p| p.may_publish(topic))
     }
 
     /// Whether the client may subscribe to `filter`, as its credentials say.
     pub fn may_subscribe(&mut self, filter: &str) -> bool {
-        self.permissions
-            .as_mut()
-            .is_none_or(|p| p.may_subscribe(filter))
+        self.permissions().is_none_or(|p| p.may_subscribe(filter))
     }
 
     /// Whether a message on `topic` may be delivered to the client, as its credentials say.
     pub fn may_receive(&mut self, topic: &str) -> bool {
-        self.permissions
-            .as_mut()
-            .is_none_or(|p| p.may_receive(topic))
+        self.permissions().is_none_or(|p| p.may_receive(topic))
     }
 
     /// The number of QoS 1/2 messages that may be in flight towards the client: its Receive
