@@ -155,6 +155,14 @@ fn dashboard_browser_tests(steps: &mut Steps) -> Result<()> {
         "cargo build -p gateway --bin gateway (dashboard embedded)",
         gateway::build,
     )?;
+    // The plain `cargo test` ran before the dashboard was built, so its dashboard tests saw
+    // the page that says so; now they check the embedded files.
+    steps.run("cargo test -p gateway dashboard (embedded)", || {
+        let mut test = process::cargo();
+        test.args(["test", "-p", "gateway", "--test", "it", "dashboard::"])
+            .env("GATEWAY_EXPECT_DASHBOARD", "1");
+        process::run(&mut test)
+    })?;
     let paho2 = VENVS
         .iter()
         .find(|venv| venv.name == "paho2")

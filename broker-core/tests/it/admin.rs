@@ -107,7 +107,14 @@ fn mqtt_4_7_2_1_sys_topics_are_not_sent_to_a_hash_subscription() {
     h.subscribe(A, "#", QoS::AtMostOnce);
     h.connect_ok(B, v5("plus"));
     h.subscribe(B, "+/broker/#", QoS::AtMostOnce);
+    h.connect_ok(D, v5("named"));
+    h.subscribe(D, "$SYS/broker/uptime", QoS::AtMostOnce);
     let outputs = h.tick();
+    assert_eq!(
+        publishes(&outputs, D).len(),
+        1,
+        "the statistics were published (a subscription naming $SYS receives them)"
+    );
     assert!(publishes(&outputs, A).is_empty());
     assert!(publishes(&outputs, B).is_empty());
     h.connect_ok(C, v5("late"));

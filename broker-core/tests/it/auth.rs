@@ -550,11 +550,19 @@ fn mqtt_3_1_2_29_acknowledgements_carry_no_reason_string() {
             None,
         )),
     );
-    for packet in sent_to(&outputs, A)
+    let packets: Vec<Packet> = sent_to(&outputs, A)
         .into_iter()
         .chain(sent_to(&outputs2, A))
-    {
-        let properties = match &packet {
+        .collect();
+    // Exactly the two refusals, so the checks below cannot pass on nothing.
+    assert!(
+        matches!(&packets[..], [Packet::PubAck(puback), Packet::SubAck(suback)]
+            if puback.reason_code == ReasonCode::NotAuthorized
+                && suback.reason_codes == [ReasonCode::NotAuthorized]),
+        "{packets:#?}"
+    );
+    for packet in &packets {
+        let properties = match packet {
             Packet::PubAck(ack) => &ack.properties,
             Packet::SubAck(ack) => &ack.properties,
             other => panic!("unexpected {other:?}"),

@@ -12,7 +12,17 @@ use mqtt_codec::{
     PubAckPacket, PublishPacket, QoS, ReasonCode, RetainHandling, SubAckPacket, SubscribePacket,
     Subscription, SubscriptionOptions, UnsubscribePacket, Will, decode_from_server,
 };
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
+
+thread_local! {
+    /// The protocol version each connection's client spoke in its CONNECT (each test runs on a
+    /// thread of its own): frames to it are decoded as that client reads them, not by the
+    /// version the broker stamped on them, so a frame encoded for the wrong version fails.
+    static CLIENT_VERSIONS: RefCell<HashMap<ConnectionId, ProtocolVersion>> =
+        RefCell::new(HashMap::new());
+}
 
 /// Connection identifiers used across the tests.
 pub const A: ConnectionId = ConnectionId(1);
@@ -81,6 +91,9 @@ impl Harness {
         connect: ConnectPacket,
         authentication: Authentication,
     ) -> Vec<Output> {
+        CLIENT_VERSIONS.with(|versions| {
+            versions.borrow_mut().insert(connection, connect.protocol);
+        });
         self.broker
             .handle_connect(connection, connect, info(), authentication, self.now);
         self.drain()
@@ -325,10 +338,21 @@ pub fn sent_to(outputs: &[Output], connection: ConnectionId) -> Vec<Packet> {
             Output::Send {
                 connection: target,
                 frame,
-            } if *target == connection => Some(decode_frame(frame)),
+            } if *target == connection => Some(decode_for(connection, frame)),
             _ => None,
         })
         .collect()
+}
+
+/// A frame sent to `connection`, decoded as its client reads it: by the version of its
+/// CONNECT, which the broker must have stamped on the frame too. A connection that never sent
+/// a CONNECT (its first bytes failed to decode) is read by the frame's version.
+fn decode_for(connection: ConnectionId, frame: &Frame) -> Packet {
+    let spoken = CLIENT_VERSIONS.with(|versions| versions.borrow().get(&connection).copied());
+    if let Some(version) = spoken {
+        assert_eq!(frame.protocol, version, "a frame for a {version:?} client");
+    }
+    decode_frame(frame)
 }
 
 /// The one packet a frame holds; fails the test if the frame holds anything else.

@@ -3,7 +3,7 @@
 
 use crate::common::*;
 use broker_core::BrokerConfig;
-use mqtt_codec::{QoS, RetainHandling, SubscriptionOptions};
+use mqtt_codec::{QoS, ReasonCode, RetainHandling, SubscriptionOptions};
 
 #[test]
 fn mqtt_3_3_1_5_retained_message_is_stored_and_sent_to_new_subscribers() {
@@ -251,10 +251,10 @@ fn mqtt_4_7_2_1_retained_dollar_topics_are_not_sent_to_wildcard_subscriptions() 
     h.publish(A, retained(qos0("public/state", "y")));
     h.connect_ok(B, v5("subscriber"));
     assert_eq!(payloads(&h.subscribe(B, "#", QoS::AtMostOnce), B), ["y"]);
-    assert!(
-        publishes(&h.subscribe(B, "+/state", QoS::AtMostOnce), B)
-            .iter()
-            .all(|p| p.topic.as_str() == "public/state")
+    assert_eq!(
+        payloads(&h.subscribe(B, "+/state", QoS::AtMostOnce), B),
+        ["y"],
+        "the retained public/state, not $private/state"
     );
     assert_eq!(
         payloads(&h.subscribe(B, "$private/#", QoS::AtMostOnce), B),
@@ -282,10 +282,17 @@ fn retain_disabled_announces_it_and_keeps_nothing() {
         retain_available: false,
         ..quiet_config()
     });
-    h.connect_ok(A, v311("publisher"));
+    let connack = h.connect_ok(A, v5("publisher"));
+    assert_eq!(connack.properties.retain_available, Some(0), "announced");
     h.connect_ok(B, v311("subscriber"));
     h.subscribe(B, "t", QoS::AtMostOnce);
     let outputs = h.publish(A, qos0("t", "x"));
-    assert_eq!(payloads(&outputs, B), ["x"]);
+    assert_eq!(payloads(&outputs, B), ["x"], "plain messages still flow");
+    // A retained one is refused [MQTT-3.2.2-14], delivered to nobody and kept nowhere.
+    let outputs = h.publish(A, retained(qos0("t", "kept?")));
+    assert_disconnected(&outputs, A, ReasonCode::RetainNotSupported);
+    assert!(publishes(&outputs, B).is_empty());
     assert_eq!(h.broker.stats().retained_messages, 0);
+    h.connect_ok(C, v5("late"));
+    assert!(publishes(&h.subscribe(C, "t", QoS::AtMostOnce), C).is_empty());
 }

@@ -130,8 +130,11 @@ fn mqtt_3_1_2_15_will_retain_publishes_a_retained_message() {
 #[test]
 fn mqtt_3_1_2_14_will_without_retain_is_not_retained() {
     let mut h = Harness::new();
+    h.connect_ok(B, v5("listener"));
+    h.subscribe(B, "will/client", QoS::AtMostOnce);
     h.connect_ok(A, with_will(v5("client"), will("will/client", "offline")));
-    h.lose(A);
+    let outputs = h.lose(A);
+    assert_eq!(payloads(&outputs, B), ["offline"], "the will was published");
     assert_eq!(h.broker.stats().retained_messages, 0);
 }
 

@@ -1,16 +1,47 @@
 //! The dashboard at `/`: the embedded `www/dist` files with their content types and cache
 //! policy when the gateway was built after `cargo xtask dist`, and otherwise the page that says
-//! the dashboard was not built. Which of the two applies is `gateway::dashboard::EMBEDDED`.
+//! the dashboard was not built. Which of the two applies is `gateway::dashboard::EMBEDDED`; each
+//! test checks the one that applies, and `cargo xtask test` runs this module twice: with the
+//! plain `cargo test` (a fresh clone has no `www/dist` yet) and after `cargo xtask dist`, with
+//! `GATEWAY_EXPECT_DASHBOARD=1`, which makes a build without the dashboard a failure.
 
 use crate::web_support::{Harness, get, http_request};
 use gateway::dashboard::{ASSETS, EMBEDDED};
 
-#[tokio::test]
-async fn without_a_built_dashboard_the_index_says_how_to_build_it() {
-    if EMBEDDED {
-        return;
+/// Whether this run must have the dashboard embedded (see the module documentation).
+fn check_expectation() {
+    if std::env::var_os("GATEWAY_EXPECT_DASHBOARD").is_some() {
+        assert!(
+            !ASSETS.is_empty(),
+            "built after cargo xtask dist, the dashboard must be embedded"
+        );
     }
+}
+
+#[tokio::test]
+async fn the_index_is_the_dashboard_as_built() {
+    check_expectation();
     let gateway = Harness::start().await;
+    if EMBEDDED {
+        index_is_html_revalidated_on_every_load(&gateway).await;
+    } else {
+        index_says_how_to_build_it(&gateway).await;
+    }
+}
+
+#[tokio::test]
+async fn assets_are_served_as_built() {
+    check_expectation();
+    if EMBEDDED {
+        hashed_assets_are_immutable_and_wasm_is_application_wasm().await;
+    } else {
+        assert!(ASSETS.is_empty());
+        let gateway = Harness::start().await;
+        assert_eq!(get(gateway.http, "/assets/index.js").await.status, 404);
+    }
+}
+
+async fn index_says_how_to_build_it(gateway: &Harness) {
     let response = get(gateway.http, "/").await;
     assert_eq!(response.status, 200);
     assert!(
@@ -44,12 +75,7 @@ async fn without_a_built_dashboard_the_index_says_how_to_build_it() {
     );
 }
 
-#[tokio::test]
-async fn the_index_is_html_revalidated_on_every_load() {
-    if !EMBEDDED {
-        return;
-    }
-    let gateway = Harness::start().await;
+async fn index_is_html_revalidated_on_every_load(gateway: &Harness) {
     let response = get(gateway.http, "/").await;
     assert_eq!(response.status, 200);
     assert_eq!(
@@ -71,11 +97,7 @@ async fn the_index_is_html_revalidated_on_every_load() {
     assert!(revalidated.body.is_empty());
 }
 
-#[tokio::test]
 async fn hashed_assets_are_immutable_and_wasm_is_application_wasm() {
-    if !EMBEDDED {
-        return;
-    }
     let gateway = Harness::start().await;
     let mut kinds = Vec::new();
     for asset in ASSETS.iter().filter(|a| a.path.starts_with("/assets/")) {
