@@ -3,12 +3,11 @@
 //! metrics token, `/healthz` left open, and no data in a refusal.
 
 use crate::common::*;
+use crate::security::Files;
 use crate::web_support::{HttpResponse, http_request};
 use base64::Engine;
-use gateway::security::password_file::PasswordFile;
 use jsonwebtoken::{EncodingKey, Header, encode};
 use std::net::SocketAddr;
-use std::path::PathBuf;
 
 const SECRET: &str = "the HS256 secret of the HTTP tests, long enough";
 const METRICS_TOKEN: &str = "scrape-token-0123456789abcdef";
@@ -21,40 +20,8 @@ const API_ROUTES: [&str; 5] = [
     "/api/v1/stats",
 ];
 
-struct Files(PathBuf);
-
-impl Files {
-    fn new(name: &str) -> Files {
-        let directory = std::env::temp_dir().join(format!(
-            "gateway-http-auth-{name}-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos())
-        ));
-        std::fs::create_dir_all(&directory).expect("test directory");
-        Files(directory)
-    }
-
-    fn write(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.0.join(name);
-        std::fs::write(&path, text).expect("write");
-        path
-    }
-}
-
-impl Drop for Files {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 async fn secured_gateway(files: &Files) -> TestGateway {
-    let mut passwords = PasswordFile::default();
-    passwords.set("admin", b"admin-pass").expect("hash");
-    passwords.set("alice", b"alice-pass").expect("hash");
-    let password_file = files.0.join("passwords");
-    passwords.save(&password_file).expect("save");
+    let password_file = files.passwords(&[("admin", "admin-pass"), ("alice", "alice-pass")]);
     let secret = files.write("jwt-secret", SECRET);
     let token = files.write("metrics-token", METRICS_TOKEN);
     TestGateway::start_with(move |config| {

@@ -17,11 +17,12 @@ use std::time::Duration;
 
 const SECRET: &[u8] = b"the HS256 secret of these tests, long enough";
 
-/// A directory of security files that removes itself.
-struct Files(PathBuf);
+/// A directory of security files (passwords, ACLs, keys) that removes itself; the HTTP
+/// authorization tests use it too.
+pub struct Files(PathBuf);
 
 impl Files {
-    fn new(name: &str) -> Files {
+    pub fn new(name: &str) -> Files {
         let directory = std::env::temp_dir().join(format!(
             "gateway-security-{name}-{}-{}",
             std::process::id(),
@@ -33,14 +34,14 @@ impl Files {
         Files(directory)
     }
 
-    fn write(&self, name: &str, text: &str) -> PathBuf {
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
         let path = self.0.join(name);
         std::fs::write(&path, text).expect("write test file");
         path
     }
 
     /// A password file with `users` (name, password).
-    fn passwords(&self, users: &[(&str, &str)]) -> PathBuf {
+    pub fn passwords(&self, users: &[(&str, &str)]) -> PathBuf {
         let mut file = PasswordFile::default();
         for (user, password) in users {
             file.set(user, password.as_bytes()).expect("hash");
