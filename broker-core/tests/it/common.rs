@@ -29,6 +29,7 @@ pub const A: ConnectionId = ConnectionId(1);
 pub const B: ConnectionId = ConnectionId(2);
 pub const C: ConnectionId = ConnectionId(3);
 pub const D: ConnectionId = ConnectionId(4);
+pub const E: ConnectionId = ConnectionId(5);
 
 /// A broker and the fake clock that drives it.
 pub struct Harness {

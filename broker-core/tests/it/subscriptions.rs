@@ -211,6 +211,33 @@ fn shared_subscription_groups_are_independent_and_coexist_with_plain_subscriptio
 }
 
 #[test]
+fn shared_groups_of_different_sizes_each_deliver_every_message_once() {
+    let mut h = Harness::new();
+    h.connect_ok(A, v5("publisher"));
+    h.connect_ok(B, v5("pair-one"));
+    h.connect_ok(E, v5("pair-two"));
+    h.connect_ok(C, v5("alone"));
+    h.subscribe(B, "$share/pair/t", QoS::AtMostOnce);
+    h.subscribe(E, "$share/pair/t", QoS::AtMostOnce);
+    h.subscribe(C, "$share/single/t", QoS::AtMostOnce);
+    let mut pair = Vec::new();
+    let mut single = Vec::new();
+    for n in 0..4 {
+        let outputs = h.publish(A, qos0("t", &n.to_string()));
+        pair.extend(payloads(&outputs, B));
+        pair.extend(payloads(&outputs, E));
+        single.extend(payloads(&outputs, C));
+    }
+    pair.sort();
+    assert_eq!(pair, ["0", "1", "2", "3"], "the pair shares every message");
+    assert_eq!(
+        single,
+        ["0", "1", "2", "3"],
+        "the lone member gets every message"
+    );
+}
+
+#[test]
 fn shared_subscription_prefers_online_members() {
     let mut h = Harness::new();
     h.connect_ok(A, v5("publisher"));
