@@ -1,5 +1,6 @@
 //! Broker limits and capabilities. Every bound the broker enforces lives here with its default.
 
+use crate::broker::Persistence;
 use std::time::Duration;
 
 /// Settings of the broker core. `Default` gives values that need no tuning for a single node.
@@ -34,6 +35,8 @@ pub struct BrokerConfig {
     pub max_client_id_len: usize,
     /// Version string published in `$SYS/broker/version`.
     pub version: String,
+    /// Whether changes are recorded for a store, and whether acknowledgements wait for them.
+    pub persistence: Persistence,
 }
 
 impl Default for BrokerConfig {
@@ -51,6 +54,7 @@ impl Default for BrokerConfig {
             sys_interval: Some(Duration::from_secs(10)),
             max_client_id_len: 256,
             version: concat!("mqtt-gateway ", env!("CARGO_PKG_VERSION")).to_string(),
+            persistence: Persistence::Off,
         }
     }
 }

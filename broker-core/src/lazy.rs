@@ -125,6 +125,10 @@ impl<T> LazyDeque<T> {
         self.0.as_mut()?.pop_front()
     }
 
+    pub fn back(&self) -> Option<&T> {
+        self.0.as_ref()?.back()
+    }
+
     pub fn remove(&mut self, index: usize) -> Option<T> {
         self.0.as_mut()?.remove(index)
     }

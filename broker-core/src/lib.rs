@@ -21,9 +21,9 @@ pub use auth::{
     AllowAll, AuthDecision, AuthHook, Authentication, ClientIdentity, Grant, Permissions,
 };
 pub use broker::{
-    Broker, ClientSummary, ConnectionId, ConnectionInfo, Frame, FrameKind, Output, RetainedSummary,
-    Snapshot, StoredInflight, StoredMessage, StoredSession, StoredSubscription,
-    SubscriptionSummary, Termination, Transport,
+    Broker, Change, ClientSummary, ConnectionId, ConnectionInfo, Frame, FrameKind, Output,
+    Persistence, RetainedSummary, SessionRecord, Snapshot, StoredEntry, StoredInflight,
+    StoredMessage, StoredSession, StoredSubscription, SubscriptionSummary, Termination, Transport,
 };
 pub use config::BrokerConfig;
 pub use stats::{DropReason, Stats};

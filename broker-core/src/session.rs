@@ -43,6 +43,9 @@ pub(crate) struct QueuedMessage {
     pub publish: PublishPacket,
     /// When the message expires, from its Message Expiry Interval.
     pub expires_at: Option<Instant>,
+    /// Its number within the session, in arrival order (see
+    /// [`crate::broker::Change::Queued`]); 0 for a session that is not recorded.
+    pub entry: u64,
 }
 
 /// A QoS 1 or 2 message sent and not yet fully acknowledged.
@@ -57,6 +60,14 @@ pub(crate) struct InflightMessage {
 #[derive(Debug)]
 pub(crate) struct Session {
     pub client_id: ByteStr,
+    /// The session's identifier in the store, unique among the sessions of this broker.
+    pub store_id: u64,
+    /// Whether the store holds the session: its changes are recorded (see
+    /// [`crate::broker::Change`]). True exactly while its expiry interval is not 0, if the
+    /// broker records changes at all.
+    pub recorded: bool,
+    /// The number the next queued message gets.
+    pub next_entry: u64,
     /// The connection currently attached, if the client is online.
     pub connection: Option<ConnectionId>,
     /// Changes whenever the session is attached or detached; timers carry the value they were
@@ -64,6 +75,8 @@ pub(crate) struct Session {
     pub generation: u64,
     /// Seconds the session outlives its connection; `u32::MAX` means forever.
     pub expiry_interval: u32,
+    /// When the session expires: set while it is offline with a finite interval.
+    pub expires_at: Option<Instant>,
     pub protocol: ProtocolVersion,
     pub subscriptions: LazyMap<ByteStr, SessionSubscription>,
     pub inflight: LazyDeque<InflightMessage>,
@@ -79,12 +92,16 @@ pub(crate) struct Session {
 }
 
 impl Session {
-    pub fn new(client_id: ByteStr, protocol: ProtocolVersion) -> Self {
+    pub fn new(client_id: ByteStr, protocol: ProtocolVersion, store_id: u64) -> Self {
         Session {
             client_id,
+            store_id,
+            recorded: false,
+            next_entry: 1,
             connection: None,
             generation: 0,
             expiry_interval: 0,
+            expires_at: None,
             protocol,
             subscriptions: LazyMap::new(),
             inflight: LazyDeque::new(),
@@ -129,6 +146,16 @@ impl Session {
     /// always, so the search usually stops at the front.
     pub fn inflight_position(&self, packet_id: u16) -> Option<usize> {
         self.inflight.iter().position(|m| m.packet_id == packet_id)
+    }
+
+    /// A number for a message entering the session, if the session is recorded.
+    pub fn new_entry(&mut self) -> u64 {
+        if !self.recorded {
+            return 0;
+        }
+        let entry = self.next_entry;
+        self.next_entry += 1;
+        entry
     }
 
     /// Messages queued or in flight towards the client.

@@ -22,6 +22,7 @@ pub(crate) struct Sessions {
     index: HashTable<SessionKey>,
     hasher: foldhash::fast::RandomState,
     next_generation: u64,
+    next_store_id: u64,
 }
 
 /// The client id of the session in `slots[key]`, for hashing and comparing in the index.
@@ -82,7 +83,12 @@ impl Sessions {
 
     /// A new, empty session for `client_id`, which no live session may have.
     pub fn create(&mut self, client_id: ByteStr, protocol: ProtocolVersion) -> SessionKey {
-        let session = Some(Box::new(Session::new(client_id, protocol)));
+        self.next_store_id += 1;
+        let session = Some(Box::new(Session::new(
+            client_id,
+            protocol,
+            self.next_store_id,
+        )));
         let key = match self.free.pop() {
             Some(key) => {
                 self.slots[key.index()] = session;
@@ -100,6 +106,12 @@ impl Sessions {
             hasher.hash_one(client_id_at(slots, other))
         });
         key
+    }
+
+    /// Makes sure sessions created from now on get store identifiers above `id` (one restored
+    /// from the store).
+    pub fn reserve_store_id(&mut self, id: u64) {
+        self.next_store_id = self.next_store_id.max(id);
     }
 
     /// Takes the session at `key` out of the table; the caller removes what refers to it

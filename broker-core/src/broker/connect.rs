@@ -294,6 +294,7 @@ impl Broker {
             inbound_aliases: LazyMap::new(),
             authentication_method: properties.authentication_method.clone().map(Box::new),
             requested_session_expiry: requested_expiry,
+            held_acks: 0,
             access: permissions.map(|permissions| {
                 Box::new(Access {
                     permissions: Some(permissions),

@@ -85,6 +85,8 @@ pub(super) struct Connection {
     /// The Session Expiry Interval the CONNECT asked for (before the broker's cap): only a
     /// CONNECT with 0 forbids setting one at DISCONNECT.
     pub requested_session_expiry: u32,
+    /// Acknowledgements to it held until the store has written what they promise.
+    pub held_acks: u32,
     /// What the client may do and which refusals were logged; boxed, since most clients have
     /// neither (one pointer per idle connection).
     pub access: Option<Box<Access>>,

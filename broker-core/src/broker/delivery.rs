@@ -8,6 +8,7 @@
 //! many receivers, [`Delivery::send_shared`]), and its size is checked once, on the encoded
 //! bytes, in [`Outputs`].
 
+use super::changes::{Change, Changes};
 use super::connection::{Connection, OutboundAlias};
 use super::output::{FrameKind, Outputs, SharedFrames};
 use super::timers::seconds_until;
@@ -25,6 +26,7 @@ pub(super) struct Delivery<'a> {
     outputs: &'a mut Outputs,
     stats: &'a mut Stats,
     congested: &'a mut bool,
+    changes: &'a mut Changes,
 }
 
 /// The receiving session, and its connection if it is online.
@@ -47,6 +49,7 @@ impl Broker {
             outputs: &mut self.outputs,
             stats: &mut self.stats,
             congested: &mut self.congested,
+            changes: &mut self.changes,
         };
         (delivery, Target { session, online })
     }
@@ -60,7 +63,7 @@ impl Broker {
         now: Instant,
     ) {
         let (mut delivery, target) = self.delivery_to(key);
-        delivery.deliver(target, publish, expires_at, now);
+        delivery.deliver(target, publish, expires_at, now, &mut None);
     }
 
     /// Resumes a session on its new connection: unacknowledged messages are sent again with
@@ -99,7 +102,8 @@ impl Broker {
             } else {
                 // Too large for the client's new Maximum Packet Size: discarded as if its
                 // delivery had completed [MQTT-3.1.2-25].
-                session.inflight.remove(index);
+                let removed = session.inflight.remove(index).expect("index in range");
+                delivery.record_completed(session, removed.message.entry);
             }
         }
         delivery.drain(session, connection, conn, now);
@@ -145,7 +149,13 @@ impl Broker {
         if let Some(position) = session.inflight_position(packet_id)
             && session.inflight[position].message.publish.qos == qos
         {
-            session.inflight.remove(position);
+            let removed = session.inflight.remove(position).expect("position in range");
+            if session.recorded {
+                self.changes.push(Change::Completed {
+                    session: session.store_id,
+                    entry: removed.message.entry,
+                });
+            }
             self.drain_queue(key, now);
         }
     }
@@ -164,14 +174,30 @@ impl Broker {
             self.emit(connection, &Packet::PubRel(answer));
             return;
         };
+        let (recorded, store_id) = (session.recorded, session.store_id);
         if ack.reason_code.is_error() {
             // The receiver refused the message: the exchange ends here, and the message is
             // not sent again [MQTT-4.3.3-4] [MQTT-4.4.0-2].
-            session.inflight.remove(position);
+            let removed = session.inflight.remove(position).expect("position in range");
+            if recorded {
+                let entry = removed.message.entry;
+                self.changes.push(Change::Completed {
+                    session: store_id,
+                    entry,
+                });
+            }
             self.drain_queue(key, now);
             return;
         }
-        session.inflight[position].released = true;
+        let inflight = &mut session.inflight[position];
+        if !inflight.released && recorded {
+            let entry = inflight.message.entry;
+            self.changes.push(Change::Released {
+                session: store_id,
+                entry,
+            });
+        }
+        inflight.released = true;
         self.emit(
             connection,
             &Packet::PubRel(PubAckPacket::new(ack.packet_id)),
@@ -180,11 +206,14 @@ impl Broker {
 
     pub(super) fn handle_pubrel(&mut self, connection: ConnectionId, ack: PubAckPacket) {
         let conn = &self.connections[&connection];
-        let known = self
-            .sessions
-            .get_mut(conn.session)
-            .inbound_qos2
-            .remove(&ack.packet_id);
+        let session = self.sessions.get_mut(conn.session);
+        let known = session.inbound_qos2.remove(&ack.packet_id);
+        if known && session.recorded {
+            self.changes.push(Change::Qos2Released {
+                session: session.store_id,
+                packet_id: ack.packet_id,
+            });
+        }
         let mut answer = PubAckPacket::new(ack.packet_id);
         if !known && conn.protocol.is_v5() {
             answer.reason_code = ReasonCode::PacketIdentifierNotFound;
@@ -195,42 +224,107 @@ impl Broker {
 
 impl Delivery<'_> {
     /// Hands one message to the target session: sent now if its window allows, else queued.
+    /// `stored` is the [`Change::Message`] recorded for an earlier copy of the same message, if
+    /// any: a recorded session's entry refers to it, or records it first.
     pub fn deliver(
         &mut self,
         target: Target<'_>,
         publish: PublishPacket,
         expires_at: Option<Instant>,
         now: Instant,
+        stored: &mut Option<u64>,
     ) {
         let Target { session, online } = target;
-        let message = QueuedMessage {
-            publish,
-            expires_at,
-        };
         let Some((connection, conn)) = online else {
-            if message.publish.qos == QoS::AtMostOnce {
+            if publish.qos == QoS::AtMostOnce {
                 self.stats.record_drop(DropReason::Offline);
             } else {
-                self.enqueue(session, message);
+                let message = QueuedMessage {
+                    entry: session.new_entry(),
+                    publish,
+                    expires_at,
+                };
+                self.enqueue(session, message, stored);
             }
             return;
         };
-        if !conn.may_receive(&message.publish.topic) {
+        if !conn.may_receive(&publish.topic) {
             self.stats.record_drop(DropReason::NotAuthorized);
             return;
         }
-        if message.publish.qos == QoS::AtMostOnce {
-            self.transmit(connection, conn, message.publish, expires_at, now);
-        } else if session.queue.is_empty()
+        if publish.qos == QoS::AtMostOnce {
+            self.transmit(connection, conn, publish, expires_at, now);
+            return;
+        }
+        let message = QueuedMessage {
+            entry: session.new_entry(),
+            publish,
+            expires_at,
+        };
+        if session.queue.is_empty()
             && session.inflight.len() < conn.window(self.config.max_inflight)
         {
-            self.start_inflight(session, connection, conn, message, now);
+            if let Some(packet_id) = self.start_inflight(session, connection, conn, message, now) {
+                let sent = &session.inflight.back().expect("just sent").message;
+                self.record_entry(session, sent, stored, Some(packet_id));
+            }
         } else {
-            self.enqueue(session, message);
+            self.enqueue(session, message, stored);
         }
     }
 
-    fn enqueue(&mut self, session: &mut Session, message: QueuedMessage) {
+    /// Records a new entry of a recorded session: the [`Change::Message`] first if no other
+    /// session recorded this message yet, then the [`Change::Queued`] entry referring to it.
+    /// `message` is the entry as queued or sent.
+    fn record_entry(
+        &mut self,
+        session: &Session,
+        message: &QueuedMessage,
+        stored: &mut Option<u64>,
+        packet_id: Option<u16>,
+    ) {
+        if !session.recorded {
+            return;
+        }
+        let publish = &message.publish;
+        let id = match *stored {
+            Some(id) => id,
+            None => {
+                let id = self.changes.next_message_id();
+                let mut original = publish.clone();
+                original.packet_id = None;
+                original.dup = false;
+                self.changes.push(Change::Message {
+                    id,
+                    publish: original,
+                    expires_at: message.expires_at,
+                });
+                *stored = Some(id);
+                id
+            }
+        };
+        self.changes.push(Change::Queued {
+            session: session.store_id,
+            entry: message.entry,
+            message: id,
+            qos: publish.qos,
+            retain: publish.retain,
+            identifiers: publish.properties.subscription_identifiers.clone(),
+            packet_id,
+        });
+    }
+
+    /// Records that an entry of a recorded session left it.
+    fn record_completed(&mut self, session: &Session, entry: u64) {
+        if session.recorded {
+            self.changes.push(Change::Completed {
+                session: session.store_id,
+                entry,
+            });
+        }
+    }
+
+    fn enqueue(&mut self, session: &mut Session, message: QueuedMessage, stored: &mut Option<u64>) {
         let max_messages = self.config.max_queued_messages;
         let max_bytes = self.config.max_queued_bytes;
         if session.queue.len() >= max_messages
@@ -247,6 +341,7 @@ impl Delivery<'_> {
             self.stats.record_drop(DropReason::QueueFull);
             return;
         }
+        self.record_entry(session, &message, stored, None);
         session.push_queue(message);
         // An online client whose queue is half full is not keeping up: ask the gateway to slow
         // the publisher down before messages have to be dropped. Offline queues do not count,
@@ -271,16 +366,29 @@ impl Delivery<'_> {
             let Some(message) = session.pop_queue() else {
                 break;
             };
+            let entry = message.entry;
             // Queued while the client was away, so not checked against its permissions yet.
             if !conn.may_receive(&message.publish.topic) {
                 self.stats.record_drop(DropReason::NotAuthorized);
+                self.record_completed(session, entry);
                 continue;
             }
-            self.start_inflight(session, connection, conn, message, now);
+            match self.start_inflight(session, connection, conn, message, now) {
+                Some(packet_id) if session.recorded => {
+                    self.changes.push(Change::Sent {
+                        session: session.store_id,
+                        entry,
+                        packet_id,
+                    });
+                }
+                Some(_) => {}
+                None => self.record_completed(session, entry),
+            }
         }
     }
 
-    /// Assigns a packet identifier and sends the message; it stays in flight if it was sent.
+    /// Assigns a packet identifier and sends the message; it stays in flight if it was sent,
+    /// and its packet identifier is returned.
     fn start_inflight(
         &mut self,
         session: &mut Session,
@@ -288,17 +396,19 @@ impl Delivery<'_> {
         conn: &mut Connection,
         message: QueuedMessage,
         now: Instant,
-    ) {
+    ) -> Option<u16> {
         let packet_id = session.allocate_packet_id();
         let mut publish = message.publish.clone();
         publish.packet_id = Some(packet_id);
-        if self.transmit(connection, conn, publish, message.expires_at, now) {
-            session.inflight.push_back(InflightMessage {
-                packet_id,
-                message,
-                released: false,
-            });
+        if !self.transmit(connection, conn, publish, message.expires_at, now) {
+            return None;
         }
+        session.inflight.push_back(InflightMessage {
+            packet_id,
+            message,
+            released: false,
+        });
+        Some(packet_id)
     }
 
     /// Writes a PUBLISH to a connection, with its remaining expiry and a topic alias where the

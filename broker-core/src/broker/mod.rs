@@ -19,6 +19,7 @@
 //! | [`admin`] | queries for the API, administrative disconnect, shutdown | |
 //! | [`sys`] | the `$SYS` statistics topics | |
 //! | [`persist`] | snapshots and restore | |
+//! | [`changes`] | records for the store, acknowledgements held until durable | the records |
 //! | [`connection`] | | one accepted connection ([`connection::Connection`]) |
 //! | [`subscriptions`] | | the tree and the shared groups |
 //! | [`retained`] | | retained messages |
@@ -34,6 +35,7 @@
 
 mod admin;
 mod authentication;
+mod changes;
 mod close;
 mod connect;
 mod connection;
@@ -49,9 +51,12 @@ mod termination;
 mod timers;
 
 pub use admin::{ClientSummary, RetainedSummary, SubscriptionSummary};
+pub use changes::{Change, Persistence, SessionRecord};
 pub use connection::{ConnectionId, ConnectionInfo, Transport};
 pub use output::{Frame, FrameKind, Output};
-pub use persist::{Snapshot, StoredInflight, StoredMessage, StoredSession, StoredSubscription};
+pub use persist::{
+    Snapshot, StoredEntry, StoredInflight, StoredMessage, StoredSession, StoredSubscription,
+};
 pub use termination::Termination;
 
 use crate::HashMap;
@@ -59,6 +64,7 @@ use crate::auth::AuthHook;
 use crate::config::BrokerConfig;
 use crate::sessions::Sessions;
 use crate::stats::{DropReason, Stats};
+use changes::Changes;
 use connect::ConnectRequest;
 use connection::Connection;
 use mqtt_codec::{ConnAckPacket, DecodeError, Packet, Properties, ProtocolVersion, ReasonCode};
@@ -83,6 +89,8 @@ pub struct Broker {
     retained: RetainedMessages,
     timers: Timers,
     outputs: Outputs,
+    /// The records for the store, and the acknowledgements waiting for them.
+    changes: Changes,
     stats: Stats,
     started_at: Instant,
     next_assigned_id: u64,
@@ -114,6 +122,7 @@ impl Broker {
             timers.schedule(now, TimerKind::Sys);
         }
         Broker {
+            changes: Changes::new(config.persistence),
             config,
             auth,
             connections: HashMap::default(),

@@ -22,9 +22,20 @@ pub struct StoredMessage {
     pub expires_in: Option<Duration>,
 }
 
+/// A message queued for a client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredEntry {
+    /// Its number within the session (see [`Change::Queued`](super::Change::Queued)).
+    pub entry: u64,
+    /// The message as it will be sent.
+    pub message: StoredMessage,
+}
+
 /// A message in flight towards a client.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredInflight {
+    /// Its number within the session (see [`Change::Queued`](super::Change::Queued)).
+    pub entry: u64,
     /// Its packet identifier.
     pub packet_id: u16,
     /// The message.
@@ -47,6 +58,8 @@ pub struct StoredSubscription {
 /// A session that outlives its connection.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredSession {
+    /// The session's store identifier (see [`SessionRecord`](super::SessionRecord)).
+    pub id: u64,
     /// Client identifier.
     pub client_id: ByteStr,
     /// Protocol of its last connection.
@@ -61,7 +74,7 @@ pub struct StoredSession {
     /// Messages in flight, in send order.
     pub inflight: Vec<StoredInflight>,
     /// Messages queued behind the window, in order.
-    pub queue: Vec<StoredMessage>,
+    pub queue: Vec<StoredEntry>,
     /// QoS 2 packet identifiers received from the client and awaiting PUBREL.
     pub inbound_qos2: Vec<u16>,
     /// The next packet identifier to try.
@@ -77,6 +90,9 @@ pub struct Snapshot {
     pub retained: Vec<StoredMessage>,
     /// Persistent sessions, by client identifier order.
     pub sessions: Vec<StoredSession>,
+    /// Above every message identifier the store holds (see
+    /// [`Change::Message`](super::Change::Message)).
+    pub next_message_id: u64,
 }
 
 impl Snapshot {
@@ -92,9 +108,9 @@ impl Snapshot {
             .retain(|session| session.expires_in.is_none_or(|d| d > elapsed));
         for session in &mut self.sessions {
             session.expires_in = age(session.expires_in);
-            session.queue.retain(alive);
-            for message in &mut session.queue {
-                message.expires_in = age(message.expires_in);
+            session.queue.retain(|queued| alive(&queued.message));
+            for queued in &mut session.queue {
+                queued.message.expires_in = age(queued.message.expires_in);
             }
             for inflight in &mut session.inflight {
                 inflight.message.expires_in = age(inflight.message.expires_in);
@@ -118,10 +134,11 @@ fn stored(now: Instant, message: &QueuedMessage) -> StoredMessage {
     }
 }
 
-fn queued(now: Instant, message: StoredMessage) -> QueuedMessage {
+fn queued(now: Instant, entry: u64, message: StoredMessage) -> QueuedMessage {
     QueuedMessage {
         publish: message.publish,
         expires_at: message.expires_in.map(|d| now + d),
+        entry,
     }
 }
 
@@ -171,6 +188,7 @@ impl Broker {
                     (*will, left.unwrap_or_default())
                 });
                 StoredSession {
+                    id: session.store_id,
                     client_id: session.client_id.clone(),
                     protocol: session.protocol,
                     expiry_interval: session.expiry_interval,
@@ -180,12 +198,20 @@ impl Broker {
                         .inflight
                         .iter()
                         .map(|m| StoredInflight {
+                            entry: m.message.entry,
                             packet_id: m.packet_id,
                             message: stored(now, &m.message),
                             released: m.released,
                         })
                         .collect(),
-                    queue: session.queue.iter().map(|m| stored(now, m)).collect(),
+                    queue: session
+                        .queue
+                        .iter()
+                        .map(|m| StoredEntry {
+                            entry: m.entry,
+                            message: stored(now, m),
+                        })
+                        .collect(),
                     inbound_qos2,
                     next_packet_id: session.next_packet_id,
                     pending_will,
@@ -193,12 +219,20 @@ impl Broker {
             })
             .collect();
         sessions.sort_by(|a, b| a.client_id.cmp(&b.client_id));
-        Snapshot { retained, sessions }
+        Snapshot {
+            retained,
+            sessions,
+            next_message_id: self.changes.next_message_id_peek(),
+        }
     }
 
     /// Loads a snapshot into a broker that has no sessions or retained messages yet. Every
-    /// restored session is offline, its expiry counting from `now`.
+    /// restored session is offline, its expiry counting from `now`; a session, message or will
+    /// whose time ran out while the broker was down (time left 0) expires at the first
+    /// [`Broker::handle_timeout`]. The restored state is taken to be in the store already:
+    /// only what changes from here on is recorded.
     pub fn restore(&mut self, snapshot: Snapshot, now: Instant) {
+        self.changes.reserve_message_ids(snapshot.next_message_id);
         for message in snapshot.retained {
             self.retained.insert(RetainedMessage {
                 publish: message.publish,
@@ -209,11 +243,18 @@ impl Broker {
             if self.sessions.contains(&stored.client_id) {
                 continue;
             }
+            self.sessions.reserve_store_id(stored.id);
             let key = self
                 .sessions
                 .create(stored.client_id.clone(), stored.protocol);
             let generation = self.sessions.next_generation(key);
             let session = self.sessions.get_mut(key);
+            session.store_id = stored.id;
+            session.recorded = self.changes.enabled() && stored.expiry_interval > 0;
+            let entries = stored.inflight.iter().map(|m| m.entry);
+            let last_entry = entries.chain(stored.queue.iter().map(|q| q.entry)).max();
+            session.next_entry = last_entry.unwrap_or(0) + 1;
+            session.expires_at = stored.expires_in.map(|left| now + left);
             session.expiry_interval = stored.expiry_interval;
             session.next_packet_id = stored.next_packet_id.max(1);
             session.inbound_qos2 = stored.inbound_qos2.into_iter().collect();
@@ -222,12 +263,12 @@ impl Broker {
                 .into_iter()
                 .map(|m| InflightMessage {
                     packet_id: m.packet_id,
-                    message: queued(now, m.message),
+                    message: queued(now, m.entry, m.message),
                     released: m.released,
                 })
                 .collect();
-            for message in stored.queue {
-                session.push_queue(queued(now, message));
+            for queued_entry in stored.queue {
+                session.push_queue(queued(now, queued_entry.entry, queued_entry.message));
             }
             if let Some((will, left)) = stored.pending_will {
                 session.pending_will = Some(Box::new(will));

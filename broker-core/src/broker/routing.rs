@@ -2,6 +2,7 @@
 //! publication authorized and acknowledged; and any message (a client's, a will, `$SYS`)
 //! retained and routed to every matching subscription, one copy per session.
 
+use super::changes::Change;
 use super::delivery::Target;
 use super::output::SharedFrames;
 use super::termination::Termination;
@@ -136,6 +137,14 @@ impl Broker {
             .map(|seconds| now + Duration::from_secs(u64::from(seconds)));
         if publish.retain {
             self.retained.retain(&publish, expires_at);
+            // `$SYS` topics are published afresh at every start.
+            if !publish.topic.starts_with('$') {
+                let message = (!publish.payload.is_empty()).then(|| (publish.clone(), expires_at));
+                self.changes.push(Change::Retained {
+                    topic: publish.topic.clone(),
+                    message,
+                });
+            }
         }
 
         let mut matches = std::mem::take(&mut self.matches);
@@ -149,6 +158,8 @@ impl Broker {
         matches.sort_unstable_by_key(|m| (m.session, m.group));
         let reached = matches.len();
         let mut shared = SharedFrames::default();
+        // The message as recorded for the store once a recorded session holds a copy.
+        let mut stored = None;
         for same in matches.chunk_by(|a, b| (a.session, a.group) == (b.session, b.group)) {
             let max_qos = same.iter().map(|m| m.options.qos).max();
             let qos = publish.qos.min(max_qos.unwrap_or(QoS::AtMostOnce));
@@ -179,7 +190,7 @@ impl Broker {
             if target.session.protocol.is_v5() {
                 copy.properties.subscription_identifiers.extend(identifiers);
             }
-            delivery.deliver(target, copy, expires_at, now);
+            delivery.deliver(target, copy, expires_at, now, &mut stored);
         }
         self.matches = matches;
         reached
