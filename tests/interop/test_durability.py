@@ -1,0 +1,763 @@
+"""The store's promise (DESIGN.md, "The store"): once the gateway sent the PUBACK (QoS 1) or
+PUBREC (QoS 2) of a message that reached a persistent session or the retained set, or the SUBACK
+of a persistent session's subscription, a kill -9 right after loses none of them. With the
+default `--durability full`, which these tests use without naming it.
+
+Each kill test kills a real gateway with SIGKILL in the middle of a stream of acknowledgements
+(from another thread, once a third of them arrived), restarts it on the same data directory and
+checks that everything acknowledged is there. The loops (QoS 1, QoS 2, retained) repeat
+`DURABILITY_ROUNDS` times (default 1; `cargo xtask kill9` runs more), each round on the store
+the previous rounds left, alternating MQTT 5.0 and 3.1.1, and print one line per round:
+`durability test=... round=... acked=... received=... lost=... duplicates=...`.
+
+Also: expiry of sessions and messages counts the time the gateway was down; a will waiting
+for its delay survives a crash; a corrupt store is refused; a store written by the previous
+release (format 1) is migrated; a full disk refuses what it cannot store, visibly, and recovers.
+
+The publishing side is a raw connection (durability.Flows): paho reports neither a PUBREC nor a
+reason code, and resends by itself. The receiving side is paho, whichever generation runs.
+"""
+
+from __future__ import annotations
+
+import collections
+import errno
+import os
+import pathlib
+import random
+import re
+import shutil
+import subprocess
+import time
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.packettypes import PacketTypes
+
+from conftest import REPO_ROOT, start_gateway, stop_gateway
+from durability import (
+    QUOTA_EXCEEDED, ROUNDS, Flows, KillWhen, connect_packet, kill9, metric, reap, recovered_line,
+    report_round, run_to_exit, wait_disconnected,
+)
+from rawmqtt import CONNACK, PUBACK, RawClient, publish as raw_publish
+from support import PahoClient, properties, wait_until
+
+#: Messages per kill round (and retained messages per round: TOPICS x VERSIONS).
+N = 3000
+#: The kill goes out once this many were acknowledged.
+KILL_AT = N // 3
+#: Session expiry of the persistent sessions, seconds.
+LONG = 3600
+#: How long a restarted gateway may take to hand a few thousand queued messages to paho.
+COLLECT_S = 60.0
+
+
+def paho_protocol(level: int) -> int:
+    return mqtt.MQTTv5 if level == 5 else mqtt.MQTTv311
+
+
+def level_name(level: int) -> str:
+    return "v5" if level == 5 else "v3.1.1"
+
+
+def level_of_round(index: int, offset: int) -> int:
+    """Rounds alternate 5.0 and 3.1.1; `offset` picks which one a test starts with, so that
+    a default run (one round per test) covers both."""
+    return (5, 4)[(index + offset) % 2]
+
+
+def session_client(client_id: str, level: int) -> PahoClient:
+    """A paho client for a persistent session (3.1.1: CleanSession=0; 5.0: see `connect`)."""
+    return PahoClient(client_id, protocol=paho_protocol(level), clean_session=False,
+                      name=client_id, reconnect=False)
+
+
+def connect_session(client: PahoClient, address, level: int, *, resume: bool,
+                    expiry: int = LONG):
+    """Connects a persistent session: 5.0 with Clean Start = not `resume` and a session expiry
+    of `expiry` s; 3.1.1 with CleanSession=0 (its client ids here are fresh, so a first
+    connection starts empty)."""
+    if level == 5:
+        return client.connect(address, clean_start=not resume,
+                              properties=properties(PacketTypes.CONNECT,
+                                                    SessionExpiryInterval=expiry))
+    return client.connect(address)
+
+
+def wait_for_payload(client: PahoClient, topic: str, payload: bytes, timeout: float):
+    """Waits until `client` received `payload` on `topic` (scanning only what is new each
+    time, so a few thousand messages stay cheap)."""
+    seen = [0]
+
+    def arrived():
+        messages = client.messages
+        for message in messages[seen[0]:]:
+            if message.topic == topic and message.payload == payload:
+                return True
+        seen[0] = len(messages)
+        return False
+
+    wait_until(arrived, timeout, lambda: f"{client.name}: no {payload!r} on {topic} "
+               f"({len(client.messages)} messages so far)", client.cond)
+
+
+def close_all(*clients) -> None:
+    for client in clients:
+        if client is not None:
+            client.close()
+
+
+def persistent_flows(address, level: int, client_id: str) -> Flows:
+    """A raw connection for a persistent session (5.0: expiry LONG)."""
+    return Flows(address, level, client_id, clean=level == 5, expiry=LONG if level == 5 else None)
+
+
+def publish_then_kill(gateway, flows: Flows, threshold: int, send) -> KillWhen:
+    """Runs `send()` (which drives `flows`) while another thread kills the gateway with SIGKILL
+    once `flows` has `threshold` acknowledgements; reaps the gateway. Returns the killer."""
+    killer = KillWhen(gateway, flows.cond, lambda: len(flows.acked), threshold)
+    killer.start()
+    try:
+        send()
+    finally:
+        killer.cancel()
+        killer.join(timeout=5)
+    assert killer.killed_at is not None, (
+        f"the kill never went out: {len(flows.acked)} acknowledged of {len(flows.sent)} sent, "
+        f"connection lost: {flows.lost}\n" + gateway.log_text())
+    kill9(gateway)
+    return killer
+
+
+# ----- 1 and 2: kill -9 while QoS 1 / QoS 2 messages for a persistent session are acknowledged --
+
+
+def kill_round(gateway, data_dir: pathlib.Path, qos: int, level: int, index: int):
+    """One round: a persistent subscriber goes offline; a publisher sends N numbered messages at
+    `qos`; SIGKILL after KILL_AT acknowledgements; restart; the publisher resumes its session
+    as a client would (PUBREL for what got PUBREC, the rest again with DUP=1, then what it never
+    sent, then `end`); the subscriber collects. Returns the restarted gateway."""
+    topic = f"kill9/q{qos}/r{index}"
+    sub_id, pub_id = f"k9-sub-q{qos}-r{index}", f"k9-pub-q{qos}-r{index}"
+    subscriber = session_client(sub_id, level)
+    try:
+        connect_session(subscriber, gateway.address, level, resume=False)
+        assert subscriber.subscribe(topic, qos) == [qos]
+        subscriber.disconnect()
+    finally:
+        subscriber.close()
+
+    publisher = persistent_flows(gateway.address, level, pub_id)
+    assert publisher.connect()[1] == 0
+    messages = [(number, topic, b"%d" % number) for number in range(1, N + 1)]
+    started = time.monotonic()
+    killer = publish_then_kill(gateway, publisher, KILL_AT, lambda: publisher.publish_all(messages, qos))
+    publish_s = time.monotonic() - started
+    publisher.close()
+    assert not publisher.refused, f"refused: {dict(list(publisher.refused.items())[:10])}"
+    acked = set(publisher.acked)
+    sent = set(publisher.sent)
+    pubrec_only = acked - publisher.completed  # QoS 2: PUBREC came, PUBCOMP did not
+
+    gateway = start_gateway(data_dir)
+    recovered = recovered_line(gateway)
+    # At least the acknowledged messages are back, queued for the subscriber.
+    assert recovered["queued"] + recovered["inflight"] >= len(acked), (recovered, len(acked))
+
+    subscriber = session_client(sub_id, level)
+    try:
+        connack = connect_session(subscriber, gateway.address, level, resume=True)
+        assert connack.session_present, f"{sub_id}'s session did not survive the kill"
+
+        # The publisher resumes its session: unacknowledged ones again with DUP=1 and their
+        # packet ids (the gateway may have stored some of them before the kill).
+        publisher.address, publisher.clean = gateway.address, False
+        present, code, _props = publisher.connect()
+        assert (present, code) == (True, 0), f"{pub_id}'s session did not survive the kill"
+        again = [message for message in messages if message[0] not in acked]
+        publisher.publish_all(again + [(N + 1, topic, b"end")], qos,
+                              dup=frozenset(sent - acked), release=sorted(pubrec_only))
+        assert not publisher.lost, "the restarted gateway closed the publisher's connection"
+        assert not publisher.refused, f"refused after the restart: {publisher.refused}"
+        publisher.disconnect()
+
+        wait_for_payload(subscriber, topic, b"end", COLLECT_S)
+        with subscriber.cond:
+            numbers = [int(m.payload) for m in subscriber.messages
+                       if m.topic == topic and m.payload != b"end"]
+        subscriber.disconnect()
+    finally:
+        subscriber.close()
+        publisher.close()
+
+    counts = collections.Counter(numbers)
+    lost = sorted(acked - counts.keys())
+    missing = sorted(set(range(1, N + 1)) - counts.keys())
+    duplicates = sum(count - 1 for count in counts.values())
+    report_round({
+        "test": f"qos{qos}", "round": index + 1, "rounds": ROUNDS, "protocol": level_name(level),
+        "sent": len(sent), "acked": len(acked), "killed_at": killer.killed_at,
+        "received": len(numbers), "lost": len(lost), "duplicates": duplicates,
+        "missing_after_resume": len(missing), "publish_s": round(publish_s, 2),
+        "recovered_queued": recovered["queued"], "recovered_ms": recovered["ms"],
+    })
+    assert not lost, f"{len(lost)} acknowledged messages lost at the kill, e.g. {lost[:20]}"
+    assert not missing, (f"{len(missing)} messages never arrived although the publisher resent "
+                         f"them after the restart, e.g. {missing[:20]}")
+    if qos == 2:
+        doubled = sorted(number for number, count in counts.items() if count > 1)
+        assert duplicates == 0, f"QoS 2 delivered {duplicates} duplicates, e.g. {doubled[:20]}"
+    return gateway
+
+
+def kill_loop(tmp_path: pathlib.Path, qos: int, offset: int) -> None:
+    data_dir = tmp_path / "data"
+    gateway = start_gateway(data_dir)
+    try:
+        for index in range(ROUNDS):
+            gateway = kill_round(gateway, data_dir, qos, level_of_round(index, offset), index)
+        stop_gateway(gateway)
+        gateway = None
+    finally:
+        reap(gateway)
+
+
+def test_kill9_loses_no_acknowledged_qos1_message(tmp_path):
+    """QoS 1: every PUBACKed message reaches the persistent subscriber after a kill -9 (zero
+    lost; duplicates are allowed and counted)."""
+    kill_loop(tmp_path, 1, 0)
+
+
+def test_kill9_loses_and_duplicates_no_qos2_message(tmp_path):
+    """QoS 2: every PUBRECed message reaches the subscriber after a kill -9, and no message
+    arrives twice, also after the publisher resends its unacknowledged ones with DUP=1
+    (the gateway kept the packet ids awaiting PUBREL)."""
+    kill_loop(tmp_path, 2, 1)
+
+
+# ----- 3: retained messages ---------------------------------------------------------------------
+
+TOPICS, VERSIONS = 300, 10
+
+
+def retained_round(gateway, data_dir: pathlib.Path, level: int, index: int):
+    """N retained QoS 1 messages: VERSIONS rounds over TOPICS topics; SIGKILL after KILL_AT
+    PUBACKs; after the restart each topic with an acknowledged version holds that version or a
+    later one that was sent (a later one may have been stored without its PUBACK getting out)."""
+    prefix = f"kill9/retained/r{index}"
+    publisher = Flows(gateway.address, level, f"k9-ret-pub-r{index}")
+    assert publisher.connect()[1] == 0
+    messages = []
+    for version in range(VERSIONS):
+        for topic in range(TOPICS):
+            number = version * TOPICS + topic + 1
+            messages.append((number, f"{prefix}/{topic}", b"%d" % version))
+    killer = publish_then_kill(
+        gateway, publisher, KILL_AT, lambda: publisher.publish_all(messages, 1, retain=True))
+    publisher.close()
+    assert not publisher.refused, publisher.refused
+    last_acked: dict[str, int] = {}
+    last_sent: dict[str, int] = {}
+    for number, topic, payload in messages:
+        if number in publisher.sent:
+            last_sent[topic] = int(payload)
+        if number in publisher.acked:
+            last_acked[topic] = max(last_acked.get(topic, -1), int(payload))
+
+    gateway = start_gateway(data_dir)
+    recovered = recovered_line(gateway)
+    reader = PahoClient(f"k9-ret-reader-r{index}", protocol=paho_protocol(level), reconnect=False)
+    marker = PahoClient(f"k9-ret-marker-r{index}", protocol=mqtt.MQTTv311, reconnect=False)
+    try:
+        reader.connect(gateway.address)
+        assert reader.subscribe(f"{prefix}/#", 1) == [1]
+        marker.connect(gateway.address)
+        marker.publish(f"{prefix}/end", "end", qos=1)
+        wait_for_payload(reader, f"{prefix}/end", b"end", COLLECT_S)
+        with reader.cond:
+            got = [(m.topic, int(m.payload)) for m in reader.messages if m.retain]
+    finally:
+        close_all(reader, marker)
+
+    have = dict(got)
+    assert len(have) == len(got), "a topic's retained message came twice"
+    lost = sorted(topic for topic, version in last_acked.items()
+                  if have.get(topic, -1) < version)
+    unknown = sorted(topic for topic, version in have.items()
+                     if version > last_sent.get(topic, -1))
+    newer = sum(1 for topic, version in last_acked.items() if have.get(topic, -1) > version)
+    report_round({
+        "test": "retained", "round": index + 1, "rounds": ROUNDS, "protocol": level_name(level),
+        "sent": len(publisher.sent), "acked": len(publisher.acked),
+        "killed_at": killer.killed_at, "acked_topics": len(last_acked), "received": len(got),
+        "lost": len(lost), "newer_than_acked": newer, "duplicates": 0,
+        "recovered_retained": recovered["retained"],
+    })
+    assert not lost, (f"{len(lost)} topics lost their last acknowledged retained message: "
+                      + ", ".join(f"{t}: acked {last_acked[t]}, got {have.get(t)}" for t in lost[:10]))
+    assert not unknown, f"retained versions that were never sent: {unknown[:10]}"
+    return gateway
+
+
+def test_kill9_loses_no_acknowledged_retained_message(tmp_path):
+    data_dir = tmp_path / "data"
+    gateway = start_gateway(data_dir)
+    try:
+        for index in range(ROUNDS):
+            gateway = retained_round(gateway, data_dir, level_of_round(index, 0), index)
+        stop_gateway(gateway)
+        gateway = None
+    finally:
+        reap(gateway)
+
+
+# ----- 4: subscriptions -------------------------------------------------------------------------
+
+K = 300
+
+
+def test_kill9_loses_no_acknowledged_subscription(tmp_path):
+    """A persistent session subscribes to K filters (exact, `+` and `#`), one SUBSCRIBE each,
+    16 unanswered at a time; SIGKILL after K/3 SUBACKs. After the restart the session is
+    present and each SUBACKed filter still delivers."""
+    data_dir = tmp_path / "data"
+    gateway = start_gateway(data_dir)
+    clients: list[PahoClient] = []
+    try:
+        filters, topics = [], {}
+        for i in range(1, K + 1):
+            base = f"subs/{i}"
+            topic_filter, topic = [(base, base), (f"{base}/+", f"{base}/x"),
+                                   (f"{base}/#", f"{base}/y/z")][i % 3]
+            filters.append((i, topic_filter))
+            topics[i] = topic
+        session = Flows(gateway.address, 5, "k9-subs", clean=True, expiry=LONG)
+        assert session.connect()[1] == 0
+        publish_then_kill(gateway, session, K // 3, lambda: session.subscribe_all(filters, 1, 16))
+        session.close()
+        assert not session.refused, session.refused
+        acked = sorted(session.acked)
+        assert all(code == 1 for code in session.acked.values()), session.acked
+
+        gateway = start_gateway(data_dir)
+        subscriber = session_client("k9-subs", 5)
+        clients.append(subscriber)
+        assert connect_session(subscriber, gateway.address, 5, resume=True).session_present, \
+            "the subscribing session did not survive the kill"
+        assert subscriber.subscribe("subs-end", 1) == [1]
+        publisher = PahoClient("k9-subs-pub", protocol=mqtt.MQTTv311, reconnect=False)
+        clients.append(publisher)
+        publisher.connect(gateway.address)
+        for i in range(1, K + 1):
+            publisher.publish(topics[i], b"%d" % i, qos=1, wait=False)
+        publisher.publish("subs-end", "end", qos=1)
+        wait_for_payload(subscriber, "subs-end", b"end", COLLECT_S)
+        received = set(subscriber.topics())
+        lost = [(i, dict(filters)[i]) for i in acked if topics[i] not in received]
+        print(f"durability test=subscriptions sent={len(session.sent)} acked={len(acked)} "
+              f"delivering={sum(1 for i in range(1, K + 1) if topics[i] in received)} "
+              f"lost={len(lost)}")
+        assert not lost, f"{len(lost)} acknowledged subscriptions lost, e.g. {lost[:10]}"
+        close_all(*clients)
+        clients.clear()
+        stop_gateway(gateway)
+        gateway = None
+    finally:
+        close_all(*clients)
+        reap(gateway)
+
+
+# ----- 5: expiry across a restart ---------------------------------------------------------------
+
+
+def test_message_and_session_expiry_count_the_time_the_gateway_was_down(tmp_path):
+    """Queued for an offline session: a message with expiry 2 s, one without, one with 60 s.
+    Also a session with expiry 3 s, offline. The gateway stops, stays down 4 s, restarts: the
+    2 s message and the 3 s session are gone, the others arrive (the 60 s one with its expiry
+    shortened by the time down), and the long session is still there."""
+    data_dir = tmp_path / "data"
+    gateway = start_gateway(data_dir)
+    clients: list[PahoClient] = []
+    try:
+        keeper = session_client("exp-keeper", 5)
+        clients.append(keeper)
+        connect_session(keeper, gateway.address, 5, resume=False)
+        assert keeper.subscribe("exp/#", 1) == [1]
+        keeper.disconnect()
+        short = session_client("exp-short", 5)
+        clients.append(short)
+        connect_session(short, gateway.address, 5, resume=False, expiry=3)
+        assert short.subscribe("exp-short/#", 1) == [1]
+        short.disconnect()
+
+        publisher = PahoClient("exp-pub", protocol=mqtt.MQTTv5, reconnect=False)
+        clients.append(publisher)
+        publisher.connect(gateway.address)
+        publisher.publish("exp/a", "expires", qos=1,
+                          properties=properties(PacketTypes.PUBLISH, MessageExpiryInterval=2))
+        publisher.publish("exp/b", "stays", qos=1)
+        publisher.publish("exp/c", "lasts", qos=1,
+                          properties=properties(PacketTypes.PUBLISH, MessageExpiryInterval=60))
+        published = time.monotonic()
+        publisher.disconnect()
+        close_all(*clients)
+        clients.clear()
+        stop_gateway(gateway)
+        gateway = None
+        time.sleep(max(0.0, published + 4.0 - time.monotonic()))
+
+        gateway = start_gateway(data_dir)
+        short = session_client("exp-short", 5)
+        clients.append(short)
+        connack = connect_session(short, gateway.address, 5, resume=True, expiry=3)
+        assert not connack.session_present, \
+            "a session with expiry 3 s is still present after 4 s, part of it with the gateway down"
+        keeper = session_client("exp-keeper", 5)
+        clients.append(keeper)
+        assert connect_session(keeper, gateway.address, 5, resume=True).session_present
+        wait_for_payload(keeper, "exp/c", b"lasts", COLLECT_S)
+        down = time.monotonic() - published
+        got = [(m.topic, m.payload) for m in keeper.messages]
+        assert got == [("exp/b", b"stays"), ("exp/c", b"lasts")], got
+        left = keeper.messages[1].prop("MessageExpiryInterval")
+        assert left is not None and 1 <= left <= 60 - int(down) + 1, (
+            f"the 60 s message arrived {down:.1f} s after it was published with "
+            f"{left} s left")
+        assert keeper.messages[0].prop("MessageExpiryInterval") is None
+        close_all(*clients)
+        clients.clear()
+        stop_gateway(gateway)
+        gateway = None
+    finally:
+        close_all(*clients)
+        reap(gateway)
+
+
+# ----- 6: wills across a crash ------------------------------------------------------------------
+
+
+def will_subscriber(gateway, client_id: str, topic: str) -> None:
+    """A persistent 5.0 session subscribed to `topic` at QoS 1, left offline."""
+    subscriber = session_client(client_id, 5)
+    try:
+        connect_session(subscriber, gateway.address, 5, resume=False)
+        assert subscriber.subscribe(topic, 1) == [1]
+        subscriber.disconnect()
+    finally:
+        subscriber.close()
+
+
+def sync_store(gateway, client_id: str) -> None:
+    """Makes everything the gateway recorded so far durable before returning: the SUBACK of a
+    persistent session waits for the store, and for every change recorded before it."""
+    flows = Flows(gateway.address, 5, client_id, clean=True, expiry=LONG)
+    assert flows.connect()[1] == 0
+    flows.subscribe_all([(1, f"sync/{client_id}")], 1, 1)
+    assert list(flows.acked) == [1], (flows.acked, flows.refused, flows.lost)
+    flows.disconnect()
+
+
+def count_after_marker(gateway, subscriber: PahoClient, topic: str, marker_topic: str) -> int:
+    """Publishes a marker after everything else and returns how many messages on `topic`
+    arrived before it."""
+    publisher = PahoClient("will-marker", protocol=mqtt.MQTTv311, reconnect=False)
+    try:
+        publisher.connect(gateway.address)
+        publisher.publish(marker_topic, "marker", qos=1)
+        wait_for_payload(subscriber, marker_topic, b"marker", 10)
+    finally:
+        publisher.close()
+    return sum(1 for m in subscriber.messages if m.topic == topic)
+
+
+def test_will_of_a_client_connected_at_the_crash_is_published_after_the_restart(tmp_path):
+    """A 5.0 client with a will (delay 2 s) on a persistent session (expiry 60 s) is connected
+    when the gateway is killed: its connection is lost without DISCONNECT, so its will is due
+    [MQTT-3.1.2-8]. After the restart its session is offline, and the will goes out once the
+    delay has passed: exactly once, within 2 s + 3 s of the restart."""
+    data_dir = tmp_path / "data"
+    gateway = start_gateway(data_dir)
+    subscriber = None
+    try:
+        will_subscriber(gateway, "will-crash-sub", "will/crash")
+        raw = RawClient(gateway)
+        raw.send(connect_packet(5, "will-crash", clean=True, expiry=60,
+                                will=("will/crash", b"gone", 1), will_delay=2))
+        assert raw.read()[0] == CONNACK
+        sync_store(gateway, "will-crash-sync")
+        kill9(gateway)
+        raw.close()
+
+        gateway = start_gateway(data_dir)
+        restarted = time.monotonic()
+        subscriber = session_client("will-crash-sub", 5)
+        assert connect_session(subscriber, gateway.address, 5, resume=True).session_present
+        wait_for_payload(subscriber, "will/crash", b"gone", 5.0 + 2.0)
+        arrived = time.monotonic() - restarted
+        # Any second copy (at start and again when due, say) would be out by now.
+        time.sleep(max(0.0, restarted + 3.5 - time.monotonic()))
+        assert subscriber.subscribe("will-marker", 1) == [1]
+        count = count_after_marker(gateway, subscriber, "will/crash", "will-marker")
+        print(f"durability test=will-crash arrived_after_restart_s={arrived:.2f} copies={count}")
+        assert count == 1, f"the will arrived {count} times"
+        subscriber.close()
+        subscriber = None
+        stop_gateway(gateway)
+        gateway = None
+    finally:
+        close_all(subscriber)
+        reap(gateway)
+
+
+def test_pending_wills_survive_a_kill9_and_keep_their_due_time(tmp_path):
+    """Two 5.0 clients lose their connections (no DISCONNECT) while the gateway runs: one with
+    will delay 3 s, one with 9 s; their wills wait. The gateway is killed, stays down 4 s, and
+    restarts: the 3 s will, due while the gateway was down, is published at once (well before
+    another 3 s); the 9 s one when due, counted from the lost connection, not from the restart
+    and not at once. Each exactly once."""
+    data_dir = tmp_path / "data"
+    gateway = start_gateway(data_dir)
+    subscriber = None
+    try:
+        will_subscriber(gateway, "will-pend-sub", "will/pending/#")
+
+        lost_at = {}
+        for name, delay in (("short", 3), ("long", 9)):
+            raw = RawClient(gateway)
+            raw.send(connect_packet(5, f"will-{name}", clean=True, expiry=60,
+                                    will=(f"will/pending/{name}", name.encode(), 1),
+                                    will_delay=delay))
+            assert raw.read()[0] == CONNACK
+            raw.close()  # no DISCONNECT: the will waits for its delay
+            lost_at[name] = time.monotonic()
+            wait_disconnected(gateway, f"will-{name}")
+        sync_store(gateway, "will-pend-sync")
+        kill9(gateway)
+        time.sleep(max(0.0, lost_at["short"] + 4.0 - time.monotonic()))
+
+        gateway = start_gateway(data_dir)
+        restarted = time.monotonic()
+        subscriber = session_client("will-pend-sub", 5)
+        assert connect_session(subscriber, gateway.address, 5, resume=True).session_present
+        wait_for_payload(subscriber, "will/pending/short", b"short", 5.0)
+        short_after_restart = time.monotonic() - restarted
+        assert short_after_restart < 2.0, (
+            f"the will due while the gateway was down came {short_after_restart:.2f} s after "
+            "the restart: its delay started again")
+        assert not [m for m in subscriber.messages if m.topic == "will/pending/long"], (
+            f"the 9 s will came {time.monotonic() - lost_at['long']:.1f} s after its connection "
+            "was lost")
+        wait_for_payload(subscriber, "will/pending/long", b"long", 12.0)
+        long_after_loss = time.monotonic() - lost_at["long"]
+        assert 8.5 <= long_after_loss <= 9.0 + 3.0, (
+            f"the 9 s will came {long_after_loss:.2f} s after its connection was lost")
+        assert subscriber.subscribe("will-marker", 1) == [1]
+        count_short = count_after_marker(gateway, subscriber, "will/pending/short", "will-marker")
+        count_long = sum(1 for m in subscriber.messages if m.topic == "will/pending/long")
+        print(f"durability test=will-pending short_after_restart_s={short_after_restart:.2f} "
+              f"long_after_loss_s={long_after_loss:.2f} copies={count_short},{count_long}")
+        assert (count_short, count_long) == (1, 1)
+        subscriber.close()
+        subscriber = None
+        stop_gateway(gateway)
+        gateway = None
+    finally:
+        close_all(subscriber)
+        reap(gateway)
+
+
+# ----- 7: a corrupt store, and the previous release's ----------------------------------------
+
+
+@pytest.mark.parametrize("damage", ["garbage", "header"])
+def test_a_corrupt_store_is_refused_naming_the_file(tmp_path, damage):
+    """`garbage`: gateway.redb is 64 KiB of random bytes. `header`: a real store (written by the
+    gateway, with a session and a retained message) whose first 4 KiB are overwritten. Either
+    way the gateway exits non-zero before listening, says which file, and leaves it as it was
+    (no repair that drops data, no fresh store over it)."""
+    data_dir = tmp_path / "data"
+    path = data_dir / "gateway.redb"
+    if damage == "garbage":
+        data_dir.mkdir()
+        path.write_bytes(random.Random(7).randbytes(64 * 1024))
+    else:
+        gateway = start_gateway(data_dir)
+        try:
+            client = PahoClient("corrupt-pub", protocol=mqtt.MQTTv311, reconnect=False)
+            client.connect(gateway.address)
+            client.publish("corrupt/retained", "x", qos=1, retain=True)
+            client.close()
+        finally:
+            stop_gateway(gateway)
+        with open(path, "r+b") as store:
+            store.write(random.Random(8).randbytes(4096))
+    before = path.read_bytes()
+    code, output = run_to_exit(data_dir)
+    assert code is not None, f"the gateway kept running on a corrupt store:\n{output}"
+    assert code != 0, f"the gateway exited 0 on a corrupt store:\n{output}"
+    assert "listening mqtt" not in output, output
+    assert str(path) in output, f"the error does not name {path}:\n{output}"
+    assert path.read_bytes() == before, "the refused store was modified"
+
+
+FIXTURE = REPO_ROOT / "gateway" / "tests" / "fixtures" / "store-format-1.redb"
+
+
+def test_a_store_of_format_1_is_migrated(tmp_path):
+    """The previous release's store (a fixture it wrote) opens: the recovered line reports what
+    the fixture's README lists, and a second start reads the migrated store the same."""
+    if not FIXTURE.exists():
+        pytest.skip(f"{FIXTURE.relative_to(REPO_ROOT)} is not in this tree yet")
+    readme = (FIXTURE.parent / "README.md").read_text(encoding="utf-8")
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    shutil.copyfile(FIXTURE, data_dir / "gateway.redb")
+    counts = []
+    for _ in range(2):
+        gateway = start_gateway(data_dir)
+        try:
+            counts.append(recovered_line(gateway))
+        finally:
+            stop_gateway(gateway)
+    expected = expected_from_readme(readme)
+    for got in counts:
+        assert {key: got[key] for key in expected} == expected, (got, expected)
+
+
+def expected_from_readme(readme: str) -> dict[str, int]:
+    """The counts the fixture's README promises, from its `recovered ...` line."""
+    match = re.search(
+        r"recovered (?P<sessions>\d+) sessions \((?P<queued>\d+) queued and "
+        r"(?P<inflight>\d+) in-flight messages, (?P<subscriptions>\d+) subscriptions\) and "
+        r"(?P<retained>\d+) retained", readme)
+    assert match, "the fixture's README does not quote the recovered line"
+    return {key: int(value) for key, value in match.groupdict().items()}
+
+
+# ----- 8: a full disk ---------------------------------------------------------------------------
+
+
+def fill(directory: pathlib.Path) -> pathlib.Path:
+    """Writes a filler file until the file system is full; returns its path."""
+    filler = directory / "filler"
+    chunk = b"\0" * (64 * 1024)
+    with open(filler, "wb", buffering=0) as out:
+        try:
+            while True:
+                out.write(chunk)
+        except OSError as error:
+            if error.errno != errno.ENOSPC:
+                raise
+        small = b"\0" * 512
+        try:
+            while True:
+                out.write(small)
+        except OSError as error:
+            if error.errno != errno.ENOSPC:
+                raise
+    return filler
+
+
+def publish_v5(raw: RawClient, topic: str, payload: bytes, packet_id: int) -> int | None:
+    """One QoS 1 PUBLISH; the PUBACK's reason code, or None if the connection closed."""
+    try:
+        raw.send(raw_publish(5, topic, payload, qos=1, packet_id=packet_id))
+        kind, _flags, body = raw.read(timeout=10)
+    except (AssertionError, ConnectionError):
+        return None
+    assert kind == PUBACK and int.from_bytes(body[:2], "big") == packet_id, (kind, body)
+    return body[2] if len(body) > 2 else 0
+
+
+def test_a_full_disk_refuses_what_it_cannot_store_and_recovers(tmp_path):
+    """The store lives on a small tmpfs that a filler file fills up. QoS 1 messages for an
+    offline persistent session: once the store cannot write, a 5.0 publisher gets PUBACK 0x97,
+    a 3.1.1 publisher's connection is closed, /metrics counts the failed writes. The filler goes:
+    the gateway writes again by itself, publishing works, and the session gets every message
+    that was acknowledged, none that was refused."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mount = tmp_path / "small"
+    mount.mkdir()
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)],
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        pytest.fail(f"could not mount a tmpfs at {mount} (as root): {result.stderr.strip()}",
+                    pytrace=False)
+    gateway = None
+    clients = []
+    try:
+        data_dir = mount / "data"
+        gateway = start_gateway(data_dir)
+        sleeper = session_client("full-sleeper", 5)
+        clients.append(sleeper)
+        connect_session(sleeper, gateway.address, 5, resume=False)
+        assert sleeper.subscribe("full/#", 1) == [1]
+        sleeper.disconnect()
+        filler = fill(mount)
+
+        raw = RawClient(gateway)
+        clients.append(raw)
+        assert raw.connect(5, "full-pub") == (False, 0)
+        payload = random.Random(9).randbytes(256 * 1024)
+        accepted, refused = [], []
+        for packet_id in range(1, 101):
+            code = publish_v5(raw, "full/big", b"%d:" % packet_id + payload, packet_id)
+            assert code is not None, (
+                f"the 5.0 publisher's connection closed at message {packet_id} instead of "
+                f"PUBACK 0x97\n" + gateway.log_text()[-3000:])
+            if code == QUOTA_EXCEEDED:
+                refused.append(packet_id)
+                break
+            assert code == 0, f"PUBACK 0x{code:02x} for message {packet_id}"
+            accepted.append(packet_id)
+        assert refused, "100 messages of 256 KiB went into a 16 MiB file system: no refusal"
+        # While the store cannot write, each new message is refused too.
+        code = publish_v5(raw, "full/small", b"refused-again", 200)
+        assert code == QUOTA_EXCEEDED, f"a second message got {code!r}"
+        refused.append(200)
+        errors = metric(gateway, "gateway_store_write_errors_total")
+        assert errors is not None and errors > 0, f"gateway_store_write_errors_total: {errors}"
+
+        with RawClient(gateway) as v311:
+            assert v311.connect(4, "full-pub-311") == (False, 0)
+            v311.send(raw_publish(4, "full/v311", b"not stored", qos=1, packet_id=1))
+            answer = v311.read_until_closed(timeout=10)
+            assert not answer.startswith(b"\x40"), "the 3.1.1 publisher got a PUBACK"
+
+        filler.unlink()
+        deadline = time.monotonic() + 10
+        packet_id, recovered_id = 300, None
+        while recovered_id is None:
+            code = publish_v5(raw, "full/small", b"after-%d" % packet_id, packet_id)
+            assert code is not None, "the 5.0 publisher's connection closed after the disk freed"
+            if code in (0x00, 0x10):
+                recovered_id = packet_id
+            else:
+                assert code == QUOTA_EXCEEDED, hex(code)
+                refused.append(packet_id)
+                assert time.monotonic() < deadline, "still refusing 10 s after the disk freed"
+                time.sleep(0.2)
+                packet_id += 1
+        gateway.wait_for_log(r"store: writing again", timeout=5)
+        raw.close()
+
+        sleeper = session_client("full-sleeper", 5)
+        clients.append(sleeper)
+        assert connect_session(sleeper, gateway.address, 5, resume=True).session_present
+        wait_for_payload(sleeper, "full/small", b"after-%d" % recovered_id, COLLECT_S)
+        got = [m.payload.split(b":")[0].decode() for m in sleeper.messages
+               if m.topic == "full/big"]
+        others = [m.payload for m in sleeper.messages if m.topic == "full/small"]
+        print(f"durability test=disk-full accepted={len(accepted)} refused={len(refused)} "
+              f"write_errors={errors} delivered_big={len(got)}")
+        assert got == [str(i) for i in accepted], (got, accepted)
+        assert others == [b"after-%d" % recovered_id], others
+        close_all(*[c for c in clients if isinstance(c, PahoClient)])
+        stop_gateway(gateway)
+        gateway = None
+    finally:
+        for client in clients:
+            client.close()
+        reap(gateway)
+        subprocess.run(["umount", str(mount)], check=False)
