@@ -9,6 +9,7 @@
 mod bench;
 mod dist;
 mod gateway;
+mod kill9;
 mod prerequisites;
 mod process;
 mod steps;
@@ -34,6 +35,11 @@ commands:
                 target/bench/latest.json and target/bench/ratios.svg
                 (--quick: a smoke run; --instrumented: the browser rows
                 through Playwright, to see what DevTools costs)
+  kill9 [--rounds N]
+                kill -9 the gateway mid-stream N times (default 20) in each
+                durability loop (QoS 1, QoS 2, retained) and check that
+                nothing acknowledged was lost; prints each round's counts
+                and the totals
   help          print this text
 ";
 
@@ -50,6 +56,7 @@ fn main() -> ExitCode {
         Some("run") => dist::run().and_then(|()| gateway::run_release(&rest)),
         Some("dist") => no_extra_args("dist", &rest).and_then(|()| dist::run()),
         Some("bench") => bench::run(&rest),
+        Some("kill9") => kill9::run(&rest),
         Some(other) => {
             eprint!("unknown command `{other}`\n\n{USAGE}");
             return ExitCode::from(2);
