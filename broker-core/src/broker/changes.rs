@@ -18,9 +18,9 @@
 //!
 //! Times are `Instant`s, as everywhere in the core; the store turns them into wall-clock times.
 
+use super::Broker;
 use super::connection::ConnectionId;
 use crate::session::SessionKey;
-use super::Broker;
 use mqtt_codec::{ByteStr, Packet, ProtocolVersion, PublishPacket, QoS, SubscriptionOptions, Will};
 use std::collections::VecDeque;
 use std::time::Instant;

@@ -149,7 +149,10 @@ impl Broker {
         if let Some(position) = session.inflight_position(packet_id)
             && session.inflight[position].message.publish.qos == qos
         {
-            let removed = session.inflight.remove(position).expect("position in range");
+            let removed = session
+                .inflight
+                .remove(position)
+                .expect("position in range");
             if session.recorded {
                 self.changes.push(Change::Completed {
                     session: session.store_id,
@@ -178,7 +181,10 @@ impl Broker {
         if ack.reason_code.is_error() {
             // The receiver refused the message: the exchange ends here, and the message is
             // not sent again [MQTT-4.3.3-4] [MQTT-4.4.0-2].
-            let removed = session.inflight.remove(position).expect("position in range");
+            let removed = session
+                .inflight
+                .remove(position)
+                .expect("position in range");
             if recorded {
                 let entry = removed.message.entry;
                 self.changes.push(Change::Completed {
