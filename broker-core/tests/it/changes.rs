@@ -144,7 +144,7 @@ impl Model {
         let mut publish = message.clone();
         publish.qos = entry.qos;
         publish.retain = entry.retain;
-        publish.properties.subscription_identifiers = entry.identifiers.clone().into();
+        publish.properties.subscription_identifiers = entry.identifiers.clone();
         (publish, *expires_at)
     }
 
