@@ -7,7 +7,6 @@
 //! mean nothing to another process; the loader subtracts the time the broker was down.
 
 use super::Broker;
-use super::retained::RetainedMessage;
 use super::timers::TimerKind;
 use crate::session::{InflightMessage, QueuedMessage};
 use mqtt_codec::{ByteStr, ProtocolVersion, PublishPacket, SubscriptionOptions, Will};
@@ -152,7 +151,7 @@ impl Broker {
             .retained
             .iter_live(None, now)
             .map(|m| StoredMessage {
-                publish: m.publish.clone(),
+                publish: m.publish,
                 expires_in: remaining(now, m.expires_at),
             })
             .collect();
@@ -240,10 +239,8 @@ impl Broker {
     pub fn restore(&mut self, snapshot: Snapshot, now: Instant) {
         self.changes.reserve_message_ids(snapshot.next_message_id);
         for message in snapshot.retained {
-            self.retained.insert(RetainedMessage {
-                publish: message.publish,
-                expires_at: message.expires_in.map(|d| now + d),
-            });
+            let expires_at = message.expires_in.map(|d| now + d);
+            self.retained.insert(message.publish, expires_at);
         }
         for stored in snapshot.sessions {
             if self.sessions.contains(&stored.client_id) {
