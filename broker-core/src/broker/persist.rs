@@ -8,7 +8,7 @@
 
 use super::Broker;
 use super::timers::TimerKind;
-use crate::session::{InflightMessage, QueuedMessage};
+use crate::session::{InflightMessage, KeptPublish, QueuedMessage};
 use mqtt_codec::{ByteStr, ProtocolVersion, PublishPacket, SubscriptionOptions, Will};
 use std::time::{Duration, Instant};
 
@@ -130,14 +130,14 @@ fn remaining(now: Instant, at: Option<Instant>) -> Option<Duration> {
 
 fn stored(now: Instant, message: &QueuedMessage) -> StoredMessage {
     StoredMessage {
-        publish: message.publish.clone(),
+        publish: message.publish.to_packet(),
         expires_in: remaining(now, message.expires_at),
     }
 }
 
 fn queued(now: Instant, entry: u64, message: StoredMessage) -> QueuedMessage {
     QueuedMessage {
-        publish: message.publish,
+        publish: KeptPublish::new(message.publish),
         expires_at: message.expires_in.map(|d| now + d),
         entry,
     }

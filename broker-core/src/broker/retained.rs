@@ -1,15 +1,15 @@
 //! Retained messages, by topic.
 //!
-//! A retained message may stay for months and there may be millions, so each is kept small:
-//! its topic is the map's key, and the value holds the QoS, the payload, the expiry and, only
-//! when the publisher set any, the properties, boxed (an empty `Properties` takes hundreds of
-//! bytes). Topic and payload are copied out of the read buffer they arrived in, which should
-//! not live as long. Callers see a [`RetainedMessage`], the PUBLISH rebuilt with the retain flag
-//! set. Expired messages are dropped when they are next looked at.
+//! A retained message may stay for months and there may be millions, so each is kept as a
+//! [`KeptPublish`] (properties boxed, and only when set) with its expiry. Topic and payload are
+//! copied out of the read buffer they arrived in, which should not live as long. Callers see a
+//! [`RetainedMessage`], the PUBLISH rebuilt. Expired messages are dropped when they are next
+//! looked at.
 
 use crate::HashMap;
+use crate::session::KeptPublish;
 use bytes::Bytes;
-use mqtt_codec::{ByteStr, Properties, PublishPacket, QoS, topic};
+use mqtt_codec::{ByteStr, PublishPacket, topic};
 use std::time::Instant;
 
 /// A retained message as callers see it.
@@ -22,9 +22,7 @@ pub(super) struct RetainedMessage {
 /// What is kept for one topic.
 #[derive(Debug)]
 struct Retained {
-    qos: QoS,
-    payload: Bytes,
-    properties: Option<Box<Properties>>,
+    publish: KeptPublish,
     expires_at: Option<Instant>,
 }
 
@@ -33,17 +31,9 @@ impl Retained {
         self.expires_at.is_none_or(|at| at > now)
     }
 
-    fn message(&self, topic: &ByteStr) -> RetainedMessage {
+    fn message(&self) -> RetainedMessage {
         RetainedMessage {
-            publish: PublishPacket {
-                dup: false,
-                qos: self.qos,
-                retain: true,
-                topic: topic.clone(),
-                packet_id: None,
-                properties: self.properties.as_deref().cloned().unwrap_or_default(),
-                payload: self.payload.clone(),
-            },
+            publish: self.publish.to_packet(),
             expires_at: self.expires_at,
         }
     }
@@ -73,22 +63,14 @@ impl RetainedMessages {
     }
 
     /// Adds a message that shares no buffer with others (one restored from the store).
-    pub fn insert(&mut self, publish: PublishPacket, expires_at: Option<Instant>) {
-        let PublishPacket {
-            qos,
-            topic,
-            mut properties,
-            payload,
-            ..
-        } = publish;
+    pub fn insert(&mut self, mut publish: PublishPacket, expires_at: Option<Instant>) {
         // Set per hop, never part of what is kept.
-        properties.topic_alias = None;
-        properties.subscription_identifiers.clear();
-        let properties = (properties != Properties::default()).then(|| Box::new(properties));
+        publish.properties.topic_alias = None;
+        publish.properties.subscription_identifiers.clear();
+        publish.retain = true;
+        let topic = publish.topic.clone();
         let retained = Retained {
-            qos,
-            payload,
-            properties,
+            publish: KeptPublish::new(publish),
             expires_at,
         };
         self.by_topic.insert(topic, retained);
@@ -101,7 +83,7 @@ impl RetainedMessages {
             .by_topic
             .iter()
             .filter(|(name, _)| topic::matches(filter, name))
-            .map(|(name, retained)| retained.message(name))
+            .map(|(_, retained)| retained.message())
             .collect();
         messages.sort_by(|a, b| a.publish.topic.cmp(&b.publish.topic));
         messages
@@ -117,6 +99,6 @@ impl RetainedMessages {
             .iter()
             .filter(move |(_, retained)| retained.alive(now))
             .filter(move |(name, _)| filter.is_none_or(|f| topic::matches(f, name)))
-            .map(|(name, retained)| retained.message(name))
+            .map(|(_, retained)| retained.message())
     }
 }
