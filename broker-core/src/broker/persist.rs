@@ -1,10 +1,11 @@
-//! Snapshots of the state that outlives a restart: retained messages and persistent sessions
-//! (subscriptions, messages in flight and queued, QoS 2 identifiers awaiting PUBREL, a will
-//! waiting for its delay). The gateway writes snapshots to its embedded store and gives the
-//! last one back at start.
+//! The state that outlives a restart as one value, a [`Snapshot`]: retained messages and
+//! persistent sessions (subscriptions, messages in flight and queued, QoS 2 identifiers
+//! awaiting PUBREL, the will). The gateway's store keeps it current from the change records
+//! (see [`changes`](super::changes)) and builds a snapshot only at start, for
+//! [`Broker::restore`]; [`Broker::snapshot`] is the reference the records are tested against.
 //!
 //! Times in a snapshot are durations remaining at the moment it was taken, because `Instant`s
-//! mean nothing to another process; the loader subtracts the time the broker was down.
+//! mean nothing to another process.
 
 use super::Broker;
 use super::timers::TimerKind;
