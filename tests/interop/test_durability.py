@@ -20,6 +20,7 @@ reason code, and resends by itself. The receiving side is paho, whichever genera
 
 from __future__ import annotations
 
+import calendar
 import collections
 import errno
 import os
@@ -474,7 +475,8 @@ def test_will_of_a_client_connected_at_the_crash_is_published_after_the_restart(
     """A 5.0 client with a will (delay 2 s) on a persistent session (expiry 60 s) is connected
     when the gateway is killed: its connection is lost without DISCONNECT, so its will is due
     [MQTT-3.1.2-8]. After the restart its session is offline, and the will goes out once the
-    delay has passed: exactly once, within 2 s + 3 s of the restart."""
+    delay has passed: not before 2 s after the kill (the earliest the connection was lost), by
+    2 s + 3 s after the restart (the gateway may count the delay from either), exactly once."""
     data_dir = tmp_path / "data"
     gateway = start_gateway(data_dir)
     subscriber = None
@@ -486,6 +488,7 @@ def test_will_of_a_client_connected_at_the_crash_is_published_after_the_restart(
         assert raw.read()[0] == CONNACK
         sync_store(gateway, "will-crash-sync")
         kill9(gateway)
+        killed = time.monotonic()
         raw.close()
 
         gateway = start_gateway(data_dir)
@@ -494,6 +497,8 @@ def test_will_of_a_client_connected_at_the_crash_is_published_after_the_restart(
         assert connect_session(subscriber, gateway.address, 5, resume=True).session_present
         wait_for_payload(subscriber, "will/crash", b"gone", 5.0 + 2.0)
         arrived = time.monotonic() - restarted
+        assert time.monotonic() - killed >= 2.0 - 0.1, (
+            f"the will came {time.monotonic() - killed:.2f} s after the kill, before its delay")
         # Any second copy (at start and again when due, say) would be out by now.
         time.sleep(max(0.0, restarted + 3.5 - time.monotonic()))
         assert subscriber.subscribe("will-marker", 1) == [1]
@@ -601,14 +606,26 @@ def test_a_corrupt_store_is_refused_naming_the_file(tmp_path, damage):
 
 
 FIXTURE = REPO_ROOT / "gateway" / "tests" / "fixtures" / "store-format-1.redb"
+DAY = 86400
 
 
 def test_a_store_of_format_1_is_migrated(tmp_path):
-    """The previous release's store (a fixture it wrote) opens: the recovered line reports what
-    the fixture's README lists, and a second start reads the migrated store the same."""
+    """The previous release's store (the fixture it wrote; its README lists what it holds)
+    opens: the recovered line counts what the README lists, a second start reads the migrated
+    store the same, and over MQTT each session resumes with its queued messages (properties
+    and subscription identifiers included) and its subscriptions, and the retained messages
+    are there. The two messages with a day's expiry are expected while surely unexpired (the
+    README's date + 1 day), and gone once surely expired."""
     if not FIXTURE.exists():
         pytest.skip(f"{FIXTURE.relative_to(REPO_ROOT)} is not in this tree yet")
     readme = (FIXTURE.parent / "README.md").read_text(encoding="utf-8")
+    made = re.search(r"How it was made \((\d{4}-\d{2}-\d{2})", readme)
+    assert made, "the fixture's README no longer says when it was made"
+    made_day = calendar.timegm(time.strptime(made[1], "%Y-%m-%d"))
+    now = time.time()
+    # Made some time that day, they expire some time the next day.
+    expiring = True if now < made_day + DAY else False if now > made_day + 2 * DAY else None
+
     data_dir = tmp_path / "data"
     data_dir.mkdir()
     shutil.copyfile(FIXTURE, data_dir / "gateway.redb")
@@ -619,19 +636,73 @@ def test_a_store_of_format_1_is_migrated(tmp_path):
             counts.append(recovered_line(gateway))
         finally:
             stop_gateway(gateway)
-    expected = expected_from_readme(readme)
-    for got in counts:
-        assert {key: got[key] for key in expected} == expected, (got, expected)
+    keys = ("sessions", "queued", "inflight", "subscriptions", "retained")
+    first, second = ({key: got[key] for key in keys} for got in counts)
+    assert first == second, f"the migrated store reads differently the second time: {counts}"
+    if expiring is not None:
+        extra = 1 if expiring else 0
+        assert first == {"sessions": 2, "queued": 3 + extra, "inflight": 0, "subscriptions": 3,
+                         "retained": 1 + extra}, first
 
+    gateway = start_gateway(data_dir)
+    clients: list[PahoClient] = []
+    try:
+        v5 = session_client("fixture-v5", 5)
+        v311 = session_client("fixture-v311", 4)
+        retained = PahoClient("fixture-reader", protocol=mqtt.MQTTv5, reconnect=False)
+        publisher = PahoClient("fixture-pub", protocol=mqtt.MQTTv311, reconnect=False)
+        clients += [v5, v311, retained, publisher]
+        assert connect_session(v5, gateway.address, 5, resume=True, expiry=DAY).session_present
+        assert connect_session(v311, gateway.address, 4, resume=True).session_present
+        retained.connect(gateway.address)
+        assert retained.subscribe("fixture/retained/#", 1) == [1]
+        # Their subscriptions came along: what is published now reaches them after the queue.
+        publisher.connect(gateway.address)
+        for topic in ("fixture/queue/after", "fixture/shared/after", "fixture/exactly/after",
+                      "fixture/retained/zz-after"):
+            publisher.publish(topic, "after", qos=1)
+        wait_for_payload(v5, "fixture/queue/after", b"after", COLLECT_S)
+        wait_for_payload(v5, "fixture/shared/after", b"after", COLLECT_S)
+        wait_for_payload(v311, "fixture/exactly/after", b"after", COLLECT_S)
+        wait_for_payload(retained, "fixture/retained/zz-after", b"after", COLLECT_S)
 
-def expected_from_readme(readme: str) -> dict[str, int]:
-    """The counts the fixture's README promises, from its `recovered ...` line."""
-    match = re.search(
-        r"recovered (?P<sessions>\d+) sessions \((?P<queued>\d+) queued and "
-        r"(?P<inflight>\d+) in-flight messages, (?P<subscriptions>\d+) subscriptions\) and "
-        r"(?P<retained>\d+) retained", readme)
-    assert match, "the fixture's README does not quote the recovered line"
-    return {key: int(value) for key, value in match.groupdict().items()}
+        got = [(m.topic, m.payload, m.qos, m.prop("SubscriptionIdentifier"))
+               for m in v5.messages]
+        queued = [("fixture/queue/1", b"queued one", 1, [7])]
+        if expiring is not False:
+            queued.append(("fixture/queue/2", b"queued two", 1, [7]))
+        queued.append(("fixture/shared/a", b"queued three", 1, None))
+        after = [("fixture/queue/after", b"after", 1, [7]),
+                 ("fixture/shared/after", b"after", 1, None)]
+        if expiring is None:
+            got = [m for m in got if m[0] != "fixture/queue/2"]
+            queued = [m for m in queued if m[0] != "fixture/queue/2"]
+        assert got == queued + after, got
+        for message in v5.messages:
+            if message.topic == "fixture/queue/2":
+                assert message.prop("UserProperty") == [("k", "v")], message.properties
+                left = message.prop("MessageExpiryInterval")
+                assert left is not None and 0 < left <= made_day + 2 * DAY - now, left
+
+        assert [(m.topic, m.payload, m.qos) for m in v311.messages] == [
+            ("fixture/exactly/once", b"exactly once", 2),
+            ("fixture/exactly/after", b"after", 1)]
+
+        kept = {m.topic: m for m in retained.messages if m.retain}
+        assert kept["fixture/retained/plain"].payload == b"21.5"
+        if expiring:
+            message = kept["fixture/retained/expiring"]
+            assert message.payload == b"expires in a day"
+            assert message.prop("ContentType") == "text/plain"
+        elif expiring is False:
+            assert "fixture/retained/expiring" not in kept
+        close_all(*clients)
+        clients.clear()
+        stop_gateway(gateway)
+        gateway = None
+    finally:
+        close_all(*clients)
+        reap(gateway)
 
 
 # ----- 8: a full disk ---------------------------------------------------------------------------
