@@ -29,8 +29,8 @@ import pytest
 
 from conftest import Gateway, gateway_binary
 from rawmqtt import (
-    CONNACK, DISCONNECT, PUBACK, PUBCOMP, PUBREC, PUBREL, SUBACK, ack, packet, publish, split_one, string,
-    varint,
+    CONNACK, DISCONNECT, PUBACK, PUBCOMP, PUBREC, PUBREL, SUBACK, ack, packet, publish,
+    publish_fields, split_one, string, varint,
 )
 from support import WAIT_S
 
@@ -463,3 +463,111 @@ def report_round(record: dict) -> None:
     if REPORT:
         with open(REPORT, "a", encoding="utf-8") as out:
             out.write(json.dumps(record) + "\n")
+
+
+class Receiver:
+    """A raw subscriber that stays connected while the gateway is killed, then resumes its
+    session on the restarted gateway, acknowledging as the specification says: QoS 1 with
+    PUBACK; QoS 2 with Method A [MQTT-4.3.3-9]: the message is delivered at its first PUBLISH,
+    whose packet id then awaits PUBREL, and until that PUBREL a PUBLISH with the same id is a
+    duplicate (PUBREC again, not delivered). Its state (the ids awaiting PUBREL) outlives its
+    connections, as a client's session state does; it is the only deduplication there is, so
+    a gateway that sends again what it already completed shows as a duplicate in `payloads`.
+    """
+
+    def __init__(self, level: int, client_id: str, topic: str, qos: int):
+        self.level, self.client_id, self.topic, self.qos = level, client_id, topic, qos
+        self.cond = threading.Condition()
+        #: Payloads delivered, in order, and how often each.
+        self.payloads: list[bytes] = []
+        self.counts: collections.Counter = collections.Counter()
+        self.awaiting_pubrel: set[int] = set()
+        self.sock: socket.socket | None = None
+        self.thread: threading.Thread | None = None
+        self.error: str | None = None
+
+    def connect(self, address: tuple[str, int], *, resume: bool) -> bool:
+        """Connects (5.0: expiry 3600 s, Clean Start = not `resume`; 3.1.1: CleanSession=0),
+        subscribes unless resuming, starts reading; returns the CONNACK's session present."""
+        flows = Flows(address, self.level, self.client_id,
+                      clean=self.level == 5 and not resume,
+                      expiry=3600 if self.level == 5 else None)
+        present, code, _props = flows.connect()
+        assert code == 0, f"{self.client_id}: CONNACK 0x{code:02x}"
+        if not resume:
+            flows.subscribe_all([(1, self.topic)], self.qos, 1)
+            assert flows.acked.get(1) == self.qos, (flows.acked, flows.refused)
+        self.sock, flows.sock = flows.sock, None
+        buffer = flows.buffer
+        self.thread = threading.Thread(target=self._read, args=(self.sock, buffer), daemon=True)
+        self.thread.start()
+        return present
+
+    def _read(self, sock: socket.socket, buffer: bytes) -> None:
+        sock.settimeout(None)
+        while True:
+            while True:
+                first, buffer = split_one(buffer)
+                if first is None:
+                    break
+                try:
+                    self._handle(sock, *first)
+                except OSError:
+                    return  # the gateway went away while we answered
+            try:
+                chunk = sock.recv(262144)
+            except OSError:
+                return
+            if not chunk:
+                return
+            buffer += chunk
+
+    def _handle(self, sock: socket.socket, kind: int, flags: int, body: bytes) -> None:
+        if kind == 3:  # PUBLISH
+            fields = publish_fields(self.level, flags, body)
+            packet_id, qos = fields["packet_id"], fields["qos"]
+            deliver = True
+            if qos == 2:
+                deliver = packet_id not in self.awaiting_pubrel
+                self.awaiting_pubrel.add(packet_id)
+                sock.sendall(ack(PUBREC, packet_id))
+            elif qos == 1:
+                sock.sendall(ack(PUBACK, packet_id))
+            if deliver:
+                with self.cond:
+                    self.payloads.append(fields["payload"])
+                    self.counts[fields["payload"]] += 1
+                    self.cond.notify_all()
+        elif kind == PUBREL:
+            packet_id = int.from_bytes(body[:2], "big")
+            self.awaiting_pubrel.discard(packet_id)
+            sock.sendall(ack(PUBCOMP, packet_id))
+        elif kind == DISCONNECT:
+            pass
+        else:
+            with self.cond:
+                self.error = f"unexpected packet type {kind}: {body[:20]!r}"
+                self.cond.notify_all()
+
+    def wait_for(self, payload: bytes, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while payload not in self.counts:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self.error:
+                    pytest.fail(f"{self.client_id}: no {payload!r} within {timeout} s "
+                                f"({len(self.payloads)} delivered; {self.error or 'no error'})",
+                                pytrace=False)
+                self.cond.wait(min(remaining, 0.2))
+
+    def close(self) -> None:
+        if self.sock is not None:
+            try:
+                self.sock.shutdown(socket.SHUT_RDWR)  # wakes the reading thread's recv
+            except OSError:
+                pass
+            self.sock.close()
+            self.sock = None
+        if self.thread is not None:
+            self.thread.join(timeout=5)
+            assert not self.thread.is_alive(), f"{self.client_id}: its reader did not stop"

@@ -38,7 +38,7 @@ from paho.mqtt.packettypes import PacketTypes
 
 from conftest import REPO_ROOT, start_gateway, stop_gateway
 from durability import (
-    QUOTA_EXCEEDED, ROUNDS, Flows, KillWhen, connect_packet, kill9, metric, reap, recovered_line,
+    QUOTA_EXCEEDED, ROUNDS, Flows, KillWhen, Receiver, connect_packet, kill9, metric, reap, recovered_line,
     report_round, run_to_exit, wait_disconnected,
 )
 from rawmqtt import CONNACK, PUBACK, RawClient, publish as raw_publish, split_one
@@ -147,10 +147,15 @@ def publish_then_kill(gateway, flows: Flows, threshold: int, send) -> KillWhen:
 
 
 def kill_round(gateway, data_dir: pathlib.Path, qos: int, level: int, index: int):
-    """One round: a persistent subscriber goes offline; a publisher sends N numbered messages at
-    `qos`; SIGKILL after KILL_AT acknowledgements; restart; the publisher resumes its session
-    as a client would (PUBREL for what got PUBREC, the rest again with DUP=1, then what it never
-    sent, then `end`); the subscriber collects. Returns the restarted gateway.
+    """One round: a persistent subscriber goes offline (paho), another stays connected (raw,
+    `durability.Receiver`); a publisher sends N numbered messages at `qos`; SIGKILL after
+    KILL_AT acknowledgements; restart; the publisher resumes its session as a client would
+    (PUBREL for what got PUBREC, the rest again with DUP=1, then what it never sent, then
+    `end`); both subscribers resume theirs and collect. Returns the restarted gateway.
+
+    Each must get every acknowledged message, and in the end all N; at QoS 2, each exactly
+    once. The connected one also checks the gateway's side of deliveries in flight at the
+    kill: what it had completed (PUBCOMP) must not come again as a new PUBLISH.
 
     What it never sent goes out with packet ids freed before the kill (their flows completed:
     PUBACK, or PUBCOMP) first, as a client reuses ids: a gateway that restored a finished QoS 2
@@ -165,6 +170,8 @@ def kill_round(gateway, data_dir: pathlib.Path, qos: int, level: int, index: int
     finally:
         subscriber.close()
 
+    live = Receiver(level, f"k9-live-q{qos}-r{index}", topic, qos)
+    live.connect(gateway.address, resume=False)
     publisher = persistent_flows(gateway.address, level, pub_id)
     assert publisher.connect()[1] == 0
     window, threshold = round_plan(f"qos{qos}", index, publisher.window)
@@ -175,6 +182,8 @@ def kill_round(gateway, data_dir: pathlib.Path, qos: int, level: int, index: int
                                lambda: publisher.publish_all(messages, qos))
     publish_s = time.monotonic() - started
     publisher.close()
+    live.close()
+    live_before = len(live.payloads)
     assert not publisher.refused, f"refused: {dict(list(publisher.refused.items())[:10])}"
     acked = set(publisher.acked)
     sent = set(publisher.sent)
@@ -189,6 +198,8 @@ def kill_round(gateway, data_dir: pathlib.Path, qos: int, level: int, index: int
     try:
         connack = connect_session(subscriber, gateway.address, level, resume=True)
         assert connack.session_present, f"{sub_id}'s session did not survive the kill"
+        assert live.connect(gateway.address, resume=True), \
+            f"{live.client_id}'s session did not survive the kill"
 
         # The publisher resumes its session: unacknowledged ones again with DUP=1 and their
         # packet ids (the gateway may have stored some of them before the kill).
@@ -214,24 +225,35 @@ def kill_round(gateway, data_dir: pathlib.Path, qos: int, level: int, index: int
         publisher.disconnect()
 
         wait_for_payload(subscriber, topic, b"end", COLLECT_S)
+        live.wait_for(b"end", COLLECT_S)
         with subscriber.cond:
             numbers = [int(m.payload) for m in subscriber.messages
                        if m.topic == topic and m.payload != b"end"]
+        with live.cond:
+            live_numbers = [int(payload) for payload in live.payloads if payload != b"end"]
         subscriber.disconnect()
     finally:
         subscriber.close()
         publisher.close()
+        live.close()
 
     counts = collections.Counter(numbers)
     lost = sorted(acked - counts.keys())
     missing = sorted(set(range(1, N + 1)) - counts.keys())
     duplicates = sum(count - 1 for count in counts.values())
+    live_counts = collections.Counter(live_numbers)
+    live_lost = sorted(acked - live_counts.keys())
+    live_missing = sorted(set(range(1, N + 1)) - live_counts.keys())
+    live_duplicates = sum(count - 1 for count in live_counts.values())
     report_round({
         "test": f"qos{qos}", "round": index + 1, "rounds": ROUNDS, "protocol": level_name(level),
         "window": window,
         "threshold": threshold, "sent": len(sent), "acked": len(acked),
         "killed_at": killer.killed_at, "received": len(numbers), "lost": len(lost), "duplicates": duplicates,
-        "missing_after_resume": len(missing), "reused_ids": len(reused), "publish_s": round(publish_s, 2),
+        "missing_after_resume": len(missing), "reused_ids": len(reused),
+        "live_before_kill": live_before, "live_received": len(live_numbers),
+        "live_lost": len(live_lost), "live_duplicates": live_duplicates,
+        "live_missing_after_resume": len(live_missing), "publish_s": round(publish_s, 2),
         "recovered_queued": recovered["queued"], "recovered_ms": recovered["ms"],
     })
     assert not lost, f"{len(lost)} acknowledged messages lost at the kill, e.g. {lost[:20]}"
@@ -242,9 +264,17 @@ def kill_round(gateway, data_dir: pathlib.Path, qos: int, level: int, index: int
         f"them for duplicates), e.g. (message, id) {missing_reused[:10]}")
     assert not missing, (f"{len(missing)} messages never arrived although the publisher resent "
                          f"them after the restart, e.g. {missing[:20]}")
+    assert not live_lost, (f"the connected subscriber lost {len(live_lost)} acknowledged "
+                           f"messages, e.g. {live_lost[:20]}")
+    assert not live_missing, (f"the connected subscriber never got {len(live_missing)} messages, "
+                              f"e.g. {live_missing[:20]}")
     if qos == 2:
         doubled = sorted(number for number, count in counts.items() if count > 1)
         assert duplicates == 0, f"QoS 2 delivered {duplicates} duplicates, e.g. {doubled[:20]}"
+        doubled = sorted(number for number, count in live_counts.items() if count > 1)
+        assert live_duplicates == 0, (
+            f"QoS 2 delivered {live_duplicates} duplicates to the subscriber connected at the "
+            f"kill (sent again as new PUBLISHes after it had completed them), e.g. {doubled[:20]}")
     return gateway
 
 
