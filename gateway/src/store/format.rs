@@ -631,3 +631,143 @@ pub(super) fn decode_entry(bytes: &[u8]) -> Result<EntryValue, DecodeError> {
 pub(super) fn entry_message(bytes: &[u8]) -> Result<u64, DecodeError> {
     Reader::new(bytes).u64()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn every_property() -> Properties {
+        Properties {
+            payload_format_indicator: Some(1),
+            message_expiry_interval: Some(60),
+            content_type: Some(ByteStr::from("application/json")),
+            response_topic: Some(ByteStr::from("reply/to")),
+            correlation_data: Some(Bytes::from_static(b"\x00\xff")),
+            subscription_identifiers: vec![1, 268_435_455],
+            user_properties: vec![
+                (ByteStr::from("k"), ByteStr::from("v")),
+                (ByteStr::from("k"), ByteStr::from("again")),
+            ],
+            topic_alias: Some(3),
+            will_delay_interval: Some(30),
+            ..Properties::EMPTY
+        }
+    }
+
+    fn encoded_message(properties: &Properties, identifiers: bool) -> Vec<u8> {
+        let mut out = Vec::new();
+        let parts = MessageParts {
+            qos: QoS::ExactlyOnce,
+            retain: true,
+            expires_at: Some(1_800_000_000_000),
+            properties,
+            identifiers,
+            topic: Some("a/b"),
+            payload: b"payload",
+        };
+        encode_message(&parts, &mut out);
+        out
+    }
+
+    #[test]
+    fn a_message_keeps_every_property_a_publish_or_will_carries() {
+        let properties = every_property();
+        let decoded = decode_message(&encoded_message(&properties, true), true).unwrap();
+        assert_eq!(
+            decoded,
+            StoredValue {
+                qos: QoS::ExactlyOnce,
+                retain: true,
+                expires_at: Some(1_800_000_000_000),
+                properties,
+                topic: ByteStr::from("a/b"),
+                payload: Bytes::from_static(b"payload"),
+            }
+        );
+    }
+
+    #[test]
+    fn a_message_without_identifiers_leaves_them_out() {
+        let properties = Properties {
+            subscription_identifiers: vec![7],
+            ..Properties::EMPTY
+        };
+        let encoded = encoded_message(&properties, false);
+        let decoded = decode_message(&encoded, true).unwrap();
+        assert_eq!(decoded.properties, Properties::EMPTY);
+        // No properties at all: not even the mask is written.
+        assert_eq!(encoded.len(), 1 + 8 + 1 + 3 + 7);
+    }
+
+    #[test]
+    fn truncated_or_foreign_values_are_errors_not_panics() {
+        let message = encoded_message(&every_property(), true);
+        // A message's payload runs to the end, so only cuts before it can be detected.
+        let payload_start = message.len() - b"payload".len();
+        for cut in 0..payload_start {
+            assert!(
+                decode_message(&message[..cut], true).is_err(),
+                "cut at {cut}"
+            );
+        }
+        let session = SessionValue {
+            client_id: ByteStr::from("client"),
+            protocol: ProtocolVersion::V5,
+            expiry_interval: 60,
+            connected: false,
+            expires_at: Some(1),
+            will: None,
+            will_at: Some(2),
+        };
+        let mut encoded = Vec::new();
+        encode_session(&session, &mut encoded);
+        assert_eq!(decode_session(&encoded).unwrap(), session);
+        for cut in 0..encoded.len() {
+            assert!(decode_session(&encoded[..cut]).is_err(), "cut at {cut}");
+        }
+        let entry = EntryValue {
+            message: 9,
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            packet_id: 4,
+            released: true,
+            identifiers: vec![300, 1],
+        };
+        let mut encoded = Vec::new();
+        encode_entry(&entry, &mut encoded);
+        assert_eq!(decode_entry(&encoded).unwrap(), entry);
+        for cut in 0..encoded.len() {
+            assert!(decode_entry(&encoded[..cut]).is_err(), "cut at {cut}");
+        }
+        // Flags this version never writes.
+        assert!(decode_message(&[0xff], false).is_err());
+        assert!(decode_entry(&[0, 0, 0, 0, 0, 0, 0, 1, 0x80, 0, 0, 0]).is_err());
+        // A length longer than the value.
+        assert!(decode_session(&[5, 0, 0, 0, 0, 0, 0xff, 0x7f]).is_err());
+    }
+
+    #[test]
+    fn subscription_options_round_trip() {
+        for qos in [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce] {
+            for retain_handling in [
+                RetainHandling::SendAtSubscribe,
+                RetainHandling::SendIfNew,
+                RetainHandling::DoNotSend,
+            ] {
+                for (no_local, retain_as_published) in
+                    [(false, false), (true, false), (false, true), (true, true)]
+                {
+                    let options = SubscriptionOptions {
+                        qos,
+                        no_local,
+                        retain_as_published,
+                        retain_handling,
+                    };
+                    let mut encoded = Vec::new();
+                    encode_subscription(options, Some(5), &mut encoded);
+                    assert_eq!(decode_subscription(&encoded).unwrap(), (options, Some(5)));
+                }
+            }
+        }
+    }
+}

@@ -6,15 +6,16 @@
 //! reads the whole state back with [`Store::load`] once, at start. Each record touches a few
 //! rows, never the whole state:
 //!
-//! | table           | key                          | value                                         |
-//! |-----------------|------------------------------|-----------------------------------------------|
-//! | `meta`          | `"format"`                   | the layout version ([`format::VERSION`])      |
-//! | `retained`      | topic                        | expiry and message                            |
-//! | `sessions`      | session id                   | client id, protocol, expiry, will             |
-//! | `subscriptions` | (session id, filter)         | options, subscription identifier              |
-//! | `messages`      | message id                   | expiry and message, stored once               |
-//! | `entries`       | (session id, entry number)   | message id, QoS, retain, identifiers, packet id, released |
-//! | `inbound`       | (session id, packet id)      | nothing: a QoS 2 identifier awaiting PUBREL   |
+//! | table           | key                        | value                                      |
+//! |-----------------|----------------------------|--------------------------------------------|
+//! | `meta`          | `"format"`                 | the layout version ([`format::VERSION`])   |
+//! | `retained`      | topic                      | expiry and message                         |
+//! | `sessions`      | session id                 | client id, protocol, expiry, will          |
+//! | `subscriptions` | (session id, filter)       | options, subscription identifier           |
+//! | `messages`      | message id                 | expiry and message, stored once            |
+//! | `entries`       | (session id, entry number) | message id, QoS, retain, identifiers,      |
+//! |                 |                            | packet id (0: queued), released            |
+//! | `inbound`       | (session id, packet id)    | nothing: a QoS 2 id awaiting PUBREL        |
 //!
 //! How each value is encoded is [`format`]'s. Times are absolute wall-clock unix milliseconds
 //! ([`Clock`] converts the core's `Instant`s), so the time the gateway was down needs no
@@ -23,10 +24,11 @@
 //! is migrated when it is opened; any other version, or a file that does not decode, is refused
 //! with an error naming the file, never silently replaced.
 //!
-//! Invariant: outside [`Store::apply`], `references` (when built) holds, for each message id,
-//! the number of `entries` rows that refer to it, and no `messages` row is unreferenced except
-//! one whose entries were lost to a crash between two records of one batch, which cannot
-//! happen since a batch is one transaction (load sweeps any such row all the same).
+//! Invariant: outside [`Store::apply`], `references` (once counted) holds, for each message
+//! id, the number of `entries` rows that refer to it; a `messages` row with none is deleted in
+//! the transaction that removed its last entry. A failed transaction changes neither: its
+//! counts are kept aside until it commits, and after a failure they are counted again from
+//! the file, which a commit that failed late may have reached after all.
 
 mod format;
 mod migrate;
@@ -220,7 +222,7 @@ impl Store {
             path: path.clone(),
             source: Box::new(source),
         })?;
-        let mut store = Store {
+        let store = Store {
             path,
             database: Some(database),
             opener,
@@ -254,7 +256,7 @@ impl Store {
     }
 
     /// Reads the layout version: creates the tables in an empty file, migrates version 1.
-    fn prepare(&mut self) -> Result<(), Failure> {
+    fn prepare(&self) -> Result<(), Failure> {
         let database = self.database()?;
         let read = database.begin_read()?;
         let tables: Vec<String> = read
