@@ -17,10 +17,10 @@
 //! |                 |                            | packet id (0: queued), released            |
 //! | `inbound`       | (session id, packet id)    | nothing: a QoS 2 id awaiting PUBREL        |
 //!
-//! How each value is encoded is [`format`]'s. Times are absolute wall-clock unix milliseconds
-//! ([`Clock`] converts the core's `Instant`s), so the time the gateway was down needs no
-//! bookkeeping. A message that several sessions hold is one `messages` row that their entries
-//! refer to; it is deleted with its last entry. A store in layout version 1 (whole snapshots)
+//! How each value is encoded is [`format`](mod@format)'s. Times are absolute wall-clock unix
+//! milliseconds ([`Clock`] converts the core's `Instant`s), so the time the gateway was down
+//! needs no bookkeeping. A message that several sessions hold is one `messages` row that their
+//! entries refer to; it is deleted with its last entry. A store in layout version 1 (whole snapshots)
 //! is migrated when it is opened; any other version, or a file that does not decode, is refused
 //! with an error naming the file, never silently replaced.
 //!
