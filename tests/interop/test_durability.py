@@ -50,6 +50,10 @@ N = 3000
 KILL_AT = N // 3
 #: Session expiry of the persistent sessions, seconds.
 LONG = 3600
+#: The counter of failed store writes on /metrics. The brief named it
+#: `gateway_store_write_errors_total`; the gateway and its README call it this, like its other
+#: metrics (`mqtt_*`).
+STORE_WRITE_ERRORS = "mqtt_store_write_errors_total"
 #: How long a restarted gateway may take to hand a few thousand queued messages to paho.
 COLLECT_S = 60.0
 
@@ -155,7 +159,8 @@ def kill_round(gateway, data_dir: pathlib.Path, qos: int, level: int, index: int
 
     Each must get every acknowledged message, and in the end all N; at QoS 2, each exactly
     once. The connected one also checks the gateway's side of deliveries in flight at the
-    kill: what it had completed (PUBCOMP) must not come again as a new PUBLISH.
+    kill: what it had completed (PUBCOMP) must not come again as a new PUBLISH. Returns the
+    restarted gateway and what was wrong with the counts.
 
     What it never sent goes out with packet ids freed before the kill (their flows completed:
     PUBACK, or PUBCOMP) first, as a client reuses ids: a gateway that restored a finished QoS 2
@@ -256,38 +261,51 @@ def kill_round(gateway, data_dir: pathlib.Path, qos: int, level: int, index: int
         "live_missing_after_resume": len(live_missing), "publish_s": round(publish_s, 2),
         "recovered_queued": recovered["queued"], "recovered_ms": recovered["ms"],
     })
-    assert not lost, f"{len(lost)} acknowledged messages lost at the kill, e.g. {lost[:20]}"
+    problems = []
+    if lost:
+        problems.append(f"{len(lost)} acknowledged messages lost at the kill, e.g. {lost[:20]}")
     missing_reused = [(number, reused[number]) for number in missing if number in reused]
-    assert not missing_reused, (
-        f"{len(missing_reused)} messages sent after the restart with packet ids whose flows had "
-        f"completed before the kill were acknowledged but never delivered (the gateway took "
-        f"them for duplicates), e.g. (message, id) {missing_reused[:10]}")
-    assert not missing, (f"{len(missing)} messages never arrived although the publisher resent "
-                         f"them after the restart, e.g. {missing[:20]}")
-    assert not live_lost, (f"the connected subscriber lost {len(live_lost)} acknowledged "
-                           f"messages, e.g. {live_lost[:20]}")
-    assert not live_missing, (f"the connected subscriber never got {len(live_missing)} messages, "
-                              f"e.g. {live_missing[:20]}")
-    if qos == 2:
+    if missing_reused:
+        problems.append(
+            f"{len(missing_reused)} messages sent after the restart with packet ids whose flows "
+            f"had completed before the kill were acknowledged but never delivered (the gateway "
+            f"took them for duplicates), e.g. (message, id) {missing_reused[:10]}")
+    elif missing:
+        problems.append(f"{len(missing)} messages never arrived although the publisher resent "
+                        f"them after the restart, e.g. {missing[:20]}")
+    if live_lost:
+        problems.append(f"the connected subscriber lost {len(live_lost)} acknowledged messages, "
+                        f"e.g. {live_lost[:20]}")
+    elif live_missing:
+        problems.append(f"the connected subscriber never got {len(live_missing)} messages, "
+                        f"e.g. {live_missing[:20]}")
+    if qos == 2 and duplicates:
         doubled = sorted(number for number, count in counts.items() if count > 1)
-        assert duplicates == 0, f"QoS 2 delivered {duplicates} duplicates, e.g. {doubled[:20]}"
+        problems.append(f"QoS 2 delivered {duplicates} duplicates, e.g. {doubled[:20]}")
+    if qos == 2 and live_duplicates:
         doubled = sorted(number for number, count in live_counts.items() if count > 1)
-        assert live_duplicates == 0, (
+        problems.append(
             f"QoS 2 delivered {live_duplicates} duplicates to the subscriber connected at the "
             f"kill (sent again as new PUBLISHes after it had completed them), e.g. {doubled[:20]}")
-    return gateway
+    return gateway, [f"round {index + 1} ({level_name(level)}): {problem}" for problem in problems]
 
 
 def kill_loop(tmp_path: pathlib.Path, qos: int, offset: int) -> None:
+    """ROUNDS rounds on one data directory. A round whose counts are wrong is reported and the
+    next round runs (so that `cargo xtask kill9` shows how often); a round that cannot finish
+    (a timeout, a refused connection) ends the test at once."""
     data_dir = tmp_path / "data"
     gateway = start_gateway(data_dir)
+    problems: list[str] = []
     try:
         for index in range(ROUNDS):
-            gateway = kill_round(gateway, data_dir, qos, level_of_round(index, offset), index)
+            gateway, found = kill_round(gateway, data_dir, qos, level_of_round(index, offset), index)
+            problems += found
         stop_gateway(gateway)
         gateway = None
     finally:
         reap(gateway)
+    assert not problems, "\n".join(problems)
 
 
 def test_kill9_loses_no_acknowledged_qos1_message(tmp_path):
@@ -363,22 +381,31 @@ def retained_round(gateway, data_dir: pathlib.Path, level: int, index: int):
         "lost": len(lost), "newer_than_acked": newer, "duplicates": 0,
         "recovered_retained": recovered["retained"],
     })
-    assert not lost, (f"{len(lost)} topics lost their last acknowledged retained message: "
-                      + ", ".join(f"{t}: acked {last_acked[t]}, got {have.get(t)}" for t in lost[:10]))
-    assert not unknown, f"retained versions that were never sent: {unknown[:10]}"
-    return gateway
+    problems = []
+    if lost:
+        problems.append(f"{len(lost)} topics lost their last acknowledged retained message: "
+                        + ", ".join(f"{t}: acked {last_acked[t]}, got {have.get(t)}"
+                                    for t in lost[:10]))
+    if unknown:
+        problems.append(f"retained versions that were never sent: {unknown[:10]}")
+    return gateway, [f"round {index + 1} ({level_name(level)}): {problem}" for problem in problems]
 
 
 def test_kill9_loses_no_acknowledged_retained_message(tmp_path):
+    """Every topic keeps its last acknowledged retained message through a kill -9 (see
+    `retained_round`; rounds as in `kill_loop`)."""
     data_dir = tmp_path / "data"
     gateway = start_gateway(data_dir)
+    problems: list[str] = []
     try:
         for index in range(ROUNDS):
-            gateway = retained_round(gateway, data_dir, level_of_round(index, 0), index)
+            gateway, found = retained_round(gateway, data_dir, level_of_round(index, 0), index)
+            problems += found
         stop_gateway(gateway)
         gateway = None
     finally:
         reap(gateway)
+    assert not problems, "\n".join(problems)
 
 
 # ----- 4: subscriptions -------------------------------------------------------------------------
@@ -707,6 +734,7 @@ def test_a_store_of_format_1_is_migrated(tmp_path):
             stop_gateway(gateway)
     keys = ("sessions", "queued", "inflight", "subscriptions", "retained")
     first, second = ({key: got[key] for key in keys} for got in counts)
+    print(f"durability test=migration recovered={first} expiring_expected={expiring}")
     assert first == second, f"the migrated store reads differently the second time: {counts}"
     if expiring is not None:
         extra = 1 if expiring else 0
@@ -878,10 +906,10 @@ def test_a_full_disk_refuses_what_it_cannot_store_and_recovers(tmp_path):
         # A: the store has to grow by 256 KiB and cannot.
         payload = random.Random(9).randbytes(256 * 1024)
         first.send(raw_publish(5, "full/a", b"A:" + payload, qos=1, packet_id=2))
-        wait_until(lambda: (metric(gateway, "gateway_store_write_errors_total") or 0) > 0, 10,
-                   lambda: "gateway_store_write_errors_total stayed 0 with the disk full\n"
+        wait_until(lambda: (metric(gateway, STORE_WRITE_ERRORS) or 0) > 0, 10,
+                   lambda: f"{STORE_WRITE_ERRORS} stayed 0 with the disk full\n"
                    + tail(gateway))
-        errors = metric(gateway, "gateway_store_write_errors_total")
+        errors = metric(gateway, STORE_WRITE_ERRORS)
 
         second = RawClient(gateway)
         clients.append(second)

@@ -91,58 +91,77 @@ fn read_report(path: &Path) -> Result<Vec<Value>> {
         .collect()
 }
 
+/// The counts of a round that the summary shows and sums, with their labels. `lost` and
+/// `duplicates` are the offline subscriber's (retained: topics); `live_*` the subscriber that
+/// stayed connected through the kill; `missing_after_resume` what never arrived although the
+/// publisher sent it again after the restart.
+const COUNTS: [(&str, &str); 7] = [
+    ("acked", "acked"),
+    ("received", "received"),
+    ("lost", "lost"),
+    ("duplicates", "duplicates"),
+    ("live_lost", "connected: lost"),
+    ("live_duplicates", "duplicates"),
+    ("missing_after_resume", "missing after resume"),
+];
+
 /// One line per round, then one total line per test and one over everything.
 fn summarize(rounds: &[Value]) -> String {
-    let number = |round: &Value, key: &str| round.get(key).and_then(Value::as_u64).unwrap_or(0);
     let mut out = String::from("kill -9 rounds:\n");
     if rounds.is_empty() {
         out.push_str("  (no round finished)\n");
     }
-    // (test, rounds, acked, received, lost, duplicates), in the order the tests ran.
-    let mut totals: Vec<(String, u64, u64, u64, u64, u64)> = Vec::new();
+    // Per test, in the order the tests ran: rounds and the sums of COUNTS (None: never reported).
+    let mut totals: Vec<(String, u64, [Option<u64>; COUNTS.len()])> = Vec::new();
     for round in rounds {
         let test = round.get("test").and_then(Value::as_str).unwrap_or("?");
         let protocol = round.get("protocol").and_then(Value::as_str).unwrap_or("?");
-        let [acked, received, lost, duplicates] =
-            ["acked", "received", "lost", "duplicates"].map(|key| number(round, key));
-        out.push_str(&format!(
-            "  {test:<8} round {:>3} {protocol:<6}  acked {acked:>5}  received {received:>5}  \
-             lost {lost}  duplicates {duplicates}\n",
-            number(round, "round"),
-        ));
+        let values = COUNTS.map(|(key, _)| round.get(key).and_then(Value::as_u64));
+        let number = round.get("round").and_then(Value::as_u64).unwrap_or(0);
+        out.push_str(&format!("  {test:<8} round {number:>3} {protocol:<6}"));
+        out.push_str(&counts_text(&values));
+        out.push('\n');
         let index = match totals.iter().position(|total| total.0 == test) {
             Some(index) => index,
             None => {
-                totals.push((test.to_string(), 0, 0, 0, 0, 0));
+                totals.push((test.to_string(), 0, [None; COUNTS.len()]));
                 totals.len() - 1
             }
         };
         let total = &mut totals[index];
         total.1 += 1;
-        total.2 += acked;
-        total.3 += received;
-        total.4 += lost;
-        total.5 += duplicates;
+        add(&mut total.2, &values);
     }
-    let mut all = (0, 0, 0, 0, 0);
-    for (test, count, acked, received, lost, duplicates) in &totals {
-        out.push_str(&format!(
-            "  {test:<8} total: {count} rounds, acked {acked}, received {received}, lost {lost}, \
-             duplicates {duplicates}\n"
-        ));
-        all = (
-            all.0 + count,
-            all.1 + acked,
-            all.2 + received,
-            all.3 + lost,
-            all.4 + duplicates,
-        );
+    let mut all = [None; COUNTS.len()];
+    let mut all_rounds = 0;
+    for (test, count, sums) in &totals {
+        out.push_str(&format!("  {test:<8} total: {count} rounds"));
+        out.push_str(&counts_text(sums));
+        out.push('\n');
+        all_rounds += count;
+        add(&mut all, sums);
     }
-    out.push_str(&format!(
-        "total: {} rounds, acked {}, received {}, lost {}, duplicates {}",
-        all.0, all.1, all.2, all.3, all.4
-    ));
+    out.push_str(&format!("total: {all_rounds} rounds"));
+    out.push_str(&counts_text(&all));
     out
+}
+
+/// Adds `values` to `sums`, a count reported anywhere counting from 0.
+fn add(sums: &mut [Option<u64>; COUNTS.len()], values: &[Option<u64>; COUNTS.len()]) {
+    for (sum, value) in sums.iter_mut().zip(values) {
+        if let Some(value) = value {
+            *sum = Some(sum.unwrap_or(0) + value);
+        }
+    }
+}
+
+/// `, acked 1024, received 3000, ...` for the counts that were reported.
+fn counts_text(values: &[Option<u64>; COUNTS.len()]) -> String {
+    COUNTS
+        .iter()
+        .zip(values)
+        .filter_map(|((_, label), value)| value.map(|value| format!(", {label} {value}")))
+        .collect()
 }
 
 #[cfg(test)]
@@ -164,7 +183,7 @@ mod tests {
         let rounds: Vec<Value> = [
             r#"{"test": "qos1", "round": 1, "protocol": "v5", "acked": 1000, "received": 3002, "lost": 0, "duplicates": 2}"#,
             r#"{"test": "qos1", "round": 2, "protocol": "v3.1.1", "acked": 1100, "received": 3000, "lost": 0, "duplicates": 0}"#,
-            r#"{"test": "qos2", "round": 1, "protocol": "v3.1.1", "acked": 1001, "received": 3000, "lost": 1, "duplicates": 0}"#,
+            r#"{"test": "qos2", "round": 1, "protocol": "v3.1.1", "acked": 1001, "received": 3000, "lost": 1, "duplicates": 0, "live_lost": 0, "live_duplicates": 5}"#,
         ]
         .iter()
         .map(|line| serde_json::from_str(line).unwrap())
@@ -172,12 +191,22 @@ mod tests {
         let summary = summarize(&rounds);
         assert!(
             summary.contains(
-                "qos1     total: 2 rounds, acked 2100, received 6002, lost 0, duplicates 2"
+                "qos1     total: 2 rounds, acked 2100, received 6002, lost 0, duplicates 2\n"
             ),
             "{summary}"
         );
         assert!(
-            summary.ends_with("total: 3 rounds, acked 3101, received 9002, lost 1, duplicates 2"),
+            summary.contains(
+                "qos2     round   1 v3.1.1, acked 1001, received 3000, lost 1, duplicates 0, \
+                 connected: lost 0, duplicates 5\n"
+            ),
+            "{summary}"
+        );
+        assert!(
+            summary.ends_with(
+                "total: 3 rounds, acked 3101, received 9002, lost 1, duplicates 2, \
+                 connected: lost 0, duplicates 5"
+            ),
             "{summary}"
         );
         assert_eq!(summary.lines().count(), 1 + 3 + 2 + 1, "{summary}");
