@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import calendar
 import collections
+import contextlib
 import errno
 import os
 import pathlib
@@ -299,13 +300,27 @@ def kill_loop(tmp_path: pathlib.Path, qos: int, offset: int) -> None:
     problems: list[str] = []
     try:
         for index in range(ROUNDS):
-            gateway, found = kill_round(gateway, data_dir, qos, level_of_round(index, offset), index)
+            with earlier_problems(problems):
+                gateway, found = kill_round(gateway, data_dir, qos,
+                                            level_of_round(index, offset), index)
             problems += found
         stop_gateway(gateway)
         gateway = None
     finally:
         reap(gateway)
     assert not problems, "\n".join(problems)
+
+
+@contextlib.contextmanager
+def earlier_problems(problems: list[str]):
+    """A round that fails outright also reports what the rounds before it found."""
+    try:
+        yield
+    except (AssertionError, pytest.fail.Exception) as error:
+        if not problems:
+            raise
+        pytest.fail(f"{error}\n--- and in earlier rounds ---\n" + "\n".join(problems),
+                    pytrace=False)
 
 
 def test_kill9_loses_no_acknowledged_qos1_message(tmp_path):
@@ -399,7 +414,8 @@ def test_kill9_loses_no_acknowledged_retained_message(tmp_path):
     problems: list[str] = []
     try:
         for index in range(ROUNDS):
-            gateway, found = retained_round(gateway, data_dir, level_of_round(index, 0), index)
+            with earlier_problems(problems):
+                gateway, found = retained_round(gateway, data_dir, level_of_round(index, 0), index)
             problems += found
         stop_gateway(gateway)
         gateway = None
