@@ -164,6 +164,9 @@ class Flows:
         self.lost = False
         #: The reason code of a DISCONNECT from the gateway, if one came.
         self.disconnected: int | None = None
+        #: Called (on the thread that runs the flows) after each batch of acknowledgements was
+        #: recorded, before anything more is sent: for a kill that must land at once.
+        self.after_acks: Callable[[], None] | None = None
         self.sock: socket.socket | None = None
         self.buffer = b""
         self.window = 0
@@ -327,6 +330,8 @@ class Flows:
                         pytest.fail(f"{self.client_id}: unexpected packet type {kind}",
                                     pytrace=False)
                 self.cond.notify_all()
+            if self.after_acks is not None:
+                self.after_acks()
             if self.lost:
                 return
 
@@ -337,8 +342,8 @@ class Flows:
 
 class KillWhen(threading.Thread):
     """Sends SIGKILL to the gateway once `count()` (read under `cond`, which the producer
-    notifies) reaches `threshold`; gives up after `timeout` s. `killed_at` is the count when
-    the signal went out (None if it never did)."""
+    notifies) reaches `threshold`; gives up after `timeout` s, or when cancelled short of the
+    threshold. `killed_at` is the count when the signal went out (None if it never did)."""
 
     def __init__(self, gateway: Gateway, cond: threading.Condition, count: Callable[[], int],
                  threshold: int, timeout: float = 60.0):
@@ -353,9 +358,10 @@ class KillWhen(threading.Thread):
 
     def run(self) -> None:
         with self.cond:
-            reached = self.cond.wait_for(
+            self.cond.wait_for(
                 lambda: self.cancelled or self.count() >= self.threshold, self.timeout)
-            if reached and not self.cancelled:
+            # Reached just before the producer finished (and cancelled): still a kill.
+            if self.count() >= self.threshold:
                 self.gateway.process.send_signal(signal.SIGKILL)
                 self.killed_at = self.count()
 
@@ -482,6 +488,15 @@ class Receiver:
         self.payloads: list[bytes] = []
         self.counts: collections.Counter = collections.Counter()
         self.awaiting_pubrel: set[int] = set()
+        #: QoS 2 deliveries completed (PUBREL answered with PUBCOMP).
+        self.completed = 0
+        #: Called on the reading thread right after each PUBCOMP went out, with `completed`.
+        self.after_pubcomp: Callable[[int], None] | None = None
+        #: While set, QoS 2 PUBLISHes are delivered but their PUBRECs wait for
+        #: `release_pubrecs`.
+        self.hold_pubrec = False
+        self.held_pubrecs: list[int] = []
+        self.send_lock = threading.Lock()
         self.sock: socket.socket | None = None
         self.thread: threading.Thread | None = None
         self.error: str | None = None
@@ -530,9 +545,14 @@ class Receiver:
             if qos == 2:
                 deliver = packet_id not in self.awaiting_pubrel
                 self.awaiting_pubrel.add(packet_id)
-                sock.sendall(ack(PUBREC, packet_id))
+                with self.send_lock:
+                    if self.hold_pubrec:
+                        self.held_pubrecs.append(packet_id)
+                    else:
+                        sock.sendall(ack(PUBREC, packet_id))
             elif qos == 1:
-                sock.sendall(ack(PUBACK, packet_id))
+                with self.send_lock:
+                    sock.sendall(ack(PUBACK, packet_id))
             if deliver:
                 with self.cond:
                     self.payloads.append(fields["payload"])
@@ -541,13 +561,26 @@ class Receiver:
         elif kind == PUBREL:
             packet_id = int.from_bytes(body[:2], "big")
             self.awaiting_pubrel.discard(packet_id)
-            sock.sendall(ack(PUBCOMP, packet_id))
+            with self.send_lock:
+                sock.sendall(ack(PUBCOMP, packet_id))
+            with self.cond:
+                self.completed += 1
+                self.cond.notify_all()
+            if self.after_pubcomp is not None:
+                self.after_pubcomp(self.completed)
         elif kind == DISCONNECT:
             pass
         else:
             with self.cond:
                 self.error = f"unexpected packet type {kind}: {body[:20]!r}"
                 self.cond.notify_all()
+
+    def release_pubrecs(self) -> None:
+        """Sends the PUBRECs held so far (see `hold_pubrec`), and stops holding."""
+        with self.send_lock:
+            self.hold_pubrec = False
+            held, self.held_pubrecs = self.held_pubrecs, []
+            self.sock.sendall(b"".join(ack(PUBREC, packet_id) for packet_id in held))
 
     def wait_for(self, payload: bytes, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -571,3 +604,49 @@ class Receiver:
         if self.thread is not None:
             self.thread.join(timeout=5)
             assert not self.thread.is_alive(), f"{self.client_id}: its reader did not stop"
+
+
+class StoreLoad(threading.Thread):
+    """Keeps the gateway's store busy: QoS 0 retained messages of 256 KiB on a few topics, as
+    fast as the gateway reads them, until `stop()`. Each one is a row to write, so the commits
+    take long, and a change recorded meanwhile waits for the next one: a test can then kill
+    the gateway after it sent a packet and before the change behind that packet is durable,
+    instead of racing a commit of a few hundred microseconds."""
+
+    def __init__(self, address: tuple[str, int], level: int = 4):
+        super().__init__(daemon=True)
+        self.sock = socket.create_connection(address, timeout=WAIT_S)
+        self.sock.sendall(connect_packet(level, "store-load", clean=True))
+        kind, _flags, _body = split_one(self.sock.recv(16))[0]
+        assert kind == CONNACK
+        payload = os.urandom(256 * 1024)
+        self.packets = [publish(level, f"store-load/{i}", payload, retain=True) for i in range(4)]
+        self.stopped = threading.Event()
+        self.sent = 0
+
+    def run(self) -> None:
+        try:
+            while not self.stopped.is_set():
+                self.sock.sendall(self.packets[self.sent % len(self.packets)])
+                self.sent += 1
+        except OSError:
+            pass  # the gateway was killed
+
+    def start_and_wait(self, gateway: Gateway) -> None:
+        """Starts the load and returns once two commits of it went through, so that the
+        store's writer is busy from then on (a change arriving now waits for a long commit)."""
+        before = metric(gateway, "mqtt_store_commits_total") or 0
+        self.start()
+        deadline = time.monotonic() + 10
+        while (metric(gateway, "mqtt_store_commits_total") or 0) < before + 2:
+            assert time.monotonic() < deadline, "the store load made no commit in 10 s"
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        self.stopped.set()
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+        self.join(timeout=5)

@@ -29,9 +29,11 @@ import pathlib
 import random
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import time
+from typing import Callable
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -39,7 +41,7 @@ from paho.mqtt.packettypes import PacketTypes
 
 from conftest import REPO_ROOT, start_gateway, stop_gateway
 from durability import (
-    QUOTA_EXCEEDED, ROUNDS, Flows, KillWhen, Receiver, connect_packet, kill9, metric, reap, recovered_line,
+    QUOTA_EXCEEDED, ROUNDS, Flows, KillWhen, Receiver, StoreLoad, connect_packet, kill9, metric, reap, recovered_line,
     report_round, run_to_exit, wait_disconnected,
 )
 from rawmqtt import CONNACK, PUBACK, RawClient, publish as raw_publish, split_one
@@ -131,10 +133,12 @@ def persistent_flows(address, level: int, client_id: str) -> Flows:
     return Flows(address, level, client_id, clean=level == 5, expiry=LONG if level == 5 else None)
 
 
-def publish_then_kill(gateway, flows: Flows, threshold: int, send) -> KillWhen:
+def publish_then_kill(gateway, flows: Flows, threshold: int, send,
+                      count: Callable[[], int] | None = None) -> KillWhen:
     """Runs `send()` (which drives `flows`) while another thread kills the gateway with SIGKILL
-    once `flows` has `threshold` acknowledgements; reaps the gateway. Returns the killer."""
-    killer = KillWhen(gateway, flows.cond, lambda: len(flows.acked), threshold)
+    once `count()` (by default: `flows`'s acknowledgements) reaches `threshold`; reaps the
+    gateway. Returns the killer."""
+    killer = KillWhen(gateway, flows.cond, count or (lambda: len(flows.acked)), threshold)
     killer.start()
     try:
         send()
@@ -334,6 +338,147 @@ def test_kill9_loses_and_duplicates_no_qos2_message(tmp_path):
     arrives twice, also after the publisher resends its unacknowledged ones with DUP=1
     (the gateway kept the packet ids awaiting PUBREL)."""
     kill_loop(tmp_path, 2, 1)
+
+
+# ----- 2b: each step of a QoS 2 handshake is durable before the next packet goes out ----------
+
+HANDSHAKES = 20
+LEVELS = [pytest.param(4, id="v3.1.1"), pytest.param(5, id="v5")]
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_kill9_right_after_pubcomp_a_reused_packet_id_carries_a_new_message(tmp_path, level):
+    """A publisher completes HANDSHAKES QoS 2 flows (PUBLISH, PUBREC, PUBREL, PUBCOMP); the
+    gateway is killed the moment the last PUBCOMP is read. After the restart the publisher
+    resumes its session and sends new messages with the same packet ids, which are free again
+    [MQTT-2.2.1-3 (5.0: 2.2.1-3)]. Each must be delivered: had the gateway sent a PUBCOMP before
+    the release of its packet id was stored, it would restore the id as awaiting PUBREL and
+    answer the new message with PUBREC as a duplicate, and drop it (an acknowledged message
+    lost), or close the publisher for exceeding its receive maximum."""
+    data_dir = tmp_path / "data"
+    gateway = start_gateway(data_dir)
+    topic = f"handshake/pub/v{level}"
+    subscriber = None
+    try:
+        subscriber = session_client(f"hs-pub-sub-v{level}", level)
+        connect_session(subscriber, gateway.address, level, resume=False)
+        assert subscriber.subscribe(topic, 2) == [2]
+        subscriber.disconnect()
+        subscriber.close()
+
+        publisher = persistent_flows(gateway.address, level, f"hs-pub-v{level}")
+        assert publisher.connect()[1] == 0
+        first = [(packet_id, topic, b"first-%d" % packet_id)
+                 for packet_id in range(1, HANDSHAKES + 1)]
+        # The kill goes out on the publishing thread as soon as the last PUBCOMP is read (a
+        # second thread would wait for Python's thread switch, time enough for a commit).
+        publisher.after_acks = lambda: (len(publisher.completed) == HANDSHAKES
+                                        and gateway.process.send_signal(signal.SIGKILL))
+        load = StoreLoad(gateway.address)
+        load.start_and_wait(gateway)
+        try:
+            publisher.publish_all(first, 2)
+        finally:
+            load.stop()
+        publisher.after_acks = None
+        kill9(gateway)
+        publisher.close()
+        assert len(publisher.completed) == HANDSHAKES and not publisher.refused
+
+        gateway = start_gateway(data_dir)
+        publisher.address, publisher.clean = gateway.address, False
+        present, code, _props = publisher.connect()
+        assert (present, code) == (True, 0), "the publisher's session did not survive the kill"
+        second = [(packet_id, topic, b"second-%d" % packet_id)
+                  for packet_id in range(1, HANDSHAKES + 1)]
+        publisher.publish_all(second + [(HANDSHAKES + 1, topic, b"end")], 2)
+        assert not publisher.lost, (f"the gateway closed the publisher (DISCONNECT "
+                                    f"{publisher.disconnected!r})\n" + tail(gateway))
+        assert len(publisher.acked) == HANDSHAKES + 1, publisher.acked
+
+        subscriber = session_client(f"hs-pub-sub-v{level}", level)
+        assert connect_session(subscriber, gateway.address, level, resume=True).session_present
+        wait_for_payload(subscriber, topic, b"end", COLLECT_S)
+        got = collections.Counter(m.payload for m in subscriber.messages)
+        expected = [payload for _id, _topic, payload in first + second] + [b"end"]
+        missing = [payload for payload in expected if payload not in got]
+        assert not missing, (f"{len(missing)} messages acknowledged with PUBREC after the restart "
+                             f"were never delivered: {missing}")
+        assert all(count == 1 for count in got.values()), got
+        subscriber.disconnect()
+        subscriber.close()
+        subscriber = None
+        stop_gateway(gateway)
+        gateway = None
+    finally:
+        close_all(subscriber)
+        reap(gateway)
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_kill9_right_after_pubrel_a_completed_delivery_is_not_sent_again(tmp_path, level):
+    """A connected subscriber receives HANDSHAKES QoS 2 messages, and answers their PUBLISHes
+    only once the publisher has its PUBRECs (the messages are stored); then PUBREC, PUBREL,
+    PUBCOMP, while `StoreLoad` keeps the store's commits long, and the gateway is killed the
+    moment the subscriber has answered the last PUBREL. After the restart it resumes its
+    session: nothing it completed may come again as a PUBLISH (once the gateway sent PUBREL
+    it must not send the PUBLISH again [MQTT-4.3.3-4 (3.1.1: 4.3.3-1)]); the subscriber has
+    forgotten those ids, so that would be a duplicate."""
+    data_dir = tmp_path / "data"
+    gateway = start_gateway(data_dir)
+    topic = f"handshake/sub/v{level}"
+    receiver = Receiver(level, f"hs-sub-v{level}", topic, 2)
+    try:
+        receiver.connect(gateway.address, resume=False)
+        receiver.hold_pubrec = True
+        publisher = Flows(gateway.address, level, f"hs-sub-pub-v{level}")
+        assert publisher.connect()[1] == 0
+        messages = [(packet_id, topic, b"m-%d" % packet_id)
+                    for packet_id in range(1, HANDSHAKES + 1)]
+        publisher.publish_all(messages, 2)
+        assert len(publisher.completed) == HANDSHAKES, publisher.completed
+        publisher.close()
+        wait_until(lambda: len(receiver.held_pubrecs) == HANDSHAKES, 10,
+                   lambda: f"the subscriber got {len(receiver.payloads)} messages",
+                   receiver.cond)
+        # The kill goes out on the receiving thread right after the last PUBCOMP.
+        receiver.after_pubcomp = lambda completed: (completed == HANDSHAKES and
+                                                    gateway.process.send_signal(signal.SIGKILL))
+        load = StoreLoad(gateway.address)
+        load.start_and_wait(gateway)
+        try:
+            receiver.release_pubrecs()
+            wait_until(lambda: gateway.process.poll() is not None, 10,
+                       lambda: f"no kill: {receiver.completed} deliveries completed",
+                       receiver.cond)
+        finally:
+            load.stop()
+        receiver.after_pubcomp = None
+        kill9(gateway)
+        receiver.close()
+
+        gateway = start_gateway(data_dir)
+        recovered = recovered_line(gateway)
+        print(f"durability test=handshake-sub recovered={recovered} load_sent={load.sent}")
+        assert receiver.connect(gateway.address, resume=True), \
+            "the subscriber's session did not survive the kill"
+        marker = Flows(gateway.address, level, f"hs-sub-marker-v{level}")
+        assert marker.connect()[1] == 0
+        marker.publish_all([(1, topic, b"end")], 2)
+        receiver.wait_for(b"end", COLLECT_S)
+        marker.disconnect()
+        again = sorted((payload for payload, count in receiver.counts.items() if count > 1),
+                       key=lambda payload: int(payload.split(b"-")[1]) if b"-" in payload else 0)
+        assert not again, (f"{len(again)} completed QoS 2 deliveries were sent again as new "
+                           f"PUBLISHes after the restart: {again}")
+        assert sorted(receiver.counts) == sorted([payload for _i, _t, payload in messages]
+                                                 + [b"end"]), receiver.counts
+        receiver.close()
+        stop_gateway(gateway)
+        gateway = None
+    finally:
+        receiver.close()
+        reap(gateway)
 
 
 # ----- 3: retained messages ---------------------------------------------------------------------
