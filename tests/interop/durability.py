@@ -1,11 +1,13 @@
 """Helpers for test_durability.py: a raw MQTT connection that keeps many QoS 1/2 PUBLISHes or
-SUBSCRIBEs in flight and records which ones the gateway acknowledged, a thread that kills the
-gateway with SIGKILL once enough were acknowledged, and the bits around a killed gateway
-(reaping it, its output, its metrics).
+SUBSCRIBEs in flight and records which ones the gateway acknowledged (`Flows`), a thread that
+kills the gateway with SIGKILL once enough were acknowledged (`KillWhen`), a raw subscriber that
+stays connected through a kill and resumes its session afterwards (`Receiver`), a load that keeps
+the store's commits long (`StoreLoad`), and the bits around a killed gateway (reaping it, its
+`store: recovered` line, its metrics).
 
-Raw sockets rather than paho for the side whose acknowledgements count: paho reports neither a
-PUBREC nor a PUBACK's reason code, and resends on its own after a reconnect. The side that
-receives is paho (see test_durability.py), so both generations are exercised there.
+Raw sockets rather than paho where acknowledgements count: paho reports neither a PUBREC nor a
+PUBACK's reason code, resends by itself after a reconnect, and deduplicates QoS 2 on its own.
+The other receiving side is paho (see test_durability.py), so both generations are exercised.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ ROUNDS = int(os.environ.get("DURABILITY_ROUNDS", "1"))
 REPORT = os.environ.get("DURABILITY_REPORT")
 
 #: 5.0 property identifiers used here.
-SESSION_EXPIRY, MESSAGE_EXPIRY, RECEIVE_MAXIMUM, WILL_DELAY = 0x11, 0x02, 0x21, 0x18
+SESSION_EXPIRY, RECEIVE_MAXIMUM, WILL_DELAY = 0x11, 0x21, 0x18
 #: 5.0 reason code Quota exceeded.
 QUOTA_EXCEEDED = 0x97
 
@@ -334,10 +336,6 @@ class Flows:
                 self.after_acks()
             if self.lost:
                 return
-
-    def acked_count(self) -> int:
-        with self.cond:
-            return len(self.acked)
 
 
 class KillWhen(threading.Thread):

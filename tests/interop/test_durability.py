@@ -10,9 +10,16 @@ checks that everything acknowledged is there. The loops (QoS 1, QoS 2, retained)
 the previous rounds left, alternating MQTT 5.0 and 3.1.1, and print one line per round:
 `durability test=... round=... acked=... received=... lost=... duplicates=...`.
 
-Also: expiry of sessions and messages counts the time the gateway was down; a will waiting
-for its delay survives a crash; a corrupt store is refused; a store written by the previous
-release (format 1) is migrated; a full disk refuses what it cannot store, visibly, and recovers.
+The loops keep a second subscriber connected through the kill, and the publisher resumes its
+session afterwards as a client does (PUBREL, resends with DUP=1, packet ids reused once free),
+so in-flight QoS 2 state on both sides is checked too; two tests kill right after a PUBCOMP
+(publisher side, subscriber side) to check that each step of the QoS 2 handshake is stored
+before the packet that ends it goes out.
+
+Also: expiry of sessions and messages counts the time the gateway was down; wills survive a
+crash (a connected client's, and one waiting for its delay); a corrupt store is refused; a store
+written by the previous release (format 1) is migrated; a full disk refuses what it cannot store,
+visibly, and recovers.
 
 The publishing side is a raw connection (durability.Flows): paho reports neither a PUBREC nor a
 reason code, and resends by itself. The receiving side is paho, whichever generation runs.
