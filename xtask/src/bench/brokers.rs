@@ -11,6 +11,7 @@
 //! data. Everything else is as for the other rows.
 
 use std::ffi::OsString;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
@@ -197,6 +198,9 @@ pub fn start_mosquitto_with(dir: &Path, name: &str, extras: Extras) -> Result<Br
         let location = mosquitto_persistence_dir(dir, name);
         let _ = std::fs::remove_dir_all(&location);
         std::fs::create_dir_all(&location)?;
+        // Mosquitto started as root runs as its own user (`user mosquitto`, the default), which
+        // must be able to write its database here.
+        std::fs::set_permissions(&location, std::fs::Permissions::from_mode(0o777))?;
         text.push_str(
             &MOSQUITTO_PERSISTENCE_CONF.replace("{location}", &location.to_string_lossy()),
         );
