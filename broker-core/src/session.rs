@@ -10,7 +10,10 @@
 
 use crate::ConnectionId;
 use crate::lazy::{LazyDeque, LazyMap, LazySet};
-use mqtt_codec::{ByteStr, ProtocolVersion, PublishPacket, SubscriptionOptions, Will};
+use bytes::Bytes;
+use mqtt_codec::{
+    ByteStr, Properties, ProtocolVersion, PublishPacket, QoS, SubscriptionOptions, Will,
+};
 use std::time::Instant;
 
 /// A session's slot in the session table ([`crate::sessions::Sessions`]). Keys are reused once a
@@ -36,11 +39,64 @@ pub(crate) struct SessionSubscription {
     pub identifier: Option<u32>,
 }
 
+/// A PUBLISH as a session keeps it: a queue may hold thousands, so the properties, which
+/// take hundreds of bytes even when empty, are boxed and only when set.
+#[derive(Clone, Debug)]
+pub(crate) struct KeptPublish {
+    pub topic: ByteStr,
+    pub payload: Bytes,
+    pub qos: QoS,
+    pub retain: bool,
+    pub properties: Option<Box<Properties>>,
+}
+
+impl KeptPublish {
+    /// Keeps a PUBLISH; its packet identifier and DUP flag are set again when it is sent.
+    pub fn new(publish: PublishPacket) -> Self {
+        let PublishPacket {
+            qos,
+            retain,
+            topic,
+            properties,
+            payload,
+            ..
+        } = publish;
+        let properties = (properties != Properties::default()).then(|| Box::new(properties));
+        KeptPublish {
+            topic,
+            payload,
+            qos,
+            retain,
+            properties,
+        }
+    }
+
+    /// The PUBLISH to send, without packet identifier.
+    pub fn to_packet(&self) -> PublishPacket {
+        PublishPacket {
+            dup: false,
+            qos: self.qos,
+            retain: self.retain,
+            topic: self.topic.clone(),
+            packet_id: None,
+            properties: self.properties.as_deref().cloned().unwrap_or_default(),
+            payload: self.payload.clone(),
+        }
+    }
+
+    /// The subscription identifiers it carries.
+    pub fn subscription_identifiers(&self) -> &[u32] {
+        self.properties
+            .as_ref()
+            .map_or(&[], |p| &p.subscription_identifiers)
+    }
+}
+
 /// A message waiting for a free slot in the in-flight window (or for the client to return).
 #[derive(Clone, Debug)]
 pub(crate) struct QueuedMessage {
     /// The PUBLISH as it will be sent, without packet identifier or topic alias.
-    pub publish: PublishPacket,
+    pub publish: KeptPublish,
     /// When the message expires, from its Message Expiry Interval.
     pub expires_at: Option<Instant>,
     /// Its number within the session, in arrival order (see
@@ -161,5 +217,60 @@ impl Session {
     /// Messages queued or in flight towards the client.
     pub fn pending_messages(&self) -> usize {
         self.queue.len() + self.inflight.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Sessions may queue thousands of messages and a broker may retain millions: what one
+    /// costs beyond its topic and payload stays small (a whole `PublishPacket` is over 500
+    /// bytes, most of it empty properties).
+    #[test]
+    fn a_kept_message_is_small() {
+        assert!(
+            size_of::<KeptPublish>() <= 80,
+            "{}",
+            size_of::<KeptPublish>()
+        );
+        assert!(
+            size_of::<QueuedMessage>() <= 112,
+            "{}",
+            size_of::<QueuedMessage>()
+        );
+        assert!(
+            size_of::<PublishPacket>() > 400,
+            "the comparison is still worth making"
+        );
+    }
+
+    #[test]
+    fn a_kept_message_gives_back_the_packet() {
+        let mut publish = PublishPacket {
+            dup: true,
+            qos: QoS::ExactlyOnce,
+            retain: true,
+            topic: ByteStr::from("a/b"),
+            packet_id: Some(7),
+            properties: Properties::default(),
+            payload: Bytes::from_static(b"x"),
+        };
+        let plain = KeptPublish::new(publish.clone());
+        assert!(plain.properties.is_none(), "no box for empty properties");
+        publish.properties.content_type = Some(ByteStr::from("text/plain"));
+        publish.properties.subscription_identifiers.push(3);
+        let kept = KeptPublish::new(publish.clone());
+        assert_eq!(kept.subscription_identifiers(), [3]);
+        let back = kept.to_packet();
+        assert_eq!((back.dup, back.packet_id), (false, None));
+        assert_eq!(
+            back,
+            PublishPacket {
+                dup: false,
+                packet_id: None,
+                ..publish
+            }
+        );
     }
 }

@@ -12,6 +12,7 @@ use broker_core::{
     AuthHook, Authentication, Broker, BrokerConfig, ClientSummary, ConnectionId, ConnectionInfo,
     DropReason, FrameKind, Output, RetainedSummary, Snapshot, Stats, SubscriptionSummary,
 };
+use crate::store::{ChangeSink, StoreStatus};
 use mqtt_codec::{ConnectPacket, DecodeError, Packet, QoS};
 use std::future::Future;
 use std::sync::Arc;
@@ -19,7 +20,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use thiserror::Error;
 use tokio::sync::mpsc::error::{SendError, TrySendError};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, warn};
 
 /// Connections by id: ids are the gateway's own counter, and foldhash beats SipHash on them.
@@ -173,6 +174,16 @@ struct Peer {
     link: Arc<ConnectionLink>,
 }
 
+/// The broker task's side of the store: where the change records go, and what the store
+/// reports back (how many are durable, whether it can write).
+#[derive(Debug)]
+pub(crate) struct StoreLink {
+    /// Takes the records; never blocks.
+    pub(crate) sink: ChangeSink,
+    /// Changes when a commit succeeds or the store stops or resumes writing.
+    pub(crate) status: watch::Receiver<StoreStatus>,
+}
+
 /// What the broker task needs besides its command channel.
 #[derive(Debug)]
 pub(crate) struct BrokerTaskSettings {
@@ -180,14 +191,12 @@ pub(crate) struct BrokerTaskSettings {
     pub(crate) config: BrokerConfig,
     /// State restored from the store.
     pub(crate) restored: Snapshot,
-    /// Where snapshots go; `None` runs without persistence.
-    pub(crate) store: Option<mpsc::Sender<Snapshot>>,
-    /// Time between snapshots.
-    pub(crate) autosave_interval: Duration,
+    /// The store.
+    pub(crate) store: StoreLink,
 }
 
-/// Runs the broker until a `Shutdown` command has been handled or every sender is gone, then
-/// hands the final snapshot to the store.
+/// Runs the broker until a `Shutdown` command has been handled or every sender is gone. The
+/// store's sink is dropped on return, so the writer then writes what is left and stops.
 pub(crate) async fn run(
     settings: BrokerTaskSettings,
     auth: Box<dyn AuthHook>,
@@ -196,11 +205,14 @@ pub(crate) async fn run(
 ) {
     let mut broker = Broker::new(settings.config, auth, Instant::now());
     broker.restore(settings.restored, Instant::now());
+    let StoreLink {
+        sink,
+        status: mut store_status,
+    } = settings.store;
+    let mut records = Vec::new();
+    let mut store_running = true;
     let mut peers: HashMap<ConnectionId, Peer> = HashMap::default();
     let mut reported = (0u64, 0u64);
-    let mut autosave = tokio::time::interval(settings.autosave_interval);
-    autosave.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    autosave.reset();
     loop {
         let deadline = broker.next_deadline();
         let sleep = async {
@@ -212,6 +224,19 @@ pub(crate) async fn run(
         let mut stop = false;
         tokio::select! {
             biased;
+            // First, so that a busy command queue never delays the acknowledgements that
+            // waited for the store.
+            changed = store_status.changed(), if store_running => {
+                if changed.is_ok() {
+                    let status = *store_status.borrow_and_update();
+                    broker.set_store_writable(status.writable);
+                    // The acknowledgements that waited for these changes go out.
+                    broker.changes_durable(status.durable);
+                } else {
+                    // Only at shutdown, or if the writer thread died (it logged why).
+                    store_running = false;
+                }
+            }
             command = commands.recv() => {
                 let Some(command) = command else { break };
                 let now = Instant::now();
@@ -233,23 +258,18 @@ pub(crate) async fn run(
                 reported = (received, sent);
                 broker.handle_timeout(Instant::now());
             }
-            _ = autosave.tick(), if settings.store.is_some() => {
-                if let Some(store) = &settings.store {
-                    // A store still busy with the previous snapshot gets the next one instead.
-                    let _ = store.try_send(broker.snapshot(Instant::now()));
-                }
-            }
         }
-        // Timer and autosave outputs (keepalive closes, `$SYS`) have no publisher to slow.
+        // Timer outputs (keepalive closes, `$SYS`) and released acknowledgements have no
+        // publisher to slow.
         route(&mut broker, &mut peers);
+        let total = broker.take_changes(&mut records);
+        if !records.is_empty() {
+            sink.push(&mut records, total);
+        }
         if stop {
             close_unannounced(&mut peers, &mut commands);
             break;
         }
-    }
-    if let Some(store) = settings.store {
-        // The store task exits after writing this one; nothing else is left to save.
-        let _ = store.send(broker.snapshot(Instant::now())).await;
     }
 }
 

@@ -6,7 +6,7 @@
 use crate::security::SecurityConfig;
 use crate::security::lockout::LockoutPolicy;
 use crate::security::tls::TlsSettings;
-use broker_core::BrokerConfig;
+use broker_core::{BrokerConfig, Persistence};
 use clap::Parser;
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -38,7 +38,9 @@ pub struct GatewayConfig {
     pub outbox_soft_limit: usize,
     /// Web origins allowed to open a WebSocket besides the gateway's own and localhost ones.
     pub allowed_origins: Vec<String>,
-    /// Time between snapshots of retained messages and sessions to the store.
+    /// Whether acknowledgements wait for the store (see [`Durability`]).
+    pub durability: Durability,
+    /// With relaxed durability, the longest a change waits before it is written.
     pub autosave_interval: Duration,
     /// MQTT over TLS listeners.
     pub mqtts: Vec<SocketAddr>,
@@ -65,6 +67,7 @@ impl Default for GatewayConfig {
             outbox_limit: 64 * 1024 * 1024,
             outbox_soft_limit: 1024 * 1024,
             allowed_origins: Vec::new(),
+            durability: Durability::Full,
             autosave_interval: Duration::from_secs(5),
             mqtts: Vec::new(),
             https: Vec::new(),
@@ -73,6 +76,21 @@ impl Default for GatewayConfig {
             security: SecurityConfig::default(),
         }
     }
+}
+
+/// What a PUBACK, PUBREC or SUBACK promises about the store.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Durability {
+    /// The acknowledgement of a message that reached a persistent session or the retained set
+    /// (or of a persistent session's subscription) is sent once it is on disk: a crash right
+    /// after loses nothing acknowledged. Writes are grouped, so this costs latency, not
+    /// throughput.
+    #[default]
+    Full,
+    /// Acknowledgements go out at once and the store writes every `--autosave-interval`: a
+    /// crash loses up to that much.
+    Relaxed,
 }
 
 /// Command-line interface of the `gateway` binary.
@@ -160,7 +178,12 @@ pub struct Settings {
     /// Seconds between `$SYS/broker/...` updates; 0 turns them off [default: 10].
     #[arg(long, value_name = "SECONDS")]
     pub sys_interval: Option<u64>,
-    /// Seconds between saves of retained messages and sessions to the store [default: 5].
+    /// Whether PUBACK, PUBREC and SUBACK wait until what they promise is on disk (full), or
+    /// the store writes every --autosave-interval and a crash may lose that much (relaxed)
+    /// [default: full].
+    #[arg(long, value_name = "MODE")]
+    pub durability: Option<Durability>,
+    /// With --durability relaxed, seconds between writes to the store [default: 5].
     #[arg(long, value_name = "SECONDS")]
     pub autosave_interval: Option<u64>,
     /// MQTT over TLS listener address (repeatable; 8883 is the usual port). Needs --tls-cert
@@ -289,6 +312,7 @@ impl Settings {
             max_queued_bytes: self.max_queued_bytes.or(base.max_queued_bytes),
             server_keep_alive: self.server_keep_alive.or(base.server_keep_alive),
             sys_interval: self.sys_interval.or(base.sys_interval),
+            durability: self.durability.or(base.durability),
             autosave_interval: self.autosave_interval.or(base.autosave_interval),
             mqtts: if self.mqtts.is_empty() {
                 base.mqtts
@@ -345,6 +369,13 @@ impl Settings {
         if let Some(seconds) = self.autosave_interval {
             config.autosave_interval = Duration::from_secs(seconds.max(1));
         }
+        if let Some(durability) = self.durability {
+            config.durability = durability;
+        }
+        config.broker.persistence = match config.durability {
+            Durability::Full => Persistence::Full,
+            Durability::Relaxed => Persistence::Relaxed,
+        };
         let broker = &mut config.broker;
         if let Some(value) = self.max_packet_size {
             broker.max_packet_size = value;

@@ -168,7 +168,7 @@ impl Broker {
             .iter_live(filter, now)
             .map(|m| RetainedSummary {
                 topic: m.publish.topic.to_string(),
-                payload: m.publish.payload.clone(),
+                payload: m.publish.payload,
                 qos: m.publish.qos,
             })
             .collect();

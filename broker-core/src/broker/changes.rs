@@ -18,8 +18,9 @@
 //!
 //! Times are `Instant`s, as everywhere in the core; the store turns them into wall-clock times.
 
-use super::connection::ConnectionId;
 use super::Broker;
+use super::connection::ConnectionId;
+use crate::session::SessionKey;
 use mqtt_codec::{ByteStr, Packet, ProtocolVersion, PublishPacket, QoS, SubscriptionOptions, Will};
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -50,8 +51,13 @@ pub struct SessionRecord {
     pub expiry_interval: u32,
     /// When the session expires: set while no client is connected and the interval is finite.
     pub expires_at: Option<Instant>,
-    /// A will waiting for its delay, and when it is due.
-    pub will: Option<(Box<Will>, Instant)>,
+    /// Whether a client is connected to it. A store that reads `true` at start lost the
+    /// connection in a crash: see [`StoredSession::connected`](super::StoredSession::connected).
+    pub connected: bool,
+    /// The will: of the connected client, or one waiting for its delay.
+    pub will: Option<Box<Will>>,
+    /// When a waiting will is due.
+    pub will_at: Option<Instant>,
 }
 
 /// One change to the state that outlives a restart.
@@ -270,6 +276,43 @@ impl Broker {
     /// of acknowledged and lost.
     pub fn set_store_writable(&mut self, writable: bool) {
         self.changes.writable = writable;
+    }
+
+    /// Records a session's own fields after they changed: it becomes recorded if its expiry
+    /// interval is not 0, and a recorded one whose interval became 0 is removed from the
+    /// store. `will_at` is when its pending will is due, if it has one.
+    pub(super) fn record_session(&mut self, key: SessionKey, will_at: Option<Instant>) {
+        if !self.changes.enabled() {
+            return;
+        }
+        let session = self.sessions.get_mut(key);
+        if session.expiry_interval == 0 {
+            if session.recorded {
+                session.recorded = false;
+                let removed = Change::SessionRemoved {
+                    session: session.store_id,
+                };
+                self.changes.push(removed);
+            }
+            return;
+        }
+        session.recorded = true;
+        let connection = session.connection.and_then(|c| self.connections.get(&c));
+        let will = match connection {
+            Some(conn) => conn.will.clone(),
+            None => session.pending_will.clone(),
+        };
+        let record = SessionRecord {
+            id: session.store_id,
+            client_id: session.client_id.clone(),
+            protocol: session.protocol,
+            expiry_interval: session.expiry_interval,
+            expires_at: session.expires_at,
+            connected: connection.is_some(),
+            will,
+            will_at: will_at.filter(|_| session.pending_will.is_some()),
+        };
+        self.changes.push(Change::Session(record));
     }
 
     /// Sends an acknowledgement, or holds it until every change recorded so far is durable:

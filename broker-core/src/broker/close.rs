@@ -1,6 +1,7 @@
 //! How connections and sessions end: a client's DISCONNECT, the broker's own termination of a
 //! connection, the separation of a connection from its session, wills, and session removal.
 
+use super::changes::Change;
 use super::termination::Termination;
 use super::timers::TimerKind;
 use super::{Broker, ConnectionId};
@@ -89,6 +90,7 @@ impl Broker {
         session.connection = None;
         let expiry = session.expiry_interval;
 
+        let mut will_at = None;
         if publish_will && let Some(will) = conn.will {
             let delay = will.properties.will_delay_interval.unwrap_or(0);
             if delay == 0 || expiry == 0 {
@@ -96,10 +98,11 @@ impl Broker {
             } else {
                 // Published when the delay passes or the session ends, whichever is first
                 // [MQTT-3.1.3-9].
-                let wait = delay.min(expiry);
+                let at = now + Duration::from_secs(u64::from(delay.min(expiry)));
+                will_at = Some(at);
                 self.sessions.get_mut(key).pending_will = Some(will);
                 self.timers.schedule(
-                    now + Duration::from_secs(u64::from(wait)),
+                    at,
                     TimerKind::WillDelay {
                         session: key,
                         generation,
@@ -109,16 +112,22 @@ impl Broker {
         }
 
         match expiry {
-            0 => self.remove_session(key),
+            0 => {
+                self.remove_session(key);
+                return;
+            }
             u32::MAX => {}
-            seconds => self.timers.schedule(
-                now + Duration::from_secs(u64::from(seconds)),
-                TimerKind::SessionExpiry {
+            seconds => {
+                let at = now + Duration::from_secs(u64::from(seconds));
+                self.sessions.get_mut(key).expires_at = Some(at);
+                let kind = TimerKind::SessionExpiry {
                     session: key,
                     generation,
-                },
-            ),
+                };
+                self.timers.schedule(at, kind);
+            }
         }
+        self.record_session(key, will_at);
     }
 
     /// Publishes a will as a message from no session (so No Local spares nobody).
@@ -146,6 +155,12 @@ impl Broker {
         let Some(session) = self.sessions.remove(key) else {
             return;
         };
+        if session.recorded {
+            let removed = Change::SessionRemoved {
+                session: session.store_id,
+            };
+            self.changes.push(removed);
+        }
         for filter in session.subscriptions.keys() {
             self.subscriptions.remove(key, filter);
         }

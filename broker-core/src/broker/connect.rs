@@ -269,6 +269,7 @@ impl Broker {
         session.protocol = protocol;
         // A reconnect before the will delay elapsed cancels the will [MQTT-3.1.3-9].
         session.pending_will = None;
+        session.expires_at = None;
 
         // Only a 5.0 client can be told to use another keep alive (Server Keep Alive in the
         // CONNACK); an older one goes on pinging at its own pace, so its own value is the one to
@@ -311,6 +312,8 @@ impl Broker {
                 .schedule(at, TimerKind::CredentialsExpiry(connection));
         }
         self.connections.insert(connection, Box::new(conn));
+        // Connected, with the connection's will: what a restart after a crash goes by.
+        self.record_session(key, None);
         self.stats.clients_maximum = self
             .stats
             .clients_maximum

@@ -14,7 +14,7 @@ use super::output::{FrameKind, Outputs, SharedFrames};
 use super::timers::seconds_until;
 use super::{Broker, ConnectionId};
 use crate::config::BrokerConfig;
-use crate::session::{InflightMessage, QueuedMessage, Session, SessionKey};
+use crate::session::{InflightMessage, KeptPublish, QueuedMessage, Session, SessionKey};
 use crate::stats::{DropReason, Stats};
 use mqtt_codec::{Packet, PubAckPacket, PublishPacket, QoS, ReasonCode};
 use std::time::Instant;
@@ -89,7 +89,7 @@ impl Broker {
                 index += 1;
                 continue;
             }
-            let mut publish = inflight.message.publish.clone();
+            let mut publish = inflight.message.publish.to_packet();
             publish.dup = true;
             publish.packet_id = Some(inflight.packet_id);
             // Sent once already, so it no longer expires [MQTT-4.3.3-7]; the client still
@@ -149,7 +149,10 @@ impl Broker {
         if let Some(position) = session.inflight_position(packet_id)
             && session.inflight[position].message.publish.qos == qos
         {
-            let removed = session.inflight.remove(position).expect("position in range");
+            let removed = session
+                .inflight
+                .remove(position)
+                .expect("position in range");
             if session.recorded {
                 self.changes.push(Change::Completed {
                     session: session.store_id,
@@ -178,7 +181,10 @@ impl Broker {
         if ack.reason_code.is_error() {
             // The receiver refused the message: the exchange ends here, and the message is
             // not sent again [MQTT-4.3.3-4] [MQTT-4.4.0-2].
-            let removed = session.inflight.remove(position).expect("position in range");
+            let removed = session
+                .inflight
+                .remove(position)
+                .expect("position in range");
             if recorded {
                 let entry = removed.message.entry;
                 self.changes.push(Change::Completed {
@@ -241,7 +247,7 @@ impl Delivery<'_> {
             } else {
                 let message = QueuedMessage {
                     entry: session.new_entry(),
-                    publish,
+                    publish: KeptPublish::new(publish),
                     expires_at,
                 };
                 self.enqueue(session, message, stored);
@@ -258,7 +264,7 @@ impl Delivery<'_> {
         }
         let message = QueuedMessage {
             entry: session.new_entry(),
-            publish,
+            publish: KeptPublish::new(publish),
             expires_at,
         };
         if session.queue.is_empty()
@@ -291,12 +297,9 @@ impl Delivery<'_> {
             Some(id) => id,
             None => {
                 let id = self.changes.next_message_id();
-                let mut original = publish.clone();
-                original.packet_id = None;
-                original.dup = false;
                 self.changes.push(Change::Message {
                     id,
-                    publish: original,
+                    publish: publish.to_packet(),
                     expires_at: message.expires_at,
                 });
                 *stored = Some(id);
@@ -309,7 +312,7 @@ impl Delivery<'_> {
             message: id,
             qos: publish.qos,
             retain: publish.retain,
-            identifiers: publish.properties.subscription_identifiers.clone(),
+            identifiers: publish.subscription_identifiers().to_vec(),
             packet_id,
         });
     }
@@ -398,7 +401,7 @@ impl Delivery<'_> {
         now: Instant,
     ) -> Option<u16> {
         let packet_id = session.allocate_packet_id();
-        let mut publish = message.publish.clone();
+        let mut publish = message.publish.to_packet();
         publish.packet_id = Some(packet_id);
         if !self.transmit(connection, conn, publish, message.expires_at, now) {
             return None;

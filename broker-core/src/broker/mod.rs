@@ -327,6 +327,7 @@ impl Broker {
                         && current.generation == generation
                         && let Some(will) = current.pending_will.take()
                     {
+                        self.record_session(session, None);
                         self.publish_will(will, now);
                     }
                 }

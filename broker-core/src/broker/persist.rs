@@ -1,15 +1,15 @@
-//! Snapshots of the state that outlives a restart: retained messages and persistent sessions
-//! (subscriptions, messages in flight and queued, QoS 2 identifiers awaiting PUBREL, a will
-//! waiting for its delay). The gateway writes snapshots to its embedded store and gives the
-//! last one back at start.
+//! The state that outlives a restart as one value, a [`Snapshot`]: retained messages and
+//! persistent sessions (subscriptions, messages in flight and queued, QoS 2 identifiers
+//! awaiting PUBREL, the will). The gateway's store keeps it current from the change records
+//! (see [`changes`](super::changes)) and builds a snapshot only at start, for
+//! [`Broker::restore`]; [`Broker::snapshot`] is the reference the records are tested against.
 //!
 //! Times in a snapshot are durations remaining at the moment it was taken, because `Instant`s
-//! mean nothing to another process; the loader subtracts the time the broker was down.
+//! mean nothing to another process.
 
 use super::Broker;
-use super::retained::RetainedMessage;
 use super::timers::TimerKind;
-use crate::session::{InflightMessage, QueuedMessage};
+use crate::session::{InflightMessage, KeptPublish, QueuedMessage};
 use mqtt_codec::{ByteStr, ProtocolVersion, PublishPacket, SubscriptionOptions, Will};
 use std::time::{Duration, Instant};
 
@@ -66,9 +66,11 @@ pub struct StoredSession {
     pub protocol: ProtocolVersion,
     /// Session expiry interval, seconds (`u32::MAX`: never).
     pub expiry_interval: u32,
-    /// Time left before the session expires, counted from the snapshot (a session whose
-    /// client was connected starts its full interval at restore).
+    /// Time left before the session expires, for a session whose client was not connected.
     pub expires_in: Option<Duration>,
+    /// The client was connected when the state was saved: at restore its connection is taken
+    /// as lost then, so the session starts its full expiry interval and its will its delay.
+    pub connected: bool,
     /// Subscriptions.
     pub subscriptions: Vec<StoredSubscription>,
     /// Messages in flight, in send order.
@@ -79,8 +81,10 @@ pub struct StoredSession {
     pub inbound_qos2: Vec<u16>,
     /// The next packet identifier to try.
     pub next_packet_id: u16,
-    /// A will waiting for its delay, with the time left.
-    pub pending_will: Option<(Will, Duration)>,
+    /// The will: of the connected client, or one waiting for its delay.
+    pub will: Option<Will>,
+    /// Time left before a waiting will is published (not set while `connected`).
+    pub will_in: Option<Duration>,
 }
 
 /// Everything that survives a restart.
@@ -115,9 +119,7 @@ impl Snapshot {
             for inflight in &mut session.inflight {
                 inflight.message.expires_in = age(inflight.message.expires_in);
             }
-            if let Some((_, left)) = &mut session.pending_will {
-                *left = left.saturating_sub(elapsed);
-            }
+            session.will_in = age(session.will_in);
         }
         self
     }
@@ -129,14 +131,14 @@ fn remaining(now: Instant, at: Option<Instant>) -> Option<Duration> {
 
 fn stored(now: Instant, message: &QueuedMessage) -> StoredMessage {
     StoredMessage {
-        publish: message.publish.clone(),
+        publish: message.publish.to_packet(),
         expires_in: remaining(now, message.expires_at),
     }
 }
 
 fn queued(now: Instant, entry: u64, message: StoredMessage) -> QueuedMessage {
     QueuedMessage {
-        publish: message.publish,
+        publish: KeptPublish::new(message.publish),
         expires_at: message.expires_in.map(|d| now + d),
         entry,
     }
@@ -150,7 +152,7 @@ impl Broker {
             .retained
             .iter_live(None, now)
             .map(|m| StoredMessage {
-                publish: m.publish.clone(),
+                publish: m.publish,
                 expires_in: remaining(now, m.expires_at),
             })
             .collect();
@@ -163,8 +165,7 @@ impl Broker {
             .map(|session| {
                 let generation = session.generation;
                 let expires_in = match (session.connection, session.expiry_interval) {
-                    (_, u32::MAX) => None,
-                    (Some(_), seconds) => Some(Duration::from_secs(u64::from(seconds))),
+                    (Some(_), _) | (_, u32::MAX) => None,
                     (None, _) => self.timers.time_left(now, |kind| {
                         matches!(kind, TimerKind::SessionExpiry { generation: g, .. } if *g == generation)
                     }),
@@ -181,12 +182,15 @@ impl Broker {
                 subscriptions.sort_by(|a, b| a.filter.cmp(&b.filter));
                 let mut inbound_qos2: Vec<u16> = session.inbound_qos2.iter().copied().collect();
                 inbound_qos2.sort_unstable();
-                let pending_will = session.pending_will.clone().map(|will| {
+                let connection = session.connection.and_then(|c| self.connections.get(&c));
+                let connected_will = connection.and_then(|c| c.will.as_deref().cloned());
+                let will_in = session.pending_will.as_ref().map(|_| {
                     let left = self.timers.time_left(now, |kind| {
                         matches!(kind, TimerKind::WillDelay { generation: g, .. } if *g == generation)
                     });
-                    (*will, left.unwrap_or_default())
+                    left.unwrap_or_default()
                 });
+                let will = session.pending_will.as_deref().cloned().or(connected_will);
                 StoredSession {
                     id: session.store_id,
                     client_id: session.client_id.clone(),
@@ -214,7 +218,9 @@ impl Broker {
                         .collect(),
                     inbound_qos2,
                     next_packet_id: session.next_packet_id,
-                    pending_will,
+                    connected: session.connection.is_some(),
+                    will,
+                    will_in,
                 }
             })
             .collect();
@@ -234,10 +240,8 @@ impl Broker {
     pub fn restore(&mut self, snapshot: Snapshot, now: Instant) {
         self.changes.reserve_message_ids(snapshot.next_message_id);
         for message in snapshot.retained {
-            self.retained.insert(RetainedMessage {
-                publish: message.publish,
-                expires_at: message.expires_in.map(|d| now + d),
-            });
+            let expires_at = message.expires_in.map(|d| now + d);
+            self.retained.insert(message.publish, expires_at);
         }
         for stored in snapshot.sessions {
             if self.sessions.contains(&stored.client_id) {
@@ -254,8 +258,20 @@ impl Broker {
             let entries = stored.inflight.iter().map(|m| m.entry);
             let last_entry = entries.chain(stored.queue.iter().map(|q| q.entry)).max();
             session.next_entry = last_entry.unwrap_or(0) + 1;
-            session.expires_at = stored.expires_in.map(|left| now + left);
-            session.expiry_interval = stored.expiry_interval;
+            let expiry = stored.expiry_interval;
+            let (expires_in, will_in) = if stored.connected {
+                // The connection was lost when the broker stopped: the session and the will
+                // start counting now, as they would have then.
+                let seconds = |s: u32| Duration::from_secs(u64::from(s));
+                let will_delay = stored.will.as_ref().map(|will| {
+                    seconds(will.properties.will_delay_interval.unwrap_or(0).min(expiry))
+                });
+                ((expiry != u32::MAX).then(|| seconds(expiry)), will_delay)
+            } else {
+                (stored.expires_in, stored.will_in)
+            };
+            session.expires_at = expires_in.map(|left| now + left);
+            session.expiry_interval = expiry;
             session.next_packet_id = stored.next_packet_id.max(1);
             session.inbound_qos2 = stored.inbound_qos2.into_iter().collect();
             session.inflight = stored
@@ -270,15 +286,16 @@ impl Broker {
             for queued_entry in stored.queue {
                 session.push_queue(queued(now, queued_entry.entry, queued_entry.message));
             }
-            if let Some((will, left)) = stored.pending_will {
+            let will_at = will_in.map(|left| now + left);
+            if let (Some(will), Some(at)) = (stored.will, will_at) {
                 session.pending_will = Some(Box::new(will));
                 let kind = TimerKind::WillDelay {
                     session: key,
                     generation,
                 };
-                self.timers.schedule(now + left, kind);
+                self.timers.schedule(at, kind);
             }
-            if let Some(left) = stored.expires_in {
+            if let Some(left) = expires_in {
                 let kind = TimerKind::SessionExpiry {
                     session: key,
                     generation,
@@ -292,6 +309,10 @@ impl Broker {
                     identifier,
                 } = subscription;
                 self.subscribe(key, &filter, options, identifier);
+            }
+            if stored.connected {
+                // The store learns that the session is offline now, and since when.
+                self.record_session(key, will_at);
             }
         }
     }

@@ -1,30 +1,47 @@
 //! Retained messages, by topic.
 //!
-//! A retained message is kept as received, with the retain flag set, its topic and payload
-//! copied out of the read buffer they arrived in (a retained message may stay for months, the
-//! buffer should not). Expired messages are dropped when they are next looked at.
+//! A retained message may stay for months and there may be millions, so each is kept as a
+//! [`KeptPublish`] (properties boxed, and only when set) with its expiry. Topic and payload are
+//! copied out of the read buffer they arrived in, which should not live as long. Callers see a
+//! [`RetainedMessage`], the PUBLISH rebuilt. Expired messages are dropped when they are next
+//! looked at.
 
 use crate::HashMap;
+use crate::session::KeptPublish;
 use bytes::Bytes;
 use mqtt_codec::{ByteStr, PublishPacket, topic};
 use std::time::Instant;
 
-/// A retained message.
+/// A retained message as callers see it.
 #[derive(Clone, Debug)]
 pub(super) struct RetainedMessage {
     pub publish: PublishPacket,
     pub expires_at: Option<Instant>,
 }
 
-impl RetainedMessage {
+/// What is kept for one topic.
+#[derive(Debug)]
+struct Retained {
+    publish: KeptPublish,
+    expires_at: Option<Instant>,
+}
+
+impl Retained {
     fn alive(&self, now: Instant) -> bool {
         self.expires_at.is_none_or(|at| at > now)
+    }
+
+    fn message(&self) -> RetainedMessage {
+        RetainedMessage {
+            publish: self.publish.to_packet(),
+            expires_at: self.expires_at,
+        }
     }
 }
 
 #[derive(Default)]
 pub(super) struct RetainedMessages {
-    by_topic: HashMap<ByteStr, RetainedMessage>,
+    by_topic: HashMap<ByteStr, Retained>,
 }
 
 impl RetainedMessages {
@@ -39,28 +56,34 @@ impl RetainedMessages {
             self.by_topic.remove(&publish.topic);
             return;
         }
-        let mut stored = publish.clone();
-        stored.topic = publish.topic.detached();
-        stored.payload = Bytes::copy_from_slice(&publish.payload);
-        self.insert(RetainedMessage {
-            publish: stored,
-            expires_at,
-        });
+        let mut detached = publish.clone();
+        detached.topic = publish.topic.detached();
+        detached.payload = Bytes::copy_from_slice(&publish.payload);
+        self.insert(detached, expires_at);
     }
 
     /// Adds a message that shares no buffer with others (one restored from the store).
-    pub fn insert(&mut self, message: RetainedMessage) {
-        self.by_topic.insert(message.publish.topic.clone(), message);
+    pub fn insert(&mut self, mut publish: PublishPacket, expires_at: Option<Instant>) {
+        // Set per hop, never part of what is kept.
+        publish.properties.topic_alias = None;
+        publish.properties.subscription_identifiers.clear();
+        publish.retain = true;
+        let topic = publish.topic.clone();
+        let retained = Retained {
+            publish: KeptPublish::new(publish),
+            expires_at,
+        };
+        self.by_topic.insert(topic, retained);
     }
 
     /// The live messages whose topic matches `filter`, by topic; expired ones are dropped.
     pub fn matching(&mut self, filter: &str, now: Instant) -> Vec<RetainedMessage> {
-        self.by_topic.retain(|_, message| message.alive(now));
+        self.by_topic.retain(|_, retained| retained.alive(now));
         let mut messages: Vec<RetainedMessage> = self
             .by_topic
             .iter()
             .filter(|(name, _)| topic::matches(filter, name))
-            .map(|(_, message)| message.clone())
+            .map(|(_, retained)| retained.message())
             .collect();
         messages.sort_by(|a, b| a.publish.topic.cmp(&b.publish.topic));
         messages
@@ -71,11 +94,11 @@ impl RetainedMessages {
         &'a self,
         filter: Option<&'a str>,
         now: Instant,
-    ) -> impl Iterator<Item = &'a RetainedMessage> {
+    ) -> impl Iterator<Item = RetainedMessage> + 'a {
         self.by_topic
             .iter()
-            .filter(move |(_, message)| message.alive(now))
+            .filter(move |(_, retained)| retained.alive(now))
             .filter(move |(name, _)| filter.is_none_or(|f| topic::matches(f, name)))
-            .map(|(_, message)| message)
+            .map(|(_, retained)| retained.message())
     }
 }

@@ -64,7 +64,7 @@ impl Broker {
             if inbound.contains(&id) {
                 // A resent PUBLISH whose first copy was delivered: acknowledge again, deliver
                 // nothing [MQTT-4.3.3-10].
-                self.emit(connection, &Packet::PubRec(PubAckPacket::new(id)));
+                self.acknowledge(connection, Packet::PubRec(PubAckPacket::new(id)), false);
                 return Ok(());
             }
             let maximum = self.config.receive_maximum;
@@ -83,12 +83,21 @@ impl Broker {
         let allowed = self.auth.authorize_publish(&identity, &publish.topic)
             && conn.may_publish(&publish.topic);
         let mut reason = ReasonCode::Success;
+        let changes_before = self.changes.total();
         if allowed {
-            publish.dup = false;
-            publish.packet_id = None;
-            let reached = self.publish_message(Some(key), publish, now);
-            if reached == 0 && protocol.is_v5() {
-                reason = ReasonCode::NoMatchingSubscribers;
+            if qos != QoS::AtMostOnce && !self.changes.writable() && self.must_store(&publish) {
+                // Acknowledging it would promise what the store cannot keep.
+                if !protocol.is_v5() {
+                    return Err(Termination::StoreUnavailable);
+                }
+                reason = ReasonCode::QuotaExceeded;
+            } else {
+                publish.dup = false;
+                publish.packet_id = None;
+                let reached = self.publish_message(Some(key), publish, now);
+                if reached == 0 && protocol.is_v5() {
+                    reason = ReasonCode::NoMatchingSubscribers;
+                }
             }
         } else {
             if conn.first_refusal(&publish.topic) {
@@ -110,17 +119,45 @@ impl Broker {
             },
             properties: Properties::default(),
         };
-        match (qos, packet_id) {
-            (QoS::AtLeastOnce, Some(id)) => self.emit(connection, &Packet::PubAck(ack(id))),
+        let packet = match (qos, packet_id) {
+            (QoS::AtLeastOnce, Some(id)) => Packet::PubAck(ack(id)),
             (QoS::ExactlyOnce, Some(id)) => {
+                let session = self.sessions.get_mut(key);
                 if !reason.is_error() {
-                    self.sessions.get_mut(key).inbound_qos2.insert(id);
+                    session.inbound_qos2.insert(id);
+                    if session.recorded {
+                        self.changes.push(Change::Qos2Received {
+                            session: session.store_id,
+                            packet_id: id,
+                        });
+                    }
                 }
-                self.emit(connection, &Packet::PubRec(ack(id)));
+                Packet::PubRec(ack(id))
             }
-            _ => {}
-        }
+            _ => return Ok(()),
+        };
+        // Sent once what it promises is durable: the message in the sessions and retained set
+        // it reached, and for QoS 2 that its packet identifier was seen.
+        let promises_changes = self.changes.total() > changes_before;
+        self.acknowledge(connection, packet, promises_changes);
         Ok(())
+    }
+
+    /// Whether a message would have to be stored: it is retained, or a recorded session
+    /// subscribes to it at QoS 1 or 2.
+    fn must_store(&mut self, publish: &PublishPacket) -> bool {
+        if publish.retain && !publish.topic.starts_with('$') {
+            return true;
+        }
+        let mut matches = std::mem::take(&mut self.matches);
+        matches.clear();
+        self.subscriptions
+            .collect_matches(&publish.topic, None, &self.sessions, &mut matches);
+        let stored = matches
+            .iter()
+            .any(|m| m.options.qos != QoS::AtMostOnce && self.sessions.get(m.session).recorded);
+        self.matches = matches;
+        stored
     }
 
     /// Retains (if asked) and routes a message to every matching subscription, from

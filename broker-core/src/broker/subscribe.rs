@@ -2,6 +2,7 @@
 //! subscription tree changed together, the SUBACK/UNSUBACK, and the retained messages a new
 //! subscription receives.
 
+use super::changes::Change;
 use super::subscriptions::SubscriberEntry;
 use super::termination::Termination;
 use super::{Broker, ConnectionId};
@@ -36,6 +37,7 @@ impl Broker {
             .copied();
         let mut reason_codes = Vec::with_capacity(subscribe.subscriptions.len());
         let mut retained_to_send = Vec::new();
+        let changes_before = self.changes.total();
 
         for subscription in &subscribe.subscriptions {
             let filter = &subscription.filter;
@@ -62,6 +64,15 @@ impl Broker {
                 continue;
             }
             let existed = self.subscribe(key, filter, options, identifier);
+            let session = self.sessions.get(key);
+            if session.recorded {
+                self.changes.push(Change::Subscribed {
+                    session: session.store_id,
+                    filter: filter.detached(),
+                    options,
+                    identifier,
+                });
+            }
             // Retained messages go to new non-shared subscriptions as Retain Handling says
             // [MQTT-3.3.1-9] [MQTT-3.8.4-4].
             let send_retained = !shared
@@ -80,14 +91,15 @@ impl Broker {
             });
         }
 
-        self.emit(
-            connection,
-            &Packet::SubAck(SubAckPacket {
-                packet_id: subscribe.packet_id,
-                properties: Properties::default(),
-                reason_codes,
-            }),
-        );
+        let suback = Packet::SubAck(SubAckPacket {
+            packet_id: subscribe.packet_id,
+            properties: Properties::default(),
+            reason_codes,
+        });
+        // The subscriptions of a persistent session are durable before the client hears of
+        // them.
+        let promises_changes = self.changes.total() > changes_before;
+        self.acknowledge(connection, suback, promises_changes);
         for (filter, granted) in retained_to_send {
             self.send_retained(key, &filter, granted, identifier, now);
         }
@@ -157,19 +169,24 @@ impl Broker {
         for filter in &unsubscribe.filters {
             let session = self.sessions.get_mut(key);
             if session.subscriptions.remove(filter).is_some() {
+                if session.recorded {
+                    self.changes.push(Change::Unsubscribed {
+                        session: session.store_id,
+                        filter: filter.detached(),
+                    });
+                }
                 self.subscriptions.remove(key, filter);
                 reason_codes.push(ReasonCode::Success);
             } else {
                 reason_codes.push(ReasonCode::NoSubscriptionExisted);
             }
         }
-        self.emit(
-            connection,
-            &Packet::UnsubAck(UnsubAckPacket {
-                packet_id: unsubscribe.packet_id,
-                properties: Properties::default(),
-                reason_codes,
-            }),
-        );
+        let unsuback = Packet::UnsubAck(UnsubAckPacket {
+            packet_id: unsubscribe.packet_id,
+            properties: Properties::default(),
+            reason_codes,
+        });
+        // Not a promise of its own, but it must not overtake an earlier acknowledgement.
+        self.acknowledge(connection, unsuback, false);
     }
 }

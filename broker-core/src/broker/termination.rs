@@ -107,6 +107,10 @@ pub enum Termination {
     /// The credentials the client connected with expired (a token's `exp` passed).
     #[error("credentials expired")]
     CredentialsExpired,
+    /// A 3.1.1 client published a QoS 1 or 2 message the store would have to keep while it
+    /// cannot write; 3.1.1 has no way to refuse one message but closing the connection.
+    #[error("the store cannot write, so the message cannot be accepted")]
+    StoreUnavailable,
 }
 
 impl Termination {
@@ -129,6 +133,7 @@ impl Termination {
             SessionTakenOver => ReasonCode::SessionTakenOver,
             AdministrativeAction => ReasonCode::AdministrativeAction,
             CredentialsExpired => ReasonCode::MaximumConnectTime,
+            StoreUnavailable => ReasonCode::QuotaExceeded,
             AuthenticationNotContinued
             | SecondConnect
             | ServerOnlyPacket(_)
@@ -181,6 +186,7 @@ mod tests {
             Termination::ReauthenticationRefused(ReasonCode::NotAuthorized),
             Termination::AdministrativeAction,
             Termination::CredentialsExpired,
+            Termination::StoreUnavailable,
         ];
         for termination in all {
             assert!(

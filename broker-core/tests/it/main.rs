@@ -5,6 +5,7 @@ mod common;
 
 mod admin;
 mod auth;
+mod changes;
 mod congestion;
 mod connect;
 mod model;
