@@ -172,18 +172,19 @@ impl Gateway {
 
         let mut store = store::Store::open(&config.data_dir)?;
         let restored = store.load()?;
-        // One snapshot may wait while the store writes another: snapshots are whole states,
-        // so a skipped one is covered by the next.
-        let (snapshots, snapshot_receiver) = mpsc::channel(1);
-        let store_task = tokio::task::spawn_blocking(move || store::run(store, snapshot_receiver));
+        let (sink, status, store_task) = store::writer::start(
+            store,
+            config.durability,
+            config.autosave_interval,
+            Arc::new(store::StoreCounters::default()),
+        );
 
         let (commands, receiver) = mpsc::channel(COMMAND_QUEUE);
         let counters = Arc::new(TransportCounters::default());
         let settings = BrokerTaskSettings {
             config: config.broker.clone(),
             restored,
-            store: Some(snapshots),
-            autosave_interval: config.autosave_interval,
+            store: broker_task::StoreLink { sink, status },
         };
         let broker_task =
             tokio::spawn(broker_task::run(settings, auth, receiver, counters.clone()));
