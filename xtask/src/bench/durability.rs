@@ -17,13 +17,13 @@
 //!   the state costs: VmRSS of the broker's process after the load minus before, over N. Then
 //!   the broker is stopped with SIGTERM and started again on its data, and the time to recover
 //!   is taken: for the gateway from spawn to its `listening mqtt` line (its `store: recovered
-//!   ... in {ms} ms` line is parsed too, and the time to its first CONNACK kept), for Mosquitto
-//!   from spawn to its first CONNACK (it reads its database before it listens). The recovered
-//!   count is checked through `$SYS` again. Both brokers publish `$SYS` every second here, so
-//!   that the counts confirm quickly. One round per broker in each of `runs` runs with
-//!   `--quick`; a full run does one round per broker (building the state takes a while), its
-//!   latency figures over 1000 samples. Goals: the gateway's p99 under 5 ms, its recovery of
-//!   1,000,000 messages under 3 s.
+//!   ... in {ms} ms` line is parsed too), for Mosquitto from spawn to its first CONNACK (it
+//!   reads its database before it listens); a second row takes both to their first CONNACK,
+//!   since the gateway logs `listening mqtt` before its broker task has taken in the state.
+//!   The recovered count is checked through `$SYS` again. Both brokers publish `$SYS` every
+//!   second here, so that the counts confirm quickly. One round per broker in each run, A B
+//!   then B A; each is about 20 s for a million messages. Goals: the gateway's p99 under 5 ms,
+//!   its recovery of 1,000,000 messages under 3 s.
 //!
 //! A gateway built before `--durability` existed is measured with its default store, with a
 //! note: the rows then compare that store instead.
@@ -71,7 +71,10 @@ struct LargeNames {
     p99: &'static str,
     max: &'static str,
     memory: &'static str,
+    /// Recovery, the gateway to its `listening mqtt` line.
     recovery: &'static str,
+    /// Recovery, both to their first CONNACK.
+    serving: &'static str,
 }
 
 const FULL_NAMES: LargeNames = LargeNames {
@@ -80,7 +83,8 @@ const FULL_NAMES: LargeNames = LargeNames {
     p99: "latency p99 at 100 msg/s, holding 1M retained",
     max: "latency max at 100 msg/s, holding 1M retained",
     memory: "memory per retained message (1M, 64 B)",
-    recovery: "restart with 1M retained, until serving",
+    recovery: "recovery of 1M retained, to `listening mqtt`",
+    serving: "recovery of 1M retained, to the first CONNACK",
 };
 
 const QUICK_NAMES: LargeNames = LargeNames {
@@ -89,7 +93,8 @@ const QUICK_NAMES: LargeNames = LargeNames {
     p99: "latency p99 at 100 msg/s, holding 100k retained",
     max: "latency max at 100 msg/s, holding 100k retained",
     memory: "memory per retained message (100k, 64 B)",
-    recovery: "restart with 100k retained, until serving",
+    recovery: "recovery of 100k retained, to `listening mqtt`",
+    serving: "recovery of 100k retained, to the first CONNACK",
 };
 
 /// How big the durability rows' loads are.
@@ -100,19 +105,16 @@ struct Sizes {
     retained: u64,
     /// Seconds of the latency stream.
     latency_seconds: u64,
-    /// Rounds of the large state per broker.
-    large_rounds: usize,
     names: LargeNames,
 }
 
 impl Sizes {
-    fn new(quick: bool, runs: usize) -> Sizes {
+    fn new(quick: bool) -> Sizes {
         if quick {
             Sizes {
                 fan_in_messages: 5_000,
                 retained: 100_000,
                 latency_seconds: 5,
-                large_rounds: runs,
                 names: QUICK_NAMES,
             }
         } else {
@@ -120,7 +122,6 @@ impl Sizes {
                 fan_in_messages: 75_000,
                 retained: 1_000_000,
                 latency_seconds: 10,
-                large_rounds: 1,
                 names: FULL_NAMES,
             }
         }
@@ -129,7 +130,7 @@ impl Sizes {
 
 /// The durability rows: the persistent fan-in over `runs` runs, then the large state.
 pub fn rows(quick: bool, runs: usize, dir: &Path) -> Result<Vec<Row>> {
-    let sizes = Sizes::new(quick, runs);
+    let sizes = Sizes::new(quick);
     let durability = gateway_has_durability_flag()?;
     if !durability {
         println!(
@@ -138,13 +139,13 @@ pub fn rows(quick: bool, runs: usize, dir: &Path) -> Result<Vec<Row>> {
         );
     }
     let mut rows = vec![persistent_fan_in(&sizes, runs, dir, durability)?];
-    rows.extend(large_state(&sizes, dir)?);
+    rows.extend(large_state(&sizes, runs, dir)?);
     Ok(rows)
 }
 
 /// How the durability rows' brokers are configured and loaded, for latest.json.
 pub fn report(quick: bool) -> Value {
-    let sizes = Sizes::new(quick, 1);
+    let sizes = Sizes::new(quick);
     let persistence = MOSQUITTO_PERSISTENCE_CONF.replace("{location}", "{dir}");
     json!({
         "persistent_fan_in": {
@@ -165,7 +166,7 @@ pub fn report(quick: bool) -> Value {
                 "{LATENCY_RATE} msg/s QoS 0 for {} s between two other clients",
                 sizes.latency_seconds
             ),
-            "rounds_per_broker": if quick { "runs" } else { "1" },
+            "rounds_per_broker": "one per run",
             "gateway_args": format!("--sys-interval {SYS_INTERVAL} (default durability)"),
             "mosquitto_config": format!(
                 "{MOSQUITTO_CONF}{persistence}autosave_interval {MOSQUITTO_AUTOSAVE}\n\
@@ -333,11 +334,10 @@ impl LargeState {
     }
 }
 
-/// The large-state rows: `sizes.large_rounds` rounds per broker, A B then B A.
-fn large_state(sizes: &Sizes, dir: &Path) -> Result<Vec<Row>> {
+/// The large-state rows: a round per broker in each of `runs` runs, A B then B A.
+fn large_state(sizes: &Sizes, runs: usize, dir: &Path) -> Result<Vec<Row>> {
     let mut rounds: [Vec<LargeState>; 2] = [Vec::new(), Vec::new()];
-    let rounds_of = sizes.large_rounds;
-    for round in 0..rounds_of {
+    for round in 0..runs {
         let order = if round % 2 == 0 {
             [Which::Gateway, Which::Mosquitto]
         } else {
@@ -345,7 +345,7 @@ fn large_state(sizes: &Sizes, dir: &Path) -> Result<Vec<Row>> {
         };
         for which in order {
             let state = large_state_round(which, sizes, dir)?;
-            print_large(round, rounds_of, which, &state, sizes);
+            print_large(round, runs, which, &state, sizes);
             rounds[usize::from(which == Which::Mosquitto)].push(state);
         }
     }
@@ -406,8 +406,12 @@ fn large_state(sizes: &Sizes, dir: &Path) -> Result<Vec<Row>> {
         Better::Lower,
         figure(&|state| state.recovery_ms),
     );
-    let median = |values: Vec<f64>| number(median_or_nan(&values));
-    let connack = median(rounds[0].iter().map(|state| state.connack_ms).collect());
+    let mut serving = row(
+        names.serving,
+        "ms",
+        Better::Lower,
+        figure(&|state| state.connack_ms),
+    );
     let store_ms: Vec<f64> = rounds[0]
         .iter()
         .filter_map(|state| state.store_line.as_ref().map(|line| line.ms))
@@ -415,20 +419,22 @@ fn large_state(sizes: &Sizes, dir: &Path) -> Result<Vec<Row>> {
     let store_says = if store_ms.is_empty() {
         "no `store: recovered` line".to_string()
     } else {
-        format!("its store line {} ms", median(store_ms))
+        format!("its store line {} ms", number(median_or_nan(&store_ms)))
     };
     // The goal is for 1,000,000 messages; a quick run's 100,000 only shows the trend.
     if retained >= 1_000_000 {
         recovery.gateway_goal = Some(RECOVERY_GOAL_MS);
+        serving.gateway_goal = Some(RECOVERY_GOAL_MS);
     }
     recovery.note = Some(
         format!(
-            "gateway: spawn to `listening mqtt` (CONNACK {connack} ms, {store_says}); \
-             Mosquitto: spawn to CONNACK; goal: gateway under 3 s for 1M"
+            "gateway: spawn to `listening mqtt`, {store_says}; Mosquitto: spawn to CONNACK; \
+             goal: gateway under 3 s for 1M"
         )
         .into(),
     );
-    Ok(vec![load, p50, p99, max, memory, recovery])
+    serving.note = Some("spawn to the first CONNACK, both; goal: gateway under 3 s for 1M".into());
+    Ok(vec![load, p50, p99, max, memory, recovery, serving])
 }
 
 /// The per-round lines of a large-state round.
@@ -446,10 +452,7 @@ fn print_large(round: usize, rounds: usize, which: Which, state: &LargeState, si
     let memory = state.bytes_per_message(sizes.retained);
     let rss = format!("  rss {} -> {} KB", state.rss_before_kb, state.rss_after_kb);
     print_run(round, rounds, names.memory, name, memory, "B", &rss);
-    let mut more = format!(
-        "  stop {:.0} ms, CONNACK at {:.0} ms",
-        state.stop_ms, state.connack_ms
-    );
+    let mut more = format!("  stop {:.0} ms", state.stop_ms);
     if let Some(line) = &state.store_line {
         more.push_str(&format!(
             ", store line: {} retained in {} ms",
@@ -467,6 +470,15 @@ fn print_large(round: usize, rounds: usize, which: Which, state: &LargeState, si
         state.recovery_ms,
         "ms",
         &more,
+    );
+    print_run(
+        round,
+        rounds,
+        names.serving,
+        name,
+        state.connack_ms,
+        "ms",
+        "",
     );
 }
 
@@ -765,6 +777,7 @@ mod tests {
                 names.max,
                 names.memory,
                 names.recovery,
+                names.serving,
             ] {
                 assert!(name.len() <= 52, "{name}");
             }
