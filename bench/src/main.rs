@@ -479,7 +479,21 @@ async fn read_packet(reader: &mut Reader, buf: &mut BytesMut) -> Result<Packet> 
     }
 }
 
+/// Subscribes and waits for the SUBACK. Bytes read past the SUBACK are dropped: for filters
+/// that match no retained message, whose messages come only once the caller publishes.
 async fn subscribe(reader: &mut Reader, writer: &mut Writer, filter: &str, qos: QoS) -> Result<()> {
+    subscribe_keeping(reader, writer, filter, qos, &mut BytesMut::new()).await
+}
+
+/// Subscribes and waits for the SUBACK, leaving in `buf` what was read past it: the retained
+/// messages the broker sends right after may arrive in the same read.
+async fn subscribe_keeping(
+    reader: &mut Reader,
+    writer: &mut Writer,
+    filter: &str,
+    qos: QoS,
+    buf: &mut BytesMut,
+) -> Result<()> {
     let packet = Packet::Subscribe(SubscribePacket {
         packet_id: 1,
         properties: Properties::default(),
@@ -491,10 +505,10 @@ async fn subscribe(reader: &mut Reader, writer: &mut Writer, filter: &str, qos: 
             },
         }],
     });
-    let mut buf = BytesMut::new();
-    encode(&packet, ProtocolVersion::V311, &mut buf)?;
-    writer.write_all(&buf).await?;
-    match read_packet(reader, &mut BytesMut::new()).await? {
+    let mut out = BytesMut::new();
+    encode(&packet, ProtocolVersion::V311, &mut out)?;
+    writer.write_all(&out).await?;
+    match read_packet(reader, buf).await? {
         Packet::SubAck(ack) if ack.reason_codes.iter().all(|c| !c.is_error()) => Ok(()),
         other => bail!("subscription to {filter} refused: {other:?}"),
     }
@@ -1048,14 +1062,16 @@ const RETAINED_COUNT_TOPIC: &str = "$SYS/broker/retained messages/count";
 /// `at_least`; returns that count. Fails at `deadline` with the last count read.
 async fn await_retained_count(target: &Target, at_least: u64, deadline: Instant) -> Result<u64> {
     let (mut reader, mut writer) = connect(target, "bench-retained-count").await?;
-    subscribe(
+    // The retained count follows the SUBACK at once, maybe in the same read.
+    let mut buf = BytesMut::new();
+    subscribe_keeping(
         &mut reader,
         &mut writer,
         RETAINED_COUNT_TOPIC,
         QoS::AtMostOnce,
+        &mut buf,
     )
     .await?;
-    let mut buf = BytesMut::new();
     let mut last = None;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -1344,6 +1360,44 @@ mod tests {
         assert_eq!(parse_count(b" 12\n"), Some(12));
         assert_eq!(parse_count(b"12 messages"), None);
         assert_eq!(parse_count(&[0xff]), None);
+    }
+
+    /// The retained count that a broker sends in the same segment as the SUBACK is read, not
+    /// dropped with the bytes past the SUBACK (which then left the reader inside a packet).
+    #[tokio::test]
+    async fn reads_a_retained_count_that_arrives_with_the_suback() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut scratch = [0u8; 256];
+            // CONNECT, then SUBSCRIBE: small enough to come in one read each.
+            let _ = socket.read(&mut scratch).await.unwrap();
+            socket.write_all(&[0x20, 2, 0, 0]).await.unwrap();
+            let _ = socket.read(&mut scratch).await.unwrap();
+            let mut answer = BytesMut::from(&[0x90, 3, 0, 1, 0][..]);
+            let count = Bytes::from_static(b"1000016");
+            encode_publish(
+                RETAINED_COUNT_TOPIC,
+                count,
+                QoS::AtMostOnce,
+                0,
+                true,
+                &mut answer,
+            );
+            socket.write_all(&answer).await.unwrap();
+            // Until the client's DISCONNECT and close.
+            while socket.read(&mut scratch).await.unwrap_or(0) > 0 {}
+        });
+        let url = "ws://127.0.0.1:1/mqtt".to_string();
+        let target = Target::new(Kind::Tcp, address, url, None).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let count = await_retained_count(&target, 1_000_000, deadline)
+            .await
+            .unwrap();
+        assert_eq!(count, 1_000_016);
+        server.await.unwrap();
     }
 
     /// Over WebSocket, the subscriber counts packets whatever the message boundaries: a packet
