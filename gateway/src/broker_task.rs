@@ -8,11 +8,11 @@
 
 use crate::counters::TransportCounters;
 use crate::link::{ConnectionLink, Credit, PushError, Throttle};
+use crate::store::{ChangeSink, StoreStatus};
 use broker_core::{
     AuthHook, Authentication, Broker, BrokerConfig, ClientSummary, ConnectionId, ConnectionInfo,
     DropReason, FrameKind, Output, RetainedSummary, Snapshot, Stats, SubscriptionSummary,
 };
-use crate::store::{ChangeSink, StoreStatus};
 use mqtt_codec::{ConnectPacket, DecodeError, Packet, QoS};
 use std::future::Future;
 use std::sync::Arc;

@@ -6,7 +6,7 @@
 use crate::security::SecurityConfig;
 use crate::security::lockout::LockoutPolicy;
 use crate::security::tls::TlsSettings;
-use broker_core::{BrokerConfig, Persistence};
+use broker_core::BrokerConfig;
 use clap::Parser;
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -372,10 +372,6 @@ impl Settings {
         if let Some(durability) = self.durability {
             config.durability = durability;
         }
-        config.broker.persistence = match config.durability {
-            Durability::Full => Persistence::Full,
-            Durability::Relaxed => Persistence::Relaxed,
-        };
         let broker = &mut config.broker;
         if let Some(value) = self.max_packet_size {
             broker.max_packet_size = value;

@@ -12,7 +12,7 @@
 //! by `listeners` (TCP, and TLS with its handshake) and by `http`'s `/mqtt` upgrade (WebSocket,
 //! over HTTP or over HTTPS from `http::https`); both TLS listeners take the certificate in
 //! force from `security::tls`. `counters` are the atomics the transports count in and
-//! `metrics` and the API read; `store` keeps snapshots on disk.
+//! `metrics` and the API read; `store` writes the broker's change records to disk.
 //!
 //! No two modules import each other: `http` and `transport` are parents whose children reach
 //! them through `super::`, and the dependencies between the others go one way.
@@ -38,9 +38,9 @@ pub use http::dashboard;
 pub use origin::InvalidOrigin;
 pub use store::StoreError;
 
-use broker_core::AuthHook;
+use broker_core::{AuthHook, BrokerConfig, Persistence};
 use broker_task::{BrokerHandle, BrokerTaskSettings};
-use config::GatewayConfig;
+use config::{Durability, GatewayConfig};
 use connection::{ConnectionContext, ConnectionSettings};
 use counters::TransportCounters;
 use link::OutboxLimits;
@@ -172,17 +172,28 @@ impl Gateway {
 
         let mut store = store::Store::open(&config.data_dir)?;
         let restored = store.load()?;
+        let store_counters = Arc::new(store::StoreCounters::default());
         let (sink, status, store_task) = store::writer::start(
             store,
             config.durability,
             config.autosave_interval,
-            Arc::new(store::StoreCounters::default()),
+            store_counters.clone(),
         );
+        let store_view = store::StoreView {
+            counters: store_counters,
+            status: status.clone(),
+        };
 
         let (commands, receiver) = mpsc::channel(COMMAND_QUEUE);
         let counters = Arc::new(TransportCounters::default());
         let settings = BrokerTaskSettings {
-            config: config.broker.clone(),
+            config: BrokerConfig {
+                persistence: match config.durability {
+                    Durability::Full => Persistence::Full,
+                    Durability::Relaxed => Persistence::Relaxed,
+                },
+                ..config.broker.clone()
+            },
             restored,
             store: broker_task::StoreLink { sink, status },
         };
@@ -253,6 +264,7 @@ impl Gateway {
             tracker: tracker.clone(),
             origins,
             metrics: Arc::new(metrics::Metrics::new()),
+            store: store_view,
             mqtt_addresses: mqtt_addresses.clone().into(),
         };
         let mut http_addresses = Vec::new();
@@ -339,8 +351,8 @@ impl Gateway {
         &self.https_addresses
     }
 
-    /// Stops accepting, disconnects every client (DISCONNECT 0x8B for 5.0), writes the final
-    /// snapshot to the store, and waits up to `grace` for all of it.
+    /// Stops accepting, disconnects every client (DISCONNECT 0x8B for 5.0), lets the store
+    /// write the last changes, and waits up to `grace` for all of it.
     pub async fn shutdown(self, grace: Duration) -> Result<(), ShutdownError> {
         self.stop_accepting.cancel();
         self.broker.shutdown().await;
@@ -348,7 +360,7 @@ impl Gateway {
         let finished = tokio::time::timeout(grace, async {
             self.tracker.wait().await;
             let _ = self.broker_task.await;
-            // The broker task sent its final snapshot; the store task ends once it is written.
+            // The broker task dropped its sink; the writer ends once the last changes are written.
             let _ = self.store.await;
         })
         .await;

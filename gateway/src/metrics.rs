@@ -11,6 +11,7 @@
 
 use crate::counters::{TRANSPORTS, TransportCounters};
 use crate::security::{Method, Refusal};
+use crate::store::StoreView;
 use broker_core::{DropReason, Stats};
 use metrics::{Counter, counter, describe_counter, describe_gauge, gauge, with_local_recorder};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
@@ -88,8 +89,12 @@ impl Metrics {
         stats: &Stats,
         counters: &TransportCounters,
         locked_addresses: usize,
+        store: &StoreView,
     ) -> String {
-        with_local_recorder(&self.recorder, || record(stats, counters, locked_addresses));
+        with_local_recorder(&self.recorder, || {
+            record(stats, counters, locked_addresses);
+            record_store(store);
+        });
         self.handle.render()
     }
 }
@@ -183,6 +188,39 @@ fn describe() {
         "mqtt_auth_locked_addresses",
         "Addresses refused for now after too many failed authentications"
     );
+    describe_counter!("mqtt_store_commits_total", "Store transactions committed");
+    describe_counter!(
+        "mqtt_store_changes_written_total",
+        "Change records committed to the store"
+    );
+    describe_counter!(
+        "mqtt_store_write_errors_total",
+        "Store commits that failed (disk full, I/O error); each retry counts"
+    );
+    describe_gauge!(
+        "mqtt_store_last_commit_seconds",
+        "Duration of the last store commit that succeeded"
+    );
+    describe_gauge!(
+        "mqtt_store_writable",
+        "1 while the store can write; 0 while it cannot (QoS 1/2 messages it would keep are refused)"
+    );
+}
+
+fn record_store(store: &StoreView) {
+    let counters = &store.counters;
+    counter!("mqtt_store_commits_total").absolute(counters.commits.load(Ordering::Relaxed));
+    counter!("mqtt_store_changes_written_total")
+        .absolute(counters.changes_written.load(Ordering::Relaxed));
+    counter!("mqtt_store_write_errors_total")
+        .absolute(counters.write_errors.load(Ordering::Relaxed));
+    let micros = counters.last_commit_micros.load(Ordering::Relaxed);
+    gauge!("mqtt_store_last_commit_seconds").set(micros as f64 / 1e6);
+    gauge!("mqtt_store_writable").set(if store.status.borrow().writable {
+        1.0
+    } else {
+        0.0
+    });
 }
 
 fn record(stats: &Stats, counters: &TransportCounters, locked_addresses: usize) {
@@ -236,6 +274,20 @@ mod tests {
     use super::*;
     use broker_core::Transport;
 
+    /// A store that failed 3 writes and cannot write now.
+    fn store_view() -> StoreView {
+        let counters = crate::store::StoreCounters::default();
+        counters.write_errors.store(3, Ordering::Relaxed);
+        let (_, status) = tokio::sync::watch::channel(crate::store::StoreStatus {
+            durable: 0,
+            writable: false,
+        });
+        StoreView {
+            counters: std::sync::Arc::new(counters),
+            status,
+        }
+    }
+
     #[test]
     fn render_names_every_family_and_label() {
         let metrics = Metrics::new();
@@ -247,7 +299,7 @@ mod tests {
         };
         metrics.record_refused_upgrade(RefusedUpgrade::Origin);
         counters.record_authentication(Err(Refusal::BadPassword));
-        let text = metrics.render(&stats, &counters, 2);
+        let text = metrics.render(&stats, &counters, 2, &store_view());
         for line in [
             "# TYPE mqtt_connections gauge",
             "mqtt_connections{transport=\"tcp\"} 1",
@@ -260,6 +312,9 @@ mod tests {
             "mqtt_auth_refused_total{reason=\"bad_password\"} 1",
             "mqtt_auth_accepted_total{method=\"token\"} 0",
             "mqtt_auth_locked_addresses 2",
+            "# TYPE mqtt_store_write_errors_total counter",
+            "mqtt_store_write_errors_total 3",
+            "mqtt_store_writable 0",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
         }

@@ -22,6 +22,7 @@ use crate::listeners::ConnectionLimiter;
 use crate::metrics::Metrics;
 use crate::origin::OriginPolicy;
 use crate::security::HttpAccess;
+use crate::store::StoreView;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
@@ -51,6 +52,8 @@ pub(crate) struct HttpState {
     pub(crate) origins: Arc<OriginPolicy>,
     /// The Prometheus recorder.
     pub(crate) metrics: Arc<Metrics>,
+    /// The store's counters and status, for `/metrics`.
+    pub(crate) store: StoreView,
     /// The MQTT over TCP listeners, shown when the dashboard was not built.
     pub(crate) mqtt_addresses: Arc<[SocketAddr]>,
 }
@@ -147,7 +150,7 @@ async fn metrics(State(state): State<HttpState>) -> Response {
                 .map_or(0, |security| security.locked_addresses());
             let text = state
                 .metrics
-                .render(&stats, &state.context.counters, locked);
+                .render(&stats, &state.context.counters, locked, &state.store);
             (
                 [(
                     header::CONTENT_TYPE,

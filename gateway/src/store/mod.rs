@@ -36,6 +36,15 @@ pub(crate) mod writer;
 
 pub(crate) use writer::{ChangeSink, StoreCounters, StoreStatus};
 
+/// What the rest of the gateway (`/metrics`) sees of the store: its counters and status.
+#[derive(Clone, Debug)]
+pub(crate) struct StoreView {
+    /// Commits, records written, write errors.
+    pub(crate) counters: std::sync::Arc<StoreCounters>,
+    /// Whether it can write.
+    pub(crate) status: tokio::sync::watch::Receiver<StoreStatus>,
+}
+
 use broker_core::{
     Change, Snapshot, StoredEntry, StoredInflight, StoredMessage, StoredSession, StoredSubscription,
 };

@@ -52,8 +52,6 @@ pub(crate) struct StoreCounters {
     pub(crate) changes_written: AtomicU64,
     /// Commits that failed (each retry counts).
     pub(crate) write_errors: AtomicU64,
-    /// Time spent in commits that succeeded, microseconds.
-    pub(crate) commit_micros_total: AtomicU64,
     /// Duration of the last commit that succeeded, microseconds.
     pub(crate) last_commit_micros: AtomicU64,
 }
@@ -252,9 +250,6 @@ impl Writer {
         counters
             .changes_written
             .fetch_add(records as u64, Ordering::Relaxed);
-        counters
-            .commit_micros_total
-            .fetch_add(micros, Ordering::Relaxed);
         counters.last_commit_micros.store(micros, Ordering::Relaxed);
     }
 }
