@@ -10,6 +10,12 @@
 //! is not what limits the measurement. The `big` mode times one large message from a WebSocket
 //! publisher to a WebSocket and a TCP subscriber. The `publish` mode only publishes, for
 //! subscribers outside this process (the browser benchmark's page).
+//!
+//! For the durability rows: `fanin --persistent` gives the subscriber a persistent session
+//! (clean session 0), so that a broker with a store keeps each QoS 1 message for it;
+//! `load-retained` fills a broker with retained messages on distinct topics, pipelined, and
+//! `retained-count` waits until the broker's `$SYS/broker/retained messages/count` says it holds
+//! them (after a restart, say). Both brokers publish that count every `sys_interval`.
 
 mod transport;
 
@@ -78,6 +84,11 @@ enum Mode {
         /// Fail (exit 1) if any message is lost.
         #[arg(long)]
         expect_all: bool,
+        /// The subscriber holds a persistent session (clean session 0, a fixed client id),
+        /// which any previous run's session is discarded before and after; with --qos 1 its
+        /// subscription is QoS 1, so the broker keeps each message for it until acknowledged.
+        #[arg(long)]
+        persistent: bool,
     },
     /// One publisher, N subscribers on its topic.
     Fanout {
@@ -150,12 +161,36 @@ enum Mode {
         #[arg(long, default_value_t = 0)]
         rate: u64,
     },
+    /// Loads retained messages, each on a topic of its own (`bench/retained/{i / 1000}/{i %
+    /// 1000}`), published QoS 0 by pipelining clients at full speed; each publisher then waits
+    /// for a PINGRESP (the broker has handled everything before it: the rate is timed to
+    /// there), and the mode waits until the broker's `$SYS/broker/retained messages/count`
+    /// reaches the number loaded (at most --timeout).
+    LoadRetained {
+        /// Retained messages in all.
+        #[arg(long, default_value_t = 100_000)]
+        messages: u64,
+        #[arg(long, default_value_t = 64)]
+        size: usize,
+        /// Clients sharing the load, each publishing its own range of topics.
+        #[arg(long, default_value_t = 2)]
+        publishers: usize,
+    },
+    /// Waits until the broker's `$SYS/broker/retained messages/count` reaches --at-least (at
+    /// most --timeout), and prints the last count read.
+    RetainedCount {
+        #[arg(long)]
+        at_least: u64,
+    },
 }
 
 #[derive(Debug, Serialize)]
 struct Throughput {
     mode: &'static str,
     qos: u8,
+    /// Whether the subscriber held a persistent session.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    persistent: bool,
     expected: u64,
     received: u64,
     lost: u64,
@@ -212,6 +247,33 @@ struct Publish {
 }
 
 #[derive(Debug, Serialize)]
+struct LoadRetained {
+    mode: &'static str,
+    messages: u64,
+    size: usize,
+    publishers: usize,
+    /// From the first write until every publisher had its PINGRESP: both brokers answer a
+    /// PINGREQ in order, after the messages before it.
+    seconds: f64,
+    /// `messages` over `seconds`.
+    messages_per_second: f64,
+    /// From the first write until `$SYS/broker/retained messages/count` read at least
+    /// `messages` (it is published every `sys_interval`, so this is coarse).
+    confirmed_seconds: f64,
+    /// The broker's count when it was confirmed (its own `$SYS` messages count too).
+    retained_count: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct RetainedCount {
+    mode: &'static str,
+    at_least: u64,
+    retained_count: u64,
+    /// Until the count was read at or above `at_least`.
+    seconds: f64,
+}
+
+#[derive(Debug, Serialize)]
 struct Big {
     mode: &'static str,
     size: usize,
@@ -253,8 +315,21 @@ async fn run_mode(mode: Mode, target: Target, deadline: Duration) -> Result<()> 
             qos,
             window,
             expect_all,
+            persistent,
         } => {
-            let result = fan_in(&target, publishers, messages, size, qos, window, deadline).await?;
+            let load = FanIn {
+                publishers,
+                messages,
+                size,
+                qos,
+                window,
+                subscriber: if persistent {
+                    Session::Persistent
+                } else {
+                    Session::Clean
+                },
+            };
+            let result = fan_in(&target, &load, deadline).await?;
             report_throughput(&result, expect_all)
         }
         Mode::Fanout {
@@ -311,6 +386,27 @@ async fn run_mode(mode: Mode, target: Target, deadline: Duration) -> Result<()> 
             println!("{}", serde_json::to_string(&result)?);
             Ok(())
         }
+        Mode::LoadRetained {
+            messages,
+            size,
+            publishers,
+        } => {
+            let result = load_retained(&target, messages, size, publishers, deadline).await?;
+            println!("{}", serde_json::to_string(&result)?);
+            Ok(())
+        }
+        Mode::RetainedCount { at_least } => {
+            let start = Instant::now();
+            let count = await_retained_count(&target, at_least, start + deadline).await?;
+            let result = RetainedCount {
+                mode: "retained-count",
+                at_least,
+                retained_count: count,
+                seconds: start.elapsed().as_secs_f64(),
+            };
+            println!("{}", serde_json::to_string(&result)?);
+            Ok(())
+        }
     }
 }
 
@@ -331,12 +427,33 @@ fn qos_of(qos: u8) -> Result<QoS> {
     }
 }
 
-/// A connected client: CONNECT sent and CONNACK received.
+/// A connected client with a clean session: CONNECT sent and CONNACK received.
 async fn connect(target: &Target, client_id: &str) -> Result<(Reader, Writer)> {
+    connect_session(target, client_id, Session::Clean).await
+}
+
+/// Which session a client asks for in its CONNECT (MQTT 3.1.1's clean session flag).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Session {
+    /// Clean session 1: the broker discards any previous session and this one ends with the
+    /// connection.
+    Clean,
+    /// Clean session 0: the broker keeps the session (subscriptions, QoS 1 messages) after the
+    /// connection ends, and resumes a previous one.
+    Persistent,
+}
+
+/// A connected client: CONNECT sent (with the clean session flag of `session`) and CONNACK
+/// received.
+async fn connect_session(
+    target: &Target,
+    client_id: &str,
+    session: Session,
+) -> Result<(Reader, Writer)> {
     let (mut reader, mut writer) = target.open().await?;
     let connect = Packet::Connect(ConnectPacket {
         protocol: ProtocolVersion::V311,
-        clean_start: true,
+        clean_start: session == Session::Clean,
         keep_alive: 60,
         client_id: ByteStr::from(client_id),
         will: None,
@@ -364,7 +481,21 @@ async fn read_packet(reader: &mut Reader, buf: &mut BytesMut) -> Result<Packet> 
     }
 }
 
+/// Subscribes and waits for the SUBACK. Bytes read past the SUBACK are dropped: for filters
+/// that match no retained message, whose messages come only once the caller publishes.
 async fn subscribe(reader: &mut Reader, writer: &mut Writer, filter: &str, qos: QoS) -> Result<()> {
+    subscribe_keeping(reader, writer, filter, qos, &mut BytesMut::new()).await
+}
+
+/// Subscribes and waits for the SUBACK, leaving in `buf` what was read past it: the retained
+/// messages the broker sends right after may arrive in the same read.
+async fn subscribe_keeping(
+    reader: &mut Reader,
+    writer: &mut Writer,
+    filter: &str,
+    qos: QoS,
+    buf: &mut BytesMut,
+) -> Result<()> {
     let packet = Packet::Subscribe(SubscribePacket {
         packet_id: 1,
         properties: Properties::default(),
@@ -376,20 +507,32 @@ async fn subscribe(reader: &mut Reader, writer: &mut Writer, filter: &str, qos: 
             },
         }],
     });
-    let mut buf = BytesMut::new();
-    encode(&packet, ProtocolVersion::V311, &mut buf)?;
-    writer.write_all(&buf).await?;
-    match read_packet(reader, &mut BytesMut::new()).await? {
+    let mut out = BytesMut::new();
+    encode(&packet, ProtocolVersion::V311, &mut out)?;
+    writer.write_all(&out).await?;
+    match read_packet(reader, buf).await? {
         Packet::SubAck(ack) if ack.reason_codes.iter().all(|c| !c.is_error()) => Ok(()),
         other => bail!("subscription to {filter} refused: {other:?}"),
     }
 }
 
 fn publish_bytes(topic: &str, payload: Bytes, qos: QoS, packet_id: u16, out: &mut BytesMut) {
+    encode_publish(topic, payload, qos, packet_id, false, out);
+}
+
+/// Appends one PUBLISH to `out`, with the retain flag when `retain`.
+fn encode_publish(
+    topic: &str,
+    payload: Bytes,
+    qos: QoS,
+    packet_id: u16,
+    retain: bool,
+    out: &mut BytesMut,
+) {
     let packet = Packet::Publish(PublishPacket {
         dup: false,
         qos,
-        retain: false,
+        retain,
         topic: ByteStr::from(topic),
         packet_id: (qos != QoS::AtMostOnce).then_some(packet_id),
         properties: Properties::default(),
@@ -534,19 +677,33 @@ fn frame(bytes: &[u8]) -> Option<(u8, usize, usize)> {
     None
 }
 
-async fn fan_in(
-    target: &Target,
+/// The `fanin` mode's load.
+struct FanIn {
     publishers: usize,
+    /// Messages per publisher.
     messages: u64,
     size: usize,
     qos: u8,
+    /// QoS 1 messages in flight per publisher.
     window: usize,
-    timeout: Duration,
-) -> Result<Throughput> {
-    let qos_level = qos_of(qos)?;
-    let (mut reader, mut writer) = connect(target, "bench-sub").await?;
+    /// The subscriber's session.
+    subscriber: Session,
+}
+
+/// The subscriber's client id in the `fanin` mode.
+const FAN_IN_SUBSCRIBER: &str = "bench-sub";
+
+async fn fan_in(target: &Target, load: &FanIn, timeout: Duration) -> Result<Throughput> {
+    let qos_level = qos_of(load.qos)?;
+    let persistent = load.subscriber == Session::Persistent;
+    if persistent {
+        // A session left by an earlier run would hold its subscription and messages.
+        discard_session(target, FAN_IN_SUBSCRIBER).await?;
+    }
+    let (mut reader, mut writer) =
+        connect_session(target, FAN_IN_SUBSCRIBER, load.subscriber).await?;
     subscribe(&mut reader, &mut writer, "bench/fanin/#", qos_level).await?;
-    let expected = messages * publishers as u64;
+    let expected = load.messages * load.publishers as u64;
     let received = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let counter = tokio::spawn(count_messages(
@@ -557,26 +714,31 @@ async fn fan_in(
         start + timeout,
     ));
     let mut tasks = Vec::new();
-    for index in 0..publishers {
+    for index in 0..load.publishers {
         tasks.push(tokio::spawn(publisher(
             target.clone(),
             format!("bench-pub-{index}"),
             format!("bench/fanin/{index}"),
-            messages,
-            size,
+            load.messages,
+            load.size,
             qos_level,
-            window,
+            load.window,
         )));
     }
     for task in tasks {
         task.await??;
     }
     let last = counter.await??;
+    if persistent {
+        // Not left to the next run, nor kept in the broker's store.
+        discard_session(target, FAN_IN_SUBSCRIBER).await?;
+    }
     let received = received.load(Ordering::Relaxed);
     let seconds = last.duration_since(start).as_secs_f64();
     Ok(Throughput {
         mode: "fanin",
-        qos,
+        qos: load.qos,
+        persistent,
         expected,
         received,
         lost: expected.saturating_sub(received),
@@ -584,6 +746,24 @@ async fn fan_in(
         messages_per_second: received as f64 / seconds,
         tls: target.negotiated(),
     })
+}
+
+/// Ends any session of `client_id`: connects with a clean session (which discards the stored
+/// one) and disconnects, then waits (at most a second) for the broker to close the connection,
+/// so that a next CONNECT with this id comes after the broker has handled this one.
+async fn discard_session(target: &Target, client_id: &str) -> Result<()> {
+    let (mut reader, mut writer) = connect(target, client_id).await?;
+    writer.write_all(&[0xE0, 0x00]).await?;
+    let mut buf = BytesMut::new();
+    let closed = async {
+        while reader.read_buf(&mut buf).await? > 0 {
+            buf.clear();
+        }
+        Ok::<_, anyhow::Error>(())
+    };
+    // A broker that keeps the socket open a while is no error: the session is gone anyway.
+    let _ = tokio::time::timeout(Duration::from_secs(1), closed).await;
+    Ok(())
 }
 
 async fn fan_out(
@@ -639,6 +819,7 @@ async fn fan_out(
     Ok(Throughput {
         mode: "fanout",
         qos,
+        persistent: false,
         expected,
         received: total,
         lost: expected.saturating_sub(total),
@@ -693,24 +874,30 @@ async fn latency(target: &Target, rate: u64, seconds: u64, size: usize) -> Resul
     }
     let mut samples = receiver.await??;
     samples.sort_unstable();
-    let percentile = |p: f64| -> f64 {
-        if samples.is_empty() {
-            return f64::NAN;
-        }
-        let index = ((samples.len() as f64 * p).ceil() as usize).clamp(1, samples.len()) - 1;
-        samples[index] as f64 / 1000.0
-    };
+    let percentile_us = |p: f64| percentile(&samples, p) / 1000.0;
     Ok(Latency {
         mode: "latency",
         sent: total,
         received: samples.len() as u64,
-        p50_us: percentile(0.50),
-        p90_us: percentile(0.90),
-        p99_us: percentile(0.99),
-        p999_us: percentile(0.999),
+        p50_us: percentile_us(0.50),
+        p90_us: percentile_us(0.90),
+        p99_us: percentile_us(0.99),
+        p999_us: percentile_us(0.999),
         max_us: samples.last().map_or(f64::NAN, |&v| v as f64 / 1000.0),
         tls: target.negotiated(),
     })
+}
+
+/// The nearest-rank percentile `p` (0 to 1) of `sorted` (ascending): the smallest sample with
+/// at least a fraction `p` of the samples at or below it; NaN when there are none.
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    // Less a hair: 100 * 0.07 is 7.000000000000001 in floating point, whose ceiling would
+    // take the 8th sample.
+    let rank = (sorted.len() as f64 * p - 1e-9).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1] as f64
 }
 
 /// Microseconds since the Unix epoch: the clock a browser's `performance.timeOrigin +
@@ -784,6 +971,136 @@ async fn publish_stream(
         seconds,
         messages_per_second: messages as f64 / seconds,
     })
+}
+
+/// The topic of the `index`th retained message: a thousand topics per level-3 node, so that the
+/// broker's tree has the shape of many devices' topics rather than one flat level.
+fn retained_topic(index: u64) -> String {
+    format!("bench/retained/{}/{}", index / 1000, index % 1000)
+}
+
+/// `0..messages` cut into `publishers` contiguous ranges, as even as can be (some may be empty).
+fn shares(messages: u64, publishers: usize) -> Vec<std::ops::Range<u64>> {
+    let share = messages.div_ceil(publishers as u64);
+    (0..publishers as u64)
+        .map(|index| {
+            let first = (index * share).min(messages);
+            first..(first + share).min(messages)
+        })
+        .collect()
+}
+
+/// Bytes of PUBLISH packets a loader encodes before writing them at once.
+const LOAD_CHUNK: usize = 128 * 1024;
+
+/// The `load-retained` mode: `messages` retained QoS 0 messages of `size` bytes on distinct
+/// topics, split in contiguous ranges among `publishers` pipelining clients, then confirmed by
+/// the broker's `$SYS` count. Fails unless confirmed by `deadline` (from the start).
+async fn load_retained(
+    target: &Target,
+    messages: u64,
+    size: usize,
+    publishers: usize,
+    deadline: Duration,
+) -> Result<LoadRetained> {
+    ensure!(publishers > 0, "--publishers must be positive");
+    let payload = Bytes::from(vec![b'x'; size]);
+    let mut clients = Vec::with_capacity(publishers);
+    for index in 0..publishers {
+        clients.push(connect(target, &format!("bench-retain-{index}")).await?);
+    }
+    let start = Instant::now();
+    let mut tasks = Vec::with_capacity(publishers);
+    let shares = shares(messages, publishers);
+    for ((mut reader, mut writer), share) in clients.into_iter().zip(shares) {
+        let payload = payload.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut chunk = BytesMut::with_capacity(LOAD_CHUNK + 256);
+            for message in share {
+                let topic = retained_topic(message);
+                encode_publish(
+                    &topic,
+                    payload.clone(),
+                    QoS::AtMostOnce,
+                    0,
+                    true,
+                    &mut chunk,
+                );
+                if chunk.len() >= LOAD_CHUNK {
+                    writer.write_all(&chunk).await?;
+                    chunk.clear();
+                }
+            }
+            // A PINGREQ answered means the broker has read everything before it.
+            chunk.put_slice(&[0xC0, 0x00]);
+            writer.write_all(&chunk).await?;
+            let mut buf = BytesMut::new();
+            while !matches!(read_packet(&mut reader, &mut buf).await?, Packet::PingResp) {}
+            Ok::<_, anyhow::Error>(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let retained_count = await_retained_count(target, messages, start + deadline).await?;
+    Ok(LoadRetained {
+        mode: "load-retained",
+        messages,
+        size,
+        publishers,
+        seconds,
+        messages_per_second: messages as f64 / seconds,
+        confirmed_seconds: start.elapsed().as_secs_f64(),
+        retained_count,
+    })
+}
+
+/// The topic where both brokers publish how many retained messages they hold.
+const RETAINED_COUNT_TOPIC: &str = "$SYS/broker/retained messages/count";
+
+/// Subscribes to [`RETAINED_COUNT_TOPIC`] and reads its updates until one says at least
+/// `at_least`; returns that count. Fails at `deadline` with the last count read.
+async fn await_retained_count(target: &Target, at_least: u64, deadline: Instant) -> Result<u64> {
+    let (mut reader, mut writer) = connect(target, "bench-retained-count").await?;
+    // The retained count follows the SUBACK at once, maybe in the same read.
+    let mut buf = BytesMut::new();
+    subscribe_keeping(
+        &mut reader,
+        &mut writer,
+        RETAINED_COUNT_TOPIC,
+        QoS::AtMostOnce,
+        &mut buf,
+    )
+    .await?;
+    let mut last = None;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let packet = tokio::time::timeout(left, read_packet(&mut reader, &mut buf)).await;
+        let Ok(packet) = packet else {
+            bail!(
+                "{RETAINED_COUNT_TOPIC} did not reach {at_least} in time (last read: {})",
+                last.map_or("nothing".to_string(), |count: u64| count.to_string())
+            );
+        };
+        if let Packet::Publish(publish) = packet? {
+            if publish.topic.as_str() != RETAINED_COUNT_TOPIC {
+                continue;
+            }
+            let count = parse_count(&publish.payload)
+                .with_context(|| format!("{RETAINED_COUNT_TOPIC}: {:?}", publish.payload))?;
+            last = Some(count);
+            if count >= at_least {
+                writer.write_all(&[0xE0, 0x00]).await?;
+                return Ok(count);
+            }
+        }
+    }
+}
+
+/// A `$SYS` counter's payload: a decimal number as text.
+fn parse_count(payload: &[u8]) -> Option<u64> {
+    std::str::from_utf8(payload).ok()?.trim().parse().ok()
 }
 
 /// Resident memory of a process, from /proc/PID/status.
@@ -1001,6 +1318,88 @@ mod tests {
     use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
     use tokio_tungstenite::tungstenite::http::HeaderValue;
     use tokio_tungstenite::tungstenite::http::header::SEC_WEBSOCKET_PROTOCOL;
+
+    /// Nearest rank: p99 of 1..=100 is 99, of 1..=1000 990; floating point does not push a
+    /// rank up (100 * 0.07 is a hair above 7); the ends clamp; no samples give NaN.
+    #[test]
+    fn percentiles_take_the_nearest_rank() {
+        let hundred: Vec<u64> = (1..=100).collect();
+        let thousand: Vec<u64> = (1..=1000).collect();
+        assert_eq!(percentile(&hundred, 0.50), 50.0);
+        assert_eq!(percentile(&hundred, 0.99), 99.0);
+        assert_eq!(percentile(&hundred, 0.07), 7.0);
+        assert_eq!(percentile(&hundred, 0.0), 1.0);
+        assert_eq!(percentile(&hundred, 1.0), 100.0);
+        assert_eq!(percentile(&thousand, 0.99), 990.0);
+        assert_eq!(percentile(&thousand, 0.999), 999.0);
+        assert_eq!(percentile(&[42], 0.99), 42.0);
+        assert!(percentile(&[], 0.5).is_nan());
+    }
+
+    /// The loaders' ranges cover every message once, in order, even when they do not divide.
+    #[test]
+    fn retained_loads_are_shared_without_gaps_or_overlaps() {
+        for (messages, publishers) in [(10, 4), (2, 4), (0, 3), (1_000_000, 2), (7, 1)] {
+            let ranges = shares(messages, publishers);
+            assert_eq!(ranges.len(), publishers);
+            let all: Vec<u64> = ranges.into_iter().flatten().collect();
+            assert_eq!(
+                all,
+                (0..messages).collect::<Vec<_>>(),
+                "{messages} in {publishers}"
+            );
+        }
+        assert_eq!(retained_topic(0), "bench/retained/0/0");
+        assert_eq!(retained_topic(1_234_567), "bench/retained/1234/567");
+        assert_ne!(retained_topic(1_000), retained_topic(1));
+    }
+
+    /// `$SYS` counters are decimal text, with or without surrounding whitespace.
+    #[test]
+    fn sys_counts_parse() {
+        assert_eq!(parse_count(b"1000016"), Some(1_000_016));
+        assert_eq!(parse_count(b" 12\n"), Some(12));
+        assert_eq!(parse_count(b"12 messages"), None);
+        assert_eq!(parse_count(&[0xff]), None);
+    }
+
+    /// The retained count that a broker sends in the same segment as the SUBACK is read, not
+    /// dropped with the bytes past the SUBACK (which then left the reader inside a packet).
+    #[tokio::test]
+    async fn reads_a_retained_count_that_arrives_with_the_suback() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut scratch = [0u8; 256];
+            // CONNECT, then SUBSCRIBE: small enough to come in one read each.
+            let _ = socket.read(&mut scratch).await.unwrap();
+            socket.write_all(&[0x20, 2, 0, 0]).await.unwrap();
+            let _ = socket.read(&mut scratch).await.unwrap();
+            let mut answer = BytesMut::from(&[0x90, 3, 0, 1, 0][..]);
+            let count = Bytes::from_static(b"1000016");
+            encode_publish(
+                RETAINED_COUNT_TOPIC,
+                count,
+                QoS::AtMostOnce,
+                0,
+                true,
+                &mut answer,
+            );
+            socket.write_all(&answer).await.unwrap();
+            // Until the client's DISCONNECT and close.
+            while socket.read(&mut scratch).await.unwrap_or(0) > 0 {}
+        });
+        let url = "ws://127.0.0.1:1/mqtt".to_string();
+        let target = Target::new(Kind::Tcp, address, url, None).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let count = await_retained_count(&target, 1_000_000, deadline)
+            .await
+            .unwrap();
+        assert_eq!(count, 1_000_016);
+        server.await.unwrap();
+    }
 
     /// Over WebSocket, the subscriber counts packets whatever the message boundaries: a packet
     /// cut inside its fixed header, one cut inside its payload, and the rest of one packet plus

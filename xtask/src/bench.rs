@@ -39,6 +39,14 @@
 //! wasm/MQTT.js in one page and gateway+wasm over Mosquitto+MQTT.js. Skipped, with a note, when
 //! there is no Chromium.
 //!
+//! Then the durability rows (see [`durability`]): fan-in QoS 1 into a persistent session with
+//! the gateway's `--durability full` against Mosquitto with `persistence true`, and each broker
+//! holding a million retained messages (100,000 with `--quick`): latency meanwhile, memory per
+//! message, and the time to recover them after SIGTERM.
+//!
+//! `--only brokers|durability|browser` runs one part (`--browser-only` is `--only browser`);
+//! the table and latest.json then hold that part's rows.
+//!
 //! The brokers and the load generator are in [`brokers`]; rows, table and chart in [`report`].
 
 use std::path::Path;
@@ -57,6 +65,7 @@ use security::{ACL_RULES, Pki};
 
 mod brokers;
 mod browser;
+mod durability;
 mod page;
 mod report;
 mod security;
@@ -320,39 +329,66 @@ fn latency_args(quick: bool) -> Vec<String> {
         .to_vec()
 }
 
-/// `cargo xtask bench [--quick] [--runs N] [--browser-only | --no-browser] [--instrumented]`.
+/// The parts of the benchmark, in the order they run; `--only PART` runs one of them.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Part {
+    /// The load generator's rows over TCP, WebSocket and TLS, with an ACL, and idle memory.
+    Brokers,
+    /// The store's rows ([`durability`]).
+    Durability,
+    /// The browser rows ([`browser`]).
+    Browser,
+}
+
+impl Part {
+    fn parse(name: &str) -> Result<Part> {
+        Ok(match name {
+            "brokers" => Part::Brokers,
+            "durability" => Part::Durability,
+            "browser" => Part::Browser,
+            other => bail!("unknown part {other:?} (expected brokers, durability or browser)"),
+        })
+    }
+}
+
+/// `cargo xtask bench [--quick] [--runs N] [--only brokers|durability|browser | --browser-only]
+/// [--no-browser] [--instrumented]`.
 pub fn run(args: &[String]) -> Result<()> {
     let mut quick = false;
     let mut runs = None;
     let mut browser = true;
-    let mut browser_only = false;
+    let mut only = None;
     let mut launcher = Launcher::Plain;
     let mut rest = args.iter();
     while let Some(arg) = rest.next() {
         match arg.as_str() {
             "--quick" => quick = true,
             "--runs" => runs = Some(rest.next().context("--runs needs a number")?.parse()?),
-            "--browser-only" => browser_only = true,
+            "--only" => only = Some(Part::parse(rest.next().context("--only needs a part")?)?),
+            "--browser-only" => only = Some(Part::Browser),
             "--no-browser" => browser = false,
             "--instrumented" => launcher = Launcher::Instrumented,
             other => bail!(
-                "unknown bench argument {other:?} (expected --quick, --runs N, --browser-only, \
-                 --no-browser, --instrumented)"
+                "unknown bench argument {other:?} (expected --quick, --runs N, --only PART, \
+                 --browser-only, --no-browser, --instrumented)"
             ),
         }
     }
     let runs: usize = runs.unwrap_or(if quick { 1 } else { 3 });
+    let part = |part: Part| only.is_none_or(|only| only == part);
     ensure_mosquitto()?;
     process::run(process::cargo().args(["build", "--release", "-p", "gateway", "-p", "bench"]))?;
     let dir = process::target_dir().join("bench");
     std::fs::create_dir_all(&dir)?;
-    let mut rows = if browser_only {
-        Vec::new()
-    } else {
-        broker_rows(quick, runs, &dir)?
-    };
+    let mut rows = Vec::new();
+    if part(Part::Brokers) {
+        rows.extend(broker_rows(quick, runs, &dir)?);
+    }
+    if part(Part::Durability) {
+        rows.extend(durability::rows(quick, runs, &dir)?);
+    }
     let mut browser_report = json!(null);
-    if browser {
+    if browser && part(Part::Browser) {
         match browser::prerequisites(launcher)? {
             Ok(package) => {
                 browser_report = json!({ "launcher": launcher.describe(), "package": package });
@@ -371,6 +407,7 @@ pub fn run(args: &[String]) -> Result<()> {
         "machine": machine(),
         "mosquitto_config": MOSQUITTO_CONF,
         "security": security_report(),
+        "durability": durability::report(quick),
         "browser": browser_report,
         "figures": json_rows,
     });
@@ -599,7 +636,8 @@ fn own_ratio(rows: &[Row], spec: OwnRatio) -> Result<Row> {
         ratio: own,
         ratio_of: Some(spec.ratio_of),
         goal: Some(spec.goal),
-        note: Some(spec.note),
+        note: Some(spec.note.into()),
+        gateway_goal: None,
         samples: [per_run(0), per_run(1)],
         results: [Vec::new(), Vec::new()],
     })

@@ -5,13 +5,15 @@
 //! Every gateway started here listens on loopback only, on ports chosen for it (never the
 //! defaults, which a gateway the developer runs may hold), with a data directory of its own
 //! that it starts without. The tests' gateway is the debug build and is stopped the way users
-//! stop it (SIGTERM, a clean shutdown); the benchmark's is the release build and is killed.
+//! stop it (SIGTERM, a clean shutdown); the benchmark's is the release build and is killed,
+//! except where the benchmark times its restart on the data it left ([`restart_release`]).
 
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
-use std::time::Duration;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
@@ -124,21 +126,16 @@ pub struct ReleaseGateway {
 }
 
 /// `target/release/gateway` on two free loopback ports with a fresh data directory
-/// `dir/{name}-data` and `extra` flags, logging warnings only, once both ports accept
-/// connections (at most 10 s each). The caller owns the process (the benchmark kills it).
+/// `dir/{name}-data` ([`release_data_dir`]) and `extra` flags, logging warnings only, once both
+/// ports accept connections (at most 10 s each). The caller owns the process (the benchmark
+/// kills it).
 pub fn start_release(dir: &Path, name: &str, extra: &[OsString]) -> Result<ReleaseGateway> {
+    let data = release_data_dir(dir, name);
+    let _ = std::fs::remove_dir_all(&data);
     let tcp_port = process::free_port()?;
     let http_port = process::free_port()?;
-    let data = dir.join(format!("{name}-data"));
-    let _ = std::fs::remove_dir_all(&data);
-    let child = process::command(target_dir().join("release/gateway"))
-        .args(["--tcp", &format!("127.0.0.1:{tcp_port}")])
-        .args(["--http", &format!("127.0.0.1:{http_port}")])
-        .arg("--data-dir")
-        .arg(&data)
-        .args(extra)
+    let child = release_command(&data, tcp_port, http_port, extra)
         .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
         .spawn()
         .context("starting the gateway")?;
     let mut gateway = ReleaseGateway {
@@ -153,4 +150,68 @@ pub fn start_release(dir: &Path, name: &str, extra: &[OsString]) -> Result<Relea
         return Err(error);
     }
     Ok(gateway)
+}
+
+/// The data directory [`start_release`] gives the gateway called `name`.
+pub fn release_data_dir(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("{name}-data"))
+}
+
+/// A release gateway whose log [`restart_release`] reads.
+pub struct LoggedGateway {
+    pub gateway: ReleaseGateway,
+    /// Just before the process was spawned.
+    pub spawned: Instant,
+    /// Each line of its standard error, with when it was read.
+    pub lines: Receiver<(Instant, String)>,
+}
+
+/// `target/release/gateway` on two free loopback ports and the existing data directory `data`
+/// (whatever its store holds is recovered), with `extra` flags, logging at info level for the
+/// gateway's own modules (`warn,gateway=info`): its log is read line by line, each line sent
+/// to [`LoggedGateway::lines`] with the time it was read (warnings and errors are also
+/// printed). Returns at once; the caller waits for the lines it needs.
+pub fn restart_release(data: &Path, extra: &[OsString]) -> Result<LoggedGateway> {
+    let tcp_port = process::free_port()?;
+    let http_port = process::free_port()?;
+    let mut command = release_command(data, tcp_port, http_port, extra);
+    command
+        .env("RUST_LOG", "warn,gateway=info")
+        .stderr(Stdio::piped());
+    let spawned = Instant::now();
+    let mut child = command.spawn().context("starting the gateway")?;
+    let stderr = child.stderr.take().context("gateway stderr")?;
+    let (sender, lines) = std::sync::mpsc::channel();
+    // Reads every line, so the gateway never blocks on a full pipe.
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("WARN") || line.contains("ERROR") {
+                eprintln!("{line}");
+            }
+            // The receiver may be gone: keep draining.
+            let _ = sender.send((Instant::now(), line));
+        }
+    });
+    Ok(LoggedGateway {
+        gateway: ReleaseGateway {
+            child,
+            tcp_port,
+            http_port,
+        },
+        spawned,
+        lines,
+    })
+}
+
+/// The release gateway's command line: its listeners on loopback, `data`, then `extra`.
+fn release_command(data: &Path, tcp_port: u16, http_port: u16, extra: &[OsString]) -> Command {
+    let mut command = process::command(target_dir().join("release/gateway"));
+    command
+        .args(["--tcp", &format!("127.0.0.1:{tcp_port}")])
+        .args(["--http", &format!("127.0.0.1:{http_port}")])
+        .arg("--data-dir")
+        .arg(data)
+        .args(extra)
+        .stdout(Stdio::null());
+    command
 }

@@ -196,7 +196,8 @@ impl Broker {
             return;
         }
         let inflight = &mut session.inflight[position];
-        if !inflight.released && recorded {
+        let promises_changes = !inflight.released && recorded;
+        if promises_changes {
             let entry = inflight.message.entry;
             self.changes.push(Change::Released {
                 session: store_id,
@@ -204,17 +205,18 @@ impl Broker {
             });
         }
         inflight.released = true;
-        self.emit(
-            connection,
-            &Packet::PubRel(PubAckPacket::new(ack.packet_id)),
-        );
+        // The receiver forgets the packet identifier at PUBREL: were the release lost in a
+        // crash, the PUBLISH sent again after the restart would be a new message to it.
+        let pubrel = Packet::PubRel(PubAckPacket::new(ack.packet_id));
+        self.acknowledge(connection, pubrel, promises_changes);
     }
 
     pub(super) fn handle_pubrel(&mut self, connection: ConnectionId, ack: PubAckPacket) {
         let conn = &self.connections[&connection];
         let session = self.sessions.get_mut(conn.session);
         let known = session.inbound_qos2.remove(&ack.packet_id);
-        if known && session.recorded {
+        let promises_changes = known && session.recorded;
+        if promises_changes {
             self.changes.push(Change::Qos2Released {
                 session: session.store_id,
                 packet_id: ack.packet_id,
@@ -224,7 +226,9 @@ impl Broker {
         if !known && conn.protocol.is_v5() {
             answer.reason_code = ReasonCode::PacketIdentifierNotFound;
         }
-        self.emit(connection, &Packet::PubComp(answer));
+        // After PUBCOMP the client may reuse the identifier for a new message: were the
+        // release lost in a crash, that message would be taken for a duplicate and dropped.
+        self.acknowledge(connection, Packet::PubComp(answer), promises_changes);
     }
 }
 

@@ -785,3 +785,46 @@ fn a_session_whose_client_was_connected_at_a_crash_starts_its_expiry_and_will_at
     let connack = harness.connect_ok(C, v5_persistent("dev", 60));
     assert!(connack.session_present);
 }
+
+/// Makes every change so far durable and returns what was sent then.
+fn commit(harness: &mut Harness) -> Vec<Output> {
+    let total = harness.broker.take_changes(&mut Vec::new());
+    harness.broker.changes_durable(total);
+    harness.drain()
+}
+
+#[test]
+fn a_pubcomp_waits_until_the_released_identifier_is_durable() {
+    let mut harness = full();
+    harness.connect_ok(A, v5_persistent("pub", 3600));
+    harness.publish(A, qos2("nobody", "m", 5));
+    assert!(matches!(
+        &sent_to(&commit(&mut harness), A)[..],
+        [Packet::PubRec(_)]
+    ));
+    let outputs = harness.send(A, Packet::PubRel(PubAckPacket::new(5)));
+    assert!(sent_to(&outputs, A).is_empty(), "{outputs:#?}");
+    assert!(
+        matches!(&sent_to(&commit(&mut harness), A)[..], [Packet::PubComp(c)] if c.packet_id == 5)
+    );
+}
+
+#[test]
+fn a_pubrel_to_a_subscriber_waits_until_its_release_is_durable() {
+    let mut harness = full();
+    harness.connect_ok(B, v5_persistent("sub", 3600));
+    let subscribe = subscribe_packet(1, &[("t", options(QoS::ExactlyOnce))], None);
+    harness.send(B, Packet::Subscribe(subscribe));
+    commit(&mut harness);
+    harness.connect_ok(A, v5("pub"));
+    // Delivered at once; only acknowledgements wait.
+    let delivered = harness.publish(A, qos2("t", "m", 1));
+    let publish = &publishes(&delivered, B)[0];
+    commit(&mut harness);
+    let packet_id = publish.packet_id.unwrap();
+    let outputs = harness.send(B, Packet::PubRec(PubAckPacket::new(packet_id)));
+    assert!(sent_to(&outputs, B).is_empty(), "{outputs:#?}");
+    assert!(
+        matches!(&sent_to(&commit(&mut harness), B)[..], [Packet::PubRel(r)] if r.packet_id == packet_id)
+    );
+}

@@ -5,11 +5,16 @@
 //! For the security rows a broker may also get [`Extras`]: a TLS listener serving the run's
 //! certificate (the gateway's `--mqtts` with `--tls-cert`/`--tls-key`, Mosquitto's
 //! [`MOSQUITTO_TLS_CONF`]), or the run's ACL file (the gateway's `--acl-file`, Mosquitto's
-//! [`MOSQUITTO_ACL_CONF`]). Everything else is as for the other rows.
+//! [`MOSQUITTO_ACL_CONF`]). For the durability rows, persistence ([`Durable`]: the gateway's
+//! `--durability`, Mosquitto's [`MOSQUITTO_PERSISTENCE_CONF`]) and a shorter `$SYS` interval;
+//! such a broker may be stopped with SIGTERM ([`stop_gracefully`]) and started again on its
+//! data. Everything else is as for the other rows.
 
 use std::ffi::OsString;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
@@ -47,6 +52,15 @@ pub const MOSQUITTO_ACL_CONF: &str = "\
 acl_file {acl}
 ";
 
+/// Appended to [`MOSQUITTO_CONF`] for the durability rows (its later `persistence` line is the
+/// one that counts): the in-memory database saved to `{location}/mosquitto.db` every
+/// `autosave_interval` seconds (1800 unless [`Durable::autosave_interval`] adds a line) and at
+/// exit, and read back at start.
+pub const MOSQUITTO_PERSISTENCE_CONF: &str = "\
+persistence true
+persistence_location {location}/
+";
+
 /// What a broker loads beyond the plain configuration.
 #[derive(Clone, Copy, Default)]
 pub struct Extras<'a> {
@@ -54,6 +68,20 @@ pub struct Extras<'a> {
     pub tls: Option<&'a Pki>,
     /// This ACL file.
     pub acl: Option<&'a Path>,
+    /// Persistence: Mosquitto's turned on (the gateway's store is always on).
+    pub durable: Option<Durable>,
+    /// `$SYS/broker/...` every this many seconds (the gateway's `--sys-interval`, Mosquitto's
+    /// `sys_interval`), instead of both defaults of 10.
+    pub sys_interval: Option<u32>,
+}
+
+/// How a durable broker is configured.
+#[derive(Clone, Copy, Default)]
+pub struct Durable {
+    /// The gateway's `--durability MODE`; `None` leaves its default (full).
+    pub durability: Option<&'static str>,
+    /// Mosquitto's `autosave_interval` in seconds; `None` leaves its default (1800).
+    pub autosave_interval: Option<u32>,
 }
 
 /// A broker's MQTT-over-TLS listener.
@@ -113,6 +141,12 @@ pub fn start_gateway_with(dir: &Path, name: &str, extras: Extras) -> Result<Brok
     if let Some(acl) = extras.acl {
         flags.extend(["--acl-file".into(), acl.into()]);
     }
+    if let Some(mode) = extras.durable.and_then(|durable| durable.durability) {
+        flags.extend(["--durability".into(), mode.into()]);
+    }
+    if let Some(seconds) = extras.sys_interval {
+        flags.extend(["--sys-interval".into(), seconds.to_string().into()]);
+    }
     let gateway = gateway::start_release(dir, name, &flags)?;
     // Killed on drop, should it not become ready.
     let broker = Broker {
@@ -137,7 +171,7 @@ pub fn start_mosquitto(dir: &Path) -> Result<Broker> {
 pub fn start_mosquitto_with(dir: &Path, name: &str, extras: Extras) -> Result<Broker> {
     let port = process::free_port()?;
     let ws_port = process::free_port()?;
-    let conf = dir.join(format!("{name}.conf"));
+    let conf = mosquitto_conf(dir, name);
     let mut text = MOSQUITTO_CONF
         .replace("{port}", &port.to_string())
         .replace("{ws_port}", &ws_port.to_string());
@@ -160,14 +194,25 @@ pub fn start_mosquitto_with(dir: &Path, name: &str, extras: Extras) -> Result<Br
     if let Some(acl) = extras.acl {
         text.push_str(&MOSQUITTO_ACL_CONF.replace("{acl}", &acl.to_string_lossy()));
     }
+    if let Some(durable) = extras.durable {
+        let location = mosquitto_persistence_dir(dir, name);
+        let _ = std::fs::remove_dir_all(&location);
+        std::fs::create_dir_all(&location)?;
+        // Mosquitto started as root runs as its own user (`user mosquitto`, the default), which
+        // must be able to write its database here.
+        std::fs::set_permissions(&location, std::fs::Permissions::from_mode(0o777))?;
+        text.push_str(
+            &MOSQUITTO_PERSISTENCE_CONF.replace("{location}", &location.to_string_lossy()),
+        );
+        if let Some(seconds) = durable.autosave_interval {
+            text.push_str(&format!("autosave_interval {seconds}\n"));
+        }
+    }
+    if let Some(seconds) = extras.sys_interval {
+        text.push_str(&format!("sys_interval {seconds}\n"));
+    }
     std::fs::write(&conf, text)?;
-    let child = process::command("mosquitto")
-        .arg("-c")
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting mosquitto")?;
+    let child = spawn_mosquitto(&conf)?;
     let broker = Broker {
         name: "mosquitto",
         child,
@@ -177,6 +222,51 @@ pub fn start_mosquitto_with(dir: &Path, name: &str, extras: Extras) -> Result<Br
     };
     wait_until_ready(&broker)?;
     Ok(broker)
+}
+
+/// Where Mosquitto called `name` keeps its database when [`Extras::durable`] (`persistence_location`).
+pub fn mosquitto_persistence_dir(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("{name}-persistence"))
+}
+
+/// The configuration file that [`start_mosquitto_with`] writes for Mosquitto called `name`.
+pub fn mosquitto_conf(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("{name}.conf"))
+}
+
+/// `mosquitto -c conf`, quiet; returns at once.
+pub fn spawn_mosquitto(conf: &Path) -> Result<Child> {
+    process::command("mosquitto")
+        .arg("-c")
+        .arg(conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting mosquitto")
+}
+
+/// Stops the broker the way its users do, SIGTERM (the gateway flushes its store, Mosquitto
+/// saves its database), and waits for it to exit, at most `limit` (then it is killed and this
+/// fails). Returns how long it took.
+pub fn stop_gracefully(broker: &mut Broker, limit: Duration) -> Result<Duration> {
+    let start = Instant::now();
+    let pid = broker.child.id().to_string();
+    let kill = process::command("kill").args(["-TERM", &pid]).status();
+    if !kill.context("running kill")?.success() {
+        bail!("kill -TERM {pid} ({}) failed", broker.name);
+    }
+    while start.elapsed() < limit {
+        if let Some(status) = broker.child.try_wait()? {
+            if !status.success() {
+                println!("  note: {} exited with {status} after SIGTERM", broker.name);
+            }
+            return Ok(start.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = broker.child.kill();
+    let _ = broker.child.wait();
+    bail!("{} did not exit within {limit:?} of SIGTERM", broker.name)
 }
 
 /// Waits until each of the broker's ports accepts connections (at most 10 s each; a broker
