@@ -263,7 +263,8 @@ class Flows:
         quiet_since = time.monotonic()
         while True:
             # Everything that may go now: PUBRELs always, new flows within the window.
-            while requests and (requests[0][2] or open_flows < self.window) and len(outgoing) < 65536:
+            while (requests and (requests[0][2] or open_flows < self.window)
+                   and len(outgoing) < 65536):
                 packet_id, data, is_release = requests.popleft()
                 outgoing += data
                 if not is_release:

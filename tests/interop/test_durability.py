@@ -48,7 +48,8 @@ from paho.mqtt.packettypes import PacketTypes
 
 from conftest import REPO_ROOT, start_gateway, stop_gateway
 from durability import (
-    QUOTA_EXCEEDED, ROUNDS, Flows, KillWhen, Receiver, StoreLoad, connect_packet, kill9, metric, reap, recovered_line,
+    QUOTA_EXCEEDED, ROUNDS, Flows, KillWhen, Receiver, StoreLoad, connect_packet, kill9, metric,
+    reap, recovered_line,
     report_round, run_to_exit, wait_disconnected,
 )
 from rawmqtt import CONNACK, PUBACK, RawClient, publish as raw_publish, split_one
@@ -207,98 +208,102 @@ def kill_round(gateway, data_dir: pathlib.Path, qos: int, level: int, index: int
     pubrec_only = acked - publisher.completed  # QoS 2: PUBREC came, PUBCOMP did not
 
     gateway = start_gateway(data_dir)
-    recovered = recovered_line(gateway)
-    # At least the acknowledged messages are back, queued for the subscriber.
-    assert recovered["queued"] + recovered["inflight"] >= len(acked), (recovered, len(acked))
+    with reaped_on_error(gateway):
+        recovered = recovered_line(gateway)
+        # At least the acknowledged messages are back, queued for the subscriber.
+        assert recovered["queued"] + recovered["inflight"] >= len(acked), (recovered, len(acked))
 
-    subscriber = session_client(sub_id, level)
-    try:
-        connack = connect_session(subscriber, gateway.address, level, resume=True)
-        assert connack.session_present, f"{sub_id}'s session did not survive the kill"
-        assert live.connect(gateway.address, resume=True), \
-            f"{live.client_id}'s session did not survive the kill"
+        subscriber = session_client(sub_id, level)
+        try:
+            connack = connect_session(subscriber, gateway.address, level, resume=True)
+            assert connack.session_present, f"{sub_id}'s session did not survive the kill"
+            assert live.connect(gateway.address, resume=True), \
+                f"{live.client_id}'s session did not survive the kill"
 
-        # The publisher resumes its session: unacknowledged ones again with DUP=1 and their
-        # packet ids (the gateway may have stored some of them before the kill).
-        publisher.address, publisher.clean = gateway.address, False
-        present, code, _props = publisher.connect()
-        assert (present, code) == (True, 0), f"{pub_id}'s session did not survive the kill"
-        publisher.window = min(publisher.window, window)  # the round's window again
-        resent = [message for message in messages if message[0] in sent - acked]
-        free_ids = iter(sorted(publisher.completed - publisher.refused.keys()))
-        fresh = [(next(free_ids, number), topic, payload)
-                 for number, topic, payload in messages if number not in sent]
-        reused = {int(payload): packet_id for packet_id, _topic, payload in fresh
-                  if packet_id != int(payload)}
-        publisher.publish_all(resent + fresh + [(N + 1, topic, b"end")], qos,
-                              dup=frozenset(sent - acked), release=sorted(pubrec_only))
-        assert not publisher.lost, (
-            f"the restarted gateway closed the resuming publisher's connection (DISCONNECT "
-            f"{publisher.disconnected!r}) after {len(publisher.completed)} completed flows; "
-            f"it resent {len(sent - acked)} with DUP=1, released {len(pubrec_only)} and sent "
-            f"{len(fresh)} more, {len(reused)} of them with ids freed before the kill\n"
-            + tail(gateway))
-        assert not publisher.refused, f"refused after the restart: {publisher.refused}"
-        publisher.disconnect()
+            # The publisher resumes its session: unacknowledged ones again with DUP=1 and their
+            # packet ids (the gateway may have stored some of them before the kill).
+            publisher.address, publisher.clean = gateway.address, False
+            present, code, _props = publisher.connect()
+            assert (present, code) == (True, 0), f"{pub_id}'s session did not survive the kill"
+            publisher.window = min(publisher.window, window)  # the round's window again
+            resent = [message for message in messages if message[0] in sent - acked]
+            free_ids = iter(sorted(publisher.completed - publisher.refused.keys()))
+            fresh = [(next(free_ids, number), topic, payload)
+                     for number, topic, payload in messages if number not in sent]
+            reused = {int(payload): packet_id for packet_id, _topic, payload in fresh
+                      if packet_id != int(payload)}
+            publisher.publish_all(resent + fresh + [(N + 1, topic, b"end")], qos,
+                                  dup=frozenset(sent - acked), release=sorted(pubrec_only))
+            assert not publisher.lost, (
+                f"the restarted gateway closed the resuming publisher's connection (DISCONNECT "
+                f"{publisher.disconnected!r}) after {len(publisher.completed)} completed flows; "
+                f"it resent {len(sent - acked)} with DUP=1, released {len(pubrec_only)} and sent "
+                f"{len(fresh)} more, {len(reused)} of them with ids freed before the kill\n"
+                + tail(gateway))
+            assert not publisher.refused, f"refused after the restart: {publisher.refused}"
+            publisher.disconnect()
 
-        wait_for_payload(subscriber, topic, b"end", COLLECT_S)
-        live.wait_for(b"end", COLLECT_S)
-        with subscriber.cond:
-            numbers = [int(m.payload) for m in subscriber.messages
-                       if m.topic == topic and m.payload != b"end"]
-        with live.cond:
-            live_numbers = [int(payload) for payload in live.payloads if payload != b"end"]
-        subscriber.disconnect()
-    finally:
-        subscriber.close()
-        publisher.close()
-        live.close()
+            wait_for_payload(subscriber, topic, b"end", COLLECT_S)
+            live.wait_for(b"end", COLLECT_S)
+            with subscriber.cond:
+                numbers = [int(m.payload) for m in subscriber.messages
+                           if m.topic == topic and m.payload != b"end"]
+            with live.cond:
+                live_numbers = [int(payload) for payload in live.payloads if payload != b"end"]
+            subscriber.disconnect()
+        finally:
+            subscriber.close()
+            publisher.close()
+            live.close()
 
-    counts = collections.Counter(numbers)
-    lost = sorted(acked - counts.keys())
-    missing = sorted(set(range(1, N + 1)) - counts.keys())
-    duplicates = sum(count - 1 for count in counts.values())
-    live_counts = collections.Counter(live_numbers)
-    live_lost = sorted(acked - live_counts.keys())
-    live_missing = sorted(set(range(1, N + 1)) - live_counts.keys())
-    live_duplicates = sum(count - 1 for count in live_counts.values())
-    report_round({
-        "test": f"qos{qos}", "round": index + 1, "rounds": ROUNDS, "protocol": level_name(level),
-        "window": window,
-        "threshold": threshold, "sent": len(sent), "acked": len(acked),
-        "killed_at": killer.killed_at, "received": len(numbers), "lost": len(lost), "duplicates": duplicates,
-        "missing_after_resume": len(missing), "reused_ids": len(reused),
-        "live_before_kill": live_before, "live_received": len(live_numbers),
-        "live_lost": len(live_lost), "live_duplicates": live_duplicates,
-        "live_missing_after_resume": len(live_missing), "publish_s": round(publish_s, 2),
-        "recovered_queued": recovered["queued"], "recovered_ms": recovered["ms"],
-    })
-    problems = []
-    if lost:
-        problems.append(f"{len(lost)} acknowledged messages lost at the kill, e.g. {lost[:20]}")
-    missing_reused = [(number, reused[number]) for number in missing if number in reused]
-    if missing_reused:
-        problems.append(
-            f"{len(missing_reused)} messages sent after the restart with packet ids whose flows "
-            f"had completed before the kill were acknowledged but never delivered (the gateway "
-            f"took them for duplicates), e.g. (message, id) {missing_reused[:10]}")
-    elif missing:
-        problems.append(f"{len(missing)} messages never arrived although the publisher resent "
-                        f"them after the restart, e.g. {missing[:20]}")
-    if live_lost:
-        problems.append(f"the connected subscriber lost {len(live_lost)} acknowledged messages, "
-                        f"e.g. {live_lost[:20]}")
-    elif live_missing:
-        problems.append(f"the connected subscriber never got {len(live_missing)} messages, "
-                        f"e.g. {live_missing[:20]}")
-    if qos == 2 and duplicates:
-        doubled = sorted(number for number, count in counts.items() if count > 1)
-        problems.append(f"QoS 2 delivered {duplicates} duplicates, e.g. {doubled[:20]}")
-    if qos == 2 and live_duplicates:
-        doubled = sorted(number for number, count in live_counts.items() if count > 1)
-        problems.append(
-            f"QoS 2 delivered {live_duplicates} duplicates to the subscriber connected at the "
-            f"kill (sent again as new PUBLISHes after it had completed them), e.g. {doubled[:20]}")
+        counts = collections.Counter(numbers)
+        lost = sorted(acked - counts.keys())
+        missing = sorted(set(range(1, N + 1)) - counts.keys())
+        duplicates = sum(count - 1 for count in counts.values())
+        live_counts = collections.Counter(live_numbers)
+        live_lost = sorted(acked - live_counts.keys())
+        live_missing = sorted(set(range(1, N + 1)) - live_counts.keys())
+        live_duplicates = sum(count - 1 for count in live_counts.values())
+        report_round({
+            "test": f"qos{qos}", "round": index + 1, "rounds": ROUNDS,
+            "protocol": level_name(level),
+            "window": window,
+            "threshold": threshold, "sent": len(sent), "acked": len(acked),
+            "killed_at": killer.killed_at, "received": len(numbers), "lost": len(lost),
+            "duplicates": duplicates,
+            "missing_after_resume": len(missing), "reused_ids": len(reused),
+            "live_before_kill": live_before, "live_received": len(live_numbers),
+            "live_lost": len(live_lost), "live_duplicates": live_duplicates,
+            "live_missing_after_resume": len(live_missing), "publish_s": round(publish_s, 2),
+            "recovered_queued": recovered["queued"], "recovered_ms": recovered["ms"],
+        })
+        problems = []
+        if lost:
+            problems.append(f"{len(lost)} acknowledged messages lost at the kill, e.g. {lost[:20]}")
+        missing_reused = [(number, reused[number]) for number in missing if number in reused]
+        if missing_reused:
+            problems.append(
+                f"{len(missing_reused)} messages sent after the restart with packet ids whose "
+                f"flows had completed before the kill were acknowledged but never delivered (the "
+                f"gateway took them for duplicates), e.g. (message, id) {missing_reused[:10]}")
+        elif missing:
+            problems.append(f"{len(missing)} messages never arrived although the publisher resent "
+                            f"them after the restart, e.g. {missing[:20]}")
+        if live_lost:
+            problems.append(f"the connected subscriber lost {len(live_lost)} acknowledged "
+                            f"messages, e.g. {live_lost[:20]}")
+        elif live_missing:
+            problems.append(f"the connected subscriber never got {len(live_missing)} messages, "
+                            f"e.g. {live_missing[:20]}")
+        if qos == 2 and duplicates:
+            doubled = sorted(number for number, count in counts.items() if count > 1)
+            problems.append(f"QoS 2 delivered {duplicates} duplicates, e.g. {doubled[:20]}")
+        if qos == 2 and live_duplicates:
+            doubled = sorted(number for number, count in live_counts.items() if count > 1)
+            problems.append(
+                f"QoS 2 delivered {live_duplicates} duplicates to the subscriber connected at the "
+                f"kill (sent again as new PUBLISHes after it had completed them), "
+                f"e.g. {doubled[:20]}")
     return gateway, [f"round {index + 1} ({level_name(level)}): {problem}" for problem in problems]
 
 
@@ -320,6 +325,17 @@ def kill_loop(tmp_path: pathlib.Path, qos: int, offset: int) -> None:
     finally:
         reap(gateway)
     assert not problems, "\n".join(problems)
+
+
+@contextlib.contextmanager
+def reaped_on_error(gateway):
+    """A gateway a round restarted is the caller's once the round returns it; if the round
+    fails before, it is stopped here (the caller still holds the one it killed)."""
+    try:
+        yield
+    except BaseException:
+        reap(gateway)
+        raise
 
 
 @contextlib.contextmanager
@@ -519,42 +535,44 @@ def retained_round(gateway, data_dir: pathlib.Path, level: int, index: int):
             last_acked[topic] = max(last_acked.get(topic, -1), int(payload))
 
     gateway = start_gateway(data_dir)
-    recovered = recovered_line(gateway)
-    reader = PahoClient(f"k9-ret-reader-r{index}", protocol=paho_protocol(level), reconnect=False)
-    marker = PahoClient(f"k9-ret-marker-r{index}", protocol=mqtt.MQTTv311, reconnect=False)
-    try:
-        reader.connect(gateway.address)
-        assert reader.subscribe(f"{prefix}/#", 1) == [1]
-        marker.connect(gateway.address)
-        marker.publish(f"{prefix}/end", "end", qos=1)
-        wait_for_payload(reader, f"{prefix}/end", b"end", COLLECT_S)
-        with reader.cond:
-            got = [(m.topic, int(m.payload)) for m in reader.messages if m.retain]
-    finally:
-        close_all(reader, marker)
+    with reaped_on_error(gateway):
+        recovered = recovered_line(gateway)
+        reader = PahoClient(f"k9-ret-reader-r{index}", protocol=paho_protocol(level),
+                            reconnect=False)
+        marker = PahoClient(f"k9-ret-marker-r{index}", protocol=mqtt.MQTTv311, reconnect=False)
+        try:
+            reader.connect(gateway.address)
+            assert reader.subscribe(f"{prefix}/#", 1) == [1]
+            marker.connect(gateway.address)
+            marker.publish(f"{prefix}/end", "end", qos=1)
+            wait_for_payload(reader, f"{prefix}/end", b"end", COLLECT_S)
+            with reader.cond:
+                got = [(m.topic, int(m.payload)) for m in reader.messages if m.retain]
+        finally:
+            close_all(reader, marker)
 
-    have = dict(got)
-    assert len(have) == len(got), "a topic's retained message came twice"
-    lost = sorted(topic for topic, version in last_acked.items()
-                  if have.get(topic, -1) < version)
-    unknown = sorted(topic for topic, version in have.items()
-                     if version > last_sent.get(topic, -1))
-    newer = sum(1 for topic, version in last_acked.items() if have.get(topic, -1) > version)
-    report_round({
-        "test": "retained", "round": index + 1, "rounds": ROUNDS, "protocol": level_name(level),
-        "window": publisher.window, "threshold": threshold,
-        "sent": len(publisher.sent), "acked": len(publisher.acked),
-        "killed_at": killer.killed_at, "acked_topics": len(last_acked), "received": len(got),
-        "lost": len(lost), "newer_than_acked": newer, "duplicates": 0,
-        "recovered_retained": recovered["retained"],
-    })
-    problems = []
-    if lost:
-        problems.append(f"{len(lost)} topics lost their last acknowledged retained message: "
-                        + ", ".join(f"{t}: acked {last_acked[t]}, got {have.get(t)}"
-                                    for t in lost[:10]))
-    if unknown:
-        problems.append(f"retained versions that were never sent: {unknown[:10]}")
+        have = dict(got)
+        assert len(have) == len(got), "a topic's retained message came twice"
+        lost = sorted(topic for topic, version in last_acked.items()
+                      if have.get(topic, -1) < version)
+        unknown = sorted(topic for topic, version in have.items()
+                         if version > last_sent.get(topic, -1))
+        newer = sum(1 for topic, version in last_acked.items() if have.get(topic, -1) > version)
+        report_round({
+            "test": "retained", "round": index + 1, "rounds": ROUNDS, "protocol": level_name(level),
+            "window": publisher.window, "threshold": threshold,
+            "sent": len(publisher.sent), "acked": len(publisher.acked),
+            "killed_at": killer.killed_at, "acked_topics": len(last_acked), "received": len(got),
+            "lost": len(lost), "newer_than_acked": newer, "duplicates": 0,
+            "recovered_retained": recovered["retained"],
+        })
+        problems = []
+        if lost:
+            problems.append(f"{len(lost)} topics lost their last acknowledged retained message: "
+                            + ", ".join(f"{t}: acked {last_acked[t]}, got {have.get(t)}"
+                                        for t in lost[:10]))
+        if unknown:
+            problems.append(f"retained versions that were never sent: {unknown[:10]}")
     return gateway, [f"round {index + 1} ({level_name(level)}): {problem}" for problem in problems]
 
 
