@@ -39,14 +39,20 @@ pub(crate) struct SessionSubscription {
     pub identifier: Option<u32>,
 }
 
-/// A PUBLISH as a session keeps it: a queue may hold thousands, so the properties, which
-/// take hundreds of bytes even when empty, are boxed and only when set.
-#[derive(Clone, Debug)]
-pub(crate) struct KeptPublish {
+/// A PUBLISH as the broker keeps it (queued, in flight, retained, or in a change record): there
+/// may be millions, so the properties, which take hundreds of bytes even when empty, are boxed
+/// and only when set. Topic and payload share their bytes with every other copy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeptPublish {
+    /// The topic name.
     pub topic: ByteStr,
+    /// The payload.
     pub payload: Bytes,
+    /// Its QoS.
     pub qos: QoS,
+    /// Its retain flag.
     pub retain: bool,
+    /// Its properties, if it has any.
     pub properties: Option<Box<Properties>>,
 }
 

@@ -303,7 +303,7 @@ impl Delivery<'_> {
                 let id = self.changes.next_message_id();
                 self.changes.push(Change::Message {
                     id,
-                    publish: publish.to_packet(),
+                    publish: publish.clone(),
                     expires_at: message.expires_at,
                 });
                 *stored = Some(id);

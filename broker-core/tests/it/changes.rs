@@ -44,14 +44,15 @@ impl Model {
         match change {
             Change::Retained { topic, message } => match message {
                 Some(message) => {
-                    self.retained.insert(topic, message);
+                    self.retained
+                        .insert(topic, (message.0.to_packet(), message.1));
                 }
                 None => {
                     self.retained.remove(&topic);
                 }
             },
             Change::Session(record) => {
-                self.sessions.insert(record.id, record);
+                self.sessions.insert(record.id, *record);
             }
             Change::SessionRemoved { session } => {
                 self.sessions.remove(&session);
@@ -78,7 +79,11 @@ impl Model {
                 publish,
                 expires_at,
             } => {
-                assert!(self.messages.insert(id, (publish, expires_at)).is_none());
+                assert!(
+                    self.messages
+                        .insert(id, (publish.to_packet(), expires_at))
+                        .is_none()
+                );
             }
             Change::Queued {
                 session,
@@ -827,4 +832,10 @@ fn a_pubrel_to_a_subscriber_waits_until_its_release_is_durable() {
     assert!(
         matches!(&sent_to(&commit(&mut harness), B)[..], [Packet::PubRel(r)] if r.packet_id == packet_id)
     );
+}
+
+/// A burst of records waits in vectors that keep their capacity: a record stays small.
+#[test]
+fn a_change_record_is_small() {
+    assert!(size_of::<Change>() <= 128, "{}", size_of::<Change>());
 }
