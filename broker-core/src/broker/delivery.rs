@@ -404,7 +404,7 @@ impl Delivery<'_> {
         message: QueuedMessage,
         now: Instant,
     ) -> Option<u16> {
-        let packet_id = session.allocate_packet_id();
+        let packet_id = session.allocate_packet_id(message.entry);
         let mut publish = message.publish.to_packet();
         publish.packet_id = Some(packet_id);
         if !self.transmit(connection, conn, publish, message.expires_at, now) {
