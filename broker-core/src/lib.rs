@@ -26,6 +26,7 @@ pub use broker::{
     StoredMessage, StoredSession, StoredSubscription, SubscriptionSummary, Termination, Transport,
 };
 pub use config::BrokerConfig;
+pub use session::KeptPublish;
 pub use stats::{DropReason, Stats};
 pub use tree::SubscriptionTree;
 

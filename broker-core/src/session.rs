@@ -39,14 +39,20 @@ pub(crate) struct SessionSubscription {
     pub identifier: Option<u32>,
 }
 
-/// A PUBLISH as a session keeps it: a queue may hold thousands, so the properties, which
-/// take hundreds of bytes even when empty, are boxed and only when set.
-#[derive(Clone, Debug)]
-pub(crate) struct KeptPublish {
+/// A PUBLISH as the broker keeps it (queued, in flight, retained, or in a change record): there
+/// may be millions, so the properties, which take hundreds of bytes even when empty, are boxed
+/// and only when set. Topic and payload share their bytes with every other copy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeptPublish {
+    /// The topic name.
     pub topic: ByteStr,
+    /// The payload.
     pub payload: Bytes,
+    /// Its QoS.
     pub qos: QoS,
+    /// Its retain flag.
     pub retain: bool,
+    /// Its properties, if it has any.
     pub properties: Option<Box<Properties>>,
 }
 
@@ -171,10 +177,17 @@ impl Session {
     }
 
     /// A packet identifier not used by any message in flight [MQTT-2.2.1-4] (3.1.1:
-    /// [MQTT-2.2.1-3]).
+    /// [MQTT-2.2.1-3]), for the message numbered `entry`.
     ///
-    /// The caller guarantees the window is smaller than 65,535, so a free one exists.
-    pub fn allocate_packet_id(&mut self) -> u16 {
+    /// A recorded session's identifier follows from the entry's number, so that after a crash
+    /// that lost the record of a send, the message goes out again under the identifier it had:
+    /// a QoS 2 receiver still holding it knows the message (it may deliver on PUBLISH), where a
+    /// new identifier would make it a second one. The caller guarantees the window is smaller
+    /// than 65,535, so a free identifier exists.
+    pub fn allocate_packet_id(&mut self, entry: u64) -> u16 {
+        if entry != 0 {
+            self.next_packet_id = (entry % 65_535) as u16 + 1;
+        }
         loop {
             let candidate = self.next_packet_id;
             self.next_packet_id = self.next_packet_id.checked_add(1).unwrap_or(1);

@@ -20,8 +20,9 @@
 
 use super::Broker;
 use super::connection::ConnectionId;
+use crate::session::KeptPublish;
 use crate::session::SessionKey;
-use mqtt_codec::{ByteStr, Packet, ProtocolVersion, PublishPacket, QoS, SubscriptionOptions, Will};
+use mqtt_codec::{ByteStr, Packet, ProtocolVersion, QoS, SubscriptionOptions, Will};
 use std::collections::VecDeque;
 use std::time::Instant;
 
@@ -60,7 +61,9 @@ pub struct SessionRecord {
     pub will_at: Option<Instant>,
 }
 
-/// One change to the state that outlives a restart.
+/// One change to the state that outlives a restart. A record is small (128 bytes at most,
+/// what is large is boxed, and a message shares its bytes with the broker's copy): a burst of
+/// records waits in memory until the store has written it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Change {
     /// A message was retained on `topic` (`Some`), or the topic's retained message cleared.
@@ -68,10 +71,10 @@ pub enum Change {
         /// The topic.
         topic: ByteStr,
         /// The message and when it expires.
-        message: Option<(PublishPacket, Option<Instant>)>,
+        message: Option<(KeptPublish, Option<Instant>)>,
     },
     /// A persistent session was created, or one of its own fields changed.
-    Session(SessionRecord),
+    Session(Box<SessionRecord>),
     /// A session ended: it goes with everything it held.
     SessionRemoved {
         /// The session's store identifier.
@@ -100,8 +103,8 @@ pub enum Change {
     Message {
         /// Its identifier, unique in the store.
         id: u64,
-        /// The message as its publisher sent it.
-        publish: PublishPacket,
+        /// The message as the first session holding it received it.
+        publish: KeptPublish,
         /// When it expires.
         expires_at: Option<Instant>,
     },
@@ -312,7 +315,7 @@ impl Broker {
             will,
             will_at: will_at.filter(|_| session.pending_will.is_some()),
         };
-        self.changes.push(Change::Session(record));
+        self.changes.push(Change::Session(Box::new(record)));
     }
 
     /// Sends an acknowledgement, or holds it until every change recorded so far is durable:

@@ -303,7 +303,7 @@ impl Delivery<'_> {
                 let id = self.changes.next_message_id();
                 self.changes.push(Change::Message {
                     id,
-                    publish: publish.to_packet(),
+                    publish: publish.clone(),
                     expires_at: message.expires_at,
                 });
                 *stored = Some(id);
@@ -404,7 +404,7 @@ impl Delivery<'_> {
         message: QueuedMessage,
         now: Instant,
     ) -> Option<u16> {
-        let packet_id = session.allocate_packet_id();
+        let packet_id = session.allocate_packet_id(message.entry);
         let mut publish = message.publish.to_packet();
         publish.packet_id = Some(packet_id);
         if !self.transmit(connection, conn, publish, message.expires_at, now) {

@@ -51,19 +51,28 @@ impl RetainedMessages {
 
     /// Retains `publish` on its topic, or clears the topic for an empty payload, which is not
     /// stored [MQTT-3.3.1-6].
-    pub fn retain(&mut self, publish: &PublishPacket, expires_at: Option<Instant>) {
+    /// Returns the message as kept, if one was.
+    pub fn retain(
+        &mut self,
+        publish: &PublishPacket,
+        expires_at: Option<Instant>,
+    ) -> Option<&KeptPublish> {
         if publish.payload.is_empty() {
             self.by_topic.remove(&publish.topic);
-            return;
+            return None;
         }
         let mut detached = publish.clone();
         detached.topic = publish.topic.detached();
         detached.payload = Bytes::copy_from_slice(&publish.payload);
-        self.insert(detached, expires_at);
+        Some(self.insert(detached, expires_at))
     }
 
     /// Adds a message that shares no buffer with others (one restored from the store).
-    pub fn insert(&mut self, mut publish: PublishPacket, expires_at: Option<Instant>) {
+    pub fn insert(
+        &mut self,
+        mut publish: PublishPacket,
+        expires_at: Option<Instant>,
+    ) -> &KeptPublish {
         // Set per hop, never part of what is kept.
         publish.properties.topic_alias = None;
         publish.properties.subscription_identifiers.clear();
@@ -73,7 +82,8 @@ impl RetainedMessages {
             publish: KeptPublish::new(publish),
             expires_at,
         };
-        self.by_topic.insert(topic, retained);
+        let slot = self.by_topic.entry(topic).insert_entry(retained);
+        &slot.into_mut().publish
     }
 
     /// The live messages whose topic matches `filter`, by topic; expired ones are dropped.

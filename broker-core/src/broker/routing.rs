@@ -173,14 +173,13 @@ impl Broker {
             .message_expiry_interval
             .map(|seconds| now + Duration::from_secs(u64::from(seconds)));
         if publish.retain {
-            self.retained.retain(&publish, expires_at);
+            let kept = self.retained.retain(&publish, expires_at);
             // `$SYS` topics are published afresh at every start.
             if !publish.topic.starts_with('$') {
-                let message = (!publish.payload.is_empty()).then(|| (publish.clone(), expires_at));
-                self.changes.push(Change::Retained {
-                    topic: publish.topic.clone(),
-                    message,
-                });
+                // The record shares the kept copy's bytes; a clear needs the topic alone.
+                let topic = kept.map_or_else(|| publish.topic.detached(), |k| k.topic.clone());
+                let message = kept.map(|kept| (kept.clone(), expires_at));
+                self.changes.push(Change::Retained { topic, message });
             }
         }
 

@@ -347,7 +347,8 @@ pub(super) struct MessageParts<'a> {
     pub(super) retain: bool,
     /// Unix milliseconds.
     pub(super) expires_at: Option<u64>,
-    pub(super) properties: &'a Properties,
+    /// `None` for none at all.
+    pub(super) properties: Option<&'a Properties>,
     /// Whether the subscription identifiers are stored: not for a message that entries refer
     /// to, since each entry carries its own.
     pub(super) identifiers: bool,
@@ -362,7 +363,19 @@ impl<'a> MessageParts<'a> {
             qos: publish.qos,
             retain: publish.retain,
             expires_at,
-            properties: &publish.properties,
+            properties: Some(&publish.properties),
+            identifiers: true,
+            topic: Some(&publish.topic),
+            payload: &publish.payload,
+        }
+    }
+
+    pub(super) fn kept(publish: &'a broker_core::KeptPublish, expires_at: Option<u64>) -> Self {
+        MessageParts {
+            qos: publish.qos,
+            retain: publish.retain,
+            expires_at,
+            properties: publish.properties.as_deref(),
             identifiers: true,
             topic: Some(&publish.topic),
             payload: &publish.payload,
@@ -374,7 +387,7 @@ impl<'a> MessageParts<'a> {
             qos: will.qos,
             retain: will.retain,
             expires_at: None,
-            properties: &will.properties,
+            properties: Some(&will.properties),
             identifiers: true,
             topic: Some(&will.topic),
             payload: &will.payload,
@@ -384,7 +397,9 @@ impl<'a> MessageParts<'a> {
 
 /// `flags`, `[expires_at u64]`, `[properties]`, `[topic]`, then the payload to the end.
 pub(super) fn encode_message(message: &MessageParts<'_>, out: &mut Vec<u8>) {
-    let mask = properties_mask(message.properties, message.identifiers);
+    let mask = message.properties.map_or(0, |properties| {
+        properties_mask(properties, message.identifiers)
+    });
     let mut flags = message.qos as u8;
     if message.retain {
         flags |= RETAIN;
@@ -399,8 +414,8 @@ pub(super) fn encode_message(message: &MessageParts<'_>, out: &mut Vec<u8>) {
     if let Some(at) = message.expires_at {
         out.extend_from_slice(&at.to_be_bytes());
     }
-    if mask != 0 {
-        put_properties(out, message.properties, mask);
+    if let Some(properties) = message.properties.filter(|_| mask != 0) {
+        put_properties(out, properties, mask);
     }
     if let Some(topic) = message.topic {
         put_bytes(out, topic.as_bytes());
@@ -660,7 +675,7 @@ mod tests {
             qos: QoS::ExactlyOnce,
             retain: true,
             expires_at: Some(1_800_000_000_000),
-            properties,
+            properties: Some(properties),
             identifiers,
             topic: Some("a/b"),
             payload: b"payload",

@@ -216,6 +216,11 @@ impl fmt::Debug for Store {
     }
 }
 
+/// Memory redb may keep for pages it read or wrote. Its default, 1 GiB, would hold most of a
+/// large store in memory a second time (the broker holds the state already); the store reads
+/// it only at start, and a commit touches few pages, which the kernel's page cache serves.
+const CACHE_BYTES: usize = 4 * 1024 * 1024;
+
 impl Store {
     /// Opens (or creates) `gateway.redb` in `directory`, migrating a layout-version-1 store to
     /// the current layout in one transaction. A store in another layout, or a corrupt one, is
@@ -223,7 +228,12 @@ impl Store {
     pub(crate) fn open(directory: &Path) -> Result<Store, StoreError> {
         let path = directory.join(FILE_NAME);
         let file = path.clone();
-        Store::open_with(path, Box::new(move || Database::create(&file)))
+        let open = move || {
+            redb::Builder::new()
+                .set_cache_size(CACHE_BYTES)
+                .create(&file)
+        };
+        Store::open_with(path, Box::new(open))
     }
 
     fn open_with(path: PathBuf, opener: Opener) -> Result<Store, StoreError> {
@@ -725,10 +735,10 @@ impl<'txn> Tables<'txn> {
         match change {
             Change::Retained {
                 topic,
-                message: Some((publish, expires_at)),
+                message: Some(message),
             } => {
-                let mut parts =
-                    MessageParts::publish(publish, expires_at.map(|at| clock.unix_ms(at)));
+                let (publish, expires_at) = message;
+                let mut parts = MessageParts::kept(publish, expires_at.map(|at| clock.unix_ms(at)));
                 parts.topic = None;
                 format::encode_message(&parts, buffer);
                 self.retained.insert(topic.as_str(), buffer.as_slice())?;
@@ -771,8 +781,7 @@ impl<'txn> Tables<'txn> {
                 publish,
                 expires_at,
             } => {
-                let mut parts =
-                    MessageParts::publish(publish, expires_at.map(|at| clock.unix_ms(at)));
+                let mut parts = MessageParts::kept(publish, expires_at.map(|at| clock.unix_ms(at)));
                 parts.identifiers = false;
                 format::encode_message(&parts, buffer);
                 self.messages.insert(id, buffer.as_slice())?;

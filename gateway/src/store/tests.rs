@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::config::Durability;
-use broker_core::SessionRecord;
+use broker_core::{KeptPublish, SessionRecord};
 use bytes::Bytes;
 use mqtt_codec::{
     Properties, ProtocolVersion, PublishPacket, QoS, RetainHandling, SubscriptionOptions, Will,
@@ -81,7 +81,7 @@ fn session(id: u64, client_id: &str) -> SessionRecord {
 fn message(id: u64, publish: PublishPacket) -> Change {
     Change::Message {
         id,
-        publish,
+        publish: KeptPublish::new(publish),
         expires_at: None,
     }
 }
@@ -174,19 +174,19 @@ fn every_change_kind_survives_apply_and_load() {
     let changes = vec![
         Change::Retained {
             topic: ByteStr::from("r/a"),
-            message: Some((retained.clone(), Some(base + HOUR))),
+            message: Some((KeptPublish::new(retained.clone()), Some(base + HOUR))),
         },
         Change::Retained {
             topic: ByteStr::from("r/b"),
-            message: Some((cleared, None)),
+            message: Some((KeptPublish::new(cleared), None)),
         },
         Change::Retained {
             topic: ByteStr::from("r/b"),
             message: None,
         },
-        Change::Session(alpha),
-        Change::Session(beta),
-        Change::Session(session(3, "gamma")),
+        Change::Session(Box::new(alpha)),
+        Change::Session(Box::new(beta)),
+        Change::Session(Box::new(session(3, "gamma"))),
         Change::Subscribed {
             session: 1,
             filter: ByteStr::from("s/#"),
@@ -217,7 +217,7 @@ fn every_change_kind_survives_apply_and_load() {
         },
         Change::Message {
             id: 10,
-            publish: one,
+            publish: KeptPublish::new(one),
             expires_at: Some(base + HOUR),
         },
         Change::Queued {
@@ -399,8 +399,8 @@ fn a_message_held_by_two_sessions_is_stored_once_and_goes_with_its_last_entry() 
     store
         .apply(
             &[
-                Change::Session(session(1, "a")),
-                Change::Session(session(2, "b")),
+                Change::Session(Box::new(session(1, "a"))),
+                Change::Session(Box::new(session(2, "b"))),
                 message(1, big),
                 queued(1, 1, 1, None),
                 queued(2, 1, 1, None),
@@ -459,8 +459,8 @@ fn a_removed_session_takes_its_rows_and_unshared_messages_with_it() {
     let clock = Clock::now();
     let mut store = open(&dir);
     let mut changes = vec![
-        Change::Session(session(1, "a")),
-        Change::Session(session(2, "b")),
+        Change::Session(Box::new(session(1, "a"))),
+        Change::Session(Box::new(session(2, "b"))),
     ];
     for session in [1, 2] {
         changes.push(Change::Subscribed {
@@ -508,7 +508,7 @@ fn entries_keep_their_order_packet_ids_and_released_flags() {
     let dir = TempDir::new("order");
     let clock = Clock::now();
     let mut store = open(&dir);
-    let mut changes = vec![Change::Session(session(1, "a"))];
+    let mut changes = vec![Change::Session(Box::new(session(1, "a")))];
     // More than 256 entries, so that the order is numeric, not that of the bytes' first digit.
     for entry in 1..=300u64 {
         changes.push(message(entry, publish("o", b"x", QoS::ExactlyOnce)));
@@ -571,13 +571,13 @@ fn times_are_absolute_so_downtime_counts() {
             &[
                 Change::Retained {
                     topic: ByteStr::from("r"),
-                    message: Some((retained, Some(now + HOUR))),
+                    message: Some((KeptPublish::new(retained), Some(now + HOUR))),
                 },
-                Change::Session(SessionRecord {
+                Change::Session(Box::new(SessionRecord {
                     connected: false,
                     expires_at: Some(now + HOUR),
                     ..session(1, "a")
-                }),
+                })),
             ],
             &clock,
         )
@@ -967,8 +967,8 @@ fn retry_after_failure(sync_only: bool) {
     store
         .apply(
             &[
-                Change::Session(session(1, "a")),
-                Change::Session(session(2, "b")),
+                Change::Session(Box::new(session(1, "a"))),
+                Change::Session(Box::new(session(2, "b"))),
                 message(1, publish("m/1", b"1", QoS::AtLeastOnce)),
                 queued(1, 1, 1, None),
                 queued(2, 1, 1, None),
@@ -1047,7 +1047,7 @@ fn records_applied_twice_leave_the_same_state() {
     let clock = Clock::now();
     let mut store = open(&dir);
     let batch = vec![
-        Change::Session(session(1, "a")),
+        Change::Session(Box::new(session(1, "a"))),
         message(1, publish("m/1", b"1", QoS::AtLeastOnce)),
         queued(1, 1, 1, None),
         message(2, publish("m/2", b"2", QoS::AtLeastOnce)),
@@ -1098,7 +1098,7 @@ fn the_writer_commits_every_push_in_order_and_reports_it_durable() {
             counters.clone(),
         );
         let mut total = 0;
-        let mut records = vec![Change::Session(session(1, "a"))];
+        let mut records = vec![Change::Session(Box::new(session(1, "a")))];
         total += 1;
         sink.push(&mut records, total);
         assert!(records.is_empty(), "the records were moved");
@@ -1131,15 +1131,15 @@ fn the_relaxed_writer_waits_its_interval_between_commits_but_flushes_when_closed
         let store = open(&dir);
         let (sink, mut status, task) =
             writer::start(store, Durability::Relaxed, interval, counters.clone());
-        sink.push(&mut vec![Change::Session(session(1, "a"))], 1);
+        sink.push(&mut vec![Change::Session(Box::new(session(1, "a")))], 1);
         wait_for(&mut status, |s| s.durable == 1).await;
         let first = Instant::now();
-        sink.push(&mut vec![Change::Session(session(2, "b"))], 2);
+        sink.push(&mut vec![Change::Session(Box::new(session(2, "b")))], 2);
         wait_for(&mut status, |s| s.durable == 2).await;
         // Less a little for the time between the first commit and our wake-up.
         assert!(first.elapsed() >= interval - Duration::from_millis(50));
         // Pushed and closed at once: written at close, not an interval later.
-        sink.push(&mut vec![Change::Session(session(3, "c"))], 3);
+        sink.push(&mut vec![Change::Session(Box::new(session(3, "c")))], 3);
         drop(sink);
         task.await.unwrap();
     });
@@ -1159,7 +1159,7 @@ fn the_writer_reports_an_outage_retries_and_recovers() {
             Duration::from_secs(5),
             counters.clone(),
         );
-        sink.push(&mut vec![Change::Session(session(1, "a"))], 1);
+        sink.push(&mut vec![Change::Session(Box::new(session(1, "a")))], 1);
         wait_for(&mut status, |s| s.durable == 1).await;
 
         fail.store(true, Ordering::SeqCst);
@@ -1209,7 +1209,7 @@ fn a_writer_closed_during_an_outage_gives_up_in_bounded_time() {
             Duration::from_secs(5),
             counters.clone(),
         );
-        sink.push(&mut vec![Change::Session(session(1, "a"))], 1);
+        sink.push(&mut vec![Change::Session(Box::new(session(1, "a")))], 1);
         drop(sink);
         task.await.unwrap();
     });
@@ -1238,7 +1238,7 @@ fn load_speed_of_a_million_retained_messages() {
                 message.payload = Bytes::copy_from_slice(&payload);
                 Change::Retained {
                     topic,
-                    message: Some((message, None)),
+                    message: Some((KeptPublish::new(message), None)),
                 }
             })
             .collect();

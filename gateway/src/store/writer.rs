@@ -151,6 +151,9 @@ struct Writer {
     pause: Duration,
 }
 
+/// Records a batch vector keeps room for between commits.
+const KEPT_CAPACITY: usize = 16 * 1024;
+
 impl Writer {
     fn run(mut self) {
         let mut batch: Vec<Change> = Vec::new();
@@ -201,6 +204,11 @@ impl Writer {
                         failures = 0;
                     }
                     batch.clear();
+                    // A burst (a million retained messages loaded at once) should not leave
+                    // its vector behind, circulating between here and the broker task.
+                    if batch.capacity() > KEPT_CAPACITY {
+                        batch = Vec::new();
+                    }
                     self.status.send_replace(StoreStatus {
                         durable: batch_total,
                         writable: true,
