@@ -606,33 +606,57 @@ class Receiver:
 
 
 class StoreLoad(threading.Thread):
-    """Keeps the gateway's store busy: QoS 0 retained messages of 256 KiB on a few topics, as
-    fast as the gateway reads them, until `stop()`. Each one is a row to write, so the commits
-    take long, and a change recorded meanwhile waits for the next one: a test can then kill
-    the gateway after it sent a packet and before the change behind that packet is durable,
-    instead of racing a commit of a few hundred microseconds."""
+    """Keeps the gateway's store busy: retained QoS 1 messages of 64 KiB on a few topics, 64
+    unacknowledged at a time. Each PUBACK waits for its commit, and the next 64 are in before
+    that commit ends, so the writer goes from one commit of a few MiB to the next without a
+    pause (and never falls behind: the load waits for it). A change recorded meanwhile waits for
+    the next commit: a test can kill the gateway after it sent a packet and before the change
+    behind that packet is durable, instead of racing a commit of a few hundred microseconds."""
+
+    WINDOW = 64
 
     def __init__(self, address: tuple[str, int], level: int = 4):
         super().__init__(daemon=True)
         self.sock = socket.create_connection(address, timeout=WAIT_S)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock.sendall(connect_packet(level, "store-load", clean=True))
-        kind, _flags, _body = split_one(self.sock.recv(16))[0]
-        assert kind == CONNACK
-        payload = os.urandom(256 * 1024)
-        self.packets = [publish(level, f"store-load/{i}", payload, retain=True) for i in range(4)]
+        first, self.buffer = split_one(self.sock.recv(16))
+        assert first is not None and first[0] == CONNACK
+        self.level = level
+        self.payload = os.urandom(64 * 1024)
         self.stopped = threading.Event()
         self.sent = 0
+        self.acked = 0
 
     def run(self) -> None:
         try:
+            self.sock.settimeout(1.0)
             while not self.stopped.is_set():
-                self.sock.sendall(self.packets[self.sent % len(self.packets)])
-                self.sent += 1
+                batch = bytearray()
+                while self.sent - self.acked < self.WINDOW:
+                    self.sent += 1
+                    batch += publish(self.level, f"store-load/{self.sent % 8}", self.payload,
+                                     qos=1, packet_id=self.sent % 65535 + 1, retain=True)
+                if batch:
+                    self.sock.sendall(batch)
+                try:
+                    chunk = self.sock.recv(65536)
+                except socket.timeout:
+                    continue
+                if not chunk:
+                    return
+                self.buffer += chunk
+                while True:
+                    first, self.buffer = split_one(self.buffer)
+                    if first is None:
+                        break
+                    if first[0] == PUBACK:
+                        self.acked += 1
         except OSError:
-            pass  # the gateway was killed
+            pass  # the gateway was killed, or `stop`
 
     def start_and_wait(self, gateway: Gateway) -> None:
-        """Starts the load and returns once two commits of it went through, so that the
+        """Starts the load and returns once two commits went through with it, so that the
         store's writer is busy from then on (a change arriving now waits for a long commit)."""
         before = metric(gateway, "mqtt_store_commits_total") or 0
         self.start()
