@@ -10,8 +10,9 @@ use crate::counters::TransportCounters;
 use crate::link::{ConnectionLink, Credit, PushError, Throttle};
 use crate::store::{ChangeSink, StoreStatus};
 use broker_core::{
-    AuthHook, Authentication, Broker, BrokerConfig, ClientSummary, ConnectionId, ConnectionInfo,
-    DropReason, FrameKind, Output, RetainedSummary, Snapshot, Stats, SubscriptionSummary,
+    AuthHook, Authentication, Broker, BrokerConfig, Change, ClientSummary, ConnectionId,
+    ConnectionInfo, DropReason, FrameKind, Output, RetainedSummary, Snapshot, Stats,
+    SubscriptionSummary,
 };
 use mqtt_codec::{ConnectPacket, DecodeError, Packet, QoS};
 use std::future::Future;
@@ -36,6 +37,10 @@ const OUTBOX_PAUSE: Duration = Duration::from_millis(50);
 /// How long a publisher whose messages went to a congested session queue waits before reading
 /// more: long enough for the consumer to acknowledge a batch, short enough to go unnoticed.
 const QUEUE_PAUSE: Duration = Duration::from_millis(2);
+
+/// How long a publisher whose messages outran the store waits before reading more: about one
+/// commit.
+const STORE_PAUSE: Duration = Duration::from_millis(10);
 
 /// Requests from connections and from the HTTP API to the broker task.
 #[derive(Debug)]
@@ -205,11 +210,16 @@ pub(crate) async fn run(
 ) {
     let mut broker = Broker::new(settings.config, auth, Instant::now());
     broker.restore(settings.restored, Instant::now());
+    // What expired while the gateway was down goes now, before any client can resume it.
+    broker.handle_timeout(Instant::now());
     let StoreLink {
         sink,
         status: mut store_status,
     } = settings.store;
-    let mut records = Vec::new();
+    let mut store = StoreSide {
+        sink,
+        records: Vec::new(),
+    };
     let mut store_running = true;
     let mut peers: HashMap<ConnectionId, Peer> = HashMap::default();
     let mut reported = (0u64, 0u64);
@@ -240,12 +250,12 @@ pub(crate) async fn run(
             command = commands.recv() => {
                 let Some(command) = command else { break };
                 let now = Instant::now();
-                stop |= handle_and_route(&mut broker, &mut peers, command, now);
+                stop |= handle_and_route(&mut broker, &mut peers, command, now, &mut store);
                 // Take what else is waiting, so that a burst costs one wake-up.
                 for _ in 1..COMMAND_BATCH {
                     match commands.try_recv() {
                         Ok(command) => {
-                            stop |= handle_and_route(&mut broker, &mut peers, command, now);
+                            stop |= handle_and_route(&mut broker, &mut peers, command, now, &mut store);
                         }
                         Err(_) => break,
                     }
@@ -262,10 +272,7 @@ pub(crate) async fn run(
         // Timer outputs (keepalive closes, `$SYS`) and released acknowledgements have no
         // publisher to slow.
         route(&mut broker, &mut peers);
-        let total = broker.take_changes(&mut records);
-        if !records.is_empty() {
-            sink.push(&mut records, total);
-        }
+        store.flush(&mut broker);
         if stop {
             close_unannounced(&mut peers, &mut commands);
             break;
@@ -301,6 +308,7 @@ fn handle_and_route(
     peers: &mut HashMap<ConnectionId, Peer>,
     command: Command,
     now: Instant,
+    store: &mut StoreSide,
 ) -> bool {
     let source = match &command {
         Command::Packets { connection, .. } => Some(*connection),
@@ -309,6 +317,7 @@ fn handle_and_route(
     let stop = handle(broker, peers, command, now);
     let congested_outbox = route(broker, peers);
     let congested_queue = broker.take_congestion();
+    let store_behind = store.flush(broker);
     if let Some(peer) = source.and_then(|source| peers.get(&source)) {
         let now = tokio::time::Instant::now();
         if let Some(congested) = congested_outbox {
@@ -316,9 +325,27 @@ fn handle_and_route(
                 .throttle(Throttle::Outbox(congested), now + OUTBOX_PAUSE);
         } else if congested_queue {
             peer.link.throttle(Throttle::Queue, now + QUEUE_PAUSE);
+        } else if store_behind {
+            peer.link.throttle(Throttle::Store, now + STORE_PAUSE);
         }
     }
     stop
+}
+
+/// The broker task's end of the store: the sink, and a vector the records pass through.
+struct StoreSide {
+    sink: ChangeSink,
+    records: Vec<Change>,
+}
+
+impl StoreSide {
+    /// Hands the broker's new change records to the writer. Returns whether the writer is
+    /// behind: the publisher whose packets made them should pause, or a flood of retained
+    /// messages would pile up in memory faster than the disk takes them.
+    fn flush(&mut self, broker: &mut Broker) -> bool {
+        let total = broker.take_changes(&mut self.records);
+        !self.records.is_empty() && self.sink.push(&mut self.records, total)
+    }
 }
 
 /// Applies one command; returns true for `Shutdown`.

@@ -264,7 +264,7 @@ async fn pause((throttle, until): (Throttle, Instant)) {
         Throttle::Outbox(congested) => {
             let _ = tokio::time::timeout_at(until, congested.wait_uncongested()).await;
         }
-        Throttle::Queue => tokio::time::sleep_until(until).await,
+        Throttle::Queue | Throttle::Store => tokio::time::sleep_until(until).await,
     }
 }
 

@@ -103,6 +103,8 @@ pub(crate) enum Throttle {
     Outbox(Arc<ConnectionLink>),
     /// Its messages were queued in a session queue that is half full.
     Queue,
+    /// Its messages made changes that the store has not caught up with.
+    Store,
 }
 
 /// One of a connection's command credits, carried by a command waiting in the broker task.

@@ -54,7 +54,7 @@ use redb::{
     Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata,
     TableDefinition, TableError, WriteTransaction,
 };
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
@@ -220,6 +220,23 @@ impl fmt::Debug for Store {
 /// large store in memory a second time (the broker holds the state already); the store reads
 /// it only at start, and a commit touches few pages, which the kernel's page cache serves.
 const CACHE_BYTES: usize = 4 * 1024 * 1024;
+
+/// The positions of the retained records that a later record of the same batch replaces: a
+/// retained row depends on nothing else, so only the last write of a topic needs doing. A
+/// publisher that rewrites a few topics fast then costs a commit a row per topic, not per
+/// message.
+fn superseded_retained(changes: &[Change]) -> HashSet<usize> {
+    let mut last: HashMap<&str, usize> = HashMap::new();
+    let mut superseded = HashSet::new();
+    for (index, change) in changes.iter().enumerate() {
+        if let Change::Retained { topic, .. } = change
+            && let Some(earlier) = last.insert(topic.as_str(), index)
+        {
+            superseded.insert(earlier);
+        }
+    }
+    superseded
+}
 
 impl Store {
     /// Opens (or creates) `gateway.redb` in `directory`, migrating a layout-version-1 store to
@@ -526,10 +543,13 @@ impl Store {
         }
         let references = self.references.as_ref().expect("counted above");
         let write = begin_write(self.database()?)?;
+        let superseded = superseded_retained(changes);
         let counts = {
             let mut tables = Tables::open(&write, references)?;
-            for change in changes {
-                tables.apply(change, clock)?;
+            for (index, change) in changes.iter().enumerate() {
+                if !superseded.contains(&index) {
+                    tables.apply(change, clock)?;
+                }
             }
             tables.finish()?
         };

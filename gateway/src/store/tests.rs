@@ -559,6 +559,53 @@ fn entries_keep_their_order_packet_ids_and_released_flags() {
 }
 
 #[test]
+fn only_the_last_retained_record_of_a_topic_in_a_batch_is_written() {
+    let dir = TempDir::new("superseded");
+    let clock = Clock::now();
+    let mut store = open(&dir);
+    let retained = |topic: &str, payload: &'static [u8]| {
+        let mut publish = publish(topic, payload, QoS::AtLeastOnce);
+        publish.retain = true;
+        Change::Retained {
+            topic: ByteStr::from(topic),
+            message: Some((KeptPublish::new(publish), None)),
+        }
+    };
+    let cleared = |topic: &str| Change::Retained {
+        topic: ByteStr::from(topic),
+        message: None,
+    };
+    let batch = [
+        retained("a", b"1"),
+        retained("b", b"1"),
+        retained("a", b"2"),
+        cleared("b"),
+        retained("c", b"1"),
+        cleared("c"),
+        retained("c", b"3"),
+    ];
+    assert_eq!(
+        superseded_retained(&batch),
+        HashSet::from([0, 1, 4, 5]),
+        "each topic's earlier records"
+    );
+    store.apply(&batch, &clock).unwrap();
+    let loaded = store.load().unwrap();
+    let held: Vec<(String, Vec<u8>)> = loaded
+        .retained
+        .iter()
+        .map(|m| (m.publish.topic.to_string(), m.publish.payload.to_vec()))
+        .collect();
+    assert_eq!(
+        held,
+        [
+            ("a".to_string(), b"2".to_vec()),
+            ("c".to_string(), b"3".to_vec())
+        ]
+    );
+}
+
+#[test]
 fn times_are_absolute_so_downtime_counts() {
     let dir = TempDir::new("times");
     let clock = Clock::now();

@@ -60,6 +60,8 @@ pub(crate) struct StoreCounters {
 #[derive(Debug, Default)]
 struct Pending {
     records: Vec<Change>,
+    /// The payload bytes the records hold (a retained message's, a stored message's).
+    bytes: usize,
     /// The count of changes recorded up to the last record pushed.
     total: u64,
     /// The sink is gone: write what is left and stop.
@@ -90,9 +92,15 @@ pub(crate) struct ChangeSink {
 
 impl ChangeSink {
     /// Moves `changes` to the writer; `total` is what [`broker_core::Broker::take_changes`]
-    /// returned with them. Takes a short lock, never waits for the disk.
-    pub(crate) fn push(&self, changes: &mut Vec<Change>, total: u64) {
+    /// returned with them. Takes a short lock, never waits for the disk. Returns whether the
+    /// writer has fallen behind: more records or payload bytes wait than it should take in one
+    /// commit, so whoever is producing them should slow down.
+    pub(crate) fn push(&self, changes: &mut Vec<Change>, total: u64) -> bool {
+        let bytes: usize = changes.iter().map(payload_bytes).sum();
         let mut pending = self.shared.lock();
+        pending.bytes += bytes;
+        let behind =
+            pending.records.len() + changes.len() > BEHIND_RECORDS || pending.bytes > BEHIND_BYTES;
         if pending.records.is_empty() {
             // Hand the vector over whole, and give the caller back the empty one.
             mem::swap(&mut pending.records, changes);
@@ -102,6 +110,23 @@ impl ChangeSink {
         pending.total = pending.total.max(total);
         drop(pending);
         self.shared.wake.notify_one();
+        behind
+    }
+}
+
+/// Records waiting for the writer beyond which it counts as behind.
+const BEHIND_RECORDS: usize = 100_000;
+/// Payload bytes waiting for the writer beyond which it counts as behind.
+const BEHIND_BYTES: usize = 32 * 1024 * 1024;
+
+fn payload_bytes(change: &Change) -> usize {
+    match change {
+        Change::Retained {
+            message: Some((publish, _)),
+            ..
+        }
+        | Change::Message { publish, .. } => publish.payload.len(),
+        _ => 0,
     }
 }
 
@@ -188,6 +213,7 @@ impl Writer {
                 } else {
                     batch.append(&mut pending.records);
                 }
+                pending.bytes = 0;
                 batch_total = batch_total.max(pending.total);
                 pending.closed
             };
