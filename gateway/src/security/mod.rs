@@ -25,6 +25,7 @@
 pub mod acl;
 pub mod lockout;
 pub mod password_file;
+pub mod scram;
 pub mod tls;
 pub mod token;
 
