@@ -1,14 +1,15 @@
 // The dashboard's sign-in against a gateway with accounts and an ACL: a password file made with
 // `gateway passwd` (an admin, a viewer that may read sensors/# only, and a device that may
 // publish there), `--acl-file`, `--admin-user admin`, and an HTTPS listener with a certificate
-// made by openssl (see pki.mjs).
+// made by openssl (see pki.mjs), and an HS256 secret for tokens (`--jwt-secret-file`).
 //
 // The page is refused anonymously and shows the sign-in form; a wrong password is said so in
 // the form; the right one connects, the `?sub=` filter applies, and a TCP device's JSON plots.
 // A filter the user may not read shows its SUBACK refusal; the retained panel says "not
 // allowed" to a non-admin and lists the messages for the admin; a connection the gateway drops
 // comes back with the same credentials; a reload asks again unless "remember on this tab" was
-// ticked; "Sign out" forgets and shows the form; and the same flow works over https/wss.
+// ticked; "Sign out" forgets and shows the form; a token pasted as the password, with no user
+// name, signs in too (and the API takes it as a bearer token); and it all works over https/wss.
 //
 // Every page runs under the gateway's Content-Security-Policy; every test fails on a CSP
 // violation (reported by a `securitypolicyviolation` listener installed before the page's own
@@ -17,6 +18,7 @@
 
 import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
+import { createHmac, randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -51,11 +53,20 @@ const FORBIDDEN_LOAD = /Failed to load resource: the server responded with a sta
 
 let dir;
 let gateway;
+/** The HS256 secret the gateway checks tokens with. */
+const jwtSecret = randomBytes(32).toString('hex');
 let pin;
 /** The main browser: one page, like one tab, for the tests that follow each other. */
 let main;
 /** CSP violations reported by any page of any browser, as `directive blockedURI`. */
 const violations = [];
+
+/** An HS256 token for `claims`, signed with the gateway's secret. */
+function token(claims) {
+  const part = (value) => Buffer.from(JSON.stringify(value)).toString('base64url');
+  const unsigned = `${part({ alg: 'HS256', typ: 'JWT' })}.${part(claims)}`;
+  return `${unsigned}.${createHmac('sha256', jwtSecret).update(unsigned).digest('base64url')}`;
+}
 
 /** HTTP Basic for Node's fetch. */
 const basic = (user) => `Basic ${Buffer.from(`${user}:${USERS[user]}`).toString('base64')}`;
@@ -104,10 +115,11 @@ before(async () => {
   const passwords = join(dir, 'passwords');
   for (const [user, password] of Object.entries(USERS)) addPasswordUser(passwords, user, password);
   writeFileSync(join(dir, 'acl'), ACL);
+  writeFileSync(join(dir, 'jwt-secret'), jwtSecret);
   const pki = makeCertificates(dir);
   pin = spkiHash(pki.cert);
   gateway = await startGateway({
-    args: ['--password-file', passwords, '--acl-file', join(dir, 'acl'), '--admin-user', 'admin', '--https', '127.0.0.1:0', '--tls-cert', pki.cert, '--tls-key', pki.key],
+    args: ['--password-file', passwords, '--acl-file', join(dir, 'acl'), '--admin-user', 'admin', '--jwt-secret-file', join(dir, 'jwt-secret'), '--https', '127.0.0.1:0', '--tls-cert', pki.cert, '--tls-key', pki.key],
   });
   main = await browserWithCspWatch();
 });
@@ -295,6 +307,31 @@ test('the admin signs in and the retained panel lists the messages; sign out emp
   assert.equal(await page.locator('#retained-list li').count(), 0, 'what the admin saw is gone');
   assert.equal(await page.textContent('#retained-status'), '');
   await page.click('#retained summary');
+  assert.deepEqual(unexpected(errors), []);
+});
+
+test('a token as the password, with no user name, signs in; the API takes it as a bearer token', { timeout: TEST_TIMEOUT_MS }, async () => {
+  const { page, errors } = main;
+  const now = Math.floor(Date.now() / 1000);
+  await page.reload();
+  await signIn(page, '', token({ sub: 'admin', exp: now - 3600 }));
+  await page.waitForFunction(() => document.getElementById('signin-message').textContent === 'token refused (expired, or not for this gateway)');
+  assert.equal(await page.inputValue('#signin [name=password]'), '', 'the refused token is not kept');
+
+  const valid = token({ sub: 'admin', exp: now + 600 });
+  await signIn(page, '', valid);
+  const state = await waitSignedIn(page);
+  assert.equal(state.signedInAs, '', 'no user name was typed');
+  assert.equal(await page.textContent('#account-user'), 'token');
+  assert.deepEqual((await clients()).filter((c) => c.transport === 'ws').map((c) => c.username), ['admin'], 'the token’s subject is the user');
+  await page.click('#retained summary');
+  await page.waitForFunction(() => document.getElementById('retained-status').dataset.state === 'loaded');
+  assert.equal(await page.locator('#retained-list li[data-topic="sensors/kept"]').count(), 1);
+  await page.click('#retained summary');
+  const kept = await storages(page);
+  assert.equal(kept.session.includes(valid) || kept.local.includes(valid), false, 'the token is in no storage');
+  await page.click('#signout');
+  await page.locator('#signin').waitFor({ state: 'visible' });
   assert.deepEqual(unexpected(errors), []);
 });
 
