@@ -10,8 +10,14 @@
 //
 // Where the rest lives: connection.js (the client and the connection states), subscriptions.js
 // (the filters, re-sent to each new client), page-url.js (`?sub=` in the address), settings.js
-// (localStorage), publish.js and retained.js (those two panels), controls.js (the other
+// (localStorage), signin.js and credentials.js (the sign-in form, the credentials and where
+// they are kept), publish.js and retained.js (those two panels), controls.js (the other
 // controls), frame-scheduler.js (the drawing loop), debug-hook.js (`window.__dashboard`).
+//
+// Signing in: the page first connects with the credentials remembered on this tab, or none.
+// When the gateway refuses (bad credentials, or anonymous clients not let in), the sign-in
+// form appears; its credentials make a new connection, whose client keeps them for its own
+// reconnects. The `?sub=` filters wait as pending meanwhile and are sent once connected.
 
 import { MessageLog } from './model/message-log.js';
 import { TopicTree } from './model/topic-tree.js';
@@ -25,7 +31,9 @@ import { formatCount, formatRate } from './ui/dom.js';
 import { onThemeChange } from './ui/theme.js';
 import { loadMqttClient } from './mqtt.js';
 import { findElements } from './elements.js';
-import { loadSettings, saveSettings } from './settings.js';
+import { loadSettings, saveSettings, brokerUrlProblem } from './settings.js';
+import { tabCredentialStore, authorizationHeader, connectCredentials } from './credentials.js';
+import { SignIn } from './signin.js';
 import { subscriptionFilters, mirrorSubscriptions } from './page-url.js';
 import { Subscriptions } from './subscriptions.js';
 import { Connection } from './connection.js';
@@ -84,19 +92,37 @@ export class Dashboard {
         requestFrame,
       ),
       onChange: requestFrame,
-      onConnected: () => this.subscriptions.sendAll(),
+      onConnected: () => {
+        this.signIn.connected();
+        this.subscriptions.sendAll();
+        this.retainedPanel.refresh();
+      },
       // The client restores its subscriptions itself; mark them active again.
       onReconnected: () => this.subscriptions.resendPending(),
       onDisconnect: () => this.subscriptions.markPending(),
+      onFailed: (error) => this.signIn.failed(error),
+      urlProblem: (url) => brokerUrlProblem(url, location),
     });
 
     // Controls.
     this.settings = loadSettings();
+    this.signIn = new SignIn(
+      { form: el.signInForm, message: el.signInMessage, open: el.signInOpen, signOut: el.signOut, account: el.accountUser },
+      {
+        store: tabCredentialStore(),
+        protocolVersion: () => this.settings.protocolVersion,
+        onSignIn: () => this.connect(),
+        onSignOut: () => {
+          this.connection.disconnect();
+          this.retainedPanel.reset();
+        },
+      },
+    );
     bindConnectionPanel({ toggle: el.connectionToggle, form: el.connectionForm, disconnect: el.disconnect }, this.settings, {
       onConnect: (settings) => {
         this.settings = settings;
         saveSettings(settings);
-        this.connection.connect(settings);
+        this.connect();
       },
       onDisconnect: () => this.connection.disconnect(),
     });
@@ -109,9 +135,9 @@ export class Dashboard {
     const client = () => this.connection.client;
     const onSent = () => this.traffic.countSent(performance.now());
     bindPublishForm(el.publishForm, el.publishResult, { client, onSent, onDone: requestFrame });
-    bindRetainedPanel(
+    this.retainedPanel = bindRetainedPanel(
       { details: el.retained, form: el.retainedForm, status: el.retainedStatus, list: el.retainedList },
-      { tree: this.tree, client, onSent, onDone: requestFrame },
+      { tree: this.tree, client, authorization: () => authorizationHeader(this.signIn.credentials), onSent, onDone: requestFrame },
     );
 
     onThemeChange(() => this.charts.restyle());
@@ -125,6 +151,7 @@ export class Dashboard {
         subscriptions: this.subscriptions,
         series: this.series,
         charts: this.charts,
+        signIn: this.signIn,
       },
       this.scheduler,
     );
@@ -134,7 +161,12 @@ export class Dashboard {
   start() {
     for (const filter of subscriptionFilters(location.search)) this.subscriptions.add(filter, 0);
     this.subscriptionsView.render(this.subscriptions.list);
-    this.connection.connect(this.settings);
+    this.connect();
+  }
+
+  /** Connects with the settings and the signed-in credentials (none: anonymously). */
+  connect() {
+    this.connection.connect({ ...this.settings, ...connectCredentials(this.signIn.credentials) });
   }
 
   /**

@@ -9,7 +9,9 @@
 // generation number tells a stale attempt (one overtaken by a newer Connect or a Disconnect)
 // from the current one, and the state events of a dropped client are ignored (its messages
 // still in flight are not: they did arrive). Nothing here touches the DOM: changes are
-// announced through `onChange`, and drawn in the next frame.
+// announced through `onChange`, and drawn in the next frame. A connection that ends for good
+// with an error (a refused or failed connect, a close the client does not retry) is also
+// reported through `onFailed`, which is how the sign-in form learns of a refusal.
 
 import { describeError } from './errors.js';
 
@@ -26,14 +28,19 @@ export class Connection {
    * @param {() => void} hooks.onConnected a new client is connected (send it every subscription)
    * @param {() => void} hooks.onReconnected the client reconnected by itself
    * @param {() => void} hooks.onDisconnect the current client is being dropped
+   * @param {(error: object) => void} [hooks.onFailed] the connection ended for good with `error`
+   * @param {(url: string) => string | null} [hooks.urlProblem] why the page may not connect to
+   *   `url` (refused before any attempt), or null
    */
-  constructor({ loadClient, onMessage, onChange, onConnected, onReconnected, onDisconnect }) {
+  constructor({ loadClient, onMessage, onChange, onConnected, onReconnected, onDisconnect, onFailed = () => {}, urlProblem = () => null }) {
     this.loadClient = loadClient;
     this.onMessage = onMessage;
     this.onChange = onChange;
     this.onConnected = onConnected;
     this.onReconnected = onReconnected;
     this.onDisconnect = onDisconnect;
+    this.onFailed = onFailed;
+    this.urlProblem = urlProblem;
     /** The connected client, or null. */
     this.client = null;
     /** The settings of the latest `connect`. */
@@ -54,8 +61,13 @@ export class Connection {
     await this.disconnect();
     // Read again after the wait: a Connect pressed meanwhile brought newer settings.
     settings = this.settings;
-    this.setState('connecting', settings.url);
     const generation = ++this.generation;
+    const problem = this.urlProblem(settings.url);
+    if (problem !== null) {
+      this.setState('refused', problem);
+      return;
+    }
+    this.setState('connecting', settings.url);
     let client;
     try {
       const MqttClient = await this.loadClient();
@@ -70,7 +82,10 @@ export class Connection {
       if (settings.password) options.password = settings.password;
       client = await MqttClient.connect(settings.url, options);
     } catch (error) {
-      if (generation === this.generation) this.setState('refused', describeError(error));
+      if (generation === this.generation) {
+        this.setState('refused', describeError(error));
+        this.onFailed(error);
+      }
       return;
     }
     if (generation !== this.generation) {
@@ -125,6 +140,7 @@ export class Connection {
       } else {
         this.setState('closed', detail.error ? this.lastError : '');
       }
+      if (!detail.reconnect && detail.error) this.onFailed(detail.error);
     });
     client.addEventListener('error', (event) => {
       if (!mine()) return;

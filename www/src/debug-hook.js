@@ -6,11 +6,14 @@
  * The dashboard's state as plain data.
  *
  * @param {object} sources the models to read (connection, traffic, log, tree, subscriptions,
- *   series) and the chart manager, for which chart shows which series
+ *   series), the chart manager, for which chart shows which series, and the sign-in (whether
+ *   its form shows and who is signed in; never a password)
  */
-export function debugSnapshot({ connection, traffic, log, tree, subscriptions, series, charts }) {
+export function debugSnapshot({ connection, traffic, log, tree, subscriptions, series, charts, signIn }) {
   return {
     state: connection.state,
+    signInShown: signIn?.shown ?? false,
+    signedInAs: signIn?.credentials?.username ?? null,
     stateDetail: connection.stateDetail,
     received: traffic.received,
     sent: traffic.sent,

@@ -11,6 +11,12 @@ const IDS = {
   rateOut: 'rate-out',
   countIn: 'count-in',
   connectionToggle: 'connection-toggle',
+  accountUser: 'account-user',
+  signOut: 'signout',
+  signInOpen: 'signin-open',
+  // sign-in form
+  signInForm: 'signin',
+  signInMessage: 'signin-message',
   // connection form
   connectionForm: 'connection',
   disconnect: 'disconnect',

@@ -3,6 +3,10 @@
 // and clears one by publishing an empty retained message to its topic (what MQTT defines as
 // deleting it). It loads when the panel is opened and on its Load button, not continuously:
 // the list can be long and the live topic tree already shows new retained messages.
+//
+// Once the gateway has accounts, its API answers only admin users: the call carries the
+// signed-in credentials (credentials.js, `authorizationHeader`), and a 401 or 403 shows as
+// "not allowed" in the panel, with nothing listed.
 
 import { formatCount } from './ui/dom.js';
 import { renderRetained } from './ui/panels.js';
@@ -11,16 +15,46 @@ import { describeError } from './errors.js';
 /** The most messages asked for at once; the list is for looking, not for exporting. */
 const LIMIT = 1000;
 
+/** The API refused the caller (401: no or wrong credentials, 403: not an admin user). */
+export class NotAllowedError extends Error {
+  constructor(status, detail) {
+    super(detail ? `HTTP ${status}: ${detail}` : `HTTP ${status}`);
+    this.name = 'NotAllowedError';
+    this.status = status;
+  }
+}
+
 /**
  * The retained messages matching `filter`, as the API lists them:
  * `{topic, qos, size, encoding: 'utf8' | 'base64', payload, truncated}`.
- * Throws with the API's error text when it refuses.
+ * Throws `NotAllowedError` on 401/403, an Error with the API's error text on other refusals.
+ *
+ * @param {string} filter
+ * @param {object} [options]
+ * @param {string | null} [options.authorization] the `Authorization` header, if any
+ * @param {(url: string, init: RequestInit) => Promise<Response>} [options.fetchImpl]
  */
-export async function fetchRetained(filter, fetchImpl = (url) => fetch(url)) {
-  const response = await fetchImpl(`/api/v1/retained?filter=${encodeURIComponent(filter)}&limit=${LIMIT}`);
-  const body = await response.json();
-  if (!response.ok) throw new Error(body.error ?? `HTTP ${response.status}`);
+export async function fetchRetained(filter, { authorization = null, fetchImpl = (url, init) => fetch(url, init) } = {}) {
+  // The browser's own credentials (a TLS client certificate) still go along: the default
+  // credentials mode, since `omit` would also drop a required client certificate.
+  const init = { headers: authorization === null ? {} : { Authorization: authorization } };
+  const response = await fetchImpl(`/api/v1/retained?filter=${encodeURIComponent(filter)}&limit=${LIMIT}`, init);
+  let body = null;
+  try {
+    body = await response.json();
+  } catch {
+    // Not JSON (a proxy's error page): the status says enough.
+  }
+  if (response.status === 401 || response.status === 403) throw new NotAllowedError(response.status, body?.error);
+  if (!response.ok) throw new Error(body?.error ?? `HTTP ${response.status}`);
   return body;
+}
+
+/** The panel's line for a refusal: who may list retained messages. */
+export function notAllowedText(error) {
+  return error.status === 403
+    ? 'not allowed: listing retained messages needs an admin user'
+    : 'not allowed: sign in as an admin user to list retained messages';
 }
 
 /** A listed message's payload as bytes (the API sends text as is, anything else in base64). */
@@ -43,21 +77,33 @@ export function retainedSummary(count) {
  * @param {() => void} hooks.onSent a message was published (counted in the header)
  * @param {() => void} hooks.onDone a load settled (asks for a frame)
  */
-export function bindRetainedPanel({ details, form, status, list }, { tree, client, onSent, onDone }) {
+export function bindRetainedPanel({ details, form, status, list }, { tree, client, authorization, onSent, onDone }) {
   const filterText = () => form.elements.filter.value.trim();
+  // Each load and each reset takes a number; an answer for an older one is dropped (a load
+  // that was under way while the person signed out must not list anything afterwards).
+  let generation = 0;
+
+  function show(text, state) {
+    status.textContent = text;
+    status.classList.toggle('error', state === 'error');
+    status.dataset.state = state;
+  }
 
   async function load(filter) {
-    status.classList.remove('error');
-    status.textContent = 'loading…';
+    const mine = ++generation;
+    show('loading…', 'loading');
     try {
-      const messages = await fetchRetained(filter);
+      const messages = await fetchRetained(filter, { authorization: authorization() });
+      if (mine !== generation) return;
       const time = Date.now() / 1000;
       for (const message of messages) tree.markRetained(message.topic, retainedPayload(message), message.qos, time);
-      status.textContent = retainedSummary(messages.length);
+      show(retainedSummary(messages.length), 'loaded');
       renderRetained(list, messages, (topic) => clear(topic, filter));
     } catch (error) {
-      status.classList.add('error');
-      status.textContent = `could not load: ${describeError(error)}`;
+      if (mine !== generation) return;
+      list.replaceChildren();
+      if (error instanceof NotAllowedError) show(notAllowedText(error), 'not-allowed');
+      else show(`could not load: ${describeError(error)}`, 'error');
     }
     onDone();
   }
@@ -78,6 +124,19 @@ export function bindRetainedPanel({ details, form, status, list }, { tree, clien
   details.addEventListener('toggle', () => {
     if (details.open) load(filterText());
   });
+
+  return {
+    /** Loads again if the panel is open (the credentials changed). */
+    refresh() {
+      if (details.open) load(filterText());
+    },
+    /** Empties the panel (signed out: what was listed was for the credentials just dropped). */
+    reset() {
+      generation += 1;
+      list.replaceChildren();
+      show('', 'idle');
+    },
+  };
 }
 
 function base64Bytes(text) {

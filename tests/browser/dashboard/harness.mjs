@@ -6,7 +6,7 @@
 // xtask step builds both), PAHO_PYTHON (default target/venv/paho2/bin/python), CHROMIUM
 // (default /usr/bin/chromium). Screenshots go to target/browser/dashboard/.
 
-import { spawn, execFile } from 'node:child_process';
+import { spawn, execFile, execFileSync } from 'node:child_process';
 import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
@@ -83,6 +83,14 @@ export async function startGateway({ dataDir, tcpPort = 0, httpPort = 0, args = 
   };
 }
 
+/**
+ * Adds `user` to the password file `file` with `gateway passwd`, which reads the password from
+ * the first line of standard input when that is not a terminal.
+ */
+export function addPasswordUser(file, user, password) {
+  execFileSync(gatewayBin, ['passwd', file, user], { input: `${password}\n`, timeout: 30_000, stdio: ['pipe', 'pipe', 'pipe'] });
+}
+
 export function sleep(ms) {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
@@ -128,13 +136,20 @@ export async function openDashboard(page, gateway, path = '/') {
   });
 }
 
-/** Runs publisher.py; resolves with its output once it exits 0. */
-export function publish(gateway, { topic, count, rate, kind = 'json' }) {
+/**
+ * Runs publisher.py; resolves with its output once it exits 0. With `username` and `password`
+ * it signs in (the password goes through the environment, not the command line).
+ */
+export function publish(gateway, { topic, count, rate, kind = 'json', username, password, retain = false }) {
+  const args = [join(root, 'tests/browser/dashboard/publisher.py'), '--port', String(gateway.mqttPort), '--topic', topic, '--count', String(count), '--rate', String(rate), '--kind', kind];
+  if (username !== undefined) args.push('--username', username);
+  if (retain) args.push('--retain');
+  const env = password === undefined ? process.env : { ...process.env, PUBLISHER_PASSWORD: password };
   return new Promise((resolve, reject) => {
     execFile(
       python,
-      [join(root, 'tests/browser/dashboard/publisher.py'), '--port', String(gateway.mqttPort), '--topic', topic, '--count', String(count), '--rate', String(rate), '--kind', kind],
-      { timeout: 60_000 },
+      args,
+      { timeout: 60_000, env },
       (error, stdout, stderr) => (error ? reject(new Error(`publisher failed: ${error.message}\n${stderr}`)) : resolve(stdout.trim())),
     );
   });

@@ -5,12 +5,16 @@ millisecond or so (so a 10k/s run is a steady stream, not one burst), then waits
 written the last one to the socket before disconnecting (see the README: a script that exits
 right after publish() may send nothing). Prints `sent N` on success.
 
+With --username (and the password in the environment variable PUBLISHER_PASSWORD, so that it
+shows in no process list) it signs in; --retain makes every message retained.
+
 Payload kinds: `json` ({"temp": ..., "hum": ...}, varying), `number` (a plain number), `text`
 (not numeric), `counter` ({"v": i}).
 """
 
 import argparse
 import math
+import os
 import sys
 import time
 
@@ -39,9 +43,13 @@ def main() -> int:
     parser.add_argument("--count", type=int, required=True)
     parser.add_argument("--rate", type=float, required=True, help="messages per second")
     parser.add_argument("--kind", default="json")
+    parser.add_argument("--username")
+    parser.add_argument("--retain", action="store_true")
     args = parser.parse_args()
 
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"dashboard-test-{time.time_ns()}")
+    if args.username is not None:
+        client.username_pw_set(args.username, os.environ.get("PUBLISHER_PASSWORD"))
     client.connect(args.host, args.port, keepalive=30)
     client.loop_start()
     deadline = time.monotonic() + 10
@@ -59,7 +67,7 @@ def main() -> int:
         delay = due - time.monotonic()
         if delay > 0.001:
             time.sleep(delay)
-        last = client.publish(args.topic, payload(args.kind, index), qos=0)
+        last = client.publish(args.topic, payload(args.kind, index), qos=0, retain=args.retain)
     if last is not None:
         last.wait_for_publish(timeout=30)
     elapsed = time.monotonic() - started

@@ -41,11 +41,14 @@ function fakeClientClass() {
   return { MqttClient, attempts };
 }
 
-function setup() {
+function setup(hooks = {}) {
   const { MqttClient, attempts } = fakeClientClass();
   const calls = [];
   const messages = [];
+  const failures = [];
   const connection = new Connection({
+    onFailed: (error) => failures.push(error),
+    ...hooks,
     loadClient: async () => MqttClient,
     onMessage: (message) => messages.push(message),
     onChange: () => calls.push(`change:${connection.state}`),
@@ -53,10 +56,11 @@ function setup() {
     onReconnected: () => calls.push('reconnected'),
     onDisconnect: () => calls.push('disconnect'),
   });
-  return { connection, attempts, calls, messages };
+  return { connection, attempts, calls, messages, failures };
 }
 
 const settings = { url: 'ws://127.0.0.1:8080/mqtt', clientId: 'dashboard-t', protocolVersion: 5, keepalive: 30, username: '', password: '' };
+const refused = (reasonCode) => Object.assign(new Error('connection refused by the broker'), { code: 'CONNECTION_REFUSED', reasonCode });
 const settle = () => new Promise((resolve) => setImmediate(resolve));
 
 test('connecting, then connected, with the settings as client options', async () => {
@@ -237,4 +241,58 @@ test('batched messages are handed over one by one', async () => {
   deliver([{ topic: 'a' }, { topic: 'b' }]);
   assert.deepEqual(messages.map((m) => m.topic), ['a', 'b']);
   assert.equal(client.handlers.length, 0, 'onMessage is not used when batches are offered');
+});
+
+test('a refused connect is reported to onFailed with the client’s error', async () => {
+  const { connection, attempts, failures } = setup();
+  const done = connection.connect(settings);
+  await settle();
+  const error = refused(0x87);
+  attempts[0].refuse(error);
+  await done;
+  assert.deepEqual(failures, [error]);
+});
+
+test('a close for good with an error goes to onFailed; a retried one or a clean one does not', async () => {
+  for (const [detail, reported] of [
+    [{ error: refused(0x86), reconnect: false }, true],
+    [{ error: new Error('protocol error'), reconnect: false }, true],
+    [{ error: new Error('connection lost'), reconnect: true }, false],
+    [{ reconnect: false }, false],
+  ]) {
+    const { connection, attempts, failures } = setup();
+    const done = connection.connect(settings);
+    await settle();
+    attempts[0].accept();
+    await done;
+    attempts[0].client.emit('close', detail);
+    assert.deepEqual(failures, reported ? [detail.error] : [], JSON.stringify(detail));
+  }
+});
+
+test('an overtaken connect’s refusal is not reported', async () => {
+  const { connection, attempts, failures } = setup();
+  const first = connection.connect(settings);
+  await settle();
+  const second = connection.connect(settings);
+  await settle();
+  attempts[0].refuse(refused(0x87));
+  await first;
+  attempts[1].accept();
+  await second;
+  assert.deepEqual(failures, []);
+});
+
+test('a broker URL the page may not reach is refused before any attempt', async () => {
+  const { connection, attempts } = setup({ urlProblem: (url) => (url.includes('evil') ? 'not this one' : null) });
+  await connection.connect({ ...settings, url: 'ws://evil/mqtt' });
+  assert.equal(attempts.length, 0);
+  assert.equal(connection.state, 'refused');
+  assert.equal(connection.statusText(0), 'refused: not this one');
+  const done = connection.connect(settings);
+  await settle();
+  assert.equal(attempts.length, 1);
+  attempts[0].accept();
+  await done;
+  assert.equal(connection.state, 'connected');
 });

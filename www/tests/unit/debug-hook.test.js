@@ -26,6 +26,8 @@ test('the snapshot reports state, counts, subscriptions, series and charts', () 
 
   assert.deepEqual(debugSnapshot({ connection, charts, ...models }), {
     state: 'connected',
+    signInShown: false,
+    signedInAs: null,
     stateDetail: '',
     received: 2,
     sent: 1,
@@ -40,4 +42,18 @@ test('the snapshot reports state, counts, subscriptions, series and charts', () 
     ],
     charts: [{ id: 7, series: ['demo/a temp'] }],
   });
+});
+
+test('the snapshot tells whether the sign-in form shows and who is signed in, never a password', () => {
+  const subscriptions = new Subscriptions({ client: () => null, onChange() {}, onFiltersChange() {}, onError() {} });
+  const models = { traffic: new Traffic(), subscriptions, tree: new TopicTree(), log: new MessageLog(10), series: new SeriesStore() };
+  const charts = { charts: [], chartOf: () => undefined };
+  const signIn = { shown: false, credentials: { username: 'ann', password: 'hunter2' } };
+  const state = debugSnapshot({ connection: { state: 'connected', stateDetail: '' }, charts, signIn, ...models });
+  assert.equal(state.signInShown, false);
+  assert.equal(state.signedInAs, 'ann');
+  assert.equal(JSON.stringify(state).includes('hunter2'), false);
+  const signedOut = debugSnapshot({ connection: { state: 'refused', stateDetail: '' }, charts, signIn: { shown: true, credentials: null }, ...models });
+  assert.equal(signedOut.signInShown, true);
+  assert.equal(signedOut.signedInAs, null);
 });
