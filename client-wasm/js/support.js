@@ -112,22 +112,24 @@ const PROPERTY_SUBSCRIPTION_IDENTIFIER_AVAILABLE = 23;
 const PROPERTY_SHARED_SUBSCRIPTION_AVAILABLE = 24;
 const ERROR_INVALID_OPTIONS = 0;
 const ERROR_CONNECTION_REFUSED = 1;
-const ERROR_CONNECT_FAILED = 2;
-const ERROR_CONNECT_TIMEOUT = 3;
-const ERROR_KEEPALIVE_TIMEOUT = 4;
-const ERROR_CONNECTION_LOST = 5;
-const ERROR_SERVER_DISCONNECTED = 6;
-const ERROR_PROTOCOL = 7;
-const ERROR_MALFORMED = 8;
-const ERROR_INVALID_ARGUMENT = 9;
-const ERROR_SUBSCRIBE_REFUSED = 10;
-const ERROR_UNSUBSCRIBE_REFUSED = 11;
-const ERROR_PUBLISH_REFUSED = 12;
-const ERROR_INVALID_TOPIC = 13;
-const ERROR_PACKET_TOO_LARGE = 14;
-const ERROR_QOS_NOT_SUPPORTED = 15;
-const ERROR_QUEUE_FULL = 16;
-const ERROR_CLOSED = 17;
+const ERROR_BAD_CREDENTIALS = 2;
+const ERROR_NOT_AUTHORIZED = 3;
+const ERROR_CONNECT_FAILED = 4;
+const ERROR_CONNECT_TIMEOUT = 5;
+const ERROR_KEEPALIVE_TIMEOUT = 6;
+const ERROR_CONNECTION_LOST = 7;
+const ERROR_SERVER_DISCONNECTED = 8;
+const ERROR_PROTOCOL = 9;
+const ERROR_MALFORMED = 10;
+const ERROR_INVALID_ARGUMENT = 11;
+const ERROR_SUBSCRIBE_REFUSED = 12;
+const ERROR_UNSUBSCRIBE_REFUSED = 13;
+const ERROR_PUBLISH_REFUSED = 14;
+const ERROR_INVALID_TOPIC = 15;
+const ERROR_PACKET_TOO_LARGE = 16;
+const ERROR_QOS_NOT_SUPPORTED = 17;
+const ERROR_QUEUE_FULL = 18;
+const ERROR_CLOSED = 19;
 const U8 = 255;
 const U16 = 65535;
 const U32 = 4294967295;
@@ -153,6 +155,8 @@ const SENT = [U8, U32, "s", "s", "b", U32, U32, U8, U32, U8, U16];
 const ERRORS = [
   ["INVALID_OPTIONS", "invalid option", ": $d"],
   ["CONNECTION_REFUSED", "connection refused by the broker", ": $r"],
+  ["BAD_CREDENTIALS", "connection refused by the broker", ": $r"],
+  ["NOT_AUTHORIZED", "connection refused by the broker", ": $r"],
   ["CONNECT_FAILED", "could not connect: the connection closed before the broker accepted it", ""],
   ["CONNECT_TIMEOUT", "no CONNACK from the broker within the connect timeout", ""],
   ["KEEPALIVE_TIMEOUT", "keep alive timeout: nothing received from the broker for 1.5 times the keep alive", ""],
@@ -467,9 +471,9 @@ function deliver(messages, events) {
 
 // The texts of the errors are ERRORS, ENCODE, TOPIC, LOW_REASONS and REASONS, from abi.rs.
 
-/** `not authorized (0x87)`. */
-const describe = (code) =>
-  `${REASONS[code < 128 ? LOW_REASONS.indexOf(code) : code - 128 + LOW_REASONS.length]} (0x${code
+/** `not authorized (0x87)`: reason `code` described, and `sent`, the byte the broker sent. */
+const describe = (code, sent) =>
+  `${REASONS[code < 128 ? LOW_REASONS.indexOf(code) : code - 128 + LOW_REASONS.length]} (0x${sent
     .toString(16)
     .toUpperCase()
     .padStart(2, "0")})`;
@@ -484,7 +488,7 @@ export function clientError(kind, reasonCode, d, a, b) {
   const detail = details
     .replace("$a", a)
     .replace("$b", b)
-    .replace("$r", () => describe(a))
+    .replace("$r", () => describe(a, b || a))
     .replace("$t", () => TOPIC[a])
     .replace("$e", () => ENCODE[a])
     .replace("$d", () => d);

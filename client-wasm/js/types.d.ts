@@ -6,6 +6,8 @@ export type MqttErrorCode =
   | "INVALID_OPTIONS"
   | "INVALID_ARGUMENT"
   | "CONNECTION_REFUSED"
+  | "BAD_CREDENTIALS"
+  | "NOT_AUTHORIZED"
   | "CONNECT_FAILED"
   | "CONNECT_TIMEOUT"
   | "KEEPALIVE_TIMEOUT"
@@ -25,7 +27,10 @@ export type MqttErrorCode =
 export interface MqttError extends Error {
   name: "MqttError";
   code: MqttErrorCode;
-  /** The MQTT reason code (5.0) or return code (3.1.1) the broker sent, e.g. 0x87 not authorized. */
+  /**
+   * The MQTT reason code (5.0) or CONNACK return code (3.1.1) the broker sent, e.g. 0x87 (5.0)
+   * or 0x05 (3.1.1) not authorized.
+   */
   reasonCode?: number;
 }
 

@@ -292,38 +292,42 @@ codes! {
         INVALID_OPTIONS = 0,
         /// [`ClientError::ConnectionRefused`].
         CONNECTION_REFUSED = 1,
+        /// [`ClientError::BadCredentials`].
+        BAD_CREDENTIALS = 2,
+        /// [`ClientError::NotAuthorized`].
+        NOT_AUTHORIZED = 3,
         /// [`ClientError::ConnectFailed`].
-        CONNECT_FAILED = 2,
+        CONNECT_FAILED = 4,
         /// [`ClientError::ConnectTimeout`].
-        CONNECT_TIMEOUT = 3,
+        CONNECT_TIMEOUT = 5,
         /// [`ClientError::KeepAliveTimeout`].
-        KEEPALIVE_TIMEOUT = 4,
+        KEEPALIVE_TIMEOUT = 6,
         /// [`ClientError::ConnectionLost`].
-        CONNECTION_LOST = 5,
+        CONNECTION_LOST = 7,
         /// [`ClientError::ServerDisconnected`].
-        SERVER_DISCONNECTED = 6,
+        SERVER_DISCONNECTED = 8,
         /// [`ClientError::Protocol`].
-        PROTOCOL = 7,
+        PROTOCOL = 9,
         /// [`ClientError::Malformed`].
-        MALFORMED = 8,
+        MALFORMED = 10,
         /// [`ClientError::InvalidArgument`].
-        INVALID_ARGUMENT = 9,
+        INVALID_ARGUMENT = 11,
         /// [`ClientError::SubscribeRefused`].
-        SUBSCRIBE_REFUSED = 10,
+        SUBSCRIBE_REFUSED = 12,
         /// [`ClientError::UnsubscribeRefused`].
-        UNSUBSCRIBE_REFUSED = 11,
+        UNSUBSCRIBE_REFUSED = 13,
         /// [`ClientError::PublishRefused`].
-        PUBLISH_REFUSED = 12,
+        PUBLISH_REFUSED = 14,
         /// [`ClientError::InvalidTopic`].
-        INVALID_TOPIC = 13,
+        INVALID_TOPIC = 15,
         /// [`ClientError::PacketTooLarge`].
-        PACKET_TOO_LARGE = 14,
+        PACKET_TOO_LARGE = 16,
         /// [`ClientError::QoSNotSupported`].
-        QOS_NOT_SUPPORTED = 15,
+        QOS_NOT_SUPPORTED = 17,
         /// [`ClientError::QueueFull`].
-        QUEUE_FULL = 16,
+        QUEUE_FULL = 18,
         /// [`ClientError::Closed`].
-        CLOSED = 17,
+        CLOSED = 19,
     }
 }
 
@@ -454,9 +458,25 @@ pub const PROPERTIES: [(u32, &str, PropertyValue); 25] = {
 pub fn error_parts(error: &ClientError) -> (i32, &'static str, usize, usize) {
     match *error {
         ClientError::InvalidOptions(detail) => (error::INVALID_OPTIONS, detail, 0, 0),
-        ClientError::ConnectionRefused(code) => {
-            (error::CONNECTION_REFUSED, "", code.as_u8().into(), 0)
-        }
+        // The reason, whose description the message gives, and the byte the broker sent.
+        ClientError::ConnectionRefused(refusal) => (
+            error::CONNECTION_REFUSED,
+            "",
+            refusal.reason.as_u8().into(),
+            refusal.code.into(),
+        ),
+        ClientError::BadCredentials(refusal) => (
+            error::BAD_CREDENTIALS,
+            "",
+            refusal.reason.as_u8().into(),
+            refusal.code.into(),
+        ),
+        ClientError::NotAuthorized(refusal) => (
+            error::NOT_AUTHORIZED,
+            "",
+            refusal.reason.as_u8().into(),
+            refusal.code.into(),
+        ),
         ClientError::ConnectFailed => (error::CONNECT_FAILED, "", 0, 0),
         ClientError::ConnectTimeout => (error::CONNECT_TIMEOUT, "", 0, 0),
         ClientError::KeepAliveTimeout => (error::KEEPALIVE_TIMEOUT, "", 0, 0),
@@ -525,12 +545,17 @@ pub const ENCODE_PROBLEMS: [EncodeProblem; 3] = [
 
 /// Per error kind, in order: an error of that kind, whose code and summary support.js gets,
 /// and how support.js writes its details after the summary: `$a` and `$b` stand for the two
-/// numbers, `$d` for the text detail, `$r` for the reason code `$a` described, `$t` and `$e`
+/// numbers, `$d` for the text detail, `$r` for the reason code `$a` described (shown as `$b`
+/// when that is not 0: the return code of a 3.1.1 CONNACK), `$t` and `$e`
 /// for the texts of the [`TOPIC_ERRORS`] and [`ENCODE_PROBLEMS`] at `$a`. (A wasm-bindgen test
 /// checks that every error reads in JS as its `Display` in Rust.)
 #[cfg(test)]
-pub const ERRORS: [(i32, ClientError, &str); 18] = {
+pub const ERRORS: [(i32, ClientError, &str); 20] = {
     use mqtt_codec::ReasonCode::Success as Code;
+    const REFUSAL: crate::error::ConnectRefusal = crate::error::ConnectRefusal {
+        reason: Code,
+        code: 0,
+    };
     [
         (
             error::INVALID_OPTIONS,
@@ -539,7 +564,17 @@ pub const ERRORS: [(i32, ClientError, &str); 18] = {
         ),
         (
             error::CONNECTION_REFUSED,
-            ClientError::ConnectionRefused(Code),
+            ClientError::ConnectionRefused(REFUSAL),
+            ": $r",
+        ),
+        (
+            error::BAD_CREDENTIALS,
+            ClientError::BadCredentials(REFUSAL),
+            ": $r",
+        ),
+        (
+            error::NOT_AUTHORIZED,
+            ClientError::NotAuthorized(REFUSAL),
             ": $r",
         ),
         (error::CONNECT_FAILED, ClientError::ConnectFailed, ""),

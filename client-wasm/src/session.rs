@@ -844,7 +844,7 @@ impl Session {
         if connack.reason_code.is_error() {
             let retry = is_transient(connack.reason_code);
             self.lose_connection(
-                ClientError::ConnectionRefused(connack.reason_code),
+                ClientError::refused(connack.reason_code, self.options.protocol),
                 retry,
                 true,
                 now,

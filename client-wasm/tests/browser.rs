@@ -12,8 +12,8 @@
 use client_wasm::error::EncodeProblem;
 use client_wasm::{ClientError, MqttClient, error_to_js};
 use js_sys::{Array, Function, JSON, Promise, Reflect, Uint8Array};
-use mqtt_codec::ReasonCode;
 use mqtt_codec::topic::TopicError;
+use mqtt_codec::{ProtocolVersion, ReasonCode};
 use std::cell::RefCell;
 use std::rc::Rc;
 use wasm_bindgen::prelude::*;
@@ -622,13 +622,18 @@ fn js_errors_read_as_the_rust_ones() {
     }
     for code in ReasonCode::ALL {
         errors.extend([
-            ClientError::ConnectionRefused(code),
+            ClientError::refused(code, ProtocolVersion::V5),
             ClientError::ServerDisconnected(code),
             ClientError::SubscribeRefused(code),
             ClientError::UnsubscribeRefused(code),
             ClientError::PublishRefused(code),
             ClientError::Malformed(code),
         ]);
+    }
+    // A 3.1.1 CONNACK's return codes, shown as sent.
+    for code in 1..=5 {
+        let reason = ReasonCode::from_connect_return_code(code).unwrap();
+        errors.push(ClientError::refused(reason, ProtocolVersion::V311));
     }
     for error in errors {
         let value = error_to_js(&error);
@@ -645,7 +650,7 @@ fn js_errors_read_as_the_rust_ones() {
         );
         assert_eq!(
             get(&value, "reasonCode").as_f64(),
-            error.reason_code().map(|code| f64::from(code.as_u8())),
+            error.reason_code().map(f64::from),
             "{error:?}"
         );
     }

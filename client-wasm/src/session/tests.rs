@@ -223,7 +223,8 @@ fn refused_first_connection_closes_with_the_reason() {
         reason_code: ReasonCode::NotAuthorized,
         properties: Properties::default(),
     }));
-    let error = ClientError::ConnectionRefused(ReasonCode::NotAuthorized);
+    let error = ClientError::refused(ReasonCode::NotAuthorized, ProtocolVersion::V5);
+    assert_eq!(error.code(), "NOT_AUTHORIZED");
     assert_eq!(
         harness.events(),
         vec![
@@ -825,11 +826,55 @@ fn without_reconnect_a_loss_closes_and_rejects_pending_operations() {
 
 #[test]
 fn refusals_while_reconnecting_retry_only_when_transient() {
-    for (reason, reconnect) in [
-        (ReasonCode::ServerBusy, true),
-        (ReasonCode::BadUserNameOrPassword, false),
+    use ProtocolVersion::{V5, V311};
+    // The reason, the protocol, whether the client tries again, the error's code and the
+    // reason code it reports (a 3.1.1 CONNACK's return code as sent).
+    for (reason, protocol, reconnect, code, reason_code) in [
+        (ReasonCode::ServerBusy, V5, true, "CONNECTION_REFUSED", 0x89),
+        (
+            ReasonCode::ServerUnavailable,
+            V311,
+            true,
+            "CONNECTION_REFUSED",
+            0x03,
+        ),
+        (
+            ReasonCode::BadUserNameOrPassword,
+            V5,
+            false,
+            "BAD_CREDENTIALS",
+            0x86,
+        ),
+        (
+            ReasonCode::BadUserNameOrPassword,
+            V311,
+            false,
+            "BAD_CREDENTIALS",
+            0x04,
+        ),
+        (ReasonCode::NotAuthorized, V5, false, "NOT_AUTHORIZED", 0x87),
+        (
+            ReasonCode::NotAuthorized,
+            V311,
+            false,
+            "NOT_AUTHORIZED",
+            0x05,
+        ),
+        (
+            ReasonCode::BadAuthenticationMethod,
+            V5,
+            false,
+            "CONNECTION_REFUSED",
+            0x8C,
+        ),
     ] {
-        let mut harness = Harness::connected();
+        let mut harness = Harness::new(Options {
+            protocol,
+            client_id: "c1".into(),
+            ..Options::default()
+        });
+        harness.connect(false, Properties::default());
+        harness.events();
         harness.reconnect();
         harness.receive(Packet::ConnAck(ConnAckPacket {
             session_present: false,
@@ -837,17 +882,22 @@ fn refusals_while_reconnecting_retry_only_when_transient() {
             properties: Properties::default(),
         }));
         let events = harness.events();
+        let Event::ConnectionLost {
+            error,
+            reconnect: again,
+        } = events[1]
+        else {
+            panic!("{events:?}");
+        };
         assert_eq!(
-            events[1],
-            Event::ConnectionLost {
-                error: ClientError::ConnectionRefused(reason),
-                reconnect
-            },
-            "{reason:?}"
+            (error.code(), error.reason_code(), again),
+            (code, Some(reason_code), reconnect),
+            "{reason:?} {protocol:?}"
         );
         let expected = if reconnect {
             State::Reconnecting
         } else {
+            assert_eq!(events[2..], [Event::Closed { error: Some(error) }]);
             State::Closed
         };
         assert_eq!(harness.session.state(), expected);

@@ -227,7 +227,12 @@ impl Driver {
             }
             Event::ConnectionLost { error, reconnect } => {
                 if !self.connecting {
-                    let refused = matches!(error, ClientError::ConnectionRefused(_));
+                    let refused = matches!(
+                        error,
+                        ClientError::ConnectionRefused(_)
+                            | ClientError::BadCredentials(_)
+                            | ClientError::NotAuthorized(_)
+                    );
                     let error = convert::error_value(&error);
                     if refused {
                         self.effect(effect::ERROR, 0, &error);
