@@ -22,6 +22,7 @@ const HANDLER_SOCKET_MESSAGE = 1;
 const HANDLER_SOCKET_CLOSE = 2;
 const HANDLER_TIMER = 3;
 const HANDLER_FLUSH = 4;
+const HANDLER_CREDENTIALS_FAILED = 5;
 const EFFECT_CONNECT = 0;
 const EFFECT_CLOSE = 1;
 const EFFECT_RECONNECT = 2;
@@ -62,6 +63,8 @@ const CONNECT_MAXIMUM_PACKET_SIZE = 17;
 const CONNECT_PROPERTIES = 18;
 const CONNECT_SEED_HIGH = 19;
 const CONNECT_SEED_LOW = 20;
+const CREDENTIALS_USERNAME = 0;
+const CREDENTIALS_PASSWORD = 1;
 const PUBLISH_TOPIC = 0;
 const PUBLISH_QOS = 1;
 const PUBLISH_RETAIN = 2;
@@ -114,22 +117,23 @@ const ERROR_INVALID_OPTIONS = 0;
 const ERROR_CONNECTION_REFUSED = 1;
 const ERROR_BAD_CREDENTIALS = 2;
 const ERROR_NOT_AUTHORIZED = 3;
-const ERROR_CONNECT_FAILED = 4;
-const ERROR_CONNECT_TIMEOUT = 5;
-const ERROR_KEEPALIVE_TIMEOUT = 6;
-const ERROR_CONNECTION_LOST = 7;
-const ERROR_SERVER_DISCONNECTED = 8;
-const ERROR_PROTOCOL = 9;
-const ERROR_MALFORMED = 10;
-const ERROR_INVALID_ARGUMENT = 11;
-const ERROR_SUBSCRIBE_REFUSED = 12;
-const ERROR_UNSUBSCRIBE_REFUSED = 13;
-const ERROR_PUBLISH_REFUSED = 14;
-const ERROR_INVALID_TOPIC = 15;
-const ERROR_PACKET_TOO_LARGE = 16;
-const ERROR_QOS_NOT_SUPPORTED = 17;
-const ERROR_QUEUE_FULL = 18;
-const ERROR_CLOSED = 19;
+const ERROR_CREDENTIALS_FAILED = 4;
+const ERROR_CONNECT_FAILED = 5;
+const ERROR_CONNECT_TIMEOUT = 6;
+const ERROR_KEEPALIVE_TIMEOUT = 7;
+const ERROR_CONNECTION_LOST = 8;
+const ERROR_SERVER_DISCONNECTED = 9;
+const ERROR_PROTOCOL = 10;
+const ERROR_MALFORMED = 11;
+const ERROR_INVALID_ARGUMENT = 12;
+const ERROR_SUBSCRIBE_REFUSED = 13;
+const ERROR_UNSUBSCRIBE_REFUSED = 14;
+const ERROR_PUBLISH_REFUSED = 15;
+const ERROR_INVALID_TOPIC = 16;
+const ERROR_PACKET_TOO_LARGE = 17;
+const ERROR_QOS_NOT_SUPPORTED = 18;
+const ERROR_QUEUE_FULL = 19;
+const ERROR_CLOSED = 20;
 const U8 = 255;
 const U16 = 65535;
 const U32 = 4294967295;
@@ -157,6 +161,7 @@ const ERRORS = [
   ["CONNECTION_REFUSED", "connection refused by the broker", ": $r"],
   ["BAD_CREDENTIALS", "connection refused by the broker", ": $r"],
   ["NOT_AUTHORIZED", "connection refused by the broker", ": $r"],
+  ["CREDENTIALS_FAILED", "could not connect: the credentials function failed (see the error's cause)", ""],
   ["CONNECT_FAILED", "could not connect: the connection closed before the broker accepted it", ""],
   ["CONNECT_TIMEOUT", "no CONNACK from the broker within the connect timeout", ""],
   ["KEEPALIVE_TIMEOUT", "keep alive timeout: nothing received from the broker for 1.5 times the keep alive", ""],
@@ -309,6 +314,9 @@ class Events extends EventTarget {
     // What the socket, the timer and the flush microtask call: `handler(kind, data)`, with the
     // HANDLER_ codes (`Driver::handle` in web/mod.rs).
     this.handler = undefined;
+    // The application's credentials function, checked and packed (see `connectOptions`): a
+    // Promise of the packed credentials of one attempt.
+    this.credentials = undefined;
     // What the current turn of the client queued for after it: [kind, number, value, ...].
     this.effects = [];
     // The Promises of pending requests by request id: [resolve, reject].
@@ -343,7 +351,7 @@ export class MqttClient {
     const client = new MqttClient();
     // A throw here (an invalid option) rejects.
     return new Promise((resolve, reject) => {
-      const values = connectOptions(options);
+      const values = connectOptions(options, client.#events);
       client.#clientId = values[CONNECT_CLIENT_ID];
       // While connecting, this holds the client, and so the driver (see web/mod.rs).
       client.#events.pending.set(REQUEST_ID_CONNECT, [() => resolve(client), reject]);
@@ -492,7 +500,19 @@ export function clientError(kind, reasonCode, d, a, b) {
     .replace("$t", () => TOPIC[a])
     .replace("$e", () => ENCODE[a])
     .replace("$d", () => d);
-  return mqttError(code, summary + detail, reasonCode);
+  const error = mqttError(code, summary + detail, reasonCode);
+  if (kind === ERROR_CREDENTIALS_FAILED) error.cause = cause;
+  return error;
+}
+
+// What the application's credentials function threw, while the client reports its failure.
+let cause;
+
+/** Reports that the credentials function failed with `error` (the cause of the client's error). */
+function credentialsFailed(handler, error) {
+  cause = error;
+  handler(HANDLER_CREDENTIALS_FAILED);
+  cause = undefined;
 }
 
 /** An `Error` with the client's `code` (and the broker's `reasonCode` when there is one). */
@@ -513,6 +533,12 @@ function mqttError(code, message, reasonCode) {
  * whose events call `handler(kind, data)` with a HANDLER_SOCKET_ code: open, a binary message
  * as a Uint8Array, closed. An error is always followed by a close event, which does the work. A malformed URL
  * (the constructor throws) gives undefined, so that Rust need not catch.
+ *
+ * With a credentials function, this attempt's credentials are asked for at the same time, and
+ * the socket reports its opening once it has them too (packed, for CONNECT), or
+ * HANDLER_CREDENTIALS_FAILED when the function fails. Nothing is reported once the client let
+ * go of the socket (`closeSocket` cleared its handlers): a late answer belongs to an attempt
+ * that is over.
  */
 export function openSocket(events) {
   const handler = events.handler;
@@ -522,8 +548,13 @@ export function openSocket(events) {
   } catch {
     return undefined;
   }
+  const credentials = events.credentials?.();
+  credentials?.catch((error) => socket.onclose && credentialsFailed(handler, error));
   socket.binaryType = "arraybuffer";
-  socket.onopen = () => handler(HANDLER_SOCKET_OPEN);
+  socket.onopen = () =>
+    credentials
+      ? credentials.then((packed) => socket.onclose && handler(HANDLER_SOCKET_OPEN, packed), () => {})
+      : handler(HANDLER_SOCKET_OPEN);
   socket.onmessage = (event) => {
     if (event.data instanceof ArrayBuffer) handler(HANDLER_SOCKET_MESSAGE, new Uint8Array(event.data));
   };
@@ -655,8 +686,11 @@ function properties(object) {
   return list;
 }
 
-/** `connect()` options, checked in order, in their CONNECT_ slots. */
-function connectOptions(options) {
+/**
+ * `connect()` options, checked in order, in their CONNECT_ slots; the callbacks go to `events`
+ * (the credentials function wrapped so that it checks and packs what it gives).
+ */
+function connectOptions(options, events) {
   if (!absent(options) && typeof options !== "object") throw invalid("options", "an object");
   const values = [];
   const protocol = integer(options, "protocolVersion", U8);
@@ -685,6 +719,26 @@ function connectOptions(options) {
   values[CONNECT_SESSION_EXPIRY] = integer(options, "sessionExpiry", U32);
   values[CONNECT_USERNAME] = string(options, "username");
   values[CONNECT_PASSWORD] = bytes(field(options, "password"), "password");
+  const credentials = field(options, "credentials");
+  if (!absent(credentials)) {
+    if (typeof credentials !== "function") throw invalid("credentials", "a function");
+    if ((values[CONNECT_USERNAME] ?? values[CONNECT_PASSWORD]) !== undefined) {
+      throw invalid("username and password", "left out when credentials gives them");
+    }
+    // Called for every attempt; a throw, a rejection or a malformed result fails the attempt.
+    events.credentials = () =>
+      Promise.resolve()
+        .then(credentials)
+        .then((result) => {
+          const given = [];
+          given[CREDENTIALS_USERNAME] = string(result, "username");
+          given[CREDENTIALS_PASSWORD] = bytes(field(result, "password"), "password");
+          if (protocol === 4 && given[CREDENTIALS_PASSWORD] && given[CREDENTIALS_USERNAME] === undefined) {
+            throw invalid("username", "given with a password in MQTT 3.1.1 [MQTT-3.1.2-22]");
+          }
+          return pack(given);
+        });
+  }
   values[CONNECT_OFFLINE_QUEUE_LIMIT] = integer(options, "offlineQueueLimit", U32);
   values[CONNECT_CONNECT_TIMEOUT_MS] = integer(options, "connectTimeoutMs", U32);
   values[CONNECT_MAXIMUM_PACKET_SIZE] = integer(options, "maximumPacketSize", U32);

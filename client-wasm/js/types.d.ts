@@ -8,6 +8,7 @@ export type MqttErrorCode =
   | "CONNECTION_REFUSED"
   | "BAD_CREDENTIALS"
   | "NOT_AUTHORIZED"
+  | "CREDENTIALS_FAILED"
   | "CONNECT_FAILED"
   | "CONNECT_TIMEOUT"
   | "KEEPALIVE_TIMEOUT"
@@ -86,6 +87,13 @@ export interface ReconnectOptions {
   maxDelayMs?: number;
 }
 
+/** What a `credentials` function gives for one connection attempt. */
+export interface Credentials {
+  username?: string;
+  /** A password, or a token (e.g. a JWT) that the broker takes as the password. */
+  password?: string | Uint8Array;
+}
+
 export interface ConnectOptions {
   /** Default: a random `wasm-…` identifier. */
   clientId?: string;
@@ -99,6 +107,14 @@ export interface ConnectOptions {
   sessionExpiry?: number;
   username?: string;
   password?: string | Uint8Array;
+  /**
+   * Called before every connection attempt, the first and each reconnect, for the credentials
+   * of that attempt (e.g. a fresh token as the password); in place of `username` and
+   * `password`. When it throws or rejects (or gives something malformed), the attempt fails
+   * with `CREDENTIALS_FAILED`, whose `cause` is what it threw, and the reconnect backoff goes
+   * on (the first attempt rejects `connect()`).
+   */
+  credentials?: () => Credentials | Promise<Credentials>;
   will?: WillOptions;
   /** Reconnect policy (exponential backoff with full jitter), or `false` for none. */
   reconnect?: ReconnectOptions | boolean;

@@ -54,7 +54,8 @@ codes! {
     /// What the client's handler is called with (`Client::handle`): the events of the socket
     /// `openSocket` opened, the timer, and the microtask that sends what API calls wrote.
     handler: i32 {
-        /// The socket opened.
+        /// The socket opened; with a credentials function, once it has given this attempt's
+        /// credentials too, packed in the slots of [`super::credentials`] as a `Uint8Array`.
         SOCKET_OPEN = 0,
         /// A binary message, with its bytes as a `Uint8Array`.
         SOCKET_MESSAGE = 1,
@@ -64,6 +65,9 @@ codes! {
         TIMER = 3,
         /// The flush microtask (`Driver::handle` takes it as its default arm).
         FLUSH = 4,
+        /// The credentials function threw or rejected (support.js keeps what it threw as the
+        /// `cause` of the error this reports).
+        CREDENTIALS_FAILED = 5,
     }
 
     /// The effects a turn queues (`effect`), which support.js runs once the turn is over.
@@ -164,6 +168,14 @@ codes! {
         SEED_HIGH = 19,
         /// Its low half.
         SEED_LOW = 20,
+    }
+
+    /// The slots of the credentials function's result, packed for each attempt.
+    credentials: usize {
+        /// User name.
+        USERNAME = 0,
+        /// Password.
+        PASSWORD = 1,
     }
 
     /// The slots of `publish()`'s packed arguments (the payload goes apart, as a `Uint8Array`).
@@ -296,38 +308,40 @@ codes! {
         BAD_CREDENTIALS = 2,
         /// [`ClientError::NotAuthorized`].
         NOT_AUTHORIZED = 3,
+        /// [`ClientError::CredentialsFailed`].
+        CREDENTIALS_FAILED = 4,
         /// [`ClientError::ConnectFailed`].
-        CONNECT_FAILED = 4,
+        CONNECT_FAILED = 5,
         /// [`ClientError::ConnectTimeout`].
-        CONNECT_TIMEOUT = 5,
+        CONNECT_TIMEOUT = 6,
         /// [`ClientError::KeepAliveTimeout`].
-        KEEPALIVE_TIMEOUT = 6,
+        KEEPALIVE_TIMEOUT = 7,
         /// [`ClientError::ConnectionLost`].
-        CONNECTION_LOST = 7,
+        CONNECTION_LOST = 8,
         /// [`ClientError::ServerDisconnected`].
-        SERVER_DISCONNECTED = 8,
+        SERVER_DISCONNECTED = 9,
         /// [`ClientError::Protocol`].
-        PROTOCOL = 9,
+        PROTOCOL = 10,
         /// [`ClientError::Malformed`].
-        MALFORMED = 10,
+        MALFORMED = 11,
         /// [`ClientError::InvalidArgument`].
-        INVALID_ARGUMENT = 11,
+        INVALID_ARGUMENT = 12,
         /// [`ClientError::SubscribeRefused`].
-        SUBSCRIBE_REFUSED = 12,
+        SUBSCRIBE_REFUSED = 13,
         /// [`ClientError::UnsubscribeRefused`].
-        UNSUBSCRIBE_REFUSED = 13,
+        UNSUBSCRIBE_REFUSED = 14,
         /// [`ClientError::PublishRefused`].
-        PUBLISH_REFUSED = 14,
+        PUBLISH_REFUSED = 15,
         /// [`ClientError::InvalidTopic`].
-        INVALID_TOPIC = 15,
+        INVALID_TOPIC = 16,
         /// [`ClientError::PacketTooLarge`].
-        PACKET_TOO_LARGE = 16,
+        PACKET_TOO_LARGE = 17,
         /// [`ClientError::QoSNotSupported`].
-        QOS_NOT_SUPPORTED = 17,
+        QOS_NOT_SUPPORTED = 18,
         /// [`ClientError::QueueFull`].
-        QUEUE_FULL = 18,
+        QUEUE_FULL = 19,
         /// [`ClientError::Closed`].
-        CLOSED = 19,
+        CLOSED = 20,
     }
 }
 
@@ -477,6 +491,7 @@ pub fn error_parts(error: &ClientError) -> (i32, &'static str, usize, usize) {
             refusal.reason.as_u8().into(),
             refusal.code.into(),
         ),
+        ClientError::CredentialsFailed => (error::CREDENTIALS_FAILED, "", 0, 0),
         ClientError::ConnectFailed => (error::CONNECT_FAILED, "", 0, 0),
         ClientError::ConnectTimeout => (error::CONNECT_TIMEOUT, "", 0, 0),
         ClientError::KeepAliveTimeout => (error::KEEPALIVE_TIMEOUT, "", 0, 0),
@@ -550,7 +565,7 @@ pub const ENCODE_PROBLEMS: [EncodeProblem; 3] = [
 /// for the texts of the [`TOPIC_ERRORS`] and [`ENCODE_PROBLEMS`] at `$a`. (A wasm-bindgen test
 /// checks that every error reads in JS as its `Display` in Rust.)
 #[cfg(test)]
-pub const ERRORS: [(i32, ClientError, &str); 20] = {
+pub const ERRORS: [(i32, ClientError, &str); 21] = {
     use mqtt_codec::ReasonCode::Success as Code;
     const REFUSAL: crate::error::ConnectRefusal = crate::error::ConnectRefusal {
         reason: Code,
@@ -576,6 +591,11 @@ pub const ERRORS: [(i32, ClientError, &str); 20] = {
             error::NOT_AUTHORIZED,
             ClientError::NotAuthorized(REFUSAL),
             ": $r",
+        ),
+        (
+            error::CREDENTIALS_FAILED,
+            ClientError::CredentialsFailed,
+            "",
         ),
         (error::CONNECT_FAILED, ClientError::ConnectFailed, ""),
         (error::CONNECT_TIMEOUT, ClientError::ConnectTimeout, ""),
@@ -822,6 +842,7 @@ mod tests {
             "request",
             "tag",
             "connect",
+            "credentials",
             "publish",
             "subscribe",
             "unsubscribe",

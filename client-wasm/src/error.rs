@@ -23,6 +23,9 @@ pub enum ClientError {
     /// The broker refused the client as not authorized (5.0 reason code 0x87, 3.1.1 return
     /// code 5): the client does not reconnect.
     NotAuthorized(ConnectRefusal),
+    /// The application's credentials function threw or rejected: the attempt fails (and the
+    /// backoff goes on, as for any failed attempt).
+    CredentialsFailed,
     /// The transport could not be opened, or closed before the CONNACK.
     ConnectFailed,
     /// No CONNACK within the connect timeout.
@@ -149,6 +152,9 @@ impl ClientError {
             ClientError::ConnectionRefused(_)
             | ClientError::BadCredentials(_)
             | ClientError::NotAuthorized(_) => "connection refused by the broker",
+            ClientError::CredentialsFailed => {
+                "could not connect: the credentials function failed (see the error's cause)"
+            }
             ClientError::ConnectFailed => {
                 "could not connect: the connection closed before the broker accepted it"
             }
@@ -225,7 +231,8 @@ impl ClientError {
                 push_number(&mut text, *limit);
                 text.push_str(" operations already wait for the connection (offlineQueueLimit)");
             }
-            ClientError::ConnectFailed
+            ClientError::CredentialsFailed
+            | ClientError::ConnectFailed
             | ClientError::ConnectTimeout
             | ClientError::KeepAliveTimeout
             | ClientError::ConnectionLost
@@ -241,6 +248,7 @@ impl ClientError {
             ClientError::ConnectionRefused(_) => "CONNECTION_REFUSED",
             ClientError::BadCredentials(_) => "BAD_CREDENTIALS",
             ClientError::NotAuthorized(_) => "NOT_AUTHORIZED",
+            ClientError::CredentialsFailed => "CREDENTIALS_FAILED",
             ClientError::ConnectFailed => "CONNECT_FAILED",
             ClientError::ConnectTimeout => "CONNECT_TIMEOUT",
             ClientError::KeepAliveTimeout => "KEEPALIVE_TIMEOUT",

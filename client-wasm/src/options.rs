@@ -22,6 +22,17 @@ pub struct WillOptions {
     pub properties: Properties,
 }
 
+/// What the application's credentials function gave for one connection attempt: it replaces
+/// the user name and password of the options (and the initial authentication data) in that
+/// attempt's CONNECT.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Credentials {
+    /// User name.
+    pub username: Option<String>,
+    /// Password.
+    pub password: Option<Bytes>,
+}
+
 /// Everything that shapes the CONNECT packets and the client's behaviour between connections.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Options {

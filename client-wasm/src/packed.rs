@@ -16,7 +16,7 @@
 
 use crate::abi::{self, connect, property, publish, subscribe, tag};
 use crate::backoff::Backoff;
-use crate::options::{Options, WillOptions};
+use crate::options::{Credentials, Options, WillOptions};
 use alloc::{string::String, vec::Vec};
 use bytes::Bytes;
 use mqtt_codec::{ByteStr, Properties, ProtocolVersion, QoS, RetainHandling, SubscriptionOptions};
@@ -342,6 +342,16 @@ pub fn connect_options(packed: Vec<u8>) -> (Options, u64) {
     (options, u64::from(high) << 32 | u64::from(low))
 }
 
+/// The credentials of one attempt, as the credentials function's check in support.js packs
+/// them ([`abi::credentials`]).
+pub fn credentials(packed: Vec<u8>) -> Credentials {
+    let mut items = Reader::new(packed);
+    Credentials {
+        username: items.slot(abi::credentials::USERNAME).text(),
+        password: items.slot(abi::credentials::PASSWORD).bytes(),
+    }
+}
+
 /// The topic or filter every request's arguments start with ([`abi::publish::TOPIC`], which
 /// the filters of the others share).
 pub fn topic(items: &mut Reader) -> String {
@@ -592,6 +602,24 @@ mod tests {
         let mut items = Reader::new(pack(&unsubscribe));
         assert_eq!(topic(&mut items), "a/#");
         assert_eq!(unsubscribe_properties(&mut items), content_type);
+    }
+
+    #[test]
+    fn credentials_read_each_slot() {
+        let values = slots(
+            abi::credentials::PASSWORD + 1,
+            &[
+                (abi::credentials::USERNAME, Text("user")),
+                (abi::credentials::PASSWORD, Binary(b"token")),
+            ],
+        );
+        let expected = Credentials {
+            username: Some("user".to_string()),
+            password: Some(Bytes::from_static(b"token")),
+        };
+        assert_eq!(credentials(pack(&values)), expected);
+        let none = slots(abi::credentials::PASSWORD + 1, &[]);
+        assert_eq!(credentials(pack(&none)), Credentials::default());
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The client's protocol state machine: no sockets, no timers, no clock reads.
 //!
 //! Inputs are transport events ([`Session::handle_open`], [`Session::handle_data`],
-//! [`Session::handle_transport_closed`]), the clock ([`Session::handle_timeout`], with the time
+//! [`Session::handle_transport_closed`]), what the application's credentials function gave for
+//! an attempt ([`Session::set_credentials`], [`Session::handle_credentials_failed`]), the clock ([`Session::handle_timeout`], with the time
 //! passed in) and user operations ([`Session::publish`], [`Session::subscribe`],
 //! [`Session::unsubscribe`], [`Session::end`]). Outputs are polled: bytes to write
 //! ([`Session::transmit`]), events ([`Session::poll_event`]) and the next deadline
@@ -21,7 +22,7 @@
 use crate::backoff::Random;
 use crate::error::ClientError;
 use crate::keepalive::{KeepAlive, KeepAliveAction};
-use crate::options::Options;
+use crate::options::{Credentials, Options};
 use alloc::{boxed::Box, collections::VecDeque, string::String, vec, vec::Vec};
 use bytes::{Bytes, BytesMut};
 use mqtt_codec::{
@@ -420,6 +421,25 @@ impl Session {
             Phase::Connected => self.keepalive.poll_timeout(),
             Phase::Waiting { until } => Some(until),
             Phase::Closed => None,
+        }
+    }
+
+    /// The credentials of the attempt under way, from the application's credentials function:
+    /// they replace the user name and password in its CONNECT (and in the attempts after it,
+    /// unless they get their own). Given before [`Session::handle_open`].
+    pub fn set_credentials(&mut self, credentials: Credentials) {
+        if let Packet::Connect(connect) = &mut *self.connect {
+            connect.username = credentials.username.map(ByteStr::from);
+            connect.password = credentials.password;
+        }
+    }
+
+    /// The application's credentials function failed for the attempt under way: the attempt
+    /// fails with [`ClientError::CredentialsFailed`], and the client tries again as after any
+    /// failed attempt. Ignored once the attempt is over.
+    pub fn handle_credentials_failed(&mut self, now: f64) {
+        if let Phase::Opening { .. } = self.phase {
+            self.lose_connection(ClientError::CredentialsFailed, true, true, now);
         }
     }
 

@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::backoff::Backoff;
-use crate::options::WillOptions;
+use crate::options::{Credentials, WillOptions};
 // The scripted broker encodes with the full encoder: it sends what servers send.
 use mqtt_codec::{ConnAckPacket, SubAckPacket, UnsubAckPacket, decode, encode};
 
@@ -902,6 +902,107 @@ fn refusals_while_reconnecting_retry_only_when_transient() {
         };
         assert_eq!(harness.session.state(), expected);
     }
+}
+
+/// Credentials of the user `user` with `password`.
+fn credentials(password: &'static str) -> Credentials {
+    Credentials {
+        username: Some("user".into()),
+        password: Some(Bytes::from_static(password.as_bytes())),
+    }
+}
+
+#[test]
+fn each_attempt_sends_the_credentials_it_was_given() {
+    let mut harness = Harness::new(Options {
+        client_id: "c1".into(),
+        username: Some("static".into()),
+        password: Some(Bytes::from_static(b"static")),
+        ..Options::default()
+    });
+    harness.session.set_credentials(credentials("first"));
+    let connect = harness.connect(false, Properties::default());
+    assert_eq!(
+        (connect.username.as_deref(), connect.password.as_deref()),
+        (Some("user"), Some(&b"first"[..]))
+    );
+    harness.events();
+    // A reconnect: the function gives a fresh password.
+    harness.session.handle_transport_closed(harness.now);
+    harness.events();
+    harness.advance_to(harness.now + 60_000.0);
+    assert_eq!(harness.events(), vec![Event::OpenTransport]);
+    harness.session.set_credentials(credentials("second"));
+    let connect = harness.connect(false, Properties::default());
+    assert_eq!(connect.password.as_deref(), Some(&b"second"[..]));
+    // No user name and no password at all.
+    harness.events();
+    harness.session.handle_transport_closed(harness.now);
+    harness.events();
+    harness.advance_to(harness.now + 60_000.0);
+    harness.events();
+    harness.session.set_credentials(Credentials::default());
+    let connect = harness.connect(false, Properties::default());
+    assert_eq!((connect.username, connect.password), (None, None));
+}
+
+#[test]
+fn a_failed_credentials_function_fails_the_attempt_and_the_backoff_goes_on() {
+    // The first attempt: connect() rejects, as for any failure of the first attempt.
+    let mut harness = Harness::v5();
+    harness.session.handle_credentials_failed(0.0);
+    let error = ClientError::CredentialsFailed;
+    assert_eq!(error.code(), "CREDENTIALS_FAILED");
+    assert_eq!(
+        harness.events(),
+        vec![
+            Event::CloseTransport,
+            Event::ConnectionLost {
+                error,
+                reconnect: false
+            },
+            Event::Closed { error: Some(error) },
+        ]
+    );
+
+    // A reconnect: the attempt fails, and the next one waits a longer backoff.
+    let mut harness = Harness::connected();
+    harness.reconnect();
+    harness.connack(false);
+    harness.events();
+    harness.session.handle_transport_closed(harness.now);
+    harness.events();
+    for attempt in 1..=3 {
+        harness.advance_to(harness.now + 60_000.0);
+        assert_eq!(harness.events(), vec![Event::OpenTransport]);
+        // The socket may be open already: nothing is written before the credentials.
+        harness.session.handle_credentials_failed(harness.now);
+        assert!(harness.sent().is_empty());
+        let events = harness.events();
+        assert_eq!(
+            events[..2],
+            [
+                Event::CloseTransport,
+                Event::ConnectionLost {
+                    error,
+                    reconnect: true
+                }
+            ]
+        );
+        assert!(
+            matches!(events[2], Event::Reconnecting { attempt: a, .. } if a == attempt + 1),
+            "{events:?}"
+        );
+        assert_eq!(harness.session.state(), State::Reconnecting);
+    }
+    // A failure reported after its attempt ended changes nothing.
+    harness.session.handle_credentials_failed(harness.now);
+    assert!(harness.events().is_empty());
+    harness.advance_to(harness.now + 60_000.0);
+    harness.events();
+    harness.connect(false, Properties::default());
+    harness.session.handle_credentials_failed(harness.now);
+    assert_eq!(harness.session.state(), State::Connected);
 }
 
 #[test]

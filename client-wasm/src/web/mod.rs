@@ -232,6 +232,7 @@ impl Driver {
                         ClientError::ConnectionRefused(_)
                             | ClientError::BadCredentials(_)
                             | ClientError::NotAuthorized(_)
+                            | ClientError::CredentialsFailed
                     );
                     let error = convert::error_value(&error);
                     if refused {
@@ -287,11 +288,20 @@ impl Driver {
         }
     }
 
-    /// What JS reports through the client's handler: `kind` is one of [`handler`]'s
-    /// (`data` is a `Uint8Array` for `SOCKET_MESSAGE`).
+    /// What JS reports through the client's handler: `kind` is one of [`handler`]'s (`data`
+    /// is a `Uint8Array` for `SOCKET_MESSAGE`, and for `SOCKET_OPEN` with a credentials
+    /// function).
     fn handle(&mut self, kind: i32, data: &JsValue, now: f64) {
         match kind {
-            handler::SOCKET_OPEN => self.session.handle_open(now),
+            handler::SOCKET_OPEN => {
+                // With a credentials function, this attempt's credentials, packed.
+                if !data.is_undefined() {
+                    let credentials = packed::credentials(convert::copy(data));
+                    self.session.set_credentials(credentials);
+                }
+                self.session.handle_open(now);
+            }
+            handler::CREDENTIALS_FAILED => self.session.handle_credentials_failed(now),
             handler::SOCKET_MESSAGE => {
                 let bytes: &Uint8Array = data.unchecked_ref();
                 let length = bytes.length() as usize;
