@@ -23,6 +23,7 @@ const HANDLER_SOCKET_CLOSE = 2;
 const HANDLER_TIMER = 3;
 const HANDLER_FLUSH = 4;
 const HANDLER_CREDENTIALS_FAILED = 5;
+const HANDLER_AUTH = 6;
 const EFFECT_CONNECT = 0;
 const EFFECT_CLOSE = 1;
 const EFFECT_RECONNECT = 2;
@@ -31,9 +32,11 @@ const EFFECT_RESOLVE = 4;
 const EFFECT_REJECT = 5;
 const EFFECT_MESSAGES = 6;
 const EFFECT_RELEASE = 7;
+const EFFECT_AUTH = 8;
 const REQUEST_PUBLISH = 0;
 const REQUEST_SUBSCRIBE = 1;
 const REQUEST_UNSUBSCRIBE = 2;
+const REQUEST_REAUTHENTICATE = 3;
 const REQUEST_ID_CONNECT = 0;
 const TAG_ABSENT = 0;
 const TAG_FALSE = 1;
@@ -65,6 +68,7 @@ const CONNECT_SEED_HIGH = 19;
 const CONNECT_SEED_LOW = 20;
 const CREDENTIALS_USERNAME = 0;
 const CREDENTIALS_PASSWORD = 1;
+const CREDENTIALS_AUTHENTICATION_DATA = 2;
 const PUBLISH_TOPIC = 0;
 const PUBLISH_QOS = 1;
 const PUBLISH_RETAIN = 2;
@@ -113,6 +117,8 @@ const PROPERTY_MAXIMUM_PACKET_SIZE = 21;
 const PROPERTY_WILDCARD_SUBSCRIPTION_AVAILABLE = 22;
 const PROPERTY_SUBSCRIPTION_IDENTIFIER_AVAILABLE = 23;
 const PROPERTY_SHARED_SUBSCRIPTION_AVAILABLE = 24;
+const PROPERTY_AUTHENTICATION_METHOD = 25;
+const PROPERTY_AUTHENTICATION_DATA = 26;
 const ERROR_INVALID_OPTIONS = 0;
 const ERROR_CONNECTION_REFUSED = 1;
 const ERROR_BAD_CREDENTIALS = 2;
@@ -150,7 +156,7 @@ const PROPERTIES = [
   "serverKeepAlive", "responseInformation", "serverReference", "reasonString",
   "topicAliasMaximum", "maximumQos", "retainAvailable", "maximumPacketSize",
   "wildcardSubscriptionAvailable", "subscriptionIdentifierAvailable",
-  "sharedSubscriptionAvailable",
+  "sharedSubscriptionAvailable", "authenticationMethod", "authenticationData",
 ];
 // The checks of the properties sent with a plain value, from index 0: the largest number,
 // "s" a string, "b" bytes.
@@ -317,6 +323,12 @@ class Events extends EventTarget {
     // The application's credentials function, checked and packed (see `connectOptions`): a
     // Promise of the packed credentials of one attempt.
     this.credentials = undefined;
+    // The application's `onAuth`, and the number of the broker's AUTH it answers last (an
+    // answer to an older one, or from an earlier attempt, is dropped).
+    this.onAuth = undefined;
+    this.step = 0;
+    // The detail of the last "connect" event.
+    this.connack = undefined;
     // What the current turn of the client queued for after it: [kind, number, value, ...].
     this.effects = [];
     // The Promises of pending requests by request id: [resolve, reject].
@@ -373,6 +385,12 @@ export class MqttClient {
     return this.#start(REQUEST_UNSUBSCRIBE, () => [unsubscribeOptions(filter, options)]);
   }
 
+  reauthenticate(data) {
+    return this.#start(REQUEST_REAUTHENTICATE, () => [[], bytes(data, "data") ?? new Uint8Array()]).then(
+      (properties) => ({ reasonCode: 0, properties }),
+    );
+  }
+
   publish(topic, payload, options) {
     return this.#start(REQUEST_PUBLISH, () => publishArguments(topic, payload, options));
   }
@@ -421,6 +439,10 @@ export class MqttClient {
 
   get queued() {
     return this.#client.queued();
+  }
+
+  get connack() {
+    return this.#events.connack;
   }
 
   end() {
@@ -548,6 +570,8 @@ export function openSocket(events) {
   } catch {
     return undefined;
   }
+  // Answers to the broker's AUTH from an earlier attempt are dropped.
+  events.step++;
   const credentials = events.credentials?.();
   credentials?.catch((error) => socket.onclose && credentialsFailed(handler, error));
   socket.binaryType = "arraybuffer";
@@ -617,6 +641,14 @@ function string(object, name) {
   const value = field(object, name);
   if (absent(value)) return undefined;
   if (typeof value !== "string") throw invalid(name, "a string");
+  return value;
+}
+
+/** A function, or undefined. */
+function callback(object, name) {
+  const value = field(object, name);
+  if (absent(value)) return undefined;
+  if (typeof value !== "function") throw invalid(name, "a function");
   return value;
 }
 
@@ -719,11 +751,16 @@ function connectOptions(options, events) {
   values[CONNECT_SESSION_EXPIRY] = integer(options, "sessionExpiry", U32);
   values[CONNECT_USERNAME] = string(options, "username");
   values[CONNECT_PASSWORD] = bytes(field(options, "password"), "password");
-  const credentials = field(options, "credentials");
-  if (!absent(credentials)) {
-    if (typeof credentials !== "function") throw invalid("credentials", "a function");
-    if ((values[CONNECT_USERNAME] ?? values[CONNECT_PASSWORD]) !== undefined) {
-      throw invalid("username and password", "left out when credentials gives them");
+  // Enhanced authentication (5.0): the method and initial data go with the CONNECT properties.
+  const method = string(options, "authenticationMethod");
+  const data = bytes(field(options, "authenticationData"), "authenticationData");
+  events.onAuth = callback(options, "onAuth") ?? (() => {
+    throw invalid("onAuth", "a function to answer the broker's AUTH");
+  });
+  const credentials = callback(options, "credentials");
+  if (credentials) {
+    if ((values[CONNECT_USERNAME] ?? values[CONNECT_PASSWORD] ?? data) !== undefined) {
+      throw invalid("username, password and authenticationData", "left out when credentials gives them");
     }
     // Called for every attempt; a throw, a rejection or a malformed result fails the attempt.
     events.credentials = () =>
@@ -733,8 +770,12 @@ function connectOptions(options, events) {
           const given = [];
           given[CREDENTIALS_USERNAME] = string(result, "username");
           given[CREDENTIALS_PASSWORD] = bytes(field(result, "password"), "password");
+          given[CREDENTIALS_AUTHENTICATION_DATA] = bytes(field(result, "authenticationData"), "authenticationData");
           if (protocol === 4 && given[CREDENTIALS_PASSWORD] && given[CREDENTIALS_USERNAME] === undefined) {
             throw invalid("username", "given with a password in MQTT 3.1.1 [MQTT-3.1.2-22]");
+          }
+          if (given[CREDENTIALS_AUTHENTICATION_DATA] && method === undefined) {
+            throw invalid("authenticationData", "given with an authenticationMethod");
           }
           return pack(given);
         });
@@ -742,7 +783,9 @@ function connectOptions(options, events) {
   values[CONNECT_OFFLINE_QUEUE_LIMIT] = integer(options, "offlineQueueLimit", U32);
   values[CONNECT_CONNECT_TIMEOUT_MS] = integer(options, "connectTimeoutMs", U32);
   values[CONNECT_MAXIMUM_PACKET_SIZE] = integer(options, "maximumPacketSize", U32);
-  values[CONNECT_PROPERTIES] = properties(options);
+  const list = (values[CONNECT_PROPERTIES] = properties(options));
+  if (method !== undefined) list.push(PROPERTY_AUTHENTICATION_METHOD, method);
+  if (data) list.push(PROPERTY_AUTHENTICATION_DATA, data);
   // The seed of the reconnect jitter, in two halves.
   values[CONNECT_SEED_HIGH] = randomBelow(2 ** 32);
   values[CONNECT_SEED_LOW] = randomBelow(2 ** 32);
@@ -906,6 +949,8 @@ export function runEffects(events) {
     } else if (kind === EFFECT_RELEASE) {
       // Closed for good: nothing will call the handler again, and it holds the client.
       events.handler = undefined;
+    } else if (kind === EFFECT_AUTH) {
+      answerAuth(events, number, value);
     } else {
       // Connect: sessionPresent (1 or 0) and properties; close: reconnect (1 or 0) and the error
       // (none after end()); reconnect: attempt and delay; error: the error.
@@ -914,10 +959,29 @@ export function runEffects(events) {
         : kind === EFFECT_CLOSE ? (value === undefined ? { reconnect: number === 1 } : { error: value, reconnect: number === 1 })
         : kind === EFFECT_RECONNECT ? { attempt: number, delayMs: value }
         : value;
+      if (kind === EFFECT_CONNECT) events.connack = detail;
       // dispatchEvent reports what a listener throws by itself.
       events.dispatchEvent(new CustomEvent(EVENTS[kind], { detail }));
     }
   }
+}
+
+/**
+ * Has `onAuth` answer the broker's AUTH (reason code `reasonCode`, `properties` an object or
+ * undefined): its answer (a Promise, maybe) goes back in an AUTH, and its failure (a throw, a
+ * rejection, a result that is not bytes) fails the attempt or the connection with
+ * `CREDENTIALS_FAILED`, unless a later AUTH or attempt made it stale.
+ */
+function answerAuth(events, reasonCode, properties) {
+  const step = ++events.step;
+  const current = () => step === events.step && events.handler;
+  Promise.resolve()
+    .then(() => events.onAuth(properties?.authenticationData ?? new Uint8Array(), reasonCode, properties))
+    .then((data) => {
+      data = bytes(data, "onAuth's result") ?? new Uint8Array();
+      if (current()) events.handler(HANDLER_AUTH, data);
+    })
+    .catch((error) => current() && credentialsFailed(events.handler, error));
 }
 
 /** What a subscribe (`qos` >= 0) or an unsubscribe resolves with. */

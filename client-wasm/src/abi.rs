@@ -65,9 +65,11 @@ codes! {
         TIMER = 3,
         /// The flush microtask (`Driver::handle` takes it as its default arm).
         FLUSH = 4,
-        /// The credentials function threw or rejected (support.js keeps what it threw as the
-        /// `cause` of the error this reports).
+        /// The credentials function or `onAuth` threw or rejected (support.js keeps what it
+        /// threw as the `cause` of the error this reports).
         CREDENTIALS_FAILED = 5,
+        /// `onAuth`'s answer to the broker's AUTH, a `Uint8Array`.
+        AUTH = 6,
     }
 
     /// The effects a turn queues (`effect`), which support.js runs once the turn is over.
@@ -88,6 +90,9 @@ codes! {
         MESSAGES = 6,
         /// The client is closed for good: support.js drops its handler.
         RELEASE = 7,
+        /// The broker's AUTH (continue authentication) for `onAuth`: the reason code and the
+        /// AUTH's properties.
+        AUTH = 8,
     }
 
     /// What `Client.request` starts.
@@ -98,6 +103,8 @@ codes! {
         SUBSCRIBE = 1,
         /// `unsubscribe()`.
         UNSUBSCRIBE = 2,
+        /// `reauthenticate()`: no packed values, the authentication data as the payload.
+        REAUTHENTICATE = 3,
     }
 
     /// Request ids that mean something; support.js numbers the others from 1.
@@ -176,6 +183,8 @@ codes! {
         USERNAME = 0,
         /// Password.
         PASSWORD = 1,
+        /// Authentication data for the CONNECT (5.0).
+        AUTHENTICATION_DATA = 2,
     }
 
     /// The slots of `publish()`'s packed arguments (the payload goes apart, as a `Uint8Array`).
@@ -296,6 +305,10 @@ codes! {
         SUBSCRIPTION_IDENTIFIER_AVAILABLE = 23,
         /// Shared Subscription Available.
         SHARED_SUBSCRIPTION_AVAILABLE = 24,
+        /// Authentication Method.
+        AUTHENTICATION_METHOD = 25,
+        /// Authentication Data.
+        AUTHENTICATION_DATA = 26,
     }
 
     /// The kinds of [`ClientError`], in its order, as `clientError` takes them.
@@ -378,12 +391,15 @@ pub enum PropertyValue {
     UserProperties,
     /// Only received.
     Received,
+    /// Sent through `connect()`'s own options (`authenticationMethod`, `authenticationData`,
+    /// `credentials`) and `reauthenticate()`, not in `properties`; received in CONNACK and AUTH.
+    Authentication,
 }
 
 /// Each property's index, its name in JS objects, and how a sent one is checked. The sent ones
 /// with a plain value come first (support.js checks them in a loop over their indices).
 #[cfg(test)]
-pub const PROPERTIES: [(u32, &str, PropertyValue); 25] = {
+pub const PROPERTIES: [(u32, &str, PropertyValue); 27] = {
     use PropertyValue::*;
     [
         (
@@ -462,6 +478,16 @@ pub const PROPERTIES: [(u32, &str, PropertyValue); 25] = {
             property::SHARED_SUBSCRIPTION_AVAILABLE,
             "sharedSubscriptionAvailable",
             Received,
+        ),
+        (
+            property::AUTHENTICATION_METHOD,
+            "authenticationMethod",
+            Authentication,
+        ),
+        (
+            property::AUTHENTICATION_DATA,
+            "authenticationData",
+            Authentication,
         ),
     ]
 };

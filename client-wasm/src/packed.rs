@@ -153,6 +153,12 @@ impl Reader {
                 Some(property::RECEIVE_MAXIMUM) => {
                     properties.receive_maximum = self.number().map(|n| n as u16);
                 }
+                Some(property::AUTHENTICATION_METHOD) => {
+                    properties.authentication_method = self.text().map(ByteStr::from);
+                }
+                Some(property::AUTHENTICATION_DATA) => {
+                    properties.authentication_data = self.bytes();
+                }
                 _ => {
                     // USER_PROPERTY: [index, name, value].
                     read += 1;
@@ -236,6 +242,14 @@ pub fn write_properties(properties: &Properties, packed: &mut Vec<u8>) {
         property::SHARED_SUBSCRIPTION_AVAILABLE,
         properties.shared_subscription_available.map(u32::from),
     );
+    out.text(
+        property::AUTHENTICATION_METHOD,
+        &properties.authentication_method,
+    );
+    if let Some(data) = &properties.authentication_data {
+        out.word(tag::NUMBER, property::AUTHENTICATION_DATA);
+        out.data(tag::BYTES, data);
+    }
     for (name, value) in &properties.user_properties {
         out.word(tag::NUMBER, property::USER_PROPERTY);
         out.data(tag::TEXT, name.as_bytes());
@@ -349,6 +363,7 @@ pub fn credentials(packed: Vec<u8>) -> Credentials {
     Credentials {
         username: items.slot(abi::credentials::USERNAME).text(),
         password: items.slot(abi::credentials::PASSWORD).bytes(),
+        authentication_data: items.slot(abi::credentials::AUTHENTICATION_DATA).bytes(),
     }
 }
 
@@ -607,18 +622,20 @@ mod tests {
     #[test]
     fn credentials_read_each_slot() {
         let values = slots(
-            abi::credentials::PASSWORD + 1,
+            abi::credentials::AUTHENTICATION_DATA + 1,
             &[
                 (abi::credentials::USERNAME, Text("user")),
                 (abi::credentials::PASSWORD, Binary(b"token")),
+                (abi::credentials::AUTHENTICATION_DATA, Binary(b"n,,n=user")),
             ],
         );
         let expected = Credentials {
             username: Some("user".to_string()),
             password: Some(Bytes::from_static(b"token")),
+            authentication_data: Some(Bytes::from_static(b"n,,n=user")),
         };
         assert_eq!(credentials(pack(&values)), expected);
-        let none = slots(abi::credentials::PASSWORD + 1, &[]);
+        let none = slots(abi::credentials::AUTHENTICATION_DATA + 1, &[]);
         assert_eq!(credentials(pack(&none)), Credentials::default());
     }
 

@@ -909,6 +909,7 @@ fn credentials(password: &'static str) -> Credentials {
     Credentials {
         username: Some("user".into()),
         password: Some(Bytes::from_static(password.as_bytes())),
+        authentication_data: None,
     }
 }
 
@@ -1590,3 +1591,5 @@ fn answers_out_of_order_complete_each_subscribe_once_and_a_loss_resends_the_rest
         [completed(3, granted.clone()), completed(1, granted)]
     );
 }
+
+mod auth;
