@@ -10,11 +10,18 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { scramStart } from './app/scram.mjs';
 import { buildScratchApp, launchChromium, openPage, serve, setPassword, sleep, startGateway, waitFor } from './support.mjs';
+
+// MQTT.js's own packet codec and WebSocket server, for the scripted broker (resolved from
+// MQTT.js, whose dependencies they are).
+const fromMqttJs = createRequire(createRequire(import.meta.url).resolve('mqtt'));
+const mqttPacket = fromMqttJs('mqtt-packet');
+const { WebSocketServer } = fromMqttJs('ws');
 
 const ADMIN = ['admin', 'admin-secret'];
 
@@ -252,4 +259,123 @@ test('SCRAM-SHA-256 through onAuth: the exchange, the server signature, reauthen
   assert.ok(['BAD_CREDENTIALS', 'NOT_AUTHORIZED'].includes(wrong.error?.code), JSON.stringify(wrong));
   assert.deepEqual(errors, []);
   await page.close();
+});
+
+/**
+ * A scripted MQTT 5.0 broker over WebSocket for the method `TEST-ECHO`: it answers a CONNECT
+ * (data `first:N`) with AUTH 0x18 `challenge:first:N`, and the client's AUTH 0x18 with the
+ * CONNACK (data `final:<the answer>`); AUTH 0x19 (data D) with AUTH 0x18 `challenge:D`, and
+ * the answer with AUTH 0x00 `final:<the answer>`, or with DISCONNECT 0x87 when the
+ * re-authentication's data was `refuse`. It records every packet the clients send.
+ */
+async function scriptedBroker() {
+  const received = [];
+  const server = new WebSocketServer({ host: '127.0.0.1', port: 0, handleProtocols: () => 'mqtt' });
+  await new Promise((resolve) => server.once('listening', resolve));
+  server.on('connection', (socket) => {
+    const parser = mqttPacket.parser({ protocolVersion: 5 });
+    const send = (packet) => socket.send(mqttPacket.generate(packet, { protocolVersion: 5 }));
+    const auth = (reasonCode, data) => ({ cmd: 'auth', reasonCode, properties: { authenticationMethod: 'TEST-ECHO', authenticationData: Buffer.from(data) } });
+    let connected = false;
+    let refuse = false;
+    parser.on('packet', (packet) => {
+      const data = packet.properties?.authenticationData?.toString();
+      received.push({ cmd: packet.cmd, reasonCode: packet.reasonCode, method: packet.properties?.authenticationMethod, data });
+      if (packet.cmd === 'connect') {
+        send(auth(0x18, `challenge:${data}`));
+      } else if (packet.cmd === 'auth' && packet.reasonCode === 0x19) {
+        refuse = data === 'refuse';
+        send(auth(0x18, `challenge:${data}`));
+      } else if (packet.cmd === 'auth' && !connected) {
+        connected = true;
+        send({ cmd: 'connack', reasonCode: 0, sessionPresent: false, properties: { authenticationMethod: 'TEST-ECHO', authenticationData: Buffer.from(`final:${data}`) } });
+      } else if (packet.cmd === 'auth' && refuse) {
+        send({ cmd: 'disconnect', reasonCode: 0x87 });
+        socket.close();
+      } else if (packet.cmd === 'auth') {
+        send(auth(0x00, `final:${data}`));
+      } else if (packet.cmd === 'disconnect') {
+        socket.close();
+      }
+    });
+    socket.on('message', (bytes) => parser.parse(bytes));
+  });
+  return {
+    url: `ws://127.0.0.1:${server.address().port}/mqtt`,
+    received,
+    /** Drops every connection. */
+    drop: () => server.clients.forEach((socket) => socket.terminate()),
+    close: () => new Promise((resolve) => {
+      server.clients.forEach((socket) => socket.terminate());
+      server.close(resolve);
+    }),
+  };
+}
+
+test('enhanced authentication against a scripted broker: onAuth for each AUTH 0x18, reauthenticate(), the failures', { timeout: 60_000 }, async () => {
+  const broker = await scriptedBroker();
+  const { page, errors } = await authPage();
+  try {
+    const result = await page.evaluate(([url]) => window.auth.connectScripted(url, 'echo'), [broker.url]);
+    // CONNECT with the first data, onAuth's answer to the challenge, the CONNACK's final data.
+    assert.deepEqual(result, { state: 'connected', connack: { data: 'final:answer:challenge:first:1', method: 'TEST-ECHO' } });
+    assert.deepEqual(broker.received.splice(0), [
+      { cmd: 'connect', reasonCode: undefined, method: 'TEST-ECHO', data: 'first:1' },
+      { cmd: 'auth', reasonCode: 0x18, method: 'TEST-ECHO', data: 'answer:challenge:first:1' },
+    ]);
+    let current = await status(page, 'echo');
+    assert.deepEqual(current.auths, [{ data: 'challenge:first:1', reasonCode: 0x18, method: 'TEST-ECHO' }]);
+
+    // Re-authentication: AUTH 0x19, the same exchange, resolved by AUTH 0x00.
+    const again = await page.evaluate(() => window.auth.reauthenticateWith('echo', 'again'));
+    assert.deepEqual(again, { reasonCode: 0, data: 'final:answer:challenge:again' });
+    assert.deepEqual(broker.received.splice(0), [
+      { cmd: 'auth', reasonCode: 0x19, method: 'TEST-ECHO', data: 'again' },
+      { cmd: 'auth', reasonCode: 0x18, method: 'TEST-ECHO', data: 'answer:challenge:again' },
+    ]);
+
+    // Refused by a DISCONNECT: reauthenticate() rejects with it, and the client reconnects
+    // with fresh data from its credentials function.
+    const refused = await page.evaluate(() => window.auth.reauthenticateWith('echo', 'refuse'));
+    assert.equal(refused.error?.code, 'SERVER_DISCONNECTED', JSON.stringify(refused));
+    assert.equal(refused.error.reasonCode, 0x87);
+    current = await waitFor('the reconnect', async () => {
+      const current = await status(page, 'echo');
+      return current.events.some((event) => event.type === 'connect') && current;
+    });
+    assert.equal(current.calls, 2);
+    const last = current.events.at(-1);
+    assert.deepEqual([last.type, last.data], ['connect', 'final:answer:challenge:first:2']);
+
+    // onAuth throws in a re-authentication: it rejects with CREDENTIALS_FAILED (the cause is
+    // what onAuth threw), the client sends DISCONNECT and reconnects, where onAuth throws
+    // again: the backoff goes on, every attempt failing the same way, until onAuth answers.
+    await page.evaluate(() => window.auth.setFailAuth('echo', true));
+    const failed = await page.evaluate(() => window.auth.reauthenticateWith('echo', 'x'));
+    assert.deepEqual([failed.error?.code, failed.error?.cause], ['CREDENTIALS_FAILED', 'no answer today']);
+    await waitFor('two failed attempts', async () => (await status(page, 'echo')).calls >= 4);
+    current = await status(page, 'echo');
+    const failures = current.events.filter((event) => event.type === 'close' && event.error?.code === 'CREDENTIALS_FAILED');
+    assert.ok(failures.length >= 2, JSON.stringify(current.events));
+    assert.ok(failures.every((event) => event.reconnect && event.error.cause === 'no answer today'));
+    assert.ok(broker.received.some((packet) => packet.cmd === 'disconnect' && packet.reasonCode === 0x80));
+    await page.evaluate(() => window.auth.setFailAuth('echo', false));
+    await waitFor('the client back in', async () => (await status(page, 'echo')).state === 'connected');
+    await page.evaluate(() => window.auth.end('echo'));
+
+    // onAuth throws on the first attempt: connect() rejects with CREDENTIALS_FAILED.
+    await page.evaluate(() => {
+      window.auth.clients.first = undefined;
+    });
+    const first = await page.evaluate(([url]) => {
+      const connecting = window.auth.connectScripted(url, 'first');
+      window.auth.setFailAuth('first', true);
+      return connecting;
+    }, [broker.url]);
+    assert.deepEqual([first.error?.code, first.error?.cause], ['CREDENTIALS_FAILED', 'no answer today']);
+    assert.deepEqual(errors, []);
+  } finally {
+    await page.close();
+    await broker.close();
+  }
 });

@@ -180,6 +180,54 @@ const auth = {
   async end(name) {
     await this.clients[name].client?.end();
   },
+
+  /**
+   * Connects to the test's scripted broker with the method `TEST-ECHO`: each attempt's
+   * CONNECT carries `first:<attempt>`, and `onAuth` answers `answer:<what the broker sent>`,
+   * or throws while `failAuth` is set. Resolves with `{ state, connack }` or `{ error }`.
+   */
+  async connectScripted(url, name) {
+    const record = { client: null, calls: 0, events: [], auths: [], failAuth: false };
+    this.clients[name] = record;
+    const text = (bytes) => new TextDecoder().decode(bytes);
+    try {
+      const client = await MqttClient.connect(url, {
+        clientId: `pw-${name}`,
+        reconnect: { minDelayMs: 50, maxDelayMs: 100 },
+        authenticationMethod: 'TEST-ECHO',
+        credentials: () => ({ authenticationData: `first:${++record.calls}` }),
+        onAuth: async (data, reasonCode, properties) => {
+          record.auths.push({ data: text(data), reasonCode, method: properties?.authenticationMethod });
+          if (record.failAuth) throw new Error('no answer today');
+          return `answer:${text(data)}`;
+        },
+      });
+      record.client = client;
+      for (const type of ['connect', 'close', 'reconnect', 'error']) {
+        client.addEventListener(type, (event) => {
+          const detail = event.detail ?? {};
+          record.events.push({ type, reconnect: detail.reconnect, error: errorOf(detail.error ?? (type === 'error' ? detail : undefined)), data: detail.properties?.authenticationData && text(detail.properties.authenticationData) });
+        });
+      }
+      return { state: client.state, connack: { data: text(client.connack.properties.authenticationData), method: client.connack.properties.authenticationMethod } };
+    } catch (error) {
+      return { error: errorOf(error) };
+    }
+  },
+
+  setFailAuth(name, fail) {
+    this.clients[name].failAuth = fail;
+  },
+
+  /** `reauthenticate(data)` of client `name`: `{ reasonCode, data }` or `{ error }`. */
+  async reauthenticateWith(name, data) {
+    try {
+      const { reasonCode, properties } = await this.clients[name].client.reauthenticate(data);
+      return { reasonCode, data: new TextDecoder().decode(properties.authenticationData) };
+    } catch (error) {
+      return { error: errorOf(error) };
+    }
+  },
 };
 
 window.harness = harness;
