@@ -197,6 +197,8 @@ impl Gateway {
             restored,
             store: broker_task::StoreLink { sink, status },
         };
+        // SCRAM-SHA-256 enhanced authentication, from the password file.
+        let auth = security::scram_hook::ScramHook::wrap(security.clone(), auth);
         let broker_task =
             tokio::spawn(broker_task::run(settings, auth, receiver, counters.clone()));
         let broker = BrokerHandle::new(commands);

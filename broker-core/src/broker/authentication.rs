@@ -7,7 +7,7 @@
 use super::connect::{ConnectRequest, with_method};
 use super::termination::Termination;
 use super::{Broker, ConnectionId};
-use crate::auth::{AuthDecision, ClientIdentity};
+use crate::auth::{AuthDecision, Authentication, ClientIdentity};
 use mqtt_codec::{AuthPacket, Packet, ReasonCode};
 use std::time::Instant;
 
@@ -50,9 +50,17 @@ impl Broker {
             self.refuse_connect(connection, &pending.connect, &pending.info, &termination);
             return;
         }
+        // The user name the connection will have once accepted: the one the gateway verified
+        // before the CONNECT came in, else the CONNECT's. A hook that binds an exchange to a user
+        // (SCRAM's `n=` name) can then tell which user this connection is being accepted as,
+        // as it can on re-authentication.
+        let verified = match &pending.authentication {
+            Authentication::Verified(grant) => grant.username.as_deref(),
+            _ => None,
+        };
         let identity = ClientIdentity {
             client_id: &pending.client_id,
-            username: pending.connect.username.as_deref(),
+            username: verified.or(pending.connect.username.as_deref()),
         };
         match self
             .auth

@@ -571,3 +571,58 @@ fn mqtt_3_1_2_29_acknowledgements_carry_no_reason_string() {
         assert!(properties.user_properties.is_empty());
     }
 }
+
+/// Records the user name each AUTH step is asked about, and accepts the second step.
+struct RecordsIdentity(std::sync::Arc<std::sync::Mutex<Vec<Option<String>>>>);
+
+impl AuthHook for RecordsIdentity {
+    fn authenticate(&mut self, _connect: &ConnectPacket, _client_id: &str) -> AuthDecision {
+        AuthDecision::Continue(Properties::default())
+    }
+
+    fn continue_authentication(
+        &mut self,
+        client: &ClientIdentity<'_>,
+        _method: &ByteStr,
+        _properties: &Properties,
+    ) -> AuthDecision {
+        self.0
+            .lock()
+            .unwrap()
+            .push(client.username.map(str::to_string));
+        AuthDecision::Accept(Properties::default())
+    }
+}
+
+#[test]
+fn an_exchange_sees_the_user_name_the_gateway_verified_as_re_authentication_does() {
+    // The gateway may establish the user before the CONNECT reaches the broker (SCRAM's `n=`
+    // name, which the CONNECT need not repeat): the hook sees that name during the exchange,
+    // the one the session gets and that re-authentication is asked about.
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut h = Harness::with_auth(quiet_config(), Box::new(RecordsIdentity(seen.clone())));
+    let grant = broker_core::Grant {
+        username: Some(ByteStr::from("verified")),
+        ..broker_core::Grant::default()
+    };
+    let mut connect = with_method(v5("client"), "token");
+    connect.username = Some(ByteStr::from("claimed"));
+    h.connect_with(
+        A,
+        connect,
+        broker_core::Authentication::Verified(Box::new(grant)),
+    );
+    let outputs = h.send(A, auth(ReasonCode::ContinueAuthentication, "token", b"x"));
+    assert_eq!(connack(&outputs, A).reason_code, ReasonCode::Success);
+    h.send(A, auth(ReasonCode::ReAuthenticate, "token", b"x"));
+    // Without a verified name, the CONNECT's.
+    h.connect_with(
+        B,
+        as_user(with_method(v5("other"), "token"), "claimed"),
+        broker_core::Authentication::Unchecked,
+    );
+    h.send(B, auth(ReasonCode::ContinueAuthentication, "token", b"x"));
+    let seen = seen.lock().unwrap().clone();
+    let names: Vec<_> = seen.iter().map(Option::as_deref).collect();
+    assert_eq!(names, [Some("verified"), Some("verified"), Some("claimed")]);
+}

@@ -10,7 +10,10 @@
 //! Who counts as authenticated:
 //! - a client certificate's CN, with `--tls-identity-as-username` (the TLS handshake verified it);
 //! - a token (`--jwt-*`) sent as the password: its `sub` is the user name;
-//! - a user name and password found in `--password-file`.
+//! - a user name and password found in `--password-file`;
+//! - a MQTT 5.0 client that proves a password-file user's password with enhanced
+//!   authentication, method `SCRAM-SHA-256`: checked here only for its shape and the user it
+//!   names, and proved on the broker's task by [`scram_hook::ScramHook`] (see there).
 //!
 //! A client that sends no credentials is anonymous: refused once any authentication is
 //! configured, unless `--allow-anonymous`. Credentials that do not verify are refused whatever
@@ -25,6 +28,8 @@
 pub mod acl;
 pub mod lockout;
 pub mod password_file;
+pub mod scram;
+pub mod scram_hook;
 pub mod tls;
 pub mod token;
 
@@ -128,11 +133,22 @@ pub enum Refusal {
     BadToken(token::TokenRefused),
     /// The source address failed too often and is locked out for a while.
     LockedOut,
+    /// Enhanced authentication data that does not parse (a SCRAM client-first message).
+    BadAuthenticationData(scram::ScramError),
+    /// An enhanced authentication method the gateway does not offer.
+    BadAuthenticationMethod,
 }
 
 impl Refusal {
     /// The labels of the `mqtt_auth_refused_total` counter, by [`Refusal::index`].
-    pub const LABELS: [&'static str; 4] = ["anonymous", "bad_password", "bad_token", "locked_out"];
+    pub const LABELS: [&'static str; 6] = [
+        "anonymous",
+        "bad_password",
+        "bad_token",
+        "locked_out",
+        "bad_authentication_data",
+        "bad_authentication_method",
+    ];
 
     /// The refusal's place in [`Refusal::LABELS`].
     pub fn index(self) -> usize {
@@ -141,6 +157,8 @@ impl Refusal {
             Refusal::BadPassword => 1,
             Refusal::BadToken(_) => 2,
             Refusal::LockedOut => 3,
+            Refusal::BadAuthenticationData(_) => 4,
+            Refusal::BadAuthenticationMethod => 5,
         }
     }
 
@@ -148,6 +166,8 @@ impl Refusal {
         match self {
             Refusal::Anonymous | Refusal::LockedOut => ReasonCode::NotAuthorized,
             Refusal::BadPassword | Refusal::BadToken(_) => ReasonCode::BadUserNameOrPassword,
+            Refusal::BadAuthenticationData(_) => ReasonCode::UnspecifiedError,
+            Refusal::BadAuthenticationMethod => ReasonCode::BadAuthenticationMethod,
         }
     }
 
@@ -157,6 +177,11 @@ impl Refusal {
             Refusal::BadPassword => "bad user name or password".into(),
             Refusal::BadToken(why) => why.to_string(),
             Refusal::LockedOut => "too many failed authentications from this address".into(),
+            Refusal::BadAuthenticationData(why) => format!("{}: {why}", scram::METHOD),
+            Refusal::BadAuthenticationMethod => format!(
+                "unknown authentication method (the gateway offers {} with a password file)",
+                scram::METHOD
+            ),
         }
     }
 }
@@ -172,15 +197,20 @@ pub enum Method {
     Certificate,
     /// No credentials, allowed.
     Anonymous,
+    /// `SCRAM-SHA-256` enhanced authentication, counted when the exchange begins: the proof
+    /// comes later, on the broker's task, and a failed one counts in the broker's
+    /// authentication failures (`mqtt_auth_failures_total`).
+    Scram,
 }
 
 impl Method {
     /// Every method, in the order of their discriminants.
-    pub const ALL: [Method; 4] = [
+    pub const ALL: [Method; 5] = [
         Method::Password,
         Method::Token,
         Method::Certificate,
         Method::Anonymous,
+        Method::Scram,
     ];
 
     /// The label of the `mqtt_auth_accepted_total` counter.
@@ -190,6 +220,7 @@ impl Method {
             Method::Token => "token",
             Method::Certificate => "certificate",
             Method::Anonymous => "anonymous",
+            Method::Scram => "scram",
         }
     }
 }
@@ -215,6 +246,8 @@ pub struct Security {
     /// so a storm of CONNECTs must queue here rather than fill the blocking pool (512 threads,
     /// 10 GB of hashing memory).
     hashing: tokio::sync::Semaphore,
+    /// Where SCRAM CONNECTs come from, for [`scram_hook::ScramHook`] to count failures.
+    scram_origins: scram_hook::Origins,
 }
 
 /// What a connecting client presents.
@@ -245,6 +278,7 @@ impl Security {
             generation: AtomicU64::new(1),
             lockout,
             hashing: tokio::sync::Semaphore::new(cores),
+            scram_origins: scram_hook::Origins::default(),
         })))
     }
 
@@ -328,6 +362,13 @@ impl Security {
         }
         let connect = presented.connect;
         let loaded = self.current();
+        if let Some(method) = connect.properties.authentication_method.as_deref() {
+            if method == scram::METHOD && loaded.passwords.is_some() {
+                return self.begin_scram(presented, &loaded, now);
+            }
+            // No other method is known (and SCRAM needs the password file's verifiers).
+            return self.refuse(presented, Refusal::BadAuthenticationMethod);
+        }
         let username = connect.username.as_deref();
         let password = connect.password.as_deref();
 
@@ -359,14 +400,7 @@ impl Security {
         };
         let client_id = connect.client_id.to_string();
         let token_rules = token.as_ref().and_then(|token| token.rules.clone());
-        let permissions = (loaded.acl.is_some() || token_rules.is_some()).then(|| {
-            Box::new(ClientAccess::new(
-                self.clone(),
-                username.clone(),
-                client_id,
-                token_rules,
-            )) as Box<dyn Permissions>
-        });
+        let permissions = self.permissions(&loaded, username.clone(), client_id, token_rules);
         let valid_until = token.map(|token| {
             let left = token
                 .expires_at
@@ -381,6 +415,70 @@ impl Security {
                 valid_until,
             })),
             outcome: Ok(method),
+        }
+    }
+
+    /// What a client may do: its ACL rules and its token's claim, if there are any.
+    fn permissions(
+        self: &Arc<Self>,
+        loaded: &Loaded,
+        username: Option<String>,
+        client_id: String,
+        token_rules: Option<ClientRules>,
+    ) -> Option<Box<dyn Permissions>> {
+        (loaded.acl.is_some() || token_rules.is_some()).then(|| {
+            Box::new(ClientAccess::new(
+                self.clone(),
+                username,
+                client_id,
+                token_rules,
+            )) as Box<dyn Permissions>
+        })
+    }
+
+    /// A CONNECT with Authentication Method `SCRAM-SHA-256`. Only its shape is checked here:
+    /// the client-first message must parse, and a User Name, if the CONNECT has one, must be
+    /// the SCRAM user. The grant names that user, with their permissions, and holds only if
+    /// the exchange proves them: the broker's hook ([`scram_hook::ScramHook`]) refuses the
+    /// CONNECT otherwise. No password is hashed, and the CONNECT's Password is not looked at.
+    fn begin_scram(
+        self: &Arc<Self>,
+        presented: Presented<'_>,
+        loaded: &Loaded,
+        now: Instant,
+    ) -> Decision {
+        let connect = presented.connect;
+        let data = connect
+            .properties
+            .authentication_data
+            .as_deref()
+            .unwrap_or_default();
+        let first = match scram::ClientFirst::parse(data) {
+            Ok(first) => first,
+            Err(error) => return self.refuse(presented, Refusal::BadAuthenticationData(error)),
+        };
+        if connect
+            .username
+            .as_deref()
+            .is_some_and(|name| name != first.username)
+        {
+            self.record_failure(presented.address, now);
+            return self.refuse(presented, Refusal::BadPassword);
+        }
+        if let Some(address) = presented.address {
+            self.scram_origins
+                .note(&first.username, first.nonce, address, now);
+        }
+        let username = first.username.clone();
+        let client_id = connect.client_id.to_string();
+        let permissions = self.permissions(loaded, Some(username.clone()), client_id, None);
+        Decision {
+            authentication: Authentication::Verified(Box::new(Grant {
+                username: Some(ByteStr::from(username)),
+                permissions,
+                valid_until: None,
+            })),
+            outcome: Ok(Method::Scram),
         }
     }
 
@@ -586,7 +684,11 @@ fn read_metrics_token(path: &std::path::Path) -> Result<String, SecurityError> {
 fn describe(config: &SecurityConfig, loaded: &Loaded) {
     let mut parts = Vec::new();
     if let Some(passwords) = &loaded.passwords {
-        parts.push(format!("{} users in the password file", passwords.len()));
+        parts.push(format!(
+            "{} users in the password file ({} with SCRAM-SHA-256)",
+            passwords.len(),
+            passwords.scram_users()
+        ));
     }
     if let Some(acl) = &loaded.acl {
         parts.push(format!("{} ACL rules", acl.len()));

@@ -1,10 +1,27 @@
-//! The password file: one `user:hash` line per account, as Mosquitto's `password_file`.
+//! The password file: one `user:hash` line per account, as Mosquitto's `password_file`, with
+//! an optional SCRAM-SHA-256 verifier after a second colon: `user:hash[:verifier]`.
 //!
 //! New entries are argon2id PHC strings (`$argon2id$v=19$m=...,t=...,p=...$salt$hash`), made by
 //! `gateway passwd`. Entries written by Mosquitto's `mosquitto_passwd` are read as they are, so
 //! an installation moves over with its file unchanged: `$7$iterations$salt$hash` (PBKDF2 with
 //! HMAC-SHA512, Mosquitto 2.0's default) and `$6$salt$hash` (one SHA-512 of the password and
 //! the salt, Mosquitto 1.x's). Salts and hashes there are standard base64.
+//!
+//! The verifier is what MQTT 5.0 enhanced authentication with `SCRAM-SHA-256` checks (see
+//! [`super::scram`]), in the form of RFC 5803 and PostgreSQL:
+//! `SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>`, standard base64, at least 4096
+//! iterations. `gateway passwd` writes one next to each argon2id hash:
+//!
+//! ```text
+//! alice:$argon2id$v=19$m=19456,t=2,p=1$<salt>$<hash>:SCRAM-SHA-256$4096:<salt>$<StoredKey>:<ServerKey>
+//! ```
+//!
+//! None of the hash formats contains a colon, so the first colon after the user name ends the
+//! hash and a second one starts the verifier. A line without one (an older gateway's, or
+//! Mosquitto's) loads as before: that user can log in with a password but not with SCRAM until
+//! `gateway passwd` sets their password again. A verifier is as good as the password for an
+//! offline guess (at 4096 PBKDF2 rounds, cheaper to try than argon2id), one more reason the
+//! file is written mode 0600.
 //!
 //! Verification is slow on purpose (argon2id costs tens of milliseconds): callers run it off
 //! the broker's task. A user who is not in the file costs the same as a wrong password, so the
@@ -13,6 +30,7 @@
 //! Nothing here puts a password or a hash into an error or a log: a line that does not parse
 //! is named by its number and the kind of problem.
 
+use super::scram::ScramCredential;
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Argon2, PasswordHash as PhcString};
@@ -168,10 +186,26 @@ fn decoy() -> &'static StoredHash {
     })
 }
 
+/// One account: its password hash and, if it has one, its SCRAM-SHA-256 verifier.
+#[derive(Clone, PartialEq, Eq)]
+struct Entry {
+    hash: StoredHash,
+    scram: Option<ScramCredential>,
+}
+
+impl Entry {
+    fn to_text(&self) -> String {
+        match &self.scram {
+            Some(scram) => format!("{}:{}", self.hash.to_text(), scram.to_text()),
+            None => self.hash.to_text(),
+        }
+    }
+}
+
 /// The accounts of a password file, in file order.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct PasswordFile {
-    entries: Vec<(String, StoredHash)>,
+    entries: Vec<(String, Entry)>,
 }
 
 impl std::fmt::Debug for PasswordFile {
@@ -207,16 +241,25 @@ impl PasswordFile {
                 line: index + 1,
                 problem,
             };
-            let (user, hash) = line
+            let (user, rest) = line
                 .split_once(':')
                 .ok_or_else(|| problem("expected user:hash"))?;
             if user.is_empty() {
                 return Err(problem("empty user name"));
             }
+            // No hash format has a colon: a second one starts the SCRAM verifier.
+            let (hash, scram) = match rest.split_once(':') {
+                Some((hash, scram)) => (hash, Some(scram)),
+                None => (rest, None),
+            };
             let hash = StoredHash::parse(hash).map_err(problem)?;
+            let scram = scram
+                .map(ScramCredential::parse)
+                .transpose()
+                .map_err(problem)?;
             // A later line for the same user wins, as when the file is edited by hand.
             file.entries.retain(|(existing, _)| existing != user);
-            file.entries.push((user.to_string(), hash));
+            file.entries.push((user.to_string(), Entry { hash, scram }));
         }
         Ok(file)
     }
@@ -236,10 +279,26 @@ impl PasswordFile {
         self.entries.iter().map(|(user, _)| user.as_str())
     }
 
+    /// The number of accounts that have a SCRAM-SHA-256 verifier.
+    pub fn scram_users(&self) -> usize {
+        self.entries
+            .iter()
+            .filter(|(_, entry)| entry.scram.is_some())
+            .count()
+    }
+
+    /// `user`'s SCRAM-SHA-256 verifier, if they are in the file and have one.
+    pub fn scram(&self, user: &str) -> Option<&ScramCredential> {
+        self.entries
+            .iter()
+            .find(|(name, _)| name == user)
+            .and_then(|(_, entry)| entry.scram.as_ref())
+    }
+
     /// Whether `password` is `user`'s. Slow on purpose; run it off the broker's task.
     pub fn verify(&self, user: &str, password: &[u8]) -> bool {
         match self.entries.iter().find(|(name, _)| name == user) {
-            Some((_, hash)) => hash.verify(password),
+            Some((_, entry)) => entry.hash.verify(password),
             None => {
                 decoy().verify(password);
                 false
@@ -247,7 +306,8 @@ impl PasswordFile {
         }
     }
 
-    /// Adds `user`, or replaces their password, with a new argon2id hash.
+    /// Adds `user`, or replaces their password, with a new argon2id hash and a new
+    /// SCRAM-SHA-256 verifier.
     pub fn set(&mut self, user: &str, password: &[u8]) -> Result<(), PasswordFileError> {
         if user.is_empty() || user.contains([':', '\n', '\r']) {
             return Err(PasswordFileError::InvalidUser);
@@ -257,10 +317,14 @@ impl PasswordFile {
             .hash_password(password, &salt)
             .map_err(|error| PasswordFileError::Hash(error.to_string()))?
             .to_string();
-        let hash = StoredHash::Argon2(phc);
+        let scram = ScramCredential::generate(password).map_err(PasswordFileError::Hash)?;
+        let entry = Entry {
+            hash: StoredHash::Argon2(phc),
+            scram: Some(scram),
+        };
         match self.entries.iter_mut().find(|(name, _)| name == user) {
-            Some(entry) => entry.1 = hash,
-            None => self.entries.push((user.to_string(), hash)),
+            Some(existing) => existing.1 = entry,
+            None => self.entries.push((user.to_string(), entry)),
         }
         Ok(())
     }
@@ -272,11 +336,11 @@ impl PasswordFile {
         self.entries.len() != before
     }
 
-    /// The file's text, one `user:hash` line per account.
+    /// The file's text, one `user:hash[:verifier]` line per account.
     pub fn to_text(&self) -> String {
         let mut text = String::new();
-        for (user, hash) in &self.entries {
-            let _ = writeln!(text, "{user}:{}", hash.to_text());
+        for (user, entry) in &self.entries {
+            let _ = writeln!(text, "{user}:{}", entry.to_text());
         }
         text
     }
@@ -430,11 +494,85 @@ mod tests {
     }
 
     #[test]
+    fn set_writes_a_scram_verifier_next_to_the_argon2id_hash() {
+        let mut file = PasswordFile::default();
+        file.set("alice", b"correct horse").unwrap();
+        let text = file.to_text();
+        let line = text.trim_end();
+        let (user, rest) = line.split_once(':').unwrap();
+        let (hash, verifier) = rest.split_once(':').unwrap();
+        assert_eq!(user, "alice");
+        assert!(hash.starts_with("$argon2id$"), "{line}");
+        assert!(verifier.starts_with("SCRAM-SHA-256$4096:"), "{line}");
+        let read = parse(&text).unwrap();
+        assert_eq!(read, file);
+        assert!(
+            read.verify("alice", b"correct horse"),
+            "the password still verifies"
+        );
+        assert_eq!(read.scram("alice").map(|v| v.iterations()), Some(4096));
+        assert_eq!(read.scram_users(), 1);
+        assert!(read.scram("bob").is_none());
+        // A new password, a new verifier (new salt).
+        let mut changed = read.clone();
+        changed.set("alice", b"correct horse").unwrap();
+        assert_ne!(changed.scram("alice"), read.scram("alice"));
+    }
+
+    #[test]
+    fn entries_without_a_verifier_still_load_and_cannot_use_scram() {
+        // An older gateway's line, and Mosquitto's.
+        let text = "old:$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$2IhHzBJKBVjPvVgWWDfIPTWg8mBrKeLwiSkN4SvLm/8\n\
+                    dev:$7$101$MDEyMzQ1Njc4OWFi$EO/lLlkeUgIiBaS8G8UK0ZMP1u508TA7Tl+AdJ1cEsmlbGyEPAERErpfq84j1kepISs0UzmcdL4ucgZ2uodxfQ==\n";
+        let file = parse(text).unwrap();
+        assert_eq!(file.len(), 2);
+        assert_eq!(file.scram_users(), 0);
+        assert!(file.scram("old").is_none() && file.scram("dev").is_none());
+        assert!(file.verify("dev", b"secret"));
+        assert_eq!(file.to_text(), text, "kept as they were");
+    }
+
+    #[test]
+    fn a_verifier_may_follow_any_hash_format() {
+        let verifier = ScramCredential::derive(b"secret", b"0123456789abcdef", 4096).to_text();
+        let text = format!(
+            "dev:$6$c2FsdHNhbHRzYWx0$3aiBbchfIZo+1WYrkPzJjQxZ79F/NmwLQ+wF073kTd+6ANhaic8G/jWF/X4sqSFUKpLNdm1FZjBck6HQ8knM3A==:{verifier}\n"
+        );
+        let file = parse(&text).unwrap();
+        assert!(file.verify("dev", b"secret"));
+        assert!(file.scram("dev").is_some());
+        assert_eq!(file.to_text(), text);
+    }
+
+    #[test]
+    fn malformed_verifiers_are_named_without_their_content() {
+        let good = ScramCredential::derive(b"secret", b"0123456789abcdef", 4096).to_text();
+        let hash = "$6$c2FsdHNhbHRzYWx0$3aiBbchfIZo+1WYrkPzJjQxZ79F/NmwLQ+wF073kTd+6ANhaic8G/jWF/X4sqSFUKpLNdm1FZjBck6HQ8knM3A==";
+        for verifier in [
+            "SCRAM-SHA-1$4096:AAAA$AAAA:AAAA".to_string(),
+            good.replacen("4096", "1000", 1),
+            good.replacen(":", ":!", 1),
+            "hunter2".to_string(),
+        ] {
+            let error = parse(&format!("# users\ndev:{hash}:{verifier}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains("line 2"), "{error}");
+            assert!(error.contains("SCRAM-SHA-256"), "{error}");
+            assert!(
+                !error.contains("hunter2") && !error.contains(hash),
+                "{error}"
+            );
+        }
+    }
+
+    #[test]
     fn debug_shows_users_but_no_hash() {
         let mut file = PasswordFile::default();
         file.set("alice", b"secret").unwrap();
         let shown = format!("{file:?}");
         assert!(shown.contains("alice"));
         assert!(!shown.contains("argon2"), "{shown}");
+        assert!(!shown.contains("SCRAM"), "{shown}");
     }
 }

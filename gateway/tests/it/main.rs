@@ -18,6 +18,7 @@ mod http_auth;
 mod messages;
 mod metrics;
 mod persistence;
+mod scram;
 mod security;
 mod shutdown;
 mod slow_consumer;
