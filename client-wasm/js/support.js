@@ -167,7 +167,7 @@ const ERRORS = [
   ["CONNECTION_REFUSED", "connection refused by the broker", ": $r"],
   ["BAD_CREDENTIALS", "connection refused by the broker", ": $r"],
   ["NOT_AUTHORIZED", "connection refused by the broker", ": $r"],
-  ["CREDENTIALS_FAILED", "could not connect: the credentials function failed (see the error's cause)", ""],
+  ["CREDENTIALS_FAILED", "the credentials function or onAuth failed (see the error's cause)", ""],
   ["CONNECT_FAILED", "could not connect: the connection closed before the broker accepted it", ""],
   ["CONNECT_TIMEOUT", "no CONNACK from the broker within the connect timeout", ""],
   ["KEEPALIVE_TIMEOUT", "keep alive timeout: nothing received from the broker for 1.5 times the keep alive", ""],
@@ -527,10 +527,13 @@ export function clientError(kind, reasonCode, d, a, b) {
   return error;
 }
 
-// What the application's credentials function threw, while the client reports its failure.
+// What the application's credentials function or onAuth threw, while the client reports it.
 let cause;
 
-/** Reports that the credentials function failed with `error` (the cause of the client's error). */
+/**
+ * Reports that the credentials function or onAuth failed with `error` (the cause of the
+ * client's error).
+ */
 function credentialsFailed(handler, error) {
   cause = error;
   handler(HANDLER_CREDENTIALS_FAILED);

@@ -23,8 +23,9 @@ pub enum ClientError {
     /// The broker refused the client as not authorized (5.0 reason code 0x87, 3.1.1 return
     /// code 5): the client does not reconnect.
     NotAuthorized(ConnectRefusal),
-    /// The application's credentials function threw or rejected: the attempt fails (and the
-    /// backoff goes on, as for any failed attempt).
+    /// The application's credentials function, or its answer to the broker's AUTH (`onAuth`),
+    /// threw or rejected: the attempt fails (the connection, in a re-authentication), and the
+    /// backoff goes on, as after any failure.
     CredentialsFailed,
     /// The transport could not be opened, or closed before the CONNACK.
     ConnectFailed,
@@ -153,7 +154,7 @@ impl ClientError {
             | ClientError::BadCredentials(_)
             | ClientError::NotAuthorized(_) => "connection refused by the broker",
             ClientError::CredentialsFailed => {
-                "could not connect: the credentials function failed (see the error's cause)"
+                "the credentials function or onAuth failed (see the error's cause)"
             }
             ClientError::ConnectFailed => {
                 "could not connect: the connection closed before the broker accepted it"
