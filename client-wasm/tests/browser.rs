@@ -640,6 +640,7 @@ async fn a_frame_of_many_messages_is_one_batch() {
 fn js_errors_read_as_the_rust_ones() {
     let mut errors = vec![
         ClientError::InvalidOptions("maximumPacketSize must be at least 1"),
+        ClientError::CredentialsFailed,
         ClientError::ConnectFailed,
         ClientError::ConnectTimeout,
         ClientError::KeepAliveTimeout,
