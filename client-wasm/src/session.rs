@@ -1,12 +1,13 @@
 //! The client's protocol state machine: no sockets, no timers, no clock reads.
 //!
 //! Inputs are transport events ([`Session::handle_open`], [`Session::handle_data`],
-//! [`Session::handle_transport_closed`]), what the application's credentials function gave for
-//! an attempt ([`Session::set_credentials`], [`Session::handle_credentials_failed`]), the clock ([`Session::handle_timeout`], with the time
-//! passed in) and user operations ([`Session::publish`], [`Session::subscribe`],
-//! [`Session::unsubscribe`], [`Session::end`]). Outputs are polled: bytes to write
-//! ([`Session::transmit`]), events ([`Session::poll_event`]) and the next deadline
-//! ([`Session::poll_timeout`]). The browser layer is a thin driver around it; the tests below
+//! [`Session::handle_transport_closed`]), what the application gives for an attempt or an
+//! AUTH of the broker ([`Session::set_credentials`], [`Session::authenticate`],
+//! [`Session::handle_credentials_failed`]), the clock ([`Session::handle_timeout`], with the
+//! time passed in) and user operations ([`Session::publish`], [`Session::subscribe`],
+//! [`Session::unsubscribe`], [`Session::reauthenticate`], [`Session::end`]). Outputs are
+//! polled: bytes to write ([`Session::transmit`]), events ([`Session::poll_event`]) and the
+//! next deadline ([`Session::poll_timeout`]). The browser layer is a thin driver around it; the tests below
 //! drive it with a fake clock and a scripted broker.
 //!
 //! Invariants:
@@ -547,7 +548,8 @@ impl Session {
             _ => false,
         };
         let method = self.authentication_method();
-        // Same method [MQTT-4.12.0-5]; an AUTH (success) abbreviated to its reason code has none.
+        // Same method [MQTT-4.12.0-5]; leniently, an AUTH (success) abbreviated to its reason
+        // code (section 3.15.2.1) may have none.
         let same_method = method.is_some()
             && auth
                 .properties
