@@ -7,8 +7,8 @@
 //! time passed in) and user operations ([`Session::publish`], [`Session::subscribe`],
 //! [`Session::unsubscribe`], [`Session::reauthenticate`], [`Session::end`]). Outputs are
 //! polled: bytes to write ([`Session::transmit`]), events ([`Session::poll_event`]) and the
-//! next deadline ([`Session::poll_timeout`]). The browser layer is a thin driver around it; the tests below
-//! drive it with a fake clock and a scripted broker.
+//! next deadline ([`Session::poll_timeout`]). The browser layer is a thin driver around it;
+//! the tests below drive it with a fake clock and a scripted broker.
 //!
 //! Invariants:
 //! - Every operation the caller starts with a [`RequestId`] ends in exactly one
