@@ -238,20 +238,19 @@ impl ScramHook {
             Err(error) => return who.malformed(error),
         };
         self.expire(now);
-        let Some(pending) = self.exchanges.get(last.nonce) else {
-            let why = "no exchange with this nonce (it took too long, or was not started)";
-            return who.refuse(why, ReasonCode::NotAuthorized);
-        };
-        if &*pending.client_id != client.client_id
-            || client.username != Some(pending.exchange.username())
-        {
+        let ours = self.exchanges.get(last.nonce).map(|pending| {
+            &*pending.client_id == client.client_id
+                && client.username == Some(pending.exchange.username())
+        });
+        if ours == Some(false) {
             // Left for the connection that started it.
             let why = "the exchange was started by another client or user";
             return who.refuse(why, ReasonCode::NotAuthorized);
         }
         // One try per exchange.
         let Some(pending) = self.exchanges.remove(last.nonce) else {
-            unreachable!("the exchange was just found");
+            let why = "no exchange with this nonce (it took too long, or was not started)";
+            return who.refuse(why, ReasonCode::NotAuthorized);
         };
         who.address = pending.address;
         match pending.exchange.finish(&last) {
@@ -373,5 +372,131 @@ impl AuthHook for ScramHook {
 
     fn authorize_publish(&mut self, client: &ClientIdentity<'_>, topic: &str) -> bool {
         self.inner.authorize_publish(client, topic)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::security::SecurityConfig;
+    use crate::security::password_file::PasswordFile;
+    use base64::Engine;
+    use broker_core::AllowAll;
+
+    /// A hook over a password file with alice in it, and the directory to remove.
+    fn hook(name: &str) -> (ScramHook, std::path::PathBuf) {
+        let directory = std::env::temp_dir().join(format!(
+            "scram-hook-{name}-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos())
+        ));
+        std::fs::create_dir_all(&directory).unwrap();
+        let path = directory.join("passwords");
+        let mut file = PasswordFile::default();
+        file.set("alice", b"alice's password").unwrap();
+        file.save(&path).unwrap();
+        let config = SecurityConfig {
+            password_file: Some(path),
+            ..SecurityConfig::default()
+        };
+        let security = Security::load(config).unwrap().expect("configured");
+        (ScramHook::new(security, Box::new(AllowAll)), directory)
+    }
+
+    /// Starts an exchange for alice; the client-final message it would take, with a wrong proof.
+    fn start(hook: &mut ScramHook, client_nonce: &str, now: Instant) -> String {
+        let text = format!("n,,n=alice,r={client_nonce}");
+        let first = ClientFirst::parse(text.as_bytes()).unwrap();
+        let bad_proof = ReasonCode::BadUserNameOrPassword;
+        let AuthDecision::Continue(properties) = hook.start("c", &first, None, bad_proof, now)
+        else {
+            panic!("an exchange starts");
+        };
+        let server_first = properties.authentication_data.unwrap();
+        let server_first = std::str::from_utf8(&server_first).unwrap().to_string();
+        let nonce = server_first
+            .split(',')
+            .next()
+            .unwrap()
+            .strip_prefix("r=")
+            .unwrap();
+        let proof = base64::engine::general_purpose::STANDARD.encode([0u8; 32]);
+        format!("c=biws,r={nonce},p={proof}")
+    }
+
+    const ALICE: ClientIdentity<'static> = ClientIdentity {
+        client_id: "c",
+        username: Some("alice"),
+    };
+
+    #[test]
+    fn an_exchange_is_tried_once_and_forgotten_after_the_timeout() {
+        let (mut hook, directory) = hook("timeout");
+        let now = Instant::now();
+        let last = start(&mut hook, "one", now);
+        let later = now + EXCHANGE_TIMEOUT - Duration::from_secs(1);
+        assert_eq!(
+            hook.finish(&ALICE, last.as_bytes(), later),
+            AuthDecision::Refuse(ReasonCode::BadUserNameOrPassword),
+            "a wrong proof, in time"
+        );
+        assert_eq!(
+            hook.finish(&ALICE, last.as_bytes(), later),
+            AuthDecision::Refuse(ReasonCode::NotAuthorized),
+            "no second try"
+        );
+        let last = start(&mut hook, "two", now);
+        assert_eq!(
+            hook.finish(&ALICE, last.as_bytes(), now + EXCHANGE_TIMEOUT),
+            AuthDecision::Refuse(ReasonCode::NotAuthorized),
+            "too late"
+        );
+        assert!(hook.exchanges.is_empty());
+        std::fs::remove_dir_all(directory).unwrap();
+    }
+
+    #[test]
+    fn exchanges_are_bounded_and_the_oldest_go_first() {
+        let (mut hook, directory) = hook("bound");
+        let now = Instant::now();
+        let first = start(&mut hook, "first", now);
+        for index in 0..MAX_EXCHANGES + 10 {
+            start(&mut hook, &format!("n{index}"), now);
+        }
+        assert_eq!(hook.exchanges.len(), MAX_EXCHANGES);
+        assert!(hook.started.len() <= 2 * MAX_EXCHANGES + 1);
+        assert_eq!(
+            hook.finish(&ALICE, first.as_bytes(), now),
+            AuthDecision::Refuse(ReasonCode::NotAuthorized),
+            "the oldest was dropped"
+        );
+        std::fs::remove_dir_all(directory).unwrap();
+    }
+
+    #[test]
+    fn other_methods_go_to_the_wrapped_hook() {
+        let (mut hook, directory) = hook("other");
+        let mut connect = mqtt_codec::ConnectPacket {
+            protocol: mqtt_codec::ProtocolVersion::V5,
+            clean_start: true,
+            keep_alive: 0,
+            client_id: ByteStr::from("c"),
+            will: None,
+            username: None,
+            password: None,
+            properties: Properties::default(),
+        };
+        assert_eq!(
+            hook.authenticate(&connect, "c"),
+            AuthDecision::Accept(Properties::default())
+        );
+        connect.properties.authentication_method = Some(ByteStr::from("SCRAM-SHA-1"));
+        assert_eq!(
+            hook.authenticate(&connect, "c"),
+            AuthDecision::Refuse(ReasonCode::BadAuthenticationMethod)
+        );
+        std::fs::remove_dir_all(directory).unwrap();
     }
 }

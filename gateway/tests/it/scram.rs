@@ -3,7 +3,8 @@
 //! with the gateway's code): success with a server signature the client checks, wrong
 //! passwords and unknown users refused alike (0x86, same shape of server-first message),
 //! malformed messages (0x80), re-authentication (AUTH 0x00 or DISCONNECT), the ACL applied to
-//! the SCRAM user, the lock-out, reloads, and an exchange that another connection cannot finish.
+//! the SCRAM user, the lock-out, reloads, an exchange that another connection cannot finish,
+//! and a login over WebSocket, the browser's way in.
 
 use crate::common::*;
 use crate::security::Files;
@@ -608,4 +609,33 @@ async fn without_a_password_file_scram_is_an_unknown_method() {
             "security configured: {security}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_scram_login_over_websocket() {
+    let files = Files::new("scram-ws");
+    let passwords = files.passwords(&[("dashboard", "dashboard password")]);
+    let harness = crate::web_support::Harness::start_with(move |config| {
+        config.security.password_file = Some(passwords);
+    })
+    .await;
+    let mut client = ScramClient::new("dashboard", "dashboard password");
+    let mut connection =
+        crate::web_support::Client::open_ws(&harness.ws_url(), ProtocolVersion::V5).await;
+    let connect = scram_connect("dashboard-ws", &client.client_first());
+    connection.send(&Packet::Connect(connect)).await;
+    let server_first = server_first_of(&connection.expect_packet().await);
+    let last = client.client_final(&server_first);
+    connection
+        .send(&auth(ReasonCode::ContinueAuthentication, &last))
+        .await;
+    match connection.expect_packet().await {
+        Packet::ConnAck(connack) => {
+            assert_eq!(connack.reason_code, ReasonCode::Success);
+            let server_final = connack.properties.authentication_data.as_deref();
+            assert!(client.verifies(server_final.expect("v=")));
+        }
+        other => panic!("expected CONNACK, got {other:?}"),
+    }
+    connection.subscribe("dashboard/#", QoS::AtMostOnce).await;
 }
