@@ -22,6 +22,8 @@ const HANDLER_SOCKET_MESSAGE = 1;
 const HANDLER_SOCKET_CLOSE = 2;
 const HANDLER_TIMER = 3;
 const HANDLER_FLUSH = 4;
+const HANDLER_CREDENTIALS_FAILED = 5;
+const HANDLER_AUTH = 6;
 const EFFECT_CONNECT = 0;
 const EFFECT_CLOSE = 1;
 const EFFECT_RECONNECT = 2;
@@ -30,9 +32,11 @@ const EFFECT_RESOLVE = 4;
 const EFFECT_REJECT = 5;
 const EFFECT_MESSAGES = 6;
 const EFFECT_RELEASE = 7;
+const EFFECT_AUTH = 8;
 const REQUEST_PUBLISH = 0;
 const REQUEST_SUBSCRIBE = 1;
 const REQUEST_UNSUBSCRIBE = 2;
+const REQUEST_REAUTHENTICATE = 3;
 const REQUEST_ID_CONNECT = 0;
 const TAG_ABSENT = 0;
 const TAG_FALSE = 1;
@@ -62,6 +66,9 @@ const CONNECT_MAXIMUM_PACKET_SIZE = 17;
 const CONNECT_PROPERTIES = 18;
 const CONNECT_SEED_HIGH = 19;
 const CONNECT_SEED_LOW = 20;
+const CREDENTIALS_USERNAME = 0;
+const CREDENTIALS_PASSWORD = 1;
+const CREDENTIALS_AUTHENTICATION_DATA = 2;
 const PUBLISH_TOPIC = 0;
 const PUBLISH_QOS = 1;
 const PUBLISH_RETAIN = 2;
@@ -110,24 +117,29 @@ const PROPERTY_MAXIMUM_PACKET_SIZE = 21;
 const PROPERTY_WILDCARD_SUBSCRIPTION_AVAILABLE = 22;
 const PROPERTY_SUBSCRIPTION_IDENTIFIER_AVAILABLE = 23;
 const PROPERTY_SHARED_SUBSCRIPTION_AVAILABLE = 24;
+const PROPERTY_AUTHENTICATION_METHOD = 25;
+const PROPERTY_AUTHENTICATION_DATA = 26;
 const ERROR_INVALID_OPTIONS = 0;
 const ERROR_CONNECTION_REFUSED = 1;
-const ERROR_CONNECT_FAILED = 2;
-const ERROR_CONNECT_TIMEOUT = 3;
-const ERROR_KEEPALIVE_TIMEOUT = 4;
-const ERROR_CONNECTION_LOST = 5;
-const ERROR_SERVER_DISCONNECTED = 6;
-const ERROR_PROTOCOL = 7;
-const ERROR_MALFORMED = 8;
-const ERROR_INVALID_ARGUMENT = 9;
-const ERROR_SUBSCRIBE_REFUSED = 10;
-const ERROR_UNSUBSCRIBE_REFUSED = 11;
-const ERROR_PUBLISH_REFUSED = 12;
-const ERROR_INVALID_TOPIC = 13;
-const ERROR_PACKET_TOO_LARGE = 14;
-const ERROR_QOS_NOT_SUPPORTED = 15;
-const ERROR_QUEUE_FULL = 16;
-const ERROR_CLOSED = 17;
+const ERROR_BAD_CREDENTIALS = 2;
+const ERROR_NOT_AUTHORIZED = 3;
+const ERROR_CREDENTIALS_FAILED = 4;
+const ERROR_CONNECT_FAILED = 5;
+const ERROR_CONNECT_TIMEOUT = 6;
+const ERROR_KEEPALIVE_TIMEOUT = 7;
+const ERROR_CONNECTION_LOST = 8;
+const ERROR_SERVER_DISCONNECTED = 9;
+const ERROR_PROTOCOL = 10;
+const ERROR_MALFORMED = 11;
+const ERROR_INVALID_ARGUMENT = 12;
+const ERROR_SUBSCRIBE_REFUSED = 13;
+const ERROR_UNSUBSCRIBE_REFUSED = 14;
+const ERROR_PUBLISH_REFUSED = 15;
+const ERROR_INVALID_TOPIC = 16;
+const ERROR_PACKET_TOO_LARGE = 17;
+const ERROR_QOS_NOT_SUPPORTED = 18;
+const ERROR_QUEUE_FULL = 19;
+const ERROR_CLOSED = 20;
 const U8 = 255;
 const U16 = 65535;
 const U32 = 4294967295;
@@ -144,7 +156,7 @@ const PROPERTIES = [
   "serverKeepAlive", "responseInformation", "serverReference", "reasonString",
   "topicAliasMaximum", "maximumQos", "retainAvailable", "maximumPacketSize",
   "wildcardSubscriptionAvailable", "subscriptionIdentifierAvailable",
-  "sharedSubscriptionAvailable",
+  "sharedSubscriptionAvailable", "authenticationMethod", "authenticationData",
 ];
 // The checks of the properties sent with a plain value, from index 0: the largest number,
 // "s" a string, "b" bytes.
@@ -153,6 +165,9 @@ const SENT = [U8, U32, "s", "s", "b", U32, U32, U8, U32, U8, U16];
 const ERRORS = [
   ["INVALID_OPTIONS", "invalid option", ": $d"],
   ["CONNECTION_REFUSED", "connection refused by the broker", ": $r"],
+  ["BAD_CREDENTIALS", "connection refused by the broker", ": $r"],
+  ["NOT_AUTHORIZED", "connection refused by the broker", ": $r"],
+  ["CREDENTIALS_FAILED", "the credentials function or onAuth failed (see the error's cause)", ""],
   ["CONNECT_FAILED", "could not connect: the connection closed before the broker accepted it", ""],
   ["CONNECT_TIMEOUT", "no CONNACK from the broker within the connect timeout", ""],
   ["KEEPALIVE_TIMEOUT", "keep alive timeout: nothing received from the broker for 1.5 times the keep alive", ""],
@@ -305,6 +320,15 @@ class Events extends EventTarget {
     // What the socket, the timer and the flush microtask call: `handler(kind, data)`, with the
     // HANDLER_ codes (`Driver::handle` in web/mod.rs).
     this.handler = undefined;
+    // The application's credentials function, checked and packed (see `connectOptions`): a
+    // Promise of the packed credentials of one attempt.
+    this.credentials = undefined;
+    // The application's `onAuth`, and the number of the broker's AUTH it answers last (an
+    // answer to an older one, or from an earlier attempt, is dropped).
+    this.onAuth = undefined;
+    this.step = 0;
+    // The detail of the last "connect" event.
+    this.connack = undefined;
     // What the current turn of the client queued for after it: [kind, number, value, ...].
     this.effects = [];
     // The Promises of pending requests by request id: [resolve, reject].
@@ -339,7 +363,7 @@ export class MqttClient {
     const client = new MqttClient();
     // A throw here (an invalid option) rejects.
     return new Promise((resolve, reject) => {
-      const values = connectOptions(options);
+      const values = connectOptions(options, client.#events);
       client.#clientId = values[CONNECT_CLIENT_ID];
       // While connecting, this holds the client, and so the driver (see web/mod.rs).
       client.#events.pending.set(REQUEST_ID_CONNECT, [() => resolve(client), reject]);
@@ -359,6 +383,12 @@ export class MqttClient {
 
   unsubscribe(filter, options) {
     return this.#start(REQUEST_UNSUBSCRIBE, () => [unsubscribeOptions(filter, options)]);
+  }
+
+  reauthenticate(data) {
+    return this.#start(REQUEST_REAUTHENTICATE, () => [[], bytes(data, "data") ?? new Uint8Array()]).then(
+      (properties) => ({ reasonCode: 0, properties }),
+    );
   }
 
   publish(topic, payload, options) {
@@ -409,6 +439,10 @@ export class MqttClient {
 
   get queued() {
     return this.#client.queued();
+  }
+
+  get connack() {
+    return this.#events.connack;
   }
 
   end() {
@@ -467,9 +501,9 @@ function deliver(messages, events) {
 
 // The texts of the errors are ERRORS, ENCODE, TOPIC, LOW_REASONS and REASONS, from abi.rs.
 
-/** `not authorized (0x87)`. */
-const describe = (code) =>
-  `${REASONS[code < 128 ? LOW_REASONS.indexOf(code) : code - 128 + LOW_REASONS.length]} (0x${code
+/** `not authorized (0x87)`: reason `code` described, and `sent`, the byte the broker sent. */
+const describe = (code, sent) =>
+  `${REASONS[code < 128 ? LOW_REASONS.indexOf(code) : code - 128 + LOW_REASONS.length]} (0x${sent
     .toString(16)
     .toUpperCase()
     .padStart(2, "0")})`;
@@ -484,11 +518,26 @@ export function clientError(kind, reasonCode, d, a, b) {
   const detail = details
     .replace("$a", a)
     .replace("$b", b)
-    .replace("$r", () => describe(a))
+    .replace("$r", () => describe(a, b || a))
     .replace("$t", () => TOPIC[a])
     .replace("$e", () => ENCODE[a])
     .replace("$d", () => d);
-  return mqttError(code, summary + detail, reasonCode);
+  const error = mqttError(code, summary + detail, reasonCode);
+  if (kind === ERROR_CREDENTIALS_FAILED) error.cause = cause;
+  return error;
+}
+
+// What the application's credentials function or onAuth threw, while the client reports it.
+let cause;
+
+/**
+ * Reports that the credentials function or onAuth failed with `error` (the cause of the
+ * client's error).
+ */
+function credentialsFailed(handler, error) {
+  cause = error;
+  handler(HANDLER_CREDENTIALS_FAILED);
+  cause = undefined;
 }
 
 /** An `Error` with the client's `code` (and the broker's `reasonCode` when there is one). */
@@ -509,6 +558,12 @@ function mqttError(code, message, reasonCode) {
  * whose events call `handler(kind, data)` with a HANDLER_SOCKET_ code: open, a binary message
  * as a Uint8Array, closed. An error is always followed by a close event, which does the work. A malformed URL
  * (the constructor throws) gives undefined, so that Rust need not catch.
+ *
+ * With a credentials function, this attempt's credentials are asked for at the same time, and
+ * the socket reports its opening once it has them too (packed, for CONNECT), or
+ * HANDLER_CREDENTIALS_FAILED when the function fails. Nothing is reported once the client let
+ * go of the socket (`closeSocket` cleared its handlers): a late answer belongs to an attempt
+ * that is over.
  */
 export function openSocket(events) {
   const handler = events.handler;
@@ -518,8 +573,15 @@ export function openSocket(events) {
   } catch {
     return undefined;
   }
+  // Answers to the broker's AUTH from an earlier attempt are dropped.
+  events.step++;
+  const credentials = events.credentials?.();
+  credentials?.catch((error) => socket.onclose && credentialsFailed(handler, error));
   socket.binaryType = "arraybuffer";
-  socket.onopen = () => handler(HANDLER_SOCKET_OPEN);
+  socket.onopen = () =>
+    credentials
+      ? credentials.then((packed) => socket.onclose && handler(HANDLER_SOCKET_OPEN, packed), () => {})
+      : handler(HANDLER_SOCKET_OPEN);
   socket.onmessage = (event) => {
     if (event.data instanceof ArrayBuffer) handler(HANDLER_SOCKET_MESSAGE, new Uint8Array(event.data));
   };
@@ -582,6 +644,14 @@ function string(object, name) {
   const value = field(object, name);
   if (absent(value)) return undefined;
   if (typeof value !== "string") throw invalid(name, "a string");
+  return value;
+}
+
+/** A function, or undefined. */
+function callback(object, name) {
+  const value = field(object, name);
+  if (absent(value)) return undefined;
+  if (typeof value !== "function") throw invalid(name, "a function");
   return value;
 }
 
@@ -651,8 +721,11 @@ function properties(object) {
   return list;
 }
 
-/** `connect()` options, checked in order, in their CONNECT_ slots. */
-function connectOptions(options) {
+/**
+ * `connect()` options, checked in order, in their CONNECT_ slots; the callbacks go to `events`
+ * (the credentials function wrapped so that it checks and packs what it gives).
+ */
+function connectOptions(options, events) {
   if (!absent(options) && typeof options !== "object") throw invalid("options", "an object");
   const values = [];
   const protocol = integer(options, "protocolVersion", U8);
@@ -681,10 +754,41 @@ function connectOptions(options) {
   values[CONNECT_SESSION_EXPIRY] = integer(options, "sessionExpiry", U32);
   values[CONNECT_USERNAME] = string(options, "username");
   values[CONNECT_PASSWORD] = bytes(field(options, "password"), "password");
+  // Enhanced authentication (5.0): the method and initial data go with the CONNECT properties.
+  const method = string(options, "authenticationMethod");
+  const data = bytes(field(options, "authenticationData"), "authenticationData");
+  events.onAuth = callback(options, "onAuth") ?? (() => {
+    throw invalid("onAuth", "a function to answer the broker's AUTH");
+  });
+  const credentials = callback(options, "credentials");
+  if (credentials) {
+    if ((values[CONNECT_USERNAME] ?? values[CONNECT_PASSWORD] ?? data) !== undefined) {
+      throw invalid("username, password and authenticationData", "left out when credentials gives them");
+    }
+    // Called for every attempt; a throw, a rejection or a malformed result fails the attempt.
+    events.credentials = () =>
+      Promise.resolve()
+        .then(credentials)
+        .then((result) => {
+          const given = [];
+          given[CREDENTIALS_USERNAME] = string(result, "username");
+          given[CREDENTIALS_PASSWORD] = bytes(field(result, "password"), "password");
+          given[CREDENTIALS_AUTHENTICATION_DATA] = bytes(field(result, "authenticationData"), "authenticationData");
+          if (protocol === 4 && given[CREDENTIALS_PASSWORD] && given[CREDENTIALS_USERNAME] === undefined) {
+            throw invalid("username", "given with a password in MQTT 3.1.1 [MQTT-3.1.2-22]");
+          }
+          if (given[CREDENTIALS_AUTHENTICATION_DATA] && method === undefined) {
+            throw invalid("authenticationData", "given with an authenticationMethod");
+          }
+          return pack(given);
+        });
+  }
   values[CONNECT_OFFLINE_QUEUE_LIMIT] = integer(options, "offlineQueueLimit", U32);
   values[CONNECT_CONNECT_TIMEOUT_MS] = integer(options, "connectTimeoutMs", U32);
   values[CONNECT_MAXIMUM_PACKET_SIZE] = integer(options, "maximumPacketSize", U32);
-  values[CONNECT_PROPERTIES] = properties(options);
+  const list = (values[CONNECT_PROPERTIES] = properties(options));
+  if (method !== undefined) list.push(PROPERTY_AUTHENTICATION_METHOD, method);
+  if (data) list.push(PROPERTY_AUTHENTICATION_DATA, data);
   // The seed of the reconnect jitter, in two halves.
   values[CONNECT_SEED_HIGH] = randomBelow(2 ** 32);
   values[CONNECT_SEED_LOW] = randomBelow(2 ** 32);
@@ -848,6 +952,8 @@ export function runEffects(events) {
     } else if (kind === EFFECT_RELEASE) {
       // Closed for good: nothing will call the handler again, and it holds the client.
       events.handler = undefined;
+    } else if (kind === EFFECT_AUTH) {
+      answerAuth(events, number, value);
     } else {
       // Connect: sessionPresent (1 or 0) and properties; close: reconnect (1 or 0) and the error
       // (none after end()); reconnect: attempt and delay; error: the error.
@@ -856,10 +962,29 @@ export function runEffects(events) {
         : kind === EFFECT_CLOSE ? (value === undefined ? { reconnect: number === 1 } : { error: value, reconnect: number === 1 })
         : kind === EFFECT_RECONNECT ? { attempt: number, delayMs: value }
         : value;
+      if (kind === EFFECT_CONNECT) events.connack = detail;
       // dispatchEvent reports what a listener throws by itself.
       events.dispatchEvent(new CustomEvent(EVENTS[kind], { detail }));
     }
   }
+}
+
+/**
+ * Has `onAuth` answer the broker's AUTH (reason code `reasonCode`, `properties` an object or
+ * undefined): its answer (a Promise, maybe) goes back in an AUTH, and its failure (a throw, a
+ * rejection, a result that is not bytes) fails the attempt or the connection with
+ * `CREDENTIALS_FAILED`, unless a later AUTH or attempt made it stale.
+ */
+function answerAuth(events, reasonCode, properties) {
+  const step = ++events.step;
+  const current = () => step === events.step && events.handler;
+  Promise.resolve()
+    .then(() => events.onAuth(properties?.authenticationData ?? new Uint8Array(), reasonCode, properties))
+    .then((data) => {
+      data = bytes(data, "onAuth's result") ?? new Uint8Array();
+      if (current()) events.handler(HANDLER_AUTH, data);
+    })
+    .catch((error) => current() && credentialsFailed(events.handler, error));
 }
 
 /** What a subscribe (`qos` >= 0) or an unsubscribe resolves with. */

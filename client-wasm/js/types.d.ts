@@ -6,6 +6,9 @@ export type MqttErrorCode =
   | "INVALID_OPTIONS"
   | "INVALID_ARGUMENT"
   | "CONNECTION_REFUSED"
+  | "BAD_CREDENTIALS"
+  | "NOT_AUTHORIZED"
+  | "CREDENTIALS_FAILED"
   | "CONNECT_FAILED"
   | "CONNECT_TIMEOUT"
   | "KEEPALIVE_TIMEOUT"
@@ -25,7 +28,10 @@ export type MqttErrorCode =
 export interface MqttError extends Error {
   name: "MqttError";
   code: MqttErrorCode;
-  /** The MQTT reason code (5.0) or return code (3.1.1) the broker sent, e.g. 0x87 not authorized. */
+  /**
+   * The MQTT reason code (5.0) or CONNACK return code (3.1.1) the broker sent, e.g. 0x87 (5.0)
+   * or 0x05 (3.1.1) not authorized.
+   */
   reasonCode?: number;
 }
 
@@ -62,6 +68,10 @@ export interface Properties {
   wildcardSubscriptionAvailable?: 0 | 1;
   subscriptionIdentifierAvailable?: 0 | 1;
   sharedSubscriptionAvailable?: 0 | 1;
+  /** CONNACK and AUTH (5.0 enhanced authentication): the method the client named. */
+  authenticationMethod?: string;
+  /** CONNACK and AUTH: the broker's authentication data, e.g. a SCRAM server signature. */
+  authenticationData?: Uint8Array;
   userProperties?: UserProperties;
 }
 
@@ -81,6 +91,18 @@ export interface ReconnectOptions {
   maxDelayMs?: number;
 }
 
+/** What a `credentials` function gives for one connection attempt. */
+export interface Credentials {
+  username?: string;
+  /** A password, or a token (e.g. a JWT) that the broker takes as the password. */
+  password?: string | Uint8Array;
+  /**
+   * The CONNECT's Authentication Data (5.0, with `authenticationMethod`), e.g. the first
+   * message of a SCRAM exchange, fresh for every attempt.
+   */
+  authenticationData?: string | Uint8Array;
+}
+
 export interface ConnectOptions {
   /** Default: a random `wasm-…` identifier. */
   clientId?: string;
@@ -94,6 +116,35 @@ export interface ConnectOptions {
   sessionExpiry?: number;
   username?: string;
   password?: string | Uint8Array;
+  /**
+   * Called before every connection attempt, the first and each reconnect, for the credentials
+   * of that attempt (e.g. a fresh token as the password); in place of `username` and
+   * `password`. When it throws or rejects (or gives something malformed), the attempt fails
+   * with `CREDENTIALS_FAILED`, whose `cause` is what it threw, and the reconnect backoff goes
+   * on (the first attempt rejects `connect()`). Also `authenticationData` comes from it.
+   */
+  credentials?: () => Credentials | Promise<Credentials>;
+  /**
+   * MQTT 5.0 enhanced authentication: the Authentication Method named in CONNECT (e.g.
+   * `"SCRAM-SHA-256"`). The broker's final data arrives in the CONNACK's properties
+   * (`connack.properties.authenticationData`, the `connect` event's detail).
+   */
+  authenticationMethod?: string;
+  /** The CONNECT's Authentication Data (with `authenticationMethod`, without `credentials`). */
+  authenticationData?: string | Uint8Array;
+  /**
+   * Answers each AUTH (continue authentication, reason code 0x18) of the broker, in the
+   * exchange of a CONNECT or of `reauthenticate()`: called with the AUTH's Authentication Data
+   * (empty when it has none), its reason code and its properties; what it returns goes back
+   * in an AUTH (continue). When it throws or rejects, the attempt fails (the connection, in a
+   * re-authentication) with `CREDENTIALS_FAILED` (`cause`: what it threw), and the client
+   * reconnects as after any failure (the first attempt rejects `connect()`).
+   */
+  onAuth?: (
+    data: Uint8Array,
+    reasonCode: number,
+    properties?: Properties,
+  ) => Uint8Array | string | Promise<Uint8Array | string>;
   will?: WillOptions;
   /** Reconnect policy (exponential backoff with full jitter), or `false` for none. */
   reconnect?: ReconnectOptions | boolean;
@@ -130,6 +181,13 @@ export interface SubscribeResult {
   qos: QoS;
   /** The SUBACK reason code (0, 1 or 2 when granted). */
   reasonCode: number;
+}
+
+export interface ReauthenticateResult {
+  /** 0: the broker's AUTH (success). */
+  reasonCode: number;
+  /** Its properties: `authenticationData` (the final data, to check), maybe `reasonString`. */
+  properties?: Properties;
 }
 
 export interface UnsubscribeResult {
@@ -230,6 +288,15 @@ export class MqttClient {
   subscribe(filter: string, options?: SubscribeOptions | null): Promise<SubscribeResult>;
   /** Unsubscribes from a topic filter; resolves with `{ reasonCode }` from the UNSUBACK. */
   unsubscribe(filter: string, options?: UnsubscribeOptions | null): Promise<UnsubscribeResult>;
+  /**
+   * Re-authenticates a connected MQTT 5.0 client that has an `authenticationMethod`: sends
+   * AUTH (re-authenticate) with `data`, runs the exchange through `onAuth`, and resolves on the
+   * broker's AUTH (success). Rejects with the error that ends the connection when the broker
+   * refuses (`SERVER_DISCONNECTED` with its DISCONNECT's `reasonCode`), `CREDENTIALS_FAILED` when
+   * `onAuth` fails, `CONNECTION_LOST` when not connected, `INVALID_OPTIONS` without an
+   * `authenticationMethod` or while another re-authentication is under way.
+   */
+  reauthenticate(data?: string | Uint8Array | ArrayBuffer | null): Promise<ReauthenticateResult>;
   /** Adds an event listener for one of the `MqttClientEventMap` events. */
   addEventListener<K extends keyof MqttClientEventMap>(
     type: K,
@@ -244,6 +311,11 @@ export class MqttClient {
   ): void;
   /** The client identifier sent in CONNECT. */
   readonly clientId: string;
+  /**
+   * The last CONNACK: `{ sessionPresent, properties }`, as the last `connect` event's detail
+   * (the first one fires before `connect()` resolves).
+   */
+  readonly connack: ConnectEventDetail | undefined;
   /** Operations waiting in the offline queue (or for room in the in-flight window). */
   readonly queued: number;
   /** `"connecting" | "connected" | "reconnecting" | "closed"`. */

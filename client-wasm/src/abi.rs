@@ -54,7 +54,8 @@ codes! {
     /// What the client's handler is called with (`Client::handle`): the events of the socket
     /// `openSocket` opened, the timer, and the microtask that sends what API calls wrote.
     handler: i32 {
-        /// The socket opened.
+        /// The socket opened; with a credentials function, once it has given this attempt's
+        /// credentials too, packed in the slots of [`super::credentials`] as a `Uint8Array`.
         SOCKET_OPEN = 0,
         /// A binary message, with its bytes as a `Uint8Array`.
         SOCKET_MESSAGE = 1,
@@ -64,6 +65,11 @@ codes! {
         TIMER = 3,
         /// The flush microtask (`Driver::handle` takes it as its default arm).
         FLUSH = 4,
+        /// The credentials function or `onAuth` threw or rejected (support.js keeps what it
+        /// threw as the `cause` of the error this reports).
+        CREDENTIALS_FAILED = 5,
+        /// `onAuth`'s answer to the broker's AUTH, a `Uint8Array`.
+        AUTH = 6,
     }
 
     /// The effects a turn queues (`effect`), which support.js runs once the turn is over.
@@ -84,6 +90,9 @@ codes! {
         MESSAGES = 6,
         /// The client is closed for good: support.js drops its handler.
         RELEASE = 7,
+        /// The broker's AUTH (continue authentication) for `onAuth`: the reason code and the
+        /// AUTH's properties.
+        AUTH = 8,
     }
 
     /// What `Client.request` starts.
@@ -94,6 +103,8 @@ codes! {
         SUBSCRIBE = 1,
         /// `unsubscribe()`.
         UNSUBSCRIBE = 2,
+        /// `reauthenticate()`: no packed values, the authentication data as the payload.
+        REAUTHENTICATE = 3,
     }
 
     /// Request ids that mean something; support.js numbers the others from 1.
@@ -164,6 +175,16 @@ codes! {
         SEED_HIGH = 19,
         /// Its low half.
         SEED_LOW = 20,
+    }
+
+    /// The slots of the credentials function's result, packed for each attempt.
+    credentials: usize {
+        /// User name.
+        USERNAME = 0,
+        /// Password.
+        PASSWORD = 1,
+        /// Authentication data for the CONNECT (5.0).
+        AUTHENTICATION_DATA = 2,
     }
 
     /// The slots of `publish()`'s packed arguments (the payload goes apart, as a `Uint8Array`).
@@ -284,6 +305,10 @@ codes! {
         SUBSCRIPTION_IDENTIFIER_AVAILABLE = 23,
         /// Shared Subscription Available.
         SHARED_SUBSCRIPTION_AVAILABLE = 24,
+        /// Authentication Method.
+        AUTHENTICATION_METHOD = 25,
+        /// Authentication Data.
+        AUTHENTICATION_DATA = 26,
     }
 
     /// The kinds of [`ClientError`], in its order, as `clientError` takes them.
@@ -292,38 +317,44 @@ codes! {
         INVALID_OPTIONS = 0,
         /// [`ClientError::ConnectionRefused`].
         CONNECTION_REFUSED = 1,
+        /// [`ClientError::BadCredentials`].
+        BAD_CREDENTIALS = 2,
+        /// [`ClientError::NotAuthorized`].
+        NOT_AUTHORIZED = 3,
+        /// [`ClientError::CredentialsFailed`].
+        CREDENTIALS_FAILED = 4,
         /// [`ClientError::ConnectFailed`].
-        CONNECT_FAILED = 2,
+        CONNECT_FAILED = 5,
         /// [`ClientError::ConnectTimeout`].
-        CONNECT_TIMEOUT = 3,
+        CONNECT_TIMEOUT = 6,
         /// [`ClientError::KeepAliveTimeout`].
-        KEEPALIVE_TIMEOUT = 4,
+        KEEPALIVE_TIMEOUT = 7,
         /// [`ClientError::ConnectionLost`].
-        CONNECTION_LOST = 5,
+        CONNECTION_LOST = 8,
         /// [`ClientError::ServerDisconnected`].
-        SERVER_DISCONNECTED = 6,
+        SERVER_DISCONNECTED = 9,
         /// [`ClientError::Protocol`].
-        PROTOCOL = 7,
+        PROTOCOL = 10,
         /// [`ClientError::Malformed`].
-        MALFORMED = 8,
+        MALFORMED = 11,
         /// [`ClientError::InvalidArgument`].
-        INVALID_ARGUMENT = 9,
+        INVALID_ARGUMENT = 12,
         /// [`ClientError::SubscribeRefused`].
-        SUBSCRIBE_REFUSED = 10,
+        SUBSCRIBE_REFUSED = 13,
         /// [`ClientError::UnsubscribeRefused`].
-        UNSUBSCRIBE_REFUSED = 11,
+        UNSUBSCRIBE_REFUSED = 14,
         /// [`ClientError::PublishRefused`].
-        PUBLISH_REFUSED = 12,
+        PUBLISH_REFUSED = 15,
         /// [`ClientError::InvalidTopic`].
-        INVALID_TOPIC = 13,
+        INVALID_TOPIC = 16,
         /// [`ClientError::PacketTooLarge`].
-        PACKET_TOO_LARGE = 14,
+        PACKET_TOO_LARGE = 17,
         /// [`ClientError::QoSNotSupported`].
-        QOS_NOT_SUPPORTED = 15,
+        QOS_NOT_SUPPORTED = 18,
         /// [`ClientError::QueueFull`].
-        QUEUE_FULL = 16,
+        QUEUE_FULL = 19,
         /// [`ClientError::Closed`].
-        CLOSED = 17,
+        CLOSED = 20,
     }
 }
 
@@ -360,12 +391,15 @@ pub enum PropertyValue {
     UserProperties,
     /// Only received.
     Received,
+    /// Sent through `connect()`'s own options (`authenticationMethod`, `authenticationData`,
+    /// `credentials`) and `reauthenticate()`, not in `properties`; received in CONNACK and AUTH.
+    Authentication,
 }
 
 /// Each property's index, its name in JS objects, and how a sent one is checked. The sent ones
 /// with a plain value come first (support.js checks them in a loop over their indices).
 #[cfg(test)]
-pub const PROPERTIES: [(u32, &str, PropertyValue); 25] = {
+pub const PROPERTIES: [(u32, &str, PropertyValue); 27] = {
     use PropertyValue::*;
     [
         (
@@ -445,6 +479,16 @@ pub const PROPERTIES: [(u32, &str, PropertyValue); 25] = {
             "sharedSubscriptionAvailable",
             Received,
         ),
+        (
+            property::AUTHENTICATION_METHOD,
+            "authenticationMethod",
+            Authentication,
+        ),
+        (
+            property::AUTHENTICATION_DATA,
+            "authenticationData",
+            Authentication,
+        ),
     ]
 };
 
@@ -454,9 +498,26 @@ pub const PROPERTIES: [(u32, &str, PropertyValue); 25] = {
 pub fn error_parts(error: &ClientError) -> (i32, &'static str, usize, usize) {
     match *error {
         ClientError::InvalidOptions(detail) => (error::INVALID_OPTIONS, detail, 0, 0),
-        ClientError::ConnectionRefused(code) => {
-            (error::CONNECTION_REFUSED, "", code.as_u8().into(), 0)
-        }
+        // The reason, whose description the message gives, and the byte the broker sent.
+        ClientError::ConnectionRefused(refusal) => (
+            error::CONNECTION_REFUSED,
+            "",
+            refusal.reason.as_u8().into(),
+            refusal.code.into(),
+        ),
+        ClientError::BadCredentials(refusal) => (
+            error::BAD_CREDENTIALS,
+            "",
+            refusal.reason.as_u8().into(),
+            refusal.code.into(),
+        ),
+        ClientError::NotAuthorized(refusal) => (
+            error::NOT_AUTHORIZED,
+            "",
+            refusal.reason.as_u8().into(),
+            refusal.code.into(),
+        ),
+        ClientError::CredentialsFailed => (error::CREDENTIALS_FAILED, "", 0, 0),
         ClientError::ConnectFailed => (error::CONNECT_FAILED, "", 0, 0),
         ClientError::ConnectTimeout => (error::CONNECT_TIMEOUT, "", 0, 0),
         ClientError::KeepAliveTimeout => (error::KEEPALIVE_TIMEOUT, "", 0, 0),
@@ -525,12 +586,17 @@ pub const ENCODE_PROBLEMS: [EncodeProblem; 3] = [
 
 /// Per error kind, in order: an error of that kind, whose code and summary support.js gets,
 /// and how support.js writes its details after the summary: `$a` and `$b` stand for the two
-/// numbers, `$d` for the text detail, `$r` for the reason code `$a` described, `$t` and `$e`
+/// numbers, `$d` for the text detail, `$r` for the reason code `$a` described (shown as `$b`
+/// when that is not 0: the return code of a 3.1.1 CONNACK), `$t` and `$e`
 /// for the texts of the [`TOPIC_ERRORS`] and [`ENCODE_PROBLEMS`] at `$a`. (A wasm-bindgen test
 /// checks that every error reads in JS as its `Display` in Rust.)
 #[cfg(test)]
-pub const ERRORS: [(i32, ClientError, &str); 18] = {
+pub const ERRORS: [(i32, ClientError, &str); 21] = {
     use mqtt_codec::ReasonCode::Success as Code;
+    const REFUSAL: crate::error::ConnectRefusal = crate::error::ConnectRefusal {
+        reason: Code,
+        code: 0,
+    };
     [
         (
             error::INVALID_OPTIONS,
@@ -539,8 +605,23 @@ pub const ERRORS: [(i32, ClientError, &str); 18] = {
         ),
         (
             error::CONNECTION_REFUSED,
-            ClientError::ConnectionRefused(Code),
+            ClientError::ConnectionRefused(REFUSAL),
             ": $r",
+        ),
+        (
+            error::BAD_CREDENTIALS,
+            ClientError::BadCredentials(REFUSAL),
+            ": $r",
+        ),
+        (
+            error::NOT_AUTHORIZED,
+            ClientError::NotAuthorized(REFUSAL),
+            ": $r",
+        ),
+        (
+            error::CREDENTIALS_FAILED,
+            ClientError::CredentialsFailed,
+            "",
         ),
         (error::CONNECT_FAILED, ClientError::ConnectFailed, ""),
         (error::CONNECT_TIMEOUT, ClientError::ConnectTimeout, ""),
@@ -787,6 +868,7 @@ mod tests {
             "request",
             "tag",
             "connect",
+            "credentials",
             "publish",
             "subscribe",
             "unsubscribe",

@@ -7,7 +7,7 @@
 //! are implemented here rather than derived with thiserror, whose generated `Display` formats.
 
 use alloc::string::String;
-use mqtt_codec::{EncodeError, ReasonCode, topic::TopicError};
+use mqtt_codec::{EncodeError, ProtocolVersion, ReasonCode, topic::TopicError};
 
 /// Why an operation or a connection failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -15,8 +15,18 @@ use mqtt_codec::{EncodeError, ReasonCode, topic::TopicError};
 pub enum ClientError {
     /// The options passed to `connect` are not usable.
     InvalidOptions(&'static str),
-    /// The broker answered CONNECT with a failure reason code (CONNACK).
-    ConnectionRefused(ReasonCode),
+    /// The broker answered CONNECT with a failure (CONNACK) other than those below.
+    ConnectionRefused(ConnectRefusal),
+    /// The broker refused the user name or password (5.0 reason code 0x86, 3.1.1 return
+    /// code 4): the client does not reconnect.
+    BadCredentials(ConnectRefusal),
+    /// The broker refused the client as not authorized (5.0 reason code 0x87, 3.1.1 return
+    /// code 5): the client does not reconnect.
+    NotAuthorized(ConnectRefusal),
+    /// The application's credentials function, or its answer to the broker's AUTH (`onAuth`),
+    /// threw or rejected: the attempt fails (the connection, in a re-authentication), and the
+    /// backoff goes on, as after any failure.
+    CredentialsFailed,
     /// The transport could not be opened, or closed before the CONNACK.
     ConnectFailed,
     /// No CONNACK within the connect timeout.
@@ -60,6 +70,15 @@ pub enum ClientError {
     QueueFull(usize),
     /// The client was closed (by `end()`, or for good after a failure) before the operation completed.
     Closed,
+}
+
+/// A CONNACK's failure, as the broker sent it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectRefusal {
+    /// The reason as MQTT 5.0 names it (a 3.1.1 return code reads as its 5.0 equivalent).
+    pub reason: ReasonCode,
+    /// The byte in the CONNACK: the 5.0 reason code, or the 3.1.1 return code (1 to 5).
+    pub code: u8,
 }
 
 /// Why a packet could not be encoded: the codec's [`EncodeError`] reduced to what the message
@@ -115,11 +134,11 @@ fn push_number(text: &mut String, value: usize) {
     }
 }
 
-/// Appends `not authorized (0x87)`.
-fn push_reason(text: &mut String, code: ReasonCode) {
+/// Appends `not authorized (0x87)`: the description of `reason`, and `value`, the byte the
+/// broker sent (which differs for a 3.1.1 CONNACK's return code: `not authorized (0x05)`).
+fn push_reason(text: &mut String, reason: ReasonCode, value: u8) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    let value = code.as_u8();
-    text.push_str(code.description());
+    text.push_str(reason.description());
     text.push_str(" (0x");
     text.push(char::from(HEX[usize::from(value >> 4)]));
     text.push(char::from(HEX[usize::from(value & 15)]));
@@ -131,7 +150,12 @@ impl ClientError {
     pub(crate) fn summary(&self) -> &'static str {
         match self {
             ClientError::InvalidOptions(_) => "invalid option",
-            ClientError::ConnectionRefused(_) => "connection refused by the broker",
+            ClientError::ConnectionRefused(_)
+            | ClientError::BadCredentials(_)
+            | ClientError::NotAuthorized(_) => "connection refused by the broker",
+            ClientError::CredentialsFailed => {
+                "the credentials function or onAuth failed (see the error's cause)"
+            }
             ClientError::ConnectFailed => {
                 "could not connect: the connection closed before the broker accepted it"
             }
@@ -163,17 +187,19 @@ impl ClientError {
                 text.push_str(": ");
                 text.push_str(detail);
             }
-            ClientError::ConnectionRefused(code)
-            | ClientError::ServerDisconnected(code)
+            ClientError::ConnectionRefused(refusal)
+            | ClientError::BadCredentials(refusal)
+            | ClientError::NotAuthorized(refusal) => {
+                text.push_str(": ");
+                push_reason(&mut text, refusal.reason, refusal.code);
+            }
+            ClientError::ServerDisconnected(code)
             | ClientError::SubscribeRefused(code)
             | ClientError::UnsubscribeRefused(code)
-            | ClientError::PublishRefused(code) => {
+            | ClientError::PublishRefused(code)
+            | ClientError::Malformed(code) => {
                 text.push_str(": ");
-                push_reason(&mut text, *code);
-            }
-            ClientError::Malformed(code) => {
-                text.push_str(": ");
-                push_reason(&mut text, *code);
+                push_reason(&mut text, *code, code.as_u8());
             }
             ClientError::InvalidArgument(problem) => text.push_str(match problem {
                 EncodeProblem::FieldTooLong => {
@@ -206,7 +232,8 @@ impl ClientError {
                 push_number(&mut text, *limit);
                 text.push_str(" operations already wait for the connection (offlineQueueLimit)");
             }
-            ClientError::ConnectFailed
+            ClientError::CredentialsFailed
+            | ClientError::ConnectFailed
             | ClientError::ConnectTimeout
             | ClientError::KeepAliveTimeout
             | ClientError::ConnectionLost
@@ -220,6 +247,9 @@ impl ClientError {
         match self {
             ClientError::InvalidOptions(_) => "INVALID_OPTIONS",
             ClientError::ConnectionRefused(_) => "CONNECTION_REFUSED",
+            ClientError::BadCredentials(_) => "BAD_CREDENTIALS",
+            ClientError::NotAuthorized(_) => "NOT_AUTHORIZED",
+            ClientError::CredentialsFailed => "CREDENTIALS_FAILED",
             ClientError::ConnectFailed => "CONNECT_FAILED",
             ClientError::ConnectTimeout => "CONNECT_TIMEOUT",
             ClientError::KeepAliveTimeout => "KEEPALIVE_TIMEOUT",
@@ -238,14 +268,34 @@ impl ClientError {
         }
     }
 
-    /// The MQTT reason code the broker sent, when the error comes from one.
-    pub fn reason_code(&self) -> Option<ReasonCode> {
+    /// The error for a CONNACK with failure `reason` in `protocol`: [`ClientError::BadCredentials`]
+    /// and [`ClientError::NotAuthorized`] for those reasons, else
+    /// [`ClientError::ConnectionRefused`], each with the byte as the broker sent it.
+    pub fn refused(reason: ReasonCode, protocol: ProtocolVersion) -> ClientError {
+        let code = if protocol.is_v5() {
+            reason.as_u8()
+        } else {
+            reason.to_connect_return_code()
+        };
+        let refusal = ConnectRefusal { reason, code };
+        match reason {
+            ReasonCode::BadUserNameOrPassword => ClientError::BadCredentials(refusal),
+            ReasonCode::NotAuthorized => ClientError::NotAuthorized(refusal),
+            _ => ClientError::ConnectionRefused(refusal),
+        }
+    }
+
+    /// The reason code the broker sent, when the error comes from one: an MQTT 5.0 reason
+    /// code, or the return code of a 3.1.1 CONNACK (1 to 5) as it is.
+    pub fn reason_code(&self) -> Option<u8> {
         match self {
-            ClientError::ConnectionRefused(code)
-            | ClientError::ServerDisconnected(code)
+            ClientError::ConnectionRefused(refusal)
+            | ClientError::BadCredentials(refusal)
+            | ClientError::NotAuthorized(refusal) => Some(refusal.code),
+            ClientError::ServerDisconnected(code)
             | ClientError::SubscribeRefused(code)
             | ClientError::UnsubscribeRefused(code)
-            | ClientError::PublishRefused(code) => Some(*code),
+            | ClientError::PublishRefused(code) => Some(code.as_u8()),
             _ => None,
         }
     }
@@ -284,7 +334,7 @@ mod tests {
     fn codes_and_messages_name_the_cause() {
         let refused = ClientError::SubscribeRefused(ReasonCode::NotAuthorized);
         assert_eq!(refused.code(), "SUBSCRIBE_REFUSED");
-        assert_eq!(refused.reason_code(), Some(ReasonCode::NotAuthorized));
+        assert_eq!(refused.reason_code(), Some(0x87));
         assert_eq!(
             refused.to_string(),
             "subscription refused by the broker: not authorized (0x87)"
@@ -304,10 +354,63 @@ mod tests {
             large.to_string(),
             "packet too large: 1048586 bytes exceed the maximum packet size of 100 bytes"
         );
-        assert_eq!(
-            ClientError::ConnectionRefused(ReasonCode::BadUserNameOrPassword).to_string(),
-            "connection refused by the broker: bad user name or password (0x86)"
-        );
+    }
+
+    #[test]
+    fn refusals_of_the_credentials_have_their_own_codes() {
+        use ProtocolVersion::{V5, V311};
+        for (reason, protocol, code, reason_code, text) in [
+            (
+                ReasonCode::BadUserNameOrPassword,
+                V5,
+                "BAD_CREDENTIALS",
+                0x86,
+                "bad user name or password (0x86)",
+            ),
+            (
+                ReasonCode::BadUserNameOrPassword,
+                V311,
+                "BAD_CREDENTIALS",
+                0x04,
+                "bad user name or password (0x04)",
+            ),
+            (
+                ReasonCode::NotAuthorized,
+                V5,
+                "NOT_AUTHORIZED",
+                0x87,
+                "not authorized (0x87)",
+            ),
+            (
+                ReasonCode::NotAuthorized,
+                V311,
+                "NOT_AUTHORIZED",
+                0x05,
+                "not authorized (0x05)",
+            ),
+            (
+                ReasonCode::ServerUnavailable,
+                V311,
+                "CONNECTION_REFUSED",
+                0x03,
+                "server unavailable (0x03)",
+            ),
+            (
+                ReasonCode::BadAuthenticationMethod,
+                V5,
+                "CONNECTION_REFUSED",
+                0x8C,
+                "bad authentication method (0x8C)",
+            ),
+        ] {
+            let error = ClientError::refused(reason, protocol);
+            assert_eq!(error.code(), code, "{error:?}");
+            assert_eq!(error.reason_code(), Some(reason_code), "{error:?}");
+            assert_eq!(
+                error.to_string(),
+                alloc::format!("connection refused by the broker: {text}")
+            );
+        }
     }
 
     #[test]

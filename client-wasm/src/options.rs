@@ -22,6 +22,20 @@ pub struct WillOptions {
     pub properties: Properties,
 }
 
+/// What the application's credentials function gave for one connection attempt: it replaces
+/// the user name and password of the options (and the initial authentication data) in that
+/// attempt's CONNECT.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Credentials {
+    /// User name.
+    pub username: Option<String>,
+    /// Password.
+    pub password: Option<Bytes>,
+    /// Authentication data for the CONNECT (5.0, with an authentication method): e.g. the
+    /// first message of a SASL exchange, which must be fresh for every attempt.
+    pub authentication_data: Option<Bytes>,
+}
+
 /// Everything that shapes the CONNECT packets and the client's behaviour between connections.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Options {
@@ -50,7 +64,10 @@ pub struct Options {
     pub connect_timeout_ms: u32,
     /// The largest packet the client accepts; announced to the broker in 5.0.
     pub maximum_packet_size: Option<u32>,
-    /// Extra CONNECT properties (5.0), e.g. user properties or Request Problem Information.
+    /// Extra CONNECT properties (5.0), e.g. user properties or Request Problem Information,
+    /// and the Authentication Method (with its initial Authentication Data) of enhanced
+    /// authentication: the client then answers the broker's AUTH packets (see
+    /// [`crate::Event::Auth`]) and may re-authenticate.
     pub properties: Properties,
 }
 
@@ -97,6 +114,14 @@ impl Options {
                 "a password needs a username in MQTT 3.1.1 [MQTT-3.1.2-22]",
             ));
         }
+        let method = self.properties.authentication_method.is_some();
+        if method && !self.protocol.is_v5()
+            || self.properties.authentication_data.is_some() && !method
+        {
+            return Err(ClientError::InvalidOptions(
+                "enhanced authentication needs MQTT 5.0, and authenticationData an authenticationMethod",
+            ));
+        }
         if let Some(will) = &self.will {
             topic::validate_topic_name(&will.topic).map_err(ClientError::InvalidTopic)?;
         }
@@ -115,7 +140,15 @@ mod tests {
 
     #[test]
     fn validation_names_the_option() {
-        let table: [(Options, Option<&str>); 5] = [
+        let method = Properties {
+            authentication_method: Some("SCRAM-SHA-256".into()),
+            ..Properties::default()
+        };
+        let data = Properties {
+            authentication_data: Some(Bytes::from_static(b"n,,n=user,r=1")),
+            ..Properties::default()
+        };
+        let table: [(Options, Option<&str>); 8] = [
             (Options::default(), None),
             (
                 Options {
@@ -149,6 +182,28 @@ mod tests {
                 Options {
                     protocol: ProtocolVersion::V311,
                     password: Some(Bytes::from_static(b"secret")),
+                    ..Options::default()
+                },
+                Some("INVALID_OPTIONS"),
+            ),
+            (
+                Options {
+                    properties: method.clone(),
+                    ..Options::default()
+                },
+                None,
+            ),
+            (
+                Options {
+                    protocol: ProtocolVersion::V311,
+                    properties: method,
+                    ..Options::default()
+                },
+                Some("INVALID_OPTIONS"),
+            ),
+            (
+                Options {
+                    properties: data,
                     ..Options::default()
                 },
                 Some("INVALID_OPTIONS"),

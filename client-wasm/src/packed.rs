@@ -16,7 +16,7 @@
 
 use crate::abi::{self, connect, property, publish, subscribe, tag};
 use crate::backoff::Backoff;
-use crate::options::{Options, WillOptions};
+use crate::options::{Credentials, Options, WillOptions};
 use alloc::{string::String, vec::Vec};
 use bytes::Bytes;
 use mqtt_codec::{ByteStr, Properties, ProtocolVersion, QoS, RetainHandling, SubscriptionOptions};
@@ -153,6 +153,12 @@ impl Reader {
                 Some(property::RECEIVE_MAXIMUM) => {
                     properties.receive_maximum = self.number().map(|n| n as u16);
                 }
+                Some(property::AUTHENTICATION_METHOD) => {
+                    properties.authentication_method = self.text().map(ByteStr::from);
+                }
+                Some(property::AUTHENTICATION_DATA) => {
+                    properties.authentication_data = self.bytes();
+                }
                 _ => {
                     // USER_PROPERTY: [index, name, value].
                     read += 1;
@@ -236,6 +242,14 @@ pub fn write_properties(properties: &Properties, packed: &mut Vec<u8>) {
         property::SHARED_SUBSCRIPTION_AVAILABLE,
         properties.shared_subscription_available.map(u32::from),
     );
+    out.text(
+        property::AUTHENTICATION_METHOD,
+        &properties.authentication_method,
+    );
+    if let Some(data) = &properties.authentication_data {
+        out.word(tag::NUMBER, property::AUTHENTICATION_DATA);
+        out.data(tag::BYTES, data);
+    }
     for (name, value) in &properties.user_properties {
         out.word(tag::NUMBER, property::USER_PROPERTY);
         out.data(tag::TEXT, name.as_bytes());
@@ -340,6 +354,17 @@ pub fn connect_options(packed: Vec<u8>) -> (Options, u64) {
     let high = items.slot(connect::SEED_HIGH).number().unwrap_or_default();
     let low = items.slot(connect::SEED_LOW).number().unwrap_or_default();
     (options, u64::from(high) << 32 | u64::from(low))
+}
+
+/// The credentials of one attempt, as the credentials function's check in support.js packs
+/// them ([`abi::credentials`]).
+pub fn credentials(packed: Vec<u8>) -> Credentials {
+    let mut items = Reader::new(packed);
+    Credentials {
+        username: items.slot(abi::credentials::USERNAME).text(),
+        password: items.slot(abi::credentials::PASSWORD).bytes(),
+        authentication_data: items.slot(abi::credentials::AUTHENTICATION_DATA).bytes(),
+    }
 }
 
 /// The topic or filter every request's arguments start with ([`abi::publish::TOPIC`], which
@@ -592,6 +617,26 @@ mod tests {
         let mut items = Reader::new(pack(&unsubscribe));
         assert_eq!(topic(&mut items), "a/#");
         assert_eq!(unsubscribe_properties(&mut items), content_type);
+    }
+
+    #[test]
+    fn credentials_read_each_slot() {
+        let values = slots(
+            abi::credentials::AUTHENTICATION_DATA + 1,
+            &[
+                (abi::credentials::USERNAME, Text("user")),
+                (abi::credentials::PASSWORD, Binary(b"token")),
+                (abi::credentials::AUTHENTICATION_DATA, Binary(b"n,,n=user")),
+            ],
+        );
+        let expected = Credentials {
+            username: Some("user".to_string()),
+            password: Some(Bytes::from_static(b"token")),
+            authentication_data: Some(Bytes::from_static(b"n,,n=user")),
+        };
+        assert_eq!(credentials(pack(&values)), expected);
+        let none = slots(abi::credentials::AUTHENTICATION_DATA + 1, &[]);
+        assert_eq!(credentials(pack(&none)), Credentials::default());
     }
 
     #[test]

@@ -1,12 +1,14 @@
 //! The client's protocol state machine: no sockets, no timers, no clock reads.
 //!
 //! Inputs are transport events ([`Session::handle_open`], [`Session::handle_data`],
-//! [`Session::handle_transport_closed`]), the clock ([`Session::handle_timeout`], with the time
-//! passed in) and user operations ([`Session::publish`], [`Session::subscribe`],
-//! [`Session::unsubscribe`], [`Session::end`]). Outputs are polled: bytes to write
-//! ([`Session::transmit`]), events ([`Session::poll_event`]) and the next deadline
-//! ([`Session::poll_timeout`]). The browser layer is a thin driver around it; the tests below
-//! drive it with a fake clock and a scripted broker.
+//! [`Session::handle_transport_closed`]), what the application gives for an attempt or an
+//! AUTH of the broker ([`Session::set_credentials`], [`Session::authenticate`],
+//! [`Session::handle_credentials_failed`]), the clock ([`Session::handle_timeout`], with the
+//! time passed in) and user operations ([`Session::publish`], [`Session::subscribe`],
+//! [`Session::unsubscribe`], [`Session::reauthenticate`], [`Session::end`]). Outputs are
+//! polled: bytes to write ([`Session::transmit`]), events ([`Session::poll_event`]) and the
+//! next deadline ([`Session::poll_timeout`]). The browser layer is a thin driver around it;
+//! the tests below drive it with a fake clock and a scripted broker.
 //!
 //! Invariants:
 //! - Every operation the caller starts with a [`RequestId`] ends in exactly one
@@ -17,18 +19,24 @@
 //!   sent again with DUP set on every new connection [MQTT-4.4.0-1].
 //! - The filters the broker granted are remembered, and subscribed again when a new connection
 //!   finds no session on the broker (Session Present 0).
+//! - Enhanced authentication (5.0, with an Authentication Method in CONNECT): each AUTH
+//!   (continue authentication) from the broker, while the CONNECT or a re-authentication
+//!   waits for its outcome, becomes an [`Event::Auth`] that exactly one answer
+//!   ([`Session::authenticate`]) or failure ([`Session::handle_credentials_failed`]) of the
+//!   application follows; an answer that comes after its connection ended is dropped. Any
+//!   other AUTH is a protocol error.
 
 use crate::backoff::Random;
 use crate::error::ClientError;
 use crate::keepalive::{KeepAlive, KeepAliveAction};
-use crate::options::Options;
+use crate::options::{Credentials, Options};
 use alloc::{boxed::Box, collections::VecDeque, string::String, vec, vec::Vec};
 use bytes::{Bytes, BytesMut};
 use mqtt_codec::{
-    ByteStr, ConnectPacket, DecodeError, DisconnectPacket, MAX_REMAINING_LENGTH, Packet,
-    Properties, ProtocolVersion, PubAckPacket, PublishPacket, QoS, ReasonCode, SubscribePacket,
-    Subscription, SubscriptionOptions, UnsubscribePacket, Will, decode_from_server,
-    encode_from_client, encoded_len_from_client, topic,
+    AuthPacket, ByteStr, ConnectPacket, DecodeError, DisconnectPacket, MAX_REMAINING_LENGTH,
+    Packet, Properties, ProtocolVersion, PubAckPacket, PublishPacket, QoS, ReasonCode,
+    SubscribePacket, Subscription, SubscriptionOptions, UnsubscribePacket, Will,
+    decode_from_server, encode_from_client, encoded_len_from_client, topic,
 };
 
 /// The caller's handle for one operation, echoed in its [`Event::Completed`].
@@ -67,6 +75,8 @@ pub struct OutgoingMessage {
 }
 
 /// What a finished operation reports.
+// Not boxed: a completion travels in an `Event`, as large as `Event::Connected` anyway.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Completion {
     /// QoS 0: written; QoS 1: PUBACK; QoS 2: PUBCOMP.
@@ -82,6 +92,11 @@ pub enum Completion {
     Unsubscribed {
         /// Success, or 0x11 No subscription existed (5.0).
         reason_code: ReasonCode,
+    },
+    /// The broker's AUTH (success) ended a re-authentication.
+    Reauthenticated {
+        /// Its properties (e.g. the final Authentication Data).
+        properties: Properties,
     },
 }
 
@@ -130,6 +145,16 @@ pub enum Event {
     },
     /// A problem that closes nothing, e.g. a refused resubscription.
     Error(ClientError),
+    /// The broker's AUTH (continue authentication) in the enhanced authentication of the
+    /// CONNECT or of a re-authentication: answer with [`Session::authenticate`], or
+    /// [`Session::handle_credentials_failed`] when the application has no answer.
+    Auth {
+        /// The AUTH's reason code (0x18).
+        reason_code: ReasonCode,
+        /// Its properties: the Authentication Data, and maybe a Reason String or User
+        /// Properties.
+        properties: Properties,
+    },
 }
 
 /// Where the current connection stands.
@@ -319,6 +344,11 @@ pub struct Session {
     /// move and are never copied, and a filter is either here or in one resubscription waiting
     /// in `queue` or `awaiting` (which a connection loss does not drop).
     subscriptions: Vec<SubscribePacket>,
+    /// Whether the broker's AUTH (continue authentication) waits for the application's answer.
+    auth_waiting: bool,
+    /// The request of the re-authentication under way, from the client's AUTH
+    /// (re-authenticate) to the broker's AUTH (success) or the end of the connection.
+    reauthentication: Option<RequestId>,
     /// Events not yet polled: `events[polled..]`. A plain list, emptied whenever all its
     /// events were polled (at least once per turn of the driver); in code size a ring buffer
     /// (`VecDeque`) costs more.
@@ -349,6 +379,8 @@ impl Session {
             queue: VecDeque::new(),
             awaiting: VecDeque::new(),
             subscriptions: Vec::new(),
+            auth_waiting: false,
+            reauthentication: None,
             events: Vec::new(),
             polled: 0,
             options,
@@ -420,6 +452,129 @@ impl Session {
             Phase::Connected => self.keepalive.poll_timeout(),
             Phase::Waiting { until } => Some(until),
             Phase::Closed => None,
+        }
+    }
+
+    /// The credentials of the attempt under way, from the application's credentials function:
+    /// they replace the user name and password in its CONNECT (and in the attempts after it,
+    /// unless they get their own). Given before [`Session::handle_open`].
+    pub fn set_credentials(&mut self, credentials: Credentials) {
+        if let Packet::Connect(connect) = &mut *self.connect {
+            connect.username = credentials.username.map(ByteStr::from);
+            connect.password = credentials.password;
+            connect.properties.authentication_data = credentials.authentication_data;
+        }
+    }
+
+    /// The application could not give the credentials of the attempt under way, or an answer
+    /// to the broker's AUTH ([`Event::Auth`]): the attempt, or the connection whose
+    /// re-authentication it was (after a DISCONNECT), fails with
+    /// [`ClientError::CredentialsFailed`], and the client tries again as after any failure.
+    /// Ignored once that attempt or exchange is over.
+    pub fn handle_credentials_failed(&mut self, now: f64) {
+        if let Phase::Opening { .. } = self.phase {
+            self.lose_connection(ClientError::CredentialsFailed, true, true, now);
+        } else if core::mem::take(&mut self.auth_waiting) {
+            let error = ClientError::CredentialsFailed;
+            self.fail(error, Some(ReasonCode::UnspecifiedError), now);
+        }
+    }
+
+    /// The application's answer to the broker's AUTH of the last [`Event::Auth`], sent in an
+    /// AUTH (continue authentication); empty `data` sends no Authentication Data. Ignored
+    /// when no AUTH waits for one (its connection ended).
+    pub fn authenticate(&mut self, data: Bytes, now: f64) {
+        if core::mem::take(&mut self.auth_waiting) {
+            self.send_auth(ReasonCode::ContinueAuthentication, data, now);
+        }
+    }
+
+    /// Re-authenticates (5.0, with an authentication method): sends AUTH (re-authenticate)
+    /// with `data` (none when empty); each AUTH (continue) of the broker becomes an
+    /// [`Event::Auth`], and [`Event::Completed`] for `request` follows on the broker's AUTH
+    /// (success), or with the error that ends the connection (a DISCONNECT of the broker, for
+    /// one). One at a time.
+    pub fn reauthenticate(
+        &mut self,
+        request: RequestId,
+        data: Bytes,
+        now: f64,
+    ) -> Result<(), ClientError> {
+        match self.phase {
+            Phase::Connected => {}
+            Phase::Closed => return Err(ClientError::Closed),
+            _ => return Err(ClientError::ConnectionLost),
+        }
+        if self.authentication_method().is_none() || self.reauthentication.is_some() {
+            return Err(ClientError::InvalidOptions(
+                "reauthenticate() needs an authenticationMethod (MQTT 5.0), and no other re-authentication under way",
+            ));
+        }
+        self.reauthentication = Some(request);
+        self.send_auth(ReasonCode::ReAuthenticate, data, now);
+        Ok(())
+    }
+
+    /// The Authentication Method of the CONNECT, if the client uses enhanced authentication.
+    fn authentication_method(&self) -> Option<&ByteStr> {
+        match &*self.connect {
+            Packet::Connect(connect) => connect.properties.authentication_method.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// Writes an AUTH with the client's Authentication Method and `data` (if not empty).
+    fn send_auth(&mut self, reason_code: ReasonCode, data: Bytes, now: f64) {
+        let properties = Properties {
+            authentication_method: self.authentication_method().cloned(),
+            authentication_data: (!data.is_empty()).then_some(data),
+            ..Properties::default()
+        };
+        let auth = AuthPacket {
+            reason_code,
+            properties,
+        };
+        self.write(&Packet::Auth(auth), now);
+    }
+
+    /// The broker's AUTH: a step of the CONNECT's or of a re-authentication's exchange (see
+    /// the module's invariants), or the success that ends a re-authentication.
+    fn handle_auth(&mut self, auth: AuthPacket, now: f64) {
+        let expected = match (auth.reason_code, self.phase) {
+            (ReasonCode::ContinueAuthentication, Phase::AwaitingConnAck { .. }) => true,
+            (ReasonCode::ContinueAuthentication | ReasonCode::Success, Phase::Connected) => {
+                self.reauthentication.is_some()
+            }
+            _ => false,
+        };
+        let method = self.authentication_method();
+        // Same method [MQTT-4.12.0-5]; leniently, an AUTH (success) abbreviated to its reason
+        // code (section 3.15.2.1) may have none.
+        let same_method = method.is_some()
+            && auth
+                .properties
+                .authentication_method
+                .as_ref()
+                .is_none_or(|named| Some(named) == method);
+        if !expected || !same_method || self.auth_waiting {
+            return self.fail(
+                ClientError::Protocol(
+                    "an AUTH that no authentication exchange of the client expects",
+                ),
+                Some(ReasonCode::ProtocolError),
+                now,
+            );
+        }
+        let properties = auth.properties;
+        if auth.reason_code == ReasonCode::Success {
+            let request = self.reauthentication.take();
+            self.complete(request, Ok(Completion::Reauthenticated { properties }));
+        } else {
+            self.auth_waiting = true;
+            self.events.push(Event::Auth {
+                reason_code: auth.reason_code,
+                properties,
+            });
         }
     }
 
@@ -760,6 +915,8 @@ impl Session {
             (Packet::Publish(publish), Phase::Connected) => {
                 return self.handle_publish(publish, now);
             }
+            // Only these two phases read packets.
+            (Packet::Auth(auth), _) => return self.handle_auth(auth, now),
             (packet, _) => packet,
         };
         if let Phase::AwaitingConnAck { .. } = self.phase {
@@ -816,16 +973,11 @@ impl Session {
                 }
                 self.flush_queue(now);
             }
-            // A PUBLISH went to `handle_publish` above.
-            Packet::Publish(_) | Packet::PingResp => {}
+            // A PUBLISH and an AUTH went to their handlers above.
+            Packet::Publish(_) | Packet::Auth(_) | Packet::PingResp => {}
             Packet::Disconnect(disconnect) => self.handle_disconnect(disconnect, now),
             Packet::ConnAck(_) => self.fail(
                 ClientError::Protocol("a second CONNACK on one connection"),
-                Some(ReasonCode::ProtocolError),
-                now,
-            ),
-            Packet::Auth(_) => self.fail(
-                ClientError::Protocol("AUTH without an authentication method"),
                 Some(ReasonCode::ProtocolError),
                 now,
             ),
@@ -844,7 +996,7 @@ impl Session {
         if connack.reason_code.is_error() {
             let retry = is_transient(connack.reason_code);
             self.lose_connection(
-                ClientError::ConnectionRefused(connack.reason_code),
+                ClientError::refused(connack.reason_code, self.options.protocol),
                 retry,
                 true,
                 now,
@@ -853,6 +1005,8 @@ impl Session {
         }
         let properties = connack.properties;
         self.phase = Phase::Connected;
+        // An answer to an AUTH that the broker did not wait for must not follow the CONNACK.
+        self.auth_waiting = false;
         self.ever_connected = true;
         // 5.0: a reconnect resumes whatever session the broker kept (its expiry decides);
         // 3.1.1 ties clean session to the session's lifetime, so it stays as configured.
@@ -1117,6 +1271,10 @@ impl Session {
             }
             self.queue.push_front(operation);
         }
+        self.auth_waiting = false;
+        if let Some(request) = self.reauthentication.take() {
+            self.complete(Some(request), Err(error));
+        }
         let reconnect = retry && self.ever_connected && self.options.reconnect.is_some();
         self.events.push(Event::ConnectionLost { error, reconnect });
         match self.options.reconnect {
@@ -1139,6 +1297,9 @@ impl Session {
         self.phase = Phase::Closed;
         self.read_buffer.clear();
         self.unacknowledged = 0;
+        if let Some(request) = self.reauthentication.take() {
+            self.complete(Some(request), Err(ClientError::Closed));
+        }
         // In the order they were sent or queued. Popping rather than iterating: the one loop
         // is less code in the wasm package than chained iterators over the three.
         for operations in [&mut self.in_flight, &mut self.awaiting, &mut self.queue] {

@@ -12,8 +12,8 @@
 use client_wasm::error::EncodeProblem;
 use client_wasm::{ClientError, MqttClient, error_to_js};
 use js_sys::{Array, Function, JSON, Promise, Reflect, Uint8Array};
-use mqtt_codec::ReasonCode;
 use mqtt_codec::topic::TopicError;
+use mqtt_codec::{ProtocolVersion, ReasonCode};
 use std::cell::RefCell;
 use std::rc::Rc;
 use wasm_bindgen::prelude::*;
@@ -96,9 +96,14 @@ async fn wait_for(ms: i32, what: &str, mut condition: impl FnMut() -> bool) {
 }
 
 async fn connect(options: &str) -> Result<Client, JsValue> {
+    connect_with(json(options)).await
+}
+
+/// `connect()` with an options object, which may hold functions.
+async fn connect_with(options: JsValue) -> Result<Client, JsValue> {
     // The test runner does not run the module's start function, which does this.
     client_wasm::hand_over_entry();
-    let promise: Promise = MqttClient::connect(&url(), &json(options)).unchecked_into();
+    let promise: Promise = MqttClient::connect(&url(), &options).unchecked_into();
     let client = JsFuture::from(promise).await?;
     assert!(
         client.is_instance_of::<MqttClient>(),
@@ -342,6 +347,52 @@ async fn take_over(client_id: &str) {
     .await
     .expect("the intruder connects");
     settle(intruder.end()).await.unwrap();
+}
+
+/// The options of `json` with `name` set to a function of `body` (JS, no arguments).
+fn with_function(json_text: &str, name: &str, body: &str) -> JsValue {
+    let options = json(json_text);
+    let function = Function::new_no_args(body);
+    Reflect::set(&options, &name.into(), &function).unwrap();
+    options
+}
+
+#[wasm_bindgen_test]
+async fn the_credentials_function_is_called_for_every_attempt() {
+    let id = "wbt-credentials";
+    let options = with_function(
+        &format!(r#"{{"clientId": "{id}", "reconnect": {{"minDelayMs": 50, "maxDelayMs": 100}}}}"#),
+        "credentials",
+        "globalThis.credentialCalls = (globalThis.credentialCalls ?? 0) + 1; \
+         return Promise.resolve({ username: 'user', password: 'token-' + globalThis.credentialCalls });",
+    );
+    let client = connect_with(options).await.expect("connects");
+    let events = Events::default();
+    let _event_listeners = events.listen(&client);
+    let calls = || get(&js_sys::global(), "credentialCalls").as_f64();
+    assert_eq!(calls(), Some(1.0));
+    take_over(id).await;
+    wait_for(3_000, "the reconnect", || events.count("connect") == 1).await;
+    assert_eq!(calls(), Some(2.0));
+    settle(client.end()).await.unwrap();
+}
+
+#[wasm_bindgen_test]
+async fn a_failing_credentials_function_fails_the_attempt_with_its_cause() {
+    for (body, cause) in [
+        ("throw new Error('no token')", "no token"),
+        ("return Promise.reject(new Error('later'))", "later"),
+        ("return { username: 5 }", "username must be a string"),
+    ] {
+        let options = with_function(r#"{"reconnect": false}"#, "credentials", body);
+        let error = connect_with(options).await.err().expect("refused");
+        assert_eq!(error_code(&error), "CREDENTIALS_FAILED", "{body}");
+        let message = get(&get(&error, "cause"), "message").as_string();
+        assert_eq!(message.as_deref(), Some(cause), "{body}");
+    }
+    let both = with_function(r#"{"username": "u"}"#, "credentials", "return {}");
+    let error = connect_with(both).await.err().expect("refused");
+    assert_eq!(error_code(&error), "INVALID_ARGUMENT");
 }
 
 #[wasm_bindgen_test]
@@ -589,6 +640,7 @@ async fn a_frame_of_many_messages_is_one_batch() {
 fn js_errors_read_as_the_rust_ones() {
     let mut errors = vec![
         ClientError::InvalidOptions("maximumPacketSize must be at least 1"),
+        ClientError::CredentialsFailed,
         ClientError::ConnectFailed,
         ClientError::ConnectTimeout,
         ClientError::KeepAliveTimeout,
@@ -622,13 +674,18 @@ fn js_errors_read_as_the_rust_ones() {
     }
     for code in ReasonCode::ALL {
         errors.extend([
-            ClientError::ConnectionRefused(code),
+            ClientError::refused(code, ProtocolVersion::V5),
             ClientError::ServerDisconnected(code),
             ClientError::SubscribeRefused(code),
             ClientError::UnsubscribeRefused(code),
             ClientError::PublishRefused(code),
             ClientError::Malformed(code),
         ]);
+    }
+    // A 3.1.1 CONNACK's return codes, shown as sent.
+    for code in 1..=5 {
+        let reason = ReasonCode::from_connect_return_code(code).unwrap();
+        errors.push(ClientError::refused(reason, ProtocolVersion::V311));
     }
     for error in errors {
         let value = error_to_js(&error);
@@ -645,7 +702,7 @@ fn js_errors_read_as_the_rust_ones() {
         );
         assert_eq!(
             get(&value, "reasonCode").as_f64(),
-            error.reason_code().map(|code| f64::from(code.as_u8())),
+            error.reason_code().map(f64::from),
             "{error:?}"
         );
     }

@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::backoff::Backoff;
-use crate::options::WillOptions;
+use crate::options::{Credentials, WillOptions};
 // The scripted broker encodes with the full encoder: it sends what servers send.
 use mqtt_codec::{ConnAckPacket, SubAckPacket, UnsubAckPacket, decode, encode};
 
@@ -223,7 +223,8 @@ fn refused_first_connection_closes_with_the_reason() {
         reason_code: ReasonCode::NotAuthorized,
         properties: Properties::default(),
     }));
-    let error = ClientError::ConnectionRefused(ReasonCode::NotAuthorized);
+    let error = ClientError::refused(ReasonCode::NotAuthorized, ProtocolVersion::V5);
+    assert_eq!(error.code(), "NOT_AUTHORIZED");
     assert_eq!(
         harness.events(),
         vec![
@@ -825,11 +826,55 @@ fn without_reconnect_a_loss_closes_and_rejects_pending_operations() {
 
 #[test]
 fn refusals_while_reconnecting_retry_only_when_transient() {
-    for (reason, reconnect) in [
-        (ReasonCode::ServerBusy, true),
-        (ReasonCode::BadUserNameOrPassword, false),
+    use ProtocolVersion::{V5, V311};
+    // The reason, the protocol, whether the client tries again, the error's code and the
+    // reason code it reports (a 3.1.1 CONNACK's return code as sent).
+    for (reason, protocol, reconnect, code, reason_code) in [
+        (ReasonCode::ServerBusy, V5, true, "CONNECTION_REFUSED", 0x89),
+        (
+            ReasonCode::ServerUnavailable,
+            V311,
+            true,
+            "CONNECTION_REFUSED",
+            0x03,
+        ),
+        (
+            ReasonCode::BadUserNameOrPassword,
+            V5,
+            false,
+            "BAD_CREDENTIALS",
+            0x86,
+        ),
+        (
+            ReasonCode::BadUserNameOrPassword,
+            V311,
+            false,
+            "BAD_CREDENTIALS",
+            0x04,
+        ),
+        (ReasonCode::NotAuthorized, V5, false, "NOT_AUTHORIZED", 0x87),
+        (
+            ReasonCode::NotAuthorized,
+            V311,
+            false,
+            "NOT_AUTHORIZED",
+            0x05,
+        ),
+        (
+            ReasonCode::BadAuthenticationMethod,
+            V5,
+            false,
+            "CONNECTION_REFUSED",
+            0x8C,
+        ),
     ] {
-        let mut harness = Harness::connected();
+        let mut harness = Harness::new(Options {
+            protocol,
+            client_id: "c1".into(),
+            ..Options::default()
+        });
+        harness.connect(false, Properties::default());
+        harness.events();
         harness.reconnect();
         harness.receive(Packet::ConnAck(ConnAckPacket {
             session_present: false,
@@ -837,21 +882,128 @@ fn refusals_while_reconnecting_retry_only_when_transient() {
             properties: Properties::default(),
         }));
         let events = harness.events();
+        let Event::ConnectionLost {
+            error,
+            reconnect: again,
+        } = events[1]
+        else {
+            panic!("{events:?}");
+        };
         assert_eq!(
-            events[1],
-            Event::ConnectionLost {
-                error: ClientError::ConnectionRefused(reason),
-                reconnect
-            },
-            "{reason:?}"
+            (error.code(), error.reason_code(), again),
+            (code, Some(reason_code), reconnect),
+            "{reason:?} {protocol:?}"
         );
         let expected = if reconnect {
             State::Reconnecting
         } else {
+            assert_eq!(events[2..], [Event::Closed { error: Some(error) }]);
             State::Closed
         };
         assert_eq!(harness.session.state(), expected);
     }
+}
+
+/// Credentials of the user `user` with `password`.
+fn credentials(password: &'static str) -> Credentials {
+    Credentials {
+        username: Some("user".into()),
+        password: Some(Bytes::from_static(password.as_bytes())),
+        authentication_data: None,
+    }
+}
+
+#[test]
+fn each_attempt_sends_the_credentials_it_was_given() {
+    let mut harness = Harness::new(Options {
+        client_id: "c1".into(),
+        username: Some("static".into()),
+        password: Some(Bytes::from_static(b"static")),
+        ..Options::default()
+    });
+    harness.session.set_credentials(credentials("first"));
+    let connect = harness.connect(false, Properties::default());
+    assert_eq!(
+        (connect.username.as_deref(), connect.password.as_deref()),
+        (Some("user"), Some(&b"first"[..]))
+    );
+    harness.events();
+    // A reconnect: the function gives a fresh password.
+    harness.session.handle_transport_closed(harness.now);
+    harness.events();
+    harness.advance_to(harness.now + 60_000.0);
+    assert_eq!(harness.events(), vec![Event::OpenTransport]);
+    harness.session.set_credentials(credentials("second"));
+    let connect = harness.connect(false, Properties::default());
+    assert_eq!(connect.password.as_deref(), Some(&b"second"[..]));
+    // No user name and no password at all.
+    harness.events();
+    harness.session.handle_transport_closed(harness.now);
+    harness.events();
+    harness.advance_to(harness.now + 60_000.0);
+    harness.events();
+    harness.session.set_credentials(Credentials::default());
+    let connect = harness.connect(false, Properties::default());
+    assert_eq!((connect.username, connect.password), (None, None));
+}
+
+#[test]
+fn a_failed_credentials_function_fails_the_attempt_and_the_backoff_goes_on() {
+    // The first attempt: connect() rejects, as for any failure of the first attempt.
+    let mut harness = Harness::v5();
+    harness.session.handle_credentials_failed(0.0);
+    let error = ClientError::CredentialsFailed;
+    assert_eq!(error.code(), "CREDENTIALS_FAILED");
+    assert_eq!(
+        harness.events(),
+        vec![
+            Event::CloseTransport,
+            Event::ConnectionLost {
+                error,
+                reconnect: false
+            },
+            Event::Closed { error: Some(error) },
+        ]
+    );
+
+    // A reconnect: the attempt fails, and the next one waits a longer backoff.
+    let mut harness = Harness::connected();
+    harness.reconnect();
+    harness.connack(false);
+    harness.events();
+    harness.session.handle_transport_closed(harness.now);
+    harness.events();
+    for attempt in 1..=3 {
+        harness.advance_to(harness.now + 60_000.0);
+        assert_eq!(harness.events(), vec![Event::OpenTransport]);
+        // The socket may be open already: nothing is written before the credentials.
+        harness.session.handle_credentials_failed(harness.now);
+        assert!(harness.sent().is_empty());
+        let events = harness.events();
+        assert_eq!(
+            events[..2],
+            [
+                Event::CloseTransport,
+                Event::ConnectionLost {
+                    error,
+                    reconnect: true
+                }
+            ]
+        );
+        assert!(
+            matches!(events[2], Event::Reconnecting { attempt: a, .. } if a == attempt + 1),
+            "{events:?}"
+        );
+        assert_eq!(harness.session.state(), State::Reconnecting);
+    }
+    // A failure reported after its attempt ended changes nothing.
+    harness.session.handle_credentials_failed(harness.now);
+    assert!(harness.events().is_empty());
+    harness.advance_to(harness.now + 60_000.0);
+    harness.events();
+    harness.connect(false, Properties::default());
+    harness.session.handle_credentials_failed(harness.now);
+    assert_eq!(harness.session.state(), State::Connected);
 }
 
 #[test]
@@ -1439,3 +1591,5 @@ fn answers_out_of_order_complete_each_subscribe_once_and_a_loss_resends_the_rest
         [completed(3, granted.clone()), completed(1, granted)]
     );
 }
+
+mod auth;

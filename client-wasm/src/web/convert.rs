@@ -14,9 +14,7 @@ use wasm_bindgen::{JsCast, JsValue};
 /// support.js from [`abi::error_parts`]: the message texts live there (a wasm-bindgen test
 /// checks that they read as `ClientError::message` does).
 pub fn error_value(error: &ClientError) -> JsValue {
-    let reason = error
-        .reason_code()
-        .map_or(-1, |code| i32::from(code.as_u8()));
+    let reason = error.reason_code().map_or(-1, i32::from);
     let (kind, detail, a, b) = abi::error_parts(error);
     bindings::client_error(kind, reason, detail, a as f64, b as f64)
 }

@@ -227,7 +227,13 @@ impl Driver {
             }
             Event::ConnectionLost { error, reconnect } => {
                 if !self.connecting {
-                    let refused = matches!(error, ClientError::ConnectionRefused(_));
+                    let refused = matches!(
+                        error,
+                        ClientError::ConnectionRefused(_)
+                            | ClientError::BadCredentials(_)
+                            | ClientError::NotAuthorized(_)
+                            | ClientError::CredentialsFailed
+                    );
                     let error = convert::error_value(&error);
                     if refused {
                         self.effect(effect::ERROR, 0, &error);
@@ -267,6 +273,13 @@ impl Driver {
             Event::Error(error) => {
                 self.effect(effect::ERROR, 0, &convert::error_value(&error));
             }
+            Event::Auth {
+                reason_code,
+                properties,
+            } => {
+                let properties = convert::properties_to_js(&properties);
+                self.effect(effect::AUTH, reason_code.as_u8(), &properties);
+            }
             Event::Message(_) => {}
         }
     }
@@ -282,11 +295,24 @@ impl Driver {
         }
     }
 
-    /// What JS reports through the client's handler: `kind` is one of [`handler`]'s
-    /// (`data` is a `Uint8Array` for `SOCKET_MESSAGE`).
+    /// What JS reports through the client's handler: `kind` is one of [`handler`]'s (`data`
+    /// is a `Uint8Array` for `SOCKET_MESSAGE`, and for `SOCKET_OPEN` with a credentials
+    /// function).
     fn handle(&mut self, kind: i32, data: &JsValue, now: f64) {
         match kind {
-            handler::SOCKET_OPEN => self.session.handle_open(now),
+            handler::SOCKET_OPEN => {
+                // With a credentials function, this attempt's credentials, packed.
+                if !data.is_undefined() {
+                    let credentials = packed::credentials(convert::copy(data));
+                    self.session.set_credentials(credentials);
+                }
+                self.session.handle_open(now);
+            }
+            handler::CREDENTIALS_FAILED => self.session.handle_credentials_failed(now),
+            handler::AUTH => {
+                let data = convert::copy(data);
+                self.session.authenticate(data.into(), now);
+            }
             handler::SOCKET_MESSAGE => {
                 let bytes: &Uint8Array = data.unchecked_ref();
                 let length = bytes.length() as usize;
@@ -335,6 +361,8 @@ fn completion_value(completion: Completion) -> JsValue {
             bindings::result(i32::from(qos as u8), reason_code.as_u8())
         }
         Completion::Unsubscribed { reason_code } => bindings::result(-1, reason_code.as_u8()),
+        // support.js makes `{ reasonCode: 0, properties }` of it.
+        Completion::Reauthenticated { properties } => convert::properties_to_js(&properties),
     }
 }
 
@@ -414,8 +442,8 @@ pub struct Client {
 impl Client {
     /// Starts request `request` of `kind` ([`request`]'s): a publish of `payload` (a
     /// `Uint8Array`), a subscribe or an unsubscribe, with the topic or filter and the options
-    /// packed by `publishArguments`, `subscribeOptions` or `unsubscribeOptions`. An effect
-    /// settles its Promise.
+    /// packed by `publishArguments`, `subscribeOptions` or `unsubscribeOptions`, or a
+    /// re-authentication with `payload` as its data. An effect settles its Promise.
     pub fn request(&self, kind: u32, request: RequestId, options: JsValue, payload: JsValue) {
         let mut items = packed::Reader::new(convert::copy(&options));
         run_turn(&self.driver, false, &mut |driver, now| {
@@ -437,11 +465,12 @@ impl Client {
                     let (options, properties) = packed::subscribe_options(&mut items);
                     session.subscribe(request, &topic, options, properties, now)
                 }
-                // request::UNSUBSCRIBE.
-                _ => {
+                request::UNSUBSCRIBE => {
                     let properties = packed::unsubscribe_properties(&mut items);
                     session.unsubscribe(request, &topic, properties, now)
                 }
+                // request::REAUTHENTICATE, with the authentication data as the payload.
+                _ => session.reauthenticate(request, convert::copy(&payload).into(), now),
             };
             if let Err(error) = started {
                 driver.effect(effect::REJECT, request, &convert::error_value(&error));

@@ -3,124 +3,14 @@
 // (through playwright-core) against a real gateway, exchanging messages with an MQTT.js client
 // over TCP.
 //
-// Environment: GATEWAY_BIN (default target/debug/gateway), CLIENT_WASM_PKG (default
-// client-wasm/pkg, built by `cargo xtask dist`), CHROMIUM (default /usr/bin/chromium).
+// Environment: see support.mjs. The authentication tests are in auth.test.mjs.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, execFileSync } from 'node:child_process';
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
-import { createServer } from 'node:http';
-import { tmpdir } from 'node:os';
-import { dirname, extname, join, normalize } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { createInterface } from 'node:readline';
-import { chromium } from 'playwright-core';
-import { build } from 'vite';
+import { readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import mqtt from 'mqtt';
-
-const here = dirname(fileURLToPath(import.meta.url));
-const root = join(here, '../../..');
-const gatewayBin = process.env.GATEWAY_BIN ?? join(root, 'target/debug/gateway');
-const packageDir = process.env.CLIENT_WASM_PKG ?? join(root, 'client-wasm/pkg');
-const chromiumPath = process.env.CHROMIUM ?? '/usr/bin/chromium';
-// `--expose-gc` gives pages `gc()`, for the test of a client the page no longer refers to.
-const CHROMIUM_ARGS = ['--no-sandbox', '--headless', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--js-flags=--expose-gc'];
-
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function waitFor(what, check, timeoutMs = 10_000) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(50);
-  }
-}
-
-/** The gateway on free ports; resolves once both listeners are announced. */
-async function startGateway() {
-  const dataDir = mkdtempSync(join(tmpdir(), 'client-wasm-test-'));
-  const child = spawn(gatewayBin, ['--tcp', '127.0.0.1:0', '--http', '127.0.0.1:0', '--data-dir', dataDir], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'warn,gateway=info' },
-  });
-  const output = [];
-  const addresses = {};
-  await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`gateway did not start:\n${output.join('\n')}`)), 15_000);
-    child.on('exit', (code) => reject(new Error(`gateway exited with ${code}:\n${output.join('\n')}`)));
-    for (const stream of [child.stdout, child.stderr]) {
-      createInterface({ input: stream }).on('line', (line) => {
-        output.push(line);
-        const match = line.match(/listening (mqtt|http) (\S+)/);
-        if (match) addresses[match[1]] = match[2];
-        if (addresses.mqtt && addresses.http) {
-          clearTimeout(timer);
-          resolve();
-        }
-      });
-    }
-  });
-  return {
-    mqttUrl: `mqtt://${addresses.mqtt}`,
-    httpUrl: `http://${addresses.http}`,
-    wsUrl: `ws://${addresses.http}/mqtt`,
-    async stop() {
-      if (child.exitCode === null) {
-        const exited = new Promise((resolve) => child.once('exit', resolve));
-        child.kill('SIGTERM');
-        await Promise.race([exited, sleep(8_000)]);
-      }
-      rmSync(dataDir, { recursive: true, force: true });
-    },
-  };
-}
-
-/** Packs the package, installs the tarball into a copy of app/, and bundles it with Vite. */
-async function buildScratchApp() {
-  assert.ok(existsSync(join(packageDir, 'package.json')), `no package at ${packageDir}: run \`cargo xtask dist\``);
-  const work = mkdtempSync(join(tmpdir(), 'client-wasm-app-'));
-  const packed = JSON.parse(execFileSync('npm', ['pack', packageDir, '--pack-destination', work, '--json'], { encoding: 'utf8' }));
-  const tarball = join(work, packed[0].filename);
-  const appDir = join(work, 'app');
-  cpSync(join(here, 'app'), appDir, { recursive: true });
-  writeFileSync(join(appDir, 'package.json'), JSON.stringify({ name: 'client-wasm-scratch', private: true, type: 'module' }));
-  execFileSync('npm', ['install', '--no-audit', '--no-fund', '--no-package-lock', tarball], { cwd: appDir, stdio: 'inherit' });
-  const installed = JSON.parse(readFileSync(join(appDir, 'node_modules/client-wasm/package.json'), 'utf8'));
-  assert.equal(installed.type, 'module');
-  await build({
-    root: appDir,
-    logLevel: 'warn',
-    configFile: false,
-    worker: { format: 'es' },
-    build: {
-      outDir: join(appDir, 'dist'),
-      target: 'es2022',
-      rollupOptions: { input: { main: join(appDir, 'index.html'), worker: join(appDir, 'worker.html') } },
-    },
-  });
-  return { work, dist: join(appDir, 'dist'), files: packed[0].files.map((file) => file.path) };
-}
-
-const MIME = { '.html': 'text/html', '.js': 'text/javascript', '.wasm': 'application/wasm', '.css': 'text/css' };
-
-/** A static file server for the bundle on a free loopback port. */
-async function serve(dir) {
-  const server = createServer((request, response) => {
-    const path = normalize(decodeURIComponent(new URL(request.url, 'http://x').pathname)).replace(/^(\.\.[/\\])+/, '');
-    try {
-      const body = readFileSync(join(dir, path));
-      response.writeHead(200, { 'content-type': MIME[extname(path)] ?? 'application/octet-stream' });
-      response.end(body);
-    } catch {
-      response.writeHead(404).end();
-    }
-  });
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return { url: `http://127.0.0.1:${server.address().port}`, close: () => new Promise((resolve) => server.close(resolve)) };
-}
+import { buildScratchApp, launchChromium, openPage as open, packageDir, serve, sleep, startGateway, waitFor } from './support.mjs';
 
 let gateway;
 let app;
@@ -131,7 +21,7 @@ before(async () => {
   gateway = await startGateway();
   app = await buildScratchApp();
   server = await serve(app.dist);
-  browser = await chromium.launch({ executablePath: chromiumPath, args: CHROMIUM_ARGS });
+  browser = await launchChromium();
 });
 
 after(async () => {
@@ -141,16 +31,7 @@ after(async () => {
   if (app) rmSync(app.work, { recursive: true, force: true });
 });
 
-async function openPage(path) {
-  const page = await browser.newPage();
-  const errors = [];
-  page.on('pageerror', (error) => errors.push(`uncaught: ${error.message}`));
-  page.on('console', (message) => {
-    if (message.type() === 'error') errors.push(`console error: ${message.text()}`);
-  });
-  await page.goto(`${server.url}/${path}`);
-  return { page, errors };
-}
+const openPage = (path) => open(browser, server, path);
 
 async function tcpClient(clientId) {
   const client = await mqtt.connectAsync(gateway.mqttUrl, { clientId, protocolVersion: 5, reconnectPeriod: 0 });
@@ -173,7 +54,7 @@ test('the package ships ESM glue, types, the optimised wasm and a README', () =>
   assert.equal(manifest.types, './client_wasm.d.ts');
   assert.ok(manifest.exports['.'].import);
   const types = readFileSync(join(packageDir, 'client_wasm.d.ts'), 'utf8');
-  for (const declaration of ['class MqttClient', 'static connect(url: string, options?: ConnectOptions', 'interface MqttClientEventMap', 'subscribe(filter: string']) {
+  for (const declaration of ['class MqttClient', 'static connect(url: string, options?: ConnectOptions', 'interface MqttClientEventMap', 'subscribe(filter: string', 'credentials?: () =>', 'onAuth?: (', 'reauthenticate(data?', '"BAD_CREDENTIALS"', '"NOT_AUTHORIZED"', '"CREDENTIALS_FAILED"']) {
     assert.ok(types.includes(declaration), `the .d.ts declares ${declaration}`);
   }
 });

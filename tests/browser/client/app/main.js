@@ -1,6 +1,7 @@
 // The scratch page of the package test: it imports client-wasm exactly as an application
 // bundled by Vite would, and exposes a small driver (`window.harness`) to the Playwright test.
 import init, { MqttClient } from 'client-wasm';
+import { scramStart } from './scram.mjs';
 
 await init();
 
@@ -93,5 +94,142 @@ const harness = {
   collected: false,
 };
 
+/** An error as the test reads it. */
+const errorOf = (error) =>
+  error && { name: error.name, code: error.code, reasonCode: error.reasonCode, message: error.message, cause: error.cause?.message };
+
+/**
+ * Clients that authenticate, by name: each records its events and how often its credentials
+ * function was called. A password client's function gives `password` as it is when called (the
+ * test changes it), a SCRAM client's starts a new SCRAM-SHA-256 exchange (client-first) for
+ * `password`, whose client-final message `onAuth` gives; the server's signature is checked in
+ * every CONNACK (`verified`).
+ */
+const auth = {
+  clients: {},
+
+  /** Connects; resolves with `{ state }` or `{ error }`. */
+  async connect(url, name, { user, password, scram = false, ...options }) {
+    const record = { client: null, user, password, calls: 0, events: [], auths: [], verified: [], exchange: null };
+    this.clients[name] = record;
+    const credentials = scram
+      ? () => {
+          record.calls += 1;
+          record.exchange = { scram: scramStart(user), password: record.password };
+          return { authenticationData: record.exchange.scram.clientFirst };
+        }
+      : async () => {
+          record.calls += 1;
+          // As an application fetching a token would, asynchronously.
+          await new Promise((resolve) => setTimeout(resolve, 10));
+          return { username: user, password: record.password };
+        };
+    const extra = scram
+      ? {
+          authenticationMethod: 'SCRAM-SHA-256',
+          onAuth: (data, reasonCode) => {
+            record.auths.push(reasonCode);
+            return record.exchange.scram.clientFinal(data, record.exchange.password);
+          },
+        }
+      : {};
+    try {
+      const client = await MqttClient.connect(url, { ...options, ...extra, credentials });
+      record.client = client;
+      for (const type of ['connect', 'close', 'reconnect', 'error']) {
+        client.addEventListener(type, (event) => {
+          const detail = event.detail ?? {};
+          record.events.push({ type, state: client.state, reconnect: detail.reconnect, attempt: detail.attempt, error: errorOf(detail.error ?? (type === 'error' ? detail : undefined)) });
+          if (type === 'connect' && scram) {
+            record.verified.push(record.exchange.scram.verify(detail.properties?.authenticationData));
+          }
+        });
+      }
+      if (scram) record.verified.push(record.exchange.scram.verify(client.connack.properties?.authenticationData));
+      return { state: client.state, connack: { sessionPresent: client.connack.sessionPresent, method: client.connack.properties?.authenticationMethod } };
+    } catch (error) {
+      return { error: errorOf(error) };
+    }
+  },
+
+  /** What the test reads of client `name`. */
+  status(name) {
+    const { client, calls, events, auths, verified } = this.clients[name];
+    return { state: client?.state, calls, events, auths, verified };
+  },
+
+  setPassword(name, password) {
+    this.clients[name].password = password;
+  },
+
+  /**
+   * A SCRAM re-authentication with `password` (for this exchange only): `{ reasonCode, method,
+   * verified }` or `{ error }`.
+   */
+  async reauthenticate(name, password) {
+    const record = this.clients[name];
+    const exchange = (record.exchange = { scram: scramStart(record.user), password });
+    try {
+      const { reasonCode, properties } = await record.client.reauthenticate(exchange.scram.clientFirst);
+      return { reasonCode, method: properties?.authenticationMethod, verified: exchange.scram.verify(properties?.authenticationData) };
+    } catch (error) {
+      return { error: errorOf(error) };
+    }
+  },
+
+  async end(name) {
+    await this.clients[name].client?.end();
+  },
+
+  /**
+   * Connects to the test's scripted broker with the method `TEST-ECHO`: each attempt's
+   * CONNECT carries `first:<attempt>`, and `onAuth` answers `answer:<what the broker sent>`,
+   * or throws while `failAuth` is set. Resolves with `{ state, connack }` or `{ error }`.
+   */
+  async connectScripted(url, name) {
+    const record = { client: null, calls: 0, events: [], auths: [], failAuth: false };
+    this.clients[name] = record;
+    const text = (bytes) => new TextDecoder().decode(bytes);
+    try {
+      const client = await MqttClient.connect(url, {
+        clientId: `pw-${name}`,
+        reconnect: { minDelayMs: 50, maxDelayMs: 100 },
+        authenticationMethod: 'TEST-ECHO',
+        credentials: () => ({ authenticationData: `first:${++record.calls}` }),
+        onAuth: async (data, reasonCode, properties) => {
+          record.auths.push({ data: text(data), reasonCode, method: properties?.authenticationMethod });
+          if (record.failAuth) throw new Error('no answer today');
+          return `answer:${text(data)}`;
+        },
+      });
+      record.client = client;
+      for (const type of ['connect', 'close', 'reconnect', 'error']) {
+        client.addEventListener(type, (event) => {
+          const detail = event.detail ?? {};
+          record.events.push({ type, reconnect: detail.reconnect, error: errorOf(detail.error ?? (type === 'error' ? detail : undefined)), data: detail.properties?.authenticationData && text(detail.properties.authenticationData) });
+        });
+      }
+      return { state: client.state, connack: { data: text(client.connack.properties.authenticationData), method: client.connack.properties.authenticationMethod } };
+    } catch (error) {
+      return { error: errorOf(error) };
+    }
+  },
+
+  setFailAuth(name, fail) {
+    this.clients[name].failAuth = fail;
+  },
+
+  /** `reauthenticate(data)` of client `name`: `{ reasonCode, data }` or `{ error }`. */
+  async reauthenticateWith(name, data) {
+    try {
+      const { reasonCode, properties } = await this.clients[name].client.reauthenticate(data);
+      return { reasonCode, data: new TextDecoder().decode(properties.authenticationData) };
+    } catch (error) {
+      return { error: errorOf(error) };
+    }
+  },
+};
+
 window.harness = harness;
+window.auth = auth;
 document.getElementById('status').textContent = 'ready';
