@@ -18,6 +18,9 @@ import { describeError } from './errors.js';
 /** The client's own reconnect backoff: first retry soon, never waiting more than 10 s. */
 const RECONNECT = { minDelayMs: 500, maxDelayMs: 10_000 };
 
+/** The client's codes for a broker that refused the connection (it does not retry those). */
+const REFUSALS = new Set(['CONNECTION_REFUSED', 'BAD_CREDENTIALS', 'NOT_AUTHORIZED']);
+
 export class Connection {
   /**
    * @param {object} hooks
@@ -135,7 +138,7 @@ export class Connection {
       if (detail.reconnect) {
         this.reconnectAt = performance.now();
         this.setState('reconnecting');
-      } else if (detail.error?.code === 'CONNECTION_REFUSED') {
+      } else if (REFUSALS.has(detail.error?.code)) {
         this.setState('refused', this.lastError);
       } else {
         this.setState('closed', detail.error ? this.lastError : '');

@@ -13,27 +13,17 @@
 /** The sessionStorage key of remembered credentials. */
 export const REMEMBER_KEY = 'mqtt-gateway-dashboard-signin';
 
-/** The CONNACK codes that mean "these credentials are wrong": 0x86 (5.0), 0x04 (3.1.1). */
-const BAD_CREDENTIALS = new Set([0x86, 0x04]);
-
-/** The CONNACK codes that mean "not allowed in": 0x87 (5.0), 0x05 (3.1.1). */
-const NOT_AUTHORIZED = new Set([0x87, 0x05]);
-
 /**
  * Whether `error` (what the MQTT client rejected or closed with) is the broker refusing a
- * sign-in: `'bad-credentials'` (wrong user name, password or token), `'not-authorized'`
- * (anonymous clients refused, or the address locked out after failures), or null for anything
- * else. The client does not retry either refusal by itself.
- *
- * Today's client reports both as code `CONNECTION_REFUSED` with the CONNACK's `reasonCode`
- * (the 5.0 reason code; 3.1.1's return codes 4 and 5 come as 0x86 and 0x87, but are accepted
- * raw too). This is the one place that knows how, so the client's typed codes can replace it.
+ * sign-in: `'bad-credentials'` (wrong user name, password or token: CONNACK 0x86, 3.1.1's 4),
+ * `'not-authorized'` (anonymous clients refused, or the address locked out after failures:
+ * 0x87, 3.1.1's 5), or null for anything else. The client reports these with its typed codes
+ * and does not retry either by itself.
  */
 export function signInRefusal(error) {
-  if (error === null || typeof error !== 'object' || error.code !== 'CONNECTION_REFUSED') return null;
-  const code = Number(error.reasonCode);
-  if (BAD_CREDENTIALS.has(code)) return 'bad-credentials';
-  if (NOT_AUTHORIZED.has(code)) return 'not-authorized';
+  if (error === null || typeof error !== 'object') return null;
+  if (error.code === 'BAD_CREDENTIALS') return 'bad-credentials';
+  if (error.code === 'NOT_AUTHORIZED') return 'not-authorized';
   return null;
 }
 

@@ -149,6 +149,7 @@ test('a reconnect event without an attempt number counts attempts itself', async
 test('a close without reconnect is refused or closed, as its error says', async () => {
   for (const [detail, state, text] of [
     [{ error: Object.assign(new Error('not authorized'), { code: 'CONNECTION_REFUSED' }), reconnect: false }, 'refused', 'refused: not authorized'],
+    [{ error: Object.assign(new Error('not authorized'), { code: 'NOT_AUTHORIZED' }), reconnect: false }, 'refused', 'refused: not authorized'],
     [{ error: new Error('protocol error'), reconnect: false }, 'closed', 'not connected: protocol error'],
     [{ reconnect: false }, 'closed', 'not connected'],
   ]) {

@@ -18,15 +18,16 @@ import {
 const mqttError = (code, reasonCode) => Object.assign(new Error(code), { name: 'MqttError', code, reasonCode });
 
 test('refused CONNACKs that ask for credentials, in 5.0 and in 3.1.1 codes', () => {
-  assert.equal(signInRefusal(mqttError('CONNECTION_REFUSED', 0x86)), 'bad-credentials');
-  assert.equal(signInRefusal(mqttError('CONNECTION_REFUSED', 0x04)), 'bad-credentials');
-  assert.equal(signInRefusal(mqttError('CONNECTION_REFUSED', 0x87)), 'not-authorized');
-  assert.equal(signInRefusal(mqttError('CONNECTION_REFUSED', 0x05)), 'not-authorized');
+  assert.equal(signInRefusal(mqttError('BAD_CREDENTIALS', 0x86)), 'bad-credentials');
+  assert.equal(signInRefusal(mqttError('BAD_CREDENTIALS', 0x04)), 'bad-credentials');
+  assert.equal(signInRefusal(mqttError('NOT_AUTHORIZED', 0x87)), 'not-authorized');
+  assert.equal(signInRefusal(mqttError('NOT_AUTHORIZED', 0x05)), 'not-authorized');
 });
 
 test('other failures are not a sign-in matter', () => {
   for (const error of [
     mqttError('CONNECTION_REFUSED', 0x88), // server unavailable
+    mqttError('CONNECTION_REFUSED', 0x86), // not how the client reports bad credentials
     mqttError('CONNECTION_REFUSED', 0x8a), // banned
     mqttError('CONNECTION_REFUSED', undefined),
     mqttError('SUBSCRIBE_REFUSED', 0x87), // a SUBACK refusal is the subscription's

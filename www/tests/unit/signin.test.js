@@ -44,7 +44,12 @@ class MemoryStorage {
   }
 }
 
-const refused = (reasonCode) => Object.assign(new Error('connection refused by the broker'), { code: 'CONNECTION_REFUSED', reasonCode });
+/** A refused CONNACK as the client reports it: typed for credentials, plain otherwise. */
+const refusalCode = (reasonCode) =>
+  ({ 0x86: 'BAD_CREDENTIALS', 0x04: 'BAD_CREDENTIALS', 0x87: 'NOT_AUTHORIZED', 0x05: 'NOT_AUTHORIZED' })[reasonCode] ??
+  'CONNECTION_REFUSED';
+const refused = (reasonCode) =>
+  Object.assign(new Error('connection refused by the broker'), { code: refusalCode(reasonCode), reasonCode });
 
 function setup({ remembered = null, protocolVersion = 5 } = {}) {
   const storage = new MemoryStorage();
