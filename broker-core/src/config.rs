@@ -32,8 +32,8 @@ pub struct BrokerConfig {
     /// How often `$SYS/broker/...` statistics are published; `None` disables them.
     pub sys_interval: Option<Duration>,
     /// Maximum client identifier length accepted, in bytes; a longer one is refused with
-    /// CONNACK 0x85 (3.1.1: 0x02). Never below 23, which every server must accept
-    /// [MQTT-3.1.3-5].
+    /// CONNACK 0x85 (3.1.1: 0x02). Every server must accept 23 [MQTT-3.1.3-5], so the
+    /// gateway's `--max-client-id-len` never sets less.
     pub max_client_id_len: usize,
     /// Subscriptions one session may hold. A SUBSCRIBE filter beyond it (replacing an existing
     /// filter does not count) is refused in the SUBACK with 0x97 Quota exceeded (3.1.1: 0x80).
