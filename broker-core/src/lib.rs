@@ -23,7 +23,8 @@ pub use auth::{
 pub use broker::{
     Broker, Change, ClientSummary, ConnectionId, ConnectionInfo, Frame, FrameKind, Output,
     Persistence, RetainedSummary, SessionRecord, Snapshot, StoredEntry, StoredInflight,
-    StoredMessage, StoredSession, StoredSubscription, SubscriptionSummary, Termination, Transport,
+    StoredMessage, StoredSession, StoredSubscription, SubscriptionSummary, Termination, TopicLimit,
+    Transport,
 };
 pub use config::BrokerConfig;
 pub use session::KeptPublish;

@@ -51,6 +51,9 @@ pub struct GatewayConfig {
     /// Open connections allowed at once from one IP address; `None`: as many as in all (one
     /// address may be a NAT in front of a whole fleet).
     pub max_connections_per_ip: Option<usize>,
+    /// Bytes per second read from one connection at most; `None`: no bound. A client that sends
+    /// faster is read more slowly (never disconnected for it).
+    pub max_inbound_rate: Option<u64>,
     /// Authentication and authorization.
     pub security: SecurityConfig,
 }
@@ -73,6 +76,7 @@ impl Default for GatewayConfig {
             https: Vec::new(),
             tls: None,
             max_connections_per_ip: None,
+            max_inbound_rate: None,
             security: SecurityConfig::default(),
         }
     }
@@ -175,6 +179,32 @@ pub struct Settings {
     /// Overrides clients' keep alive, seconds (sent to 5.0 clients as Server Keep Alive).
     #[arg(long, value_name = "SECONDS")]
     pub server_keep_alive: Option<u16>,
+    /// Longest keep alive granted, seconds: a 5.0 client asking for more, or for none, is told
+    /// this one (Server Keep Alive); a 3.1.1 one is refused; 0: no cap [default: 0].
+    #[arg(long, value_name = "SECONDS")]
+    pub max_keep_alive: Option<u16>,
+    /// Longest client identifier accepted, bytes (at least 23) [default: 256].
+    #[arg(long, value_name = "BYTES")]
+    pub max_client_id_len: Option<usize>,
+    /// Subscriptions one client may hold; more are refused in the SUBACK [default: 1000].
+    #[arg(long, value_name = "N")]
+    pub max_subscriptions_per_client: Option<usize>,
+    /// Longest topic name or filter accepted, bytes [default: 4096].
+    #[arg(long, value_name = "BYTES")]
+    pub max_topic_length: Option<usize>,
+    /// Most levels in a topic name or filter [default: 128].
+    #[arg(long, value_name = "N")]
+    pub max_topic_levels: Option<usize>,
+    /// Most User Properties in one packet [default: 32].
+    #[arg(long, value_name = "N")]
+    pub max_user_properties: Option<usize>,
+    /// Most bytes of User Property names and values in one packet [default: 8192].
+    #[arg(long, value_name = "BYTES")]
+    pub max_user_properties_bytes: Option<usize>,
+    /// Bytes per second read from one connection; a client sending faster is slowed down, not
+    /// disconnected; 0: no bound [default: 0].
+    #[arg(long, value_name = "BYTES_PER_SEC")]
+    pub max_inbound_rate: Option<u64>,
     /// Seconds between `$SYS/broker/...` updates; 0 turns them off [default: 10].
     #[arg(long, value_name = "SECONDS")]
     pub sys_interval: Option<u64>,
@@ -311,6 +341,18 @@ impl Settings {
             max_queued_messages: self.max_queued_messages.or(base.max_queued_messages),
             max_queued_bytes: self.max_queued_bytes.or(base.max_queued_bytes),
             server_keep_alive: self.server_keep_alive.or(base.server_keep_alive),
+            max_keep_alive: self.max_keep_alive.or(base.max_keep_alive),
+            max_client_id_len: self.max_client_id_len.or(base.max_client_id_len),
+            max_subscriptions_per_client: self
+                .max_subscriptions_per_client
+                .or(base.max_subscriptions_per_client),
+            max_topic_length: self.max_topic_length.or(base.max_topic_length),
+            max_topic_levels: self.max_topic_levels.or(base.max_topic_levels),
+            max_user_properties: self.max_user_properties.or(base.max_user_properties),
+            max_user_properties_bytes: self
+                .max_user_properties_bytes
+                .or(base.max_user_properties_bytes),
+            max_inbound_rate: self.max_inbound_rate.or(base.max_inbound_rate),
             sys_interval: self.sys_interval.or(base.sys_interval),
             durability: self.durability.or(base.durability),
             autosave_interval: self.autosave_interval.or(base.autosave_interval),
@@ -394,6 +436,29 @@ impl Settings {
         if let Some(seconds) = self.sys_interval {
             broker.sys_interval = (seconds > 0).then(|| Duration::from_secs(seconds));
         }
+        if let Some(seconds) = self.max_keep_alive {
+            broker.max_keep_alive = (seconds > 0).then_some(seconds);
+        }
+        if let Some(value) = self.max_client_id_len {
+            // Every server must accept 1 to 23 bytes [MQTT-3.1.3-5].
+            broker.max_client_id_len = value.max(23);
+        }
+        if let Some(value) = self.max_subscriptions_per_client {
+            broker.max_subscriptions_per_client = value;
+        }
+        if let Some(value) = self.max_topic_length {
+            broker.max_topic_length = value.max(1);
+        }
+        if let Some(value) = self.max_topic_levels {
+            broker.max_topic_levels = value.max(1);
+        }
+        if let Some(value) = self.max_user_properties {
+            broker.max_user_properties = value;
+        }
+        if let Some(value) = self.max_user_properties_bytes {
+            broker.max_user_properties_bytes = value;
+        }
+        config.max_inbound_rate = self.max_inbound_rate.filter(|&rate| rate > 0);
         config.mqtts = self.mqtts;
         config.https = self.https;
         let client_ca = self.tls_client_ca.is_some();
@@ -541,6 +606,58 @@ mod tests {
             ..Settings::default()
         };
         assert!(fine.into_config().is_ok());
+    }
+
+    #[test]
+    fn every_limit_has_a_flag_and_a_key_of_the_same_name() {
+        let file: Settings = toml::from_str(
+            "max-keep-alive = 300\nmax-client-id-len = 64\nmax-subscriptions-per-client = 10\n\
+             max-topic-length = 100\nmax-topic-levels = 8\nmax-user-properties = 4\n\
+             max-user-properties-bytes = 512\nmax-inbound-rate = 65536\n",
+        )
+        .unwrap();
+        let config = Settings::default().over(file).into_config().unwrap();
+        let broker = &config.broker;
+        assert_eq!(broker.max_keep_alive, Some(300));
+        assert_eq!(broker.max_client_id_len, 64);
+        assert_eq!(broker.max_subscriptions_per_client, 10);
+        assert_eq!(broker.max_topic_length, 100);
+        assert_eq!(broker.max_topic_levels, 8);
+        assert_eq!(broker.max_user_properties, 4);
+        assert_eq!(broker.max_user_properties_bytes, 512);
+        assert_eq!(config.max_inbound_rate, Some(65536));
+
+        let cli = Cli::try_parse_from([
+            "gateway",
+            "--max-keep-alive",
+            "0",
+            "--max-client-id-len",
+            "5",
+            "--max-inbound-rate",
+            "0",
+            "--max-subscriptions-per-client",
+            "3",
+            "--max-topic-length",
+            "7",
+            "--max-topic-levels",
+            "2",
+            "--max-user-properties",
+            "1",
+            "--max-user-properties-bytes",
+            "9",
+        ])
+        .unwrap();
+        let config = cli.into_config().unwrap();
+        let broker = &config.broker;
+        // 0 turns the cap and the rate off; a client id bound below 23 is raised to 23.
+        assert_eq!(broker.max_keep_alive, None);
+        assert_eq!(config.max_inbound_rate, None);
+        assert_eq!(broker.max_client_id_len, 23);
+        assert_eq!(broker.max_subscriptions_per_client, 3);
+        assert_eq!(broker.max_topic_length, 7);
+        assert_eq!(broker.max_topic_levels, 2);
+        assert_eq!(broker.max_user_properties, 1);
+        assert_eq!(broker.max_user_properties_bytes, 9);
     }
 
     #[test]

@@ -57,6 +57,9 @@ pub(crate) struct ConnectionSettings {
     pub(crate) close_timeout: Duration,
     /// Time a write may wait for a peer that does not read before the connection is dropped.
     pub(crate) write_timeout: Duration,
+    /// Bytes per second read from the connection at most (see [`InboundRate`]); `None`: no
+    /// bound.
+    pub(crate) max_inbound_rate: Option<u64>,
 }
 
 /// Everything a connection task needs from the gateway.
@@ -118,8 +121,15 @@ pub(crate) fn run<T: Transport>(
         let mut read_buf = BytesMut::new();
         let mut reading = true;
         let mut tell_lost = true;
+        // Boxed, and only with a bound: most gateways have none, and every connection pays for
+        // what its future holds.
+        let mut inbound_rate = context
+            .settings
+            .max_inbound_rate
+            .map(|rate| Box::new(InboundRate::new(rate, Instant::now())));
 
         loop {
+            let resume_reading_at = inbound_rate.as_deref().and_then(InboundRate::resume_at);
             tokio::select! {
                 biased;
                 () = link.ready() => {
@@ -162,6 +172,11 @@ pub(crate) fn run<T: Transport>(
                     if let Some(throttle) = link.current_throttle() {
                         Box::pin(pause(throttle)).await;
                     }
+                    // A client above the byte rate waits here, its bytes left in the socket
+                    // (TCP then slows the sender); other connections are not affected.
+                    if let Some(at) = resume_reading_at {
+                        Box::pin(tokio::time::sleep_until(at)).await;
+                    }
                     transport.read(&mut read_buf).await
                 }, if reading => {
                     link.clear_throttle();
@@ -169,6 +184,9 @@ pub(crate) fn run<T: Transport>(
                         Ok(0) => Some(ReadEnd::Lost),
                         Ok(count) => {
                             context.counters.bytes_received.fetch_add(count as u64, Ordering::Relaxed);
+                            if let Some(rate) = inbound_rate.as_deref_mut() {
+                                rate.consume(count, Instant::now());
+                            }
                             let decoded = decode_packets(&mut read_buf, &mut connected, connection, &info, &context.settings);
                             let certificate_name = decoded
                                 .connect
@@ -235,6 +253,47 @@ pub(crate) fn run<T: Transport>(
         }
         let close = tokio::time::timeout(context.settings.close_timeout, transport.close());
         let _ = Box::pin(close).await;
+    }
+}
+
+/// A token bucket bounding the bytes read from one connection per second (`--max-inbound-rate`).
+///
+/// It fills at `rate` bytes per second up to one second's worth (the burst a quiet client may
+/// send at once). Each read takes what it read, possibly more than is there: the debt is then
+/// waited out before the next read, so over any stretch longer than a second the connection
+/// is read at `rate` (plus at most a read's worth at either end). The client is slowed, never disconnected:
+/// its bytes wait in the socket, and TCP's flow control slows its writes.
+#[derive(Debug)]
+pub(crate) struct InboundRate {
+    /// Bytes per second.
+    rate: f64,
+    /// Tokens at `updated`; negative while the last reads are not paid for.
+    tokens: f64,
+    updated: Instant,
+}
+
+impl InboundRate {
+    /// A full bucket for `rate` bytes per second (at least 1).
+    pub(crate) fn new(rate: u64, now: Instant) -> InboundRate {
+        let rate = rate.max(1) as f64;
+        InboundRate {
+            rate,
+            tokens: rate,
+            updated: now,
+        }
+    }
+
+    /// Counts `bytes` read at `now`.
+    pub(crate) fn consume(&mut self, bytes: usize, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.rate) - bytes as f64;
+        self.updated = now;
+    }
+
+    /// When the next read may start, if not at once: when the debt is paid.
+    pub(crate) fn resume_at(&self) -> Option<Instant> {
+        (self.tokens < 0.0)
+            .then(|| self.updated + Duration::from_secs_f64(-self.tokens / self.rate))
     }
 }
 
@@ -435,5 +494,69 @@ fn send_command(
             Ok(Some(wait)) => wait.await.map_err(drop),
             Err(()) => Err(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_quiet_connection_reads_a_second_worth_at_once() {
+        let start = Instant::now();
+        let mut rate = InboundRate::new(1000, start);
+        assert_eq!(rate.resume_at(), None);
+        rate.consume(600, start);
+        rate.consume(400, start);
+        assert_eq!(rate.resume_at(), None, "exactly the burst");
+        rate.consume(1, start);
+        assert!(rate.resume_at().is_some());
+    }
+
+    #[test]
+    fn a_debt_is_waited_out_at_the_rate() {
+        let start = Instant::now();
+        let mut rate = InboundRate::new(1000, start);
+        // One second's burst, then 500 bytes beyond: half a second to wait.
+        rate.consume(1500, start);
+        assert_eq!(rate.resume_at(), Some(start + Duration::from_millis(500)));
+        // Reading at the resume time repays nothing more than elapsed.
+        let later = start + Duration::from_millis(500);
+        rate.consume(250, later);
+        assert_eq!(rate.resume_at(), Some(later + Duration::from_millis(250)));
+    }
+
+    #[test]
+    fn a_long_quiet_spell_refills_only_one_second() {
+        let start = Instant::now();
+        let mut rate = InboundRate::new(1000, start);
+        rate.consume(1000, start);
+        let later = start + Duration::from_secs(60);
+        rate.consume(1000, later);
+        assert_eq!(rate.resume_at(), None);
+        rate.consume(100, later);
+        assert_eq!(rate.resume_at(), Some(later + Duration::from_millis(100)));
+    }
+
+    #[test]
+    fn a_flood_reads_at_the_rate_over_time() {
+        // A client that always has bytes waiting, read in 8 KiB chunks whenever allowed.
+        let start = Instant::now();
+        let mut rate = InboundRate::new(100_000, start);
+        let mut now = start;
+        let mut read = 0;
+        while now < start + Duration::from_secs(10) {
+            if let Some(at) = rate.resume_at() {
+                now = at;
+            }
+            rate.consume(8192, now);
+            read += 8192;
+        }
+        // The burst (one second) plus ten at the rate, within a read at either end.
+        let expected = 100_000 * 11;
+        assert!(
+            (read as i64 - expected).abs() <= 2 * 8192,
+            "{read} bytes in 10 s"
+        );
     }
 }

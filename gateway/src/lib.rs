@@ -215,6 +215,7 @@ impl Gateway {
                 }),
                 close_timeout: CLOSE_TIMEOUT,
                 write_timeout: WRITE_TIMEOUT,
+                max_inbound_rate: config.max_inbound_rate,
             },
             security: security.clone(),
         };

@@ -3,6 +3,7 @@
 //! CONNACK that states the broker's limits.
 
 use super::connection::Access;
+use super::limits;
 use super::termination::Termination;
 use super::timers::TimerKind;
 use super::{Broker, Connection, ConnectionId, ConnectionInfo};
@@ -131,6 +132,24 @@ impl Broker {
         {
             return Err(Termination::WillRetainUnavailable);
         }
+        if let Some(will) = &connect.will {
+            limits::check_topic(&self.config, &will.topic, false)
+                .map_err(Termination::WillTopicOverLimit)?;
+        }
+        let will_properties = connect.will.as_ref().map(|will| &will.properties);
+        let blocks = std::iter::once(&connect.properties).chain(will_properties);
+        if !limits::user_properties_within(&self.config, blocks) {
+            return Err(Termination::UserPropertiesOverLimit);
+        }
+        if let Some(maximum) = self.config.max_keep_alive
+            && !connect.protocol.is_v5()
+            && (connect.keep_alive == 0 || connect.keep_alive > maximum)
+        {
+            return Err(Termination::KeepAliveAboveMaximum {
+                requested: connect.keep_alive,
+                maximum,
+            });
+        }
         Ok((client_id, assigned))
     }
 
@@ -165,6 +184,10 @@ impl Broker {
             );
         }
         self.stats.connections_refused += 1;
+        if !protocol.is_v5() && !termination.has_v3_return_code() {
+            self.outputs.close(connection);
+            return;
+        }
         let mut properties = Properties::default();
         if protocol.is_v5() {
             properties.reason_string = Some(ByteStr::from(termination.to_string()));
@@ -274,8 +297,15 @@ impl Broker {
         // Only a 5.0 client can be told to use another keep alive (Server Keep Alive in the
         // CONNACK); an older one goes on pinging at its own pace, so its own value is the one to
         // enforce [MQTT-3.2.2-22].
-        let keep_alive = match self.config.server_keep_alive {
-            Some(server_keep_alive) if protocol.is_v5() => server_keep_alive,
+        // A cap (`max_keep_alive`) is told the same way; an older client above it was refused.
+        let keep_alive = match (self.config.server_keep_alive, self.config.max_keep_alive) {
+            (Some(server_keep_alive), _) if protocol.is_v5() => server_keep_alive,
+            (None, Some(maximum))
+                if protocol.is_v5()
+                    && (connect.keep_alive == 0 || connect.keep_alive > maximum) =>
+            {
+                maximum
+            }
             _ => connect.keep_alive,
         };
         let properties = &connect.properties;
@@ -328,6 +358,10 @@ impl Broker {
                 ack_properties.session_expiry_interval = Some(expiry);
             }
             self.state_limits(&mut ack_properties);
+            if keep_alive != connect.keep_alive {
+                // The client must use it instead of its own [MQTT-3.2.2-21].
+                ack_properties.server_keep_alive = Some(keep_alive);
+            }
             if properties.request_response_information == Some(1) {
                 ack_properties.response_information =
                     Some(ByteStr::from(format!("response/{client_id}")));

@@ -26,6 +26,7 @@
 //! | [`timers`] | | the deadline heap |
 //! | [`output`] | | the output queue and the encoding block |
 //! | [`termination`] | why a connection ends ([`Termination`]) | |
+//! | [`limits`] | the configured bounds on topics and User Properties | |
 //!
 //! Sessions are the crate's [`crate::sessions::Sessions`] table.
 //!
@@ -40,6 +41,7 @@ mod close;
 mod connect;
 mod connection;
 mod delivery;
+mod limits;
 mod output;
 mod persist;
 mod retained;
@@ -53,6 +55,7 @@ mod timers;
 pub use admin::{ClientSummary, RetainedSummary, SubscriptionSummary};
 pub use changes::{Change, Persistence, SessionRecord};
 pub use connection::{ConnectionId, ConnectionInfo, Transport};
+pub use limits::TopicLimit;
 pub use output::{Frame, FrameKind, Output};
 pub use persist::{
     Snapshot, StoredEntry, StoredInflight, StoredMessage, StoredSession, StoredSubscription,
@@ -212,6 +215,22 @@ impl Broker {
             return;
         };
         conn.last_activity = now;
+        // Packets whose refusal has no acknowledgement of its own (PUBLISH and SUBSCRIBE are
+        // answered in theirs).
+        let properties = match &packet {
+            Packet::PubAck(ack)
+            | Packet::PubRec(ack)
+            | Packet::PubRel(ack)
+            | Packet::PubComp(ack) => Some(&ack.properties),
+            Packet::Unsubscribe(unsubscribe) => Some(&unsubscribe.properties),
+            Packet::Disconnect(disconnect) => Some(&disconnect.properties),
+            Packet::Auth(auth) => Some(&auth.properties),
+            _ => None,
+        };
+        if properties.is_some_and(|p| !limits::user_properties_within(&self.config, [p])) {
+            self.terminate(connection, Termination::UserPropertiesOverLimit, now);
+            return;
+        }
         let result = match packet {
             Packet::Publish(publish) => self.handle_publish(connection, publish, now),
             Packet::PubAck(ack) => {

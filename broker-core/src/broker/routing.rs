@@ -4,14 +4,17 @@
 
 use super::changes::Change;
 use super::delivery::Target;
+use super::limits;
 use super::output::SharedFrames;
 use super::termination::Termination;
 use super::{Broker, ConnectionId};
 use crate::auth::ClientIdentity;
 use crate::session::SessionKey;
-use mqtt_codec::{Packet, Properties, PubAckPacket, PublishPacket, QoS, ReasonCode, topic};
+use mqtt_codec::{
+    Packet, Properties, ProtocolVersion, PubAckPacket, PublishPacket, QoS, ReasonCode, topic,
+};
 use std::time::{Duration, Instant};
-use tracing::warn;
+use tracing::{debug, warn};
 
 impl Broker {
     /// A PUBLISH from a client.
@@ -29,6 +32,26 @@ impl Broker {
         if !publish.properties.subscription_identifiers.is_empty() {
             return Err(Termination::SubscriptionIdentifierFromClient);
         }
+        // The configured bounds, before the topic is kept for an alias.
+        let over_limit = if publish.topic.is_empty() {
+            // An alias's topic was checked when it was set.
+            None
+        } else {
+            limits::check_topic(&self.config, &publish.topic, false)
+                .err()
+                .map(Termination::TopicNameOverLimit)
+        };
+        let over_limit = over_limit.or_else(|| {
+            (!limits::user_properties_within(&self.config, [&publish.properties]))
+                .then_some(Termination::UserPropertiesOverLimit)
+        });
+        if let Some(termination) = over_limit {
+            return self.refuse_publish(connection, protocol, &publish, termination);
+        }
+        let conn = self
+            .connections
+            .get_mut(&connection)
+            .expect("caller checked");
 
         // Resolve the topic alias before anything looks at the topic [MQTT-3.3.2-12].
         if let Some(alias) = publish.properties.topic_alias.take() {
@@ -140,6 +163,34 @@ impl Broker {
         // it reached, and for QoS 2 that its packet identifier was seen.
         let promises_changes = self.changes.total() > changes_before;
         self.acknowledge(connection, packet, promises_changes);
+        Ok(())
+    }
+
+    /// Refuses a PUBLISH beyond a configured bound. A 5.0 QoS 1/2 one is answered in its
+    /// PUBACK/PUBREC, which concerns that packet alone (spec 4.13.2); nothing else can carry
+    /// the reason (a QoS 0 PUBLISH has no acknowledgement, 3.1.1 none that refuses), so then
+    /// the connection ends with `termination`.
+    fn refuse_publish(
+        &mut self,
+        connection: ConnectionId,
+        protocol: ProtocolVersion,
+        publish: &PublishPacket,
+        termination: Termination,
+    ) -> Result<(), Termination> {
+        let (true, Some(packet_id)) = (protocol.is_v5(), publish.packet_id) else {
+            return Err(termination);
+        };
+        debug!(connection = %connection, "PUBLISH refused: {termination}");
+        let ack = PubAckPacket {
+            packet_id,
+            reason_code: termination.reason_code(),
+            properties: Properties::default(),
+        };
+        let packet = match publish.qos {
+            QoS::ExactlyOnce => Packet::PubRec(ack),
+            _ => Packet::PubAck(ack),
+        };
+        self.acknowledge(connection, packet, false);
         Ok(())
     }
 

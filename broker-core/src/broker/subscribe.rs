@@ -3,6 +3,7 @@
 //! subscription receives.
 
 use super::changes::Change;
+use super::limits;
 use super::subscriptions::SubscriberEntry;
 use super::termination::Termination;
 use super::{Broker, ConnectionId};
@@ -38,6 +39,16 @@ impl Broker {
         let mut reason_codes = Vec::with_capacity(subscribe.subscriptions.len());
         let mut retained_to_send = Vec::new();
         let changes_before = self.changes.total();
+        // A refusal in the SUBACK: 3.1.1 has the one failure code 0x80.
+        let refusal = |code: ReasonCode| {
+            if protocol.is_v5() {
+                code
+            } else {
+                ReasonCode::UnspecifiedError
+            }
+        };
+        let properties_accepted =
+            limits::user_properties_within(&self.config, [&subscribe.properties]);
 
         for subscription in &subscribe.subscriptions {
             let filter = &subscription.filter;
@@ -45,6 +56,15 @@ impl Broker {
             let shared = topic::parse_shared(filter).ok().flatten().is_some();
             if shared && options.no_local {
                 return Err(Termination::NoLocalOnSharedSubscription(filter.detached()));
+            }
+            if !properties_accepted {
+                reason_codes.push(ReasonCode::QuotaExceeded);
+                continue;
+            }
+            if let Err(limit) = limits::check_topic(&self.config, filter, true) {
+                info!(client_id = %client_id, "subscription to a filter of {limit} refused");
+                reason_codes.push(refusal(ReasonCode::TopicFilterInvalid));
+                continue;
             }
             let identity = ClientIdentity {
                 client_id: &client_id,
@@ -56,11 +76,18 @@ impl Broker {
                 .expect("caller checked");
             if !(self.auth.authorize_subscribe(&identity, filter) && conn.may_subscribe(filter)) {
                 info!(client_id = %client_id, "subscription to {filter:?} not authorized");
-                reason_codes.push(if protocol.is_v5() {
-                    ReasonCode::NotAuthorized
-                } else {
-                    ReasonCode::UnspecifiedError
-                });
+                reason_codes.push(refusal(ReasonCode::NotAuthorized));
+                continue;
+            }
+            // Replacing a subscription does not add one.
+            let held = &self.sessions.get(key).subscriptions;
+            let maximum = self.config.max_subscriptions_per_client;
+            if held.len() >= maximum && held.get(filter).is_none() {
+                info!(
+                    client_id = %client_id,
+                    "subscription to {filter:?} refused: the session holds {maximum}, the maximum"
+                );
+                reason_codes.push(refusal(ReasonCode::QuotaExceeded));
                 continue;
             }
             let existed = self.subscribe(key, filter, options, identifier);

@@ -5,6 +5,7 @@
 //! its `Display` (which cites the specification's statement where there is one) goes into the
 //! log line and the 5.0 reason string, so a log, a packet and a test all name the same variant.
 
+use super::limits::TopicLimit;
 use mqtt_codec::{ByteStr, DecodeError, ReasonCode, topic::TopicError};
 use thiserror::Error;
 
@@ -26,6 +27,21 @@ pub enum Termination {
     /// The client may not publish to its will's topic.
     #[error("publishing the will topic is not authorized")]
     WillNotAuthorized,
+    /// The will topic is beyond the configured length or levels.
+    #[error("will topic of {0}: not accepted (--max-topic-length, --max-topic-levels)")]
+    WillTopicOverLimit(TopicLimit),
+    /// A 3.1/3.1.1 client asked for a keep alive above the configured maximum, or none (0). It
+    /// cannot be told another (5.0 has Server Keep Alive), and no 3.1.1 return code says why,
+    /// so it is refused without a CONNACK [MQTT-3.2.2-6].
+    #[error(
+        "keep alive {requested} s (0: none) above the maximum of {maximum} s, which a 3.1.1 client cannot be told [MQTT-3.2.2-6]"
+    )]
+    KeepAliveAboveMaximum {
+        /// The CONNECT's keep alive.
+        requested: u16,
+        /// The configured maximum.
+        maximum: u16,
+    },
     /// The authentication hook wants an exchange, but the client named no method to hold it in.
     #[error("authentication exchange requested, but the client named no method")]
     AuthenticationMethodMissing,
@@ -78,6 +94,16 @@ pub enum Termination {
     /// A PUBLISH topic that is not a valid topic name.
     #[error(transparent)]
     TopicNameInvalid(TopicError),
+    /// A PUBLISH topic beyond the configured length or levels (5.0: a QoS 0 one, which has no
+    /// acknowledgement to carry 0x90; 3.1.1 has no negative acknowledgement at all).
+    #[error("topic name of {0}: not accepted (--max-topic-length, --max-topic-levels)")]
+    TopicNameOverLimit(TopicLimit),
+    /// A packet with more User Properties, or more bytes of them, than configured, that has
+    /// no acknowledgement to refuse it in.
+    #[error(
+        "more User Properties than accepted (--max-user-properties, --max-user-properties-bytes)"
+    )]
+    UserPropertiesOverLimit,
     /// A retained PUBLISH while retained messages are disabled.
     #[error("retained messages are disabled [MQTT-3.2.2-14]")]
     RetainUnavailable,
@@ -127,7 +153,11 @@ impl Termination {
             | ReauthenticationRefused(reason) => *reason,
             Malformed(error) => error.reason_code(),
             TopicAliasOutOfRange { .. } => ReasonCode::TopicAliasInvalid,
-            TopicNameInvalid(_) => ReasonCode::TopicNameInvalid,
+            TopicNameInvalid(_) | TopicNameOverLimit(_) | WillTopicOverLimit(_) => {
+                ReasonCode::TopicNameInvalid
+            }
+            UserPropertiesOverLimit => ReasonCode::QuotaExceeded,
+            KeepAliveAboveMaximum { .. } => ReasonCode::ImplementationSpecificError,
             ReceiveMaximumExceeded(_) => ReasonCode::ReceiveMaximumExceeded,
             KeepAliveTimeout(_) => ReasonCode::KeepAliveTimeout,
             SessionTakenOver => ReasonCode::SessionTakenOver,
@@ -145,6 +175,15 @@ impl Termination {
             | NoLocalOnSharedSubscription(_)
             | SessionExpiryAfterZero => ReasonCode::ProtocolError,
         }
+    }
+
+    /// Whether a 3.1/3.1.1 CONNACK return code fits this refusal. When none does, the
+    /// connection is closed without a CONNACK [MQTT-3.2.2-6].
+    pub fn has_v3_return_code(&self) -> bool {
+        !matches!(
+            self,
+            Termination::WillTopicOverLimit(_) | Termination::KeepAliveAboveMaximum { .. }
+        )
     }
 }
 
@@ -187,6 +226,19 @@ mod tests {
             Termination::AdministrativeAction,
             Termination::CredentialsExpired,
             Termination::StoreUnavailable,
+            Termination::TopicNameOverLimit(TopicLimit::Levels {
+                levels: 3,
+                maximum: 2,
+            }),
+            Termination::WillTopicOverLimit(TopicLimit::Length {
+                length: 3,
+                maximum: 2,
+            }),
+            Termination::UserPropertiesOverLimit,
+            Termination::KeepAliveAboveMaximum {
+                requested: 0,
+                maximum: 60,
+            },
         ];
         for termination in all {
             assert!(

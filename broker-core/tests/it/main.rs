@@ -8,6 +8,7 @@ mod auth;
 mod changes;
 mod congestion;
 mod connect;
+mod limits;
 mod model;
 mod permissions;
 mod properties;

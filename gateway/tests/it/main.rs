@@ -15,6 +15,7 @@ mod connect;
 mod dashboard;
 mod http_api;
 mod http_auth;
+mod limits;
 mod messages;
 mod metrics;
 mod persistence;
