@@ -441,6 +441,8 @@ struct Client {
     aliases: HashMap<u16, String>,
     /// SUBSCRIBE and UNSUBSCRIBE awaiting their acknowledgement, in order.
     requests: VecDeque<Request>,
+    /// A 3.1 CONNACK has no session present flag: whether a session to resume existed.
+    v31_session_present: bool,
     /// Acknowledgements the broker never sent (too large for the client): its subscriptions
     /// are not known any more.
     lost_track: bool,
@@ -463,6 +465,8 @@ struct Harness {
     /// Each client identifier's subscriptions (filter, granted QoS) as its acknowledgements say.
     subscriptions: HashMap<String, BTreeMap<String, QoS>>,
     changes: Vec<broker_core::Change>,
+    /// Client identifiers whose subscriptions are not known until a new session starts.
+    unknown: HashSet<String>,
 }
 
 fn info() -> ConnectionInfo {
@@ -506,6 +510,7 @@ impl Harness {
             closed: HashSet::new(),
             subscriptions: HashMap::new(),
             changes: Vec::new(),
+            unknown: HashSet::new(),
         }
     }
 
@@ -554,9 +559,7 @@ impl Harness {
                 auth,
             } => {
                 let slot = self.slot(*slot);
-                if let Some(old) = self.slots[slot].take() {
-                    self.lose(old.connection);
-                }
+                self.drop_slot(slot);
                 let protocol = version.protocol();
                 let v5 = protocol.is_v5();
                 let client_id = CLIENT_IDS[usize::from(*client) % CLIENT_IDS.len()];
@@ -610,6 +613,13 @@ impl Harness {
                     return;
                 }
                 let decoded = decode(&mut bytes, ProtocolVersion::V5, self.max_packet_size());
+                let v31_session_present = !clean_start
+                    && self
+                        .broker
+                        .snapshot(self.now)
+                        .sessions
+                        .iter()
+                        .any(|s| s.client_id == client_id);
                 self.slots[slot] = Some(Client {
                     connection,
                     version: protocol,
@@ -623,6 +633,7 @@ impl Harness {
                     sent_qos2: Vec::new(),
                     aliases: HashMap::new(),
                     requests: VecDeque::new(),
+                    v31_session_present,
                     lost_track: false,
                 });
                 match decoded {
@@ -662,9 +673,7 @@ impl Harness {
             }
             Op::Lose { slot } => {
                 let slot = self.slot(*slot);
-                if let Some(old) = self.slots[slot].take() {
-                    self.lose(old.connection);
-                }
+                self.drop_slot(slot);
             }
             Op::Publish {
                 slot,
@@ -930,7 +939,9 @@ impl Harness {
                 let snapshot = snapshot.aged(down);
                 self.now += down;
                 // Every connection went with the process.
-                self.slots = Default::default();
+                for slot in 0..SLOTS {
+                    self.forget(slot);
+                }
                 self.closed.clear();
                 self.changes.clear();
                 self.broker = Broker::new(self.config.clone(), Box::new(FuzzAuth), self.now);
@@ -990,6 +1001,23 @@ impl Harness {
                 false
             }
         }
+    }
+
+    /// The slot's connection drops.
+    fn drop_slot(&mut self, slot: usize) {
+        if let Some(connection) = self.forget(slot) {
+            self.lose(connection);
+        }
+    }
+
+    /// The client of `slot` goes away. With a SUBSCRIBE or UNSUBSCRIBE unanswered (its
+    /// acknowledgement held for the store), it no longer knows its session's subscriptions.
+    fn forget(&mut self, slot: usize) -> Option<ConnectionId> {
+        let client = self.slots[slot].take()?;
+        if !client.requests.is_empty() || client.lost_track {
+            self.unknown.insert(client.client_id);
+        }
+        Some(client.connection)
     }
 
     /// The gateway learnt that a connection ended.
@@ -1054,7 +1082,7 @@ impl Harness {
                 Output::Close { connection } => {
                     self.closed.insert(connection);
                     if let Some(slot) = self.slot_of(connection) {
-                        self.slots[slot] = None;
+                        self.forget(slot);
                     }
                     // The connection's task ends and reports it, as the gateway's does.
                     self.broker.handle_connection_lost(connection, self.now);
@@ -1075,7 +1103,12 @@ impl Harness {
                     if let Some(assigned) = connack.properties.assigned_client_identifier {
                         client.client_id = assigned.to_string();
                     }
-                    if !connack.session_present {
+                    let present = match client.version {
+                        ProtocolVersion::V31 => client.v31_session_present,
+                        _ => connack.session_present,
+                    };
+                    if !present {
+                        self.unknown.remove(&client.client_id);
                         self.subscriptions.remove(&client.client_id);
                     }
                 }
@@ -1217,7 +1250,11 @@ impl Harness {
         );
         // Each connected client's subscriptions are what its acknowledgements granted.
         for client in self.slots.iter().flatten() {
-            if !client.accepted || !client.requests.is_empty() || client.lost_track {
+            if !client.accepted
+                || !client.requests.is_empty()
+                || client.lost_track
+                || self.unknown.contains(&client.client_id)
+            {
                 continue;
             }
             let actual: BTreeMap<String, QoS> = listed
