@@ -172,8 +172,9 @@ fn run_target(target: &str, minutes: u32) -> Result<Outcome> {
         if let Some((_, path)) = line.split_once("Test unit written to ") {
             outcome.crash = Some(format!("CRASH: {}", path.trim()));
         }
-        let new_input =
-            line.starts_with('#') && (line.contains(" NEW ") || line.contains(" REDUCE "));
+        // `#1234\tNEW cov: ...`: one line per input added to the corpus, too many to show.
+        let new_input = line.starts_with('#')
+            && matches!(line.split_whitespace().nth(1), Some("NEW" | "REDUCE"));
         if !new_input {
             eprintln!("{line}");
         }

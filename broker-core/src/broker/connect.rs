@@ -11,7 +11,7 @@ use crate::lazy::{LazyMap, LazySet};
 use bytes::Bytes;
 use mqtt_codec::{
     AuthPacket, ByteStr, ConnAckPacket, ConnectPacket, Packet, Properties, ProtocolVersion,
-    ReasonCode, Will,
+    ReasonCode, Will, encoded_len,
 };
 use std::time::Instant;
 use tracing::{debug, info, warn};
@@ -227,6 +227,49 @@ impl Broker {
             }
         }
 
+        let requested_expiry = match protocol {
+            ProtocolVersion::V5 => connect.properties.session_expiry_interval.unwrap_or(0),
+            // 3.1.1: a clean session ends with the connection, otherwise it lasts forever.
+            _ if connect.clean_start => 0,
+            _ => u32::MAX,
+        };
+        let expiry = requested_expiry.min(self.config.max_session_expiry);
+
+        let mut ack_properties = auth_properties;
+        if protocol.is_v5() {
+            if assigned {
+                ack_properties.assigned_client_identifier = Some(client_id.clone());
+            }
+            if expiry != requested_expiry {
+                ack_properties.session_expiry_interval = Some(expiry);
+            }
+            self.state_limits(&mut ack_properties);
+            if connect.properties.request_response_information == Some(1) {
+                ack_properties.response_information =
+                    Some(ByteStr::from(format!("response/{client_id}")));
+            }
+        }
+        // The CONNACK must come before anything else [MQTT-3.2.0-1] and within the client's
+        // Maximum Packet Size [MQTT-3.1.2-24]: a client whose maximum leaves no room for it even
+        // without Reason String and User Properties is refused (0x95), before it takes over a
+        // connection or a session, rather than accepted without a CONNACK.
+        if let Some(maximum) = connect.properties.maximum_packet_size {
+            let mut bare = ack_properties.clone();
+            bare.reason_string = None;
+            bare.user_properties.clear();
+            let connack = Packet::ConnAck(ConnAckPacket {
+                session_present: false,
+                reason_code: ReasonCode::Success,
+                properties: bare,
+            });
+            let size = encoded_len(&connack, protocol).unwrap_or(usize::MAX);
+            if size > maximum as usize {
+                let termination = Termination::ConnAckTooLarge { size, maximum };
+                self.refuse_connect(connection, &connect, &info, &termination);
+                return;
+            }
+        }
+
         // Take over an existing connection with the same identifier [MQTT-3.1.4-3].
         let existing = self.sessions.find(&client_id);
         if let Some(key) = existing
@@ -244,14 +287,6 @@ impl Broker {
             );
             self.terminate(older, Termination::SessionTakenOver, now);
         }
-
-        let requested_expiry = match protocol {
-            ProtocolVersion::V5 => connect.properties.session_expiry_interval.unwrap_or(0),
-            // 3.1.1: a clean session ends with the connection, otherwise it lasts forever.
-            _ if connect.clean_start => 0,
-            _ => u32::MAX,
-        };
-        let expiry = requested_expiry.min(self.config.max_session_expiry);
 
         // The takeover may have ended the older session (expiry 0), so look again.
         let (key, session_present) = match self.sessions.find(&client_id) {
@@ -319,20 +354,6 @@ impl Broker {
             .clients_maximum
             .max(self.connections.len() as u64);
 
-        let mut ack_properties = auth_properties;
-        if protocol.is_v5() {
-            if assigned {
-                ack_properties.assigned_client_identifier = Some(client_id.clone());
-            }
-            if expiry != requested_expiry {
-                ack_properties.session_expiry_interval = Some(expiry);
-            }
-            self.state_limits(&mut ack_properties);
-            if properties.request_response_information == Some(1) {
-                ack_properties.response_information =
-                    Some(ByteStr::from(format!("response/{client_id}")));
-            }
-        }
         let connack = Packet::ConnAck(ConnAckPacket {
             session_present,
             reason_code: ReasonCode::Success,
