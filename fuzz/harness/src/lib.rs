@@ -350,7 +350,12 @@ pub fn run_bytes(data: &[u8]) {
 /// Plays a scenario, checking the invariants after every step.
 pub fn run(scenario: &Scenario) {
     let mut harness = Harness::new(scenario.config.config());
+    let trace = std::env::var_os("FUZZ_TRACE").is_some();
     for op in scenario.ops.iter().take(256) {
+        if trace {
+            eprintln!("--- {op:?}");
+        }
+        harness.trace = trace;
         harness.step(op);
         harness.check();
     }
@@ -435,6 +440,9 @@ struct Client {
     topic_alias_maximum: u16,
     /// QoS 1/2 messages in flight towards it: packet identifier and QoS.
     inflight: BTreeMap<u16, QoS>,
+    /// PUBRECs it sent for identifiers not in flight, whose PUBREL answers (0x92, which a 3.x
+    /// client cannot read) are not messages in flight.
+    stray_pubrecs: Vec<u16>,
     /// QoS 2 identifiers it sent (the broker may hold them awaiting PUBREL).
     sent_qos2: Vec<u16>,
     /// Topic aliases the server set up towards it.
@@ -467,6 +475,8 @@ struct Harness {
     changes: Vec<broker_core::Change>,
     /// Client identifiers whose subscriptions are not known until a new session starts.
     unknown: HashSet<String>,
+    /// Print every packet received (`FUZZ_TRACE` set).
+    trace: bool,
 }
 
 fn info() -> ConnectionInfo {
@@ -511,6 +521,7 @@ impl Harness {
             subscriptions: HashMap::new(),
             changes: Vec::new(),
             unknown: HashSet::new(),
+            trace: false,
         }
     }
 
@@ -631,6 +642,7 @@ impl Harness {
                     topic_alias_maximum,
                     inflight: BTreeMap::new(),
                     sent_qos2: Vec::new(),
+                    stray_pubrecs: Vec::new(),
                     aliases: HashMap::new(),
                     requests: VecDeque::new(),
                     v31_session_present,
@@ -986,6 +998,9 @@ impl Harness {
                     {
                         client.inflight.remove(&ack.packet_id);
                     }
+                    Packet::PubRec(ack) if !client.inflight.contains_key(&ack.packet_id) => {
+                        client.stray_pubrecs.push(ack.packet_id);
+                    }
                     Packet::PubRec(ack) if ack.reason_code.is_error() => {
                         client.inflight.remove(&ack.packet_id);
                     }
@@ -1077,6 +1092,9 @@ impl Harness {
                             "first packet to {connection} is {packet:?}"
                         );
                     }
+                    if self.trace {
+                        eprintln!("    slot {slot} ({connection}) <- {packet:?}");
+                    }
                     self.receive(slot, packet);
                 }
                 Output::Close { connection } => {
@@ -1148,7 +1166,13 @@ impl Harness {
             }
             Packet::PubRel(ack) => {
                 // A PUBREL for a message the broker still holds (resent after a reconnect).
-                if ack.reason_code == ReasonCode::Success {
+                if let Some(stray) = client
+                    .stray_pubrecs
+                    .iter()
+                    .position(|&id| id == ack.packet_id)
+                {
+                    client.stray_pubrecs.remove(stray);
+                } else if ack.reason_code == ReasonCode::Success {
                     client
                         .inflight
                         .entry(ack.packet_id)
