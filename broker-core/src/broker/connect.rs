@@ -331,6 +331,7 @@ impl Broker {
             authentication_method: properties.authentication_method.clone().map(Box::new),
             requested_session_expiry: requested_expiry,
             held_acks: 0,
+            owed_resends: 0,
             access: permissions.map(|permissions| {
                 Box::new(Access {
                     permissions: Some(permissions),
