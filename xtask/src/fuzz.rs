@@ -172,9 +172,11 @@ fn run_target(target: &str, minutes: u32) -> Result<Outcome> {
         if let Some((_, path)) = line.split_once("Test unit written to ") {
             outcome.crash = Some(format!("CRASH: {}", path.trim()));
         }
-        // `#1234\tNEW cov: ...`: one line per input added to the corpus, too many to show.
-        let new_input = line.starts_with('#')
-            && matches!(line.split_whitespace().nth(1), Some("NEW" | "REDUCE"));
+        // `#1234\tNEW cov: ...` and `\tNEW_FUNC[1/2]: ...`: a line per input added to the
+        // corpus and per function first reached, too many to show.
+        let new_input = (line.starts_with('#')
+            && matches!(line.split_whitespace().nth(1), Some("NEW" | "REDUCE")))
+            || line.trim_start().starts_with("NEW_FUNC");
         if !new_input {
             eprintln!("{line}");
         }
