@@ -703,9 +703,11 @@ impl Harness {
                 let slot = self.slot(*slot);
                 let qos = qos_of(*qos);
                 let id = self.pick_id(slot, *packet_id);
-                let mut properties = Properties::default();
-                properties.topic_alias = alias.map(|a| u16::from(a % 5));
-                properties.message_expiry_interval = expiry.map(expiry_seconds);
+                let mut properties = Properties {
+                    topic_alias: alias.map(|a| u16::from(a % 5)),
+                    message_expiry_interval: expiry.map(expiry_seconds),
+                    ..Properties::default()
+                };
                 if *subscription_identifier {
                     properties.subscription_identifiers.push(1);
                 }
