@@ -21,7 +21,12 @@
 //! - `clients_connected` is the number of connections the harness holds open, and the
 //!   subscription count is what `Broker::subscriptions` lists;
 //! - each connected client's subscriptions, as `Broker::subscriptions` lists them, are the ones
-//!   its SUBACKs and UNSUBACKs granted (when none is outstanding).
+//!   its SUBACKs and UNSUBACKs granted (when none is outstanding);
+//! - with persistence on, the change records applied to a model store describe what
+//!   `Broker::snapshot` says outlives a restart (until a restart from a snapshot, which leaves
+//!   the store behind; a restart from the model store keeps checking).
+
+mod store;
 
 use arbitrary::{Arbitrary, Unstructured};
 use broker_core::{
@@ -319,9 +324,10 @@ pub enum Op {
     },
     /// The store becomes (un)writable.
     StoreWritable(bool),
-    /// The broker stops and starts again from its snapshot, after some seconds.
+    /// The broker stops and starts again after some seconds: from `Broker::snapshot` (even
+    /// `down`), or from the store the change records built (odd, with persistence on: a crash).
     Restart {
-        /// Seconds the broker was down.
+        /// Seconds the broker was down; its parity picks the source.
         down: u8,
     },
     /// An operator disconnects a client.
@@ -473,6 +479,11 @@ struct Harness {
     /// Each client identifier's subscriptions (filter, granted QoS) as its acknowledgements say.
     subscriptions: HashMap<String, BTreeMap<String, QoS>>,
     changes: Vec<broker_core::Change>,
+    /// Changes recorded so far, the count a store reports durable.
+    recorded: u64,
+    /// The store the records built; `None` without persistence or after a restart from a
+    /// snapshot.
+    store: Option<store::Model>,
     /// Client identifiers whose subscriptions are not known until a new session starts.
     unknown: HashSet<String>,
     /// Print every packet received (`FUZZ_TRACE` set).
@@ -513,13 +524,15 @@ impl Harness {
         let now = Instant::now();
         Harness {
             broker: Broker::new(config.clone(), Box::new(FuzzAuth), now),
-            config,
+            config: config.clone(),
             now,
             next_connection: 1,
             slots: Default::default(),
             closed: HashSet::new(),
             subscriptions: HashMap::new(),
             changes: Vec::new(),
+            recorded: 0,
+            store: (config.persistence != Persistence::Off).then(store::Model::default),
             unknown: HashSet::new(),
             trace: false,
         }
@@ -941,17 +954,23 @@ impl Harness {
                 }
             }
             Op::Durable { all } => {
-                let total = self.broker.take_changes(&mut self.changes);
-                self.changes.clear();
+                let total = self.recorded;
                 let count = if *all { total } else { total.saturating_sub(2) };
                 self.broker.changes_durable(count);
             }
             Op::StoreWritable(writable) => self.broker.set_store_writable(*writable),
             Op::Restart { down } => {
-                let snapshot = self.broker.snapshot(self.now);
+                let from_store = down % 2 == 1 && self.store.is_some();
+                let mut snapshot = self.broker.snapshot(self.now);
                 let down = Duration::from_secs(u64::from(*down % 120));
-                let snapshot = snapshot.aged(down);
                 self.now += down;
+                if let Some(store) = self.store.as_mut().filter(|_| from_store) {
+                    snapshot = store.load(self.now);
+                    store.drop_expired_retained(self.now);
+                } else {
+                    snapshot = snapshot.aged(down);
+                    self.store = None;
+                }
                 // Every connection went with the process.
                 for slot in 0..SLOTS {
                     self.forget(slot);
@@ -960,6 +979,8 @@ impl Harness {
                 self.changes.clear();
                 self.broker = Broker::new(self.config.clone(), Box::new(FuzzAuth), self.now);
                 self.broker.restore(snapshot, self.now);
+                // Whatever a restart itself records (sessions whose connection it lost).
+                self.broker.handle_timeout(self.now);
             }
             Op::AdminDisconnect { client } => {
                 let client_id = CLIENT_IDS[usize::from(*client) % CLIENT_IDS.len()];
@@ -967,6 +988,14 @@ impl Harness {
             }
         }
         self.drain();
+        self.recorded = self.broker.take_changes(&mut self.changes);
+        match self.store.as_mut() {
+            Some(store) => self
+                .changes
+                .drain(..)
+                .for_each(|change| store.apply(change)),
+            None => self.changes.clear(),
+        }
     }
 
     fn max_packet_size(&self) -> usize {
@@ -1284,6 +1313,13 @@ impl Harness {
         }
         // Every session's queue and window within bounds.
         let snapshot = self.broker.snapshot(self.now);
+        if let Some(store) = &self.store {
+            assert_eq!(
+                store::canonical(&store.load(self.now), self.now),
+                store::canonical(&snapshot, self.now),
+                "the store the records built, against the broker's snapshot"
+            );
+        }
         for session in &snapshot.sessions {
             assert!(
                 session.inflight.len() <= usize::from(self.config.max_inflight),
