@@ -8,6 +8,7 @@
 
 mod bench;
 mod dist;
+mod fuzz;
 mod gateway;
 mod kill9;
 mod prerequisites;
@@ -40,6 +41,11 @@ commands:
                 durability loop (QoS 1, QoS 2, retained) and check that
                 nothing acknowledged was lost; prints each round's counts
                 and the totals
+  fuzz [--minutes N] [TARGET...]
+                run every cargo-fuzz target under fuzz/ (or those named) for
+                N minutes each (default 10) on stable Rust, installing
+                cargo-fuzz if missing; prints each target's executions and
+                any crash (its input under fuzz/artifacts/)
   help          print this text
 ";
 
@@ -57,6 +63,7 @@ fn main() -> ExitCode {
         Some("dist") => no_extra_args("dist", &rest).and_then(|()| dist::run()),
         Some("bench") => bench::run(&rest),
         Some("kill9") => kill9::run(&rest),
+        Some("fuzz") => fuzz::run(&rest),
         Some(other) => {
             eprint!("unknown command `{other}`\n\n{USAGE}");
             return ExitCode::from(2);

@@ -12,7 +12,7 @@ use crate::lazy::{LazyMap, LazySet};
 use bytes::Bytes;
 use mqtt_codec::{
     AuthPacket, ByteStr, ConnAckPacket, ConnectPacket, Packet, Properties, ProtocolVersion,
-    ReasonCode, Will,
+    ReasonCode, Will, encoded_len,
 };
 use std::time::Instant;
 use tracing::{debug, info, warn};
@@ -250,6 +250,67 @@ impl Broker {
             }
         }
 
+        let requested_expiry = match protocol {
+            ProtocolVersion::V5 => connect.properties.session_expiry_interval.unwrap_or(0),
+            // 3.1.1: a clean session ends with the connection, otherwise it lasts forever.
+            _ if connect.clean_start => 0,
+            _ => u32::MAX,
+        };
+        let expiry = requested_expiry.min(self.config.max_session_expiry);
+
+        // Only a 5.0 client can be told to use another keep alive (Server Keep Alive in the
+        // CONNACK); an older one goes on pinging at its own pace, so its own value is the one to
+        // enforce [MQTT-3.2.2-22].
+        // A cap (`max_keep_alive`) is told the same way; an older client above it was refused.
+        let keep_alive = match (self.config.server_keep_alive, self.config.max_keep_alive) {
+            (Some(server_keep_alive), _) if protocol.is_v5() => server_keep_alive,
+            (None, Some(maximum))
+                if protocol.is_v5()
+                    && (connect.keep_alive == 0 || connect.keep_alive > maximum) =>
+            {
+                maximum
+            }
+            _ => connect.keep_alive,
+        };
+        let mut ack_properties = auth_properties;
+        if protocol.is_v5() {
+            if assigned {
+                ack_properties.assigned_client_identifier = Some(client_id.clone());
+            }
+            if expiry != requested_expiry {
+                ack_properties.session_expiry_interval = Some(expiry);
+            }
+            self.state_limits(&mut ack_properties);
+            if keep_alive != connect.keep_alive {
+                // The client must use it instead of its own [MQTT-3.2.2-21].
+                ack_properties.server_keep_alive = Some(keep_alive);
+            }
+            if connect.properties.request_response_information == Some(1) {
+                ack_properties.response_information =
+                    Some(ByteStr::from(format!("response/{client_id}")));
+            }
+        }
+        // The CONNACK must come before anything else [MQTT-3.2.0-1] and within the client's
+        // Maximum Packet Size [MQTT-3.1.2-24]: a client whose maximum leaves no room for it even
+        // without Reason String and User Properties is refused (0x95), before it takes over a
+        // connection or a session, rather than accepted without a CONNACK.
+        if let Some(maximum) = connect.properties.maximum_packet_size {
+            let mut bare = ack_properties.clone();
+            bare.reason_string = None;
+            bare.user_properties.clear();
+            let connack = Packet::ConnAck(ConnAckPacket {
+                session_present: false,
+                reason_code: ReasonCode::Success,
+                properties: bare,
+            });
+            let size = encoded_len(&connack, protocol).unwrap_or(usize::MAX);
+            if size > maximum as usize {
+                let termination = Termination::ConnAckTooLarge { size, maximum };
+                self.refuse_connect(connection, &connect, &info, &termination);
+                return;
+            }
+        }
+
         // Take over an existing connection with the same identifier [MQTT-3.1.4-3].
         let existing = self.sessions.find(&client_id);
         if let Some(key) = existing
@@ -267,14 +328,6 @@ impl Broker {
             );
             self.terminate(older, Termination::SessionTakenOver, now);
         }
-
-        let requested_expiry = match protocol {
-            ProtocolVersion::V5 => connect.properties.session_expiry_interval.unwrap_or(0),
-            // 3.1.1: a clean session ends with the connection, otherwise it lasts forever.
-            _ if connect.clean_start => 0,
-            _ => u32::MAX,
-        };
-        let expiry = requested_expiry.min(self.config.max_session_expiry);
 
         // The takeover may have ended the older session (expiry 0), so look again.
         let (key, session_present) = match self.sessions.find(&client_id) {
@@ -294,20 +347,6 @@ impl Broker {
         session.pending_will = None;
         session.expires_at = None;
 
-        // Only a 5.0 client can be told to use another keep alive (Server Keep Alive in the
-        // CONNACK); an older one goes on pinging at its own pace, so its own value is the one to
-        // enforce [MQTT-3.2.2-22].
-        // A cap (`max_keep_alive`) is told the same way; an older client above it was refused.
-        let keep_alive = match (self.config.server_keep_alive, self.config.max_keep_alive) {
-            (Some(server_keep_alive), _) if protocol.is_v5() => server_keep_alive,
-            (None, Some(maximum))
-                if protocol.is_v5()
-                    && (connect.keep_alive == 0 || connect.keep_alive > maximum) =>
-            {
-                maximum
-            }
-            _ => connect.keep_alive,
-        };
         let properties = &connect.properties;
         let conn = Connection {
             session: key,
@@ -326,6 +365,7 @@ impl Broker {
             authentication_method: properties.authentication_method.clone().map(Box::new),
             requested_session_expiry: requested_expiry,
             held_acks: 0,
+            owed_resends: 0,
             access: permissions.map(|permissions| {
                 Box::new(Access {
                     permissions: Some(permissions),
@@ -349,24 +389,6 @@ impl Broker {
             .clients_maximum
             .max(self.connections.len() as u64);
 
-        let mut ack_properties = auth_properties;
-        if protocol.is_v5() {
-            if assigned {
-                ack_properties.assigned_client_identifier = Some(client_id.clone());
-            }
-            if expiry != requested_expiry {
-                ack_properties.session_expiry_interval = Some(expiry);
-            }
-            self.state_limits(&mut ack_properties);
-            if keep_alive != connect.keep_alive {
-                // The client must use it instead of its own [MQTT-3.2.2-21].
-                ack_properties.server_keep_alive = Some(keep_alive);
-            }
-            if properties.request_response_information == Some(1) {
-                ack_properties.response_information =
-                    Some(ByteStr::from(format!("response/{client_id}")));
-            }
-        }
         let connack = Packet::ConnAck(ConnAckPacket {
             session_present,
             reason_code: ReasonCode::Success,

@@ -87,6 +87,10 @@ pub(super) struct Connection {
     pub requested_session_expiry: u32,
     /// Acknowledgements to it held until the store has written what they promise.
     pub held_acks: u32,
+    /// Messages in flight from an earlier connection not yet sent again on this one: the last
+    /// `owed_resends` of the session's window, sent as acknowledgements make room, so that the
+    /// client never has more than its Receive Maximum unacknowledged [MQTT-3.3.4-9].
+    pub owed_resends: usize,
     /// What the client may do and which refusals were logged; boxed, since most clients have
     /// neither (one pointer per idle connection).
     pub access: Option<Box<Access>>,

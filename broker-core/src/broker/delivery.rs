@@ -67,7 +67,9 @@ impl Broker {
     }
 
     /// Resumes a session on its new connection: unacknowledged messages are sent again with
-    /// DUP, in their original order, then the queue drains into the window [MQTT-4.4.0-1].
+    /// DUP, in their original order, then the queue drains into the window [MQTT-4.4.0-1]. A
+    /// window larger than the new connection's Receive Maximum is sent again as far as it
+    /// allows, the rest as acknowledgements make room [MQTT-3.3.4-9].
     pub(super) fn resume(&mut self, key: SessionKey, now: Instant) {
         let (mut delivery, target) = self.delivery_to(key);
         let Target {
@@ -77,35 +79,7 @@ impl Broker {
         else {
             return;
         };
-        let mut index = 0;
-        while index < session.inflight.len() {
-            let inflight = &session.inflight[index];
-            if inflight.released {
-                let pubrel = Packet::PubRel(PubAckPacket::new(inflight.packet_id));
-                let maximum = conn.maximum_packet_size;
-                delivery
-                    .outputs
-                    .send(connection, conn.protocol, maximum, &pubrel);
-                index += 1;
-                continue;
-            }
-            let mut publish = inflight.message.publish.to_packet();
-            publish.dup = true;
-            publish.packet_id = Some(inflight.packet_id);
-            // Sent once already, so it no longer expires [MQTT-4.3.3-7]; the client still
-            // learns how much of the interval is left [MQTT-3.3.2-6].
-            if let Some(at) = inflight.message.expires_at {
-                publish.properties.message_expiry_interval = Some(seconds_until(now, at).max(1));
-            }
-            if delivery.transmit(connection, conn, publish, None, now) {
-                index += 1;
-            } else {
-                // Too large for the client's new Maximum Packet Size: discarded as if its
-                // delivery had completed [MQTT-3.1.2-25].
-                let removed = session.inflight.remove(index).expect("index in range");
-                delivery.record_completed(session, removed.message.entry);
-            }
-        }
+        conn.owed_resends = session.inflight.len();
         delivery.drain(session, connection, conn, now);
     }
 
@@ -144,11 +118,16 @@ impl Broker {
         qos: QoS,
         now: Instant,
     ) {
-        let key = self.connections[&connection].session;
+        let conn = self
+            .connections
+            .get_mut(&connection)
+            .expect("caller checked");
+        let key = conn.session;
         let session = self.sessions.get_mut(key);
         if let Some(position) = session.inflight_position(packet_id)
             && session.inflight[position].message.publish.qos == qos
         {
+            forget_owed(conn, session, position);
             let removed = session
                 .inflight
                 .remove(position)
@@ -169,7 +148,11 @@ impl Broker {
         ack: PubAckPacket,
         now: Instant,
     ) {
-        let key = self.connections[&connection].session;
+        let conn = self
+            .connections
+            .get_mut(&connection)
+            .expect("caller checked");
+        let key = conn.session;
         let session = self.sessions.get_mut(key);
         let Some(position) = session.inflight_position(ack.packet_id) else {
             let mut answer = PubAckPacket::new(ack.packet_id);
@@ -181,6 +164,7 @@ impl Broker {
         if ack.reason_code.is_error() {
             // The receiver refused the message: the exchange ends here, and the message is
             // not sent again [MQTT-4.3.3-4] [MQTT-4.4.0-2].
+            forget_owed(conn, session, position);
             let removed = session
                 .inflight
                 .remove(position)
@@ -195,6 +179,9 @@ impl Broker {
             self.drain_queue(key, now);
             return;
         }
+        // A message still owed a resend gets its PUBREL when its turn comes, not now: until
+        // then it does not count towards what the client has in flight.
+        let owed = position >= session.inflight.len() - conn.owed_resends;
         let inflight = &mut session.inflight[position];
         let promises_changes = !inflight.released && recorded;
         if promises_changes {
@@ -205,6 +192,9 @@ impl Broker {
             });
         }
         inflight.released = true;
+        if owed {
+            return;
+        }
         // The receiver forgets the packet identifier at PUBREL: were the release lost in a
         // crash, the PUBLISH sent again after the restart would be a new message to it.
         let pubrel = Packet::PubRel(PubAckPacket::new(ack.packet_id));
@@ -229,6 +219,14 @@ impl Broker {
         // After PUBCOMP the client may reuse the identifier for a new message: were the
         // release lost in a crash, that message would be taken for a duplicate and dropped.
         self.acknowledge(connection, Packet::PubComp(answer), promises_changes);
+    }
+}
+
+/// An in-flight message at `position` leaves the window: if it was still owed a resend on this
+/// connection, one fewer is owed.
+fn forget_owed(conn: &mut Connection, session: &Session, position: usize) {
+    if position >= session.inflight.len() - conn.owed_resends {
+        conn.owed_resends -= 1;
     }
 }
 
@@ -369,6 +367,34 @@ impl Delivery<'_> {
         now: Instant,
     ) {
         let window = conn.window(self.config.max_inflight);
+        // First what an earlier connection left in flight, in its order, as far as the window
+        // allows; the queue waits until it all went out again.
+        while conn.owed_resends > 0 && session.inflight.len() - conn.owed_resends < window {
+            let index = session.inflight.len() - conn.owed_resends;
+            conn.owed_resends -= 1;
+            let inflight = &session.inflight[index];
+            if inflight.released {
+                let pubrel = Packet::PubRel(PubAckPacket::new(inflight.packet_id));
+                let maximum = conn.maximum_packet_size;
+                self.outputs
+                    .send(connection, conn.protocol, maximum, &pubrel);
+                continue;
+            }
+            let mut publish = inflight.message.publish.to_packet();
+            publish.dup = true;
+            publish.packet_id = Some(inflight.packet_id);
+            // Sent once already, so it no longer expires [MQTT-4.3.3-7]; the client still
+            // learns how much of the interval is left [MQTT-3.3.2-6].
+            if let Some(at) = inflight.message.expires_at {
+                publish.properties.message_expiry_interval = Some(seconds_until(now, at).max(1));
+            }
+            if !self.transmit(connection, conn, publish, None, now) {
+                // Too large for the client's new Maximum Packet Size: discarded as if its
+                // delivery had completed [MQTT-3.1.2-25].
+                let removed = session.inflight.remove(index).expect("index in range");
+                self.record_completed(session, removed.message.entry);
+            }
+        }
         while session.inflight.len() < window {
             let Some(message) = session.pop_queue() else {
                 break;

@@ -57,6 +57,17 @@ pub enum Termination {
     /// them logged why).
     #[error("credentials refused")]
     CredentialsRefused(ReasonCode),
+    /// The CONNACK would exceed the client's Maximum Packet Size, even without Reason String
+    /// and User Properties.
+    #[error(
+        "the CONNACK ({size} bytes) exceeds the client's Maximum Packet Size ({maximum}) [MQTT-3.1.2-24]"
+    )]
+    ConnAckTooLarge {
+        /// The CONNACK's size without its optional properties.
+        size: usize,
+        /// The client's Maximum Packet Size.
+        maximum: u32,
+    },
 
     // ----- Protocol violations after CONNECT ---------------------------------------------------
     /// A second CONNECT on one connection.
@@ -148,6 +159,7 @@ impl Termination {
             WillRetainUnavailable | RetainUnavailable => ReasonCode::RetainNotSupported,
             WillNotAuthorized => ReasonCode::NotAuthorized,
             AuthenticationMethodMissing => ReasonCode::BadAuthenticationMethod,
+            ConnAckTooLarge { .. } => ReasonCode::PacketTooLarge,
             AuthenticationRefused(reason)
             | CredentialsRefused(reason)
             | ReauthenticationRefused(reason) => *reason,
@@ -204,6 +216,10 @@ mod tests {
             Termination::AuthenticationNotContinued,
             Termination::AuthenticationRefused(ReasonCode::NotAuthorized),
             Termination::CredentialsRefused(ReasonCode::BadUserNameOrPassword),
+            Termination::ConnAckTooLarge {
+                size: 40,
+                maximum: 16,
+            },
             Termination::SecondConnect,
             Termination::ServerOnlyPacket("SUBACK"),
             Termination::AuthExpected,

@@ -474,3 +474,35 @@ fn wire_connack(
     encode(&packet, version, &mut buf).expect("CONNACK encodes");
     buf.to_vec()
 }
+
+/// Found by the `broker_core_sequences` fuzz target: a CONNACK larger than the client's
+/// Maximum Packet Size was skipped, yet the connection was accepted, so the client's first
+/// packet was a PUBLISH [MQTT-3.2.0-1]. Such a client is now refused with 0x95, bare, and takes
+/// over nothing.
+#[test]
+fn mqtt_3_2_0_1_a_connack_too_large_for_the_client_refuses_the_connect() {
+    let mut h = Harness::new();
+    h.connect_ok(A, v5_persistent("a", 60));
+    h.subscribe(A, "t", QoS::AtLeastOnce);
+    let mut tiny = v5_persistent("a", 60);
+    tiny.clean_start = false;
+    tiny.properties.maximum_packet_size = Some(16);
+    tiny.properties.request_response_information = Some(1);
+    let outputs = h.connect(B, tiny);
+    let connack = connack(&outputs, B);
+    assert_eq!(connack.reason_code, ReasonCode::PacketTooLarge);
+    assert!(closed(&outputs, B));
+    for output in &outputs {
+        if let Output::Send { frame, .. } = output {
+            assert!(frame.bytes.len() <= 16, "{outputs:#?}");
+        }
+    }
+    // The older connection and its session are untouched.
+    assert!(!closed(&outputs, A), "{outputs:#?}");
+    assert_eq!(h.broker.stats().clients_connected, 1);
+    assert_eq!(h.broker.subscriptions().len(), 1);
+    // A maximum the CONNACK fits in is accepted as before.
+    let mut small = v5("b");
+    small.properties.maximum_packet_size = Some(64);
+    h.connect_ok(C, small);
+}

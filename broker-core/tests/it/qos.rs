@@ -762,3 +762,72 @@ fn mqtt_4_8_2_6_shared_message_refused_by_its_member_is_not_sent_to_another() {
     assert!(publishes(&outputs, C).is_empty());
     assert_eq!(h.broker.stats().queued_messages, 0);
 }
+
+/// Found by the `broker_core_sequences` fuzz target: a client that came back with a smaller
+/// Receive Maximum got every message of its earlier window again at once. Now the window is
+/// sent again as far as the new Receive Maximum allows, the rest (with DUP and their original
+/// identifiers, PUBREL for a released QoS 2 message) as acknowledgements make room, and only
+/// then the queue.
+#[test]
+fn mqtt_3_3_4_9_resending_on_resume_stays_within_the_new_receive_maximum() {
+    let mut h = Harness::new();
+    h.connect_ok(A, v5("publisher"));
+    let mut subscriber = v5_persistent("subscriber", 600);
+    subscriber.properties.receive_maximum = Some(3);
+    h.connect_ok(B, subscriber);
+    h.subscribe(B, "t", QoS::ExactlyOnce);
+    let mut ids = Vec::new();
+    for (n, payload) in ["1", "2", "3"].iter().enumerate() {
+        let sent = publishes(&h.publish(A, qos2("t", payload, n as u16 + 1)), B);
+        ids.push(sent[0].packet_id.unwrap());
+    }
+    // The second is received: PUBREL is what it is owed from now on.
+    let pubrel = acks(
+        &h.send(B, Packet::PubRec(PubAckPacket::new(ids[1]))),
+        B,
+        is_pubrel,
+    );
+    assert_eq!(pubrel, vec![(ids[1], ReasonCode::Success)]);
+    h.lose(B);
+    h.publish(A, qos2("t", "4", 4));
+
+    let mut again = v5_persistent("subscriber", 600);
+    again.clean_start = false;
+    again.properties.receive_maximum = Some(1);
+    let outputs = h.connect(C, again);
+    let resent = publishes(&outputs, C);
+    assert_eq!(resent.len(), 1, "one in flight at a time: {outputs:#?}");
+    assert!(resent[0].dup);
+    assert_eq!(
+        (resent[0].packet_id, &resent[0].payload[..]),
+        (Some(ids[0]), &b"1"[..])
+    );
+
+    // Completing it makes room for the next owed one: the released second (PUBREL).
+    let outputs = h.send(C, Packet::PubRec(PubAckPacket::new(ids[0])));
+    assert_eq!(
+        acks(&outputs, C, is_pubrel),
+        vec![(ids[0], ReasonCode::Success)]
+    );
+    let outputs = h.send(C, Packet::PubComp(PubAckPacket::new(ids[0])));
+    assert!(publishes(&outputs, C).is_empty(), "{outputs:#?}");
+    assert_eq!(
+        acks(&outputs, C, is_pubrel),
+        vec![(ids[1], ReasonCode::Success)]
+    );
+    // Then the third, resent, and only then the queued fourth, new.
+    let outputs = h.send(C, Packet::PubComp(PubAckPacket::new(ids[1])));
+    let third = publishes(&outputs, C);
+    assert_eq!(third.len(), 1, "{outputs:#?}");
+    assert!(third[0].dup);
+    assert_eq!(
+        (third[0].packet_id, &third[0].payload[..]),
+        (Some(ids[2]), &b"3"[..])
+    );
+    h.send(C, Packet::PubRec(PubAckPacket::new(ids[2])));
+    let outputs = h.send(C, Packet::PubComp(PubAckPacket::new(ids[2])));
+    let fourth = publishes(&outputs, C);
+    assert_eq!(fourth.len(), 1, "{outputs:#?}");
+    assert!(!fourth[0].dup);
+    assert_eq!(fourth[0].payload, "4");
+}
