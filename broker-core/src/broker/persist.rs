@@ -10,14 +10,15 @@
 use super::Broker;
 use super::timers::TimerKind;
 use crate::session::{InflightMessage, KeptPublish, QueuedMessage};
-use mqtt_codec::{ByteStr, ProtocolVersion, PublishPacket, SubscriptionOptions, Will};
+use mqtt_codec::{ByteStr, ProtocolVersion, SubscriptionOptions, Will};
 use std::time::{Duration, Instant};
 
 /// A message with the time it has left, if it expires.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredMessage {
-    /// The message as it will be sent (no packet identifier).
-    pub publish: PublishPacket,
+    /// The message as it will be sent (no packet identifier), kept compact: a restart may
+    /// restore millions.
+    pub publish: KeptPublish,
     /// Time left before it expires.
     pub expires_in: Option<Duration>,
 }
@@ -131,14 +132,14 @@ fn remaining(now: Instant, at: Option<Instant>) -> Option<Duration> {
 
 fn stored(now: Instant, message: &QueuedMessage) -> StoredMessage {
     StoredMessage {
-        publish: message.publish.to_packet(),
+        publish: message.publish.clone(),
         expires_in: remaining(now, message.expires_at),
     }
 }
 
 fn queued(now: Instant, entry: u64, message: StoredMessage) -> QueuedMessage {
     QueuedMessage {
-        publish: KeptPublish::new(message.publish),
+        publish: message.publish,
         expires_at: message.expires_in.map(|d| now + d),
         entry,
     }
@@ -150,10 +151,10 @@ impl Broker {
     pub fn snapshot(&self, now: Instant) -> Snapshot {
         let mut retained: Vec<StoredMessage> = self
             .retained
-            .iter_live(None, now)
-            .map(|m| StoredMessage {
-                publish: m.publish,
-                expires_in: remaining(now, m.expires_at),
+            .iter_kept(now)
+            .map(|(publish, expires_at)| StoredMessage {
+                publish: publish.clone(),
+                expires_in: remaining(now, expires_at),
             })
             .collect();
         retained.sort_by(|a, b| a.publish.topic.cmp(&b.publish.topic));
@@ -239,6 +240,7 @@ impl Broker {
     /// only what changes from here on is recorded.
     pub fn restore(&mut self, snapshot: Snapshot, now: Instant) {
         self.changes.reserve_message_ids(snapshot.next_message_id);
+        self.retained.reserve(snapshot.retained.len());
         for message in snapshot.retained {
             let expires_at = message.expires_in.map(|d| now + d);
             self.retained.insert(message.publish, expires_at);

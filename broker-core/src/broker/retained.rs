@@ -9,7 +9,7 @@
 use crate::HashMap;
 use crate::session::KeptPublish;
 use bytes::Bytes;
-use mqtt_codec::{ByteStr, PublishPacket, topic};
+use mqtt_codec::{ByteStr, Properties, PublishPacket, topic};
 use std::time::Instant;
 
 /// A retained message as callers see it.
@@ -64,26 +64,45 @@ impl RetainedMessages {
         let mut detached = publish.clone();
         detached.topic = publish.topic.detached();
         detached.payload = Bytes::copy_from_slice(&publish.payload);
-        Some(self.insert(detached, expires_at))
+        Some(self.insert(KeptPublish::new(detached), expires_at))
     }
 
     /// Adds a message that shares no buffer with others (one restored from the store).
     pub fn insert(
         &mut self,
-        mut publish: PublishPacket,
+        mut publish: KeptPublish,
         expires_at: Option<Instant>,
     ) -> &KeptPublish {
         // Set per hop, never part of what is kept.
-        publish.properties.topic_alias = None;
-        publish.properties.subscription_identifiers.clear();
+        if let Some(properties) = publish.properties.as_deref_mut() {
+            properties.topic_alias = None;
+            properties.subscription_identifiers.clear();
+            if *properties == Properties::default() {
+                publish.properties = None;
+            }
+        }
         publish.retain = true;
         let topic = publish.topic.clone();
         let retained = Retained {
-            publish: KeptPublish::new(publish),
+            publish,
             expires_at,
         };
         let slot = self.by_topic.entry(topic).insert_entry(retained);
         &slot.into_mut().publish
+    }
+
+    /// Makes room for `additional` more topics at once, rather than growing step by step
+    /// (a restart restores a million in one go).
+    pub fn reserve(&mut self, additional: usize) {
+        self.by_topic.reserve(additional);
+    }
+
+    /// The live messages as kept, with their expiry, in no order.
+    pub fn iter_kept(&self, now: Instant) -> impl Iterator<Item = (&KeptPublish, Option<Instant>)> {
+        self.by_topic
+            .values()
+            .filter(move |retained| retained.alive(now))
+            .map(|retained| (&retained.publish, retained.expires_at))
     }
 
     /// The live messages whose topic matches `filter`, by topic; expired ones are dropped.

@@ -4,8 +4,9 @@
 
 use crate::common::*;
 use broker_core::{
-    AllowAll, Broker, BrokerConfig, Change, ConnectionId, Output, Persistence, SessionRecord,
-    Snapshot, StoredEntry, StoredInflight, StoredMessage, StoredSession, StoredSubscription,
+    AllowAll, Broker, BrokerConfig, Change, ConnectionId, KeptPublish, Output, Persistence,
+    SessionRecord, Snapshot, StoredEntry, StoredInflight, StoredMessage, StoredSession,
+    StoredSubscription,
 };
 use bytes::Bytes;
 use mqtt_codec::{
@@ -157,7 +158,7 @@ impl Model {
     fn load(&self, now: Instant) -> Snapshot {
         let left = |at: Option<Instant>| at.map(|at| at.saturating_duration_since(now));
         let stored = |(publish, at): (PublishPacket, Option<Instant>)| StoredMessage {
-            publish,
+            publish: KeptPublish::new(publish),
             expires_in: left(at),
         };
         let retained = self

@@ -4,8 +4,8 @@
 //! step whenever the broker records changes.
 
 use broker_core::{
-    Change, SessionRecord, Snapshot, StoredEntry, StoredInflight, StoredMessage, StoredSession,
-    StoredSubscription,
+    Change, KeptPublish, SessionRecord, Snapshot, StoredEntry, StoredInflight, StoredMessage,
+    StoredSession, StoredSubscription,
 };
 use bytes::Bytes;
 use mqtt_codec::{ByteStr, PublishPacket, QoS, SubscriptionOptions};
@@ -151,7 +151,7 @@ impl Model {
     pub(crate) fn load(&self, now: Instant) -> Snapshot {
         let left = |at: Option<Instant>| at.map(|at| at.saturating_duration_since(now));
         let stored = |(publish, at): (PublishPacket, Option<Instant>)| StoredMessage {
-            publish,
+            publish: KeptPublish::new(publish),
             expires_in: left(at),
         };
         let retained = self

@@ -46,7 +46,8 @@ pub(crate) struct StoreView {
 }
 
 use broker_core::{
-    Change, Snapshot, StoredEntry, StoredInflight, StoredMessage, StoredSession, StoredSubscription,
+    Change, KeptPublish, Snapshot, StoredEntry, StoredInflight, StoredMessage, StoredSession,
+    StoredSubscription,
 };
 use format::{DecodeError, EntryValue, MessageParts, SessionValue};
 use mqtt_codec::ByteStr;
@@ -441,7 +442,7 @@ impl Store {
             *references.entry(value.message).or_default() += 1;
             let stored = StoredMessage {
                 expires_in: left(now, message.expires_at),
-                publish: entry_publish(message, &value),
+                publish: KeptPublish::new(entry_publish(message, &value)),
             };
             let session = &mut sessions[position];
             if value.packet_id == 0 {
@@ -637,7 +638,7 @@ fn read_retained(
         let mut publish = message.into_publish();
         publish.topic = ByteStr::from(topic);
         retained.push(StoredMessage {
-            publish,
+            publish: KeptPublish::new(publish),
             expires_in,
         });
     }

@@ -298,7 +298,7 @@ fn every_change_kind_survives_apply_and_load() {
     };
     let expected = Snapshot {
         retained: vec![StoredMessage {
-            publish: retained,
+            publish: KeptPublish::new(retained),
             expires_in: Some(HOUR),
         }],
         sessions: vec![
@@ -325,12 +325,12 @@ fn every_change_kind_survives_apply_and_load() {
                     entry: 1,
                     packet_id: 17,
                     message: StoredMessage {
-                        publish: with_entry(
+                        publish: KeptPublish::new(with_entry(
                             publish("s/1", b"one", QoS::ExactlyOnce),
                             QoS::AtLeastOnce,
                             false,
                             vec![7],
-                        ),
+                        )),
                         expires_in: Some(HOUR),
                     },
                     released: false,
@@ -338,7 +338,7 @@ fn every_change_kind_survives_apply_and_load() {
                 queue: vec![StoredEntry {
                     entry: 3,
                     message: StoredMessage {
-                        publish: publish("s/3", b"three", QoS::AtLeastOnce),
+                        publish: KeptPublish::new(publish("s/3", b"three", QoS::AtLeastOnce)),
                         expires_in: None,
                     },
                 }],
@@ -363,12 +363,12 @@ fn every_change_kind_survives_apply_and_load() {
                     entry: 1,
                     packet_id: 5,
                     message: StoredMessage {
-                        publish: with_entry(
+                        publish: KeptPublish::new(with_entry(
                             publish("s/1", b"one", QoS::ExactlyOnce),
                             QoS::ExactlyOnce,
                             true,
                             Vec::new(),
-                        ),
+                        )),
                         expires_in: Some(HOUR),
                     },
                     released: true,
@@ -696,24 +696,22 @@ fn the_format_1_fixture_is_migrated_with_everything_it_holds() {
     let day = Duration::from_secs(86_400);
     assert_eq!(loaded.retained.len(), 2);
     let expiring = &loaded.retained[0];
+    let expiring_properties = expiring.publish.properties.as_deref().unwrap();
     assert_eq!(expiring.publish.topic, "fixture/retained/expiring");
     assert_eq!(expiring.publish.payload, "expires in a day");
     assert_eq!(expiring.publish.qos, QoS::AtLeastOnce);
     assert!(expiring.publish.retain);
     assert_eq!(
-        expiring.publish.properties.content_type.as_deref(),
+        expiring_properties.content_type.as_deref(),
         Some("text/plain")
     );
-    assert_eq!(
-        expiring.publish.properties.message_expiry_interval,
-        Some(86_400)
-    );
+    assert_eq!(expiring_properties.message_expiry_interval, Some(86_400));
     let left = expiring.expires_in.unwrap();
     assert!(left <= day - minute && left > day - minute * 2, "{left:?}");
     let plain = &loaded.retained[1];
     assert_eq!(plain.publish.topic, "fixture/retained/plain");
     assert_eq!(plain.publish.payload, "21.5");
-    assert_eq!(plain.publish.properties, Properties::EMPTY);
+    assert_eq!(plain.publish.properties, None);
     assert_eq!(plain.expires_in, None);
 
     assert_eq!(loaded.sessions.len(), 2);
@@ -770,7 +768,7 @@ fn the_format_1_fixture_is_migrated_with_everything_it_holds() {
                 p.topic.as_str(),
                 &p.payload[..],
                 p.qos,
-                p.properties.subscription_identifiers.clone(),
+                p.subscription_identifiers().to_vec(),
             )
         })
         .collect();
@@ -802,7 +800,7 @@ fn the_format_1_fixture_is_migrated_with_everything_it_holds() {
     );
     let two = &v5.queue[1].message;
     assert_eq!(
-        two.publish.properties.user_properties,
+        two.publish.properties.as_deref().unwrap().user_properties,
         vec![(ByteStr::from("k"), ByteStr::from("v"))]
     );
     let left = two.expires_in.unwrap();
