@@ -6,10 +6,11 @@
 //! [`RetainedMessage`], the PUBLISH rebuilt. Expired messages are dropped when they are next
 //! looked at.
 
-use crate::HashMap;
 use crate::session::KeptPublish;
 use bytes::Bytes;
-use mqtt_codec::{ByteStr, Properties, PublishPacket, topic};
+use hashbrown::{HashTable, hash_table};
+use mqtt_codec::{Properties, PublishPacket, topic};
+use std::hash::BuildHasher;
 use std::time::Instant;
 
 /// A retained message as callers see it.
@@ -39,14 +40,22 @@ impl Retained {
     }
 }
 
+/// The messages in a table keyed by their own topic, so that a topic is kept once: a map from
+/// topic to message would hold a second handle to it, and sharing its bytes between two handles
+/// costs a shared header besides (about 80 bytes a message in all).
 #[derive(Default)]
 pub(super) struct RetainedMessages {
-    by_topic: HashMap<ByteStr, Retained>,
+    by_topic: HashTable<Retained>,
+    hasher: foldhash::fast::RandomState,
 }
 
 impl RetainedMessages {
     pub fn len(&self) -> usize {
         self.by_topic.len()
+    }
+
+    fn hash(&self, topic: &str) -> u64 {
+        self.hasher.hash_one(topic)
     }
 
     /// Retains `publish` on its topic, or clears the topic for an empty payload, which is not
@@ -58,7 +67,13 @@ impl RetainedMessages {
         expires_at: Option<Instant>,
     ) -> Option<&KeptPublish> {
         if publish.payload.is_empty() {
-            self.by_topic.remove(&publish.topic);
+            let topic = publish.topic.as_str();
+            if let Ok(found) = self
+                .by_topic
+                .find_entry(self.hash(topic), |r| r.publish.topic.as_str() == topic)
+            {
+                found.remove();
+            }
             return None;
         }
         let mut detached = publish.clone();
@@ -82,37 +97,51 @@ impl RetainedMessages {
             }
         }
         publish.retain = true;
-        let topic = publish.topic.clone();
         let retained = Retained {
             publish,
             expires_at,
         };
-        let slot = self.by_topic.entry(topic).insert_entry(retained);
-        &slot.into_mut().publish
+        let hash = self.hash(&retained.publish.topic);
+        let hasher = &self.hasher;
+        let entry = self.by_topic.entry(
+            hash,
+            |r| r.publish.topic == retained.publish.topic,
+            |r| hasher.hash_one(r.publish.topic.as_str()),
+        );
+        let slot = match entry {
+            hash_table::Entry::Occupied(mut occupied) => {
+                *occupied.get_mut() = retained;
+                occupied.into_mut()
+            }
+            hash_table::Entry::Vacant(vacant) => vacant.insert(retained).into_mut(),
+        };
+        &slot.publish
     }
 
     /// Makes room for `additional` more topics at once, rather than growing step by step
     /// (a restart restores a million in one go).
     pub fn reserve(&mut self, additional: usize) {
-        self.by_topic.reserve(additional);
+        let hasher = &self.hasher;
+        self.by_topic
+            .reserve(additional, |r| hasher.hash_one(r.publish.topic.as_str()));
     }
 
     /// The live messages as kept, with their expiry, in no order.
     pub fn iter_kept(&self, now: Instant) -> impl Iterator<Item = (&KeptPublish, Option<Instant>)> {
         self.by_topic
-            .values()
+            .iter()
             .filter(move |retained| retained.alive(now))
             .map(|retained| (&retained.publish, retained.expires_at))
     }
 
     /// The live messages whose topic matches `filter`, by topic; expired ones are dropped.
     pub fn matching(&mut self, filter: &str, now: Instant) -> Vec<RetainedMessage> {
-        self.by_topic.retain(|_, retained| retained.alive(now));
+        self.by_topic.retain(|retained| retained.alive(now));
         let mut messages: Vec<RetainedMessage> = self
             .by_topic
             .iter()
-            .filter(|(name, _)| topic::matches(filter, name))
-            .map(|(_, retained)| retained.message())
+            .filter(|retained| topic::matches(filter, &retained.publish.topic))
+            .map(Retained::message)
             .collect();
         messages.sort_by(|a, b| a.publish.topic.cmp(&b.publish.topic));
         messages
@@ -126,8 +155,10 @@ impl RetainedMessages {
     ) -> impl Iterator<Item = RetainedMessage> + 'a {
         self.by_topic
             .iter()
-            .filter(move |(_, retained)| retained.alive(now))
-            .filter(move |(name, _)| filter.is_none_or(|f| topic::matches(f, name)))
-            .map(|(_, retained)| retained.message())
+            .filter(move |retained| retained.alive(now))
+            .filter(move |retained| {
+                filter.is_none_or(|f| topic::matches(f, &retained.publish.topic))
+            })
+            .map(Retained::message)
     }
 }
