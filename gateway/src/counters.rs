@@ -46,6 +46,10 @@ pub(crate) struct TransportCounters {
     pub(crate) auth_refused: [AtomicU64; Refusal::LABELS.len()],
     /// Connections refused because their address had too many open already.
     pub(crate) refused_per_address: AtomicU64,
+    /// Connections refused because `--max-connections` were open.
+    pub(crate) refused_max_connections: AtomicU64,
+    /// Connections closed as soon as accepted because the process was out of file descriptors.
+    pub(crate) refused_out_of_descriptors: AtomicU64,
 }
 
 impl TransportCounters {

@@ -38,13 +38,14 @@ pub use http::dashboard;
 pub use origin::InvalidOrigin;
 pub use store::StoreError;
 
+use axum::serve::ListenerExt;
 use broker_core::{AuthHook, BrokerConfig, Persistence};
 use broker_task::{BrokerHandle, BrokerTaskSettings};
 use config::{Durability, GatewayConfig};
 use connection::{ConnectionContext, ConnectionSettings};
 use counters::TransportCounters;
 use link::OutboxLimits;
-use listeners::ConnectionLimiter;
+use listeners::{Acceptor, ConnectionLimiter};
 use security::tls::ServerConfigs;
 use std::io;
 use std::net::SocketAddr;
@@ -237,7 +238,7 @@ impl Gateway {
             info!("listening mqtt {address}");
             mqtt_addresses.push(address);
             tracker.spawn(listeners::run_tcp(
-                listener,
+                Acceptor::new("mqtt", listener, context.counters.clone()),
                 context.clone(),
                 limiter.clone(),
                 tracker.clone(),
@@ -253,7 +254,7 @@ impl Gateway {
             info!("listening mqtts {address}");
             mqtts_addresses.push(address);
             tracker.spawn(listeners::run_tls(
-                listener,
+                Acceptor::new("mqtts", listener, context.counters.clone()),
                 configs,
                 context.clone(),
                 limiter.clone(),
@@ -280,6 +281,9 @@ impl Gateway {
             let stop = stop_accepting.clone();
             let app =
                 http::app(http_state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+            // `tap_io` only for axum's `ConnectInfo<SocketAddr>`, which it provides for a
+            // listener of its own or one wrapped so.
+            let listener = Acceptor::new("http", listener, context.counters.clone()).tap_io(|_| {});
             tracker.spawn(async move {
                 let serve = axum::serve(listener, app)
                     .with_graceful_shutdown(async move { stop.cancelled().await });
@@ -298,7 +302,7 @@ impl Gateway {
             info!("listening https {address}");
             https_addresses.push(address);
             tracker.spawn(http::https::run(
-                listener,
+                Acceptor::new("https", listener, context.counters.clone()),
                 http_state.clone(),
                 configs,
                 stop_accepting.clone(),

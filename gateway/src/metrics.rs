@@ -5,8 +5,9 @@
 //! process-global one: tests run several gateways in one process), then renders it. Nothing runs
 //! between scrapes and the exporter has no listener of its own.
 //!
-//! Open connections per transport and the bytes in and out come from the transports' own
-//! counters ([`crate::counters`]). Refused WebSocket upgrades are counted through counter handles
+//! Open connections per transport, the bytes in and out and the connections refused at a limit
+//! come from the transports' own counters ([`crate::counters`]); the live tasks from tokio's
+//! runtime metrics, so that a leaked connection task shows even where no counter knows of it. Refused WebSocket upgrades are counted through counter handles
 //! registered once with the recorder.
 
 use crate::counters::{TRANSPORTS, TransportCounters};
@@ -184,6 +185,16 @@ fn describe() {
         "mqtt_connections_refused_per_address_total",
         "Connections refused because their address had --max-connections-per-ip open"
     );
+    describe_counter!(
+        "mqtt_connections_refused_at_limit_total",
+        "Connections closed at accept, by limit: max_connections (--max-connections) or \
+         file_descriptors (the process's descriptors ran out)"
+    );
+    describe_gauge!(
+        "mqtt_tasks",
+        "Tasks alive in the gateway's runtime: one per connection, plus the listeners, the \
+         broker, the store and HTTP requests in progress"
+    );
     describe_gauge!(
         "mqtt_auth_locked_addresses",
         "Addresses refused for now after too many failed authentications"
@@ -266,6 +277,16 @@ fn record(stats: &Stats, counters: &TransportCounters, locked_addresses: usize) 
     }
     counter!("mqtt_connections_refused_per_address_total")
         .absolute(counters.refused_per_address.load(Ordering::Relaxed));
+    for (limit, count) in [
+        ("max_connections", &counters.refused_max_connections),
+        ("file_descriptors", &counters.refused_out_of_descriptors),
+    ] {
+        counter!("mqtt_connections_refused_at_limit_total", "limit" => limit)
+            .absolute(count.load(Ordering::Relaxed));
+    }
+    let tasks = tokio::runtime::Handle::try_current()
+        .map_or(0, |runtime| runtime.metrics().num_alive_tasks());
+    gauge!("mqtt_tasks").set(tasks as f64);
     gauge!("mqtt_auth_locked_addresses").set(locked_addresses as f64);
 }
 
@@ -299,6 +320,9 @@ mod tests {
         };
         metrics.record_refused_upgrade(RefusedUpgrade::Origin);
         counters.record_authentication(Err(Refusal::BadPassword));
+        counters
+            .refused_out_of_descriptors
+            .store(5, Ordering::Relaxed);
         let text = metrics.render(&stats, &counters, 2, &store_view());
         for line in [
             "# TYPE mqtt_connections gauge",
@@ -312,6 +336,9 @@ mod tests {
             "mqtt_auth_refused_total{reason=\"bad_password\"} 1",
             "mqtt_auth_accepted_total{method=\"token\"} 0",
             "mqtt_auth_locked_addresses 2",
+            "mqtt_connections_refused_at_limit_total{limit=\"file_descriptors\"} 5",
+            "mqtt_connections_refused_at_limit_total{limit=\"max_connections\"} 0",
+            "# TYPE mqtt_tasks gauge",
             "# TYPE mqtt_store_write_errors_total counter",
             "mqtt_store_write_errors_total 3",
             "mqtt_store_writable 0",

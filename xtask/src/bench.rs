@@ -44,8 +44,11 @@
 //! holding a million retained messages (100,000 with `--quick`): latency meanwhile, memory per
 //! message, and the time to recover them after SIGTERM.
 //!
-//! `--only brokers|durability|browser` runs one part (`--browser-only` is `--only browser`);
-//! the table and latest.json then hold that part's rows.
+//! Then the crowd rows (see [`crowds`]): each broker, fresh, holding 19,000 idle connections
+//! (5,000 with `--quick`), its whole resident memory and what each connection costs.
+//!
+//! `--only brokers|crowds|durability|browser` runs one part (`--browser-only` is `--only
+//! browser`); the table and latest.json then hold that part's rows.
 //!
 //! The brokers and the load generator are in [`brokers`]; rows, table and chart in [`report`].
 
@@ -65,6 +68,7 @@ use security::{ACL_RULES, Pki};
 
 mod brokers;
 mod browser;
+mod crowds;
 mod durability;
 mod page;
 mod report;
@@ -334,6 +338,8 @@ fn latency_args(quick: bool) -> Vec<String> {
 enum Part {
     /// The load generator's rows over TCP, WebSocket and TLS, with an ACL, and idle memory.
     Brokers,
+    /// The crowd rows ([`crowds`]).
+    Crowds,
     /// The store's rows ([`durability`]).
     Durability,
     /// The browser rows ([`browser`]).
@@ -344,15 +350,18 @@ impl Part {
     fn parse(name: &str) -> Result<Part> {
         Ok(match name {
             "brokers" => Part::Brokers,
+            "crowds" => Part::Crowds,
             "durability" => Part::Durability,
             "browser" => Part::Browser,
-            other => bail!("unknown part {other:?} (expected brokers, durability or browser)"),
+            other => {
+                bail!("unknown part {other:?} (expected brokers, crowds, durability or browser)")
+            }
         })
     }
 }
 
-/// `cargo xtask bench [--quick] [--runs N] [--only brokers|durability|browser | --browser-only]
-/// [--no-browser] [--instrumented]`.
+/// `cargo xtask bench [--quick] [--runs N] [--only brokers|crowds|durability|browser |
+/// --browser-only] [--no-browser] [--instrumented]`.
 pub fn run(args: &[String]) -> Result<()> {
     let mut quick = false;
     let mut runs = None;
@@ -384,6 +393,9 @@ pub fn run(args: &[String]) -> Result<()> {
     if part(Part::Brokers) {
         rows.extend(broker_rows(quick, runs, &dir)?);
     }
+    if part(Part::Crowds) {
+        rows.extend(crowds::rows(quick, runs, &dir)?);
+    }
     if part(Part::Durability) {
         rows.extend(durability::rows(quick, runs, &dir)?);
     }
@@ -407,6 +419,7 @@ pub fn run(args: &[String]) -> Result<()> {
         "machine": machine(),
         "mosquitto_config": MOSQUITTO_CONF,
         "security": security_report(),
+        "crowds": crowds::report(quick),
         "durability": durability::report(quick),
         "browser": browser_report,
         "figures": json_rows,

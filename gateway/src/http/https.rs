@@ -25,7 +25,7 @@ use std::net::SocketAddr;
 use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tower_service::Service;
@@ -34,7 +34,7 @@ use tracing::debug;
 /// Serves HTTPS on `listener` until `shutdown` is cancelled; each connection takes the TLS
 /// configuration in force when it is accepted.
 pub(crate) async fn run(
-    listener: TcpListener,
+    mut listener: listeners::Acceptor,
     state: HttpState,
     configs: Arc<ServerConfigs>,
     shutdown: CancellationToken,
@@ -45,7 +45,7 @@ pub(crate) async fn run(
         close: state.context.settings.close_timeout,
     };
     let router = app(state);
-    while let Some((stream, peer)) = listeners::accept(&listener, &shutdown).await {
+    while let Some((stream, peer)) = listeners::accept(&mut listener, &shutdown).await {
         let acceptor = TlsAcceptor::from(configs.https());
         tracker.spawn(serve_connection(
             acceptor,

@@ -12,6 +12,7 @@ mod web_support;
 
 mod bad_input;
 mod connect;
+mod crowds;
 mod dashboard;
 mod http_api;
 mod http_auth;
