@@ -161,7 +161,10 @@ impl Broker {
             return;
         };
         let (recorded, store_id) = (session.recorded, session.store_id);
-        if ack.reason_code.is_error() {
+        // Once released, the message was accepted by an earlier PUBREC and the exchange waits
+        // for PUBCOMP; a later PUBREC, whatever its code, is answered with the PUBREL again
+        // rather than ending an exchange whose PUBREL may already be on its way.
+        if ack.reason_code.is_error() && !session.inflight[position].released {
             // The receiver refused the message: the exchange ends here, and the message is
             // not sent again [MQTT-4.3.3-4] [MQTT-4.4.0-2].
             forget_owed(conn, session, position);

@@ -316,6 +316,38 @@ fn mqtt_4_4_0_2_pubrec_with_an_error_ends_the_exchange() {
 }
 
 #[test]
+fn mqtt_4_3_3_5_a_pubrec_with_an_error_after_the_pubrel_does_not_end_the_exchange() {
+    // The first PUBREC accepted the message and the PUBREL went out; the exchange now waits for
+    // PUBCOMP, and the message keeps its place in the window [MQTT-4.3.3-5]. A later PUBREC,
+    // even one with an error code, is answered with the PUBREL again (found by
+    // broker_core_sequences: the message was dropped and the next one sent beyond the window,
+    // while its PUBREL was still on its way).
+    let mut h = Harness::new();
+    h.connect_ok(A, v5("publisher"));
+    let mut subscriber = v5("subscriber");
+    subscriber.properties.receive_maximum = Some(1);
+    h.connect_ok(B, subscriber);
+    h.subscribe(B, "t", QoS::ExactlyOnce);
+    let id = publishes(&h.publish(A, qos2("t", "1", 1)), B)[0]
+        .packet_id
+        .unwrap();
+    h.publish(A, qos2("t", "2", 2));
+    let outputs = h.send(B, Packet::PubRec(PubAckPacket::new(id)));
+    assert_eq!(acks(&outputs, B, is_pubrel), [(id, ReasonCode::Success)]);
+
+    let mut late = PubAckPacket::new(id);
+    late.reason_code = ReasonCode::UnspecifiedError;
+    let outputs = h.send(B, Packet::PubRec(late));
+    assert_eq!(acks(&outputs, B, is_pubrel), [(id, ReasonCode::Success)]);
+    assert!(
+        publishes(&outputs, B).is_empty(),
+        "the window stays taken until PUBCOMP"
+    );
+    let outputs = h.send(B, Packet::PubComp(PubAckPacket::new(id)));
+    assert_eq!(payloads(&outputs, B), ["2"]);
+}
+
+#[test]
 fn mqtt_4_4_0_2_puback_with_an_error_code_still_acknowledges() {
     let mut h = Harness::new();
     h.connect_ok(A, v5("publisher"));
