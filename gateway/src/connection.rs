@@ -4,9 +4,10 @@
 //!
 //! Transports are thin adapters implementing [`Transport`] (see [`crate::transport`]); this
 //! module holds all the MQTT connection rules that do not need the broker's state: CONNECT must
-//! come first and within the connect timeout [MQTT-3.1.0-1], a decode error stops reading and
-//! lets the broker answer, a write is bounded by the write timeout, and the connection ends when
-//! the broker closes the outbox or the peer goes away.
+//! come first [MQTT-3.1.0-1] and the handshake end (CONNACK, after any AUTH exchange) within the
+//! connect timeout, a decode error stops reading and lets the broker answer, a write is bounded
+//! by the write timeout, and the connection ends when the broker closes the outbox or the peer
+//! goes away.
 //!
 //! Invariant: `Open` is the first command a connection sends the broker task and, unless the
 //! broker closed its link (then it knows already), `Lost` is the last.
@@ -113,7 +114,10 @@ pub(crate) fn run<T: Transport>(
         if send_command(&context.broker, announce).await.is_err() {
             return;
         }
-        // Dropped once CONNECT is in, so idle connections keep no timer.
+        // The whole handshake is bounded, not only the wait for CONNECT: a 5.0 CONNECT may
+        // start an authentication exchange (AUTH) that the client then never continues, and
+        // until CONNACK the broker holds it waiting [MQTT-4.12.0-1]. Dropped once the broker's
+        // CONNACK goes out, so idle connections keep no timer.
         let mut connect_timer: Option<Pin<Box<Sleep>>> = Some(Box::pin(tokio::time::sleep(
             context.settings.connect_timeout,
         )));
@@ -134,6 +138,9 @@ pub(crate) fn run<T: Transport>(
                 biased;
                 () = link.ready() => {
                     let (frames, closed) = link.take();
+                    if connect_timer.is_some() && frames.iter().any(|frame| is_connack(frame)) {
+                        connect_timer = None;
+                    }
                     if !frames.is_empty() {
                         // Boxed: the write and its timers would otherwise be part of every
                         // connection's future, idle or not.
@@ -203,9 +210,6 @@ pub(crate) fn run<T: Transport>(
                             Some(ReadEnd::Lost)
                         }
                     };
-                    if connected.is_some() {
-                        connect_timer = None;
-                    }
                     match end {
                         None => {}
                         Some(ReadEnd::Lost) => break,
@@ -219,13 +223,18 @@ pub(crate) fn run<T: Transport>(
                 () = std::future::poll_fn(|cx| match &mut connect_timer {
                     Some(timer) => timer.as_mut().poll(cx),
                     None => Poll::Pending,
-                }), if connected.is_none() && reading => {
+                }), if reading => {
                     // A warning like every other connection closed for the peer's misbehaviour
                     // (garbage, protocol errors): one line per bad connection, at one level.
+                    let missing = if connected.is_some() {
+                        "CONNACK (the client did not finish its authentication exchange)"
+                    } else {
+                        "CONNECT"
+                    };
                     warn!(
                         connection = %connection,
                         peer = %info.remote_address,
-                        "closing connection: no CONNECT within {:?}",
+                        "closing connection: no {missing} within {:?}",
                         context.settings.connect_timeout
                     );
                     break;
@@ -325,6 +334,12 @@ async fn pause((throttle, until): (Throttle, Instant)) {
         }
         Throttle::Queue | Throttle::Store => tokio::time::sleep_until(until).await,
     }
+}
+
+/// Whether an outgoing frame is a CONNACK (packet type 2, the high nibble of its first byte):
+/// the end of the connection's handshake, whether it accepts or refuses.
+fn is_connack(frame: &[u8]) -> bool {
+    frame.first().is_some_and(|byte| byte >> 4 == 2)
 }
 
 /// What one read decoded, to be handed to the broker task in this order.

@@ -626,3 +626,69 @@ fn an_exchange_sees_the_user_name_the_gateway_verified_as_re_authentication_does
     let names: Vec<_> = seen.iter().map(Option::as_deref).collect();
     assert_eq!(names, [Some("verified"), Some("verified"), Some("claimed")]);
 }
+
+// ----- Authorization by identity -------------------------------------------------------------
+
+/// Allows only the user "alice", and only as client "alice-phone", to subscribe or publish
+/// (a will included) under `team/`; everything else is open. So each check must be handed the
+/// connection's user name and client identifier.
+struct TeamOfAlice;
+
+impl AuthHook for TeamOfAlice {
+    fn authorize_subscribe(&mut self, client: &ClientIdentity<'_>, filter: &str) -> bool {
+        !filter.starts_with("team/") || is_alice(client)
+    }
+
+    fn authorize_publish(&mut self, client: &ClientIdentity<'_>, topic: &str) -> bool {
+        !topic.starts_with("team/") || is_alice(client)
+    }
+}
+
+fn is_alice(client: &ClientIdentity<'_>) -> bool {
+    client.username == Some("alice") && client.client_id == "alice-phone"
+}
+
+#[test]
+fn authorization_sees_the_user_name_and_client_id_of_each_connection() {
+    let mut h = Harness::with_auth(quiet_config(), Box::new(TeamOfAlice));
+    let leaves_a_will = |connect| with_will(connect, will("team/gone", "bye"));
+    // The will is authorized at CONNECT with the CONNECT's identity.
+    let outputs = h.connect(A, leaves_a_will(as_user(v5("alice-phone"), "bob")));
+    assert_eq!(connack(&outputs, A).reason_code, ReasonCode::NotAuthorized);
+    h.connect_ok(A, leaves_a_will(as_user(v5("alice-phone"), "alice")));
+    h.connect_ok(B, as_user(v5("bob-phone"), "bob"));
+    h.connect_ok(C, as_user(v5("alice-laptop"), "alice"));
+
+    // Subscriptions: alice on her phone only.
+    h.subscribe(A, "team/#", QoS::AtLeastOnce);
+    for connection in [B, C] {
+        let outputs = h.send(
+            connection,
+            Packet::Subscribe(subscribe_packet(
+                7,
+                &[("team/#", options(QoS::AtLeastOnce))],
+                None,
+            )),
+        );
+        assert_eq!(
+            suback(&outputs, connection).reason_codes,
+            [ReasonCode::NotAuthorized]
+        );
+    }
+
+    // Publications: the same.
+    let outputs = h.publish(B, qos1("team/news", "from bob", 1));
+    assert_eq!(
+        acks(&outputs, B, is_puback),
+        [(1, ReasonCode::NotAuthorized)]
+    );
+    let outputs = h.publish(C, qos1("team/news", "from the laptop", 1));
+    assert_eq!(
+        acks(&outputs, C, is_puback),
+        [(1, ReasonCode::NotAuthorized)]
+    );
+    assert!(publishes(&outputs, A).is_empty());
+    let outputs = h.publish(A, qos1("team/news", "from alice", 1));
+    assert_eq!(acks(&outputs, A, is_puback), [(1, ReasonCode::Success)]);
+    assert_eq!(payloads(&outputs, A), ["from alice"]);
+}

@@ -270,6 +270,9 @@ fn takeover_with_clean_start_1_starts_a_new_session() {
     assert!(!connack(&outputs, B).session_present);
     h.connect_ok(C, v5("publisher"));
     assert!(publishes(&h.publish(C, qos0("t", "x")), B).is_empty());
+    // The positive control: subscribed again, the new session gets it.
+    h.subscribe(B, "t", QoS::AtLeastOnce);
+    assert_eq!(payloads(&h.publish(C, qos0("t", "y")), B), ["y"]);
 }
 
 #[test]

@@ -65,6 +65,7 @@ fn mqtt_3_9_3_subscriptions_beyond_the_maximum_get_0x97_quota_exceeded() {
     assert!(payloads(&h.publish(B, qos0("z", "m")), A).is_empty());
     h.unsubscribe(A, &["y"]);
     assert_eq!(subscribe_all(&mut h, A, &["z"]), [granted]);
+    assert_eq!(payloads(&h.publish(B, qos0("z", "m")), A), ["m"]);
 }
 
 #[test]
@@ -306,15 +307,27 @@ fn mqtt_3_2_2_21_a_keep_alive_above_the_cap_or_none_is_replaced_by_server_keep_a
         let connack = h.connect_ok(connection, with_keep_alive(v5(&id), asked));
         assert_eq!(connack.properties.server_keep_alive, told, "asked {asked}");
     }
-    // Held to the cap: silent for 1.5 x 60 s, disconnected [MQTT-3.1.2-22]; the one that asked
-    // for 30 s was already.
-    let outputs = h.advance_and_tick(secs(46));
+    // Held to the cap: open a millisecond before 1.5 x 60 s of silence, disconnected at it
+    // [MQTT-3.1.2-22]; the one that asked for 30 s at 1.5 x 30 s.
+    assert!(h.advance_and_tick(millis(44_999)).is_empty());
+    let outputs = h.advance_and_tick(millis(1));
     assert_disconnected(&outputs, C, ReasonCode::KeepAliveTimeout);
-    assert!(!closed(&outputs, A));
-    let outputs = h.advance_and_tick(secs(45));
+    assert_eq!(h.broker.stats().clients_connected, 3, "{outputs:#?}");
+    assert!(h.advance_and_tick(millis(44_999)).is_empty());
+    let outputs = h.advance_and_tick(millis(1));
     assert_disconnected(&outputs, A, ReasonCode::KeepAliveTimeout);
     assert_disconnected(&outputs, B, ReasonCode::KeepAliveTimeout);
     assert_disconnected(&outputs, D, ReasonCode::KeepAliveTimeout);
+}
+
+#[test]
+fn mqtt_3_1_2_24_a_3_1_1_keep_alive_below_the_cap_is_held_to_its_own_value() {
+    let mut h = Harness::with_config(capped(60));
+    h.connect_ok(A, with_keep_alive(v311("old"), 40));
+    assert!(h.advance_and_tick(millis(59_999)).is_empty());
+    let outputs = h.advance_and_tick(millis(1));
+    assert!(sent_to(&outputs, A).is_empty(), "{outputs:#?}");
+    assert!(closed(&outputs, A));
 }
 
 #[test]

@@ -209,6 +209,50 @@ fn mqtt_3_3_2_6_forwarded_expiry_is_what_is_left_of_the_interval() {
 }
 
 #[test]
+fn mqtt_3_3_2_6_what_is_left_is_rounded_up_to_whole_seconds() {
+    // A queued message sent with 999, 1000 and 1001 ms of its 10 s left: 1, 1 and 2 seconds.
+    // Rounded down, a receiver would be told 0 (no expiry in 5.0's terms: the property would
+    // be absent) or a second less than is left.
+    for (left_ms, told) in [(999, 1), (1000, 1), (1001, 2), (9_000, 9), (9_001, 10)] {
+        let mut h = Harness::new();
+        h.connect_ok(A, v5("publisher"));
+        h.connect_ok(B, v5_persistent("subscriber", 600));
+        h.subscribe(B, "t", QoS::AtLeastOnce);
+        h.disconnect(B);
+        h.publish(A, expiring(qos1("t", "queued", 1), 10));
+        h.advance(millis(10_000 - left_ms));
+        let delivered = publishes(&h.connect(C, v5_persistent("subscriber", 600)), C);
+        assert_eq!(
+            delivered[0].properties.message_expiry_interval,
+            Some(told),
+            "{left_ms} ms left"
+        );
+    }
+}
+
+#[test]
+fn mqtt_3_3_2_6_a_message_sent_again_is_told_what_is_left_rounded_up_and_at_least_1() {
+    // A message in flight at the disconnect goes out again whatever is left [MQTT-4.3.3-7]; it
+    // says how much, rounded up, and never 0 (a second even once its time has passed).
+    for (left_ms, told) in [(1001, 2), (1000, 1), (999, 1), (0, 1)] {
+        let mut h = Harness::new();
+        h.connect_ok(A, v5("publisher"));
+        h.connect_ok(B, v5_persistent("subscriber", 600));
+        h.subscribe(B, "t", QoS::AtLeastOnce);
+        h.publish(A, expiring(qos1("t", "in flight", 1), 10));
+        h.lose(B);
+        h.advance(millis(10_000 - left_ms));
+        let resent = publishes(&h.connect(C, v5_persistent("subscriber", 600)), C);
+        assert!(resent[0].dup);
+        assert_eq!(
+            resent[0].properties.message_expiry_interval,
+            Some(told),
+            "{left_ms} ms left"
+        );
+    }
+}
+
+#[test]
 fn mqtt_3_3_2_5_message_expired_while_queued_is_dropped() {
     let mut h = Harness::new();
     h.connect_ok(A, v5("publisher"));

@@ -195,6 +195,58 @@ fn mqtt_3_3_1_13_retain_as_published_keeps_the_retain_flag() {
 }
 
 #[test]
+fn one_qos_0_message_fanned_out_reaches_each_version_and_retain_as_published_as_encoded_for_it() {
+    // The broker encodes a QoS 0 copy once per protocol version and RETAIN flag and shares the
+    // bytes among the receivers alike. Each receiver here decodes its frame as its own client
+    // would (by the version of its CONNECT, see `sent_to`), so bytes encoded for another
+    // version, or with the other RETAIN flag, fail. Two of each kind, so whichever of a pair
+    // of kinds gets encoded first, a mix-up reaches the other. (3.1 and 3.1.1 encode PUBLISH
+    // the same, so a mix-up between those two alone cannot be seen in the bytes; the frame's
+    // version is checked for it.)
+    let keeps_retain = SubscriptionOptions {
+        qos: QoS::AtMostOnce,
+        retain_as_published: true,
+        ..SubscriptionOptions::default()
+    };
+    let mut h = Harness::new();
+    h.connect_ok(A, v5("publisher"));
+    let mut receivers = Vec::new();
+    for index in 0..2u32 {
+        let base = 10 + 10 * index;
+        for (offset, connect, rap) in [
+            (0, v31(&format!("old-{index}")), false),
+            (1, v311(&format!("classic-{index}")), false),
+            (2, v5(&format!("plain-{index}")), false),
+            (3, v5(&format!("keeps-{index}")), true),
+        ] {
+            let connection = broker_core::ConnectionId(u64::from(base + offset));
+            h.connect_ok(connection, connect);
+            if rap {
+                h.subscribe_with(connection, "fan/#", keeps_retain, None);
+            } else {
+                h.subscribe(connection, "fan/#", QoS::AtMostOnce);
+            }
+            receivers.push((connection, rap));
+        }
+    }
+    for published_retained in [true, false] {
+        let mut publish = qos0("fan/out", "same payload");
+        publish.retain = published_retained;
+        let outputs = h.publish(A, publish);
+        for (connection, rap) in &receivers {
+            let delivered = publishes(&outputs, *connection);
+            assert_eq!(delivered.len(), 1, "{connection:?}: {outputs:#?}");
+            let publish = &delivered[0];
+            assert_eq!(
+                (publish.topic.as_str(), &publish.payload[..], publish.retain),
+                ("fan/out", &b"same payload"[..], published_retained && *rap),
+                "{connection:?}, retained {published_retained}"
+            );
+        }
+    }
+}
+
+#[test]
 fn retained_messages_are_not_sent_to_shared_subscriptions() {
     let mut h = Harness::new();
     h.connect_ok(A, v5("publisher"));

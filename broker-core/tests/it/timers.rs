@@ -31,12 +31,18 @@ fn mqtt_3_1_2_22_keep_alive_closes_after_one_and_a_half_periods() {
 
 #[test]
 fn mqtt_3_1_2_24_v311_keep_alive_closes_without_disconnect() {
-    let mut h = Harness::new();
-    h.connect_ok(A, keep_alive(v311("client"), 4));
-    assert!(h.advance_and_tick(millis(5_999)).is_empty());
-    let outputs = h.advance_and_tick(millis(1));
-    assert!(sent_to(&outputs, A).is_empty());
-    assert!(closed(&outputs, A));
+    // 3.1 and 3.1.1 alike: open a millisecond before one and a half periods, closed at it,
+    // with no DISCONNECT (they have no server DISCONNECT).
+    for connect in [v311("client"), v31("client")] {
+        let mut h = Harness::new();
+        h.connect_ok(A, keep_alive(connect, 4));
+        assert!(h.advance_and_tick(millis(5_999)).is_empty());
+        assert_eq!(h.broker.client_id(A), Some("client"));
+        let outputs = h.advance_and_tick(millis(1));
+        assert!(sent_to(&outputs, A).is_empty());
+        assert!(closed(&outputs, A));
+        assert_eq!(h.broker.client_id(A), None);
+    }
 }
 
 #[test]
@@ -91,8 +97,9 @@ fn mqtt_3_2_2_22_server_keep_alive_does_not_apply_to_v311_clients() {
     });
     h.connect_ok(A, keep_alive(v311("client"), 60));
     assert_eq!(h.broker.clients()[0].keep_alive, 60);
-    assert!(h.advance_and_tick(secs(60)).is_empty());
-    assert!(closed(&h.advance_and_tick(secs(30)), A));
+    // Past 1.5 x the server's 20 s, up to a millisecond before 1.5 x its own 60 s: still open.
+    assert!(h.advance_and_tick(millis(89_999)).is_empty());
+    assert!(closed(&h.advance_and_tick(millis(1)), A));
 }
 
 #[test]

@@ -2,10 +2,9 @@
 //! Session Present and session expiry. Each test is named after the normative statement it checks
 //! (OASIS MQTT 3.1.1 and 5.0 numbering; the doc comment says which).
 
-use crate::common::{QUIET, TestClient, TestGateway, WAIT, connect_packet};
+use crate::common::{QUIET, TestClient, TestGateway, WAIT, connect_packet, publish_packet};
 use mqtt_codec::{DisconnectPacket, Packet, Properties, ProtocolVersion, QoS, ReasonCode};
 use std::time::Duration;
-use tokio::time::Instant;
 
 /// 5.0 [MQTT-3.1.4-3] (3.1.1 [MQTT-3.1.4-2]): a CONNECT with the client identifier of a
 /// connected client closes the older connection, after DISCONNECT 0x8E (Session taken over) for
@@ -47,14 +46,15 @@ async fn mqtt_3_1_2_24_keepalive_one_and_a_half() {
     // Past one keep alive period, but within one and a half: still open.
     client.expect_silence(Duration::from_millis(1150)).await;
     client.ping().await;
-    let last_activity = Instant::now();
 
-    client.expect_closed_within(Duration::from_secs(4)).await;
-    let silence = last_activity.elapsed();
-    assert!(
-        silence >= Duration::from_millis(1400),
-        "closed after {silence:?}, before 1.5 x keep alive"
-    );
+    // Still open shortly before 1.5 s after the PINGREQ, then closed. The exact instant is the
+    // broker core's (tested to the millisecond with its fake clock); here the bound on the close
+    // is a loose timeout for a loaded machine, 1 s beyond the deadline, but a real one: a
+    // gateway whose keep alive timer is never driven fails.
+    client.expect_silence(Duration::from_millis(1300)).await;
+    client
+        .expect_closed_within(Duration::from_millis(1200))
+        .await;
     gateway.shutdown(WAIT).await;
 }
 
@@ -68,14 +68,18 @@ async fn mqtt_3_2_2_21_server_keep_alive_overrides_client_keep_alive() {
     let (mut client, connack) = TestClient::connect_accepted(gateway.addr, connect).await;
     assert_eq!(connack.properties.server_keep_alive, Some(1));
 
-    let started = Instant::now();
-    match client.expect_packet_within(Duration::from_secs(4)).await {
+    // Open until shortly before 1.5 x the Server Keep Alive, then DISCONNECT 0x8D, with a loose
+    // but real bound (1 s beyond the deadline) on when it comes.
+    client.expect_silence(Duration::from_millis(1300)).await;
+    match client
+        .expect_packet_within(Duration::from_millis(1200))
+        .await
+    {
         Packet::Disconnect(disconnect) => {
             assert_eq!(disconnect.reason_code, ReasonCode::KeepAliveTimeout)
         }
         other => panic!("expected DISCONNECT 0x8D, got {other:?}"),
     }
-    assert!(started.elapsed() >= Duration::from_millis(1400));
     client.expect_closed().await;
     gateway.shutdown(WAIT).await;
 }
@@ -222,19 +226,33 @@ async fn mqtt_4_1_0_2_session_discarded_after_expiry() {
     client.disconnect().await;
 
     let mut publisher = TestClient::v5(gateway.addr, "mayfly-publisher").await;
-    publisher
-        .publish("mayfly/x", "too late", QoS::AtLeastOnce)
-        .await;
+    let held = publisher
+        .publish_packet(publish_packet(
+            "mayfly/x",
+            "too late",
+            QoS::AtLeastOnce,
+            false,
+        ))
+        .await
+        .expect("PUBACK");
+    assert_eq!(held.reason_code, ReasonCode::Success, "the session held it");
     // Reconnecting within the interval would resume it; after it, the session is gone.
     tokio::time::sleep(Duration::from_millis(1600)).await;
 
     let (mut client, connack) = TestClient::connect_accepted(gateway.addr, connect).await;
     assert!(!connack.session_present, "session expired");
     client.expect_silence(QUIET).await;
-    // And the subscription went with it.
-    publisher
-        .publish("mayfly/x", "unheard", QoS::AtLeastOnce)
-        .await;
+    // And the subscription went with it: the gateway finds nobody for the topic.
+    let unheard = publisher
+        .publish_packet(publish_packet(
+            "mayfly/x",
+            "unheard",
+            QoS::AtLeastOnce,
+            false,
+        ))
+        .await
+        .expect("PUBACK");
+    assert_eq!(unheard.reason_code, ReasonCode::NoMatchingSubscribers);
     client.expect_silence(QUIET).await;
     client.disconnect().await;
     publisher.disconnect().await;
@@ -399,8 +417,7 @@ async fn mqtt_3_1_4_5_packets_after_connect_handled_only_if_accepted() {
     watcher.subscribe("pipeline/#", QoS::AtLeastOnce).await;
 
     let publish = |payload: &str| {
-        let mut publish =
-            crate::common::publish_packet("pipeline/x", payload, QoS::AtLeastOnce, false);
+        let mut publish = publish_packet("pipeline/x", payload, QoS::AtLeastOnce, false);
         publish.packet_id = Some(1);
         Packet::Publish(publish)
     };

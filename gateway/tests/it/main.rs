@@ -2,10 +2,12 @@
 //! gateway on loopback port 0 with a throwaway data directory and talks to it as clients do.
 //!
 //! One module per concern. `common` (a raw MQTT client over TCP or TLS), `web_support` (a client
-//! over TCP or WebSocket, and a minimal HTTP client) and `pki` (certificates for the TLS tests)
-//! are the shared helpers; every wait in them is bounded, so a misbehaving gateway fails a test
+//! over TCP or WebSocket, and a minimal HTTP client), `binary` (the gateway binary as a process,
+//! for SIGTERM, kill -9 and its log) and `pki` (certificates for the TLS tests) are the shared
+//! helpers; every wait in them is bounded, so a misbehaving gateway fails a test
 //! instead of hanging it.
 
+mod binary;
 mod common;
 mod pki;
 mod web_support;

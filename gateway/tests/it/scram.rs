@@ -473,10 +473,13 @@ async fn the_acl_applies_to_the_scram_user() {
         .await;
     bob.expect_silence(QUIET).await;
     alice.expect_silence(QUIET).await;
-    bob.subscribe("bob/#", QoS::AtLeastOnce).await;
+    // Bob's `#` is granted (it overlaps bob/#), and what it catches is filtered by what he may
+    // read: alice's message reaches her, not him; his own reaches him, and it is the first.
+    bob.subscribe("#", QoS::AtLeastOnce).await;
     alice.publish("alice/own", "mine", QoS::AtLeastOnce).await;
     assert_eq!(alice.expect_message().await.topic, "alice/own");
-    bob.expect_silence(QUIET).await;
+    bob.publish("bob/own", "his", QoS::AtLeastOnce).await;
+    assert_eq!(bob.expect_message().await.topic, "bob/own");
 }
 
 #[tokio::test]
@@ -638,4 +641,37 @@ async fn a_scram_login_over_websocket() {
         other => panic!("expected CONNACK, got {other:?}"),
     }
     connection.subscribe("dashboard/#", QoS::AtMostOnce).await;
+}
+
+/// The whole handshake up to CONNACK is bounded by `--connect-timeout`, not only the wait for
+/// CONNECT: a client that sends its SCRAM CONNECT, gets the server-first AUTH 0x18 and then
+/// says nothing is closed at the connect timeout (without a CONNACK: it was never accepted),
+/// instead of holding its connection and exchange forever. One that finishes within the
+/// timeout is not cut off after it.
+#[tokio::test]
+async fn an_exchange_left_unanswered_is_closed_at_the_connect_timeout() {
+    let files = Files::new("scram-stalled");
+    let gateway = scram_gateway(&files, |config| {
+        config.connect_timeout = std::time::Duration::from_secs(1);
+    })
+    .await;
+
+    let client = ScramClient::new("alice", "alice's password");
+    let (mut stalled, _server_first) = begin(gateway.addr, "stalled", &client).await;
+    // Open until shortly before the 1 s timeout, closed by 1 s after it at the latest.
+    stalled
+        .expect_silence(std::time::Duration::from_millis(700))
+        .await;
+    stalled
+        .expect_closed_within(std::time::Duration::from_millis(1300))
+        .await;
+
+    // A login that ends in time stays connected past the timeout.
+    let mut alice = logged_in(gateway.addr, "alice-1", "alice", "alice's password").await;
+    alice
+        .expect_silence(std::time::Duration::from_millis(1500))
+        .await;
+    alice.ping().await;
+    alice.disconnect().await;
+    gateway.shutdown(WAIT).await;
 }

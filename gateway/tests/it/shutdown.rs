@@ -2,19 +2,15 @@
 //! closes everyone else and returns within the grace period; and the real binary, stopped with
 //! SIGTERM, exits 0 after logging each misbehaving connection exactly once.
 
+use crate::binary::RunningBinary;
 use crate::common::{TestClient, TestGateway, WAIT, connect_packet, publish_packet};
 use mqtt_codec::{Packet, ProtocolVersion, QoS, ReasonCode};
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
-use tokio::time::Instant;
 
 /// 5.0 [MQTT-3.14.2-1] with reason 0x8B (Server shutting down), spec 4.13.2: at shutdown every
 /// 5.0 client gets DISCONNECT 0x8B and is closed, 3.1.1 clients (which have no server DISCONNECT)
 /// are closed, connections still waiting to send CONNECT are closed, and `shutdown` returns Ok
-/// well within 5 s. New connections are refused afterwards.
+/// within 5 s. New connections are refused afterwards.
 #[tokio::test]
 async fn mqtt_3_14_2_1_shutdown_disconnects_v5_with_0x8b() {
     let gateway = TestGateway::start().await;
@@ -31,11 +27,10 @@ async fn mqtt_3_14_2_1_shutdown_disconnects_v5_with_0x8b() {
     // Make sure the gateway has accepted the idle connection before shutting down.
     tokio::time::sleep(Duration::from_millis(100)).await;
 
-    let elapsed = gateway.shutdown(Duration::from_secs(5)).await;
-    assert!(
-        elapsed < Duration::from_secs(2),
-        "shutdown took {elapsed:?}"
-    );
+    // Exiting within 5 s is an interface (DESIGN.md: SIGINT/SIGTERM ... exit 0 within 5 s), so
+    // it is the grace period given: `shutdown` fails the test if the connections have not
+    // drained and the store is not written by then. How fast it is below that is not asserted.
+    gateway.shutdown(Duration::from_secs(5)).await;
 
     v5.expect_disconnect(ReasonCode::ServerShuttingDown).await;
     v5.expect_closed().await;
@@ -51,98 +46,6 @@ async fn mqtt_3_14_2_1_shutdown_disconnects_v5_with_0x8b() {
         matches!(refused, Ok(Err(_))),
         "the listener is closed after shutdown"
     );
-}
-
-/// The gateway binary with its stderr collected line by line.
-struct RunningBinary {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-    addr: SocketAddr,
-    data_dir: std::path::PathBuf,
-}
-
-impl RunningBinary {
-    fn start(extra: &[&str]) -> RunningBinary {
-        let data_dir = crate::common::test_config().data_dir;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
-            .args([
-                "--tcp",
-                "127.0.0.1:0",
-                "--http",
-                "127.0.0.1:0",
-                "--data-dir",
-            ])
-            .arg(&data_dir)
-            .args(extra)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("gateway binary starts");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let (address_sender, address_receiver) = mpsc::channel();
-        let collected = lines.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if let Some(rest) = line.split("listening mqtt ").nth(1) {
-                    let _ = address_sender.send(rest.trim().to_string());
-                }
-                collected.lock().expect("lines lock").push(line);
-            }
-        });
-        let addr = match address_receiver.recv_timeout(Duration::from_secs(10)) {
-            Ok(addr) => addr.parse().expect("listening address"),
-            Err(_) => {
-                let _ = child.kill();
-                panic!(
-                    "no `listening mqtt` line: {:?}",
-                    lines.lock().expect("lines lock")
-                );
-            }
-        };
-        RunningBinary {
-            child,
-            lines,
-            addr,
-            data_dir,
-        }
-    }
-
-    /// Sends SIGTERM and waits (at most `limit`) for the process to exit.
-    fn terminate(&mut self, limit: Duration) -> (ExitStatus, Duration) {
-        let started = std::time::Instant::now();
-        let status = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status()
-            .expect("kill runs");
-        assert!(status.success(), "kill -TERM failed");
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait for the gateway") {
-                return (status, started.elapsed());
-            }
-            if started.elapsed() > limit {
-                let _ = self.child.kill();
-                panic!("the gateway did not exit within {limit:?} of SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn lines(&self) -> Vec<String> {
-        self.lines.lock().expect("lines lock").clone()
-    }
-}
-
-impl Drop for RunningBinary {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.data_dir);
-    }
 }
 
 /// The binary logs every misbehaving connection with exactly one warning line (no storm, no
@@ -199,10 +102,13 @@ async fn binary_logs_each_bad_connection_once_and_exits_cleanly_on_sigterm() {
     client.expect_refused(ReasonCode::MalformedPacket).await;
     cases.push(("reserved packet type", "bad-garbage".into()));
 
-    let started = Instant::now();
+    // Open until shortly before the 1 s connect timeout, then closed (1 s of slack for a
+    // loaded machine).
     let mut client = TestClient::open(addr).await;
-    client.expect_closed_within(Duration::from_secs(4)).await;
-    assert!(started.elapsed() >= Duration::from_millis(900));
+    client.expect_silence(Duration::from_millis(800)).await;
+    client
+        .expect_closed_within(Duration::from_millis(1200))
+        .await;
     cases.push(("no CONNECT in time", client.local_addr.to_string()));
 
     // Everyone else was served throughout.
@@ -210,9 +116,10 @@ async fn binary_logs_each_bad_connection_once_and_exits_cleanly_on_sigterm() {
     publisher.publish("ok/still", "fine", QoS::AtMostOnce).await;
     assert_eq!(bystander.expect_message().await.payload, "fine");
 
-    let (status, took) = tokio::task::block_in_place(|| binary.terminate(Duration::from_secs(6)));
+    // The 5 s is DESIGN.md's promise for SIGTERM, an interface that scripts rely on, not a
+    // performance figure: `terminate` fails the test if the process is still there by then.
+    let status = tokio::task::block_in_place(|| binary.terminate(Duration::from_secs(5)));
     assert!(status.success(), "exit status {status}");
-    assert!(took < Duration::from_secs(5), "exit took {took:?}");
     bystander
         .expect_disconnect(ReasonCode::ServerShuttingDown)
         .await;

@@ -3,10 +3,24 @@
 //! publishers, loses nothing because the publishers are slowed down instead.
 
 use crate::common::{TestClient, TestGateway, WAIT, publish_packet};
+use crate::web_support::get;
 use bytes::Bytes;
 use mqtt_codec::{Packet, QoS};
 use std::time::Duration;
 use tokio::time::Instant;
+
+/// QoS 0 messages dropped for slow consumers so far, from `/metrics`.
+async fn slow_consumer_drops(gateway: &TestGateway) -> u64 {
+    let response = get(gateway.http, "/metrics").await;
+    assert_eq!(response.status, 200);
+    let text = response.text();
+    let line = text
+        .lines()
+        .find(|line| line.starts_with("mqtt_messages_dropped_total{reason=\"slow_consumer\"}"))
+        .unwrap_or_else(|| panic!("no slow consumer drop counter in\n{text}"));
+    let value = line.rsplit(' ').next().expect("a value");
+    value.parse::<f64>().expect("a number") as u64
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_stops_reading_does_not_stall_the_others() {
@@ -19,6 +33,8 @@ async fn a_client_that_stops_reading_does_not_stall_the_others() {
     stalled.subscribe("flood/#", QoS::AtMostOnce).await;
     let mut reader = TestClient::v5(gateway.addr, "reader").await;
     reader.subscribe("news/#", QoS::AtLeastOnce).await;
+    // The counter is the process's, shared with the other tests of this binary.
+    let drops_before = slow_consumer_drops(&gateway).await;
 
     // 16 MiB of QoS 0 for a client that reads nothing: far beyond kernel buffers and outbox.
     let addr = gateway.addr;
@@ -33,8 +49,21 @@ async fn a_client_that_stops_reading_does_not_stall_the_others() {
         flooder
     });
 
+    // The stall is real before the reader is tested: the stalled client's outbox is full and
+    // the gateway is shedding its QoS 0 messages.
+    let shedding = Instant::now() + Duration::from_secs(30);
+    while slow_consumer_drops(&gateway).await <= drops_before {
+        assert!(
+            Instant::now() < shedding,
+            "the stalled client's outbox never filled"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // The reader gets every message, in order, each within the client's wait (a few seconds,
+    // as a timeout: how fast is the benchmark's business, see `cargo xtask bench`'s latency
+    // rows). A broker task that waited for the stalled client would leave it waiting forever.
     let mut announcer = TestClient::v5(gateway.addr, "announcer").await;
-    let started = Instant::now();
     for index in 0..50 {
         announcer
             .publish(&format!("news/{index}"), "fresh", QoS::AtLeastOnce)
@@ -42,11 +71,6 @@ async fn a_client_that_stops_reading_does_not_stall_the_others() {
         let message = reader.expect_message().await;
         assert_eq!(message.topic, format!("news/{index}").as_str());
     }
-    assert!(
-        started.elapsed() < WAIT,
-        "the reader waited {:?} behind a stalled client",
-        started.elapsed()
-    );
     let flooder = tokio::time::timeout(Duration::from_secs(30), flood)
         .await
         .expect("the flooding publisher finished: it was slowed, never blocked for good")
@@ -84,9 +108,6 @@ async fn a_reading_subscriber_loses_nothing_from_faster_publishers() {
     // 5 MB in all through a 256 KiB outbox: without backpressure most of it would be shed.
     let mut received = 0;
     while received < PUBLISHERS * MESSAGES {
-        if received % 1000 == 0 {
-            eprintln!("DEBUG received {received}");
-        }
         subscriber.expect_publish().await;
         received += 1;
     }

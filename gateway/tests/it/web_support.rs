@@ -341,8 +341,32 @@ impl Client {
 
     /// The next packet, or `None` if the gateway closed the connection, within `timeout`.
     pub async fn next_packet_within(&mut self, timeout: Duration) -> Option<Packet> {
+        self.read_within(timeout)
+            .await
+            .unwrap_or_else(|| panic!("nothing received within {timeout:?}"))
+    }
+
+    /// Expects nothing to arrive for `duration`, and the connection to stay open.
+    pub async fn expect_silence(&mut self, duration: Duration) {
+        match self.read_within(duration).await {
+            None => {}
+            Some(None) => panic!("expected silence, but the gateway closed the connection"),
+            Some(Some(packet)) => panic!("expected silence, got {packet:?}"),
+        }
+    }
+
+    /// Expects the connection to end within `timeout` with no packet first.
+    pub async fn expect_closed_within(&mut self, timeout: Duration) {
+        if let Some(packet) = self.next_packet_within(timeout).await {
+            panic!("expected the connection to close, got {packet:?}");
+        }
+    }
+
+    /// The next packet (`Some(None)`: the connection ended), or `None` if nothing happened
+    /// within `timeout`. Cancel-safe: bytes read stay in the buffer.
+    async fn read_within(&mut self, timeout: Duration) -> Option<Option<Packet>> {
         if let Some(packet) = self.pending.pop_front() {
-            return Some(packet);
+            return Some(Some(packet));
         }
         let read = async {
             loop {
@@ -356,9 +380,7 @@ impl Client {
                 }
             }
         };
-        tokio::time::timeout(timeout, read)
-            .await
-            .unwrap_or_else(|_| panic!("nothing received within {timeout:?}"))
+        tokio::time::timeout(timeout, read).await.ok()
     }
 
     /// The next packet within [`WAIT`]; panics if the connection ends.
@@ -370,9 +392,7 @@ impl Client {
 
     /// Expects the connection to end within [`WAIT`] with no packet first.
     pub async fn expect_closed(&mut self) {
-        if let Some(packet) = self.next_packet_within(WAIT).await {
-            panic!("expected the connection to close, got {packet:?}");
-        }
+        self.expect_closed_within(WAIT).await;
     }
 
     /// A fresh packet identifier.
