@@ -11,6 +11,7 @@ mod pki;
 mod web_support;
 
 mod bad_input;
+mod chaos;
 mod connect;
 mod dashboard;
 mod http_api;
