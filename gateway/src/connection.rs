@@ -7,7 +7,8 @@
 //! come first [MQTT-3.1.0-1] and the handshake end (CONNACK, after any AUTH exchange) within the
 //! connect timeout, a decode error stops reading and lets the broker answer, a write is bounded
 //! by the write timeout, and the connection ends when the broker closes the outbox or the peer
-//! goes away.
+//! goes away. A peer that goes away in the middle of a packet, or breaks its transport's
+//! framing, is bad input and logged once, here.
 //!
 //! Invariant: `Open` is the first command a connection sends the broker task and, unless the
 //! broker closed its link (then it knows already), `Lost` is the last.
@@ -188,7 +189,10 @@ pub(crate) fn run<T: Transport>(
                 }, if reading => {
                     link.clear_throttle();
                     let end = match result {
-                        Ok(0) => Some(ReadEnd::Lost),
+                        Ok(0) => {
+                            warn_if_inside_packet(&read_buf, connection, &info, &"the peer closed it");
+                            Some(ReadEnd::Lost)
+                        }
                         Ok(count) => {
                             context.counters.bytes_received.fetch_add(count as u64, Ordering::Relaxed);
                             if let Some(rate) = inbound_rate.as_deref_mut() {
@@ -205,8 +209,15 @@ pub(crate) fn run<T: Transport>(
                             // connection's future.
                             Box::pin(forward(decoded, connection, &info, certificate_name, &context, &link)).await
                         }
+                        Err(error) if error.kind() == io::ErrorKind::InvalidData => {
+                            // The transport's framing was broken (a WebSocket protocol error or
+                            // text message, a corrupt TLS record): bad input like any other.
+                            warn!(connection = %connection, peer = %info.remote_address, "closing connection: {error}");
+                            Some(ReadEnd::Lost)
+                        }
                         Err(error) => {
                             debug!(connection = %connection, "read failed: {error}");
+                            warn_if_inside_packet(&read_buf, connection, &info, &error);
                             Some(ReadEnd::Lost)
                         }
                     };
@@ -303,6 +314,27 @@ impl InboundRate {
     pub(crate) fn resume_at(&self) -> Option<Instant> {
         (self.tokens < 0.0)
             .then(|| self.updated + Duration::from_secs_f64(-self.tokens / self.rate))
+    }
+}
+
+/// Logs a connection that ended (`cause`) with part of a packet unread: its peer stopped in the
+/// middle of sending it, a truncated packet, which is bad input and gets its one warning. A
+/// connection that ends between packets has only gone away (the network can do that to anyone)
+/// and is not logged. Not `async`, so that nothing of it is kept in the connection's future.
+#[cold]
+fn warn_if_inside_packet(
+    read_buf: &BytesMut,
+    connection: ConnectionId,
+    info: &ConnectionInfo,
+    cause: &dyn std::fmt::Display,
+) {
+    if !read_buf.is_empty() {
+        warn!(
+            connection = %connection,
+            peer = %info.remote_address,
+            "closing connection: it ended inside a packet ({} bytes of it received): {cause}",
+            read_buf.len()
+        );
     }
 }
 

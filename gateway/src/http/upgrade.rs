@@ -82,7 +82,7 @@ pub(super) async fn serve(
             .into_response();
     }
     let Some(protocol) = select_subprotocol(&headers) else {
-        debug!("refusing WebSocket from {peer}: no MQTT subprotocol offered");
+        warn!("refusing WebSocket from {peer}: no MQTT subprotocol offered");
         state
             .metrics
             .record_refused_upgrade(RefusedUpgrade::Subprotocol);

@@ -7,6 +7,12 @@
 //! are simply appended to the read buffer. A text message is a protocol error: the connection is
 //! closed with code 1003. Pings are answered by the WebSocket library itself.
 //!
+//! Read errors keep the distinction the connection task logs by: the peer breaking the WebSocket
+//! protocol (bad framing, a message beyond the size limit, a text message) is
+//! [`io::ErrorKind::InvalidData`]; a socket that fails keeps its own kind; a peer that closes
+//! the TCP connection without the closing handshake has merely gone, like a TCP client without
+//! DISCONNECT, and reads as the end of the stream.
+//!
 //! Writes coalesce: everything the broker queued for the connection since the last write leaves
 //! as one binary message, since a browser pays per message rather than per byte. A message is
 //! bounded by [`COALESCE_LIMIT`] bytes and never splits a packet; a lone packet goes out without a
@@ -21,6 +27,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::sync::Arc;
 use tracing::debug;
+use tungstenite::error::ProtocolError;
 
 /// Largest coalesced WebSocket message, in bytes. Large enough that per-message costs vanish
 /// next to per-byte ones, small enough not to hold a big copy per connection.
@@ -72,7 +79,11 @@ where
             let Some(message) = self.socket.next().await else {
                 return Ok(0);
             };
-            match message.map_err(io::Error::other)? {
+            let message = match message {
+                Ok(message) => message,
+                Err(error) => return read_error(error),
+            };
+            match message {
                 // An empty message carries nothing, and `Ok(0)` would mean the end.
                 Message::Binary(data) if data.is_empty() => {}
                 Message::Binary(data) => {
@@ -87,12 +98,14 @@ where
                     return Ok(count);
                 }
                 Message::Text(_) => {
-                    debug!("closing WebSocket: a text message, but MQTT uses binary messages");
                     self.close_frame = Some(CloseFrame {
                         code: close_code::UNSUPPORTED,
                         reason: "MQTT over WebSocket uses binary messages only".into(),
                     });
-                    return Ok(0);
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "a WebSocket text message, but MQTT over WebSocket uses binary messages only",
+                    ));
                 }
                 Message::Close(_) => {
                     self.peer_closed = true;
@@ -143,6 +156,39 @@ where
     fn certificate_name(&self) -> Option<String> {
         self.certificate_name.as_deref().map(str::to_owned)
     }
+}
+
+/// What a failed read of the WebSocket means for the connection (see the module header).
+fn read_error<E: std::error::Error + Send + Sync + 'static>(error: E) -> io::Result<usize> {
+    match failure_kind(&error) {
+        None => {
+            debug!("the WebSocket ended: {error}");
+            Ok(0)
+        }
+        Some(kind) => Err(io::Error::new(kind, error)),
+    }
+}
+
+/// The kind of error a read fails with, or `None` when the peer has just gone.
+fn failure_kind(error: &(dyn std::error::Error + 'static)) -> Option<io::ErrorKind> {
+    // axum's error wraps tungstenite's, which wraps the socket's.
+    let mut source = Some(error);
+    while let Some(cause) = source {
+        if let Some(websocket) = cause.downcast_ref::<tungstenite::Error>() {
+            return match websocket {
+                tungstenite::Error::Io(io_error) => Some(io_error.kind()),
+                tungstenite::Error::Protocol(ProtocolError::ResetWithoutClosingHandshake)
+                | tungstenite::Error::ConnectionClosed
+                | tungstenite::Error::AlreadyClosed => None,
+                _ => Some(io::ErrorKind::InvalidData),
+            };
+        }
+        if let Some(io_error) = cause.downcast_ref::<io::Error>() {
+            return Some(io_error.kind());
+        }
+        source = cause.source();
+    }
+    Some(io::ErrorKind::Other)
 }
 
 /// Takes the next message's worth of frames: as many whole packets as fit in `limit` bytes, or
@@ -248,12 +294,52 @@ mod tests {
     async fn a_text_message_closes_with_1003() {
         let mut transport = transport(vec![Message::Text("hello".into())]);
         let mut buf = BytesMut::new();
+        let error = transport.read(&mut buf).await.unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::InvalidData, "{error}");
         assert_eq!(transport.read(&mut buf).await.unwrap(), 0);
         transport.close().await.unwrap();
         match &transport.socket.sent[..] {
             [Message::Close(Some(frame))] => assert_eq!(frame.code, close_code::UNSUPPORTED),
             other => panic!("expected one close frame, sent {other:?}"),
         }
+    }
+
+    #[test]
+    fn read_errors_tell_a_bad_peer_from_a_lost_one() {
+        use tungstenite::error::CapacityError;
+        // Wrapped as axum hands them over: tungstenite's error inside axum's.
+        let kind =
+            |error: tungstenite::Error| read_error(axum::Error::new(error)).map_err(|e| e.kind());
+        // The peer broke the protocol: the connection task warns.
+        assert_eq!(
+            kind(tungstenite::Error::Capacity(
+                CapacityError::MessageTooLong {
+                    size: 16 << 20,
+                    max_size: 1 << 20,
+                }
+            )),
+            Err(io::ErrorKind::InvalidData)
+        );
+        assert_eq!(
+            kind(tungstenite::Error::Protocol(
+                ProtocolError::UnmaskedFrameFromClient
+            )),
+            Err(io::ErrorKind::InvalidData)
+        );
+        // The socket failed: its own kind.
+        assert_eq!(
+            kind(tungstenite::Error::Io(
+                io::ErrorKind::ConnectionReset.into()
+            )),
+            Err(io::ErrorKind::ConnectionReset)
+        );
+        // Gone without the closing handshake: the end of the stream, like TCP without DISCONNECT.
+        assert_eq!(
+            kind(tungstenite::Error::Protocol(
+                ProtocolError::ResetWithoutClosingHandshake
+            )),
+            Ok(0)
+        );
     }
 
     #[tokio::test]

@@ -13,6 +13,7 @@ mod pki;
 mod web_support;
 
 mod bad_input;
+mod chaos;
 mod connect;
 mod crowds;
 mod dashboard;
