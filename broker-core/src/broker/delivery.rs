@@ -154,7 +154,12 @@ impl Broker {
             .expect("caller checked");
         let key = conn.session;
         let session = self.sessions.get_mut(key);
-        let Some(position) = session.inflight_position(ack.packet_id) else {
+        // Only a QoS 2 message has a PUBREC; one for a QoS 1 message in flight is answered as
+        // for an unknown identifier, and that message still waits for its PUBACK.
+        let position = session
+            .inflight_position(ack.packet_id)
+            .filter(|&p| session.inflight[p].message.publish.qos == QoS::ExactlyOnce);
+        let Some(position) = position else {
             let mut answer = PubAckPacket::new(ack.packet_id);
             answer.reason_code = ReasonCode::PacketIdentifierNotFound;
             self.emit(connection, &Packet::PubRel(answer));

@@ -348,6 +348,35 @@ fn mqtt_4_3_3_5_a_pubrec_with_an_error_after_the_pubrel_does_not_end_the_exchang
 }
 
 #[test]
+fn mqtt_4_3_2_a_pubrec_for_a_qos1_message_does_not_release_it() {
+    // A QoS 1 message ends with PUBACK [MQTT-4.3.2-4]; a PUBREC for its identifier is answered
+    // as for an unknown one, and the message keeps its place until the PUBACK (found by
+    // broker_core_sequences: it was taken for a released QoS 2 message and got PUBRELs).
+    let mut h = Harness::new();
+    h.connect_ok(A, v5("publisher"));
+    let mut subscriber = v5("subscriber");
+    subscriber.properties.receive_maximum = Some(1);
+    h.connect_ok(B, subscriber);
+    h.subscribe(B, "t", QoS::AtLeastOnce);
+    let id = publishes(&h.publish(A, qos1("t", "1", 1)), B)[0]
+        .packet_id
+        .unwrap();
+    h.publish(A, qos1("t", "2", 2));
+
+    let outputs = h.send(B, Packet::PubRec(PubAckPacket::new(id)));
+    assert_eq!(
+        acks(&outputs, B, is_pubrel),
+        [(id, ReasonCode::PacketIdentifierNotFound)]
+    );
+    assert!(
+        publishes(&outputs, B).is_empty(),
+        "the window is still taken"
+    );
+    let outputs = h.send(B, Packet::PubAck(PubAckPacket::new(id)));
+    assert_eq!(payloads(&outputs, B), ["2"]);
+}
+
+#[test]
 fn mqtt_4_4_0_2_puback_with_an_error_code_still_acknowledges() {
     let mut h = Harness::new();
     h.connect_ok(A, v5("publisher"));
