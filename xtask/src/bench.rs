@@ -44,6 +44,10 @@
 //! holding a million retained messages (100,000 with `--quick`): latency meanwhile, memory per
 //! message, and the time to recover them after SIGTERM.
 //!
+//! The browser part ends with the dashboard under a burst (see [`dashboard`]): frame intervals,
+//! frame work, long tasks and JS heap, printed before the table and kept in latest.json
+//! under `browser.dashboard` (the gateway alone serves it: no ratio).
+//!
 //! `--only brokers|durability|browser` runs one part (`--browser-only` is `--only browser`);
 //! the table and latest.json then hold that part's rows.
 //!
@@ -65,6 +69,7 @@ use security::{ACL_RULES, Pki};
 
 mod brokers;
 mod browser;
+mod dashboard;
 mod durability;
 mod page;
 mod report;
@@ -393,6 +398,7 @@ pub fn run(args: &[String]) -> Result<()> {
             Ok(package) => {
                 browser_report = json!({ "launcher": launcher.describe(), "package": package });
                 rows.extend(browser::rows(quick, runs, &dir, launcher)?);
+                browser_report["dashboard"] = dashboard::run(runs)?;
             }
             Err(why) => println!("note: skipping the browser rows: {why}"),
         }
