@@ -10,6 +10,7 @@
 // gets the QoS 2 message exactly once and the QoS 1 message at least once. Meanwhile messages
 // for the browser's session wait in the gateway and arrive on resume. Once with the gateway
 // staying up (5.0 and 3.1.1), once across a kill -9 and a restart on the same data directory.
+// Last, a QoS 2 publish whose PUBCOMP was lost: the resumed connection releases it (PUBREL).
 //
 // Environment: see support.mjs.
 
@@ -236,5 +237,44 @@ test('5.0: across a kill -9 of the gateway and a restart on its data directory, 
     await proxy.close();
     await gateway.stop();
     rmSync(dataDir, { recursive: true, force: true });
+  }
+});
+
+test('5.0: a QoS 2 publish whose PUBCOMP was lost is released again on resume (PUBREL, no second PUBLISH) and settles', { timeout: 60_000 }, async () => {
+  const gateway = await startGateway();
+  const proxy = await startProxy(gateway.httpPort);
+  const prefix = 'release';
+  const upstream = await subscriber(gateway, 'release-up', `${prefix}/up/#`);
+  try {
+    const { page, errors } = await connectedPage(proxy, 'pw-release', prefix, { protocolVersion: 5, sessionExpiry: 300 });
+    proxy.drop = (packet) => packet.type === 'pubcomp';
+    await page.evaluate((prefix) => window.harness.publishTracked(`${prefix}/up/q2`, 'exactly once', 2), prefix);
+    await waitFor('the PUBCOMP, dropped', () => proxy.log.some((packet) => packet.type === 'pubcomp' && packet.dropped));
+    assert.equal(await page.evaluate(() => window.harness.tracked[0].settled), 'pending');
+    proxy.cut();
+    proxy.drop = null;
+    await waitForEvent(page, 'connect');
+    await waitFor('the publish to settle', () => page.evaluate(() => window.harness.tracked[0].settled !== 'pending'));
+    assert.equal(await page.evaluate(() => window.harness.tracked[0].settled), 'resolved');
+    const { packetId } = proxy.log.find((packet) => packet.from === 'client' && packet.type === 'publish');
+    const resumed = proxy.log.filter((packet) => packet.from === 'client' && packet.connection === proxy.connections);
+    assert.deepEqual(
+      resumed.slice(0, 2).map(({ type, cleanStart, packetId }) => ({ type, cleanStart, packetId })),
+      [
+        { type: 'connect', cleanStart: false, packetId: undefined },
+        { type: 'pubrel', cleanStart: undefined, packetId },
+      ],
+      'the new connection releases the message first',
+    );
+    assert.ok(!resumed.some((packet) => packet.type === 'publish'), 'no second PUBLISH');
+    await page.evaluate((prefix) => window.harness.publishTracked(`${prefix}/up/q2`, 'last', 2), prefix);
+    await waitFor('the last message upward', () => count(upstream.messages, `${prefix}/up/q2`, 'last') > 0);
+    assert.equal(count(upstream.messages, `${prefix}/up/q2`, 'exactly once'), 1);
+    assert.deepEqual(unexpected(errors, proxy), []);
+    await page.close();
+  } finally {
+    await upstream.client.endAsync();
+    await proxy.close();
+    await gateway.stop();
   }
 });
