@@ -47,6 +47,10 @@
 //! Then the crowd rows (see [`crowds`]): each broker, fresh, holding 19,000 idle connections
 //! (5,000 with `--quick`), its whole resident memory and what each connection costs.
 //!
+//! The browser part ends with the dashboard under a burst (see [`dashboard`]): frame intervals,
+//! frame work, long tasks and JS heap, printed before the table and kept in latest.json
+//! under `browser.dashboard` (the gateway alone serves it: no ratio).
+//!
 //! `--only brokers|crowds|durability|browser` runs one part (`--browser-only` is `--only
 //! browser`); the table and latest.json then hold that part's rows.
 //!
@@ -69,6 +73,7 @@ use security::{ACL_RULES, Pki};
 mod brokers;
 mod browser;
 mod crowds;
+mod dashboard;
 mod durability;
 mod page;
 mod report;
@@ -405,6 +410,7 @@ pub fn run(args: &[String]) -> Result<()> {
             Ok(package) => {
                 browser_report = json!({ "launcher": launcher.describe(), "package": package });
                 rows.extend(browser::rows(quick, runs, &dir, launcher)?);
+                browser_report["dashboard"] = dashboard::run(runs)?;
             }
             Err(why) => println!("note: skipping the browser rows: {why}"),
         }

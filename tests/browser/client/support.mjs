@@ -40,15 +40,18 @@ export async function waitFor(what, check, timeoutMs = 10_000) {
 /**
  * The gateway on free ports, with `extraArgs` after the listeners and its data directory;
  * resolves once both listeners are announced. `output` keeps its log lines, `pid` its process.
+ * With `dataDir`, it starts on that data directory (a gateway before it left there) and leaves
+ * it in place when stopped; otherwise on a new one that `stop()` removes.
  */
-export async function startGateway(extraArgs = []) {
-  const dataDir = mkdtempSync(join(tmpdir(), 'client-wasm-test-'));
+export async function startGateway(extraArgs = [], { dataDir: given } = {}) {
+  const dataDir = given ?? mkdtempSync(join(tmpdir(), 'client-wasm-test-'));
   const child = spawn(gatewayBin, ['--tcp', '127.0.0.1:0', '--http', '127.0.0.1:0', '--data-dir', dataDir, ...extraArgs], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'warn,gateway=info' },
   });
   const output = [];
   const addresses = {};
+  const exited = new Promise((resolve) => child.once('exit', resolve));
   await new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`gateway did not start:\n${output.join('\n')}`)), 15_000);
     child.on('exit', (code) => reject(new Error(`gateway exited with ${code}:\n${output.join('\n')}`)));
@@ -70,17 +73,22 @@ export async function startGateway(extraArgs = []) {
     mqttUrl: `mqtt://${addresses.mqtt}`,
     httpUrl: `http://${addresses.http}`,
     wsUrl: `ws://${addresses.http}/mqtt`,
+    httpPort: Number(addresses.http.split(':').pop()),
+    dataDir,
+    /** Resolves with the exit code (null after a signal) once the process has exited. */
+    exited,
     /** Sends `signal` to this gateway (by its process, never by name). */
     kill(signal) {
       child.kill(signal);
     },
     async stop() {
-      if (child.exitCode === null) {
-        const exited = new Promise((resolve) => child.once('exit', resolve));
+      if (child.exitCode === null && child.signalCode === null) {
+        // A stopped (SIGSTOP) process acts on SIGTERM only once continued.
+        child.kill('SIGCONT');
         child.kill('SIGTERM');
         await Promise.race([exited, sleep(8_000)]);
       }
-      rmSync(dataDir, { recursive: true, force: true });
+      if (!given) rmSync(dataDir, { recursive: true, force: true });
     },
   };
 }

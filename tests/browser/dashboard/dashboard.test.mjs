@@ -9,18 +9,14 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { startGateway, openBrowser, openDashboard, publish, snapshot, waitForSnapshot, screenshot, sleep } from './harness.mjs';
 
-/** JS heap the page may use after a 30k-message burst (log, tree, series buffers included). */
-const HEAP_BUDGET_BYTES = 160 * 1024 * 1024;
-
 let gateway;
 let browser;
 let page;
-let context;
 let errors;
 
 before(async () => {
   gateway = await startGateway();
-  ({ browser, context, page, errors } = await openBrowser());
+  ({ browser, page, errors } = await openBrowser());
 });
 
 after(async () => {
@@ -93,70 +89,20 @@ test('plain numbers plot, other text is only logged', async () => {
   await waitForSnapshot(page, (s) => s.logRows === s.logged, { what: 'the filter cleared' });
 });
 
-test('a 10k msgs/s burst for 3 s: every message counted, frames keep coming, memory bounded', async () => {
-  const cdp = await context.newCDPSession(page);
-  await cdp.send('Performance.enable');
+test('a 10k msgs/s burst for 3 s: every message counted and plotted', async () => {
+  // Frame intervals, long tasks and the JS heap during this burst are measured by
+  // `cargo xtask bench --only browser` (bench/browser/dashboard.mjs), not asserted here.
   const before = await snapshot(page);
   const count = 30_000;
-  await page.evaluate(() => {
-    window.__frameDeltas = [];
-    window.__longTasks = [];
-    window.__measuring = true;
-    let last = performance.now();
-    const loop = (now) => {
-      window.__frameDeltas.push(now - last);
-      last = now;
-      if (window.__measuring) requestAnimationFrame(loop);
-    };
-    requestAnimationFrame(loop);
-    new PerformanceObserver((list) => {
-      for (const entry of list.getEntries()) window.__longTasks.push(entry.duration);
-    }).observe({ type: 'longtask' });
-  });
-  const started = Date.now();
-  const output = await publish(gateway, { topic: 'demo/burst', count, rate: 10_000, kind: 'counter' });
-  const published = Date.now();
+  await publish(gateway, { topic: 'demo/burst', count, rate: 10_000, kind: 'counter' });
   const state = await waitForSnapshot(page, (s) => s.received === before.received + count && s.series.some((x) => x.name === 'demo/burst v' && x.total === count), {
     timeoutMs: 30_000,
     what: `all ${count} burst messages`,
   });
-  const caughtUp = Date.now();
-  await sleep(300);
-  const frames = await page.evaluate(() => {
-    window.__measuring = false;
-    return { deltas: window.__frameDeltas, longTasks: window.__longTasks };
-  });
-  await cdp.send('HeapProfiler.collectGarbage');
-  const { metrics } = await cdp.send('Performance.getMetrics');
-  const heap = metrics.find((m) => m.name === 'JSHeapUsedSize').value;
-  const work = await page.evaluate(() => window.__dashboard.frameWork());
-
-  const deltas = frames.deltas.slice(1).sort((a, b) => a - b);
-  const quantile = (sorted, q) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
-  const recentWork = work.recent.slice().sort((a, b) => a - b);
-  const report = {
-    messages: count,
-    publisher: output,
-    publishSeconds: (published - started) / 1000,
-    caughtUpSecondsAfterPublisher: (caughtUp - published) / 1000,
-    frames: deltas.length,
-    frameDeltaMs: { p50: quantile(deltas, 0.5), p95: quantile(deltas, 0.95), p99: quantile(deltas, 0.99), max: deltas.at(-1) },
-    framesOver50ms: deltas.filter((d) => d > 50).length,
-    dashboardFrameWorkMs: { p50: quantile(recentWork, 0.5), p95: quantile(recentWork, 0.95), max: recentWork.at(-1) },
-    longTasks: frames.longTasks.length,
-    longestTaskMs: Math.max(0, ...frames.longTasks),
-    jsHeapMiB: Math.round((heap / 1048576) * 10) / 10,
-    heapBudgetMiB: HEAP_BUDGET_BYTES / 1048576,
-  };
-  console.log(`burst report: ${JSON.stringify(report, null, 2)}`);
-
   const burst = state.series.find((s) => s.name === 'demo/burst v');
   assert.equal(burst.points, count, 'every burst point is held (the budget is 100k)');
-  assert.ok(heap < HEAP_BUDGET_BYTES, `JS heap ${report.jsHeapMiB} MiB is within the budget`);
-  // The page stays live: frames keep coming while messages pour in (at 60 Hz a 3 s burst is
-  // ~180 frames; a page that fell behind would show a handful of very long ones).
-  assert.ok(report.frames >= 60, `${report.frames} frames during the burst`);
-  assert.ok(report.frameDeltaMs.p50 < 50, `median frame interval ${report.frameDeltaMs.p50} ms`);
+  assert.notEqual(burst.chart, null, 'the burst series is on a chart');
+  assert.equal(state.subscriptions[0].count, before.subscriptions[0].count + count, 'the demo/# subscription counted every message');
   await screenshot(page, 'dashboard-burst', { fullPage: true });
 });
 

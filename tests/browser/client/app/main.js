@@ -15,16 +15,27 @@ const harness = {
     const client = await MqttClient.connect(url, options);
     this.client = client;
     client.onMessage((message) => {
-      this.messages.push({ topic: message.topic, text: message.text(), qos: message.qos, retain: message.retain });
+      this.messages.push({ topic: message.topic, text: message.text(), qos: message.qos, retain: message.retain, dup: message.dup });
     });
     for (const type of ['connect', 'close', 'reconnect', 'error']) {
       client.addEventListener(type, (event) => {
         const detail = event.detail ?? {};
-        this.events.push({ type, state: client.state, code: detail.code ?? detail.error?.code, attempt: detail.attempt, sessionPresent: detail.sessionPresent });
+        this.events.push({ type, state: client.state, code: detail.code ?? detail.error?.code, attempt: detail.attempt, sessionPresent: detail.sessionPresent, reconnect: detail.reconnect, at: Date.now() });
       });
     }
     return client.state;
   },
+
+  /** Publishes without waiting for it: `tracked` shows how each Promise has settled so far. */
+  publishTracked(topic, text, qos) {
+    const entry = { topic, qos, settled: 'pending' };
+    this.tracked.push(entry);
+    this.client.publish(topic, text, { qos }).then(
+      () => (entry.settled = 'resolved'),
+      (error) => Object.assign(entry, { settled: 'rejected', code: error.code }),
+    );
+  },
+  tracked: [],
 
   /** Publishes `count` messages at QoS 0, 1, 2, ... as soon as the connection closes. */
   publishOnClose(topicPrefix) {
