@@ -16,7 +16,11 @@
 //! `load-retained` fills a broker with retained messages on distinct topics, pipelined, and
 //! `retained-count` waits until the broker's `$SYS/broker/retained messages/count` says it holds
 //! them (after a restart, say). Both brokers publish that count every `sys_interval`.
+//!
+//! The `soak` mode (module `soak`) holds a mixed load for minutes against one broker, samples
+//! its memory and descriptors, and checks at the end that nothing acknowledged was lost.
 
+mod soak;
 mod transport;
 
 use anyhow::{Context, Result, bail, ensure};
@@ -182,6 +186,11 @@ enum Mode {
         #[arg(long)]
         at_least: u64,
     },
+    /// A mixed load for `--seconds` (fan-in, fan-out, QoS 0/1/2, retained churn, sessions
+    /// coming and going, a slow consumer, a latency probe) over TCP to --addr, a line of figures
+    /// every `--interval`, and checks at the end: nothing acknowledged lost, memory and
+    /// descriptors not growing after the warm-up. Ignores --timeout and --transport.
+    Soak(soak::SoakArgs),
 }
 
 #[derive(Debug, Serialize)]
@@ -296,7 +305,10 @@ fn main() -> Result<()> {
     let deadline = Duration::from_secs(cli.timeout);
     // Counting stops at `deadline`; this bounds the rest (connecting, waiting for acknowledgements,
     // draining) so that no mode can hang, whatever the broker does.
-    let limit = deadline + 2 * STALL + Duration::from_secs(10);
+    let limit = match &cli.mode {
+        Mode::Soak(args) => args.limit(),
+        _ => deadline + 2 * STALL + Duration::from_secs(10),
+    };
     let run = run_mode(cli.mode, target, deadline);
     runtime.block_on(async move {
         tokio::time::timeout(limit, run)
@@ -395,6 +407,7 @@ async fn run_mode(mode: Mode, target: Target, deadline: Duration) -> Result<()> 
             println!("{}", serde_json::to_string(&result)?);
             Ok(())
         }
+        Mode::Soak(args) => soak::run(target.tcp, args).await,
         Mode::RetainedCount { at_least } => {
             let start = Instant::now();
             let count = await_retained_count(&target, at_least, start + deadline).await?;

@@ -13,6 +13,7 @@ mod gateway;
 mod kill9;
 mod prerequisites;
 mod process;
+mod soak;
 mod steps;
 mod test;
 
@@ -46,6 +47,11 @@ commands:
                 N minutes each (default 10) on stable Rust, installing
                 cargo-fuzz if missing; prints each target's executions and
                 any crash (its input under fuzz/artifacts/)
+  soak [--minutes N] [--debug]
+                a mixed load on the release gateway (--debug: debug builds)
+                for N minutes (default 30; fractions allowed); a line of
+                figures a minute, then fails on a lost acknowledged message
+                or on memory or descriptors growing after the warm-up
   help          print this text
 ";
 
@@ -64,6 +70,7 @@ fn main() -> ExitCode {
         Some("bench") => bench::run(&rest),
         Some("kill9") => kill9::run(&rest),
         Some("fuzz") => fuzz::run(&rest),
+        Some("soak") => soak::run(&rest),
         Some(other) => {
             eprint!("unknown command `{other}`\n\n{USAGE}");
             return ExitCode::from(2);

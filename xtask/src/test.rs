@@ -2,7 +2,8 @@
 //!
 //! Order: prerequisites, `cargo test` (all targets, then doctests), the dashboard's unit tests
 //! (`node --test www/tests/unit`), the wasm build gate of `mqtt-codec`, then the interop tests
-//! under `tests/interop` once per paho-mqtt generation against a freshly built `gateway`, then
+//! under `tests/interop` once per paho-mqtt generation against a freshly built `gateway`, a
+//! 30-second soak (`cargo xtask soak --minutes 0.5 --debug`: its loss checks), then
 //! the dashboard's browser tests (`tests/browser/dashboard`: `cargo xtask dist`, a gateway built
 //! with the dashboard embedded, Chromium through playwright-core). Between the two, client-wasm:
 //! its package build and size budget, its wasm-bindgen tests in headless Chromium against a
@@ -21,6 +22,7 @@ use crate::dist;
 use crate::gateway::{self, TestGateway};
 use crate::prerequisites::{self, VENVS, WASM_TARGET};
 use crate::process::{self, root};
+use crate::soak;
 use crate::steps::Steps;
 
 /// Runs every step, prints the summary, and returns the first failure.
@@ -58,6 +60,9 @@ fn run_steps(steps: &mut Steps) -> Result<()> {
     })?;
 
     interop(steps)?;
+    steps.run("cargo xtask soak --minutes 0.5 --debug", || {
+        soak::run(&["--minutes".into(), "0.5".into(), "--debug".into()])
+    })?;
     client_wasm_tests(steps)?;
     dashboard_browser_tests(steps)
 }
