@@ -53,7 +53,7 @@ from durability import (
     report_round, run_to_exit, wait_disconnected,
 )
 from rawmqtt import CONNACK, PUBACK, RawClient, publish as raw_publish, split_one
-from support import PahoClient, properties, wait_until
+from support import PahoClient, properties, require, wait_until
 
 #: Messages per kill round (and retained messages per round: TOPICS x VERSIONS).
 N = 3000
@@ -900,8 +900,7 @@ def test_a_store_of_format_1_is_migrated(tmp_path):
     and subscription identifiers included) and its subscriptions, and the retained messages
     are there. The two messages with a day's expiry are expected while surely unexpired (the
     README's date + 1 day), and gone once surely expired."""
-    if not FIXTURE.exists():
-        pytest.skip(f"{FIXTURE.relative_to(REPO_ROOT)} is not in this tree yet")
+    require(FIXTURE.exists(), f"{FIXTURE.relative_to(REPO_ROOT)} is missing")
     readme = (FIXTURE.parent / "README.md").read_text(encoding="utf-8")
     made = re.search(r"How it was made \((\d{4}-\d{2}-\d{2})", readme)
     assert made, "the fixture's README no longer says when it was made"
@@ -1066,8 +1065,7 @@ def test_a_full_disk_refuses_what_it_cannot_store_and_recovers(tmp_path):
     publisher's connection is closed. A itself may be refused too, or its PUBACK held until it
     is stored. The filler goes: the gateway writes again by itself (log line), publishing
     works, and the session receives every message acknowledged with 0x00, none refused."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
+    require(os.geteuid() == 0, "mounting a tmpfs needs root")
     mount = tmp_path / "small"
     mount.mkdir()
     result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)],

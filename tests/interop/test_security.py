@@ -21,12 +21,15 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from conftest import PAHO_MAJOR, gateway_binary, start_gateway, stop_gateway
-from support import WAIT_S, PahoClient, Process
+from support import WAIT_S, PahoClient, Process, require
 
-pytestmark = pytest.mark.skipif(
-    not (shutil.which("mosquitto_passwd") and shutil.which("mosquitto_pub")),
-    reason="mosquitto and mosquitto-clients are not installed (cargo xtask test installs them as root)",
-)
+@pytest.fixture(autouse=True)
+def mosquitto_tools() -> None:
+    """mosquitto_passwd and mosquitto_pub must be there (under CI a missing one fails the test)."""
+    require(
+        bool(shutil.which("mosquitto_passwd") and shutil.which("mosquitto_pub")),
+        "mosquitto and mosquitto-clients are not installed (cargo xtask test installs them as root)",
+    )
 
 #: Every secret these tests use; none may appear in anything the gateway prints or serves.
 DEVICE_PASSWORD = "mosquitto-made password 7"

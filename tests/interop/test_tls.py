@@ -36,7 +36,7 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from conftest import PAHO_MAJOR, Gateway, start_gateway, stop_gateway
-from support import WAIT_S, PahoClient, Process, code_of, poll, wait_until
+from support import WAIT_S, PahoClient, Process, code_of, poll, require, wait_until
 
 #: Tools these tests run. `cargo xtask test` installs them (Debian packages openssl, mosquitto-
 #: clients; stdbuf is coreutils), so under CI a missing one fails instead of skipping.
@@ -100,11 +100,7 @@ KEY_HEADERS = {
 def require_tools() -> None:
     """Skips the test when a tool is missing, except under CI, where that fails it."""
     missing = [tool for tool in TOOLS if not shutil.which(tool)]
-    if missing:
-        message = f"missing {', '.join(missing)} (cargo xtask test installs them as root)"
-        if os.environ.get("CI", "").lower() in ("true", "1"):
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
+    require(not missing, f"missing {', '.join(missing)} (cargo xtask test installs them as root)")
 
 
 @pytest.fixture(autouse=True)
