@@ -136,6 +136,22 @@ impl RetainedMessages {
 
     /// The live messages whose topic matches `filter`, by topic; expired ones are dropped.
     pub fn matching(&mut self, filter: &str, now: Instant) -> Vec<RetainedMessage> {
+        if !filter.contains(['+', '#']) {
+            // A filter without wildcards names one topic: a lookup, not a walk through every
+            // retained message (there may be millions).
+            let hash = self.hash(filter);
+            return match self
+                .by_topic
+                .find_entry(hash, |r| r.publish.topic.as_str() == filter)
+            {
+                Ok(found) if found.get().alive(now) => vec![found.get().message()],
+                Ok(expired) => {
+                    expired.remove();
+                    Vec::new()
+                }
+                Err(_) => Vec::new(),
+            };
+        }
         self.by_topic.retain(|retained| retained.alive(now));
         let mut messages: Vec<RetainedMessage> = self
             .by_topic
