@@ -189,33 +189,33 @@ pub(crate) struct StoreLink {
     pub(crate) status: watch::Receiver<StoreStatus>,
 }
 
-/// What the broker task needs besides its command channel.
-#[derive(Debug)]
-pub(crate) struct BrokerTaskSettings {
-    /// Broker limits and capabilities.
-    pub(crate) config: BrokerConfig,
-    /// State restored from the store.
-    pub(crate) restored: Snapshot,
-    /// The store.
-    pub(crate) store: StoreLink,
+/// The broker with the state restored from the store, and what expired while the gateway was
+/// down already gone, so that no client can resume it. Built before the listeners are
+/// announced: `listening` then means the gateway answers at once, whatever the size of the
+/// state. It takes time in proportion to that state, so it runs off the async threads.
+pub(crate) fn restored_broker(
+    config: BrokerConfig,
+    restored: Snapshot,
+    auth: Box<dyn AuthHook>,
+) -> Broker {
+    let mut broker = Broker::new(config, auth, Instant::now());
+    broker.restore(restored, Instant::now());
+    broker.handle_timeout(Instant::now());
+    broker
 }
 
 /// Runs the broker until a `Shutdown` command has been handled or every sender is gone. The
 /// store's sink is dropped on return, so the writer then writes what is left and stops.
 pub(crate) async fn run(
-    settings: BrokerTaskSettings,
-    auth: Box<dyn AuthHook>,
+    mut broker: Broker,
+    store: StoreLink,
     mut commands: mpsc::Receiver<Command>,
     counters: Arc<TransportCounters>,
 ) {
-    let mut broker = Broker::new(settings.config, auth, Instant::now());
-    broker.restore(settings.restored, Instant::now());
-    // What expired while the gateway was down goes now, before any client can resume it.
-    broker.handle_timeout(Instant::now());
     let StoreLink {
         sink,
         status: mut store_status,
-    } = settings.store;
+    } = store;
     let mut store = StoreSide {
         sink,
         records: Vec::new(),

@@ -40,7 +40,7 @@ pub use store::StoreError;
 
 use axum::serve::ListenerExt;
 use broker_core::{AuthHook, BrokerConfig, Persistence};
-use broker_task::{BrokerHandle, BrokerTaskSettings};
+use broker_task::BrokerHandle;
 use config::{Durability, GatewayConfig};
 use connection::{ConnectionContext, ConnectionSettings};
 use counters::TransportCounters;
@@ -187,21 +187,26 @@ impl Gateway {
 
         let (commands, receiver) = mpsc::channel(COMMAND_QUEUE);
         let counters = Arc::new(TransportCounters::default());
-        let settings = BrokerTaskSettings {
-            config: BrokerConfig {
-                persistence: match config.durability {
-                    Durability::Full => Persistence::Full,
-                    Durability::Relaxed => Persistence::Relaxed,
-                },
-                ..config.broker.clone()
+        let broker_config = BrokerConfig {
+            persistence: match config.durability {
+                Durability::Full => Persistence::Full,
+                Durability::Relaxed => Persistence::Relaxed,
             },
-            restored,
-            store: broker_task::StoreLink { sink, status },
+            ..config.broker.clone()
         };
         // SCRAM-SHA-256 enhanced authentication, from the password file.
         let auth = security::scram_hook::ScramHook::wrap(security.clone(), auth);
-        let broker_task =
-            tokio::spawn(broker_task::run(settings, auth, receiver, counters.clone()));
+        let restored_broker = tokio::task::spawn_blocking(move || {
+            broker_task::restored_broker(broker_config, restored, auth)
+        })
+        .await
+        .unwrap_or_else(|failed| std::panic::resume_unwind(failed.into_panic()));
+        let broker_task = tokio::spawn(broker_task::run(
+            restored_broker,
+            broker_task::StoreLink { sink, status },
+            receiver,
+            counters.clone(),
+        ));
         let broker = BrokerHandle::new(commands);
 
         let context = ConnectionContext {

@@ -19,8 +19,9 @@
 //!   the broker is stopped with SIGTERM and started again on its data, and the time to recover
 //!   is taken: for the gateway from spawn to its `listening mqtt` line (its `store: recovered
 //!   ... in {ms} ms` line is parsed too), for Mosquitto from spawn to its first CONNACK (it
-//!   reads its database before it listens); a second row takes both to their first CONNACK,
-//!   since the gateway logs `listening mqtt` before its broker task has taken in the state.
+//!   reads its database before it listens); a second row takes both to their first CONNACK
+//!   (the gateway of run B in the README still logged `listening mqtt` before its broker had
+//!   taken in the state; it now restores first, and the two rows agree).
 //!   The recovered count is checked through `$SYS` again. Both brokers publish `$SYS` every
 //!   second here, so that the counts confirm quickly. One round per broker in each run, A B
 //!   then B A; each is about 20 s for a million messages. Goals: the gateway's p99 under 5 ms,
