@@ -11,6 +11,7 @@ mod dist;
 mod fuzz;
 mod gateway;
 mod kill9;
+mod mutants;
 mod prerequisites;
 mod process;
 mod steps;
@@ -46,6 +47,11 @@ commands:
                 N minutes each (default 10) on stable Rust, installing
                 cargo-fuzz if missing; prints each target's executions and
                 any crash (its input under fuzz/artifacts/)
+  mutants [--crate mqtt-codec|broker-core] [--shard K/N] [--jobs N] [--file PATH...]
+                mutation testing (cargo-mutants, installed if missing) of
+                mqtt-codec and broker-core against their own tests; prints
+                caught, missed, unviable, timeouts and the share of viable
+                mutants caught per crate (details under target/mutants/)
   help          print this text
 ";
 
@@ -64,6 +70,7 @@ fn main() -> ExitCode {
         Some("bench") => bench::run(&rest),
         Some("kill9") => kill9::run(&rest),
         Some("fuzz") => fuzz::run(&rest),
+        Some("mutants") => mutants::run(&rest),
         Some(other) => {
             eprint!("unknown command `{other}`\n\n{USAGE}");
             return ExitCode::from(2);

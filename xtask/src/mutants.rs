@@ -1,0 +1,368 @@
+//! `cargo xtask mutants [--crate mqtt-codec|broker-core] [--shard K/N] [--jobs N] [--file PATH...]`:
+//! mutation testing of the two core crates with cargo-mutants, and each crate's score.
+//!
+//! cargo-mutants changes one thing in the code at a time (a function body replaced by a default
+//! value, an operator swapped, a condition negated), builds, and runs the tests: a mutant the
+//! tests notice is *caught*, one they pass with is *missed*, one that does not build is
+//! *unviable*, and one whose tests outrun the timeout is a *timeout* (usually a loop that no
+//! longer ends). The score printed per crate is the share of viable mutants caught:
+//! `caught / (caught + missed + timeouts)`; a timeout counts against the score, since no test
+//! failed (the test run was killed). Unviable mutants are left out: the compiler, not a test,
+//! refused them.
+//!
+//! Each crate is mutated against its own tests (`--package P --test-package P`: unit tests and
+//! its `tests/` binaries), in a copy of the workspace under `target/mutants/scratch` (cargo-mutants'
+//! default copy, with git-ignored files left out), so the worktree stays untouched and can be
+//! edited while a run goes on. `mqtt-codec` is built with its `tokio-util` feature so that its
+//! `MqttCodec` adapter is compiled and tested too. Results go to
+//! `target/mutants/<crate>/<run>/mutants.out` (`<run>`: `all`, `shard-K-of-N` or `files`), where
+//! `missed.txt` lists the survivors and `diff/` shows each mutation. Exclusions, each with the
+//! reason it cannot be observed, live in `.cargo/mutants.toml`, which cargo-mutants reads itself.
+//! cargo-mutants is installed (`cargo install --locked cargo-mutants`) when missing.
+//!
+//! Each mutant rebuilds the crate, so a full run takes a while on a small machine: `--shard K/N`
+//! runs the K-th of N slices (K from 0, as cargo-mutants counts), `--file PATH` only the mutants
+//! in the files named (the crate is then the one holding them), and `--jobs N` (default 1)
+//! builds and tests N mutants at once, each in its own copy.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+
+use crate::process::{self, root, target_dir};
+
+/// The crates `cargo xtask mutants` knows how to mutate, with the cargo features their tests
+/// need.
+const CRATES: [(&str, &[&str]); 2] = [("mqtt-codec", &["tokio-util"]), ("broker-core", &[])];
+
+/// The smallest test timeout, in seconds: cargo-mutants sets it from the baseline run, but other
+/// work on a shared machine can slow an unmutated test run a lot, and a false timeout would
+/// count against the score.
+const MINIMUM_TEST_TIMEOUT_SECONDS: u32 = 60;
+
+/// What the command line asked for.
+#[derive(Debug, Default, PartialEq)]
+struct Options {
+    crates: Vec<String>,
+    shard: Option<(u32, u32)>,
+    files: Vec<String>,
+    jobs: u32,
+}
+
+/// The outcome counts of one crate's run, from cargo-mutants' `outcomes.json`.
+#[derive(Debug, Default, PartialEq)]
+struct Counts {
+    caught: u64,
+    missed: u64,
+    unviable: u64,
+    timeouts: u64,
+}
+
+impl Counts {
+    /// The share of viable mutants caught, in percent; `None` when no mutant was viable.
+    fn score(&self) -> Option<f64> {
+        let viable = self.caught + self.missed + self.timeouts;
+        (viable > 0).then(|| 100.0 * self.caught as f64 / viable as f64)
+    }
+}
+
+/// `cargo xtask mutants ...`.
+pub fn run(args: &[String]) -> Result<()> {
+    let options = parse_args(args)?;
+    let crates = select_crates(&options)?;
+    ensure_cargo_mutants()?;
+    let mut results = Vec::new();
+    for (name, features) in crates {
+        let output = output_dir(name, &options);
+        run_crate(name, features, &options, &output)?;
+        let mutants_out = output.join("mutants.out");
+        let counts = read_counts(&mutants_out)?;
+        results.push((name, counts, mutants_out));
+    }
+    let run_label = match (options.shard, options.files.is_empty()) {
+        (Some((k, n)), _) => format!(" (shard {k}/{n})"),
+        (None, false) => format!(" (files: {})", options.files.join(", ")),
+        (None, true) => String::new(),
+    };
+    println!("\nmutation testing{run_label}; score = caught / (caught + missed + timeouts):");
+    for (name, counts, mutants_out) in &results {
+        let score = counts
+            .score()
+            .map_or_else(|| "n/a".to_string(), |score| format!("{score:.1} %"));
+        println!(
+            "  {name:<12} caught {:>4}  missed {:>4}  unviable {:>4}  timeouts {:>4}  score {score}",
+            counts.caught, counts.missed, counts.unviable, counts.timeouts
+        );
+        for (list, label) in [("missed.txt", "missed"), ("timeout.txt", "timeout")] {
+            let path = mutants_out.join(list);
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            for line in text.lines().filter(|line| !line.trim().is_empty()) {
+                println!("    {label}: {line}");
+            }
+        }
+        println!("    details: {}", mutants_out.display());
+    }
+    Ok(())
+}
+
+fn parse_args(args: &[String]) -> Result<Options> {
+    let mut options = Options {
+        jobs: 1,
+        ..Options::default()
+    };
+    let mut args = args.iter().peekable();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--crate" => {
+                let name = args.next().context("--crate needs a crate name")?;
+                if !CRATES.iter().any(|(known, _)| known == name) {
+                    bail!("--crate {name}: not one of {}", crate_names().join(", "));
+                }
+                options.crates.push(name.clone());
+            }
+            "--shard" => {
+                let value = args.next().context("--shard needs K/N")?;
+                options.shard = Some(parse_shard(value)?);
+            }
+            "--jobs" => {
+                let value = args.next().context("--jobs needs a number")?;
+                options.jobs = value
+                    .parse()
+                    .ok()
+                    .filter(|&jobs| jobs > 0)
+                    .with_context(|| format!("--jobs {value}: not a whole number above 0"))?;
+            }
+            "--file" => {
+                while let Some(path) = args.next_if(|next| !next.starts_with("--")) {
+                    options.files.push(path.clone());
+                }
+                if options.files.is_empty() {
+                    bail!("--file needs at least one path");
+                }
+            }
+            other => bail!("unknown argument `{other}`"),
+        }
+    }
+    if options.shard.is_some() && !options.files.is_empty() {
+        bail!("--shard and --file do not go together: shard the whole crate, or name files");
+    }
+    Ok(options)
+}
+
+/// `K/N` with `K < N`, as cargo-mutants numbers shards (from 0).
+fn parse_shard(value: &str) -> Result<(u32, u32)> {
+    let parsed = value
+        .split_once('/')
+        .and_then(|(k, n)| Some((k.parse::<u32>().ok()?, n.parse::<u32>().ok()?)));
+    match parsed {
+        Some((k, n)) if k < n => Ok((k, n)),
+        _ => bail!("--shard {value}: expected K/N with 0 <= K < N"),
+    }
+}
+
+fn crate_names() -> Vec<&'static str> {
+    CRATES.iter().map(|(name, _)| *name).collect()
+}
+
+/// The crates to run: those named, else those holding the `--file` paths, else both.
+fn select_crates(options: &Options) -> Result<Vec<(&'static str, &'static [&'static str])>> {
+    let mut selected: Vec<_> = CRATES
+        .iter()
+        .copied()
+        .filter(|(name, _)| options.crates.is_empty() || options.crates.iter().any(|c| c == name))
+        .collect();
+    if options.files.is_empty() {
+        return Ok(selected);
+    }
+    for file in &options.files {
+        if !selected
+            .iter()
+            .any(|(name, _)| Path::new(file).starts_with(name))
+        {
+            bail!(
+                "--file {file}: not under the directory of {} (paths are relative to the \
+                 workspace root, e.g. broker-core/src/tree.rs)",
+                selected
+                    .iter()
+                    .map(|(name, _)| *name)
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            );
+        }
+    }
+    selected.retain(|(name, _)| {
+        options
+            .files
+            .iter()
+            .any(|file| Path::new(file).starts_with(name))
+    });
+    Ok(selected)
+}
+
+/// `target/mutants/<crate>/<run>`.
+fn output_dir(name: &str, options: &Options) -> PathBuf {
+    let run = match (options.shard, options.files.is_empty()) {
+        (Some((k, n)), _) => format!("shard-{k}-of-{n}"),
+        (None, false) => "files".to_string(),
+        (None, true) => "all".to_string(),
+    };
+    target_dir().join("mutants").join(name).join(run)
+}
+
+/// Installs cargo-mutants unless `cargo mutants` already answers.
+fn ensure_cargo_mutants() -> Result<()> {
+    if process::probe(process::cargo().args(["mutants", "--version"])).is_some() {
+        return Ok(());
+    }
+    process::run(process::cargo().args(["install", "--locked", "cargo-mutants"]))
+}
+
+/// Runs cargo-mutants on one crate. Its exit status says whether mutants were missed (2) or
+/// timed out (3): those are results, read from `outcomes.json`; anything else non-zero (the
+/// unmutated tests failing, a usage error) is an error.
+fn run_crate(name: &str, features: &[&str], options: &Options, output: &Path) -> Result<()> {
+    let scratch = target_dir().join("mutants").join("scratch");
+    std::fs::create_dir_all(&scratch).with_context(|| format!("creating {}", scratch.display()))?;
+    std::fs::create_dir_all(output).with_context(|| format!("creating {}", output.display()))?;
+    let mut command = process::cargo();
+    command
+        // cargo-mutants copies the tree into a temporary directory under $TMPDIR.
+        .env("TMPDIR", &scratch)
+        .args(["mutants", "--package", name, "--test-package", name])
+        .args(["--gitignore", "true", "--colors", "never"])
+        .arg("--minimum-test-timeout")
+        .arg(MINIMUM_TEST_TIMEOUT_SECONDS.to_string())
+        .arg("--jobs")
+        .arg(options.jobs.to_string())
+        .arg("--output")
+        .arg(output);
+    if !features.is_empty() {
+        command.arg("--features").arg(features.join(","));
+    }
+    if let Some((k, n)) = options.shard {
+        command.arg("--shard").arg(format!("{k}/{n}"));
+    }
+    for file in &options.files {
+        command.arg("--file").arg(relative_to_crate(file, name));
+    }
+    println!("\n$ {}", process::display(&command));
+    let status = run_status(&mut command)?;
+    match status.code() {
+        Some(0 | 2 | 3) => Ok(()),
+        _ => bail!("cargo mutants on {name} failed ({status})"),
+    }
+}
+
+/// cargo-mutants matches `--file` against paths relative to the package's directory.
+fn relative_to_crate(file: &str, name: &str) -> String {
+    Path::new(file)
+        .strip_prefix(name)
+        .map_or_else(|_| file.to_string(), |path| path.display().to_string())
+}
+
+fn run_status(command: &mut Command) -> Result<std::process::ExitStatus> {
+    command
+        .current_dir(root())
+        .status()
+        .with_context(|| format!("could not start `{}`", process::display(command)))
+}
+
+/// The counts in `<mutants.out>/outcomes.json`.
+fn read_counts(mutants_out: &Path) -> Result<Counts> {
+    let path = mutants_out.join("outcomes.json");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    parse_counts(&text).with_context(|| format!("reading the counts in {}", path.display()))
+}
+
+fn parse_counts(text: &str) -> Result<Counts> {
+    let json: Value = serde_json::from_str(text)?;
+    let count = |key: &str| {
+        json.get(key)
+            .and_then(Value::as_u64)
+            .with_context(|| format!("no count `{key}`"))
+    };
+    Ok(Counts {
+        caught: count("caught")?,
+        missed: count("missed")?,
+        unviable: count("unviable")?,
+        timeouts: count("timeout")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(line: &str) -> Vec<String> {
+        line.split_whitespace().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn parses_crate_shard_jobs_and_files() {
+        let options = parse_args(&args("--crate broker-core --shard 2/8 --jobs 2")).unwrap();
+        assert_eq!(
+            options,
+            Options {
+                crates: vec!["broker-core".into()],
+                shard: Some((2, 8)),
+                files: vec![],
+                jobs: 2,
+            }
+        );
+        let options = parse_args(&args(
+            "--file broker-core/src/tree.rs broker-core/src/lazy.rs",
+        ))
+        .unwrap();
+        assert_eq!(
+            options.files,
+            ["broker-core/src/tree.rs", "broker-core/src/lazy.rs"]
+        );
+        assert_eq!(options.jobs, 1);
+        assert!(parse_args(&args("--crate gateway")).is_err());
+        assert!(parse_args(&args("--shard 8/8")).is_err());
+        assert!(parse_args(&args("--shard 1")).is_err());
+        assert!(parse_args(&args("--file")).is_err());
+        assert!(parse_args(&args("--jobs 0")).is_err());
+        assert!(parse_args(&args("--shard 0/2 --file broker-core/src/tree.rs")).is_err());
+    }
+
+    #[test]
+    fn files_pick_their_crate() {
+        let options = parse_args(&args("--file broker-core/src/tree.rs")).unwrap();
+        let names: Vec<_> = select_crates(&options)
+            .unwrap()
+            .iter()
+            .map(|(name, _)| *name)
+            .collect();
+        assert_eq!(names, ["broker-core"]);
+        let options =
+            parse_args(&args("--crate mqtt-codec --file broker-core/src/tree.rs")).unwrap();
+        assert!(select_crates(&options).is_err());
+        assert_eq!(
+            relative_to_crate("broker-core/src/tree.rs", "broker-core"),
+            "src/tree.rs"
+        );
+    }
+
+    #[test]
+    fn score_is_viable_mutants_caught() {
+        let counts = parse_counts(
+            r#"{"total_mutants": 20, "caught": 15, "missed": 3, "timeout": 2, "unviable": 5}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            counts,
+            Counts {
+                caught: 15,
+                missed: 3,
+                unviable: 5,
+                timeouts: 2,
+            }
+        );
+        assert_eq!(counts.score(), Some(75.0));
+        assert_eq!(Counts::default().score(), None);
+    }
+}
