@@ -51,7 +51,8 @@ commands:
                 mutation testing (cargo-mutants, installed if missing) of
                 mqtt-codec and broker-core against their own tests; prints
                 caught, missed, unviable, timeouts and the share of viable
-                mutants caught per crate (details under target/mutants/)
+                mutants caught per crate (details under target/mutants/);
+                --summary merges the runs kept instead of running
   help          print this text
 ";
 

@@ -15,7 +15,8 @@
 //! default copy, with git-ignored files left out), so the worktree stays untouched and can be
 //! edited while a run goes on. `mqtt-codec` is built with its `tokio-util` feature so that its
 //! `MqttCodec` adapter is compiled and tested too. Results go to
-//! `target/mutants/<crate>/<run>/mutants.out` (`<run>`: `all`, `shard-K-of-N` or `files`), where
+//! `target/mutants/<crate>/<run>/mutants.out` (`<run>`: `all`, `shard-K-of-N` or
+//! `files-...`), where
 //! `missed.txt` lists the survivors and `diff/` shows each mutation. Exclusions, each with the
 //! reason it cannot be observed, live in `.cargo/mutants.toml`, which cargo-mutants reads itself.
 //! cargo-mutants is installed (`cargo install --locked cargo-mutants`) when missing.
@@ -23,7 +24,10 @@
 //! Each mutant rebuilds the crate, so a full run takes a while on a small machine: `--shard K/N`
 //! runs the K-th of N slices (K from 0, as cargo-mutants counts), `--file PATH` only the mutants
 //! in the files named (the crate is then the one holding them), and `--jobs N` (default 1)
-//! builds and tests N mutants at once, each in its own copy.
+//! builds and tests N mutants at once, each in its own copy. `--summary` runs nothing: it merges
+//! every run kept under `target/mutants/<crate>/` (a mutant's latest outcome wins, so a file run
+//! again after a test was added updates the count) and prints the same table, saying how many of
+//! the crate's mutants the runs covered.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -49,6 +53,7 @@ struct Options {
     shard: Option<(u32, u32)>,
     files: Vec<String>,
     jobs: u32,
+    summary: bool,
 }
 
 /// The outcome counts of one crate's run, from cargo-mutants' `outcomes.json`.
@@ -72,14 +77,19 @@ impl Counts {
 pub fn run(args: &[String]) -> Result<()> {
     let options = parse_args(args)?;
     let crates = select_crates(&options)?;
+    if options.summary {
+        return summarize(&crates);
+    }
     ensure_cargo_mutants()?;
     let mut results = Vec::new();
     for (name, features) in crates {
         let output = output_dir(name, &options);
         run_crate(name, features, &options, &output)?;
         let mutants_out = output.join("mutants.out");
-        let counts = read_counts(&mutants_out)?;
-        results.push((name, counts, mutants_out));
+        let text = read_outcomes(&mutants_out)?;
+        let outcomes =
+            parse_outcomes(&text).with_context(|| format!("reading {}", mutants_out.display()))?;
+        results.push((name, outcomes, mutants_out));
     }
     let run_label = match (options.shard, options.files.is_empty()) {
         (Some((k, n)), _) => format!(" (shard {k}/{n})"),
@@ -87,24 +97,87 @@ pub fn run(args: &[String]) -> Result<()> {
         (None, true) => String::new(),
     };
     println!("\nmutation testing{run_label}; score = caught / (caught + missed + timeouts):");
-    for (name, counts, mutants_out) in &results {
-        let score = counts
-            .score()
-            .map_or_else(|| "n/a".to_string(), |score| format!("{score:.1} %"));
-        println!(
-            "  {name:<12} caught {:>4}  missed {:>4}  unviable {:>4}  timeouts {:>4}  score {score}",
-            counts.caught, counts.missed, counts.unviable, counts.timeouts
-        );
-        for (list, label) in [("missed.txt", "missed"), ("timeout.txt", "timeout")] {
-            let path = mutants_out.join(list);
-            let text = std::fs::read_to_string(&path).unwrap_or_default();
-            for line in text.lines().filter(|line| !line.trim().is_empty()) {
-                println!("    {label}: {line}");
-            }
-        }
+    for (name, outcomes, mutants_out) in &results {
+        print_crate(name, outcomes);
         println!("    details: {}", mutants_out.display());
     }
     Ok(())
+}
+
+/// `--summary`: every run kept for each crate, merged.
+fn summarize(crates: &[(&'static str, &'static [&'static str])]) -> Result<()> {
+    println!("mutation testing, all runs kept under target/mutants/ merged (a mutant's latest");
+    println!("outcome wins); score = caught / (caught + missed + timeouts):");
+    for (name, _) in crates {
+        let crate_dir = target_dir().join("mutants").join(name);
+        let mut runs = Vec::new();
+        for entry in std::fs::read_dir(&crate_dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let mutants_out = entry.path().join("mutants.out");
+            if let Ok(text) = read_outcomes(&mutants_out) {
+                let json: Value = serde_json::from_str(&text)
+                    .with_context(|| format!("reading {}", mutants_out.display()))?;
+                let start = json["start_time"].as_str().unwrap_or_default().to_string();
+                runs.push((start, text));
+            }
+        }
+        // Oldest first, so that later outcomes replace earlier ones.
+        runs.sort();
+        let mut merged = std::collections::BTreeMap::new();
+        for (_, text) in &runs {
+            merged.extend(parse_outcomes(text)?);
+        }
+        let total = list_mutants(name)?;
+        print_crate(name, &merged.into_iter().collect::<Vec<_>>());
+        println!(
+            "    {} runs; {} of the crate's {total} mutants have an outcome",
+            runs.len(),
+            runs.iter()
+                .flat_map(|(_, text)| parse_outcomes(text).unwrap_or_default())
+                .map(|(mutant, _)| mutant)
+                .collect::<std::collections::BTreeSet<_>>()
+                .len()
+        );
+    }
+    Ok(())
+}
+
+/// How many mutants cargo-mutants generates for the crate (`--list`, with the exclusions of
+/// `.cargo/mutants.toml`).
+fn list_mutants(name: &str) -> Result<usize> {
+    let output = process::cargo()
+        .args(["mutants", "--list", "--package", name])
+        .output()
+        .context("running cargo mutants --list")?;
+    if !output.status.success() {
+        bail!(
+            "cargo mutants --list failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).lines().count())
+}
+
+/// One crate's line of counts and score, then its missed mutants and timeouts by name.
+fn print_crate(name: &str, outcomes: &[(String, Outcome)]) {
+    let counts = count(outcomes);
+    let score = counts
+        .score()
+        .map_or_else(|| "n/a".to_string(), |score| format!("{score:.1} %"));
+    println!(
+        "  {name:<12} caught {:>4}  missed {:>4}  unviable {:>4}  timeouts {:>4}  score {score}",
+        counts.caught, counts.missed, counts.unviable, counts.timeouts
+    );
+    for (mutant, outcome) in outcomes {
+        match outcome {
+            Outcome::Missed => println!("    missed: {mutant}"),
+            Outcome::Timeout => println!("    timeout: {mutant}"),
+            Outcome::Caught | Outcome::Unviable | Outcome::Other => {}
+        }
+    }
 }
 
 fn parse_args(args: &[String]) -> Result<Options> {
@@ -142,8 +215,12 @@ fn parse_args(args: &[String]) -> Result<Options> {
                     bail!("--file needs at least one path");
                 }
             }
+            "--summary" => options.summary = true,
             other => bail!("unknown argument `{other}`"),
         }
+    }
+    if options.summary && (options.shard.is_some() || !options.files.is_empty()) {
+        bail!("--summary merges the runs kept; it takes no --shard or --file");
     }
     if options.shard.is_some() && !options.files.is_empty() {
         bail!("--shard and --file do not go together: shard the whole crate, or name files");
@@ -205,10 +282,29 @@ fn select_crates(options: &Options) -> Result<Vec<(&'static str, &'static [&'sta
 fn output_dir(name: &str, options: &Options) -> PathBuf {
     let run = match (options.shard, options.files.is_empty()) {
         (Some((k, n)), _) => format!("shard-{k}-of-{n}"),
-        (None, false) => "files".to_string(),
+        (None, false) => files_run_name(&options.files),
         (None, true) => "all".to_string(),
     };
     target_dir().join("mutants").join(name).join(run)
+}
+
+/// `files-<first file's stem>-<hash of the list>`: runs on different files keep their own
+/// results, and the same files run again replace theirs.
+fn files_run_name(files: &[String]) -> String {
+    let mut sorted: Vec<&str> = files.iter().map(String::as_str).collect();
+    sorted.sort_unstable();
+    sorted.dedup();
+    // FNV-1a: stable across runs and Rust versions, unlike std's hasher.
+    let hash = sorted
+        .join("\n")
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+            (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+        });
+    let stem = Path::new(sorted[0])
+        .file_stem()
+        .map_or_else(String::new, |stem| stem.to_string_lossy().into_owned());
+    format!("files-{stem}-{:08x}", hash as u32)
 }
 
 /// Installs cargo-mutants unless `cargo mutants` already answers.
@@ -269,27 +365,57 @@ fn run_status(command: &mut Command) -> Result<std::process::ExitStatus> {
         .with_context(|| format!("could not start `{}`", process::display(command)))
 }
 
-/// The counts in `<mutants.out>/outcomes.json`.
-fn read_counts(mutants_out: &Path) -> Result<Counts> {
+/// The text of `<mutants.out>/outcomes.json`.
+fn read_outcomes(mutants_out: &Path) -> Result<String> {
     let path = mutants_out.join("outcomes.json");
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    parse_counts(&text).with_context(|| format!("reading the counts in {}", path.display()))
+    std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))
 }
 
-fn parse_counts(text: &str) -> Result<Counts> {
+/// What became of one mutant.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Outcome {
+    Caught,
+    Missed,
+    Unviable,
+    Timeout,
+    /// Anything else cargo-mutants may report (a failure to run the tests at all).
+    Other,
+}
+
+/// Each mutant's name and outcome, from an `outcomes.json` (the baseline left out).
+fn parse_outcomes(text: &str) -> Result<Vec<(String, Outcome)>> {
     let json: Value = serde_json::from_str(text)?;
-    let count = |key: &str| {
-        json.get(key)
-            .and_then(Value::as_u64)
-            .with_context(|| format!("no count `{key}`"))
-    };
-    Ok(Counts {
-        caught: count("caught")?,
-        missed: count("missed")?,
-        unviable: count("unviable")?,
-        timeouts: count("timeout")?,
-    })
+    let outcomes = json["outcomes"]
+        .as_array()
+        .context("no `outcomes` list")?
+        .iter()
+        .filter_map(|entry| {
+            let name = entry["scenario"]["Mutant"]["name"].as_str()?;
+            let outcome = match entry["summary"].as_str()? {
+                "CaughtMutant" => Outcome::Caught,
+                "MissedMutant" => Outcome::Missed,
+                "Unviable" => Outcome::Unviable,
+                "Timeout" => Outcome::Timeout,
+                _ => Outcome::Other,
+            };
+            Some((name.to_string(), outcome))
+        })
+        .collect();
+    Ok(outcomes)
+}
+
+fn count(outcomes: &[(String, Outcome)]) -> Counts {
+    let mut counts = Counts::default();
+    for (_, outcome) in outcomes {
+        match outcome {
+            Outcome::Caught => counts.caught += 1,
+            Outcome::Missed => counts.missed += 1,
+            Outcome::Unviable => counts.unviable += 1,
+            Outcome::Timeout => counts.timeouts += 1,
+            Outcome::Other => {}
+        }
+    }
+    counts
 }
 
 #[cfg(test)]
@@ -310,6 +436,7 @@ mod tests {
                 shard: Some((2, 8)),
                 files: vec![],
                 jobs: 2,
+                summary: false,
             }
         );
         let options = parse_args(&args(
@@ -327,6 +454,12 @@ mod tests {
         assert!(parse_args(&args("--file")).is_err());
         assert!(parse_args(&args("--jobs 0")).is_err());
         assert!(parse_args(&args("--shard 0/2 --file broker-core/src/tree.rs")).is_err());
+        assert!(
+            parse_args(&args("--summary --crate mqtt-codec"))
+                .unwrap()
+                .summary
+        );
+        assert!(parse_args(&args("--summary --shard 0/2")).is_err());
     }
 
     #[test]
@@ -349,10 +482,22 @@ mod tests {
 
     #[test]
     fn score_is_viable_mutants_caught() {
-        let counts = parse_counts(
-            r#"{"total_mutants": 20, "caught": 15, "missed": 3, "timeout": 2, "unviable": 5}"#,
-        )
-        .unwrap();
+        let entry = |name: &str, summary: &str| {
+            format!(r#"{{"scenario": {{"Mutant": {{"name": "{name}"}}}}, "summary": "{summary}"}}"#)
+        };
+        let mut entries = vec![r#"{"scenario": "Baseline", "summary": "Success"}"#.to_string()];
+        for (count, summary) in [
+            (15, "CaughtMutant"),
+            (3, "MissedMutant"),
+            (5, "Unviable"),
+            (2, "Timeout"),
+        ] {
+            entries.extend((0..count).map(|i| entry(&format!("{summary} {i}"), summary)));
+        }
+        let text = format!(r#"{{"outcomes": [{}]}}"#, entries.join(","));
+        let outcomes = parse_outcomes(&text).unwrap();
+        assert_eq!(outcomes.len(), 25, "the baseline is not a mutant");
+        let counts = count(&outcomes);
         assert_eq!(
             counts,
             Counts {
@@ -364,5 +509,21 @@ mod tests {
         );
         assert_eq!(counts.score(), Some(75.0));
         assert_eq!(Counts::default().score(), None);
+    }
+
+    #[test]
+    fn file_runs_keep_their_own_results() {
+        let one = files_run_name(&["broker-core/src/tree.rs".into()]);
+        assert!(one.starts_with("files-tree-"), "{one}");
+        let both = files_run_name(&[
+            "broker-core/src/tree.rs".into(),
+            "broker-core/src/lazy.rs".into(),
+        ]);
+        let swapped = files_run_name(&[
+            "broker-core/src/lazy.rs".into(),
+            "broker-core/src/tree.rs".into(),
+        ]);
+        assert_eq!(both, swapped);
+        assert_ne!(one, both);
     }
 }
