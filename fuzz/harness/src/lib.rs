@@ -105,6 +105,35 @@ impl ConfigChoice {
             retain_available: self.retain_available,
             sys_interval: self.sys.then(|| Duration::from_secs(10)),
             max_client_id_len: 8,
+            // The limits take bits the choices above leave unused, so that older inputs keep
+            // their meaning as far as possible; each is either the default or small enough
+            // for the fuzzer's few topics and properties to cross.
+            max_subscriptions_per_client: if self.max_inflight & 0x80 != 0 {
+                3
+            } else {
+                1_000
+            },
+            max_topic_length: if self.max_packet_size & 0x80 != 0 {
+                10
+            } else {
+                4_096
+            },
+            max_topic_levels: if self.receive_maximum & 0x80 != 0 {
+                2
+            } else {
+                128
+            },
+            max_user_properties: if self.topic_alias_maximum & 0x80 != 0 {
+                1
+            } else {
+                32
+            },
+            max_user_properties_bytes: if self.max_queued_bytes & 0x80 != 0 {
+                16
+            } else {
+                8_192
+            },
+            max_keep_alive: (self.max_session_expiry & 0x80 != 0).then_some(6),
             version: "fuzz".to_string(),
             persistence: match self.persistence % 3 {
                 0 => Persistence::Off,
