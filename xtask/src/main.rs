@@ -48,11 +48,13 @@ commands:
                 cargo-fuzz if missing; prints each target's executions and
                 any crash (its input under fuzz/artifacts/)
   mutants [--crate mqtt-codec|broker-core] [--shard K/N] [--jobs N] [--file PATH...]
+          [--re REGEX] [--summary]
                 mutation testing (cargo-mutants, installed if missing) of
                 mqtt-codec and broker-core against their own tests; prints
                 caught, missed, unviable, timeouts and the share of viable
                 mutants caught per crate (details under target/mutants/);
-                --summary merges the runs kept instead of running
+                --re: only the mutants named so; --summary: merge the runs
+                kept instead of running
   help          print this text
 ";
 

@@ -24,7 +24,8 @@
 //! Each mutant rebuilds the crate, so a full run takes a while on a small machine: `--shard K/N`
 //! runs the K-th of N slices (K from 0, as cargo-mutants counts), `--file PATH` only the mutants
 //! in the files named (the crate is then the one holding them), and `--jobs N` (default 1)
-//! builds and tests N mutants at once, each in its own copy. `--summary` runs nothing: it merges
+//! builds and tests N mutants at once, each in its own copy; `--re REGEX` only the mutants whose
+//! names match (to run survivors again once a test was added). `--summary` runs nothing: it merges
 //! every run kept under `target/mutants/<crate>/` (a mutant's latest outcome wins, so a file run
 //! again after a test was added updates the count) and prints the same table, saying how many of
 //! the crate's mutants the runs covered.
@@ -52,6 +53,8 @@ struct Options {
     crates: Vec<String>,
     shard: Option<(u32, u32)>,
     files: Vec<String>,
+    /// A regular expression for the mutants' names (`--re`), to run some again.
+    pattern: Option<String>,
     jobs: u32,
     summary: bool,
 }
@@ -91,11 +94,14 @@ pub fn run(args: &[String]) -> Result<()> {
             parse_outcomes(&text).with_context(|| format!("reading {}", mutants_out.display()))?;
         results.push((name, outcomes, mutants_out));
     }
-    let run_label = match (options.shard, options.files.is_empty()) {
+    let mut run_label = match (options.shard, options.files.is_empty()) {
         (Some((k, n)), _) => format!(" (shard {k}/{n})"),
         (None, false) => format!(" (files: {})", options.files.join(", ")),
         (None, true) => String::new(),
     };
+    if let Some(pattern) = &options.pattern {
+        run_label.push_str(&format!(" (mutants matching {pattern})"));
+    }
     println!("\nmutation testing{run_label}; score = caught / (caught + missed + timeouts):");
     for (name, outcomes, mutants_out) in &results {
         print_crate(name, outcomes);
@@ -215,12 +221,18 @@ fn parse_args(args: &[String]) -> Result<Options> {
                     bail!("--file needs at least one path");
                 }
             }
+            "--re" => {
+                let pattern = args.next().context("--re needs a regular expression")?;
+                options.pattern = Some(pattern.clone());
+            }
             "--summary" => options.summary = true,
             other => bail!("unknown argument `{other}`"),
         }
     }
-    if options.summary && (options.shard.is_some() || !options.files.is_empty()) {
-        bail!("--summary merges the runs kept; it takes no --shard or --file");
+    if options.summary
+        && (options.shard.is_some() || !options.files.is_empty() || options.pattern.is_some())
+    {
+        bail!("--summary merges the runs kept; it takes no --shard, --file or --re");
     }
     if options.shard.is_some() && !options.files.is_empty() {
         bail!("--shard and --file do not go together: shard the whole crate, or name files");
@@ -280,17 +292,20 @@ fn select_crates(options: &Options) -> Result<Vec<(&'static str, &'static [&'sta
 
 /// `target/mutants/<crate>/<run>`.
 fn output_dir(name: &str, options: &Options) -> PathBuf {
-    let run = match (options.shard, options.files.is_empty()) {
+    let mut run = match (options.shard, options.files.is_empty()) {
         (Some((k, n)), _) => format!("shard-{k}-of-{n}"),
-        (None, false) => files_run_name(&options.files),
+        (None, false) => format!("files-{}", run_name(&options.files)),
         (None, true) => "all".to_string(),
     };
+    if let Some(pattern) = &options.pattern {
+        run = format!("{run}-re-{}", run_name(std::slice::from_ref(pattern)));
+    }
     target_dir().join("mutants").join(name).join(run)
 }
 
-/// `files-<first file's stem>-<hash of the list>`: runs on different files keep their own
-/// results, and the same files run again replace theirs.
-fn files_run_name(files: &[String]) -> String {
+/// `<first file's stem>-<hash of the list>`: runs on different files (or patterns) keep their
+/// own results, and the same ones run again replace theirs.
+fn run_name(files: &[String]) -> String {
     let mut sorted: Vec<&str> = files.iter().map(String::as_str).collect();
     sorted.sort_unstable();
     sorted.dedup();
@@ -303,8 +318,14 @@ fn files_run_name(files: &[String]) -> String {
         });
     let stem = Path::new(sorted[0])
         .file_stem()
-        .map_or_else(String::new, |stem| stem.to_string_lossy().into_owned());
-    format!("files-{stem}-{:08x}", hash as u32)
+        .map_or_else(String::new, |stem| {
+            stem.to_string_lossy()
+                .chars()
+                .filter(char::is_ascii_alphanumeric)
+                .take(16)
+                .collect()
+        });
+    format!("{stem}-{:08x}", hash as u32)
 }
 
 /// Installs cargo-mutants unless `cargo mutants` already answers.
@@ -344,6 +365,9 @@ fn run_crate(name: &str, features: &[&str], options: &Options, output: &Path) ->
     // workspace root, as the paths are given here.
     for file in &options.files {
         command.arg("--file").arg(file);
+    }
+    if let Some(pattern) = &options.pattern {
+        command.arg("--re").arg(pattern);
     }
     println!("\n$ {}", process::display(&command));
     let status = run_status(&mut command)?;
@@ -430,6 +454,7 @@ mod tests {
                 crates: vec!["broker-core".into()],
                 shard: Some((2, 8)),
                 files: vec![],
+                pattern: None,
                 jobs: 2,
                 summary: false,
             }
@@ -455,6 +480,8 @@ mod tests {
                 .summary
         );
         assert!(parse_args(&args("--summary --shard 0/2")).is_err());
+        let options = parse_args(&args("--crate mqtt-codec --re decode.rs:113")).unwrap();
+        assert_eq!(options.pattern.as_deref(), Some("decode.rs:113"));
     }
 
     #[test]
@@ -504,13 +531,13 @@ mod tests {
 
     #[test]
     fn file_runs_keep_their_own_results() {
-        let one = files_run_name(&["broker-core/src/tree.rs".into()]);
-        assert!(one.starts_with("files-tree-"), "{one}");
-        let both = files_run_name(&[
+        let one = run_name(&["broker-core/src/tree.rs".into()]);
+        assert!(one.starts_with("tree-"), "{one}");
+        let both = run_name(&[
             "broker-core/src/tree.rs".into(),
             "broker-core/src/lazy.rs".into(),
         ]);
-        let swapped = files_run_name(&[
+        let swapped = run_name(&[
             "broker-core/src/lazy.rs".into(),
             "broker-core/src/tree.rs".into(),
         ]);
