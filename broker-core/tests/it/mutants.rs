@@ -4,7 +4,25 @@
 
 use crate::common::*;
 use broker_core::BrokerConfig;
-use mqtt_codec::QoS;
+use mqtt_codec::{AuthPacket, ByteStr, DisconnectPacket, Packet, Properties, QoS, ReasonCode};
+
+/// Three User Properties where the broker allows two.
+fn limited() -> BrokerConfig {
+    BrokerConfig {
+        max_user_properties: 2,
+        ..quiet_config()
+    }
+}
+
+fn three_user_properties() -> Properties {
+    Properties {
+        user_properties: ["a", "b", "c"]
+            .into_iter()
+            .map(|name| (ByteStr::from(name), ByteStr::from("1")))
+            .collect(),
+        ..Properties::default()
+    }
+}
 
 /// `Broker::config` answers with the configuration the broker was built with, not a default.
 #[test]
@@ -37,4 +55,55 @@ fn debug_summarises_connections_sessions_subscriptions_and_retained() {
         text,
         "Broker { connections: 2, sessions: 2, subscriptions: 3, retained: 1, .. }"
     );
+}
+
+/// A DISCONNECT beyond the User Property limits is not a normal disconnection: the broker
+/// answers DISCONNECT 0x97 and the will goes out [MQTT-3.14.2-1].
+#[test]
+fn a_disconnect_beyond_the_user_property_limits_gets_0x97_and_publishes_the_will() {
+    let mut h = Harness::with_config(limited());
+    h.connect_ok(B, v5("watcher"));
+    h.subscribe(B, "wills/#", QoS::AtMostOnce);
+    h.connect_ok(A, with_will(v5("a"), will("wills/a", "gone")));
+    let outputs = h.send(
+        A,
+        Packet::Disconnect(DisconnectPacket {
+            reason_code: ReasonCode::Success,
+            properties: three_user_properties(),
+        }),
+    );
+    assert_disconnected(&outputs, A, ReasonCode::QuotaExceeded);
+    assert_eq!(payloads(&outputs, B), ["gone"]);
+}
+
+/// An AUTH beyond the User Property limits gets DISCONNECT 0x97, before anything looks at
+/// its authentication method.
+#[test]
+fn an_auth_beyond_the_user_property_limits_gets_0x97() {
+    let mut h = Harness::with_config(limited());
+    h.connect_ok(A, v5("a"));
+    let outputs = h.send(
+        A,
+        Packet::Auth(AuthPacket {
+            reason_code: ReasonCode::ReAuthenticate,
+            properties: three_user_properties(),
+        }),
+    );
+    assert_disconnected(&outputs, A, ReasonCode::QuotaExceeded);
+}
+
+/// A session expiry deadline set at an earlier disconnection ends nothing once the client came
+/// back and left again: only the latest deadline counts (the timer's generation is stale).
+#[test]
+fn an_expiry_deadline_from_an_earlier_disconnection_is_void() {
+    let mut h = Harness::new();
+    h.connect_ok(A, v5_persistent("client", 10));
+    h.disconnect(A);
+    h.advance_and_tick(secs(5));
+    assert!(h.connect_ok(B, v5_persistent("client", 10)).session_present);
+    h.advance_and_tick(secs(1));
+    h.disconnect(B);
+    // The first deadline (10 s after the first disconnection) passes; the second (16 s) not.
+    h.advance_and_tick(secs(5));
+    assert!(h.connect_ok(C, v5_persistent("client", 10)).session_present);
 }
