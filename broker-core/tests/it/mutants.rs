@@ -3,7 +3,7 @@
 //! suites by theme, so that each survivor's test is easy to find from the README's list.
 
 use crate::common::*;
-use broker_core::BrokerConfig;
+use broker_core::{BrokerConfig, Change, Persistence};
 use mqtt_codec::{AuthPacket, ByteStr, DisconnectPacket, Packet, Properties, QoS, ReasonCode};
 
 /// Three User Properties where the broker allows two.
@@ -106,4 +106,49 @@ fn an_expiry_deadline_from_an_earlier_disconnection_is_void() {
     // The first deadline (10 s after the first disconnection) passes; the second (16 s) not.
     h.advance_and_tick(secs(5));
     assert!(h.connect_ok(C, v5_persistent("client", 10)).session_present);
+}
+
+/// A recorded session's packet identifier follows from its entry's number (`entry % 65535 + 1`),
+/// so that a message whose send was not recorded goes out again under the same one: checked on
+/// the records of messages sent at once and of messages sent later from the queue.
+#[test]
+fn a_recorded_packet_identifier_follows_from_the_entry_number() {
+    let mut h = Harness::with_config(BrokerConfig {
+        persistence: Persistence::Relaxed,
+        max_inflight: 2,
+        ..quiet_config()
+    });
+    h.connect_ok(B, v5_persistent("sub", 3600));
+    h.subscribe(B, "t", QoS::AtLeastOnce);
+    h.connect_ok(A, v5("pub"));
+    let mut in_flight = Vec::new();
+    for packet_id in 1..=4 {
+        in_flight.extend(publishes(&h.publish(A, qos1("t", "m", packet_id)), B));
+    }
+    assert_eq!(in_flight.len(), 2, "the window is 2");
+    // Acknowledging the two in flight sends the two queued ones.
+    for publish in in_flight {
+        let outputs = h.puback(B, publish.packet_id.expect("QoS 1"));
+        assert_eq!(publishes(&outputs, B).len(), 1, "{outputs:#?}");
+    }
+    let mut records = Vec::new();
+    h.broker.take_changes(&mut records);
+    let mut sent = Vec::new();
+    for record in records {
+        match record {
+            Change::Queued {
+                entry,
+                packet_id: Some(packet_id),
+                ..
+            }
+            | Change::Sent {
+                entry, packet_id, ..
+            } => sent.push((entry, packet_id)),
+            _ => {}
+        }
+    }
+    assert_eq!(sent.len(), 4, "{sent:?}");
+    for (entry, packet_id) in sent {
+        assert_eq!(u64::from(packet_id), entry % 65_535 + 1, "entry {entry}");
+    }
 }
