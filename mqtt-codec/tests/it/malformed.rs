@@ -53,6 +53,7 @@ fn rules() -> Vec<(&'static str, ProtocolVersion, &'static str, DecodeError)> {
         ("truncated CONNECT", V311, "10 02 00 04", malformed("CONNECT")),
         ("trailing bytes after PUBACK", V311, "40 03 00 01 00", malformed("PUBACK")),
         ("PINGREQ with a body", V311, "C0 01 00", malformed("PINGREQ")),
+        ("one-byte property value past the property length", V5, "30 06 00 01 't' 01 01 00", malformed("PUBLISH")),
         ("3.1.1 DISCONNECT with a body", V311, "E0 01 00", malformed("DISCONNECT")),
         ("3.1.1 CONNACK with extra bytes", V311, "20 03 00 00 00", malformed("CONNACK")),
         ("3.1.1 UNSUBACK with reason codes", V311, "B0 03 00 01 00", malformed("UNSUBACK")),
