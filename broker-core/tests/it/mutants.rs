@@ -3,7 +3,7 @@
 //! suites by theme, so that each survivor's test is easy to find from the README's list.
 
 use crate::common::*;
-use broker_core::{BrokerConfig, Change, Persistence};
+use broker_core::{BrokerConfig, Change, DropReason, Persistence};
 use mqtt_codec::{AuthPacket, ByteStr, DisconnectPacket, Packet, Properties, QoS, ReasonCode};
 
 /// Three User Properties where the broker allows two.
@@ -151,4 +151,28 @@ fn a_recorded_packet_identifier_follows_from_the_entry_number() {
     for (entry, packet_id) in sent {
         assert_eq!(u64::from(packet_id), entry % 65_535 + 1, "entry {entry}");
     }
+}
+
+/// The queue's byte bound counts what is queued now: bytes that left the queue for the client
+/// make room again.
+#[test]
+fn bytes_that_left_the_queue_make_room_again() {
+    let mut h = Harness::with_config(BrokerConfig {
+        max_queued_bytes: 10,
+        ..quiet_config()
+    });
+    h.connect_ok(A, v5("publisher"));
+    h.connect_ok(B, v5_persistent("subscriber", 300));
+    h.subscribe(B, "t", QoS::AtLeastOnce);
+    h.disconnect(B);
+    h.publish(A, qos1("t", "123456", 1));
+    let outputs = h.connect(C, v5_persistent("subscriber", 300));
+    let delivered = publishes(&outputs, C);
+    assert_eq!(delivered.len(), 1, "{outputs:#?}");
+    h.puback(C, delivered[0].packet_id.expect("QoS 1"));
+    h.disconnect(C);
+    h.publish(A, qos1("t", "1234567890", 2));
+    let outputs = h.connect(D, v5_persistent("subscriber", 300));
+    assert_eq!(payloads(&outputs, D), ["1234567890"]);
+    assert_eq!(h.broker.stats().dropped_for(DropReason::QueueFull), 0);
 }
