@@ -176,3 +176,25 @@ fn bytes_that_left_the_queue_make_room_again() {
     assert_eq!(payloads(&outputs, D), ["1234567890"]);
     assert_eq!(h.broker.stats().dropped_for(DropReason::QueueFull), 0);
 }
+
+/// An assigned client identifier is one no session has, even when a client chose the very
+/// identifier the broker would assign next [MQTT-3.1.3-6]: that client is not taken over.
+#[test]
+fn an_assigned_identifier_skips_one_a_client_chose() {
+    let mut first = Harness::new();
+    let would_assign = first
+        .connect_ok(A, v5(""))
+        .properties
+        .assigned_client_identifier
+        .expect("assigned");
+    let mut h = Harness::new();
+    h.connect_ok(A, v5_persistent(would_assign.as_str(), 60));
+    let outputs = h.connect(B, v5(""));
+    let assigned = connack(&outputs, B)
+        .properties
+        .assigned_client_identifier
+        .expect("assigned");
+    assert_ne!(assigned, would_assign);
+    assert!(!closed(&outputs, A), "{outputs:#?}");
+    assert_eq!(h.broker.client_id(A), Some(would_assign.as_str()));
+}
