@@ -3,7 +3,11 @@
 //! suites by theme, so that each survivor's test is easy to find from the README's list.
 
 use crate::common::*;
-use broker_core::{BrokerConfig, Change, DropReason, Persistence};
+use broker_core::{
+    AuthDecision, AuthHook, BrokerConfig, Change, ClientIdentity, DropReason, Persistence,
+    SubscriptionTree,
+};
+use bytes::Bytes;
 use mqtt_codec::{AuthPacket, ByteStr, DisconnectPacket, Packet, Properties, QoS, ReasonCode};
 
 /// Three User Properties where the broker allows two.
@@ -197,4 +201,161 @@ fn an_assigned_identifier_skips_one_a_client_chose() {
     assert_ne!(assigned, would_assign);
     assert!(!closed(&outputs, A), "{outputs:#?}");
     assert_eq!(h.broker.client_id(A), Some(would_assign.as_str()));
+}
+
+/// The shutdown DISCONNECT carries a reason string beside 0x8B: paho 1.6 reads a DISCONNECT's
+/// reason code only in the long form, which a property forces.
+#[test]
+fn the_shutdown_disconnect_carries_a_reason_string() {
+    let mut h = Harness::new();
+    h.connect_ok(A, v5("five"));
+    h.broker.handle_shutdown(h.now);
+    let outputs = h.drain();
+    let disconnect = sent_to(&outputs, A)
+        .into_iter()
+        .find_map(|packet| match packet {
+            Packet::Disconnect(disconnect) => Some(disconnect),
+            _ => None,
+        })
+        .expect("a DISCONNECT");
+    assert_eq!(disconnect.reason_code, ReasonCode::ServerShuttingDown);
+    assert_eq!(
+        disconnect.properties.reason_string.as_deref(),
+        Some("server shutting down")
+    );
+}
+
+/// The method "token" takes the data "ok" and refuses anything else, after one challenge.
+struct Token;
+
+impl AuthHook for Token {
+    fn authenticate(&mut self, connect: &mqtt_codec::ConnectPacket, _: &str) -> AuthDecision {
+        match connect.properties.authentication_method.as_deref() {
+            Some("token") => AuthDecision::Continue(Properties::default()),
+            _ => AuthDecision::Accept(Properties::default()),
+        }
+    }
+
+    fn continue_authentication(
+        &mut self,
+        _client: &ClientIdentity<'_>,
+        _method: &ByteStr,
+        properties: &Properties,
+    ) -> AuthDecision {
+        match properties.authentication_data.as_deref() {
+            Some(b"ok") => AuthDecision::Accept(Properties::default()),
+            _ => AuthDecision::Refuse(ReasonCode::NotAuthorized),
+        }
+    }
+}
+
+fn with_token(mut connect: mqtt_codec::ConnectPacket) -> mqtt_codec::ConnectPacket {
+    connect.properties.authentication_method = Some(ByteStr::from("token"));
+    connect
+}
+
+fn auth(reason_code: ReasonCode, method: &str, data: &'static [u8]) -> Packet {
+    Packet::Auth(AuthPacket {
+        reason_code,
+        properties: Properties {
+            authentication_method: Some(ByteStr::from(method)),
+            authentication_data: Some(Bytes::from_static(data)),
+            ..Properties::default()
+        },
+    })
+}
+
+/// An AUTH that does not continue the exchange (another method) refuses the CONNECT and counts
+/// as an authentication failure, once.
+#[test]
+fn an_auth_with_another_method_counts_one_authentication_failure() {
+    let mut h = Harness::with_auth(quiet_config(), Box::new(Token));
+    h.connect(A, with_token(v5("client")));
+    let outputs = h.send(A, auth(ReasonCode::ContinueAuthentication, "other", b"ok"));
+    assert!(connack(&outputs, A).reason_code.is_error());
+    assert!(closed(&outputs, A));
+    assert_eq!(h.broker.stats().auth_failures, 1);
+}
+
+/// A refused re-authentication counts as an authentication failure, once.
+#[test]
+fn a_refused_reauthentication_counts_one_authentication_failure() {
+    let mut h = Harness::with_auth(quiet_config(), Box::new(Token));
+    h.connect(A, with_token(v5("client")));
+    let outputs = h.send(A, auth(ReasonCode::ContinueAuthentication, "token", b"ok"));
+    assert_eq!(connack(&outputs, A).reason_code, ReasonCode::Success);
+    assert_eq!(h.broker.stats().auth_failures, 0);
+    let outputs = h.send(A, auth(ReasonCode::ReAuthenticate, "token", b"wrong"));
+    assert!(closed(&outputs, A), "{outputs:#?}");
+    assert_eq!(h.broker.stats().auth_failures, 1);
+}
+
+/// A snapshot's next message identifier is above every message identifier recorded, so that a
+/// broker restored from it never gives a new message the identifier of a stored one.
+#[test]
+fn a_snapshot_s_next_message_identifier_is_above_every_recorded_one() {
+    let mut h = Harness::with_config(BrokerConfig {
+        persistence: Persistence::Relaxed,
+        ..quiet_config()
+    });
+    h.connect_ok(B, v5_persistent("sub", 3600));
+    h.subscribe(B, "t", QoS::AtLeastOnce);
+    h.lose(B);
+    h.connect_ok(A, v5("pub"));
+    for packet_id in 1..=3 {
+        h.publish(A, qos1("t", "m", packet_id));
+    }
+    let mut records = Vec::new();
+    h.broker.take_changes(&mut records);
+    let highest = records
+        .iter()
+        .filter_map(|record| match record {
+            Change::Message { id, .. } => Some(*id),
+            _ => None,
+        })
+        .max()
+        .expect("messages were recorded");
+    assert!(highest >= 3, "three messages: {highest}");
+    assert!(h.broker.snapshot(h.now).next_message_id > highest);
+}
+
+/// `SubscriptionTree::is_empty` says whether any entry is left.
+#[test]
+fn a_subscription_tree_with_an_entry_is_not_empty() {
+    let mut tree = SubscriptionTree::new();
+    assert!(tree.is_empty());
+    tree.insert("a/+", 1, "first");
+    assert!(!tree.is_empty());
+    tree.remove("a/+", &1);
+    assert!(tree.is_empty());
+}
+
+/// Once a held acknowledgement went out, the connection has none held: a later one that
+/// promises nothing goes out at once.
+#[test]
+fn after_a_held_acknowledgement_went_out_the_next_is_not_held() {
+    let mut h = Harness::with_config(BrokerConfig {
+        persistence: Persistence::Full,
+        ..quiet_config()
+    });
+    h.connect_ok(B, v5_persistent("sub", 3600));
+    let subscribe = subscribe_packet(1, &[("t", options(QoS::AtLeastOnce))], None);
+    h.send(B, Packet::Subscribe(subscribe));
+    let total = h.broker.take_changes(&mut Vec::new());
+    h.broker.changes_durable(total);
+    h.lose(B);
+    h.connect_ok(A, v5("pub"));
+    let outputs = h.publish(A, qos1("t", "stored", 1));
+    assert!(
+        acks(&outputs, A, is_puback).is_empty(),
+        "held: {outputs:#?}"
+    );
+    let total = h.broker.take_changes(&mut Vec::new());
+    h.broker.changes_durable(total);
+    assert_eq!(acks(&h.drain(), A, is_puback), [(1, ReasonCode::Success)]);
+    let outputs = h.publish(A, qos1("nobody", "not stored", 2));
+    assert_eq!(
+        acks(&outputs, A, is_puback),
+        [(2, ReasonCode::NoMatchingSubscribers)]
+    );
 }
