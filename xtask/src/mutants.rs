@@ -136,24 +136,27 @@ fn summarize(crates: &[(&'static str, &'static [&'static str])]) -> Result<()> {
         for (_, text) in &runs {
             merged.extend(parse_outcomes(text)?);
         }
-        let total = list_mutants(name)?;
-        print_crate(name, &merged.into_iter().collect::<Vec<_>>());
+        // Only the mutants cargo-mutants generates now count: one excluded since (see
+        // `.cargo/mutants.toml`), or from code that changed, is left out.
+        let current = list_mutants(name)?;
+        let kept: Vec<(String, Outcome)> = merged
+            .into_iter()
+            .filter(|(mutant, _)| current.contains(mutant))
+            .collect();
+        print_crate(name, &kept);
         println!(
-            "    {} runs; {} of the crate's {total} mutants have an outcome",
+            "    {} runs; {} of the crate's {} mutants have an outcome",
             runs.len(),
-            runs.iter()
-                .flat_map(|(_, text)| parse_outcomes(text).unwrap_or_default())
-                .map(|(mutant, _)| mutant)
-                .collect::<std::collections::BTreeSet<_>>()
-                .len()
+            kept.len(),
+            current.len()
         );
     }
     Ok(())
 }
 
-/// How many mutants cargo-mutants generates for the crate (`--list`, with the exclusions of
-/// `.cargo/mutants.toml`).
-fn list_mutants(name: &str) -> Result<usize> {
+/// The names of the mutants cargo-mutants generates for the crate now (`--list`, with the
+/// exclusions of `.cargo/mutants.toml`).
+fn list_mutants(name: &str) -> Result<std::collections::BTreeSet<String>> {
     let output = process::cargo()
         .args(["mutants", "--list", "--package", name])
         .output()
@@ -164,7 +167,10 @@ fn list_mutants(name: &str) -> Result<usize> {
             String::from_utf8_lossy(&output.stderr)
         );
     }
-    Ok(String::from_utf8_lossy(&output.stdout).lines().count())
+    Ok(String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect())
 }
 
 /// One crate's line of counts and score, then its missed mutants and timeouts by name.

@@ -9,6 +9,7 @@ use broker_core::{
 };
 use bytes::Bytes;
 use mqtt_codec::{AuthPacket, ByteStr, DisconnectPacket, Packet, Properties, QoS, ReasonCode};
+use std::sync::{Arc, Mutex};
 
 /// Three User Properties where the broker allows two.
 fn limited() -> BrokerConfig {
@@ -357,5 +358,96 @@ fn after_a_held_acknowledgement_went_out_the_next_is_not_held() {
     assert_eq!(
         acks(&outputs, A, is_puback),
         [(2, ReasonCode::NoMatchingSubscribers)]
+    );
+}
+
+/// Whether an acknowledgement held for the store slows the publisher down: only once as many
+/// are held as the broker's Receive Maximum, not for the first.
+#[test]
+fn held_acknowledgements_congest_only_at_the_receive_maximum() {
+    let mut h = Harness::with_config(BrokerConfig {
+        persistence: Persistence::Full,
+        receive_maximum: 2,
+        ..quiet_config()
+    });
+    h.connect_ok(B, v5_persistent("sub", 3600));
+    let subscribe = subscribe_packet(1, &[("t", options(QoS::AtLeastOnce))], None);
+    h.send(B, Packet::Subscribe(subscribe));
+    let total = h.broker.take_changes(&mut Vec::new());
+    h.broker.changes_durable(total);
+    h.lose(B);
+    h.connect_ok(A, v5("pub"));
+    assert!(!h.broker.take_congestion());
+    h.publish(A, qos1("t", "one", 1));
+    assert!(!h.broker.take_congestion(), "one held of two");
+    h.publish(A, qos1("t", "two", 2));
+    assert!(h.broker.take_congestion(), "two held of two");
+}
+
+/// The warnings logged while `run` goes, captured by a `tracing` subscriber of this thread.
+fn warnings_during(run: impl FnOnce()) -> Vec<String> {
+    struct Capture(Arc<Mutex<Vec<String>>>);
+    struct Message(String);
+    impl tracing::field::Visit for Message {
+        fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+            if field.name() == "message" {
+                self.0 = format!("{value:?}");
+            }
+        }
+    }
+    impl tracing::Subscriber for Capture {
+        fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+            true
+        }
+        fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+            tracing::span::Id::from_u64(1)
+        }
+        fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+        fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+        fn event(&self, event: &tracing::Event<'_>) {
+            if *event.metadata().level() == tracing::Level::WARN {
+                let mut message = Message(String::new());
+                event.record(&mut message);
+                self.0.lock().expect("not poisoned").push(message.0);
+            }
+        }
+        fn enter(&self, _: &tracing::span::Id) {}
+        fn exit(&self, _: &tracing::span::Id) {}
+    }
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    tracing::subscriber::with_default(Capture(Arc::clone(&lines)), run);
+    Arc::try_unwrap(lines)
+        .expect("the subscriber is gone")
+        .into_inner()
+        .expect("not poisoned")
+}
+
+/// A client the broker disconnects gets one warning line; one whose session was taken over by
+/// a new connection is not warned about (the takeover is the client's own doing).
+#[test]
+fn a_termination_is_one_warning_and_a_takeover_none() {
+    let mut h = Harness::new();
+    let mut connect = v5("sleepy");
+    connect.keep_alive = 10;
+    h.connect_ok(A, connect);
+    h.connect_ok(B, v5("twice"));
+    let warnings = warnings_during(|| {
+        h.advance_and_tick(secs(16));
+    });
+    let disconnecting: Vec<_> = warnings
+        .iter()
+        .filter(|line| line.starts_with("disconnecting client"))
+        .collect();
+    assert_eq!(disconnecting.len(), 1, "{warnings:?}");
+    assert!(disconnecting[0].contains("sleepy"), "{warnings:?}");
+    let warnings = warnings_during(|| {
+        let outputs = h.connect(C, v5("twice"));
+        assert!(closed(&outputs, B), "taken over: {outputs:#?}");
+    });
+    assert!(
+        !warnings
+            .iter()
+            .any(|line| line.starts_with("disconnecting client")),
+        "{warnings:?}"
     );
 }
