@@ -451,3 +451,25 @@ fn a_termination_is_one_warning_and_a_takeover_none() {
         "{warnings:?}"
     );
 }
+
+/// A hook that asks every client to continue an exchange.
+struct AlwaysContinue;
+
+impl AuthHook for AlwaysContinue {
+    fn authenticate(&mut self, _: &mqtt_codec::ConnectPacket, _: &str) -> AuthDecision {
+        AuthDecision::Continue(Properties::default())
+    }
+}
+
+/// A hook that wants an exchange from a client that named no method (or cannot, in 3.1.1)
+/// refuses the CONNECT and counts one authentication failure [MQTT-4.12.0-6].
+#[test]
+fn an_exchange_without_a_method_counts_one_authentication_failure() {
+    for (connection, connect) in [(A, v5("five")), (B, v311("three"))] {
+        let mut h = Harness::with_auth(quiet_config(), Box::new(AlwaysContinue));
+        let outputs = h.connect(connection, connect);
+        assert!(connack(&outputs, connection).reason_code.is_error());
+        assert!(closed(&outputs, connection));
+        assert_eq!(h.broker.stats().auth_failures, 1);
+    }
+}
