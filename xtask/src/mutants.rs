@@ -89,6 +89,10 @@ pub fn run(args: &[String]) -> Result<()> {
         let output = output_dir(name, &options);
         run_crate(name, features, &options, &output)?;
         let mutants_out = output.join("mutants.out");
+        if !mutants_out.join("outcomes.json").exists() {
+            // cargo-mutants writes nothing when the filters leave no mutant.
+            bail!("no mutant of {name} matches the --file / --re given");
+        }
         let text = read_outcomes(&mutants_out)?;
         let outcomes =
             parse_outcomes(&text).with_context(|| format!("reading {}", mutants_out.display()))?;
