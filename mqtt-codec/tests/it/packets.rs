@@ -837,6 +837,23 @@ fn encode_appends_and_checks_limits() {
 }
 
 #[test]
+fn a_field_of_exactly_65535_bytes_encodes_and_decodes() {
+    // The largest a two-byte length prefix can state (spec 1.5.4): the bound is inclusive.
+    let longest = ByteStr::from("a".repeat(65_535));
+    let packet = Packet::Disconnect(DisconnectPacket {
+        reason_code: ReasonCode::Success,
+        properties: Properties {
+            user_properties: vec![(s("k"), longest)],
+            ..Properties::default()
+        },
+    });
+    let mut buf = BytesMut::new();
+    encode(&packet, V5, &mut buf).expect("65,535 bytes fit a field");
+    assert_eq!(encoded_len(&packet, V5), Ok(buf.len()));
+    assert_eq!(decode(&mut buf, V5, usize::MAX), Ok(Some(packet)));
+}
+
+#[test]
 fn encode_reserves_once_for_a_publish() {
     let packet = publish(QoS::AtLeastOnce, "a/b", Some(1), &[7u8; 16 * 1024]);
     let len = encoded_len(&packet, V5).unwrap();
