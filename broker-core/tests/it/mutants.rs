@@ -8,7 +8,9 @@ use broker_core::{
     SubscriptionTree,
 };
 use bytes::Bytes;
-use mqtt_codec::{AuthPacket, ByteStr, DisconnectPacket, Packet, Properties, QoS, ReasonCode};
+use mqtt_codec::{
+    AuthPacket, ByteStr, DisconnectPacket, Packet, Properties, PubAckPacket, QoS, ReasonCode,
+};
 use std::sync::{Arc, Mutex};
 
 /// Three User Properties where the broker allows two.
@@ -472,4 +474,67 @@ fn an_exchange_without_a_method_counts_one_authentication_failure() {
         assert!(closed(&outputs, connection));
         assert_eq!(h.broker.stats().auth_failures, 1);
     }
+}
+
+/// A persistent subscriber to `t` at `qos` that received two messages, acknowledged neither and
+/// lost its connection; it comes back on C with a Receive Maximum of 1, so the first message
+/// goes out again and the second is owed. Returns the two packet identifiers.
+fn two_in_flight_one_resent(h: &mut Harness, qos: QoS) -> (u16, u16) {
+    h.connect_ok(B, v5_persistent("sub", 3600));
+    h.subscribe(B, "t", qos);
+    h.connect_ok(A, v5("pub"));
+    let mut ids = Vec::new();
+    for (packet_id, payload) in [(1, "one"), (2, "two")] {
+        let outputs = h.publish(A, publish_packet("t", qos, payload, packet_id));
+        ids.extend(
+            publishes(&outputs, B)
+                .iter()
+                .map(|p| p.packet_id.expect("QoS > 0")),
+        );
+    }
+    assert_eq!(ids.len(), 2);
+    h.lose(B);
+    let mut again = v5_persistent("sub", 3600);
+    again.properties.receive_maximum = Some(1);
+    let outputs = h.connect(C, again);
+    let resent = publishes(&outputs, C);
+    assert_eq!(resent.len(), 1, "{outputs:#?}");
+    assert_eq!(resent[0].packet_id, Some(ids[0]));
+    assert!(resent[0].dup);
+    (ids[0], ids[1])
+}
+
+/// The owed message acknowledged out of turn (the client knew its identifier from the earlier
+/// connection) is owed no more: nothing goes out again because of it.
+#[test]
+fn an_owed_message_acknowledged_out_of_turn_is_owed_no_more() {
+    let mut h = Harness::new();
+    let (first, second) = two_in_flight_one_resent(&mut h, QoS::AtLeastOnce);
+    let outputs = h.puback(C, second);
+    assert!(publishes(&outputs, C).is_empty(), "{outputs:#?}");
+    let outputs = h.puback(C, first);
+    assert!(sent_to(&outputs, C).is_empty(), "{outputs:#?}");
+    let outputs = h.publish(A, qos1("t", "three", 3));
+    assert_eq!(payloads(&outputs, C), ["three"]);
+}
+
+/// A PUBREC for the owed QoS 2 message gets its PUBREL when its turn comes, not at once; the
+/// message then counts as released and its PUBREL is what goes out again.
+#[test]
+fn a_pubrec_for_an_owed_message_gets_its_pubrel_in_turn() {
+    let mut h = Harness::new();
+    let (first, second) = two_in_flight_one_resent(&mut h, QoS::ExactlyOnce);
+    let outputs = h.send(C, Packet::PubRec(PubAckPacket::new(second)));
+    assert!(
+        sent_to(&outputs, C).is_empty(),
+        "not its turn: {outputs:#?}"
+    );
+    let outputs = h.send(C, Packet::PubRec(PubAckPacket::new(first)));
+    assert_eq!(acks(&outputs, C, is_pubrel), [(first, ReasonCode::Success)]);
+    let outputs = h.send(C, Packet::PubComp(PubAckPacket::new(first)));
+    assert_eq!(
+        acks(&outputs, C, is_pubrel),
+        [(second, ReasonCode::Success)]
+    );
+    assert!(publishes(&outputs, C).is_empty(), "{outputs:#?}");
 }
