@@ -538,3 +538,67 @@ fn a_pubrec_for_an_owed_message_gets_its_pubrel_in_turn() {
     );
     assert!(publishes(&outputs, C).is_empty(), "{outputs:#?}");
 }
+
+/// Every entry queued for a recorded session is recorded as completed once it left for good:
+/// a message that expired in the queue while the client was away is done when the client
+/// comes back (and is not sent).
+#[test]
+fn a_message_expired_in_the_queue_is_recorded_as_completed() {
+    let mut h = Harness::with_config(BrokerConfig {
+        persistence: Persistence::Relaxed,
+        ..quiet_config()
+    });
+    h.connect_ok(B, v5_persistent("sub", 3600));
+    h.subscribe(B, "t", QoS::AtLeastOnce);
+    h.lose(B);
+    h.connect_ok(A, v5("pub"));
+    let mut publish = qos1("t", "short-lived", 1);
+    publish.properties.message_expiry_interval = Some(5);
+    h.publish(A, publish);
+    h.advance(secs(10));
+    let outputs = h.connect(C, v5_persistent("sub", 3600));
+    assert!(publishes(&outputs, C).is_empty(), "{outputs:#?}");
+    assert_eq!(h.broker.stats().dropped_for(DropReason::Expired), 1);
+    let mut records = Vec::new();
+    h.broker.take_changes(&mut records);
+    let queued: Vec<u64> = records
+        .iter()
+        .filter_map(|record| match record {
+            Change::Queued { entry, .. } => Some(*entry),
+            _ => None,
+        })
+        .collect();
+    let completed: Vec<u64> = records
+        .iter()
+        .filter_map(|record| match record {
+            Change::Completed { entry, .. } => Some(*entry),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(queued.len(), 1, "{records:#?}");
+    assert_eq!(completed, queued, "{records:#?}");
+}
+
+/// A full queue is logged once when it starts dropping, not once per message dropped.
+#[test]
+fn a_full_queue_is_one_warning_however_many_are_dropped() {
+    let mut h = Harness::with_config(BrokerConfig {
+        max_queued_messages: 1,
+        ..quiet_config()
+    });
+    h.connect_ok(B, v5_persistent("sub", 3600));
+    h.subscribe(B, "t", QoS::AtLeastOnce);
+    h.lose(B);
+    h.connect_ok(A, v5("pub"));
+    let warnings = warnings_during(|| {
+        for packet_id in 1..=4 {
+            h.publish(A, qos1("t", "m", packet_id));
+        }
+    });
+    assert_eq!(h.broker.stats().dropped_for(DropReason::QueueFull), 3);
+    let full: Vec<_> = warnings
+        .iter()
+        .filter(|line| line.contains("is full"))
+        .collect();
+    assert_eq!(full.len(), 1, "{warnings:?}");
+}
