@@ -602,3 +602,46 @@ fn a_full_queue_is_one_warning_however_many_are_dropped() {
         .collect();
     assert_eq!(full.len(), 1, "{warnings:?}");
 }
+
+/// An online subscriber behind a window of 1, for the congestion tests.
+fn slow_subscriber(config: BrokerConfig) -> Harness {
+    let mut h = Harness::with_config(config);
+    let mut subscriber = v5("slow");
+    subscriber.properties.receive_maximum = Some(1);
+    h.connect_ok(B, subscriber);
+    h.subscribe(B, "t", QoS::AtLeastOnce);
+    h.connect_ok(A, v5("pub"));
+    h
+}
+
+/// The publisher is slowed down once an online client's queue is half full by count: not
+/// before.
+#[test]
+fn congestion_starts_when_the_queue_is_half_full_by_count() {
+    let mut h = slow_subscriber(BrokerConfig {
+        max_queued_messages: 3,
+        ..quiet_config()
+    });
+    h.publish(A, qos1("t", "in flight", 1));
+    assert!(!h.broker.take_congestion());
+    h.publish(A, qos1("t", "queued", 2));
+    assert!(!h.broker.take_congestion(), "1 of 3 queued");
+    h.publish(A, qos1("t", "queued", 3));
+    assert!(h.broker.take_congestion(), "2 of 3 queued");
+}
+
+/// The publisher is slowed down once an online client's queue is half full by bytes: not
+/// before.
+#[test]
+fn congestion_starts_when_the_queue_is_half_full_by_bytes() {
+    let mut h = slow_subscriber(BrokerConfig {
+        max_queued_bytes: 3,
+        ..quiet_config()
+    });
+    h.publish(A, qos1("t", "in flight", 1));
+    assert!(!h.broker.take_congestion());
+    h.publish(A, qos1("t", "a", 2));
+    assert!(!h.broker.take_congestion(), "1 of 3 bytes queued");
+    h.publish(A, qos1("t", "bc", 3));
+    assert!(h.broker.take_congestion(), "3 of 3 bytes queued");
+}
