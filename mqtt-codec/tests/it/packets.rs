@@ -854,6 +854,24 @@ fn a_field_of_exactly_65535_bytes_encodes_and_decodes() {
 }
 
 #[test]
+fn the_largest_subscription_identifier_encodes_and_decodes() {
+    // 268,435,455 is the largest Variable Byte Integer (spec 1.5.5, 3.8.2.1.2): the bound is
+    // inclusive.
+    let packet = Packet::Subscribe(SubscribePacket {
+        packet_id: 1,
+        properties: Properties {
+            subscription_identifiers: vec![268_435_455],
+            ..Properties::default()
+        },
+        subscriptions: vec![subscription("a", QoS::AtMostOnce)],
+    });
+    let mut buf = BytesMut::new();
+    encode(&packet, V5, &mut buf).expect("the largest identifier encodes");
+    assert_eq!(encoded_len(&packet, V5), Ok(buf.len()));
+    assert_eq!(decode(&mut buf, V5, usize::MAX), Ok(Some(packet)));
+}
+
+#[test]
 fn encode_reserves_once_for_a_publish() {
     let packet = publish(QoS::AtLeastOnce, "a/b", Some(1), &[7u8; 16 * 1024]);
     let len = encoded_len(&packet, V5).unwrap();
