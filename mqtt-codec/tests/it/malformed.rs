@@ -212,6 +212,38 @@ fn every_error_maps_to_a_reason_code() {
 }
 
 #[test]
+fn errors_with_a_reason_code_of_their_own_get_it() {
+    use mqtt_codec::ReasonCode;
+    let cases = [
+        (
+            PacketTooLarge {
+                size: 12,
+                maximum: 11,
+            },
+            ReasonCode::PacketTooLarge,
+        ),
+        (
+            UnsupportedProtocol {
+                name: "MQTT".into(),
+                level: 6,
+            },
+            ReasonCode::UnsupportedProtocolVersion,
+        ),
+        (
+            Topic(TopicError::WildcardInName),
+            ReasonCode::TopicNameInvalid,
+        ),
+        (ZeroPacketIdentifier, ReasonCode::ProtocolError),
+        (DuplicateProperty(0x11), ReasonCode::ProtocolError),
+        (Topic(TopicError::Empty), ReasonCode::MalformedPacket),
+        (InvalidUtf8, ReasonCode::MalformedPacket),
+    ];
+    for (error, code) in cases {
+        assert_eq!(error.reason_code(), code, "{error:?}");
+    }
+}
+
+#[test]
 fn a_client_refuses_the_packets_only_clients_send() {
     use mqtt_codec::{Packet, decode_from_server};
     let refused = [
