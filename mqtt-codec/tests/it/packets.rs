@@ -872,6 +872,29 @@ fn the_largest_subscription_identifier_encodes_and_decodes() {
 }
 
 #[test]
+fn a_packet_of_the_largest_remaining_length_is_sized_and_one_more_byte_is_refused() {
+    // 268,435,455 is the largest remaining length (spec 2.2.3): the bound is inclusive. Only
+    // sized, not written: the zeroed payload is never touched, so it costs no memory.
+    let largest = 268_435_455;
+    let topic_field = 2 + 1;
+    let packet = |payload_len: usize| {
+        let mut packet = publish(QoS::AtMostOnce, "t", None, b"");
+        if let Packet::Publish(publish) = &mut packet {
+            publish.payload = Bytes::from(vec![0u8; payload_len]);
+        }
+        packet
+    };
+    assert_eq!(
+        encoded_len(&packet(largest - topic_field), V311),
+        Ok(1 + 4 + largest)
+    );
+    assert_eq!(
+        encoded_len(&packet(largest - topic_field + 1), V311),
+        Err(EncodeError::PacketTooLarge(largest + 1))
+    );
+}
+
+#[test]
 fn encode_reserves_once_for_a_publish() {
     let packet = publish(QoS::AtLeastOnce, "a/b", Some(1), &[7u8; 16 * 1024]);
     let len = encoded_len(&packet, V5).unwrap();
