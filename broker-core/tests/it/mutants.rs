@@ -645,3 +645,28 @@ fn congestion_starts_when_the_queue_is_half_full_by_bytes() {
     h.publish(A, qos1("t", "bc", 3));
     assert!(h.broker.take_congestion(), "3 of 3 bytes queued");
 }
+
+/// The broker's Topic Alias Maximum is the largest alias a client may use: that one works, one
+/// more is out of range (0x94) [MQTT-3.3.2-9].
+#[test]
+fn the_topic_alias_maximum_itself_is_a_valid_alias() {
+    let mut h = Harness::with_config(BrokerConfig {
+        topic_alias_maximum: 2,
+        ..quiet_config()
+    });
+    h.connect_ok(B, v5("sub"));
+    h.subscribe(B, "t", QoS::AtMostOnce);
+    h.connect_ok(A, v5("pub"));
+    let mut first = qos0("t", "named");
+    first.properties.topic_alias = Some(2);
+    let outputs = h.publish(A, first);
+    assert!(!closed(&outputs, A), "{outputs:#?}");
+    let mut second = qos0("", "by alias");
+    second.properties.topic_alias = Some(2);
+    let outputs = h.publish(A, second);
+    assert_eq!(payloads(&outputs, B), ["by alias"]);
+    let mut beyond = qos0("t", "too far");
+    beyond.properties.topic_alias = Some(3);
+    let outputs = h.publish(A, beyond);
+    assert_disconnected(&outputs, A, ReasonCode::TopicAliasInvalid);
+}
