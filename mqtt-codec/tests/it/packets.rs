@@ -895,6 +895,30 @@ fn a_packet_of_the_largest_remaining_length_is_sized_and_one_more_byte_is_refuse
 }
 
 #[test]
+fn reason_codes_say_whether_they_fail_and_what_they_mean() {
+    for code in ReasonCode::ALL {
+        assert_eq!(code.is_error(), code.as_u8() >= 0x80, "{code:?}");
+        assert!(!code.description().is_empty(), "{code:?}");
+    }
+    assert!(!ReasonCode::Success.is_error());
+    assert!(!ReasonCode::GrantedQoS2.is_error());
+    assert!(ReasonCode::UnspecifiedError.is_error());
+    assert_eq!(ReasonCode::PacketTooLarge.description(), "packet too large");
+    assert_eq!(
+        ReasonCode::PacketTooLarge.to_string(),
+        "packet too large (0x95)"
+    );
+    assert_eq!(ReasonCode::Success.to_string(), "success (0x00)");
+}
+
+#[test]
+fn byte_str_from_utf8_keeps_valid_text_and_refuses_the_rest() {
+    let text = ByteStr::from_utf8(Bytes::from_static("a/é".as_bytes())).expect("valid UTF-8");
+    assert_eq!(text, "a/é");
+    assert!(ByteStr::from_utf8(Bytes::from_static(&[0x61, 0xC3, 0x28])).is_err());
+}
+
+#[test]
 fn encode_reserves_once_for_a_publish() {
     let packet = publish(QoS::AtLeastOnce, "a/b", Some(1), &[7u8; 16 * 1024]);
     let len = encoded_len(&packet, V5).unwrap();
