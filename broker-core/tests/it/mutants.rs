@@ -670,3 +670,44 @@ fn the_topic_alias_maximum_itself_is_a_valid_alias() {
     let outputs = h.publish(A, beyond);
     assert_disconnected(&outputs, A, ReasonCode::TopicAliasInvalid);
 }
+
+fn full_persistence() -> Harness {
+    Harness::with_config(BrokerConfig {
+        persistence: Persistence::Full,
+        ..quiet_config()
+    })
+}
+
+/// While the store cannot write, a retained message is refused (it would have to be stored)
+/// even with nobody subscribed, and a QoS 1 message that only clean sessions receive goes
+/// through: they keep nothing.
+#[test]
+fn while_the_store_cannot_write_retained_is_refused_and_clean_sessions_still_receive() {
+    let mut h = full_persistence();
+    h.connect_ok(B, v5("clean"));
+    h.subscribe(B, "t", QoS::AtLeastOnce);
+    h.broker.set_store_writable(false);
+    h.connect_ok(A, v5("pub"));
+    let outputs = h.publish(A, retained(qos1("r", "kept", 1)));
+    assert_eq!(
+        acks(&outputs, A, is_puback),
+        [(1, ReasonCode::QuotaExceeded)]
+    );
+    let outputs = h.publish(A, qos1("t", "passing", 2));
+    assert_eq!(acks(&outputs, A, is_puback), [(2, ReasonCode::Success)]);
+    assert_eq!(payloads(&outputs, B), ["passing"]);
+}
+
+/// A SUBACK that promises nothing (a clean session's subscription) is not held behind another
+/// client's changes that are not durable yet.
+#[test]
+fn a_clean_session_s_suback_is_not_held_behind_others_changes() {
+    let mut h = full_persistence();
+    h.connect_ok(B, v5_persistent("kept", 3600));
+    let subscribe = subscribe_packet(1, &[("t", options(QoS::AtLeastOnce))], None);
+    let outputs = h.send(B, Packet::Subscribe(subscribe));
+    assert!(sent_to(&outputs, B).is_empty(), "held: {outputs:#?}");
+    h.connect_ok(A, v5("clean"));
+    let outputs = h.subscribe(A, "t", QoS::AtLeastOnce);
+    assert_eq!(suback(&outputs, A).reason_codes, [ReasonCode::GrantedQoS1]);
+}
