@@ -919,6 +919,40 @@ fn byte_str_from_utf8_keeps_valid_text_and_refuses_the_rest() {
 }
 
 #[test]
+fn a_topic_of_65535_bytes_is_valid_and_one_more_is_too_long() {
+    use mqtt_codec::topic::{TopicError, validate_topic_filter, validate_topic_name};
+    let longest = "a".repeat(65_535);
+    assert_eq!(validate_topic_filter(&longest), Ok(()));
+    assert_eq!(validate_topic_name(&longest), Ok(()));
+    let longest_filter = format!("{}/#", "a".repeat(65_533));
+    assert_eq!(validate_topic_filter(&longest_filter), Ok(()));
+    let too_long = "a".repeat(65_536);
+    assert_eq!(validate_topic_filter(&too_long), Err(TopicError::TooLong));
+    assert_eq!(validate_topic_name(&too_long), Err(TopicError::TooLong));
+}
+
+#[test]
+fn byte_str_compares_formats_and_converts_as_its_text() {
+    let text = ByteStr::from("a/b");
+    assert!(text == *"a/b");
+    assert!(text != *"a/c");
+    assert!(text == "a/b");
+    assert!(text != "a/c");
+    assert_eq!(format!("{text}"), "a/b");
+    assert_eq!(format!("{text:?}"), r#""a/b""#);
+    let as_ref: &str = text.as_ref();
+    assert_eq!(as_ref, "a/b");
+    let detached = text.detached();
+    assert_eq!(detached, text);
+    assert_ne!(
+        detached.as_bytes().as_ptr(),
+        text.as_bytes().as_ptr(),
+        "a copy of its own"
+    );
+    assert_eq!(text.into_bytes(), Bytes::from_static(b"a/b"));
+}
+
+#[test]
 fn encode_reserves_once_for_a_publish() {
     let packet = publish(QoS::AtLeastOnce, "a/b", Some(1), &[7u8; 16 * 1024]);
     let len = encoded_len(&packet, V5).unwrap();
