@@ -711,3 +711,41 @@ fn a_clean_session_s_suback_is_not_held_behind_others_changes() {
     let outputs = h.subscribe(A, "t", QoS::AtLeastOnce);
     assert_eq!(suback(&outputs, A).reason_codes, [ReasonCode::GrantedQoS1]);
 }
+
+/// The full-queue warning comes again only after the queue drained completely: a queue that
+/// only went down by one and filled up again is the same episode.
+#[test]
+fn a_full_queue_warns_again_only_after_it_drained() {
+    let mut h = Harness::with_config(BrokerConfig {
+        max_queued_messages: 2,
+        ..quiet_config()
+    });
+    h.connect_ok(B, v5_persistent("sub", 3600));
+    h.subscribe(B, "t", QoS::AtLeastOnce);
+    h.lose(B);
+    h.connect_ok(A, v5("pub"));
+    let mut packet_ids = 1..;
+    let mut publish = |h: &mut Harness| {
+        let packet_id = packet_ids.next().expect("endless");
+        h.publish(A, qos1("t", "m", packet_id))
+    };
+    let warnings = warnings_during(|| {
+        for _ in 0..3 {
+            publish(&mut h);
+        }
+        // Back with a window of one: one message leaves the queue, one stays.
+        let mut again = v5_persistent("sub", 3600);
+        again.properties.receive_maximum = Some(1);
+        let outputs = h.connect(C, again);
+        assert_eq!(publishes(&outputs, C).len(), 1, "{outputs:#?}");
+        for _ in 0..2 {
+            publish(&mut h);
+        }
+    });
+    assert_eq!(h.broker.stats().dropped_for(DropReason::QueueFull), 2);
+    let full: Vec<_> = warnings
+        .iter()
+        .filter(|line| line.contains("is full"))
+        .collect();
+    assert_eq!(full.len(), 1, "{warnings:?}");
+}
