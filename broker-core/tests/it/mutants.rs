@@ -8,6 +8,7 @@ use broker_core::{
     SubscriptionTree,
 };
 use bytes::Bytes;
+use mqtt_codec::Will;
 use mqtt_codec::{
     AuthPacket, ByteStr, DisconnectPacket, Packet, Properties, PubAckPacket, QoS, ReasonCode,
 };
@@ -748,4 +749,27 @@ fn a_full_queue_warns_again_only_after_it_drained() {
         .filter(|line| line.contains("is full"))
         .collect();
     assert_eq!(full.len(), 1, "{warnings:?}");
+}
+
+/// The will a connection keeps shares nothing with the buffer its CONNECT was read from: it
+/// may live as long as the session, and must not pin a whole read buffer meanwhile.
+#[test]
+fn a_kept_will_shares_nothing_with_the_connect_s_buffer() {
+    let read_buffer = Bytes::from(b"will/agone".to_vec());
+    let mut connect = v5("a");
+    connect.will = Some(Will {
+        topic: ByteStr::from_utf8(read_buffer.slice(..6)).expect("text"),
+        payload: read_buffer.slice(6..),
+        ..will("unused", "unused")
+    });
+    let mut h = Harness::new();
+    h.connect_ok(B, v5("watcher"));
+    h.subscribe(B, "will/#", QoS::AtMostOnce);
+    h.connect_ok(A, connect);
+    assert!(
+        read_buffer.is_unique(),
+        "the broker kept a part of the buffer"
+    );
+    let outputs = h.lose(A);
+    assert_eq!(payloads(&outputs, B), ["gone"]);
 }
