@@ -103,8 +103,8 @@ pub fn run(args: &[String]) -> Result<()> {
         (None, false) => format!(" (files: {})", options.files.join(", ")),
         (None, true) => String::new(),
     };
-    if let Some(pattern) = &options.pattern {
-        run_label.push_str(&format!(" (mutants matching {pattern})"));
+    if options.pattern.is_some() {
+        run_label.push_str(" (mutants matching --re)");
     }
     println!("\nmutation testing{run_label}; score = caught / (caught + missed + timeouts):");
     for (name, outcomes, mutants_out) in &results {
