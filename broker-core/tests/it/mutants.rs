@@ -773,3 +773,43 @@ fn a_kept_will_shares_nothing_with_the_connect_s_buffer() {
     let outputs = h.lose(A);
     assert_eq!(payloads(&outputs, B), ["gone"]);
 }
+
+/// Refuses every PUBLISH under `readonly/`.
+struct ReadOnly;
+
+impl AuthHook for ReadOnly {
+    fn authorize_publish(&mut self, _: &ClientIdentity<'_>, topic: &str) -> bool {
+        !topic.starts_with("readonly/")
+    }
+}
+
+/// A refused PUBLISH is logged once per client and topic, and for at most 64 topics per
+/// connection: a client retrying in a loop, or walking through topics, costs a bounded number
+/// of log lines.
+#[test]
+fn refused_publications_are_logged_once_per_topic_and_for_64_topics_at_most() {
+    let mut h = Harness::with_auth(quiet_config(), Box::new(ReadOnly));
+    h.connect_ok(A, v5("writer"));
+    let refusals = |warnings: &[String]| {
+        warnings
+            .iter()
+            .filter(|line| line.contains("not authorized"))
+            .count()
+    };
+    let warnings = warnings_during(|| {
+        for topic in ["readonly/a", "readonly/a", "readonly/b", "readonly/a"] {
+            let outputs = h.publish(A, qos1(topic, "no", 1));
+            assert_eq!(
+                acks(&outputs, A, is_puback),
+                [(1, ReasonCode::NotAuthorized)]
+            );
+        }
+    });
+    assert_eq!(refusals(&warnings), 2, "{warnings:?}");
+    let warnings = warnings_during(|| {
+        for n in 0..70 {
+            h.publish(A, qos0(&format!("readonly/{n}"), "no"));
+        }
+    });
+    assert_eq!(refusals(&warnings), 62, "64 topics in all: {warnings:?}");
+}
