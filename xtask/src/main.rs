@@ -11,6 +11,7 @@ mod dist;
 mod fuzz;
 mod gateway;
 mod kill9;
+mod mutants;
 mod prerequisites;
 mod process;
 mod soak;
@@ -52,6 +53,14 @@ commands:
                 for N minutes (default 30; fractions allowed); a line of
                 figures a minute, then fails on a lost acknowledged message
                 or on memory or descriptors growing after the warm-up
+  mutants [--crate mqtt-codec|broker-core] [--shard K/N] [--jobs N] [--file PATH...]
+          [--re REGEX] [--summary]
+                mutation testing (cargo-mutants, installed if missing) of
+                mqtt-codec and broker-core against their own tests; prints
+                caught, missed, unviable, timeouts and the share of viable
+                mutants caught per crate (details under target/mutants/);
+                --re: only the mutants named so; --summary: merge the runs
+                kept instead of running
   help          print this text
 ";
 
@@ -71,6 +80,7 @@ fn main() -> ExitCode {
         Some("kill9") => kill9::run(&rest),
         Some("fuzz") => fuzz::run(&rest),
         Some("soak") => soak::run(&rest),
+        Some("mutants") => mutants::run(&rest),
         Some(other) => {
             eprint!("unknown command `{other}`\n\n{USAGE}");
             return ExitCode::from(2);

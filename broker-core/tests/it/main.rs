@@ -10,6 +10,7 @@ mod congestion;
 mod connect;
 mod limits;
 mod model;
+mod mutants;
 mod permissions;
 mod properties;
 mod qos;

@@ -53,6 +53,7 @@ fn rules() -> Vec<(&'static str, ProtocolVersion, &'static str, DecodeError)> {
         ("truncated CONNECT", V311, "10 02 00 04", malformed("CONNECT")),
         ("trailing bytes after PUBACK", V311, "40 03 00 01 00", malformed("PUBACK")),
         ("PINGREQ with a body", V311, "C0 01 00", malformed("PINGREQ")),
+        ("one-byte property value past the property length", V5, "30 06 00 01 't' 01 01 00", malformed("PUBLISH")),
         ("3.1.1 DISCONNECT with a body", V311, "E0 01 00", malformed("DISCONNECT")),
         ("3.1.1 CONNACK with extra bytes", V311, "20 03 00 00 00", malformed("CONNACK")),
         ("3.1.1 UNSUBACK with reason codes", V311, "B0 03 00 01 00", malformed("UNSUBACK")),
@@ -207,6 +208,38 @@ fn every_error_maps_to_a_reason_code() {
     for (rule, _, _, expected) in rules() {
         let code = expected.reason_code();
         assert!(code.is_error(), "{rule}: {code}");
+    }
+}
+
+#[test]
+fn errors_with_a_reason_code_of_their_own_get_it() {
+    use mqtt_codec::ReasonCode;
+    let cases = [
+        (
+            PacketTooLarge {
+                size: 12,
+                maximum: 11,
+            },
+            ReasonCode::PacketTooLarge,
+        ),
+        (
+            UnsupportedProtocol {
+                name: "MQTT".into(),
+                level: 6,
+            },
+            ReasonCode::UnsupportedProtocolVersion,
+        ),
+        (
+            Topic(TopicError::WildcardInName),
+            ReasonCode::TopicNameInvalid,
+        ),
+        (ZeroPacketIdentifier, ReasonCode::ProtocolError),
+        (DuplicateProperty(0x11), ReasonCode::ProtocolError),
+        (Topic(TopicError::Empty), ReasonCode::MalformedPacket),
+        (InvalidUtf8, ReasonCode::MalformedPacket),
+    ];
+    for (error, code) in cases {
+        assert_eq!(error.reason_code(), code, "{error:?}");
     }
 }
 

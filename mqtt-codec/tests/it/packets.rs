@@ -837,6 +837,122 @@ fn encode_appends_and_checks_limits() {
 }
 
 #[test]
+fn a_field_of_exactly_65535_bytes_encodes_and_decodes() {
+    // The largest a two-byte length prefix can state (spec 1.5.4): the bound is inclusive.
+    let longest = ByteStr::from("a".repeat(65_535));
+    let packet = Packet::Disconnect(DisconnectPacket {
+        reason_code: ReasonCode::Success,
+        properties: Properties {
+            user_properties: vec![(s("k"), longest)],
+            ..Properties::default()
+        },
+    });
+    let mut buf = BytesMut::new();
+    encode(&packet, V5, &mut buf).expect("65,535 bytes fit a field");
+    assert_eq!(encoded_len(&packet, V5), Ok(buf.len()));
+    assert_eq!(decode(&mut buf, V5, usize::MAX), Ok(Some(packet)));
+}
+
+#[test]
+fn the_largest_subscription_identifier_encodes_and_decodes() {
+    // 268,435,455 is the largest Variable Byte Integer (spec 1.5.5, 3.8.2.1.2): the bound is
+    // inclusive.
+    let packet = Packet::Subscribe(SubscribePacket {
+        packet_id: 1,
+        properties: Properties {
+            subscription_identifiers: vec![268_435_455],
+            ..Properties::default()
+        },
+        subscriptions: vec![subscription("a", QoS::AtMostOnce)],
+    });
+    let mut buf = BytesMut::new();
+    encode(&packet, V5, &mut buf).expect("the largest identifier encodes");
+    assert_eq!(encoded_len(&packet, V5), Ok(buf.len()));
+    assert_eq!(decode(&mut buf, V5, usize::MAX), Ok(Some(packet)));
+}
+
+#[test]
+fn a_packet_of_the_largest_remaining_length_is_sized_and_one_more_byte_is_refused() {
+    // 268,435,455 is the largest remaining length (spec 2.2.3): the bound is inclusive. Only
+    // sized, not written: the zeroed payload is never touched, so it costs no memory.
+    let largest = 268_435_455;
+    let topic_field = 2 + 1;
+    let packet = |payload_len: usize| {
+        let mut packet = publish(QoS::AtMostOnce, "t", None, b"");
+        if let Packet::Publish(publish) = &mut packet {
+            publish.payload = Bytes::from(vec![0u8; payload_len]);
+        }
+        packet
+    };
+    assert_eq!(
+        encoded_len(&packet(largest - topic_field), V311),
+        Ok(1 + 4 + largest)
+    );
+    assert_eq!(
+        encoded_len(&packet(largest - topic_field + 1), V311),
+        Err(EncodeError::PacketTooLarge(largest + 1))
+    );
+}
+
+#[test]
+fn reason_codes_say_whether_they_fail_and_what_they_mean() {
+    for code in ReasonCode::ALL {
+        assert_eq!(code.is_error(), code.as_u8() >= 0x80, "{code:?}");
+        assert!(!code.description().is_empty(), "{code:?}");
+    }
+    assert!(!ReasonCode::Success.is_error());
+    assert!(!ReasonCode::GrantedQoS2.is_error());
+    assert!(ReasonCode::UnspecifiedError.is_error());
+    assert_eq!(ReasonCode::PacketTooLarge.description(), "packet too large");
+    assert_eq!(
+        ReasonCode::PacketTooLarge.to_string(),
+        "packet too large (0x95)"
+    );
+    assert_eq!(ReasonCode::Success.to_string(), "success (0x00)");
+}
+
+#[test]
+fn byte_str_from_utf8_keeps_valid_text_and_refuses_the_rest() {
+    let text = ByteStr::from_utf8(Bytes::from_static("a/é".as_bytes())).expect("valid UTF-8");
+    assert_eq!(text, "a/é");
+    assert!(ByteStr::from_utf8(Bytes::from_static(&[0x61, 0xC3, 0x28])).is_err());
+}
+
+#[test]
+fn a_topic_of_65535_bytes_is_valid_and_one_more_is_too_long() {
+    use mqtt_codec::topic::{TopicError, validate_topic_filter, validate_topic_name};
+    let longest = "a".repeat(65_535);
+    assert_eq!(validate_topic_filter(&longest), Ok(()));
+    assert_eq!(validate_topic_name(&longest), Ok(()));
+    let longest_filter = format!("{}/#", "a".repeat(65_533));
+    assert_eq!(validate_topic_filter(&longest_filter), Ok(()));
+    let too_long = "a".repeat(65_536);
+    assert_eq!(validate_topic_filter(&too_long), Err(TopicError::TooLong));
+    assert_eq!(validate_topic_name(&too_long), Err(TopicError::TooLong));
+}
+
+#[test]
+fn byte_str_compares_formats_and_converts_as_its_text() {
+    let text = ByteStr::from("a/b");
+    assert!(text == *"a/b");
+    assert!(text != *"a/c");
+    assert!(text == "a/b");
+    assert!(text != "a/c");
+    assert_eq!(format!("{text}"), "a/b");
+    assert_eq!(format!("{text:?}"), r#""a/b""#);
+    let as_ref: &str = text.as_ref();
+    assert_eq!(as_ref, "a/b");
+    let detached = text.detached();
+    assert_eq!(detached, text);
+    assert_ne!(
+        detached.as_bytes().as_ptr(),
+        text.as_bytes().as_ptr(),
+        "a copy of its own"
+    );
+    assert_eq!(text.into_bytes(), Bytes::from_static(b"a/b"));
+}
+
+#[test]
 fn encode_reserves_once_for_a_publish() {
     let packet = publish(QoS::AtLeastOnce, "a/b", Some(1), &[7u8; 16 * 1024]);
     let len = encoded_len(&packet, V5).unwrap();
