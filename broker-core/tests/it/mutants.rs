@@ -914,3 +914,39 @@ fn a_topic_beyond_the_limits_is_named_in_the_reason_string() {
         assert!(reason_string.contains(says), "{reason_string}");
     }
 }
+
+/// Challenges with a long Reason String.
+struct Chatty;
+
+impl AuthHook for Chatty {
+    fn authenticate(&mut self, _: &mqtt_codec::ConnectPacket, _: &str) -> AuthDecision {
+        AuthDecision::Continue(Properties {
+            reason_string: Some(ByteStr::from("x".repeat(200))),
+            ..Properties::default()
+        })
+    }
+}
+
+/// An AUTH that would exceed the client's Maximum Packet Size goes without its Reason String
+/// rather than not at all [MQTT-3.15.2-2].
+#[test]
+fn an_auth_too_large_for_the_client_goes_without_its_reason_string() {
+    let mut h = Harness::with_auth(quiet_config(), Box::new(Chatty));
+    let mut connect = with_token(v5("client"));
+    connect.properties.maximum_packet_size = Some(64);
+    let outputs = h.connect(A, connect);
+    let auths: Vec<AuthPacket> = sent_to(&outputs, A)
+        .into_iter()
+        .filter_map(|packet| match packet {
+            Packet::Auth(auth) => Some(auth),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(auths.len(), 1, "{outputs:#?}");
+    assert_eq!(auths[0].reason_code, ReasonCode::ContinueAuthentication);
+    assert_eq!(auths[0].properties.reason_string, None);
+    assert_eq!(
+        auths[0].properties.authentication_method.as_deref(),
+        Some("token")
+    );
+}
