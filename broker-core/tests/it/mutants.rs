@@ -4,7 +4,7 @@
 
 use crate::common::*;
 use broker_core::{
-    AuthDecision, AuthHook, BrokerConfig, Change, ClientIdentity, DropReason, Persistence,
+    AuthDecision, AuthHook, BrokerConfig, Change, ClientIdentity, DropReason, Output, Persistence,
     SubscriptionTree,
 };
 use bytes::Bytes;
@@ -949,4 +949,24 @@ fn an_auth_too_large_for_the_client_goes_without_its_reason_string() {
         auths[0].properties.authentication_method.as_deref(),
         Some("token")
     );
+}
+
+/// Small packets are encoded one after the other into one shared block, not an allocation
+/// each: two consecutive frames sit side by side in memory.
+#[test]
+fn consecutive_small_frames_share_one_block() {
+    let mut h = Harness::new();
+    h.connect_ok(A, v5("pub"));
+    let mut outputs = h.publish(A, qos1("nobody", "one", 1));
+    outputs.extend(h.publish(A, qos1("nobody", "two", 2)));
+    let frames: Vec<&bytes::Bytes> = outputs
+        .iter()
+        .filter_map(|output| match output {
+            Output::Send { frame, .. } => Some(&frame.bytes),
+            Output::Close { .. } => None,
+        })
+        .collect();
+    assert_eq!(frames.len(), 2, "{outputs:#?}");
+    let first_end = frames[0].as_ptr() as usize + frames[0].len();
+    assert_eq!(frames[1].as_ptr() as usize, first_end);
 }
