@@ -4,7 +4,7 @@
 
 use crate::common::*;
 use broker_core::{
-    AuthDecision, AuthHook, BrokerConfig, Change, ClientIdentity, DropReason, Persistence,
+    AuthDecision, AuthHook, BrokerConfig, Change, ClientIdentity, DropReason, Output, Persistence,
     SubscriptionTree,
 };
 use bytes::Bytes;
@@ -812,4 +812,161 @@ fn refused_publications_are_logged_once_per_topic_and_for_64_topics_at_most() {
         }
     });
     assert_eq!(refusals(&warnings), 62, "64 topics in all: {warnings:?}");
+}
+
+/// A broker with persistence on, a retained message and a persistent session whose queue holds
+/// one message, each expiring in 10 s (the session in 100 s), and its snapshot.
+fn snapshot_with_expiries(persistence: Persistence) -> (Harness, broker_core::Snapshot) {
+    let mut h = Harness::with_config(BrokerConfig {
+        persistence,
+        ..quiet_config()
+    });
+    h.connect_ok(B, v5_persistent("sub", 100));
+    h.subscribe(B, "t", QoS::AtLeastOnce);
+    h.lose(B);
+    h.connect_ok(A, v5("pub"));
+    let mut kept = retained(qos0("r", "kept"));
+    kept.properties.message_expiry_interval = Some(10);
+    h.publish(A, kept);
+    let mut queued = qos1("t", "queued", 1);
+    queued.properties.message_expiry_interval = Some(10);
+    h.publish(A, queued);
+    let snapshot = h.broker.snapshot(h.now);
+    (h, snapshot)
+}
+
+/// `Snapshot::aged` shortens every time left by the time elapsed and drops what expired
+/// meanwhile, at the very second it expires too.
+#[test]
+fn an_aged_snapshot_shortens_what_is_left_and_drops_what_expired() {
+    let (_, snapshot) = snapshot_with_expiries(Persistence::Relaxed);
+    let aged = snapshot.clone().aged(secs(4));
+    assert_eq!(aged.retained.len(), 1);
+    assert_eq!(aged.retained[0].expires_in, Some(secs(6)));
+    assert_eq!(aged.sessions.len(), 1);
+    assert_eq!(aged.sessions[0].expires_in, Some(secs(96)));
+    assert_eq!(aged.sessions[0].queue.len(), 1);
+    assert_eq!(aged.sessions[0].queue[0].message.expires_in, Some(secs(6)));
+    let aged = snapshot.clone().aged(secs(10));
+    assert!(aged.retained.is_empty(), "expired at 10 s");
+    assert_eq!(aged.sessions.len(), 1);
+    assert!(aged.sessions[0].queue.is_empty(), "expired at 10 s");
+    assert!(
+        snapshot.aged(secs(100)).sessions.is_empty(),
+        "expired at 100 s"
+    );
+}
+
+/// A restored session numbers new entries after the ones it holds, and records nothing when
+/// the broker it is restored into has persistence off.
+#[test]
+fn a_restored_session_numbers_entries_after_its_own_and_records_only_with_persistence() {
+    let (_, snapshot) = snapshot_with_expiries(Persistence::Relaxed);
+    let held = snapshot.sessions[0].queue[0].entry;
+    for (persistence, recorded) in [(Persistence::Relaxed, true), (Persistence::Off, false)] {
+        let mut h = Harness::with_config(BrokerConfig {
+            persistence,
+            ..quiet_config()
+        });
+        h.broker.restore(snapshot.clone(), h.now);
+        h.connect_ok(A, v5("pub"));
+        h.publish(A, qos1("t", "later", 1));
+        let mut records = Vec::new();
+        h.broker.take_changes(&mut records);
+        let entries: Vec<u64> = records
+            .iter()
+            .filter_map(|record| match record {
+                Change::Queued { entry, .. } => Some(*entry),
+                _ => None,
+            })
+            .collect();
+        if recorded {
+            assert_eq!(entries, [held + 1], "{records:#?}");
+        } else {
+            assert!(records.is_empty(), "{records:#?}");
+        }
+    }
+}
+
+/// The DISCONNECT for a QoS 0 PUBLISH beyond the topic limits says which limit and by how much
+/// in its reason string.
+#[test]
+fn a_topic_beyond_the_limits_is_named_in_the_reason_string() {
+    let mut h = Harness::with_config(BrokerConfig {
+        max_topic_length: 16,
+        max_topic_levels: 2,
+        ..quiet_config()
+    });
+    for (connection, topic, says) in [
+        (A, "a".repeat(17), "17 bytes, above the maximum of 16"),
+        (B, "a/b/c".to_string(), "3 levels, above the maximum of 2"),
+    ] {
+        h.connect_ok(connection, v5(&format!("client-{connection:?}")));
+        let outputs = h.publish(connection, qos0(&topic, "x"));
+        assert_disconnected(&outputs, connection, ReasonCode::TopicNameInvalid);
+        let reason_string = sent_to(&outputs, connection)
+            .into_iter()
+            .find_map(|packet| match packet {
+                Packet::Disconnect(disconnect) => disconnect.properties.reason_string,
+                _ => None,
+            })
+            .expect("a reason string");
+        assert!(reason_string.contains(says), "{reason_string}");
+    }
+}
+
+/// Challenges with a long Reason String.
+struct Chatty;
+
+impl AuthHook for Chatty {
+    fn authenticate(&mut self, _: &mqtt_codec::ConnectPacket, _: &str) -> AuthDecision {
+        AuthDecision::Continue(Properties {
+            reason_string: Some(ByteStr::from("x".repeat(200))),
+            ..Properties::default()
+        })
+    }
+}
+
+/// An AUTH that would exceed the client's Maximum Packet Size goes without its Reason String
+/// rather than not at all [MQTT-3.15.2-2].
+#[test]
+fn an_auth_too_large_for_the_client_goes_without_its_reason_string() {
+    let mut h = Harness::with_auth(quiet_config(), Box::new(Chatty));
+    let mut connect = with_token(v5("client"));
+    connect.properties.maximum_packet_size = Some(64);
+    let outputs = h.connect(A, connect);
+    let auths: Vec<AuthPacket> = sent_to(&outputs, A)
+        .into_iter()
+        .filter_map(|packet| match packet {
+            Packet::Auth(auth) => Some(auth),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(auths.len(), 1, "{outputs:#?}");
+    assert_eq!(auths[0].reason_code, ReasonCode::ContinueAuthentication);
+    assert_eq!(auths[0].properties.reason_string, None);
+    assert_eq!(
+        auths[0].properties.authentication_method.as_deref(),
+        Some("token")
+    );
+}
+
+/// Small packets are encoded one after the other into one shared block, not an allocation
+/// each: two consecutive frames sit side by side in memory.
+#[test]
+fn consecutive_small_frames_share_one_block() {
+    let mut h = Harness::new();
+    h.connect_ok(A, v5("pub"));
+    let mut outputs = h.publish(A, qos1("nobody", "one", 1));
+    outputs.extend(h.publish(A, qos1("nobody", "two", 2)));
+    let frames: Vec<&bytes::Bytes> = outputs
+        .iter()
+        .filter_map(|output| match output {
+            Output::Send { frame, .. } => Some(&frame.bytes),
+            Output::Close { .. } => None,
+        })
+        .collect();
+    assert_eq!(frames.len(), 2, "{outputs:#?}");
+    let first_end = frames[0].as_ptr() as usize + frames[0].len();
+    assert_eq!(frames[1].as_ptr() as usize, first_end);
 }
