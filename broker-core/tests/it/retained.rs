@@ -3,7 +3,8 @@
 
 use crate::common::*;
 use broker_core::BrokerConfig;
-use mqtt_codec::{QoS, ReasonCode, RetainHandling, SubscriptionOptions};
+use mqtt_codec::{ByteStr, QoS, ReasonCode, RetainHandling, SubscriptionOptions};
+use std::time::Duration;
 
 #[test]
 fn mqtt_3_3_1_5_retained_message_is_stored_and_sent_to_new_subscribers() {
@@ -293,6 +294,57 @@ fn expired_retained_message_is_not_sent() {
     h.connect_ok(C, v5("late"));
     assert!(publishes(&h.subscribe(C, "t", QoS::AtLeastOnce), C).is_empty());
     assert_eq!(h.broker.stats().retained_messages, 0);
+}
+
+#[test]
+fn mqtt_3_3_2_5_a_retained_message_is_gone_once_its_interval_has_elapsed() {
+    // Expired at the instant its Message Expiry Interval has passed, not a tick later.
+    let mut h = Harness::new();
+    h.connect_ok(A, v5("publisher"));
+    let mut publish = retained(qos1("t", "short lived", 1));
+    publish.properties.message_expiry_interval = Some(10);
+    h.publish(A, publish);
+
+    h.advance(secs(10) - Duration::from_millis(1));
+    h.connect_ok(B, v5("just in time"));
+    assert_eq!(
+        payloads(&h.subscribe(B, "t", QoS::AtLeastOnce), B),
+        ["short lived"]
+    );
+    h.advance(Duration::from_millis(1));
+    assert!(
+        h.broker.retained(None, h.now).is_empty(),
+        "the API lists no expired message"
+    );
+    h.connect_ok(C, v5("too late"));
+    assert!(publishes(&h.subscribe(C, "t", QoS::AtLeastOnce), C).is_empty());
+}
+
+#[test]
+fn mqtt_3_3_2_retained_message_keeps_its_properties_but_not_its_topic_alias() {
+    // What a later subscriber gets is the message as published: Content Type and User
+    // Properties kept [MQTT-3.3.2-17] [MQTT-3.3.2-20], the publisher's Topic Alias not.
+    let mut h = Harness::new();
+    let mut publisher = v5("publisher");
+    publisher.properties.topic_alias_maximum = Some(4);
+    h.connect_ok(A, publisher);
+    let mut publish = retained(qos1("t", "described", 1));
+    publish.properties.content_type = Some(ByteStr::from("text/plain"));
+    publish.properties.user_properties = vec![(ByteStr::from("k"), ByteStr::from("v"))];
+    publish.properties.topic_alias = Some(1);
+    h.publish(A, publish);
+
+    h.connect_ok(B, v5("subscriber"));
+    let delivered = publishes(&h.subscribe(B, "t", QoS::AtLeastOnce), B);
+    assert_eq!(delivered.len(), 1);
+    let properties = &delivered[0].properties;
+    assert_eq!(properties.content_type.as_deref(), Some("text/plain"));
+    assert_eq!(
+        properties.user_properties,
+        [(ByteStr::from("k"), ByteStr::from("v"))]
+    );
+    assert_eq!(properties.topic_alias, None);
+    assert_eq!(delivered[0].topic, "t");
 }
 
 #[test]
