@@ -127,10 +127,26 @@ impl RunningBinary {
     pub fn lines(&self) -> Vec<String> {
         self.lines.lock().expect("lines lock").clone()
     }
+
+    /// Whether the process is still running (it has not exited or been killed).
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .try_wait()
+            .expect("the gateway's status")
+            .is_none()
+    }
+
+    /// The process's id, for /proc and prlimit.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
 }
 
 impl Drop for RunningBinary {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("the gateway's log:\n{}", self.lines().join("\n"));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
         if let Some(data_dir) = &self.own_data_dir {

@@ -18,6 +18,7 @@
 //! Sizes are bounded (3,000 messages per stream, at most [`MAX_ROUNDS`] rounds of 26 attacking
 //! peers), and every wait has a deadline, so the test ends in seconds or fails.
 
+use crate::binary::RunningBinary;
 use crate::web_support::{Client, connect_packet, encode_packet, get, publish_packet};
 use bytes::{Buf, Bytes, BytesMut};
 use mqtt_codec::{
@@ -26,11 +27,7 @@ use mqtt_codec::{
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -60,10 +57,8 @@ const RSS_GROWTH_ALLOWED: f64 = 0.10;
 
 /// The gateway binary, its stderr collected line by line.
 struct GatewayProcess {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
+    binary: RunningBinary,
     endpoints: Endpoints,
-    data_dir: PathBuf,
 }
 
 /// Where the gateway listens.
@@ -81,69 +76,24 @@ impl Endpoints {
 
 impl GatewayProcess {
     fn start() -> GatewayProcess {
-        let data_dir = crate::common::test_config().data_dir;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
-            .args([
-                "--tcp",
-                "127.0.0.1:0",
-                "--http",
-                "127.0.0.1:0",
-                "--data-dir",
-            ])
-            .arg(&data_dir)
-            .args(["--max-packet-size", &MAX_PACKET_SIZE.to_string()])
-            .args(["--connect-timeout", &CONNECT_TIMEOUT_SECONDS.to_string()])
-            .args(["--sys-interval", "0"])
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("gateway binary starts");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let (address_sender, address_receiver) = mpsc::channel();
-        let collected = lines.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                for kind in ["mqtt", "http"] {
-                    if let Some(rest) = line.split(&format!("listening {kind} ")).nth(1) {
-                        let _ = address_sender.send((kind, rest.trim().to_string()));
-                    }
-                }
-                collected.lock().expect("lines lock").push(line);
-            }
-        });
-        let (mut mqtt, mut http) = (None, None);
-        while mqtt.is_none() || http.is_none() {
-            let Ok((kind, address)) = address_receiver.recv_timeout(Duration::from_secs(10)) else {
-                let _ = child.kill();
-                panic!(
-                    "no `listening` lines: {:?}",
-                    lines.lock().expect("lines lock")
-                );
-            };
-            let address = Some(address.parse().expect("listening address"));
-            match kind {
-                "mqtt" => mqtt = address,
-                _ => http = address,
-            }
-        }
-        GatewayProcess {
-            child,
-            lines,
-            endpoints: Endpoints {
-                mqtt: mqtt.expect("mqtt"),
-                http: http.expect("http"),
-            },
-            data_dir,
-        }
+        let binary = RunningBinary::start(&[
+            "--max-packet-size",
+            &MAX_PACKET_SIZE.to_string(),
+            "--connect-timeout",
+            &CONNECT_TIMEOUT_SECONDS.to_string(),
+            "--sys-interval",
+            "0",
+        ]);
+        let endpoints = Endpoints {
+            mqtt: binary.addr,
+            http: binary.http,
+        };
+        GatewayProcess { binary, endpoints }
     }
 
     /// Resident memory of the process, KiB (VmRSS in /proc).
     fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.binary.pid()))
             .expect("/proc status of the gateway");
         status
             .lines()
@@ -153,7 +103,7 @@ impl GatewayProcess {
     }
 
     fn lines(&self) -> Vec<String> {
-        self.lines.lock().expect("lines lock").clone()
+        self.binary.lines()
     }
 
     /// Waits until the gateway has no connection open (the API reads its counters).
@@ -176,17 +126,6 @@ impl GatewayProcess {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-    }
-}
-
-impl Drop for GatewayProcess {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("the gateway's log:\n{}", self.lines().join("\n"));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.data_dir);
     }
 }
 
@@ -1120,14 +1059,7 @@ async fn streams_survive_attacks_with_one_log_line_per_bad_peer_and_no_memory_gr
         .expect("both streams complete, whole and in order");
 
     gateway.wait_for_no_connections().await;
-    assert!(
-        gateway
-            .child
-            .try_wait()
-            .expect("the gateway's status")
-            .is_none(),
-        "the gateway exited"
-    );
+    assert!(gateway.binary.is_running(), "the gateway exited");
     let deadline = Instant::now() + PEER_WAIT;
     let limit = (baseline as f64 * (1.0 + RSS_GROWTH_ALLOWED)) as u64;
     let mut after = gateway.rss_kib();

@@ -16,14 +16,14 @@
 //!
 //! Counts are in the hundreds or thousands, and every wait is bounded.
 
+use crate::binary::RunningBinary;
 use crate::common::{Bystanders, TestClient, TestGateway, WAIT, connect_packet};
 use crate::web_support::{Client, encode_packet, get, ws_refusal};
 use mqtt_codec::{Packet, ProtocolVersion};
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -180,73 +180,22 @@ async fn max_connections_reached_and_recovered() {
 
 /// The gateway binary, its stderr collected line by line.
 struct Binary {
-    child: Child,
+    process: RunningBinary,
     pid: u32,
     mqtt: SocketAddr,
     http: SocketAddr,
-    lines: Arc<Mutex<Vec<String>>>,
-    data_dir: std::path::PathBuf,
 }
 
 impl Binary {
     /// Starts the gateway on loopback port 0 with `extra` flags, once it has logged both
     /// listeners.
     fn start(extra: &[&str]) -> Binary {
-        let data_dir = crate::common::test_config().data_dir;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
-            .args([
-                "--tcp",
-                "127.0.0.1:0",
-                "--http",
-                "127.0.0.1:0",
-                "--data-dir",
-            ])
-            .arg(&data_dir)
-            .args(extra)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("gateway binary starts");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let (addresses, listening) = mpsc::channel();
-        let collected = lines.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                for kind in ["mqtt", "http"] {
-                    if let Some(rest) = line.split(&format!("listening {kind} ")).nth(1) {
-                        let _ = addresses.send((kind, rest.trim().to_owned()));
-                    }
-                }
-                collected.lock().expect("lines lock").push(line);
-            }
-        });
-        let (mut mqtt, mut http) = (None, None);
-        while mqtt.is_none() || http.is_none() {
-            let Ok((kind, address)) = listening.recv_timeout(Duration::from_secs(10)) else {
-                let _ = child.kill();
-                panic!(
-                    "no `listening` lines: {:?}",
-                    lines.lock().expect("lines lock")
-                );
-            };
-            let address = Some(address.parse().expect("listening address"));
-            if kind == "mqtt" {
-                mqtt = address;
-            } else {
-                http = address;
-            }
-        }
+        let process = RunningBinary::start(extra);
         Binary {
-            pid: child.id(),
-            child,
-            mqtt: mqtt.expect("mqtt address"),
-            http: http.expect("http address"),
-            lines,
-            data_dir,
+            pid: process.pid(),
+            mqtt: process.addr,
+            http: process.http,
+            process,
         }
     }
 
@@ -270,11 +219,10 @@ impl Binary {
 
     /// The log lines that contain every one of `parts`.
     fn log_lines(&self, parts: &[&str]) -> Vec<String> {
-        let lines = self.lines.lock().expect("lines lock");
-        lines
-            .iter()
+        self.process
+            .lines()
+            .into_iter()
             .filter(|line| parts.iter().all(|part| line.contains(part)))
-            .cloned()
             .collect()
     }
 
@@ -285,18 +233,10 @@ impl Binary {
             assert!(
                 Instant::now() < deadline,
                 "no log line with {parts:?}:\n{}",
-                self.lines.lock().expect("lines lock").join("\n")
+                self.process.lines().join("\n")
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-    }
-}
-
-impl Drop for Binary {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.data_dir);
     }
 }
 
@@ -355,7 +295,7 @@ async fn out_of_file_descriptors_refuses_cleanly_and_recovers() {
                 .len(),
             1,
             "one warning for the {kind} listener:\n{}",
-            binary.lines.lock().expect("lines lock").join("\n")
+            binary.process.lines().join("\n")
         );
     }
 
