@@ -322,16 +322,7 @@ fn mqtt_4_3_3_5_a_pubrec_with_an_error_after_the_pubrel_does_not_end_the_exchang
     // even one with an error code, is answered with the PUBREL again (found by
     // broker_core_sequences: the message was dropped and the next one sent beyond the window,
     // while its PUBREL was still on its way).
-    let mut h = Harness::new();
-    h.connect_ok(A, v5("publisher"));
-    let mut subscriber = v5("subscriber");
-    subscriber.properties.receive_maximum = Some(1);
-    h.connect_ok(B, subscriber);
-    h.subscribe(B, "t", QoS::ExactlyOnce);
-    let id = publishes(&h.publish(A, qos2("t", "1", 1)), B)[0]
-        .packet_id
-        .unwrap();
-    h.publish(A, qos2("t", "2", 2));
+    let (mut h, id) = one_in_flight_one_waiting(QoS::ExactlyOnce);
     let outputs = h.send(B, Packet::PubRec(PubAckPacket::new(id)));
     assert_eq!(acks(&outputs, B, is_pubrel), [(id, ReasonCode::Success)]);
 
@@ -352,16 +343,7 @@ fn mqtt_4_3_2_a_pubrec_for_a_qos1_message_does_not_release_it() {
     // A QoS 1 message ends with PUBACK [MQTT-4.3.2-4]; a PUBREC for its identifier is answered
     // as for an unknown one, and the message keeps its place until the PUBACK (found by
     // broker_core_sequences: it was taken for a released QoS 2 message and got PUBRELs).
-    let mut h = Harness::new();
-    h.connect_ok(A, v5("publisher"));
-    let mut subscriber = v5("subscriber");
-    subscriber.properties.receive_maximum = Some(1);
-    h.connect_ok(B, subscriber);
-    h.subscribe(B, "t", QoS::AtLeastOnce);
-    let id = publishes(&h.publish(A, qos1("t", "1", 1)), B)[0]
-        .packet_id
-        .unwrap();
-    h.publish(A, qos1("t", "2", 2));
+    let (mut h, id) = one_in_flight_one_waiting(QoS::AtLeastOnce);
 
     let outputs = h.send(B, Packet::PubRec(PubAckPacket::new(id)));
     assert_eq!(
@@ -378,16 +360,7 @@ fn mqtt_4_3_2_a_pubrec_for_a_qos1_message_does_not_release_it() {
 
 #[test]
 fn mqtt_4_4_0_2_puback_with_an_error_code_still_acknowledges() {
-    let mut h = Harness::new();
-    h.connect_ok(A, v5("publisher"));
-    let mut subscriber = v5("subscriber");
-    subscriber.properties.receive_maximum = Some(1);
-    h.connect_ok(B, subscriber);
-    h.subscribe(B, "t", QoS::AtLeastOnce);
-    let id = publishes(&h.publish(A, qos1("t", "1", 1)), B)[0]
-        .packet_id
-        .unwrap();
-    h.publish(A, qos1("t", "2", 2));
+    let (mut h, id) = one_in_flight_one_waiting(QoS::AtLeastOnce);
     let mut refusal = PubAckPacket::new(id);
     refusal.reason_code = ReasonCode::PayloadFormatInvalid;
     assert_eq!(payloads(&h.send(B, Packet::PubAck(refusal)), B), ["2"]);
@@ -891,4 +864,24 @@ fn mqtt_3_3_4_9_resending_on_resume_stays_within_the_new_receive_maximum() {
     assert_eq!(fourth.len(), 1, "{outputs:#?}");
     assert!(!fourth[0].dup);
     assert_eq!(fourth[0].payload, "4");
+}
+
+/// A publisher A and a 5.0 subscriber B with Receive Maximum 1, subscribed to `t` at `qos`;
+/// message "1" is in flight to B (its packet identifier is returned) and "2" waits behind it.
+fn one_in_flight_one_waiting(qos: QoS) -> (Harness, u16) {
+    let mut h = Harness::new();
+    h.connect_ok(A, v5("publisher"));
+    let mut subscriber = v5("subscriber");
+    subscriber.properties.receive_maximum = Some(1);
+    h.connect_ok(B, subscriber);
+    h.subscribe(B, "t", qos);
+    let publish = |payload: &str, packet_id| match qos {
+        QoS::ExactlyOnce => qos2("t", payload, packet_id),
+        _ => qos1("t", payload, packet_id),
+    };
+    let id = publishes(&h.publish(A, publish("1", 1)), B)[0]
+        .packet_id
+        .unwrap();
+    h.publish(A, publish("2", 2));
+    (h, id)
 }
