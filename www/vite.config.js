@@ -14,6 +14,9 @@ export default defineConfig({
   resolve: {
     alias: { 'client-wasm': clientModule },
   },
+  // The ingest worker (src/worker/) is a module worker: it imports client-wasm, whose .wasm
+  // file it finds through `import.meta.url` like the page does.
+  worker: { format: 'es' },
   build: {
     outDir: 'dist',
     emptyOutDir: true,

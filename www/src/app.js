@@ -1,12 +1,14 @@
 // Dashboard: builds the page from its parts and wires them together. It is the one module that
 // knows them all; every part is handed only the elements, models and callbacks it works with.
 //
-// Data flow: the client's messages go through ingest.js, which only updates models (counts,
-// topic tree, log, series buffers) and asks for a frame. All DOM work happens in `draw`, called
-// by the frame scheduler at most once per animation frame, with a tick every 250 ms for the
-// slower parts and the clocks (rates, the reconnect countdown, sliding chart windows). So the
-// cost per message is a few map lookups and, for numeric payloads, one JSON.parse; the cost per
-// frame is bounded by what is on screen.
+// Data flow: the MQTT client runs in a Web Worker (worker/core.js), which decodes the messages,
+// extracts their numbers and hands the page one batch per animation frame (worker-client.js).
+// ingest.js files a batch into the models (counts, topic tree, log, series buffers) and asks
+// for a frame. All DOM work happens in `draw`, called by the frame scheduler at most once per
+// animation frame, with a tick every 250 ms for the slower parts and the clocks (rates, the
+// reconnect countdown, sliding chart windows); after each frame the worker may send the next
+// batch. So the page's cost per message is a few map lookups and array writes, and its cost
+// per frame is bounded by what is on screen.
 //
 // Where the rest lives: connection.js (the client and the connection states), subscriptions.js
 // (the filters, re-sent to each new client), page-url.js (`?sub=` in the address), settings.js
@@ -29,7 +31,7 @@ import { TreeView } from './ui/tree-view.js';
 import { SubscriptionsView, SeriesTable } from './ui/panels.js';
 import { formatCount, formatRate } from './ui/dom.js';
 import { onThemeChange } from './ui/theme.js';
-import { loadMqttClient } from './mqtt.js';
+import { startIngestWorker } from './worker-client.js';
 import { findElements } from './elements.js';
 import { loadSettings, saveSettings, brokerUrlProblem } from './settings.js';
 import { tabCredentialStore, authorizationHeader, connectCredentials } from './credentials.js';
@@ -37,7 +39,7 @@ import { SignIn } from './signin.js';
 import { subscriptionFilters, mirrorSubscriptions } from './page-url.js';
 import { Subscriptions } from './subscriptions.js';
 import { Connection } from './connection.js';
-import { messageHandler } from './ingest.js';
+import { batchHandler } from './ingest.js';
 import { bindConnectionPanel, bindSubscribeForm, bindPlotToolbar, bindLogToolbar } from './controls.js';
 import { bindPublishForm } from './publish.js';
 import { bindRetainedPanel } from './retained.js';
@@ -85,12 +87,11 @@ export class Dashboard {
       onFiltersChange: mirrorSubscriptions,
       onError: (text) => (el.subscribeError.textContent = text),
     });
+    this.ingest = startIngestWorker(
+      batchHandler({ traffic: this.traffic, subscriptions: this.subscriptions, tree: this.tree, log: this.log, series: this.series }, requestFrame),
+    );
     this.connection = new Connection({
-      loadClient: loadMqttClient,
-      onMessage: messageHandler(
-        { traffic: this.traffic, subscriptions: this.subscriptions, tree: this.tree, log: this.log, series: this.series },
-        requestFrame,
-      ),
+      loadClient: async () => this.ingest.clientClass,
       onChange: requestFrame,
       onConnected: () => {
         this.signIn.connected();
@@ -154,6 +155,7 @@ export class Dashboard {
         signIn: this.signIn,
       },
       this.scheduler,
+      this.ingest,
     );
   }
 
@@ -182,6 +184,7 @@ export class Dashboard {
     }
     this.charts.update(now);
     this.logView.update();
+    this.ingest.frameDrawn();
     if (!tick) return;
     el.status.dataset.state = this.connection.state;
     const text = this.connection.statusText(now);

@@ -7,8 +7,10 @@
 //
 // Each `connect` makes a new client and drops the old one. Connecting is asynchronous, so a
 // generation number tells a stale attempt (one overtaken by a newer Connect or a Disconnect)
-// from the current one, and the state events of a dropped client are ignored (its messages
-// still in flight are not: they did arrive). Nothing here touches the DOM: changes are
+// from the current one, and the state events of a dropped client are ignored. Messages do not
+// pass here: every client's messages reach the page as the ingest worker's batches
+// (worker-client.js), so those still in flight from a dropped client are counted too, as they
+// did arrive. Nothing here touches the DOM: changes are
 // announced through `onChange`, and drawn in the next frame. A connection that ends for good
 // with an error (a refused or failed connect, a close the client does not retry) is also
 // reported through `onFailed`, which is how the sign-in form learns of a refusal.
@@ -25,8 +27,7 @@ export class Connection {
   /**
    * @param {object} hooks
    * @param {() => Promise<{connect(url: string, options: object): Promise<object>}>} hooks.loadClient
-   *   resolves to the MqttClient class (mqtt.js's loadMqttClient; a fake in tests)
-   * @param {(message: object) => void} hooks.onMessage each message received, from any client
+   *   resolves to what makes clients (the ingest worker's `clientClass`; a fake in tests)
    * @param {() => void} hooks.onChange the state, its detail or the last error changed
    * @param {() => void} hooks.onConnected a new client is connected (send it every subscription)
    * @param {() => void} hooks.onReconnected the client reconnected by itself
@@ -35,9 +36,8 @@ export class Connection {
    * @param {(url: string) => string | null} [hooks.urlProblem] why the page may not connect to
    *   `url` (refused before any attempt), or null
    */
-  constructor({ loadClient, onMessage, onChange, onConnected, onReconnected, onDisconnect, onFailed = () => {}, urlProblem = () => null }) {
+  constructor({ loadClient, onChange, onConnected, onReconnected, onDisconnect, onFailed = () => {}, urlProblem = () => null }) {
     this.loadClient = loadClient;
-    this.onMessage = onMessage;
     this.onChange = onChange;
     this.onConnected = onConnected;
     this.onReconnected = onReconnected;
@@ -103,17 +103,8 @@ export class Connection {
     this.onConnected();
   }
 
-  /** Follows `client`'s messages and events; the events of a client since dropped are ignored. */
+  /** Follows `client`'s events; the events of a client since dropped are ignored. */
   attach(client) {
-    const handle = this.onMessage;
-    // Batches, where the client offers them, cost one call per batch instead of per message.
-    if (typeof client.onMessages === 'function') {
-      client.onMessages((batch) => {
-        for (let i = 0; i < batch.length; i++) handle(batch[i]);
-      });
-    } else {
-      client.onMessage(handle);
-    }
     const mine = () => this.client === client;
     client.addEventListener('connect', () => {
       if (!mine()) return;

@@ -34,12 +34,14 @@ export function debugSnapshot({ connection, traffic, log, tree, subscriptions, s
 }
 
 /**
- * Installs the hook: `snapshot()` (see debugSnapshot) and `frameWork()`, the frames drawn and
- * how long their work took (see FrameScheduler.work).
+ * Installs the hook: `snapshot()` (see debugSnapshot), `frameWork()`, the frames drawn and
+ * how long their work took (see FrameScheduler.work), and `ingest()`, the batches the ingest
+ * worker sent and the messages it had to drop (see worker-client.js).
  */
-export function installDebugHook(sources, scheduler) {
+export function installDebugHook(sources, scheduler, ingest) {
   window.__dashboard = {
     snapshot: () => debugSnapshot(sources),
     frameWork: () => scheduler.work(),
+    ingest: () => ({ batches: ingest.batches, dropped: ingest.dropped }),
   };
 }

@@ -1,7 +1,8 @@
 // SeriesStore: every plotted series, one per topic and numeric field, each in a SeriesBuffer.
 //
-// `ingest(topic, text, time)` extracts the numeric fields of a payload (see numeric.js) and
-// appends one point to the series of each; a series is created on its first point and named
+// `addPoint(topic, field, value, time)` appends one point (the ingest worker extracted the
+// numbers, see worker/core.js); `ingest(topic, text, time)` extracts the numeric fields of a
+// payload itself (see numeric.js) and adds each. A series is created on its first point and named
 // `topic` for plain numbers or `topic field` for JSON fields. Which chart shows a series is the
 // chart manager's business: it learns about new series through `onSeries`.
 //
@@ -44,24 +45,29 @@ export class SeriesStore {
   /** Appends the numbers of one payload; returns how many points were added. */
   ingest(topic, text, time) {
     const fields = numericFields(text);
-    for (let i = 0; i < fields.length; i++) {
-      const [field, value] = fields[i];
-      const key = `${topic}\u0000${field}`;
-      let series = this.byKey.get(key);
-      if (series === undefined) {
-        if (this.list.length >= this.maxSeries) {
-          this.droppedPoints += 1;
-          continue;
-        }
-        series = new Series(this.nextId++, topic, field, this.budget);
-        this.byKey.set(key, series);
-        this.list.push(series);
-        this.onSeries(series);
-      }
-      series.buffer.push(time, value);
-    }
-    if (fields.length > 0) this.version += 1;
+    for (let i = 0; i < fields.length; i++) this.addPoint(topic, fields[i][0], fields[i][1], time);
     return fields.length;
+  }
+
+  /**
+   * Appends one point to the series of `topic` and `field` (a path, '' for a plain number),
+   * creating the series on its first point while there are fewer than `maxSeries`.
+   */
+  addPoint(topic, field, value, time) {
+    const key = `${topic}\u0000${field}`;
+    let series = this.byKey.get(key);
+    if (series === undefined) {
+      if (this.list.length >= this.maxSeries) {
+        this.droppedPoints += 1;
+        return;
+      }
+      series = new Series(this.nextId++, topic, field, this.budget);
+      this.byKey.set(key, series);
+      this.list.push(series);
+      this.onSeries(series);
+    }
+    series.buffer.push(time, value);
+    this.version += 1;
   }
 
   /** Changes every series' point budget (shrinking keeps the newest points). */

@@ -12,10 +12,10 @@ export class Traffic {
     this.rateOut = new RateMeter();
   }
 
-  /** One message received at `now` (ms, monotonic). */
-  countReceived(now) {
-    this.received += 1;
-    this.rateIn.add(1, now);
+  /** `count` messages (one by default) received at `now` (ms, monotonic). */
+  countReceived(now, count = 1) {
+    this.received += count;
+    this.rateIn.add(count, now);
   }
 
   /** One message published at `now` (ms, monotonic). */

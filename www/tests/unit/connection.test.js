@@ -11,19 +11,12 @@ class FakeClient extends EventTarget {
     this.url = url;
     this.options = options;
     this.ended = false;
-    this.handlers = [];
-  }
-  onMessage(handler) {
-    this.handlers.push(handler);
   }
   async end() {
     this.ended = true;
   }
   emit(type, detail) {
     this.dispatchEvent(new CustomEvent(type, { detail }));
-  }
-  deliver(message) {
-    for (const handler of this.handlers) handler(message);
   }
 }
 
@@ -44,19 +37,17 @@ function fakeClientClass() {
 function setup(hooks = {}) {
   const { MqttClient, attempts } = fakeClientClass();
   const calls = [];
-  const messages = [];
   const failures = [];
   const connection = new Connection({
     onFailed: (error) => failures.push(error),
     ...hooks,
     loadClient: async () => MqttClient,
-    onMessage: (message) => messages.push(message),
     onChange: () => calls.push(`change:${connection.state}`),
     onConnected: () => calls.push('connected'),
     onReconnected: () => calls.push('reconnected'),
     onDisconnect: () => calls.push('disconnect'),
   });
-  return { connection, attempts, calls, messages, failures };
+  return { connection, attempts, calls, failures };
 }
 
 const settings = { url: 'ws://127.0.0.1:8080/mqtt', clientId: 'dashboard-t', protocolVersion: 5, keepalive: 30, username: '', password: '' };
@@ -178,7 +169,7 @@ test('an error event is remembered and redrawn without changing the state', asyn
 });
 
 test('Disconnect ends the client, and its later events are ignored', async () => {
-  const { connection, attempts, messages, calls } = setup();
+  const { connection, attempts, calls } = setup();
   const done = connection.connect(settings);
   await settle();
   attempts[0].accept();
@@ -197,9 +188,6 @@ test('Disconnect ends the client, and its later events are ignored', async () =>
   assert.equal(connection.state, 'closed');
   assert.equal(connection.lastError, '');
   assert.deepEqual(calls, [], 'nothing redrawn, nothing resubscribed');
-  // Messages still in flight from the old client are still counted.
-  client.deliver({ topic: 'a' });
-  assert.deepEqual(messages, [{ topic: 'a' }]);
 });
 
 test('a connect overtaken by a newer one ends its client and leaves the newer in charge', async () => {
@@ -231,17 +219,6 @@ test('an overtaken connect that fails does not overwrite the newer state', async
   attempts[0].refuse(new Error('too late'));
   await first;
   assert.equal(connection.state, 'connected');
-});
-
-test('batched messages are handed over one by one', async () => {
-  const { connection, messages } = setup();
-  let deliver;
-  const client = new FakeClient('ws://x', {});
-  client.onMessages = (handler) => (deliver = handler);
-  connection.attach(client);
-  deliver([{ topic: 'a' }, { topic: 'b' }]);
-  assert.deepEqual(messages.map((m) => m.topic), ['a', 'b']);
-  assert.equal(client.handlers.length, 0, 'onMessage is not used when batches are offered');
 });
 
 test('a refused connect is reported to onFailed with the client’s error', async () => {

@@ -8,7 +8,7 @@ import { Subscriptions } from '../../src/subscriptions.js';
 import { TopicTree } from '../../src/model/topic-tree.js';
 import { MessageLog } from '../../src/model/message-log.js';
 import { SeriesStore } from '../../src/model/series-store.js';
-import { messageHandler } from '../../src/ingest.js';
+import { messageHandler } from './pipeline.js';
 
 test('the snapshot reports state, counts, subscriptions, series and charts', () => {
   const subscriptions = new Subscriptions({ client: () => null, onChange() {}, onFiltersChange() {}, onError() {} });

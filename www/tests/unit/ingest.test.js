@@ -2,7 +2,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { messageHandler } from '../../src/ingest.js';
+import { messageHandler } from './pipeline.js';
 import { Traffic } from '../../src/model/traffic.js';
 import { Subscriptions } from '../../src/subscriptions.js';
 import { TopicTree } from '../../src/model/topic-tree.js';
