@@ -5,7 +5,7 @@
 // The rule: each series' magnitude is its largest |value| in view. Sorted by log magnitude, the
 // largest gap between neighbours splits the series in two when it exceeds SPLIT_RATIO; those
 // above the gap go on the right axis. Series without a magnitude (no points in view, or all 0)
-// keep the axis they had, else the left one.
+// keep the axis they had, else the left one. A magnitude that is NaN counts as none.
 //
 // Hysteresis: an assignment that was made stays while it is still fair: two groups stay split
 // while the smallest of the right is more than SPLIT_RATIO / HYSTERESIS above the largest of the
@@ -23,16 +23,6 @@ export const HYSTERESIS = 1.25;
 
 const SPLIT = Math.log10(SPLIT_RATIO);
 const MARGIN = Math.log10(HYSTERESIS);
-
-/** The largest |value| of `values` (0 when empty). */
-export function magnitude(values) {
-  let largest = 0;
-  for (let i = 0; i < values.length; i++) {
-    const size = Math.abs(values[i]);
-    if (size > largest) largest = size;
-  }
-  return largest;
-}
 
 /**
  * The axis of each series (LEFT or RIGHT), from each one's magnitude and the axis it had

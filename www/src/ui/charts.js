@@ -1,6 +1,7 @@
 // ChartManager: the plot area. Several uPlot charts, each showing a chosen set of series; the
-// series' points live in their SeriesBuffers (model/ring-buffer.js) and reach uPlot as
-// subarrays, without copies.
+// series' points live in their SeriesBuffers (model/ring-buffer.js) and reach uPlot through one
+// Decimator per chart and series (model/decimate.js): at most about 4 points per pixel column,
+// kept up to date at a cost that follows the new points.
 //
 // Invariants:
 // - Charts use uPlot's mode 2 (each series has its own x values), because series from different
@@ -9,8 +10,8 @@
 //   only when one of its series got points since its last draw, or when its time window slides
 //   (at most every `SLIDE_MS`). So a 10k msgs/s stream costs one redraw per chart per frame, and
 //   an idle page costs nothing.
-// - The time window (last N seconds, or all) selects points by binary search, so drawing cost
-//   follows what is visible, not what is held.
+// - The time window (last N seconds, or all) selects points by binary search, and the Decimator
+//   reduces them to the plot's width, so drawing cost follows pixels, not the points held.
 // - Paused charts keep their x range and skip redraws; points are still recorded, so resuming
 //   shows everything that arrived meanwhile.
 // - A new series goes where an applied layout (a shared link) names it, else to the chart that
@@ -27,7 +28,8 @@ import uPlot from 'uplot';
 import { h, formatValue } from './dom.js';
 import { seriesColor, themeColors } from './theme.js';
 import { groupKey, seriesKey, LAYOUT_VERSION } from '../model/layout.js';
-import { splitAxes, magnitude, RIGHT } from '../model/axes.js';
+import { splitAxes, RIGHT } from '../model/axes.js';
+import { Decimator } from '../model/decimate.js';
 import { chartCsv, chartPng, downloadBlob, exportFilename } from './export.js';
 
 const AUTO_CHARTS = 8;
@@ -236,6 +238,8 @@ class Chart {
      * its first real assignment follows the plain rule.
      */
     this.decidedAxes = new Map();
+    /** Each shown series' Decimator (model/decimate.js), by series id. */
+    this.decimators = new Map();
     /** Each shown series' point total at the last draw. */
     this.drawnTotals = [];
     this.lastDraw = -Infinity;
@@ -288,6 +292,7 @@ class Chart {
 
   remove(seriesId) {
     this.seriesIds = this.seriesIds.filter((id) => id !== seriesId);
+    this.decimators.delete(seriesId);
     this.rebuild();
   }
 
@@ -314,6 +319,8 @@ class Chart {
     this.plot?.destroy();
     this.plot = null;
     const series = this.series();
+    const width = Math.max(200, this.element.clientWidth - 10 || this.manager.container.clientWidth - 10 || 600);
+    const data = this.data(series, width);
     ({ axes: this.axes, decided: this.decidedAxes } = this.assignAxes(series));
     this.axisById = new Map(series.map((s, i) => [s.id, this.axes[i]]));
     this.title.textContent = this.titleText();
@@ -350,7 +357,7 @@ class Chart {
     }
     const options = {
       mode: 2,
-      width: Math.max(200, this.element.clientWidth - 10 || this.manager.container.clientWidth - 10 || 600),
+      width,
       height: window.innerWidth < 640 ? 180 : CHART_HEIGHT,
       legend: { show: false },
       cursor: { drag: { x: false, y: false, setScale: false }, points: { show: false } },
@@ -371,13 +378,19 @@ class Chart {
         })),
       ],
     };
-    this.plot = new uPlot(options, this.data(series), this.canvasHolder);
+    this.plot = new uPlot(options, data, this.canvasHolder);
   }
 
-  /** The axis of each of `series` under the split rule, and those decided by points in view. */
+  /**
+   * The axis of each of `series` under the split rule, and those decided by points in view. Each
+   * series' magnitude is its largest |value| among the points `data` chose last: the decimated
+   * points keep every column's minimum and maximum, so that is the largest in view.
+   */
   assignAxes(series) {
-    const since = this.manager.since();
-    const magnitudes = series.map((s) => magnitude(s.buffer.view(since).values));
+    const magnitudes = series.map((s) => {
+      const { min, max } = this.decimator(s).range();
+      return Math.max(Math.abs(min), Math.abs(max));
+    });
     const axes = splitAxes(magnitudes, series.map((s) => this.decidedAxes.get(s.id)));
     const decided = new Map();
     for (let i = 0; i < series.length; i++) {
@@ -386,37 +399,64 @@ class Chart {
     return { axes, decided };
   }
 
-  /** The points to draw: each series' window, as views into its buffer. */
-  data(series = this.series()) {
-    const since = this.manager.since();
+  /**
+   * The points to draw: per series, its Decimator's points (at most about 4 per column) for the x
+   * range the chart shows, from its start up to the newest point, at `columns` pixel columns.
+   */
+  data(series, columns) {
+    const from = this.rangeStart(series);
     return [
       null,
       ...series.map((s) => {
-        const { times, values } = s.buffer.view(since);
+        const { times, values } = this.decimator(s).points(from, Infinity, columns);
         return [times, values];
       }),
     ];
   }
 
+  /** Where the x range starts, as ChartManager.xRange will compute it from the window's points. */
+  rangeStart(series) {
+    const since = this.manager.since();
+    if (since === -Infinity) return -Infinity;
+    let first = Infinity;
+    for (const s of series) {
+      const { times } = s.buffer.view(since);
+      if (times.length > 0 && times[0] < first) first = times[0];
+    }
+    return this.manager.xRange(Number.isFinite(first) ? first : null, null)[0];
+  }
+
+  decimator(series) {
+    let decimator = this.decimators.get(series.id);
+    if (decimator === undefined) {
+      decimator = new Decimator(series.buffer);
+      this.decimators.set(series.id, decimator);
+    }
+    return decimator;
+  }
+
   update(nowMs) {
     if (this.plot === null) return;
     const series = this.series();
-    if (nowMs - this.lastAxisCheck >= AXIS_CHECK_MS) {
-      this.lastAxisCheck = nowMs;
-      const { axes, decided } = this.assignAxes(series);
-      this.decidedAxes = decided;
-      if (axes.some((axis, i) => axis !== this.axisById.get(series[i].id))) {
-        this.rebuild();
-        this.manager.onLayoutChange();
-      }
-    }
     let changed = this.dirty;
     for (let i = 0; i < series.length; i++) {
       if (series[i].buffer.total !== this.drawnTotals[i]) changed = true;
     }
     const sliding = this.manager.windowSeconds > 0 && nowMs - this.lastDraw >= SLIDE_MS;
     if (!changed && !sliding) return;
-    this.plot.setData(this.data(series));
+    const data = this.data(series, this.plot.width);
+    if (nowMs - this.lastAxisCheck >= AXIS_CHECK_MS) {
+      this.lastAxisCheck = nowMs;
+      const { axes, decided } = this.assignAxes(series);
+      this.decidedAxes = decided;
+      if (axes.some((axis, i) => axis !== this.axisById.get(series[i].id))) {
+        // The new instance draws the same points; the next frame finds the chart dirty again.
+        this.rebuild();
+        this.manager.onLayoutChange();
+        return;
+      }
+    }
+    this.plot.setData(data);
     this.lastDraw = nowMs;
     this.dirty = false;
     const entries = this.legend.children;
@@ -459,12 +499,16 @@ class Chart {
     if (this.plot === null) return;
     const width = Math.max(200, this.element.clientWidth - 10);
     const height = window.innerWidth < 640 ? 180 : CHART_HEIGHT;
-    if (width !== this.plot.width || height !== this.plot.height) this.plot.setSize({ width, height });
+    if (width === this.plot.width && height === this.plot.height) return;
+    this.plot.setSize({ width, height });
+    // The points are chosen again for the new number of columns.
+    this.dirty = true;
   }
 
   destroy() {
     this.plot?.destroy();
     this.plot = null;
+    this.decimators.clear();
     this.element.remove();
   }
 }

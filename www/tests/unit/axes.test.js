@@ -3,12 +3,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { splitAxes, magnitude, LEFT, RIGHT, SPLIT_RATIO, HYSTERESIS } from '../../src/model/axes.js';
-
-test('magnitude is the largest absolute value', () => {
-  assert.equal(magnitude(new Float64Array([1, -7, 3])), 7);
-  assert.equal(magnitude(new Float64Array([])), 0);
-});
+import { splitAxes, LEFT, RIGHT, SPLIT_RATIO, HYSTERESIS } from '../../src/model/axes.js';
 
 test('alike magnitudes share the left axis', () => {
   assert.deepEqual(splitAxes([21.5, 54], []), [LEFT, LEFT]);
@@ -24,7 +19,6 @@ test('temp and hum on the left, CO2 on the right', () => {
 test('the split is at the widest gap', () => {
   // 1, 2 | 100, 150, 1000: the gap 2 -> 100 (50x) is wider than 150 -> 1000 (6.7x).
   assert.deepEqual(splitAxes([1, 2, 100, 150, 1000], []), [LEFT, LEFT, RIGHT, RIGHT, RIGHT]);
-  assert.deepEqual(splitAxes([magnitude([-1000, 3]), magnitude([2, -1])], []), [RIGHT, LEFT]);
 });
 
 test('series without points in view keep their axis, else go left', () => {
