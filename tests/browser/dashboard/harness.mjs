@@ -97,11 +97,12 @@ export function sleep(ms) {
 
 /**
  * Launches Chromium (with `args` added to CHROMIUM_ARGS) and opens a page that records console
- * errors and uncaught exceptions.
+ * errors and uncaught exceptions. `deviceScaleFactor` below 1 fits a larger page into a smaller
+ * picture.
  */
-export async function openBrowser({ width = 1280, height = 900, colorScheme = 'light', args = [] } = {}) {
+export async function openBrowser({ width = 1280, height = 900, colorScheme = 'light', args = [], deviceScaleFactor = 1 } = {}) {
   const browser = await chromium.launch({ executablePath: chromiumPath, args: [...CHROMIUM_ARGS, ...args] });
-  const context = await browser.newContext({ viewport: { width, height }, colorScheme });
+  const context = await browser.newContext({ viewport: { width, height }, colorScheme, deviceScaleFactor });
   const page = await context.newPage();
   const errors = [];
   page.on('console', (message) => {
