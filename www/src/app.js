@@ -128,7 +128,10 @@ export class Dashboard {
       onDisconnect: () => this.connection.disconnect(),
     });
     bindSubscribeForm({ form: el.subscribeForm, error: el.subscribeError }, (filter, qos) => this.subscriptions.subscribe(filter, qos));
-    bindPlotToolbar({ windowSelect: el.plotWindow, budget: el.plotBudget, pause: el.plotPause, add: el.plotAdd }, { charts: this.charts, series: this.series });
+    this.plotToolbar = bindPlotToolbar(
+      { windowSelect: el.plotWindow, budget: el.plotBudget, pause: el.plotPause, add: el.plotAdd },
+      { charts: this.charts, series: this.series },
+    );
     bindLogToolbar(
       { filter: el.logFilter, format: el.logFormat, pause: el.logPause, clear: el.logClear },
       { log: this.log, logView: this.logView, onFilter: setLogFilter, onChange: requestFrame },
@@ -159,10 +162,11 @@ export class Dashboard {
     );
   }
 
-  /** Subscribes to the address's `sub` filters and connects. */
+  /** Subscribes to the address's `sub` filters, lays the charts out by its `layout`, and connects. */
   start() {
     for (const filter of subscriptionFilters(location.search)) this.subscriptions.add(filter, 0);
     this.subscriptionsView.render(this.subscriptions.list);
+    this.plotToolbar.restore(location.search);
     this.connect();
   }
 

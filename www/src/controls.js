@@ -1,10 +1,12 @@
 // The page's plain controls, each bound to a few narrow actions: the connection panel (its
 // toggle, the form filled from the settings and read back on Connect, Disconnect), the
-// subscribe form, the plot toolbar and the log toolbar. Controls with behaviour of their own
-// live in their own modules (publish.js, retained.js).
+// subscribe form, the plot toolbar (window, budget, pause, grouping, "Copy link") and the log
+// toolbar. Controls with behaviour of their own live in their own modules (publish.js,
+// retained.js).
 
 import { filterProblem } from './model/topic-filter.js';
 import { settingsFromForm } from './settings.js';
+import { layoutFromSearch, layoutLink } from './page-url.js';
 
 /** How long typing in the log filter must pause before the log is filtered again (ms). */
 const FILTER_DELAY_MS = 150;
@@ -49,10 +51,39 @@ export function bindSubscribeForm({ form, error }, onSubscribe) {
 }
 
 /**
+ * The plot toolbar's controls beyond the window, budget, pause and add-chart ones: the grouping,
+ * "Copy link" and the field that shows the link. Looked up by id once, like elements.js does,
+ * and with the same failure when index.html lacks one.
+ */
+export function findPlotToolbarElements(doc = document) {
+  const ids = { grouping: 'plot-grouping', copyLink: 'plot-copy-link', linkBox: 'plot-link-box', link: 'plot-link', linkStatus: 'plot-link-status' };
+  const elements = {};
+  for (const [name, id] of Object.entries(ids)) {
+    elements[name] = doc.getElementById(id);
+    if (elements[name] === null) throw new Error(`the page has no element #${id}`);
+  }
+  return elements;
+}
+
+/**
+ * Binds the plot toolbar to the chart manager, which owns the state it shows (window, paused,
+ * grouping). Returns `restore(search)`, which applies the layout of a `?layout=` address (if a
+ * valid one) and shows it in the toolbar.
  * @param {{windowSelect: HTMLSelectElement, budget: HTMLInputElement, pause: HTMLElement, add: HTMLElement}} elements
  * @param {{charts: import('./ui/charts.js').ChartManager, series: import('./model/series-store.js').SeriesStore}} plots
+ * @returns {{restore(search: string): void}}
  */
 export function bindPlotToolbar({ windowSelect, budget, pause, add }, { charts, series }) {
+  const { grouping, copyLink, linkBox, link, linkStatus } = findPlotToolbarElements();
+  const show = () => {
+    const seconds = String(charts.windowSeconds);
+    // A window from a link that the menu does not offer gets an entry of its own.
+    if (![...windowSelect.options].some((option) => option.value === seconds)) windowSelect.append(new Option(`last ${seconds} s`, seconds));
+    windowSelect.value = seconds;
+    grouping.value = charts.mode;
+    pause.setAttribute('aria-pressed', String(charts.paused));
+    pause.textContent = charts.paused ? 'Resume' : 'Pause';
+  };
   windowSelect.addEventListener('change', () => charts.setWindow(Number(windowSelect.value)));
   budget.value = String(series.budget);
   budget.addEventListener('change', () => {
@@ -66,12 +97,33 @@ export function bindPlotToolbar({ windowSelect, budget, pause, add }, { charts, 
     }
   });
   pause.addEventListener('click', () => {
-    const paused = !charts.paused;
-    charts.setPaused(paused);
-    pause.setAttribute('aria-pressed', String(paused));
-    pause.textContent = paused ? 'Resume' : 'Pause';
+    charts.setPaused(!charts.paused);
+    show();
   });
   add.addEventListener('click', () => charts.addChart());
+  grouping.addEventListener('change', () => charts.setMode(grouping.value));
+  copyLink.addEventListener('click', () => {
+    const url = layoutLink(location, charts.layout());
+    link.value = url;
+    linkBox.hidden = false;
+    link.focus();
+    link.select();
+    linkStatus.textContent = 'Copy the link above.';
+    // The clipboard may be unavailable (an insecure origin) or refused; the field is there anyway.
+    navigator.clipboard?.writeText(url).then(
+      () => (linkStatus.textContent = 'Link copied to the clipboard.'),
+      () => {},
+    );
+  });
+  show();
+  return {
+    restore(search) {
+      const layout = layoutFromSearch(search);
+      if (layout === null) return;
+      charts.applyLayout(layout);
+      show();
+    },
+  };
 }
 
 /**

@@ -6,8 +6,9 @@
  * The dashboard's state as plain data.
  *
  * @param {object} sources the models to read (connection, traffic, log, tree, subscriptions,
- *   series), the chart manager, for which chart shows which series, and the sign-in (whether
- *   its form shows and who is signed in; never a password)
+ *   series), the chart manager (which chart shows which series on which axis, the grouping, the
+ *   window, whether paused), and the sign-in (whether its form shows and who is signed in; never
+ *   a password)
  */
 export function debugSnapshot({ connection, traffic, log, tree, subscriptions, series, charts, signIn }) {
   return {
@@ -29,7 +30,16 @@ export function debugSnapshot({ connection, traffic, log, tree, subscriptions, s
       total: s.buffer.total,
       chart: charts.chartOf(s.id)?.id ?? null,
     })),
-    charts: charts.charts.map((c) => ({ id: c.id, series: c.series().map((s) => s.name) })),
+    charts: charts.charts.map((c) => ({
+      id: c.id,
+      title: c.titleText(),
+      series: c.series().map((s) => s.name),
+      // Parallel to `series`: 'left' or 'right'.
+      axes: c.series().map((s) => c.axisName(s.id) || 'left'),
+    })),
+    grouping: charts.mode,
+    plotWindow: charts.windowSeconds,
+    plotsPaused: charts.paused,
   };
 }
 

@@ -62,9 +62,16 @@ test('JSON payloads plot one series per numeric field, appear in the log, and lo
   await firstRow.click();
   assert.match(await page.locator('#log-detail pre').textContent(), /^\{\n {2}"temp": /);
 
-  // The chart canvas is drawn (uPlot) with both series in its legend.
-  assert.equal(await page.locator('.chart[data-chart="1"] canvas').count() >= 1, true);
-  assert.equal(await page.locator('.chart[data-chart="1"] .chart-legend [data-series]').count(), 2);
+  // Grouped by field (the default), temp and hum get a chart each, titled by the field, its
+  // canvas drawn (uPlot) and its series in its legend.
+  for (const [id, field] of [
+    [1, 'temp'],
+    [2, 'hum'],
+  ]) {
+    assert.equal(await page.locator(`.chart[data-chart="${id}"] canvas`).count() >= 1, true);
+    assert.equal(await page.locator(`.chart[data-chart="${id}"] .chart-title`).textContent(), field);
+    assert.equal(await page.locator(`.chart[data-chart="${id}"] .chart-legend [data-series]`).count(), 1);
+  }
 
   await page.locator('#series-panel summary').click();
   const path = await screenshot(page, 'dashboard-json', { fullPage: true });

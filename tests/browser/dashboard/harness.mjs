@@ -97,11 +97,12 @@ export function sleep(ms) {
 
 /**
  * Launches Chromium (with `args` added to CHROMIUM_ARGS) and opens a page that records console
- * errors and uncaught exceptions.
+ * errors and uncaught exceptions. `deviceScaleFactor` below 1 fits a larger page into a smaller
+ * picture.
  */
-export async function openBrowser({ width = 1280, height = 900, colorScheme = 'light', args = [] } = {}) {
+export async function openBrowser({ width = 1280, height = 900, colorScheme = 'light', args = [], deviceScaleFactor = 1 } = {}) {
   const browser = await chromium.launch({ executablePath: chromiumPath, args: [...CHROMIUM_ARGS, ...args] });
-  const context = await browser.newContext({ viewport: { width, height }, colorScheme });
+  const context = await browser.newContext({ viewport: { width, height }, colorScheme, deviceScaleFactor });
   const page = await context.newPage();
   const errors = [];
   page.on('console', (message) => {
@@ -138,12 +139,16 @@ export async function openDashboard(page, gateway, path = '/') {
 
 /**
  * Runs publisher.py; resolves with its output once it exits 0. With `username` and `password`
- * it signs in (the password goes through the environment, not the command line).
+ * it signs in (the password goes through the environment, not the command line). `topic` may be
+ * an array: `count` messages then go to each (`rate` counts them all). With `record` (a file
+ * path) the publisher writes each message it sent there, `topic<TAB>payload` per line.
  */
-export function publish(gateway, { topic, count, rate, kind = 'json', username, password, retain = false }) {
-  const args = [join(root, 'tests/browser/dashboard/publisher.py'), '--port', String(gateway.mqttPort), '--topic', topic, '--count', String(count), '--rate', String(rate), '--kind', kind];
+export function publish(gateway, { topic, count, rate, kind = 'json', username, password, retain = false, record }) {
+  const topics = [topic].flat().flatMap((name) => ['--topic', name]);
+  const args = [join(root, 'tests/browser/dashboard/publisher.py'), '--port', String(gateway.mqttPort), ...topics, '--count', String(count), '--rate', String(rate), '--kind', kind];
   if (username !== undefined) args.push('--username', username);
   if (retain) args.push('--retain');
+  if (record !== undefined) args.push('--record', record);
   const env = password === undefined ? process.env : { ...process.env, PUBLISHER_PASSWORD: password };
   return new Promise((resolve, reject) => {
     execFile(

@@ -61,7 +61,7 @@ export class SubscriptionsView {
   }
 }
 
-/** The series table: colour, name, points held (of all received), chart choice, CSV. */
+/** The series table: colour, name, points held (of all received), chart choice, y-axis, CSV. */
 export class SeriesTable {
   constructor(body, countElement, store, charts) {
     this.body = body;
@@ -78,7 +78,7 @@ export class SeriesTable {
       ...this.store.list.map((series) => {
         const chart = this.charts.chartOf(series.id);
         const select = h('select', { 'aria-label': `chart for ${series.name}` }, [
-          ...this.charts.charts.map((c) => h('option', { value: String(c.id), textContent: `Chart ${c.id}`, selected: c === chart })),
+          ...this.charts.charts.map((c) => h('option', { value: String(c.id), textContent: chartLabel(c), selected: c === chart })),
           h('option', { value: 'new', textContent: 'new chart' }),
           h('option', { value: 'hidden', textContent: 'hidden', selected: chart === undefined }),
         ]);
@@ -94,6 +94,7 @@ export class SeriesTable {
           h('td', { className: 'name', textContent: series.name }),
           points,
           h('td', {}, [select]),
+          h('td', { className: 'axis', textContent: chart?.axisName(series.id) ?? '' }),
           h('td', {}, [
             h('button', {
               type: 'button',
@@ -114,6 +115,12 @@ export class SeriesTable {
       cell.textContent = length === total ? formatCount(length) : `${formatCount(length)} of ${formatCount(total)}`;
     }
   }
+}
+
+/** A chart in the series table's menu: its number, and its title unless that is `Chart N`. */
+function chartLabel(chart) {
+  const title = chart.titleText();
+  return title === `Chart ${chart.id}` ? title : `${chart.id}: ${title}`;
 }
 
 /** Renders the retained messages listed by `/api/v1/retained`. */

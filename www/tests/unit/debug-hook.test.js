@@ -18,10 +18,16 @@ test('the snapshot reports state, counts, subscriptions, series and charts', () 
   handle({ topic: 'demo/a', payload: new TextEncoder().encode('{"temp": 1, "hum": 2}') });
   handle({ topic: 'demo/b', payload: new TextEncoder().encode('3') });
   models.traffic.countSent(0);
-  // A chart manager showing the first series only.
-  const [temp] = models.series.list;
-  const chart = { id: 7, seriesIds: [temp.id], series: () => [temp] };
-  const charts = { charts: [chart], chartOf: (id) => (chart.seriesIds.includes(id) ? chart : undefined) };
+  // A chart manager showing the first two series, on two axes; the third is hidden.
+  const [temp, hum] = models.series.list;
+  const chart = { id: 7, seriesIds: [temp.id, hum.id], series: () => [temp, hum], titleText: () => 'demo/a', axisName: (id) => (id === hum.id ? 'right' : 'left') };
+  const charts = {
+    charts: [chart],
+    chartOf: (id) => (chart.seriesIds.includes(id) ? chart : undefined),
+    mode: 'topic',
+    windowSeconds: 600,
+    paused: true,
+  };
   const connection = { state: 'connected', stateDetail: '' };
 
   assert.deepEqual(debugSnapshot({ connection, charts, ...models }), {
@@ -37,10 +43,13 @@ test('the snapshot reports state, counts, subscriptions, series and charts', () 
     subscriptions: [{ filter: 'demo/#', qos: 1, granted: 1, status: 'pending', count: 2 }],
     series: [
       { name: 'demo/a temp', topic: 'demo/a', field: 'temp', points: 1, total: 1, chart: 7 },
-      { name: 'demo/a hum', topic: 'demo/a', field: 'hum', points: 1, total: 1, chart: null },
+      { name: 'demo/a hum', topic: 'demo/a', field: 'hum', points: 1, total: 1, chart: 7 },
       { name: 'demo/b', topic: 'demo/b', field: '', points: 1, total: 1, chart: null },
     ],
-    charts: [{ id: 7, series: ['demo/a temp'] }],
+    charts: [{ id: 7, title: 'demo/a', series: ['demo/a temp', 'demo/a hum'], axes: ['left', 'right'] }],
+    grouping: 'topic',
+    plotWindow: 600,
+    plotsPaused: true,
   });
 });
 

@@ -2,7 +2,8 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { subscriptionFilters, searchWithSubscriptions } from '../../src/page-url.js';
+import { subscriptionFilters, searchWithSubscriptions, layoutFromSearch, searchWithLayout, layoutLink } from '../../src/page-url.js';
+import { encodeLayout } from '../../src/model/layout.js';
 
 test('the sub parameters are read in order, decoded', () => {
   assert.deepEqual(subscriptionFilters('?sub=sensors/%23&sub=test&sub=a/%2B/b'), ['sensors/#', 'test', 'a/+/b']);
@@ -27,4 +28,27 @@ test('no subscriptions and no other parameters leave no query at all', () => {
 test('what is mirrored reads back as the same filters', () => {
   const filters = ['sensors/+/temp', '#', 'a b/ü', '$SYS/#', 'x&y=z'];
   assert.deepEqual(subscriptionFilters(searchWithSubscriptions('?protocol=5', filters)), filters);
+});
+
+const layout = { v: 1, mode: 'field', window: 60, paused: false, charts: [[['home/kitchen', 'temp']]], hidden: [] };
+
+test('a layout link keeps the sub parameters as they are and adds the layout', () => {
+  const location = { origin: 'http://127.0.0.1:8080', pathname: '/', search: '?sub=home%2F%23&protocol=4', hash: '#x' };
+  const link = new URL(layoutLink(location, layout));
+  assert.equal(link.origin + link.pathname, 'http://127.0.0.1:8080/');
+  assert.equal(link.hash, '#x');
+  assert.deepEqual(subscriptionFilters(link.search), ['home/#']);
+  assert.equal(link.searchParams.get('protocol'), '4');
+  assert.deepEqual(layoutFromSearch(link.search), layout);
+  // A new layout replaces the old one.
+  const again = searchWithLayout(link.search, encodeLayout({ ...layout, mode: 'topic' }));
+  assert.equal(new URLSearchParams(again).getAll('layout').length, 1);
+  assert.equal(layoutFromSearch(again).mode, 'topic');
+});
+
+test('no layout, or a malformed one, reads as none; the sub filters still read', () => {
+  assert.equal(layoutFromSearch('?sub=a'), null);
+  assert.equal(layoutFromSearch('?sub=a&layout=xyz'), null);
+  assert.equal(layoutFromSearch('?sub=a&layout='), null);
+  assert.deepEqual(subscriptionFilters('?sub=a&layout=xyz'), ['a']);
 });
