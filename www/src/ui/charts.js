@@ -73,20 +73,22 @@ export class ChartManager {
   /** Puts a new series where the applied layout names it, else on the default chart. */
   place(series) {
     const key = seriesKey(series.topic, series.field);
-    if (this.planned.has(key)) {
-      const chart = this.planned.get(key);
-      this.planned.delete(key);
-      if (chart === null) return this.onLayoutChange();
-      if (this.charts.includes(chart)) {
-        chart.add(series.id);
-        return this.onLayoutChange();
-      }
+    const planned = this.planned.get(key);
+    this.planned.delete(key);
+    // null: hidden by the layout. A planned chart someone removed meanwhile no longer counts.
+    if (planned !== null) {
+      const chart = planned !== undefined && this.charts.includes(planned) ? planned : this.defaultChart(series);
+      chart.add(series.id);
     }
-    const group = groupKey(series, this.mode);
-    let chart = this.charts.find((c) => c.series().some((s) => groupKey(s, this.mode) === group));
-    if (chart === undefined) chart = this.charts.length < AUTO_CHARTS ? this.addChart() : this.charts.at(-1);
-    chart.add(series.id);
     this.onLayoutChange();
+  }
+
+  /** The chart showing the series' group, else a new one while there are few, else the last. */
+  defaultChart(series) {
+    const group = groupKey(series, this.mode);
+    const chart = this.charts.find((c) => c.series().some((s) => groupKey(s, this.mode) === group));
+    if (chart !== undefined) return chart;
+    return this.charts.length < AUTO_CHARTS ? this.addChart() : this.charts.at(-1);
   }
 
   addChart() {
@@ -155,7 +157,8 @@ export class ChartManager {
   /**
    * Replaces the charts with those of `layout` (a valid one: model/layout.js decodes links to
    * nothing else). Series already here go where it names them at once; the others when they
-   * arrive; series it does not name follow the default rule.
+   * arrive; series it does not name follow the default rule. A paused layout pauses the charts
+   * at once, like the Pause button: points are recorded, and shown on Resume.
    */
   applyLayout(layout) {
     this.removeAll();
