@@ -8,8 +8,8 @@
 //   topics arrive at different times and aligning them would cost a copy per frame.
 // - `update(now)` is called from the page's one requestAnimationFrame callback; a chart redraws
 //   only when one of its series got points since its last draw, or when its time window slides
-//   (at most every `SLIDE_MS`). So a 10k msgs/s stream costs one redraw per chart per frame, and
-//   an idle page costs nothing.
+//   (at most every `SLIDE_MS`), and charts take turns under a busy stream (ui/redraw.js). So a
+//   10k msgs/s stream costs at most 30 redraws per chart per second, and an idle page nothing.
 // - The time window (last N seconds, or all) selects points by binary search, and the Decimator
 //   reduces them to the plot's width, so drawing cost follows pixels, not the points held.
 // - Paused charts keep their x range and skip redraws; points are still recorded, so resuming
@@ -30,11 +30,17 @@ import { seriesColor, themeColors } from './theme.js';
 import { groupKey, seriesKey, LAYOUT_VERSION } from '../model/layout.js';
 import { splitAxes, RIGHT } from '../model/axes.js';
 import { Decimator } from '../model/decimate.js';
+import { chartsToDraw } from './redraw.js';
 import { chartCsv, chartPng, downloadBlob, exportFilename } from './export.js';
 
 const AUTO_CHARTS = 8;
 const SLIDE_MS = 250;
 const AXIS_CHECK_MS = 400;
+/**
+ * How often the legend's latest values change: a number rewritten 60 times a second cannot be
+ * read, and each rewrite costs the page a layout.
+ */
+const LEGEND_MS = 250;
 /** Narrowest time range shown, in seconds. */
 const MIN_SPAN_SECONDS = 10;
 const CHART_HEIGHT = 220;
@@ -197,11 +203,14 @@ export class ChartManager {
     for (const chart of this.charts) chart.resize();
   }
 
-  /** Redraws the charts that need it; `nowMs` is the frame's performance.now(). */
+  /**
+   * Redraws the charts that need it, taking turns under a busy stream (ui/redraw.js); `nowMs` is
+   * the frame's performance.now().
+   */
   update(nowMs) {
     if (this.paused) return;
     this.now = (performance.timeOrigin + nowMs) / 1000;
-    for (const chart of this.charts) chart.update(nowMs);
+    for (const chart of chartsToDraw(this.charts, nowMs, (c) => c.needsDraw(nowMs))) chart.update(nowMs);
   }
 
   /** The start of the time window, in Unix seconds (-Infinity: everything held). */
@@ -245,6 +254,9 @@ class Chart {
     this.decimators = new Map();
     /** Each shown series' point total at the last draw. */
     this.drawnTotals = [];
+    /** Each shown series' point total when its legend value was last written. */
+    this.legendTotals = [];
+    this.lastLegend = -Infinity;
     this.lastDraw = -Infinity;
     this.lastAxisCheck = -Infinity;
     this.dirty = true;
@@ -347,6 +359,7 @@ class Chart {
       }),
     );
     this.drawnTotals = series.map(() => -1);
+    this.legendTotals = series.map(() => -1);
     this.dirty = true;
     if (series.length === 0) return;
     const theme = themeColors();
@@ -371,7 +384,7 @@ class Chart {
         ...series.map((s, i) => ({
           label: s.name,
           stroke: seriesColor(s.id),
-          width: 1.5,
+          width: 1,
           paths: uPlot.paths.linear(),
           points: { show: false },
           facets: [
@@ -438,15 +451,21 @@ class Chart {
     return decimator;
   }
 
+  /** Whether the chart shows something new: points arrived, its window slid, or it changed. */
+  needsDraw(nowMs) {
+    if (this.plot === null) return false;
+    if (this.dirty) return true;
+    const series = this.series();
+    for (let i = 0; i < series.length; i++) {
+      if (series[i].buffer.total !== this.drawnTotals[i]) return true;
+    }
+    return this.manager.windowSeconds > 0 && nowMs - this.lastDraw >= SLIDE_MS;
+  }
+
+  /** Draws the chart's current points (ChartManager.update decides when). */
   update(nowMs) {
     if (this.plot === null) return;
     const series = this.series();
-    let changed = this.dirty;
-    for (let i = 0; i < series.length; i++) {
-      if (series[i].buffer.total !== this.drawnTotals[i]) changed = true;
-    }
-    const sliding = this.manager.windowSeconds > 0 && nowMs - this.lastDraw >= SLIDE_MS;
-    if (!changed && !sliding) return;
     const data = this.data(series, this.plot.width);
     if (nowMs - this.lastAxisCheck >= AXIS_CHECK_MS) {
       this.lastAxisCheck = nowMs;
@@ -461,15 +480,18 @@ class Chart {
     }
     this.plot.setData(data);
     this.lastDraw = nowMs;
+    const legendDue = this.dirty || nowMs - this.lastLegend >= LEGEND_MS;
     this.dirty = false;
+    if (legendDue) this.lastLegend = nowMs;
     const entries = this.legend.children;
     for (let i = 0; i < series.length; i++) {
       const buffer = series[i].buffer;
-      this.drawnTotals[i] = buffer.total;
-      if (changed && entries[i] !== undefined && buffer.length > 0) {
+      if (legendDue && buffer.total !== this.legendTotals[i] && entries[i] !== undefined && buffer.length > 0) {
         const { values } = buffer.view();
         entries[i].valueElement.textContent = formatValue(values[values.length - 1]);
+        this.legendTotals[i] = buffer.total;
       }
+      this.drawnTotals[i] = buffer.total;
     }
   }
 
