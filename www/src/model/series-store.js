@@ -35,6 +35,8 @@ export class SeriesStore {
     this.byKey = new Map();
     /** @type {Series[]} in creation order */
     this.list = [];
+    /** @type {Map<number, Series>} */
+    this.ids = new Map();
     this.nextId = 1;
     this.droppedPoints = 0;
     this.version = 0;
@@ -63,6 +65,7 @@ export class SeriesStore {
       }
       series = new Series(this.nextId++, topic, field, this.budget);
       this.byKey.set(key, series);
+      this.ids.set(series.id, series);
       this.list.push(series);
       this.onSeries(series);
     }
@@ -78,12 +81,13 @@ export class SeriesStore {
   }
 
   byId(id) {
-    return this.list.find((series) => series.id === id);
+    return this.ids.get(id);
   }
 
   /** Forgets every series. */
   clear() {
     this.byKey.clear();
+    this.ids.clear();
     this.list = [];
     this.droppedPoints = 0;
     this.version += 1;
