@@ -11,10 +11,12 @@
 // per frame is bounded by what is on screen.
 //
 // Where the rest lives: connection.js (the client and the connection states), subscriptions.js
-// (the filters, re-sent to each new client), page-url.js (`?sub=` in the address), settings.js
-// (localStorage), signin.js and credentials.js (the sign-in form, the credentials and where
-// they are kept), publish.js and retained.js (those two panels), controls.js (the other
-// controls), frame-scheduler.js (the drawing loop), debug-hook.js (`window.__dashboard`).
+// (the filters, re-sent to each new client), page-url.js (`?sub=` and `?layout=` in the
+// address), settings.js (localStorage), signin.js and credentials.js (the sign-in form, the
+// credentials and where they are kept), publish.js and retained.js (those two panels),
+// controls.js (the other controls), frame-scheduler.js (the drawing loop), debug-hook.js
+// (`window.__dashboard`); ui/charts.js (grouping, axes, export, layout) with model/decimate.js
+// and ui/redraw.js (what drawing costs), worker/ (the ingest worker).
 //
 // Signing in: the page first connects with the credentials remembered on this tab, or none.
 // When the gateway refuses (bad credentials, or anonymous clients not let in), the sign-in
@@ -129,7 +131,17 @@ export class Dashboard {
     });
     bindSubscribeForm({ form: el.subscribeForm, error: el.subscribeError }, (filter, qos) => this.subscriptions.subscribe(filter, qos));
     this.plotToolbar = bindPlotToolbar(
-      { windowSelect: el.plotWindow, budget: el.plotBudget, pause: el.plotPause, add: el.plotAdd },
+      {
+        windowSelect: el.plotWindow,
+        budget: el.plotBudget,
+        pause: el.plotPause,
+        add: el.plotAdd,
+        grouping: el.plotGrouping,
+        copyLink: el.plotCopyLink,
+        linkBox: el.plotLinkBox,
+        link: el.plotLink,
+        linkStatus: el.plotLinkStatus,
+      },
       { charts: this.charts, series: this.series },
     );
     bindLogToolbar(

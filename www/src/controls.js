@@ -51,30 +51,14 @@ export function bindSubscribeForm({ form, error }, onSubscribe) {
 }
 
 /**
- * The plot toolbar's controls beyond the window, budget, pause and add-chart ones: the grouping,
- * "Copy link" and the field that shows the link. Looked up by id once, like elements.js does,
- * and with the same failure when index.html lacks one.
- */
-export function findPlotToolbarElements(doc = document) {
-  const ids = { grouping: 'plot-grouping', copyLink: 'plot-copy-link', linkBox: 'plot-link-box', link: 'plot-link', linkStatus: 'plot-link-status' };
-  const elements = {};
-  for (const [name, id] of Object.entries(ids)) {
-    elements[name] = doc.getElementById(id);
-    if (elements[name] === null) throw new Error(`the page has no element #${id}`);
-  }
-  return elements;
-}
-
-/**
  * Binds the plot toolbar to the chart manager, which owns the state it shows (window, paused,
  * grouping). Returns `restore(search)`, which applies the layout of a `?layout=` address (if a
  * valid one) and shows it in the toolbar.
- * @param {{windowSelect: HTMLSelectElement, budget: HTMLInputElement, pause: HTMLElement, add: HTMLElement}} elements
+ * @param {{windowSelect: HTMLSelectElement, budget: HTMLInputElement, pause: HTMLElement, add: HTMLElement, grouping: HTMLSelectElement, copyLink: HTMLElement, linkBox: HTMLElement, link: HTMLInputElement, linkStatus: HTMLElement}} elements
  * @param {{charts: import('./ui/charts.js').ChartManager, series: import('./model/series-store.js').SeriesStore}} plots
  * @returns {{restore(search: string): void}}
  */
-export function bindPlotToolbar({ windowSelect, budget, pause, add }, { charts, series }) {
-  const { grouping, copyLink, linkBox, link, linkStatus } = findPlotToolbarElements();
+export function bindPlotToolbar({ windowSelect, budget, pause, add, grouping, copyLink, linkBox, link, linkStatus }, { charts, series }) {
   const show = () => {
     const seconds = String(charts.windowSeconds);
     // A window from a link that the menu does not offer gets an entry of its own.
