@@ -1,6 +1,7 @@
 // The README's picture of the dashboard: three rooms' sensors grouped by field (every room's
-// temperature on one chart, humidity on another, CO2 on a third), light theme, 1280x800: a
-// 1600x1000 page drawn at 0.8 device pixels per CSS pixel, so the three charts fit.
+// temperature on one chart, humidity on another, CO2 on a third), light theme, a 1600x1000
+// page (so the three charts fit) at one device pixel per CSS pixel (the charts' 1 px lines
+// would fade at less).
 //   cargo xtask dist && cargo build -p gateway && node tests/browser/dashboard/readme-screenshot.mjs
 // writes docs/dashboard-by-field.png.
 
@@ -13,7 +14,7 @@ const POINTS = 400;
 const output = join(root, 'docs/dashboard-by-field.png');
 
 const gateway = await startGateway();
-const { browser, page, errors } = await openBrowser({ width: 1600, height: 1000, colorScheme: 'light', deviceScaleFactor: 0.8 });
+const { browser, page, errors } = await openBrowser({ width: 1600, height: 1000, colorScheme: 'light', deviceScaleFactor: 1 });
 try {
   await openDashboard(page, gateway, '/?sub=home/%23');
   // 20 s of readings, so the lines fill most of the one-minute window.
