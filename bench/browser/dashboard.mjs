@@ -35,13 +35,13 @@ const CATCH_UP_MS = 60_000;
 const TICK_MS = 2;
 /**
  * The publisher fails when a message reached its socket's kernel buffer later than this after
- * it was due: a publisher falling behind sends less load than announced, and a quarter of a
- * second's messages at once is a burst, not a steady load. A tick is 2-3 ms; on this 2-core
- * machine, shared with Chromium and the gateway, the whole machine stalls for up to about
- * 100 ms now and then (the gateway stops reading meanwhile), in the publisher's own thread or
- * in a worker thread alike.
+ * it was due: a publisher falling behind sends less load than announced, and half a second's
+ * messages at once are a burst, not a steady load. A tick is 2-3 ms, but on this 2-core
+ * machine, shared with a Chromium that draws on both cores and with the gateway, everything
+ * stalls now and then, the gateway too (it stops reading meanwhile): 50-270 ms at most in a
+ * run, in the publisher's own thread or in a worker thread alike.
  */
-const MAX_LAG_MS = 250;
+const MAX_LAG_MS = 500;
 /** The publisher also fails when it sent less than this share of its rate on average. */
 const MIN_RATE_SHARE = 0.99;
 
