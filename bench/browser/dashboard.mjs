@@ -200,7 +200,7 @@ async function measureRate(gateway, rate) {
       frame_work_ms: { frames: work.length, p50: round(quantile(work, 0.5)), p95: round(quantile(work, 0.95)), max: round(work.at(-1) ?? 0) },
       long_tasks: measured.longTasks.length,
       longest_task_ms: round(Math.max(0, ...measured.longTasks)),
-      long_task_share: round(measured.longTasks.reduce((sum, ms) => sum + ms, 0) / 1000 / measured.seconds),
+      long_task_percent: Math.round(measured.longTasks.reduce((sum, ms) => sum + ms, 0) / measured.seconds / 10),
       caught_up_seconds_after_publisher: round(caughtUp),
       js_heap_mib: Math.round((heap / 1048576) * 10) / 10,
       series: series.length,

@@ -34,7 +34,7 @@ const FIGURES: [(&str, &str, &str); 14] = [
     ("frame interval max", "/frame_interval_ms/max", "ms"),
     ("frame work p95", "/frame_work_ms/p95", "ms"),
     ("long tasks", "/long_tasks", ""),
-    ("long tasks' share of the window", "/long_task_share", ""),
+    ("long tasks' share of the window", "/long_task_percent", "%"),
     ("messages published", "/published", ""),
     ("messages received", "/received", ""),
     (
@@ -79,17 +79,19 @@ pub fn run(runs: usize) -> Result<Value> {
         match run_once() {
             Ok(report) => {
                 for rate in RATES {
-                    let at = |pointer| number(figure(&report, rate, pointer));
+                    let at = |pointer, unit| shown(figure(&report, rate, pointer), unit);
                     println!(
                         "run {run}/{runs} dashboard at {rate:>6} msg/s  {} frames, interval p50 {} \
-                         p95 {} max {} ms, frame work p95 {} ms, {}/{} messages",
-                        at("/frames"),
-                        at("/frame_interval_ms/p50"),
-                        at("/frame_interval_ms/p95"),
-                        at("/frame_interval_ms/max"),
-                        at("/frame_work_ms/p95"),
-                        at("/received"),
-                        at("/published"),
+                         p95 {} max {} ms, frame work p95 {} ms, {}/{} messages, publisher at \
+                         most {} ms late",
+                        at("/frames", ""),
+                        at("/frame_interval_ms/p50", "ms"),
+                        at("/frame_interval_ms/p95", "ms"),
+                        at("/frame_interval_ms/max", "ms"),
+                        at("/frame_work_ms/p95", "ms"),
+                        at("/received", ""),
+                        at("/published", ""),
+                        at("/publisher/max_lag_ms", "ms"),
                     );
                 }
                 reports.push(report);
@@ -110,7 +112,7 @@ pub fn run(runs: usize) -> Result<Value> {
         reports.len()
     );
     for (name, pointer, unit) in FIGURES {
-        let [low, high] = RATES.map(|rate| number(medians(rate, pointer)));
+        let [low, high] = RATES.map(|rate| shown(medians(rate, pointer), unit));
         println!("  {name:<32} {low:>14} {high:>14} {unit}");
     }
     let p95 = medians(GOAL_RATE, "/frame_interval_ms/p95");
@@ -139,6 +141,15 @@ pub fn run(runs: usize) -> Result<Value> {
         },
         "runs": reports,
     }))
+}
+
+/// A figure as printed: counts, rates and percentages whole, milliseconds and the rest as
+/// [`number`] shows them.
+fn shown(value: f64, unit: &str) -> String {
+    match unit {
+        "" | "msg/s" | "%" => format!("{value:.0}"),
+        _ => number(value),
+    }
 }
 
 /// One figure of a run's report at `rate`, NaN when absent.
