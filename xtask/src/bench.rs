@@ -47,12 +47,14 @@
 //! Then the crowd rows (see [`crowds`]): each broker, fresh, holding 19,000 idle connections
 //! (5,000 with `--quick`), its whole resident memory and what each connection costs.
 //!
-//! The browser part ends with the dashboard under a burst (see [`dashboard`]): frame intervals,
-//! frame work, long tasks and JS heap, printed before the table and kept in latest.json
-//! under `browser.dashboard` (the gateway alone serves it: no ratio).
+//! The browser part ends with the dashboard under a steady load (see [`dashboard`]): frame
+//! intervals at 1,000 and 10,000 msg/s over 40 series, frame work, long tasks and JS heap,
+//! printed before the table and kept in latest.json under `browser.dashboard` (the gateway alone
+//! serves it: no ratio).
 //!
-//! `--only brokers|crowds|durability|browser` runs one part (`--browser-only` is `--only
-//! browser`); the table and latest.json then hold that part's rows.
+//! `--only brokers|crowds|durability|browser|dashboard` runs one part (`--browser-only` is
+//! `--only browser`, which includes the dashboard); the table and latest.json then hold that
+//! part's rows.
 //!
 //! The brokers and the load generator are in [`brokers`]; rows, table and chart in [`report`].
 
@@ -349,6 +351,8 @@ enum Part {
     Durability,
     /// The browser rows ([`browser`]).
     Browser,
+    /// The dashboard's figures ([`dashboard`]), part of the browser part but runnable alone.
+    Dashboard,
 }
 
 impl Part {
@@ -358,15 +362,22 @@ impl Part {
             "crowds" => Part::Crowds,
             "durability" => Part::Durability,
             "browser" => Part::Browser,
-            other => {
-                bail!("unknown part {other:?} (expected brokers, crowds, durability or browser)")
-            }
+            "dashboard" => Part::Dashboard,
+            other => bail!(
+                "unknown part {other:?} (expected brokers, crowds, durability, browser or \
+                 dashboard)"
+            ),
         })
+    }
+
+    /// Whether `--only self` runs `part`.
+    fn includes(self, part: Part) -> bool {
+        self == part || (self == Part::Browser && part == Part::Dashboard)
     }
 }
 
-/// `cargo xtask bench [--quick] [--runs N] [--only brokers|crowds|durability|browser |
-/// --browser-only] [--no-browser] [--instrumented]`.
+/// `cargo xtask bench [--quick] [--runs N] [--only brokers|crowds|durability|browser|dashboard
+/// | --browser-only] [--no-browser] [--instrumented]`.
 pub fn run(args: &[String]) -> Result<()> {
     let mut quick = false;
     let mut runs = None;
@@ -389,7 +400,7 @@ pub fn run(args: &[String]) -> Result<()> {
         }
     }
     let runs: usize = runs.unwrap_or(if quick { 1 } else { 3 });
-    let part = |part: Part| only.is_none_or(|only| only == part);
+    let part = |part: Part| only.is_none_or(|only| only.includes(part));
     ensure_mosquitto()?;
     process::run(process::cargo().args(["build", "--release", "-p", "gateway", "-p", "bench"]))?;
     let dir = process::target_dir().join("bench");
@@ -405,19 +416,25 @@ pub fn run(args: &[String]) -> Result<()> {
         rows.extend(durability::rows(quick, runs, &dir)?);
     }
     let mut browser_report = json!(null);
-    if browser && part(Part::Browser) {
+    if browser && (part(Part::Browser) || part(Part::Dashboard)) {
         match browser::prerequisites(launcher)? {
             Ok(package) => {
                 browser_report = json!({ "launcher": launcher.describe(), "package": package });
-                rows.extend(browser::rows(quick, runs, &dir, launcher)?);
-                browser_report["dashboard"] = dashboard::run(runs)?;
+                if part(Part::Browser) {
+                    rows.extend(browser::rows(quick, runs, &dir, launcher)?);
+                }
+                if part(Part::Dashboard) {
+                    browser_report["dashboard"] = dashboard::run(runs)?;
+                }
             }
             Err(why) => println!("note: skipping the browser rows: {why}"),
         }
     }
 
-    let table = render_table(&rows, runs);
-    print!("{table}");
+    // The dashboard's figures are printed as it runs: with `--only dashboard` there is no table.
+    if !rows.is_empty() {
+        print!("{}", render_table(&rows, runs));
+    }
     let json_rows: Vec<Value> = rows.iter().map(Row::to_json).collect();
     let report = json!({
         "runs": runs,

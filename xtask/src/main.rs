@@ -37,7 +37,8 @@ commands:
                 headless Chromium; prints medians and ratios, writes
                 target/bench/latest.json and target/bench/ratios.svg
                 (--quick: a smoke run; --instrumented: the browser rows
-                through Playwright, to see what DevTools costs)
+                through Playwright, to see what DevTools costs; --only
+                brokers|crowds|durability|browser|dashboard: one part)
   kill9 [--rounds N]
                 kill -9 the gateway mid-stream N times (default 20) in each
                 durability loop (QoS 1, QoS 2, retained) and check that
