@@ -8,7 +8,8 @@
 // reconnect countdown, sliding chart windows) when no message arrives.
 //
 // It also keeps how long each frame's work took, the last FRAME_SAMPLES of them, for the
-// debug hook.
+// debug hook. uPlot draws in a microtask queued by `setData`, after `draw` returns, so a frame's
+// work is timed up to a microtask queued after `draw`'s, which runs once theirs have.
 
 export const TICK_MS = 250;
 /** Frame work durations kept for the debug hook. */
@@ -25,12 +26,14 @@ export class FrameScheduler {
       now = () => performance.now(),
       requestAnimationFrame: onAnimationFrame = (callback) => requestAnimationFrame(callback),
       setInterval: every = (callback, ms) => setInterval(callback, ms),
+      queueMicrotask: afterDraw = (callback) => queueMicrotask(callback),
     } = {},
   ) {
     this.draw = draw;
     this.now = now;
     this.onAnimationFrame = onAnimationFrame;
     this.every = every;
+    this.afterDraw = afterDraw;
     this.pending = false;
     this.lastTick = 0;
     this.durations = new Float64Array(FRAME_SAMPLES);
@@ -55,8 +58,10 @@ export class FrameScheduler {
     const tick = started - this.lastTick >= TICK_MS;
     if (tick) this.lastTick = started;
     this.draw(started, tick);
-    this.durations[this.frames % FRAME_SAMPLES] = this.now() - started;
-    this.frames += 1;
+    this.afterDraw(() => {
+      this.durations[this.frames % FRAME_SAMPLES] = this.now() - started;
+      this.frames += 1;
+    });
   }
 
   /** Frames drawn so far, and the work durations (ms) kept of them. */

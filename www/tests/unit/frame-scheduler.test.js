@@ -64,17 +64,38 @@ test('the interval asks for a frame every TICK_MS', () => {
   assert.equal(queued.length, 1);
 });
 
-test('frame work durations are kept, the newest FRAME_SAMPLES of them', () => {
+/** Lets the microtasks queued so far run. */
+const microtasks = () => new Promise((resolve) => setTimeout(resolve, 0));
+
+test('frame work durations are kept, the newest FRAME_SAMPLES of them', async () => {
   const { scheduler, runFrames } = setup(3);
   assert.deepEqual(scheduler.work(), { frames: 0, recent: [] });
   scheduler.request();
   runFrames();
+  await microtasks();
   assert.deepEqual(scheduler.work(), { frames: 1, recent: [3] });
   for (let i = 0; i < FRAME_SAMPLES + 10; i++) {
     scheduler.request();
     runFrames();
+    await microtasks();
   }
   const { frames, recent } = scheduler.work();
   assert.equal(frames, FRAME_SAMPLES + 11);
   assert.equal(recent.length, FRAME_SAMPLES);
+});
+
+test('a frame’s work includes what its draw left for a microtask (uPlot draws in one)', async () => {
+  const clock = { now: 1000 };
+  const queued = [];
+  const scheduler = new FrameScheduler(
+    () => {
+      clock.now += 2;
+      queueMicrotask(() => (clock.now += 5));
+    },
+    { now: () => clock.now, requestAnimationFrame: (callback) => queued.push(callback), setInterval: () => {} },
+  );
+  scheduler.request();
+  queued.splice(0).forEach((callback) => callback(clock.now));
+  await microtasks();
+  assert.deepEqual(scheduler.work().recent, [7]);
 });
