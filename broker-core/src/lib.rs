@@ -21,8 +21,8 @@ pub use auth::{
     AllowAll, AuthDecision, AuthHook, Authentication, ClientIdentity, Grant, Permissions,
 };
 pub use broker::{
-    Broker, Change, ClientSummary, ConnectionId, ConnectionInfo, Frame, FrameKind, Output,
-    Persistence, RetainedSummary, SessionRecord, Snapshot, StoredEntry, StoredInflight,
+    Broker, Change, ClientSummary, ConnectionId, ConnectionInfo, Frame, FrameKind, InterestChange,
+    Output, Persistence, RetainedSummary, SessionRecord, Snapshot, StoredEntry, StoredInflight,
     StoredMessage, StoredSession, StoredSubscription, SubscriptionSummary, Termination, TopicLimit,
     Transport,
 };

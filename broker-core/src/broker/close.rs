@@ -147,6 +147,7 @@ impl Broker {
             properties,
             payload: will.payload,
         };
+        self.forward(&publish);
         self.publish_message(None, publish, now);
     }
 

@@ -38,6 +38,7 @@ mod admin;
 mod authentication;
 mod changes;
 mod close;
+mod cluster;
 mod connect;
 mod connection;
 mod delivery;
@@ -54,6 +55,7 @@ mod timers;
 
 pub use admin::{ClientSummary, RetainedSummary, SubscriptionSummary};
 pub use changes::{Change, Persistence, SessionRecord};
+pub use cluster::InterestChange;
 pub use connection::{ConnectionId, ConnectionInfo, Transport};
 pub use limits::TopicLimit;
 pub use output::{Frame, FrameKind, Output};
@@ -70,7 +72,9 @@ use crate::stats::{DropReason, Stats};
 use changes::Changes;
 use connect::ConnectRequest;
 use connection::Connection;
-use mqtt_codec::{ConnAckPacket, DecodeError, Packet, Properties, ProtocolVersion, ReasonCode};
+use mqtt_codec::{
+    ConnAckPacket, DecodeError, Packet, Properties, ProtocolVersion, PublishPacket, ReasonCode,
+};
 use output::Outputs;
 use retained::RetainedMessages;
 use std::fmt;
@@ -101,6 +105,9 @@ pub struct Broker {
     matches: Vec<Match>,
     /// Set when a message was queued for a congested online client; see `take_congestion`.
     congested: bool,
+    /// The messages published here for the other nodes of a cluster; None on a single node
+    /// (see cluster.rs).
+    forwards: Option<Vec<PublishPacket>>,
 }
 
 impl fmt::Debug for Broker {
@@ -140,6 +147,7 @@ impl Broker {
             next_assigned_id: 1,
             matches: Vec::new(),
             congested: false,
+            forwards: None,
         }
     }
 

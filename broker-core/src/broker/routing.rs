@@ -117,8 +117,10 @@ impl Broker {
             } else {
                 publish.dup = false;
                 publish.packet_id = None;
+                self.forward(&publish);
                 let reached = self.publish_message(Some(key), publish, now);
-                if reached == 0 && protocol.is_v5() {
+                // Other nodes of a cluster may have subscribers: this one cannot tell.
+                if reached == 0 && protocol.is_v5() && self.forwards.is_none() {
                     reason = ReasonCode::NoMatchingSubscribers;
                 }
             }

@@ -9,6 +9,7 @@
 //! in the tree refers to a live group. Each session also keeps its own list of filters (see
 //! [`crate::session::Session::subscriptions`]); the broker changes both together.
 
+use super::cluster::Interest;
 use crate::HashMap;
 use crate::session::SessionKey;
 use crate::sessions::Sessions;
@@ -80,6 +81,8 @@ pub(super) struct Subscriptions {
     free_groups: Vec<GroupKey>,
     /// Groups by their full filter, `$share/{group}/{filter}`.
     group_index: HashMap<ByteStr, GroupKey>,
+    /// The filters subscribed to here, for a cluster (see cluster.rs).
+    pub interest: Interest,
 }
 
 impl Subscriptions {
@@ -96,8 +99,12 @@ impl Subscriptions {
     pub fn add(&mut self, session: SessionKey, filter: &ByteStr, entry: SubscriberEntry) {
         match topic::parse_shared(filter).ok().flatten() {
             None => {
-                self.tree
+                let replaced = self
+                    .tree
                     .insert(filter, Subscriber::Session(session), entry);
+                if replaced.is_none() {
+                    self.interest.add(filter.as_str());
+                }
             }
             Some(shared) => {
                 let group_key = match self.group_index.get(filter) {
@@ -141,13 +148,20 @@ impl Subscriptions {
         };
         self.tree
             .insert(inner_filter, Subscriber::Group(group_key), entry);
+        self.interest.add(inner_filter);
         group_key
     }
 
     /// Removes `session`'s subscription to `filter` (plain or `$share/...`), if any.
     pub fn remove(&mut self, session: SessionKey, filter: &ByteStr) {
         let Some(shared) = topic::parse_shared(filter).ok().flatten() else {
-            self.tree.remove(filter, &Subscriber::Session(session));
+            if self
+                .tree
+                .remove(filter, &Subscriber::Session(session))
+                .is_some()
+            {
+                self.interest.remove(filter.as_str());
+            }
             return;
         };
         let Some(&group_key) = self.group_index.get(filter) else {
@@ -160,6 +174,7 @@ impl Subscriptions {
         if group.members.is_empty() {
             self.tree
                 .remove(shared.filter, &Subscriber::Group(group_key));
+            self.interest.remove(shared.filter);
             self.group_index.remove(filter);
             self.groups[group_key.index()] = None;
             self.free_groups.push(group_key);

@@ -6,6 +6,7 @@ mod common;
 mod admin;
 mod auth;
 mod changes;
+mod cluster;
 mod congestion;
 mod connect;
 mod limits;

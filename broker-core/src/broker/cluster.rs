@@ -1,0 +1,119 @@
+//! What a cluster of gateways needs from the core. The gateway's cluster link carries it over
+//! NATS (gateway/src/cluster/); the core knows nothing of NATS. All of it is off until
+//! [`Broker::set_clustered`], so a single node pays nothing:
+//!
+//! - **Interest**: the topic filters this node's sessions subscribe to (plain subscriptions and
+//!   the filters of shared groups), counted, so the link hears of a filter when its first
+//!   subscription appears and when its last one goes ([`Broker::take_interest`]). Offline
+//!   persistent sessions keep their subscriptions, so messages for them keep coming.
+//! - **Forwards**: every message published here by a client or a will, as routed (its topic
+//!   alias resolved, its publication authorized), for the other nodes
+//!   ([`Broker::take_forwards`]). `$SYS` messages describe this node and stay here.
+//! - **Messages from other nodes** ([`Broker::publish_from_cluster`]) are routed to the local
+//!   subscriptions as a local one would be, retained here too when RETAIN is set, and never
+//!   forwarded again, so nothing loops.
+
+use super::Broker;
+use crate::HashMap;
+use mqtt_codec::PublishPacket;
+use std::time::Instant;
+
+/// A filter that local sessions started or stopped subscribing to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum InterestChange {
+    /// The first subscription to the filter here.
+    Added(String),
+    /// The last subscription to the filter here went.
+    Removed(String),
+}
+
+/// How many local subscriptions (a shared group counts once) each filter has.
+#[derive(Default)]
+pub(super) struct Interest {
+    counts: HashMap<String, u32>,
+    /// Changes are recorded only for a cluster link, which takes them.
+    recording: bool,
+    changes: Vec<InterestChange>,
+}
+
+impl Interest {
+    pub fn add(&mut self, filter: &str) {
+        if let Some(count) = self.counts.get_mut(filter) {
+            *count += 1;
+            return;
+        }
+        self.counts.insert(filter.to_owned(), 1);
+        if self.recording {
+            self.changes.push(InterestChange::Added(filter.to_owned()));
+        }
+    }
+
+    pub fn remove(&mut self, filter: &str) {
+        let Some(count) = self.counts.get_mut(filter) else {
+            return;
+        };
+        *count -= 1;
+        if *count == 0 {
+            self.counts.remove(filter);
+            if self.recording {
+                self.changes
+                    .push(InterestChange::Removed(filter.to_owned()));
+            }
+        }
+    }
+
+    /// Starts recording, with every filter subscribed to so far as added.
+    fn start(&mut self) {
+        self.recording = true;
+        let mut filters: Vec<&String> = self.counts.keys().collect();
+        filters.sort();
+        self.changes = filters
+            .into_iter()
+            .map(|filter| InterestChange::Added(filter.clone()))
+            .collect();
+    }
+}
+
+impl Broker {
+    /// Makes this broker a node of a cluster: from now on it records interest changes (starting
+    /// with every filter subscribed to so far, such as restored sessions') and the messages to
+    /// forward, for the cluster link to take.
+    pub fn set_clustered(&mut self) {
+        if self.forwards.is_none() {
+            self.forwards = Some(Vec::new());
+            self.subscriptions.interest.start();
+        }
+    }
+
+    /// The interest changes since the last call, in order.
+    pub fn take_interest(&mut self) -> Vec<InterestChange> {
+        std::mem::take(&mut self.subscriptions.interest.changes)
+    }
+
+    /// The messages published here since the last call, for the other nodes, in order.
+    pub fn take_forwards(&mut self) -> Vec<PublishPacket> {
+        self.forwards
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    /// A message published on another node: retained here when RETAIN is set and routed to
+    /// every matching local subscription, not forwarded. Returns the subscriptions it reached.
+    pub fn publish_from_cluster(&mut self, mut publish: PublishPacket, now: Instant) -> usize {
+        publish.dup = false;
+        publish.packet_id = None;
+        publish.properties.topic_alias = None;
+        publish.properties.subscription_identifiers.clear();
+        self.publish_message(None, publish, now)
+    }
+
+    /// Keeps a copy of a message published here for the other nodes (when clustered).
+    pub(super) fn forward(&mut self, publish: &PublishPacket) {
+        if let Some(forwards) = &mut self.forwards
+            && !publish.topic.starts_with('$')
+        {
+            forwards.push(publish.clone());
+        }
+    }
+}
