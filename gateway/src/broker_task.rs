@@ -6,6 +6,7 @@
 //! Invariant: `peers` holds exactly the connections that announced themselves and were neither
 //! closed by the core nor reported lost.
 
+use crate::cluster::link::ClusterSide;
 use crate::counters::TransportCounters;
 use crate::link::{ConnectionLink, Credit, PushError, Throttle};
 use crate::store::{ChangeSink, StoreStatus};
@@ -14,7 +15,7 @@ use broker_core::{
     ConnectionInfo, DropReason, FrameKind, Output, RetainedSummary, Snapshot, Stats,
     SubscriptionSummary,
 };
-use mqtt_codec::{ConnectPacket, DecodeError, Packet, QoS};
+use mqtt_codec::{ConnectPacket, DecodeError, Packet, PublishPacket, QoS};
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -87,6 +88,8 @@ pub(crate) enum Command {
         /// The connection.
         connection: ConnectionId,
     },
+    /// A message published on another node of the cluster.
+    FromCluster(Box<PublishPacket>),
     /// A question from the HTTP API.
     Query(Query),
     /// Disconnect every client (DISCONNECT 0x8B for 5.0) and stop.
@@ -205,12 +208,14 @@ pub(crate) fn restored_broker(
 }
 
 /// Runs the broker until a `Shutdown` command has been handled or every sender is gone. The
-/// store's sink is dropped on return, so the writer then writes what is left and stops.
+/// store's sink is dropped on return, so the writer then writes what is left and stops; so is
+/// the cluster link's side, which ends the link task.
 pub(crate) async fn run(
     mut broker: Broker,
     store: StoreLink,
     mut commands: mpsc::Receiver<Command>,
     counters: Arc<TransportCounters>,
+    cluster: Option<ClusterSide>,
 ) {
     let StoreLink {
         sink,
@@ -273,6 +278,9 @@ pub(crate) async fn run(
         // publisher to slow.
         route(&mut broker, &mut peers);
         store.flush(&mut broker);
+        if let Some(cluster) = &cluster {
+            cluster.flush(&mut broker);
+        }
         if stop {
             close_unannounced(&mut peers, &mut commands);
             break;
@@ -386,6 +394,9 @@ fn handle(
         Command::Lost { connection } => {
             peers.remove(&connection);
             broker.handle_connection_lost(connection, now);
+        }
+        Command::FromCluster(publish) => {
+            broker.publish_from_cluster(*publish, now);
         }
         Command::Query(query) => answer(broker, query, now),
         Command::Shutdown => {

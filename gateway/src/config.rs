@@ -56,6 +56,23 @@ pub struct GatewayConfig {
     pub max_inbound_rate: Option<u64>,
     /// Authentication and authorization.
     pub security: SecurityConfig,
+    /// The cluster link over NATS; None for a single node (the default).
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// How this node joins a cluster (see the README's "Running a cluster").
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// NATS server URLs (`nats://host:port`, `tls://host:port`; user and password, or a token,
+    /// in the URL as NATS clients take them); the client tries them all.
+    pub servers: Vec<String>,
+    /// This node's name, unique in the cluster: it marks the messages this node forwards.
+    pub node_name: String,
+    /// A NATS credentials file (JWT and NKey seed), if the servers ask for one.
+    pub credentials: Option<PathBuf>,
+    /// PEM root certificates the servers' TLS certificates are checked against, besides the
+    /// system's.
+    pub ca: Option<PathBuf>,
 }
 
 impl Default for GatewayConfig {
@@ -78,6 +95,7 @@ impl Default for GatewayConfig {
             max_connections_per_ip: None,
             max_inbound_rate: None,
             security: SecurityConfig::default(),
+            cluster: None,
         }
     }
 }
@@ -154,6 +172,21 @@ pub struct Settings {
     /// Directory of the embedded store [default: ./data].
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// NATS server of the cluster this node joins, `nats://HOST:PORT` (repeatable, for seeds;
+    /// `tls://` for TLS; credentials in the URL as NATS clients take them) [default: none, a
+    /// single node].
+    #[arg(long = "cluster", value_name = "URL")]
+    #[serde(default)]
+    pub cluster: Vec<String>,
+    /// This node's name in the cluster, unique among its nodes [default: node-<random>].
+    #[arg(long, value_name = "NAME")]
+    pub node_name: Option<String>,
+    /// NATS credentials file (.creds) for the cluster's servers.
+    #[arg(long, value_name = "FILE")]
+    pub cluster_creds: Option<PathBuf>,
+    /// PEM root certificates for the cluster servers' TLS, besides the system's.
+    #[arg(long, value_name = "FILE")]
+    pub cluster_ca: Option<PathBuf>,
     /// Open connections allowed at once [default: 100000].
     #[arg(long, value_name = "N")]
     pub max_connections: Option<usize>,
@@ -333,6 +366,14 @@ impl Settings {
                 self.allowed_origin
             },
             data_dir: self.data_dir.or(base.data_dir),
+            cluster: if self.cluster.is_empty() {
+                base.cluster
+            } else {
+                self.cluster
+            },
+            node_name: self.node_name.or(base.node_name),
+            cluster_creds: self.cluster_creds.or(base.cluster_creds),
+            cluster_ca: self.cluster_ca.or(base.cluster_ca),
             max_connections: self.max_connections.or(base.max_connections),
             connect_timeout: self.connect_timeout.or(base.connect_timeout),
             max_packet_size: self.max_packet_size.or(base.max_packet_size),
@@ -401,6 +442,14 @@ impl Settings {
         config.allowed_origins = self.allowed_origin;
         if let Some(dir) = self.data_dir {
             config.data_dir = dir;
+        }
+        if !self.cluster.is_empty() {
+            config.cluster = Some(ClusterConfig {
+                servers: self.cluster,
+                node_name: self.node_name.unwrap_or_else(random_node_name),
+                credentials: self.cluster_creds,
+                ca: self.cluster_ca,
+            });
         }
         if let Some(value) = self.max_connections {
             config.max_connections = value;
@@ -526,6 +575,13 @@ impl Cli {
         };
         self.settings.over(file).into_config()
     }
+}
+
+/// A node name for a node started without `--node-name`: unique enough that two nodes do not
+/// take each other's forwarded messages for their own.
+fn random_node_name() -> String {
+    use argon2::password_hash::rand_core::{OsRng, RngCore};
+    format!("node-{:08x}", OsRng.next_u32())
 }
 
 #[cfg(test)]

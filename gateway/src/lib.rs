@@ -22,6 +22,7 @@
 // embedded files), and the error types that `Gateway::start` names. Everything else is the
 // gateway's own business.
 mod broker_task;
+mod cluster;
 pub mod config;
 mod connection;
 mod counters;
@@ -117,6 +118,9 @@ pub enum StartError {
         /// What is wrong, naming the file at fault.
         source: security::tls::TlsError,
     },
+    /// The cluster link could not start (a bad `--cluster` URL or credentials file).
+    #[error(transparent)]
+    Cluster(#[from] cluster::ClusterError),
 }
 
 /// Why shutdown did not complete cleanly.
@@ -142,6 +146,8 @@ pub struct Gateway {
     broker: BrokerHandle,
     broker_task: JoinHandle<()>,
     store: JoinHandle<()>,
+    /// The cluster link's task, which ends after the broker task.
+    cluster: Option<JoinHandle<()>>,
 }
 
 impl Gateway {
@@ -196,18 +202,31 @@ impl Gateway {
         };
         // SCRAM-SHA-256 enhanced authentication, from the password file.
         let auth = security::scram_hook::ScramHook::wrap(security.clone(), auth);
-        let restored_broker = tokio::task::spawn_blocking(move || {
+        let mut restored_broker = tokio::task::spawn_blocking(move || {
             broker_task::restored_broker(broker_config, restored, auth)
         })
         .await
         .unwrap_or_else(|failed| std::panic::resume_unwind(failed.into_panic()));
+        let broker = BrokerHandle::new(commands);
+        let cluster_counters = Arc::new(cluster::ClusterCounters::default());
+        let cluster = match &config.cluster {
+            Some(cluster_config) => {
+                restored_broker.set_clustered();
+                let (side, task) =
+                    cluster::link::start(cluster_config, broker.clone(), cluster_counters.clone())
+                        .await?;
+                Some((side, task))
+            }
+            None => None,
+        };
+        let (cluster_side, cluster_task) = cluster.unzip();
         let broker_task = tokio::spawn(broker_task::run(
             restored_broker,
             broker_task::StoreLink { sink, status },
             receiver,
             counters.clone(),
+            cluster_side,
         ));
-        let broker = BrokerHandle::new(commands);
 
         let context = ConnectionContext {
             broker: broker.clone(),
@@ -274,6 +293,7 @@ impl Gateway {
             origins,
             metrics: Arc::new(metrics::Metrics::new()),
             store: store_view,
+            cluster: config.cluster.is_some().then(|| cluster_counters.clone()),
             mqtt_addresses: mqtt_addresses.clone().into(),
         };
         let mut http_addresses = Vec::new();
@@ -326,6 +346,7 @@ impl Gateway {
             broker,
             broker_task,
             store: store_task,
+            cluster: cluster_task,
         })
     }
 
@@ -374,6 +395,10 @@ impl Gateway {
             let _ = self.broker_task.await;
             // The broker task dropped its sink; the writer ends once the last changes are written.
             let _ = self.store.await;
+            // And its side of the cluster link, which ends the link task.
+            if let Some(cluster) = self.cluster {
+                let _ = cluster.await;
+            }
         })
         .await;
         match finished {

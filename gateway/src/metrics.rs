@@ -10,6 +10,7 @@
 //! runtime metrics, so that a leaked connection task shows even where no counter knows of it. Refused WebSocket upgrades are counted through counter handles
 //! registered once with the recorder.
 
+use crate::cluster::ClusterCounters;
 use crate::counters::{TRANSPORTS, TransportCounters};
 use crate::security::{Method, Refusal};
 use crate::store::StoreView;
@@ -91,10 +92,14 @@ impl Metrics {
         counters: &TransportCounters,
         locked_addresses: usize,
         store: &StoreView,
+        cluster: Option<&ClusterCounters>,
     ) -> String {
         with_local_recorder(&self.recorder, || {
             record(stats, counters, locked_addresses);
             record_store(store);
+            if let Some(cluster) = cluster {
+                record_cluster(cluster);
+            }
         });
         self.handle.render()
     }
@@ -216,6 +221,26 @@ fn describe() {
         "mqtt_store_writable",
         "1 while the store can write; 0 while it cannot (QoS 1/2 messages it would keep are refused)"
     );
+    describe_gauge!(
+        "mqtt_cluster_connected",
+        "1 while this node's link to the cluster's NATS is up (cluster nodes only)"
+    );
+    describe_counter!(
+        "mqtt_cluster_forwarded_total",
+        "Messages published here and handed to NATS for the other nodes"
+    );
+    describe_counter!(
+        "mqtt_cluster_received_total",
+        "Messages from other nodes handed to this node's subscribers"
+    );
+    describe_counter!(
+        "mqtt_cluster_dropped_total",
+        "Messages that did not cross: the link's queue was full, NATS refused them, or one from another node was unreadable"
+    );
+    describe_counter!(
+        "mqtt_cluster_disconnects_total",
+        "Times the link to NATS was lost"
+    );
 }
 
 fn record_store(store: &StoreView) {
@@ -232,6 +257,17 @@ fn record_store(store: &StoreView) {
     } else {
         0.0
     });
+}
+
+/// The cluster link's figures, on a node of a cluster only.
+fn record_cluster(cluster: &ClusterCounters) {
+    let connected = cluster.connected.load(Ordering::Relaxed);
+    gauge!("mqtt_cluster_connected").set(if connected { 1.0 } else { 0.0 });
+    counter!("mqtt_cluster_forwarded_total").absolute(cluster.forwarded.load(Ordering::Relaxed));
+    counter!("mqtt_cluster_received_total").absolute(cluster.received.load(Ordering::Relaxed));
+    counter!("mqtt_cluster_dropped_total").absolute(cluster.dropped.load(Ordering::Relaxed));
+    counter!("mqtt_cluster_disconnects_total")
+        .absolute(cluster.disconnects.load(Ordering::Relaxed));
 }
 
 fn record(stats: &Stats, counters: &TransportCounters, locked_addresses: usize) {
@@ -323,7 +359,7 @@ mod tests {
         counters
             .refused_out_of_descriptors
             .store(5, Ordering::Relaxed);
-        let text = metrics.render(&stats, &counters, 2, &store_view());
+        let text = metrics.render(&stats, &counters, 2, &store_view(), None);
         for line in [
             "# TYPE mqtt_connections gauge",
             "mqtt_connections{transport=\"tcp\"} 1",

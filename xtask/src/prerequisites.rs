@@ -16,14 +16,16 @@ use crate::steps::Steps;
 /// The Rust target of the browser client; `mqtt-codec` must build for it too.
 pub const WASM_TARGET: &str = "wasm32-unknown-unknown";
 
-/// Debian packages the interop and browser tests use (`openssl`: the CLI that makes the TLS
-/// tests' certificates; minimal Debian images do not have it).
-const DEBIAN_PACKAGES: [&str; 5] = [
+/// Debian packages the interop, browser and cluster tests use (`openssl`: the CLI that makes
+/// the TLS tests' certificates, which minimal Debian images do not have; `nats-server`: the
+/// NATS the cluster tests' nodes share).
+const DEBIAN_PACKAGES: [&str; 6] = [
     "mosquitto",
     "mosquitto-clients",
     "chromium",
     "chromium-driver",
     "openssl",
+    "nats-server",
 ];
 
 /// A Python virtualenv under `target/venv/` with one version range of paho-mqtt and pytest.

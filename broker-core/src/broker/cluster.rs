@@ -8,7 +8,8 @@
 //!   persistent sessions keep their subscriptions, so messages for them keep coming.
 //! - **Forwards**: every message published here by a client or a will, as routed (its topic
 //!   alias resolved, its publication authorized), for the other nodes
-//!   ([`Broker::take_forwards`]). `$SYS` messages describe this node and stay here.
+//!   ([`Broker::take_forwards`]). `$SYS` messages describe this node and stay here; other `$`
+//!   topics cross like any.
 //! - **Messages from other nodes** ([`Broker::publish_from_cluster`]) are routed to the local
 //!   subscriptions as a local one would be, retained here too when RETAIN is set, and never
 //!   forwarded again, so nothing loops.
@@ -111,7 +112,7 @@ impl Broker {
     /// Keeps a copy of a message published here for the other nodes (when clustered).
     pub(super) fn forward(&mut self, publish: &PublishPacket) {
         if let Some(forwards) = &mut self.forwards
-            && !publish.topic.starts_with('$')
+            && !publish.topic.starts_with("$SYS")
         {
             forwards.push(publish.clone());
         }

@@ -54,6 +54,8 @@ pub(crate) struct HttpState {
     pub(crate) metrics: Arc<Metrics>,
     /// The store's counters and status, for `/metrics`.
     pub(crate) store: StoreView,
+    /// The cluster link's counters, for `/metrics`; None on a single node.
+    pub(crate) cluster: Option<Arc<crate::cluster::ClusterCounters>>,
     /// The MQTT over TCP listeners, shown when the dashboard was not built.
     pub(crate) mqtt_addresses: Arc<[SocketAddr]>,
 }
@@ -148,9 +150,13 @@ async fn metrics(State(state): State<HttpState>) -> Response {
                 .security
                 .as_ref()
                 .map_or(0, |security| security.locked_addresses());
-            let text = state
-                .metrics
-                .render(&stats, &state.context.counters, locked, &state.store);
+            let text = state.metrics.render(
+                &stats,
+                &state.context.counters,
+                locked,
+                &state.store,
+                state.cluster.as_deref(),
+            );
             (
                 [(
                     header::CONTENT_TYPE,

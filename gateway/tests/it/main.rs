@@ -14,6 +14,7 @@ mod web_support;
 
 mod bad_input;
 mod chaos;
+mod cluster;
 mod connect;
 mod crowds;
 mod dashboard;

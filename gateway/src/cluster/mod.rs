@@ -1,0 +1,10 @@
+//! The cluster link: this gateway as one node of several that share one topic space over NATS.
+//! See the README's "Running a cluster".
+//!
+//! - `subject.rs` maps MQTT topics and filters to NATS subjects and back.
+//! - `link.rs` is the task between the broker task and NATS: interest, forwards, and the
+//!   messages of other nodes.
+pub(crate) mod link;
+pub(crate) mod subject;
+
+pub use link::{ClusterCounters, ClusterError};

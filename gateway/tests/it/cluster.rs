@@ -1,0 +1,244 @@
+//! Gateways as nodes of one cluster over a real nats-server (Debian's `nats-server`), started
+//! here on a free loopback port: messages published on one node reach subscribers on the
+//! others, once each, whatever their QoS, with MQTT's matching rules (wildcards, `$` topics)
+//! kept across NATS, and without echoes.
+//!
+//! A node learns of another's subscription through NATS a moment after the SUBACK, so each
+//! test first waits for that: it publishes probes until the subscriber gets one.
+
+use crate::common::*;
+use crate::web_support::get;
+use gateway::config::ClusterConfig;
+use mqtt_codec::QoS;
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A nats-server on a free loopback port, killed on drop.
+struct Nats {
+    child: Child,
+    port: u16,
+}
+
+impl Nats {
+    fn start() -> Nats {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        let child = Command::new("nats-server")
+            .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect(
+                "nats-server runs (Debian's package nats-server; `cargo xtask test` installs it)",
+            );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "nats-server listens within 10 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Nats { child, port }
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn node(nats: &Nats, name: &str) -> TestGateway {
+    let url = nats.url();
+    TestGateway::start_with(|config| {
+        config.cluster = Some(ClusterConfig {
+            servers: vec![url],
+            node_name: name.to_owned(),
+            credentials: None,
+            ca: None,
+        });
+    })
+    .await
+}
+
+/// Publishes QoS 0 probes to `topic` from `publisher` until `subscriber` receives one (its
+/// subscription reached NATS), then waits for the probes still under way and drops them.
+async fn await_interest(subscriber: &mut TestClient, publisher: &mut TestClient, topic: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        publisher
+            .publish_packet(publish_packet(topic, "probe", QoS::AtMostOnce, false))
+            .await;
+        if subscriber
+            .try_packet(Duration::from_millis(50))
+            .await
+            .is_some()
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "interest in {topic} crossed within 10 s"
+        );
+    }
+    while subscriber
+        .try_packet(Duration::from_millis(200))
+        .await
+        .is_some()
+    {}
+}
+
+#[tokio::test]
+async fn messages_from_other_nodes_arrive_once_at_every_qos() {
+    let nats = Nats::start();
+    let (a, b, c) = (
+        node(&nats, "a").await,
+        node(&nats, "b").await,
+        node(&nats, "c").await,
+    );
+    let mut subscriber = TestClient::v5(a.addr, "sub-on-a").await;
+    subscriber.subscribe("sensors/#", QoS::ExactlyOnce).await;
+    let mut on_b = TestClient::v5(b.addr, "pub-on-b").await;
+    let mut on_c = TestClient::v311(c.addr, "pub-on-c").await;
+    await_interest(&mut subscriber, &mut on_b, "sensors/probe").await;
+    await_interest(&mut subscriber, &mut on_c, "sensors/probe").await;
+
+    let mut sent = Vec::new();
+    for qos in [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce] {
+        for (publisher, name) in [(&mut on_b, "b"), (&mut on_c, "c")] {
+            let payload = format!("{name} at {qos:?}");
+            publisher
+                .publish_packet(publish_packet("sensors/room1/temp", &payload, qos, false))
+                .await;
+            sent.push((payload, qos));
+        }
+    }
+    let mut received = Vec::new();
+    for _ in 0..sent.len() {
+        let message = subscriber.expect_message().await;
+        received.push((
+            String::from_utf8_lossy(&message.payload).into_owned(),
+            message.qos,
+        ));
+    }
+    subscriber.expect_silence(Duration::from_millis(500)).await;
+    received.sort_by(|x, y| x.0.cmp(&y.0));
+    sent.sort_by(|x, y| x.0.cmp(&y.0));
+    assert_eq!(received, sent, "each message once, at its publisher's QoS");
+
+    // The link's figures: b forwarded its three (and probes), a received them.
+    let figure = |text: &str, name: &str| -> f64 {
+        text.lines()
+            .find_map(|line| {
+                line.strip_prefix(name)
+                    .and_then(|rest| rest.strip_prefix(' '))
+            })
+            .and_then(|value| value.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} in /metrics"))
+    };
+    let on_b = String::from_utf8(get(b.http, "/metrics").await.body).expect("text");
+    let on_a = String::from_utf8(get(a.http, "/metrics").await.body).expect("text");
+    assert_eq!(figure(&on_b, "mqtt_cluster_connected"), 1.0);
+    assert!(figure(&on_b, "mqtt_cluster_forwarded_total") >= 3.0);
+    assert!(figure(&on_a, "mqtt_cluster_received_total") >= 6.0);
+    assert_eq!(figure(&on_a, "mqtt_cluster_dropped_total"), 0.0);
+    let single = TestGateway::start().await;
+    let alone = String::from_utf8(get(single.http, "/metrics").await.body).expect("text");
+    assert!(
+        !alone.contains("mqtt_cluster_"),
+        "a single node has no cluster figures"
+    );
+}
+
+#[tokio::test]
+async fn overlapping_filters_and_the_publishers_own_node_get_one_copy() {
+    let nats = Nats::start();
+    let (a, b) = (node(&nats, "a").await, node(&nats, "b").await);
+    // Two filters of one node match the topic: NATS delivers the message to both subscriptions.
+    let mut on_a = TestClient::v5(a.addr, "overlap").await;
+    on_a.subscribe("home/+", QoS::AtMostOnce).await;
+    on_a.subscribe("home/#", QoS::AtMostOnce).await;
+    on_a.subscribe("#", QoS::AtMostOnce).await;
+    let mut other_on_a = TestClient::v5(a.addr, "plus-only").await;
+    other_on_a.subscribe("home/+", QoS::AtMostOnce).await;
+    // A subscriber on the publisher's own node: local delivery, and no echo through NATS.
+    let mut local = TestClient::v5(b.addr, "local").await;
+    local.subscribe("home/#", QoS::AtMostOnce).await;
+    let mut publisher = TestClient::v5(b.addr, "publisher").await;
+    await_interest(&mut other_on_a, &mut publisher, "home/probe").await;
+    while on_a.try_packet(Duration::from_millis(200)).await.is_some() {}
+    while local.try_packet(Duration::from_millis(200)).await.is_some() {}
+
+    for i in 0..20 {
+        publisher
+            .publish_packet(publish_packet(
+                "home/kitchen",
+                &i.to_string(),
+                QoS::AtMostOnce,
+                false,
+            ))
+            .await;
+    }
+    for client in [&mut on_a, &mut other_on_a, &mut local] {
+        for i in 0..20 {
+            let message = client.expect_message().await;
+            assert_eq!(
+                message.payload.as_ref(),
+                i.to_string().as_bytes(),
+                "in order, once each"
+            );
+        }
+        client.expect_silence(Duration::from_millis(500)).await;
+    }
+}
+
+#[tokio::test]
+async fn wildcards_keep_away_from_dollar_topics_across_nodes() {
+    let nats = Nats::start();
+    let (a, b) = (node(&nats, "a").await, node(&nats, "b").await);
+    let mut everything = TestClient::v5(a.addr, "everything").await;
+    everything.subscribe("#", QoS::AtMostOnce).await;
+    everything.subscribe("+/status", QoS::AtMostOnce).await;
+    let mut dollar = TestClient::v5(a.addr, "dollar").await;
+    dollar.subscribe("$app/#", QoS::AtMostOnce).await;
+    let mut publisher = TestClient::v5(b.addr, "publisher").await;
+    await_interest(&mut everything, &mut publisher, "probe").await;
+    await_interest(&mut dollar, &mut publisher, "$app/probe").await;
+    while everything
+        .try_packet(Duration::from_millis(200))
+        .await
+        .is_some()
+    {}
+
+    // Levels NATS would read as separators or wildcards, and empty levels, cross as they are.
+    let topics = ["$app/status", "dev.1/status", "a*/>", "/x//", "$app/a b"];
+    for topic in topics {
+        publisher
+            .publish_packet(publish_packet(topic, topic, QoS::AtMostOnce, false))
+            .await;
+    }
+    let mut got: Vec<String> = Vec::new();
+    for _ in 0..3 {
+        got.push(everything.expect_message().await.topic.to_string());
+    }
+    everything.expect_silence(Duration::from_millis(500)).await;
+    got.sort();
+    assert_eq!(
+        got,
+        ["/x//", "a*/>", "dev.1/status"],
+        "never a $ topic through # or +"
+    );
+    let mut dollars = vec![
+        dollar.expect_message().await.topic.to_string(),
+        dollar.expect_message().await.topic.to_string(),
+    ];
+    dollars.sort();
+    assert_eq!(dollars, ["$app/a b", "$app/status"]);
+    dollar.expect_silence(Duration::from_millis(300)).await;
+}
