@@ -26,6 +26,13 @@ impl Nats {
             .and_then(|listener| listener.local_addr())
             .expect("a free port")
             .port();
+        Nats {
+            child: Nats::spawn(port),
+            port,
+        }
+    }
+
+    fn spawn(port: u16) -> Child {
         let child = Command::new("nats-server")
             .args(["-a", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
@@ -39,7 +46,18 @@ impl Nats {
             assert!(Instant::now() < deadline, "nats-server listens within 10 s");
             std::thread::sleep(Duration::from_millis(20));
         }
-        Nats { child, port }
+        child
+    }
+
+    /// Kills the server, as a crash would.
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the server again on its port.
+    fn start_again(&mut self) {
+        self.child = Nats::spawn(self.port);
     }
 
     fn url(&self) -> String {
@@ -241,4 +259,75 @@ async fn wildcards_keep_away_from_dollar_topics_across_nodes() {
     dollars.sort();
     assert_eq!(dollars, ["$app/a b", "$app/status"]);
     dollar.expect_silence(Duration::from_millis(300)).await;
+}
+
+/// A figure of a node's /metrics.
+async fn figure(node: &TestGateway, name: &str) -> f64 {
+    let text = String::from_utf8(get(node.http, "/metrics").await.body).expect("text");
+    text.lines()
+        .find_map(|line| {
+            line.strip_prefix(name)
+                .and_then(|rest| rest.strip_prefix(' '))
+        })
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name} in /metrics"))
+}
+
+#[tokio::test]
+async fn losing_nats_keeps_local_delivery_and_crossing_resumes_when_it_returns() {
+    let mut nats = Nats::start();
+    let (a, b) = (node(&nats, "a").await, node(&nats, "b").await);
+    let mut on_a = TestClient::v5(a.addr, "sub-on-a").await;
+    on_a.subscribe("t/#", QoS::AtLeastOnce).await;
+    let mut on_b = TestClient::v5(b.addr, "sub-on-b").await;
+    on_b.subscribe("t/#", QoS::AtLeastOnce).await;
+    let mut publisher = TestClient::v5(b.addr, "publisher").await;
+    await_interest(&mut on_a, &mut publisher, "t/probe").await;
+    while on_b.try_packet(Duration::from_millis(200)).await.is_some() {}
+
+    nats.kill();
+    // b notices (its client's ping or the closed socket), and counts it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while figure(&b, "mqtt_cluster_connected").await != 0.0 {
+        assert!(Instant::now() < deadline, "the outage seen within 30 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // While NATS is away, b acknowledges and delivers locally at once.
+    let ack = publisher
+        .publish_packet(publish_packet(
+            "t/during",
+            "during",
+            QoS::AtLeastOnce,
+            false,
+        ))
+        .await
+        .expect("a PUBACK");
+    assert_eq!(ack.reason_code, mqtt_codec::ReasonCode::Success);
+    let local = on_b.expect_message().await;
+    assert_eq!(local.payload.as_ref(), b"during");
+    nats.start_again();
+
+    // Crossing resumes once the nodes are back on NATS (the client reconnects with backoff).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    'resumed: loop {
+        publisher
+            .publish_packet(publish_packet("t/after", "after", QoS::AtMostOnce, false))
+            .await;
+        while let Some(packet) = on_a.try_packet(Duration::from_millis(100)).await {
+            if let mqtt_codec::Packet::Publish(message) = packet
+                && message.payload.as_ref() == b"after"
+            {
+                break 'resumed;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "crossing resumed within 30 s of NATS's return"
+        );
+    }
+    assert!(
+        figure(&b, "mqtt_cluster_disconnects_total").await >= 1.0,
+        "the outage is counted"
+    );
+    assert_eq!(figure(&b, "mqtt_cluster_connected").await, 1.0);
 }
