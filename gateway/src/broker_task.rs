@@ -90,6 +90,8 @@ pub(crate) enum Command {
     },
     /// A message published on another node of the cluster.
     FromCluster(Box<PublishPacket>),
+    /// A retained message of the cluster (set or cleared), from its shared store.
+    RetainFromCluster(Box<PublishPacket>),
     /// A question from the HTTP API.
     Query(Query),
     /// Disconnect every client (DISCONNECT 0x8B for 5.0) and stop.
@@ -398,6 +400,7 @@ fn handle(
         Command::FromCluster(publish) => {
             broker.publish_from_cluster(*publish, now);
         }
+        Command::RetainFromCluster(publish) => broker.retain_from_cluster(*publish, now),
         Command::Query(query) => answer(broker, query, now),
         Command::Shutdown => {
             broker.handle_shutdown(now);

@@ -13,6 +13,8 @@
 //! - **Messages from other nodes** ([`Broker::publish_from_cluster`]) are routed to the local
 //!   subscriptions as a local one would be, retained here too when RETAIN is set, and never
 //!   forwarded again, so nothing loops.
+//! - **Retained messages of the cluster** ([`Broker::retain_from_cluster`]), which the link
+//!   reads from the cluster's shared store, are kept here without routing.
 
 use super::Broker;
 use crate::HashMap;
@@ -107,6 +109,22 @@ impl Broker {
         publish.properties.topic_alias = None;
         publish.properties.subscription_identifiers.clear();
         self.publish_message(None, publish, now)
+    }
+
+    /// The retained message of a topic as the cluster keeps it (set anywhere, or cleared with
+    /// an empty payload): kept here, so that subscribers here get it, without routing it (the
+    /// message itself reached this node's subscribers when it was published, if they were).
+    pub fn retain_from_cluster(&mut self, mut publish: PublishPacket, now: Instant) {
+        publish.dup = false;
+        publish.retain = true;
+        publish.packet_id = None;
+        publish.properties.topic_alias = None;
+        publish.properties.subscription_identifiers.clear();
+        let expires_at = publish
+            .properties
+            .message_expiry_interval
+            .map(|seconds| now + std::time::Duration::from_secs(u64::from(seconds)));
+        self.keep_retained(&publish, expires_at);
     }
 
     /// Keeps a copy of a message published here for the other nodes (when clustered).

@@ -213,6 +213,19 @@ impl Broker {
         stored
     }
 
+    /// Sets (or, with an empty payload, clears) the retained message of `publish`'s topic, and
+    /// records it for the store.
+    pub(super) fn keep_retained(&mut self, publish: &PublishPacket, expires_at: Option<Instant>) {
+        let kept = self.retained.retain(publish, expires_at);
+        // `$SYS` topics are published afresh at every start.
+        if !publish.topic.starts_with('$') {
+            // The record shares the kept copy's bytes; a clear needs the topic alone.
+            let topic = kept.map_or_else(|| publish.topic.detached(), |k| k.topic.clone());
+            let message = kept.map(|kept| (kept.clone(), expires_at));
+            self.changes.push(Change::Retained { topic, message });
+        }
+    }
+
     /// Retains (if asked) and routes a message to every matching subscription, from
     /// `publisher` (none for a will or `$SYS`). Returns the number of subscriptions it reached.
     pub(super) fn publish_message(
@@ -226,14 +239,7 @@ impl Broker {
             .message_expiry_interval
             .map(|seconds| now + Duration::from_secs(u64::from(seconds)));
         if publish.retain {
-            let kept = self.retained.retain(&publish, expires_at);
-            // `$SYS` topics are published afresh at every start.
-            if !publish.topic.starts_with('$') {
-                // The record shares the kept copy's bytes; a clear needs the topic alone.
-                let topic = kept.map_or_else(|| publish.topic.detached(), |k| k.topic.clone());
-                let message = kept.map(|kept| (kept.clone(), expires_at));
-                self.changes.push(Change::Retained { topic, message });
-            }
+            self.keep_retained(&publish, expires_at);
         }
 
         let mut matches = std::mem::take(&mut self.matches);

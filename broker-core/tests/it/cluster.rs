@@ -170,3 +170,28 @@ fn a_message_from_another_node_reaches_local_subscribers_is_retained_and_not_for
     let outputs = h.subscribe(B, "x/remote", QoS::AtMostOnce);
     assert_eq!(payloads(&outputs, B), ["from b"]);
 }
+
+#[test]
+fn a_retained_message_of_the_cluster_is_kept_here_without_routing_and_cleared_by_an_empty_one() {
+    let mut h = Harness::new();
+    h.broker.set_clustered();
+    h.connect_ok(A, v5("a"));
+    h.subscribe(A, "r/#", QoS::AtMostOnce);
+    h.drain();
+    h.broker.retain_from_cluster(qos0("r/1", "kept"), h.now);
+    assert!(
+        publishes(&h.drain(), A).is_empty(),
+        "not routed: it reached subscribers when published"
+    );
+    assert!(h.broker.take_forwards().is_empty());
+    h.connect_ok(B, v5("b"));
+    let outputs = h.subscribe(B, "r/#", QoS::AtMostOnce);
+    assert_eq!(payloads(&outputs, B), ["kept"]);
+    let delivered = publishes(&outputs, B);
+    assert!(delivered[0].retain, "delivered as retained");
+
+    h.broker.retain_from_cluster(qos0("r/1", ""), h.now);
+    h.connect_ok(C, v5("c"));
+    let outputs = h.subscribe(C, "r/#", QoS::AtMostOnce);
+    assert!(payloads(&outputs, C).is_empty(), "cleared");
+}

@@ -8,6 +8,8 @@
 //!   subject, as an encoded MQTT 5.0 PUBLISH (so every property crosses exactly), with this
 //!   node's name and a sequence number in headers. The connection is made with `no_echo`, so
 //!   NATS never hands a node its own messages: nothing loops.
+//! - **Retained messages** published here also go to the cluster's bucket (retained.rs), which
+//!   every node mirrors.
 //! - **From other nodes**: messages of all subscriptions arrive here. Two of this node's
 //!   filters may both match one topic (`a/+` and `a/#`), so NATS delivers such a message once
 //!   per matching subscription: the (origin, sequence) pairs seen last are remembered, and a
@@ -134,8 +136,17 @@ pub(crate) async fn start(
         .map_err(|error| ClusterError::Connect(error.to_string()))?;
     let (interest, interest_rx) = mpsc::unbounded_channel();
     let (forwards, forwards_rx) = mpsc::channel(FORWARD_QUEUE);
+    let (retained, retained_rx) = mpsc::channel(FORWARD_QUEUE);
+    // Ends when the link task drops its side of `retained`.
+    tokio::spawn(super::retained::run(
+        async_nats::jetstream::new(client.clone()),
+        broker.clone(),
+        retained_rx,
+        counters.clone(),
+    ));
     let link = Link {
         client,
+        retained,
         node: config.node_name.clone(),
         broker,
         counters: counters.clone(),
@@ -204,6 +215,8 @@ fn redacted(url: &str) -> String {
 
 struct Link {
     client: Client,
+    /// The retained messages published here, for the cluster's bucket (retained.rs).
+    retained: mpsc::Sender<PublishPacket>,
     node: String,
     broker: BrokerHandle,
     counters: Arc<ClusterCounters>,
@@ -272,6 +285,9 @@ impl Link {
     }
 
     async fn forward(&mut self, publish: PublishPacket) {
+        if publish.retain && self.retained.try_send(publish.clone()).is_err() {
+            self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+        }
         self.sequence += 1;
         let subject = subject::topic_subject(PREFIX, &publish.topic);
         let mut headers = HeaderMap::new();
@@ -332,7 +348,7 @@ impl Link {
 }
 
 /// A message as it crosses: an MQTT 5.0 PUBLISH, whatever protocol its publisher spoke.
-fn encode(mut publish: PublishPacket) -> Option<bytes::Bytes> {
+pub(super) fn encode(mut publish: PublishPacket) -> Option<bytes::Bytes> {
     // A packet id is part of a QoS 1/2 PUBLISH's encoding; it means nothing across nodes.
     publish.packet_id = (publish.qos != QoS::AtMostOnce).then_some(1);
     let mut buffer = BytesMut::new();
@@ -340,7 +356,7 @@ fn encode(mut publish: PublishPacket) -> Option<bytes::Bytes> {
     Some(buffer.freeze())
 }
 
-fn decode(payload: &[u8]) -> Option<PublishPacket> {
+pub(super) fn decode(payload: &[u8]) -> Option<PublishPacket> {
     let mut buffer = BytesMut::from(payload);
     match mqtt_codec::decode(&mut buffer, ProtocolVersion::V5, MAX_FORWARDED) {
         Ok(Some(Packet::Publish(publish))) if buffer.is_empty() => Some(publish),

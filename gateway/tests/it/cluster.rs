@@ -14,10 +14,11 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A nats-server on a free loopback port, killed on drop.
+/// A nats-server with JetStream on a free loopback port, killed on drop (its store with it).
 struct Nats {
     child: Child,
     port: u16,
+    store: std::path::PathBuf,
 }
 
 impl Nats {
@@ -26,15 +27,19 @@ impl Nats {
             .and_then(|listener| listener.local_addr())
             .expect("a free port")
             .port();
+        let store =
+            std::env::temp_dir().join(format!("cluster-test-nats-{port}-{}", std::process::id()));
         Nats {
-            child: Nats::spawn(port),
+            child: Nats::spawn(port, &store),
             port,
+            store,
         }
     }
 
-    fn spawn(port: u16) -> Child {
+    fn spawn(port: u16, store: &std::path::Path) -> Child {
         let child = Command::new("nats-server")
-            .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+            .arg(store)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -57,7 +62,7 @@ impl Nats {
 
     /// Starts the server again on its port.
     fn start_again(&mut self) {
-        self.child = Nats::spawn(self.port);
+        self.child = Nats::spawn(self.port, &self.store);
     }
 
     fn url(&self) -> String {
@@ -69,6 +74,7 @@ impl Drop for Nats {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.store);
     }
 }
 
@@ -330,4 +336,73 @@ async fn losing_nats_keeps_local_delivery_and_crossing_resumes_when_it_returns()
         "the outage is counted"
     );
     assert_eq!(figure(&b, "mqtt_cluster_connected").await, 1.0);
+}
+
+/// What a new subscriber on `node` to `filter` gets at once: the retained messages' payloads.
+async fn retained_on(node: &TestGateway, filter: &str, client_id: &str) -> Vec<String> {
+    let mut client = TestClient::v5(node.addr, client_id).await;
+    client.subscribe(filter, QoS::AtMostOnce).await;
+    let mut payloads = Vec::new();
+    while let Some(packet) = client.try_packet(Duration::from_millis(300)).await {
+        if let mqtt_codec::Packet::Publish(message) = packet {
+            assert!(message.retain, "a retained message");
+            payloads.push(String::from_utf8_lossy(&message.payload).into_owned());
+        }
+    }
+    payloads.sort();
+    payloads
+}
+
+#[tokio::test]
+async fn retained_messages_are_the_clusters_on_every_node() {
+    let nats = Nats::start();
+    let (a, b, c) = (
+        node(&nats, "a").await,
+        node(&nats, "b").await,
+        node(&nats, "c").await,
+    );
+    let mut on_a = TestClient::v5(a.addr, "retainer").await;
+    on_a.publish_packet(publish_packet(
+        "status/door",
+        "open",
+        QoS::AtLeastOnce,
+        true,
+    ))
+    .await;
+    on_a.publish_packet(publish_packet("status/light", "on", QoS::AtMostOnce, true))
+        .await;
+
+    // No node had a subscriber for them: a new one on c gets them from c's own retained set,
+    // once the bucket's change reached it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let got = retained_on(&c, "status/#", &format!("late-{attempt}")).await;
+        if got == ["on", "open"] {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "retained messages reached c within 10 s: {got:?}"
+        );
+    }
+
+    // Cleared on b (an empty retained message): gone on every node.
+    let mut on_b = TestClient::v5(b.addr, "clearer").await;
+    on_b.publish_packet(publish_packet("status/door", "", QoS::AtLeastOnce, true))
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        attempt += 1;
+        let on_a_now = retained_on(&a, "status/#", &format!("after-a-{attempt}")).await;
+        let on_c_now = retained_on(&c, "status/#", &format!("after-c-{attempt}")).await;
+        if on_a_now == ["on"] && on_c_now == ["on"] {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the clear reached a and c within 10 s: {on_a_now:?} {on_c_now:?}"
+        );
+    }
 }
