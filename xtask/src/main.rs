@@ -2,11 +2,12 @@
 //!
 //! `cargo xtask test` installs what the tests need when it is missing and then runs every test;
 //! `run` builds the browser parts and starts the gateway; `dist` builds the browser parts;
-//! `bench` runs the benchmarks. Each command has its module (`test`, `dist`, `bench`; `run` is
+//! `bench` runs the benchmarks; `cluster` starts a cluster on loopback. Each command has its module (`test`, `dist`, `bench`; `run` is
 //! `dist` then [`gateway::run_release`]); the modules they share (`gateway`, `prerequisites`,
 //! `process`, `steps`) import none of the commands, and no two modules import each other.
 
 mod bench;
+mod cluster;
 mod dist;
 mod fuzz;
 mod gateway;
@@ -39,6 +40,10 @@ commands:
                 (--quick: a smoke run; --instrumented: the browser rows
                 through Playwright, to see what DevTools costs; --only
                 brokers|crowds|durability|browser|dashboard: one part)
+  cluster [--nodes N]
+                a cluster on loopback: nats-server with JetStream and N release
+                gateways (default 3, named a, b, c...) joined to it; prints
+                each node's MQTT address and dashboard; Ctrl-C stops it
   kill9 [--rounds N]
                 kill -9 the gateway mid-stream N times (default 20) in each
                 durability loop (QoS 1, QoS 2, retained) and check that
@@ -78,6 +83,7 @@ fn main() -> ExitCode {
         Some("run") => dist::run().and_then(|()| gateway::run_release(&rest)),
         Some("dist") => no_extra_args("dist", &rest).and_then(|()| dist::run()),
         Some("bench") => bench::run(&rest),
+        Some("cluster") => cluster::run(&rest),
         Some("kill9") => kill9::run(&rest),
         Some("fuzz") => fuzz::run(&rest),
         Some("soak") => soak::run(&rest),
