@@ -31,6 +31,10 @@ pub struct BrokerConfig {
     pub retain_available: bool,
     /// How often `$SYS/broker/...` statistics are published; `None` disables them.
     pub sys_interval: Option<Duration>,
+    /// The name of the cluster node this broker is, if it is one: sent to 5.0 clients in the
+    /// CONNACK as the User Property `node`, so that a client (the dashboard) can say which node
+    /// it reached behind a load balancer.
+    pub node_name: Option<String>,
     /// Maximum client identifier length accepted, in bytes; a longer one is refused with
     /// CONNACK 0x85 (3.1.1: 0x02). Every server must accept 23 [MQTT-3.1.3-5], so the
     /// gateway's `--max-client-id-len` never sets less.
@@ -76,6 +80,7 @@ impl Default for BrokerConfig {
             max_session_expiry: u32::MAX,
             retain_available: true,
             sys_interval: Some(Duration::from_secs(10)),
+            node_name: None,
             max_client_id_len: 256,
             max_subscriptions_per_client: 1_000,
             max_topic_length: 4_096,

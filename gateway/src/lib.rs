@@ -198,6 +198,10 @@ impl Gateway {
                 Durability::Full => Persistence::Full,
                 Durability::Relaxed => Persistence::Relaxed,
             },
+            node_name: config
+                .cluster
+                .as_ref()
+                .map(|cluster| cluster.node_name.clone()),
             ..config.broker.clone()
         };
         // SCRAM-SHA-256 enhanced authentication, from the password file.

@@ -56,6 +56,8 @@ export class Connection {
     this.reconnectAttempt = 0;
     this.lastError = '';
     this.generation = 0;
+    /** The cluster node the gateway's CONNACK named (5.0, a node of a cluster), or ''. */
+    this.node = '';
   }
 
   /** Drops the current client, if any, and connects a new one with `settings`. */
@@ -99,6 +101,7 @@ export class Connection {
     this.client = client;
     this.attach(client);
     this.lastError = '';
+    this.node = nodeOf(client.connack);
     this.setState('connected');
     this.onConnected();
   }
@@ -106,8 +109,10 @@ export class Connection {
   /** Follows `client`'s events; the events of a client since dropped are ignored. */
   attach(client) {
     const mine = () => this.client === client;
-    client.addEventListener('connect', () => {
+    client.addEventListener('connect', (event) => {
       if (!mine()) return;
+      // Behind a load balancer, a reconnect may reach another node.
+      this.node = nodeOf(event.detail);
       this.lastError = '';
       this.reconnectAttempt = 0;
       this.setState('connected');
@@ -170,8 +175,10 @@ export class Connection {
     switch (this.state) {
       case 'connecting':
         return `connecting to ${this.stateDetail}…`;
-      case 'connected':
-        return `connected (MQTT ${this.settings.protocolVersion === 5 ? '5.0' : '3.1.1'})`;
+      case 'connected': {
+        const version = `MQTT ${this.settings.protocolVersion === 5 ? '5.0' : '3.1.1'}`;
+        return this.node ? `connected to node ${this.node} (${version})` : `connected (${version})`;
+      }
       case 'reconnecting': {
         const seconds = Math.max(0, Math.ceil((this.reconnectAt - now) / 1000));
         const text = seconds > 0 ? `reconnecting in ${seconds} s` : 'reconnecting…';
@@ -184,4 +191,10 @@ export class Connection {
         return this.stateDetail ? `not connected: ${this.stateDetail}` : 'not connected';
     }
   }
+}
+
+/** The node a CONNACK's User Property `node` names (see the README's "Running a cluster"), or ''. */
+function nodeOf(connack) {
+  const node = connack?.properties?.userProperties?.node;
+  return typeof node === 'string' ? node : '';
 }

@@ -45,8 +45,9 @@ export class IngestWorker {
     const client = new WorkerClient(this, this.nextClient++);
     this.clients.set(client.number, client);
     try {
-      const { clientId } = await this.call(client.number, 'connect', [url, options]);
+      const { clientId, connack } = await this.call(client.number, 'connect', [url, options]);
       client.clientId = clientId;
+      client.connack = connack;
       return client;
     } catch (error) {
       this.clients.delete(client.number);
@@ -74,7 +75,12 @@ export class IngestWorker {
       if (message.ok) callbacks[0](fromWire(message.value));
       else callbacks[1](fromWire(message.error));
     } else if (message.type === 'event') {
-      this.clients.get(message.client)?.dispatchEvent(new CustomEvent(message.event, { detail: fromWire(message.detail) }));
+      const client = this.clients.get(message.client);
+      if (client === undefined) return;
+      const detail = fromWire(message.detail);
+      // A reconnect's CONNACK replaces the first one, as MqttClient's `connack` does.
+      if (message.event === 'connect') client.connack = detail;
+      client.dispatchEvent(new CustomEvent(message.event, { detail }));
     }
   }
 }
@@ -86,6 +92,8 @@ class WorkerClient extends EventTarget {
     this.ingest = worker;
     this.number = number;
     this.clientId = '';
+    /** The last CONNACK's detail ({sessionPresent, properties}), as MqttClient's `connack`. */
+    this.connack = undefined;
   }
 
   subscribe(filter, options) {

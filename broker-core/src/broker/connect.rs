@@ -289,6 +289,11 @@ impl Broker {
                 ack_properties.response_information =
                     Some(ByteStr::from(format!("response/{client_id}")));
             }
+            if let Some(node) = &self.config.node_name {
+                ack_properties
+                    .user_properties
+                    .push((ByteStr::from("node"), ByteStr::from(node.as_str())));
+            }
         }
         // The CONNACK must come before anything else [MQTT-3.2.0-1] and within the client's
         // Maximum Packet Size [MQTT-3.1.2-24]: a client whose maximum leaves no room for it even

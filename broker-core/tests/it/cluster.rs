@@ -195,3 +195,24 @@ fn a_retained_message_of_the_cluster_is_kept_here_without_routing_and_cleared_by
     let outputs = h.subscribe(C, "r/#", QoS::AtMostOnce);
     assert!(payloads(&outputs, C).is_empty(), "cleared");
 }
+
+#[test]
+fn a_nodes_connack_names_it_to_5_0_clients() {
+    let mut config = quiet_config();
+    config.node_name = Some("node-b".into());
+    let mut h = Harness::with_config(config);
+    let outputs = h.connect(A, v5("a"));
+    let properties = connack(&outputs, A).properties;
+    let names: Vec<(&str, &str)> = properties
+        .user_properties
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(names, [("node", "node-b")]);
+    let mut single = Harness::new();
+    let outputs = single.connect(A, v5("a"));
+    assert!(
+        connack(&outputs, A).properties.user_properties.is_empty(),
+        "a single node says nothing"
+    );
+}

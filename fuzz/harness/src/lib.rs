@@ -104,6 +104,7 @@ impl ConfigChoice {
             max_session_expiry: [0, 5, 60, u32::MAX][usize::from(self.max_session_expiry % 4)],
             retain_available: self.retain_available,
             sys_interval: self.sys.then(|| Duration::from_secs(10)),
+            node_name: None,
             max_client_id_len: 8,
             // The limits take bits the choices above leave unused, so that older inputs keep
             // their meaning as far as possible; each is either the default or small enough

@@ -81,7 +81,7 @@ export class IngestCore {
         const MqttClient = await this.loadClient();
         const client = await MqttClient.connect(args[0], args[1]);
         this.attach(number, client);
-        value = { clientId: client.clientId };
+        value = { clientId: client.clientId, connack: client.connack };
       } else {
         const client = this.clients.get(number);
         if (client === undefined) throw new Error('the client was ended');

@@ -274,3 +274,19 @@ test('a broker URL the page may not reach is refused before any attempt', async 
   await done;
   assert.equal(connection.state, 'connected');
 });
+
+test('a node of a cluster is named, from the CONNACK and again from each reconnect’s', async () => {
+  const { connection, attempts } = setup();
+  const done = connection.connect(settings);
+  await settle();
+  const [{ client, accept }] = attempts;
+  client.connack = { sessionPresent: false, properties: { userProperties: { node: 'a' } } };
+  accept();
+  await done;
+  assert.equal(connection.statusText(0), 'connected to node a (MQTT 5.0)');
+  client.emit('close', { reconnect: true });
+  client.emit('connect', { sessionPresent: false, properties: { userProperties: { node: 'b' } } });
+  assert.equal(connection.statusText(0), 'connected to node b (MQTT 5.0)', 'the load balancer sent it elsewhere');
+  client.emit('connect', { sessionPresent: false });
+  assert.equal(connection.statusText(0), 'connected (MQTT 5.0)', 'a single node names none');
+});

@@ -129,6 +129,7 @@ class ScriptedClient extends EventTarget {
     client.url = url;
     client.options = options;
     client.clientId = options.clientId;
+    client.connack = { sessionPresent: false, properties: { userProperties: { node: 'a' } } };
     ScriptedClient.made.push(client);
     return client;
   }
@@ -175,6 +176,7 @@ test('clients in the worker answer the page like MqttClient: connect, subscribe,
   const { page, received } = joined();
   const client = await page.clientClass.connect('ws://h/mqtt', { clientId: 'dash-1', keepalive: 30 });
   assert.equal(client.clientId, 'dash-1');
+  assert.deepEqual(client.connack, { sessionPresent: false, properties: { userProperties: { node: 'a' } } }, 'the CONNACK crosses');
   const inWorker = ScriptedClient.made[0];
   assert.deepEqual([inWorker.url, inWorker.options.keepalive], ['ws://h/mqtt', 30]);
 
@@ -192,6 +194,9 @@ test('clients in the worker answer the page like MqttClient: connect, subscribe,
   assert.equal(closes.length, 1);
   assert.equal(closes[0].reconnect, true);
   assert.equal(closes[0].error.code, 'CONNECTION_LOST');
+  inWorker.dispatchEvent(new CustomEvent('connect', { detail: { sessionPresent: true, properties: { userProperties: { node: 'b' } } } }));
+  await settle();
+  assert.equal(client.connack.properties.userProperties.node, 'b', 'a reconnect’s CONNACK replaces it');
 
   inWorker.deliver([message('a/1', '5'), message('a/2', '{"v": 6}')]);
   await settle();
