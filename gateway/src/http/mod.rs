@@ -133,10 +133,18 @@ async fn guard(state: HttpState, request: Request, next: Next, scrape: bool) -> 
     }
 }
 
-/// `GET /healthz`: 200 while the broker task answers, 503 otherwise.
+/// `GET /healthz`: 200 while the broker task answers, 503 otherwise. A node of a cluster adds a
+/// line on its link to NATS; losing it keeps the node healthy (its local clients are served),
+/// so it does not change the status.
 async fn health(State(state): State<HttpState>) -> Response {
     match state.context.broker.ask(Query::Stats, HEALTH_TIMEOUT).await {
-        Ok(_) => "ok\n".into_response(),
+        Ok(_) => match &state.cluster {
+            None => "ok\n".into_response(),
+            Some(cluster) if cluster.connected.load(std::sync::atomic::Ordering::Relaxed) => {
+                "ok\ncluster connected\n".into_response()
+            }
+            Some(_) => "ok\ncluster disconnected: local delivery only\n".into_response(),
+        },
         Err(error) => (StatusCode::SERVICE_UNAVAILABLE, format!("{error}\n")).into_response(),
     }
 }

@@ -298,6 +298,15 @@ async fn losing_nats_keeps_local_delivery_and_crossing_resumes_when_it_returns()
         assert!(Instant::now() < deadline, "the outage seen within 30 s");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let health = get(b.http, "/healthz").await;
+    assert_eq!(
+        health.status, 200,
+        "still healthy: local clients are served"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&health.body),
+        "ok\ncluster disconnected: local delivery only\n"
+    );
     // While NATS is away, b acknowledges and delivers locally at once.
     let ack = publisher
         .publish_packet(publish_packet(
@@ -336,6 +345,11 @@ async fn losing_nats_keeps_local_delivery_and_crossing_resumes_when_it_returns()
         "the outage is counted"
     );
     assert_eq!(figure(&b, "mqtt_cluster_connected").await, 1.0);
+    let health = get(b.http, "/healthz").await;
+    assert_eq!(
+        String::from_utf8_lossy(&health.body),
+        "ok\ncluster connected\n"
+    );
 }
 
 /// What a new subscriber on `node` to `filter` gets at once: the retained messages' payloads.
