@@ -118,6 +118,17 @@ async fn await_interest(subscriber: &mut TestClient, publisher: &mut TestClient,
     {}
 }
 
+/// The next message that is not a probe of [`await_interest`] (one can still be on its way
+/// after the wait on a loaded machine).
+async fn next_message(client: &mut TestClient) -> mqtt_codec::PublishPacket {
+    loop {
+        let message = client.expect_message().await;
+        if message.payload.as_ref() != b"probe" {
+            return message;
+        }
+    }
+}
+
 #[tokio::test]
 async fn messages_from_other_nodes_arrive_once_at_every_qos() {
     let nats = Nats::start();
@@ -145,7 +156,7 @@ async fn messages_from_other_nodes_arrive_once_at_every_qos() {
     }
     let mut received = Vec::new();
     for _ in 0..sent.len() {
-        let message = subscriber.expect_message().await;
+        let message = next_message(&mut subscriber).await;
         received.push((
             String::from_utf8_lossy(&message.payload).into_owned(),
             message.qos,
@@ -211,7 +222,7 @@ async fn overlapping_filters_and_the_publishers_own_node_get_one_copy() {
     }
     for client in [&mut on_a, &mut other_on_a, &mut local] {
         for i in 0..20 {
-            let message = client.expect_message().await;
+            let message = next_message(client).await;
             assert_eq!(
                 message.payload.as_ref(),
                 i.to_string().as_bytes(),
@@ -249,7 +260,7 @@ async fn wildcards_keep_away_from_dollar_topics_across_nodes() {
     }
     let mut got: Vec<String> = Vec::new();
     for _ in 0..3 {
-        got.push(everything.expect_message().await.topic.to_string());
+        got.push(next_message(&mut everything).await.topic.to_string());
     }
     everything.expect_silence(Duration::from_millis(500)).await;
     got.sort();
@@ -259,8 +270,8 @@ async fn wildcards_keep_away_from_dollar_topics_across_nodes() {
         "never a $ topic through # or +"
     );
     let mut dollars = vec![
-        dollar.expect_message().await.topic.to_string(),
-        dollar.expect_message().await.topic.to_string(),
+        next_message(&mut dollar).await.topic.to_string(),
+        next_message(&mut dollar).await.topic.to_string(),
     ];
     dollars.sort();
     assert_eq!(dollars, ["$app/a b", "$app/status"]);
@@ -318,7 +329,7 @@ async fn losing_nats_keeps_local_delivery_and_crossing_resumes_when_it_returns()
         .await
         .expect("a PUBACK");
     assert_eq!(ack.reason_code, mqtt_codec::ReasonCode::Success);
-    let local = on_b.expect_message().await;
+    let local = next_message(&mut on_b).await;
     assert_eq!(local.payload.as_ref(), b"during");
     nats.start_again();
 
@@ -353,13 +364,16 @@ async fn losing_nats_keeps_local_delivery_and_crossing_resumes_when_it_returns()
 }
 
 /// What a new subscriber on `node` to `filter` gets at once: the retained messages' payloads.
+/// A message published meanwhile may also reach it, live (its interest may cross before the
+/// message does): that one is not retained for it, and is left out.
 async fn retained_on(node: &TestGateway, filter: &str, client_id: &str) -> Vec<String> {
     let mut client = TestClient::v5(node.addr, client_id).await;
     client.subscribe(filter, QoS::AtMostOnce).await;
     let mut payloads = Vec::new();
     while let Some(packet) = client.try_packet(Duration::from_millis(300)).await {
-        if let mqtt_codec::Packet::Publish(message) = packet {
-            assert!(message.retain, "a retained message");
+        if let mqtt_codec::Packet::Publish(message) = packet
+            && message.retain
+        {
             payloads.push(String::from_utf8_lossy(&message.payload).into_owned());
         }
     }
