@@ -117,6 +117,15 @@ pub(crate) async fn start(
             let counters = events.clone();
             async move { note_event(&counters, &event) }
         });
+    // The client does not take credentials from a URL itself: those of the first URL that has
+    // some are the connection's (a user and password, or a token alone).
+    if let Some(server) = servers.iter().find(|server| server.username().is_some()) {
+        let user = server.username().unwrap_or_default().to_owned();
+        options = match server.password() {
+            Some(password) => options.user_and_password(user, password.to_owned()),
+            None => options.token(user),
+        };
+    }
     if let Some(path) = &config.credentials {
         options =
             options

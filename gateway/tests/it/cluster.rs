@@ -6,6 +6,7 @@
 //! A node learns of another's subscription through NATS a moment after the SUBACK, so each
 //! test first waits for that: it publishes probes until the subscriber gets one.
 
+use crate::binary::RunningBinary;
 use crate::common::*;
 use crate::web_support::get;
 use gateway::config::ClusterConfig;
@@ -19,27 +20,36 @@ struct Nats {
     child: Child,
     port: u16,
     store: std::path::PathBuf,
+    /// Flags beyond the address, port and JetStream store (kept for a restart).
+    extra: Vec<String>,
 }
 
 impl Nats {
     fn start() -> Nats {
+        Nats::start_with(&[])
+    }
+
+    fn start_with(extra: &[&str]) -> Nats {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|listener| listener.local_addr())
             .expect("a free port")
             .port();
         let store =
             std::env::temp_dir().join(format!("cluster-test-nats-{port}-{}", std::process::id()));
+        let extra: Vec<String> = extra.iter().map(|flag| flag.to_string()).collect();
         Nats {
-            child: Nats::spawn(port, &store),
+            child: Nats::spawn(port, &store, &extra),
             port,
             store,
+            extra,
         }
     }
 
-    fn spawn(port: u16, store: &std::path::Path) -> Child {
+    fn spawn(port: u16, store: &std::path::Path, extra: &[String]) -> Child {
         let child = Command::new("nats-server")
             .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
             .arg(store)
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -62,7 +72,7 @@ impl Nats {
 
     /// Starts the server again on its port.
     fn start_again(&mut self) {
-        self.child = Nats::spawn(self.port, &self.store);
+        self.child = Nats::spawn(self.port, &self.store, &self.extra);
     }
 
     fn url(&self) -> String {
@@ -433,4 +443,88 @@ async fn retained_messages_are_the_clusters_on_every_node() {
             "the clear reached a and c within 10 s: {on_a_now:?} {on_c_now:?}"
         );
     }
+}
+
+#[tokio::test]
+async fn credentials_in_the_url_let_a_node_in_and_never_reach_its_log() {
+    let nats = Nats::start_with(&["--user", "gateway", "--pass", "s3cret-pw"]);
+    let url = format!("nats://gateway:s3cret-pw@127.0.0.1:{}", nats.port);
+    let mut a = RunningBinary::start(&["--cluster", &url, "--node-name", "a"]);
+    let b = TestGateway::start_with(|config| {
+        config.cluster = Some(ClusterConfig {
+            servers: vec![url.clone()],
+            node_name: "b".into(),
+            credentials: None,
+            ca: None,
+        });
+    })
+    .await;
+    let mut on_a = TestClient::v5(a.addr, "sub-on-a").await;
+    on_a.subscribe("auth/#", QoS::AtMostOnce).await;
+    let mut on_b = TestClient::v5(b.addr, "pub-on-b").await;
+    await_interest(&mut on_a, &mut on_b, "auth/probe").await;
+
+    // A wrong password: the node starts and serves its clients, and is not let into NATS.
+    let wrong = format!("nats://gateway:wrong-pw@127.0.0.1:{}", nats.port);
+    let mut refused = RunningBinary::start(&["--cluster", &wrong, "--node-name", "c"]);
+    let mut local = TestClient::v5(refused.addr, "local-on-c").await;
+    local.subscribe("auth/#", QoS::AtMostOnce).await;
+    let mut publisher = TestClient::v5(refused.addr, "pub-on-c").await;
+    publisher
+        .publish_packet(publish_packet("auth/local", "here", QoS::AtMostOnce, false))
+        .await;
+    assert_eq!(next_message(&mut local).await.payload.as_ref(), b"here");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = String::from_utf8(get(refused.http, "/healthz").await.body).expect("text");
+        if text == "ok\ncluster disconnected: local delivery only\n" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "c is not in the cluster: {text:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    for binary in [&mut a, &mut refused] {
+        binary.terminate(Duration::from_secs(10));
+        let lines = binary.lines();
+        assert!(
+            lines
+                .iter()
+                .any(|line| line.contains("joining through nats://***@127.0.0.1:")),
+            "the URL is logged without its credentials: {lines:?}"
+        );
+        for secret in ["s3cret-pw", "wrong-pw"] {
+            assert!(
+                !lines.iter().any(|line| line.contains(secret)),
+                "{secret} in the log: {lines:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_token_in_the_url_lets_nodes_in() {
+    let nats = Nats::start_with(&["--auth", "t0ken-for-nodes"]);
+    let url = format!("nats://t0ken-for-nodes@127.0.0.1:{}", nats.port);
+    let node_with = |name: &'static str| {
+        let url = url.clone();
+        move |config: &mut gateway::config::GatewayConfig| {
+            config.cluster = Some(ClusterConfig {
+                servers: vec![url],
+                node_name: name.into(),
+                credentials: None,
+                ca: None,
+            });
+        }
+    };
+    let a = TestGateway::start_with(node_with("a")).await;
+    let b = TestGateway::start_with(node_with("b")).await;
+    let mut on_a = TestClient::v5(a.addr, "sub-on-a").await;
+    on_a.subscribe("token/#", QoS::AtMostOnce).await;
+    let mut on_b = TestClient::v5(b.addr, "pub-on-b").await;
+    await_interest(&mut on_a, &mut on_b, "token/probe").await;
+    assert_eq!(figure(&a, "mqtt_cluster_connected").await, 1.0);
 }
