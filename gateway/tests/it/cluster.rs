@@ -89,10 +89,14 @@ impl Drop for Nats {
 }
 
 async fn node(nats: &Nats, name: &str) -> TestGateway {
-    let url = nats.url();
+    node_at(&nats.url(), name).await
+}
+
+/// A node joining through `url` (which may carry credentials).
+async fn node_at(url: &str, name: &str) -> TestGateway {
     TestGateway::start_with(|config| {
         config.cluster = Some(ClusterConfig {
-            servers: vec![url],
+            servers: vec![url.to_owned()],
             node_name: name.to_owned(),
             credentials: None,
             ca: None,
@@ -450,15 +454,7 @@ async fn credentials_in_the_url_let_a_node_in_and_never_reach_its_log() {
     let nats = Nats::start_with(&["--user", "gateway", "--pass", "s3cret-pw"]);
     let url = format!("nats://gateway:s3cret-pw@127.0.0.1:{}", nats.port);
     let mut a = RunningBinary::start(&["--cluster", &url, "--node-name", "a"]);
-    let b = TestGateway::start_with(|config| {
-        config.cluster = Some(ClusterConfig {
-            servers: vec![url.clone()],
-            node_name: "b".into(),
-            credentials: None,
-            ca: None,
-        });
-    })
-    .await;
+    let b = node_at(&url, "b").await;
     let mut on_a = TestClient::v5(a.addr, "sub-on-a").await;
     on_a.subscribe("auth/#", QoS::AtMostOnce).await;
     let mut on_b = TestClient::v5(b.addr, "pub-on-b").await;
@@ -509,19 +505,8 @@ async fn credentials_in_the_url_let_a_node_in_and_never_reach_its_log() {
 async fn a_token_in_the_url_lets_nodes_in() {
     let nats = Nats::start_with(&["--auth", "t0ken-for-nodes"]);
     let url = format!("nats://t0ken-for-nodes@127.0.0.1:{}", nats.port);
-    let node_with = |name: &'static str| {
-        let url = url.clone();
-        move |config: &mut gateway::config::GatewayConfig| {
-            config.cluster = Some(ClusterConfig {
-                servers: vec![url],
-                node_name: name.into(),
-                credentials: None,
-                ca: None,
-            });
-        }
-    };
-    let a = TestGateway::start_with(node_with("a")).await;
-    let b = TestGateway::start_with(node_with("b")).await;
+    let a = node_at(&url, "a").await;
+    let b = node_at(&url, "b").await;
     let mut on_a = TestClient::v5(a.addr, "sub-on-a").await;
     on_a.subscribe("token/#", QoS::AtMostOnce).await;
     let mut on_b = TestClient::v5(b.addr, "pub-on-b").await;
