@@ -7,12 +7,13 @@
 //! closed by the core nor reported lost.
 
 use crate::cluster::link::ClusterSide;
+use crate::cluster::sessions::{LogStatus, ToWriter};
 use crate::counters::TransportCounters;
 use crate::link::{ConnectionLink, Credit, PushError, Throttle};
 use crate::store::{ChangeSink, StoreStatus};
 use broker_core::{
     AuthHook, Authentication, Broker, BrokerConfig, Change, ClientSummary, ConnectionId,
-    ConnectionInfo, DropReason, FrameKind, Output, RetainedSummary, Snapshot, Stats,
+    ConnectionInfo, DropReason, FrameKind, Output, RetainedSummary, Snapshot, Stats, StoredSession,
     SubscriptionSummary,
 };
 use mqtt_codec::{ConnectPacket, DecodeError, Packet, PublishPacket, QoS};
@@ -63,6 +64,9 @@ pub(crate) enum Command {
         info: ConnectionInfo,
         /// What was established about the client's credentials.
         authentication: Authentication,
+        /// In a cluster: the client's session, released by the node that held it, to adopt
+        /// before the CONNECT is handled (cluster/sessions.rs).
+        adopt: Option<Box<StoredSession>>,
     },
     /// Packets decoded from one read, in order.
     Packets {
@@ -92,6 +96,14 @@ pub(crate) enum Command {
     FromCluster(Box<PublishPacket>),
     /// A retained message of the cluster (set or cleared), from its shared store.
     RetainFromCluster(Box<PublishPacket>),
+    /// Another node's client resumes this session: release it, and answer once its last
+    /// records are in the cluster's log.
+    Release {
+        /// The session's client id.
+        client_id: String,
+        /// Answered when the other node may read the session.
+        done: oneshot::Sender<()>,
+    },
     /// A question from the HTTP API.
     Query(Query),
     /// Disconnect every client (DISCONNECT 0x8B for 5.0) and stop.
@@ -226,7 +238,10 @@ pub(crate) async fn run(
     let mut store = StoreSide {
         sink,
         records: Vec::new(),
+        session_records: Vec::new(),
+        durable: Durable::default(),
     };
+    let mut log_status = cluster.as_ref().map(|side| side.log_status.clone());
     let mut store_running = true;
     let mut peers: HashMap<ConnectionId, Peer> = HashMap::default();
     let mut reported = (0u64, 0u64);
@@ -246,23 +261,35 @@ pub(crate) async fn run(
             changed = store_status.changed(), if store_running => {
                 if changed.is_ok() {
                     let status = *store_status.borrow_and_update();
-                    broker.set_store_writable(status.writable);
-                    // The acknowledgements that waited for these changes go out.
-                    broker.changes_durable(status.durable);
+                    if cluster.is_some() {
+                        store.durable.store = status.durable;
+                        store.durable.store_failing = !status.writable;
+                        store.durable.apply(&mut broker);
+                    } else {
+                        broker.set_store_writable(status.writable);
+                        // The acknowledgements that waited for these changes go out.
+                        broker.changes_durable(status.durable);
+                    }
                 } else {
                     // Only at shutdown, or if the writer thread died (it logged why).
                     store_running = false;
                 }
             }
+            Some(status) = log_changed(&mut log_status) => {
+                store.durable.log = status.durable;
+                store.durable.log_failing = !status.writable;
+                store.durable.apply(&mut broker);
+            }
             command = commands.recv() => {
                 let Some(command) = command else { break };
                 let now = Instant::now();
-                stop |= handle_and_route(&mut broker, &mut peers, command, now, &mut store);
+                let cluster = cluster.as_ref();
+                stop |= handle_and_route(&mut broker, &mut peers, command, now, &mut store, cluster);
                 // Take what else is waiting, so that a burst costs one wake-up.
                 for _ in 1..COMMAND_BATCH {
                     match commands.try_recv() {
                         Ok(command) => {
-                            stop |= handle_and_route(&mut broker, &mut peers, command, now, &mut store);
+                            stop |= handle_and_route(&mut broker, &mut peers, command, now, &mut store, cluster);
                         }
                         Err(_) => break,
                     }
@@ -279,7 +306,7 @@ pub(crate) async fn run(
         // Timer outputs (keepalive closes, `$SYS`) and released acknowledgements have no
         // publisher to slow.
         route(&mut broker, &mut peers);
-        store.flush(&mut broker);
+        store.flush(&mut broker, cluster.as_ref());
         if let Some(cluster) = &cluster {
             cluster.flush(&mut broker);
         }
@@ -319,15 +346,16 @@ fn handle_and_route(
     command: Command,
     now: Instant,
     store: &mut StoreSide,
+    cluster: Option<&ClusterSide>,
 ) -> bool {
     let source = match &command {
         Command::Packets { connection, .. } => Some(*connection),
         _ => None,
     };
-    let stop = handle(broker, peers, command, now);
+    let stop = handle(broker, peers, command, now, cluster);
     let congested_outbox = route(broker, peers);
     let congested_queue = broker.take_congestion();
-    let store_behind = store.flush(broker);
+    let store_behind = store.flush(broker, cluster);
     if let Some(peer) = source.and_then(|source| peers.get(&source)) {
         let now = tokio::time::Instant::now();
         if let Some(congested) = congested_outbox {
@@ -342,19 +370,90 @@ fn handle_and_route(
     stop
 }
 
-/// The broker task's end of the store: the sink, and a vector the records pass through.
+/// The broker task's end of the store: the sink, and vectors the records pass through.
 struct StoreSide {
     sink: ChangeSink,
     records: Vec<Change>,
+    /// In a cluster, the records about sessions, which go to the cluster's log instead.
+    session_records: Vec<Change>,
+    /// In a cluster, how far each of the two is durable.
+    durable: Durable,
 }
 
 impl StoreSide {
-    /// Hands the broker's new change records to the writer. Returns whether the writer is
-    /// behind: the publisher whose packets made them should pause, or a flood of retained
-    /// messages would pile up in memory faster than the disk takes them.
-    fn flush(&mut self, broker: &mut Broker) -> bool {
+    /// Hands the broker's new change records to the writer (in a cluster, those about
+    /// sessions to the cluster's log). Returns whether a writer is behind: the publisher whose
+    /// packets made them should pause, or a flood of retained messages would pile up in memory
+    /// faster than the disk takes them.
+    fn flush(&mut self, broker: &mut Broker, cluster: Option<&ClusterSide>) -> bool {
         let total = broker.take_changes(&mut self.records);
-        !self.records.is_empty() && self.sink.push(&mut self.records, total)
+        let Some(cluster) = cluster else {
+            return !self.records.is_empty() && self.sink.push(&mut self.records, total);
+        };
+        if self.records.is_empty() && total == self.durable.taken {
+            return false;
+        }
+        let (retained, sessions): (Vec<Change>, Vec<Change>) = self
+            .records
+            .drain(..)
+            .partition(|change| matches!(change, Change::Retained { .. }));
+        self.records = retained;
+        self.session_records = sessions;
+        self.durable.taken = total;
+        let mut behind = false;
+        if !self.records.is_empty() {
+            self.durable.store_pushed = total;
+            behind |= self.sink.push(&mut self.records, total);
+        }
+        if !self.session_records.is_empty() {
+            self.durable.log_pushed = total;
+            behind |= cluster.sessions.push(&mut self.session_records, total);
+        }
+        self.durable.apply(broker);
+        behind
+    }
+}
+
+/// In a cluster, changes go to two writers, the local store (retained messages) and the
+/// cluster's log (sessions): the first `n` changes are durable once each writer has written
+/// what it was given of them. A writer with nothing outstanding holds nothing up.
+#[derive(Debug, Default)]
+struct Durable {
+    /// Changes recorded so far (the total of the last records taken).
+    taken: u64,
+    /// The total pushed with the last records each writer was given.
+    store_pushed: u64,
+    log_pushed: u64,
+    /// The totals each writer reported written.
+    store: u64,
+    log: u64,
+    /// Whether each writer's last write failed.
+    store_failing: bool,
+    log_failing: bool,
+}
+
+impl Durable {
+    fn apply(&mut self, broker: &mut Broker) {
+        let covered = |done: u64, pushed: u64| if done >= pushed { self.taken } else { done };
+        let durable =
+            covered(self.store, self.store_pushed).min(covered(self.log, self.log_pushed));
+        broker.set_store_writable(!self.store_failing && !self.log_failing);
+        broker.changes_durable(durable);
+    }
+}
+
+/// The next status of the cluster's log, if there is one (else never).
+async fn log_changed(status: &mut Option<watch::Receiver<LogStatus>>) -> Option<LogStatus> {
+    match status {
+        Some(receiver) => match receiver.changed().await {
+            Ok(()) => Some(*receiver.borrow_and_update()),
+            Err(_) => {
+                // The writer stopped (at shutdown): no more statuses.
+                *status = None;
+                std::future::pending().await
+            }
+        },
+        None => std::future::pending().await,
     }
 }
 
@@ -364,6 +463,7 @@ fn handle(
     peers: &mut HashMap<ConnectionId, Peer>,
     command: Command,
     now: Instant,
+    cluster: Option<&ClusterSide>,
 ) -> bool {
     match command {
         Command::Open { connection, link } => {
@@ -374,10 +474,18 @@ fn handle(
             packet,
             info,
             authentication,
+            adopt,
         } => {
-            if peers.contains_key(&connection) {
-                broker.handle_connect(connection, *packet, info, authentication, now);
+            if !peers.contains_key(&connection) {
+                return false;
             }
+            if let (Some(stored), Some(cluster)) = (adopt, cluster)
+                && let Some(session) = broker.adopt_session(*stored, now)
+            {
+                // Before the adoption's records: the session's log goes on.
+                cluster.sessions.send(ToWriter::Adopted { session });
+            }
+            broker.handle_connect(connection, *packet, info, authentication, now);
         }
         Command::Packets {
             connection,
@@ -401,6 +509,20 @@ fn handle(
             broker.publish_from_cluster(*publish, now);
         }
         Command::RetainFromCluster(publish) => broker.retain_from_cluster(*publish, now),
+        Command::Release { client_id, done } => {
+            match (broker.release_session(&client_id, now), cluster) {
+                // Answered by the log's writer once the session's last records are written.
+                (Some(session), Some(cluster)) => {
+                    cluster.sessions.send(ToWriter::Moving {
+                        session,
+                        reply: done,
+                    });
+                }
+                _ => {
+                    let _ = done.send(());
+                }
+            }
+        }
         Command::Query(query) => answer(broker, query, now),
         Command::Shutdown => {
             broker.handle_shutdown(now);

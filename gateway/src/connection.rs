@@ -23,13 +23,14 @@
 //! would be stored twice.
 
 use crate::broker_task::{BrokerHandle, Command};
+use crate::cluster::sessions::{ClaimError, Claims};
 use crate::counters::TransportCounters;
 use crate::link::{ConnectionLink, OutboxLimits, Throttle};
 use crate::security::{Presented, Security};
 use crate::transport::Transport;
-use broker_core::{Authentication, ConnectionId, ConnectionInfo};
+use broker_core::{Authentication, ConnectionId, ConnectionInfo, StoredSession};
 use bytes::BytesMut;
-use mqtt_codec::{ConnectPacket, DecodeError, Packet, ProtocolVersion, decode};
+use mqtt_codec::{ConnectPacket, DecodeError, Packet, ProtocolVersion, ReasonCode, decode};
 use std::future::Future;
 use std::io;
 use std::pin::{Pin, pin};
@@ -75,6 +76,8 @@ pub(crate) struct ConnectionContext {
     pub(crate) settings: ConnectionSettings,
     /// Authentication and authorization, when configured.
     pub(crate) security: Option<Arc<Security>>,
+    /// How a cluster node claims a client's session from the other nodes.
+    pub(crate) claims: Option<Arc<Claims>>,
 }
 
 /// Why the read side stopped.
@@ -450,6 +453,34 @@ fn decode_packets(
     decoded
 }
 
+/// In a cluster, takes the client's session from whichever node holds it, before the broker
+/// handles the CONNECT: the session to adopt, if there is one. Clients refused already, and
+/// those without a client id (the broker assigns one), claim nothing. While the cluster is
+/// unreachable the client is served from this node alone; a node that does not let go of the
+/// session in time gets the client refused (0x88 Server unavailable), rather than two nodes
+/// serving one session.
+async fn claim(
+    claims: &Claims,
+    connect: &ConnectPacket,
+    authentication: &mut Authentication,
+) -> Option<Box<StoredSession>> {
+    if connect.client_id.is_empty() || matches!(authentication, Authentication::Refused(_)) {
+        return None;
+    }
+    match claims.claim(&connect.client_id, connect.clean_start).await {
+        Ok(session) => session.map(Box::new),
+        Err(error @ ClaimError::Unreachable(_)) => {
+            debug!(client_id = %connect.client_id, "serving the client from this node: {error}");
+            None
+        }
+        Err(error @ ClaimError::Held(_)) => {
+            warn!(client_id = %connect.client_id, "refusing CONNECT: {error}");
+            *authentication = Authentication::Refused(ReasonCode::ServerUnavailable);
+            None
+        }
+    }
+}
+
 /// Sends what one read decoded to the broker: CONNECT (with its credentials checked, when
 /// security is configured), then the packets as one batch (the valid packets before a bad one
 /// go first, in order), then the decode error.
@@ -480,11 +511,17 @@ async fn forward(
                 decision.authentication
             }
         };
+        let mut authentication = authentication;
+        let adopt = match &context.claims {
+            Some(claims) => claim(claims, &packet, &mut authentication).await,
+            None => None,
+        };
         let command = Command::Connect {
             connection,
             packet,
             info: info.clone(),
             authentication,
+            adopt,
         };
         if broker.send(command).await.is_err() {
             return Some(ReadEnd::Lost);

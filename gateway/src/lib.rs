@@ -58,7 +58,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::info;
+use tracing::{info, warn};
 
 /// Commands waiting for the broker task. A full queue makes readers wait (backpressure), and a
 /// short one keeps that backlog small: each command can hold a whole read of packets, so the
@@ -178,7 +178,17 @@ impl Gateway {
         let https_listeners = bind_all("https", &config.https).await?;
 
         let mut store = store::Store::open(&config.data_dir)?;
-        let restored = store.load()?;
+        let mut restored = store.load()?;
+        if config.cluster.is_some() && !restored.sessions.is_empty() {
+            // In a cluster, sessions live in JetStream (cluster/sessions.rs); these were kept
+            // by this node before it joined one, and their clients resume them nowhere.
+            warn!(
+                "{} persistent sessions in {} are not resumed: in a cluster, sessions live in JetStream",
+                restored.sessions.len(),
+                config.data_dir.display()
+            );
+            restored.sessions.clear();
+        }
         let store_counters = Arc::new(store::StoreCounters::default());
         let (sink, status, store_task) = store::writer::start(
             store,
@@ -216,14 +226,15 @@ impl Gateway {
         let cluster = match &config.cluster {
             Some(cluster_config) => {
                 restored_broker.set_clustered();
-                let (side, task) =
+                let (side, claims, task) =
                     cluster::link::start(cluster_config, broker.clone(), cluster_counters.clone())
                         .await?;
-                Some((side, task))
+                Some((side, (claims, task)))
             }
             None => None,
         };
-        let (cluster_side, cluster_task) = cluster.unzip();
+        let (cluster_side, cluster_rest) = cluster.unzip();
+        let (claims, cluster_task) = cluster_rest.unzip();
         let broker_task = tokio::spawn(broker_task::run(
             restored_broker,
             broker_task::StoreLink { sink, status },
@@ -247,6 +258,7 @@ impl Gateway {
                 max_inbound_rate: config.max_inbound_rate,
             },
             security: security.clone(),
+            claims,
         };
         let limiter = ConnectionLimiter::new(
             config.max_connections,

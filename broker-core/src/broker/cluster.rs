@@ -15,11 +15,18 @@
 //!   forwarded again, so nothing loops.
 //! - **Retained messages of the cluster** ([`Broker::retain_from_cluster`]), which the link
 //!   reads from the cluster's shared store, are kept here without routing.
+//! - **Sessions moving between nodes**: a session another node's client resumes is released
+//!   here ([`Broker::release_session`]: its connection closed as a takeover, the session
+//!   removed), after its last changes were recorded; the node resuming it adopts it
+//!   ([`Broker::adopt_session`]) from the cluster's copy of those records.
 
 use super::Broker;
+use super::persist::StoredSession;
+use super::termination::Termination;
 use crate::HashMap;
 use mqtt_codec::PublishPacket;
 use std::time::Instant;
+use tracing::info;
 
 /// A filter that local sessions started or stopped subscribing to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -134,5 +141,46 @@ impl Broker {
         {
             forwards.push(publish.clone());
         }
+    }
+
+    /// Lets another node resume the session of `client_id`: its connection, if any, is closed
+    /// as a takeover (DISCONNECT 0x8E for 5.0; its will goes out as in any takeover), and the
+    /// session leaves this broker with its subscriptions. A will still waiting for its delay
+    /// is dropped: the client resumed its session before the delay ran out [MQTT-3.1.3-9].
+    ///
+    /// Returns the session's store id if it was recorded (persistent): its last records,
+    /// offline, precede a [`Change::SessionRemoved`](super::Change::SessionRemoved), which here
+    /// means "moved", not "ended". `None` if there was no such session, or one that ended with
+    /// its connection.
+    pub fn release_session(&mut self, client_id: &str, now: Instant) -> Option<u64> {
+        let key = self.sessions.find(client_id)?;
+        if let Some(connection) = self.sessions.get(key).connection {
+            info!(
+                client_id = %client_id,
+                "client {client_id:?} resumed its session on another node; closing its connection here (session taken over)"
+            );
+            self.terminate(connection, Termination::SessionTakenOver, now);
+        }
+        // The takeover ended a session of expiry 0 with its connection.
+        let key = self.sessions.find(client_id)?;
+        let session = self.sessions.get(key);
+        let moved = session.recorded.then_some(session.store_id);
+        self.remove_session(key);
+        moved
+    }
+
+    /// Takes in a session released by another node, as the cluster's records describe it,
+    /// unless a session of that client id is here already. It is recorded as a new session
+    /// of this broker, whose store id is returned; what was due while it moved (its will, if
+    /// its node was lost with the client connected) is handled at the next
+    /// [`Broker::handle_timeout`].
+    pub fn adopt_session(&mut self, mut stored: StoredSession, now: Instant) -> Option<u64> {
+        if self.sessions.contains(&stored.client_id) {
+            return None;
+        }
+        stored.id = 0;
+        let (key, will_at) = self.restore_session(stored, now);
+        self.record_session(key, will_at);
+        Some(self.sessions.get(key).store_id)
     }
 }

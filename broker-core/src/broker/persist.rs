@@ -249,73 +249,93 @@ impl Broker {
             if self.sessions.contains(&stored.client_id) {
                 continue;
             }
-            self.sessions.reserve_store_id(stored.id);
-            let key = self
-                .sessions
-                .create(stored.client_id.clone(), stored.protocol);
-            let generation = self.sessions.next_generation(key);
-            let session = self.sessions.get_mut(key);
-            session.store_id = stored.id;
-            session.recorded = self.changes.enabled() && stored.expiry_interval > 0;
-            let entries = stored.inflight.iter().map(|m| m.entry);
-            let last_entry = entries.chain(stored.queue.iter().map(|q| q.entry)).max();
-            session.next_entry = last_entry.unwrap_or(0) + 1;
-            let expiry = stored.expiry_interval;
-            let (expires_in, will_in) = if stored.connected {
-                // The connection was lost when the broker stopped: the session and the will
-                // start counting now, as they would have then.
-                let seconds = |s: u32| Duration::from_secs(u64::from(s));
-                let will_delay = stored.will.as_ref().map(|will| {
-                    seconds(will.properties.will_delay_interval.unwrap_or(0).min(expiry))
-                });
-                ((expiry != u32::MAX).then(|| seconds(expiry)), will_delay)
-            } else {
-                (stored.expires_in, stored.will_in)
-            };
-            session.expires_at = expires_in.map(|left| now + left);
-            session.expiry_interval = expiry;
-            session.next_packet_id = stored.next_packet_id.max(1);
-            session.inbound_qos2 = stored.inbound_qos2.into_iter().collect();
-            session.inflight = stored
-                .inflight
-                .into_iter()
-                .map(|m| InflightMessage {
-                    packet_id: m.packet_id,
-                    message: queued(now, m.entry, m.message),
-                    released: m.released,
-                })
-                .collect();
-            for queued_entry in stored.queue {
-                session.push_queue(queued(now, queued_entry.entry, queued_entry.message));
-            }
-            let will_at = will_in.map(|left| now + left);
-            if let (Some(will), Some(at)) = (stored.will, will_at) {
-                session.pending_will = Some(Box::new(will));
-                let kind = TimerKind::WillDelay {
-                    session: key,
-                    generation,
-                };
-                self.timers.schedule(at, kind);
-            }
-            if let Some(left) = expires_in {
-                let kind = TimerKind::SessionExpiry {
-                    session: key,
-                    generation,
-                };
-                self.timers.schedule(now + left, kind);
-            }
-            for subscription in stored.subscriptions {
-                let StoredSubscription {
-                    filter,
-                    options,
-                    identifier,
-                } = subscription;
-                self.subscribe(key, &filter, options, identifier);
-            }
-            if stored.connected {
+            let connected = stored.connected;
+            let (key, will_at) = self.restore_session(stored, now);
+            if connected {
                 // The store learns that the session is offline now, and since when.
                 self.record_session(key, will_at);
             }
         }
+    }
+
+    /// Puts one stored session, whose client id no live session has, into the broker, offline:
+    /// its expiry counting from `now` (or, if `stored.connected`, its full interval, and its
+    /// will's delay, starting now). Records nothing. A session with id 0 gets a new one.
+    /// Returns its key and when its will is due.
+    pub(super) fn restore_session(
+        &mut self,
+        stored: StoredSession,
+        now: Instant,
+    ) -> (crate::session::SessionKey, Option<Instant>) {
+        // Id 0: a session from elsewhere (another node), which gets a new id here.
+        if stored.id != 0 {
+            self.sessions.reserve_store_id(stored.id);
+        }
+        let key = self
+            .sessions
+            .create(stored.client_id.clone(), stored.protocol);
+        let generation = self.sessions.next_generation(key);
+        let session = self.sessions.get_mut(key);
+        if stored.id != 0 {
+            session.store_id = stored.id;
+        }
+        session.recorded = self.changes.enabled() && stored.expiry_interval > 0;
+        let entries = stored.inflight.iter().map(|m| m.entry);
+        let last_entry = entries.chain(stored.queue.iter().map(|q| q.entry)).max();
+        session.next_entry = last_entry.unwrap_or(0) + 1;
+        let expiry = stored.expiry_interval;
+        let (expires_in, will_in) = if stored.connected {
+            // The connection was lost when the broker stopped: the session and the will
+            // start counting now, as they would have then.
+            let seconds = |s: u32| Duration::from_secs(u64::from(s));
+            let will_delay = stored
+                .will
+                .as_ref()
+                .map(|will| seconds(will.properties.will_delay_interval.unwrap_or(0).min(expiry)));
+            ((expiry != u32::MAX).then(|| seconds(expiry)), will_delay)
+        } else {
+            (stored.expires_in, stored.will_in)
+        };
+        session.expires_at = expires_in.map(|left| now + left);
+        session.expiry_interval = expiry;
+        session.next_packet_id = stored.next_packet_id.max(1);
+        session.inbound_qos2 = stored.inbound_qos2.into_iter().collect();
+        session.inflight = stored
+            .inflight
+            .into_iter()
+            .map(|m| InflightMessage {
+                packet_id: m.packet_id,
+                message: queued(now, m.entry, m.message),
+                released: m.released,
+            })
+            .collect();
+        for queued_entry in stored.queue {
+            session.push_queue(queued(now, queued_entry.entry, queued_entry.message));
+        }
+        let will_at = will_in.map(|left| now + left);
+        if let (Some(will), Some(at)) = (stored.will, will_at) {
+            session.pending_will = Some(Box::new(will));
+            let kind = TimerKind::WillDelay {
+                session: key,
+                generation,
+            };
+            self.timers.schedule(at, kind);
+        }
+        if let Some(left) = expires_in {
+            let kind = TimerKind::SessionExpiry {
+                session: key,
+                generation,
+            };
+            self.timers.schedule(now + left, kind);
+        }
+        for subscription in stored.subscriptions {
+            let StoredSubscription {
+                filter,
+                options,
+                identifier,
+            } = subscription;
+            self.subscribe(key, &filter, options, identifier);
+        }
+        (key, will_at)
     }
 }

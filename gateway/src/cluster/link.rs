@@ -21,6 +21,7 @@
 //! wait in a bounded queue (full: dropped and counted), interest changes in an unbounded one
 //! (at most one entry per filter change).
 
+use super::sessions::{self, Claims, LogStatus, SessionSink};
 use super::subject;
 use crate::broker_task::{BrokerHandle, Command};
 use crate::config::ClusterConfig;
@@ -32,7 +33,7 @@ use mqtt_codec::{Packet, ProtocolVersion, PublishPacket, QoS};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
@@ -72,6 +73,10 @@ pub(crate) struct ClusterSide {
     interest: mpsc::UnboundedSender<InterestChange>,
     forwards: mpsc::Sender<PublishPacket>,
     counters: Arc<ClusterCounters>,
+    /// Where the sessions' change records go (sessions.rs).
+    pub(crate) sessions: SessionSink,
+    /// How much of them is in JetStream.
+    pub(crate) log_status: watch::Receiver<LogStatus>,
 }
 
 impl ClusterSide {
@@ -90,12 +95,13 @@ impl ClusterSide {
 }
 
 /// Connects to NATS (in the background: a node starts while NATS is down, and its local
-/// clients are served meanwhile) and starts the link task. Returns the broker task's side.
+/// clients are served meanwhile) and starts the link task and the sessions' writer. Returns
+/// the broker task's side and what connections claim their sessions with.
 pub(crate) async fn start(
     config: &ClusterConfig,
     broker: BrokerHandle,
     counters: Arc<ClusterCounters>,
-) -> Result<(ClusterSide, JoinHandle<()>), ClusterError> {
+) -> Result<(ClusterSide, Arc<Claims>, JoinHandle<()>), ClusterError> {
     let servers = config
         .servers
         .iter()
@@ -153,6 +159,17 @@ pub(crate) async fn start(
         retained_rx,
         counters.clone(),
     ));
+    let (session_sink, log_status) = sessions::start_writer(
+        async_nats::jetstream::new(client.clone()),
+        config.node_name.clone(),
+    );
+    // Ends when NATS closes the subscription, at shutdown.
+    tokio::spawn(sessions::answer_releases(
+        client.clone(),
+        config.node_name.clone(),
+        broker.clone(),
+    ));
+    let claims = Arc::new(Claims::new(client.clone(), config.node_name.clone()));
     let link = Link {
         client,
         retained,
@@ -174,7 +191,10 @@ pub(crate) async fn start(
             interest,
             forwards,
             counters,
+            sessions: session_sink,
+            log_status,
         },
+        claims,
         task,
     ))
 }

@@ -5,8 +5,10 @@
 //! - `link.rs` is the task between the broker task and NATS: interest, forwards, and the
 //!   messages of other nodes.
 //! - `retained.rs` keeps the cluster's retained messages in a JetStream key-value bucket.
+//! - `sessions.rs` keeps persistent sessions in JetStream and moves them between nodes.
 pub(crate) mod link;
 pub(crate) mod retained;
+pub(crate) mod sessions;
 pub(crate) mod subject;
 
 pub use link::{ClusterCounters, ClusterError};

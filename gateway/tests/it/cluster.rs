@@ -16,7 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A nats-server with JetStream on a free loopback port, killed on drop (its store with it).
-struct Nats {
+pub(crate) struct Nats {
     child: Child,
     port: u16,
     store: std::path::PathBuf,
@@ -25,7 +25,7 @@ struct Nats {
 }
 
 impl Nats {
-    fn start() -> Nats {
+    pub(crate) fn start() -> Nats {
         Nats::start_with(&[])
     }
 
@@ -75,7 +75,7 @@ impl Nats {
         self.child = Nats::spawn(self.port, &self.store, &self.extra);
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
     }
 }
@@ -88,7 +88,7 @@ impl Drop for Nats {
     }
 }
 
-async fn node(nats: &Nats, name: &str) -> TestGateway {
+pub(crate) async fn node(nats: &Nats, name: &str) -> TestGateway {
     node_at(&nats.url(), name).await
 }
 
@@ -107,7 +107,11 @@ async fn node_at(url: &str, name: &str) -> TestGateway {
 
 /// Publishes QoS 0 probes to `topic` from `publisher` until `subscriber` receives one (its
 /// subscription reached NATS), then waits for the probes still under way and drops them.
-async fn await_interest(subscriber: &mut TestClient, publisher: &mut TestClient, topic: &str) {
+pub(crate) async fn await_interest(
+    subscriber: &mut TestClient,
+    publisher: &mut TestClient,
+    topic: &str,
+) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         publisher
@@ -134,7 +138,7 @@ async fn await_interest(subscriber: &mut TestClient, publisher: &mut TestClient,
 
 /// The next message that is not a probe of [`await_interest`] (one can still be on its way
 /// after the wait on a loaded machine).
-async fn next_message(client: &mut TestClient) -> mqtt_codec::PublishPacket {
+pub(crate) async fn next_message(client: &mut TestClient) -> mqtt_codec::PublishPacket {
     loop {
         let message = client.expect_message().await;
         if message.payload.as_ref() != b"probe" {
@@ -293,7 +297,7 @@ async fn wildcards_keep_away_from_dollar_topics_across_nodes() {
 }
 
 /// A figure of a node's /metrics.
-async fn figure(node: &TestGateway, name: &str) -> f64 {
+pub(crate) async fn figure(node: &TestGateway, name: &str) -> f64 {
     let text = String::from_utf8(get(node.http, "/metrics").await.body).expect("text");
     text.lines()
         .find_map(|line| {

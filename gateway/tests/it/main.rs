@@ -15,6 +15,7 @@ mod web_support;
 mod bad_input;
 mod chaos;
 mod cluster;
+mod cluster_sessions;
 mod connect;
 mod crowds;
 mod dashboard;
