@@ -484,6 +484,7 @@ fn handle(
             {
                 // Before the adoption's records: the session's log goes on.
                 cluster.sessions.send(ToWriter::Adopted { session });
+                cluster.adopted();
             }
             broker.handle_connect(connection, *packet, info, authentication, now);
         }
@@ -513,6 +514,7 @@ fn handle(
             match (broker.release_session(&client_id, now), cluster) {
                 // Answered by the log's writer once the session's last records are written.
                 (Some(session), Some(cluster)) => {
+                    cluster.released();
                     cluster.sessions.send(ToWriter::Moving {
                         session,
                         reply: done,

@@ -241,6 +241,26 @@ fn describe() {
         "mqtt_cluster_disconnects_total",
         "Times the link to NATS was lost"
     );
+    describe_gauge!(
+        "mqtt_cluster_forward_queue",
+        "The link's lag: messages published here waiting to be handed to NATS"
+    );
+    describe_gauge!(
+        "mqtt_cluster_session_log_queue",
+        "The sessions' log's lag: change records of persistent sessions waiting to be written to JetStream"
+    );
+    describe_gauge!(
+        "mqtt_cluster_session_log_writable",
+        "1 while the sessions' log in JetStream can be written; 0 while it cannot (QoS 1/2 messages for persistent sessions are refused)"
+    );
+    describe_counter!(
+        "mqtt_cluster_sessions_adopted_total",
+        "Persistent sessions taken in from another node, or from the log of a lost one"
+    );
+    describe_counter!(
+        "mqtt_cluster_sessions_released_total",
+        "Persistent sessions released to another node whose client resumed them there"
+    );
 }
 
 fn record_store(store: &StoreView) {
@@ -268,6 +288,16 @@ fn record_cluster(cluster: &ClusterCounters) {
     counter!("mqtt_cluster_dropped_total").absolute(cluster.dropped.load(Ordering::Relaxed));
     counter!("mqtt_cluster_disconnects_total")
         .absolute(cluster.disconnects.load(Ordering::Relaxed));
+    gauge!("mqtt_cluster_forward_queue")
+        .set(cluster.forward_waiting.load(Ordering::Relaxed) as f64);
+    gauge!("mqtt_cluster_session_log_queue")
+        .set(cluster.log_waiting.load(Ordering::Relaxed) as f64);
+    let failing = cluster.log_failing.load(Ordering::Relaxed);
+    gauge!("mqtt_cluster_session_log_writable").set(if failing { 0.0 } else { 1.0 });
+    counter!("mqtt_cluster_sessions_adopted_total")
+        .absolute(cluster.sessions_adopted.load(Ordering::Relaxed));
+    counter!("mqtt_cluster_sessions_released_total")
+        .absolute(cluster.sessions_released.load(Ordering::Relaxed));
 }
 
 fn record(stats: &Stats, counters: &TransportCounters, locked_addresses: usize) {

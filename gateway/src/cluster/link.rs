@@ -66,6 +66,16 @@ pub struct ClusterCounters {
     pub dropped: AtomicU64,
     /// Times the NATS connection was lost.
     pub disconnects: AtomicU64,
+    /// The link's lag: messages published here waiting to be handed to NATS.
+    pub forward_waiting: AtomicU64,
+    /// The sessions' log's lag: change records waiting to be written to JetStream.
+    pub log_waiting: AtomicU64,
+    /// Whether the last write to the sessions' log failed.
+    pub log_failing: AtomicBool,
+    /// Sessions this node took in from another node (or from the log of a lost one).
+    pub sessions_adopted: AtomicU64,
+    /// Sessions this node released to another node.
+    pub sessions_released: AtomicU64,
 }
 
 /// The broker task's end of the link.
@@ -80,6 +90,20 @@ pub(crate) struct ClusterSide {
 }
 
 impl ClusterSide {
+    /// Counts a session taken in from another node.
+    pub(crate) fn adopted(&self) {
+        self.counters
+            .sessions_adopted
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a session released to another node.
+    pub(crate) fn released(&self) {
+        self.counters
+            .sessions_released
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Hands the broker's interest changes and forwards to the link task, never waiting.
     pub(crate) fn flush(&self, broker: &mut Broker) {
         for change in broker.take_interest() {
@@ -91,6 +115,10 @@ impl ClusterSide {
                 self.counters.dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
+        let waiting = self.forwards.max_capacity() - self.forwards.capacity();
+        self.counters
+            .forward_waiting
+            .store(waiting as u64, Ordering::Relaxed);
     }
 }
 
@@ -162,6 +190,7 @@ pub(crate) async fn start(
     let (session_sink, log_status) = sessions::start_writer(
         async_nats::jetstream::new(client.clone()),
         config.node_name.clone(),
+        counters.clone(),
     );
     // Ends when NATS closes the subscription, at shutdown.
     tokio::spawn(sessions::answer_releases(

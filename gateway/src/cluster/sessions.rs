@@ -25,7 +25,7 @@
 //!
 //! [`claim`]: Claims::claim
 
-use super::link::{decode, encode};
+use super::link::{ClusterCounters, decode, encode};
 use crate::broker_task::{BrokerHandle, Command};
 use crate::store::Clock;
 use async_nats::jetstream::{self, consumer, stream};
@@ -43,7 +43,7 @@ use mqtt_codec::{
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{OnceCell, mpsc, oneshot, watch};
 use tracing::{info, warn};
@@ -53,7 +53,7 @@ pub const STREAM: &str = "MQTT-SESSIONS";
 /// Records after which the writer replaces a session's log with an image of it.
 const COMPACT_AFTER: usize = 1_000;
 /// Records waiting for the writer beyond which it counts as behind (the publisher pauses).
-const BEHIND_RECORDS: usize = 100_000;
+const BEHIND_RECORDS: u64 = 100_000;
 /// The longest a claim waits for the log or for the node that holds the session.
 const CLAIM_TIMEOUT: Duration = Duration::from_secs(3);
 /// The first pause after a failed write; it doubles up to [`MAX_BACKOFF`].
@@ -425,15 +425,20 @@ pub(crate) struct LogStatus {
 /// The broker task's end of the writer.
 pub(crate) struct SessionSink {
     sender: mpsc::UnboundedSender<ToWriter>,
-    /// Records sent and not yet written: the broker slows publishers beyond [`BEHIND_RECORDS`].
-    waiting: Arc<AtomicUsize>,
+    /// Its `log_waiting`: records sent and not yet written (the broker slows publishers
+    /// beyond [`BEHIND_RECORDS`]).
+    counters: Arc<ClusterCounters>,
 }
 
 impl SessionSink {
     /// Hands session records to the writer; returns whether it is behind.
     pub(crate) fn push(&self, records: &mut Vec<Change>, total: u64) -> bool {
-        let count = records.len();
-        let waiting = self.waiting.fetch_add(count, Ordering::Relaxed) + count;
+        let count = records.len() as u64;
+        let waiting = self
+            .counters
+            .log_waiting
+            .fetch_add(count, Ordering::Relaxed)
+            + count;
         let _ = self
             .sender
             .send(ToWriter::Changes(std::mem::take(records), total));
@@ -471,7 +476,7 @@ pub(crate) struct Writer {
     messages: HashMap<u64, Shared>,
     moving: HashMap<u64, oneshot::Sender<()>>,
     adopted: std::collections::HashSet<u64>,
-    waiting: Arc<AtomicUsize>,
+    counters: Arc<ClusterCounters>,
     status: watch::Sender<LogStatus>,
     /// When the writer started (unix ms) and batches written since: message ids for
     /// JetStream's duplicate detection.
@@ -493,9 +498,9 @@ struct Group {
 pub(crate) fn start_writer(
     jetstream: jetstream::Context,
     node: String,
+    counters: Arc<ClusterCounters>,
 ) -> (SessionSink, watch::Receiver<LogStatus>) {
     let (sender, receiver) = mpsc::unbounded_channel();
-    let waiting = Arc::new(AtomicUsize::new(0));
     let (status, status_rx) = watch::channel(LogStatus {
         durable: 0,
         writable: true,
@@ -508,13 +513,13 @@ pub(crate) fn start_writer(
         messages: HashMap::new(),
         moving: HashMap::new(),
         adopted: std::collections::HashSet::new(),
-        waiting: waiting.clone(),
+        counters: counters.clone(),
         status,
         epoch: unix_now(),
         batches: 0,
     };
     tokio::spawn(writer.run(receiver));
-    (SessionSink { sender, waiting }, status_rx)
+    (SessionSink { sender, counters }, status_rx)
 }
 
 impl Writer {
@@ -542,7 +547,9 @@ impl Writer {
             let count = changes.len();
             let (groups, moved) = self.translate(changes);
             self.write(&mut stream, &groups).await;
-            self.waiting.fetch_sub(count, Ordering::Relaxed);
+            self.counters
+                .log_waiting
+                .fetch_sub(count as u64, Ordering::Relaxed);
             for session in moved {
                 if let Some(reply) = self.moving.remove(&session) {
                     let _ = reply.send(());
@@ -774,6 +781,7 @@ impl Writer {
                     if warned {
                         info!("cluster: the sessions' log in JetStream is written again");
                     }
+                    self.counters.log_failing.store(false, Ordering::Relaxed);
                     return;
                 }
                 Err(error) => {
@@ -784,6 +792,7 @@ impl Writer {
                         warned = true;
                     }
                     self.status.send_modify(|status| status.writable = false);
+                    self.counters.log_failing.store(true, Ordering::Relaxed);
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }

@@ -133,17 +133,27 @@ async fn guard(state: HttpState, request: Request, next: Next, scrape: bool) -> 
     }
 }
 
-/// `GET /healthz`: 200 while the broker task answers, 503 otherwise. A node of a cluster adds a
-/// line on its link to NATS; losing it keeps the node healthy (its local clients are served),
-/// so it does not change the status.
+/// `GET /healthz`: 200 while the broker task answers, 503 otherwise. A node of a cluster adds
+/// lines on its link to NATS and the link's lag; losing NATS keeps the node healthy (its local
+/// clients are served), so it does not change the status.
 async fn health(State(state): State<HttpState>) -> Response {
+    use std::sync::atomic::Ordering::Relaxed;
     match state.context.broker.ask(Query::Stats, HEALTH_TIMEOUT).await {
         Ok(_) => match &state.cluster {
             None => "ok\n".into_response(),
-            Some(cluster) if cluster.connected.load(std::sync::atomic::Ordering::Relaxed) => {
-                "ok\ncluster connected\n".into_response()
+            Some(cluster) => {
+                let link = if cluster.connected.load(Relaxed) {
+                    "cluster connected"
+                } else {
+                    "cluster disconnected: local delivery only"
+                };
+                let forwards = cluster.forward_waiting.load(Relaxed);
+                let records = cluster.log_waiting.load(Relaxed);
+                format!(
+                    "ok\n{link}\nlag: {forwards} messages to forward, {records} session records to log\n"
+                )
+                .into_response()
             }
-            Some(_) => "ok\ncluster disconnected: local delivery only\n".into_response(),
         },
         Err(error) => (StatusCode::SERVICE_UNAVAILABLE, format!("{error}\n")).into_response(),
     }

@@ -79,6 +79,12 @@ async fn a_persistent_session_moves_to_another_node_with_its_queued_messages() {
     }
     let expected: Vec<String> = (1..=11).map(|n| n.to_string()).collect();
     assert_eq!(payloads, expected);
+    assert_eq!(
+        figure(&a, "mqtt_cluster_sessions_released_total").await,
+        1.0
+    );
+    assert_eq!(figure(&b, "mqtt_cluster_sessions_adopted_total").await, 1.0);
+    assert_eq!(figure(&b, "mqtt_cluster_session_log_writable").await, 1.0);
 
     // Its subscription came along: c's messages now reach it on b, once.
     await_interest(&mut mover, &mut publisher, "move/probe").await;
@@ -172,4 +178,5 @@ async fn a_node_killed_with_kill_9_loses_no_acknowledged_message_of_its_sessions
         );
         resumed.expect_silence(Duration::from_millis(300)).await;
     }
+    assert_eq!(figure(&b, "mqtt_cluster_sessions_adopted_total").await, 2.0);
 }
