@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 /// A nats-server with JetStream on a free loopback port, killed on drop (its store with it).
 pub(crate) struct Nats {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
     store: std::path::PathBuf,
     /// Flags beyond the address, port and JetStream store (kept for a restart).
     extra: Vec<String>,
@@ -29,7 +29,7 @@ impl Nats {
         Nats::start_with(&[])
     }
 
-    fn start_with(extra: &[&str]) -> Nats {
+    pub(crate) fn start_with(extra: &[&str]) -> Nats {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|listener| listener.local_addr())
             .expect("a free port")

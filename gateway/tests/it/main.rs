@@ -16,6 +16,7 @@ mod bad_input;
 mod chaos;
 mod cluster;
 mod cluster_sessions;
+mod cluster_tls;
 mod connect;
 mod crowds;
 mod dashboard;
