@@ -171,9 +171,9 @@ impl Broker {
 
     /// Takes in a session released by another node, as the cluster's records describe it,
     /// unless a session of that client id is here already. It is recorded as a new session
-    /// of this broker, whose store id is returned; what was due while it moved (its will, if
-    /// its node was lost with the client connected) is handled at the next
-    /// [`Broker::handle_timeout`].
+    /// of this broker, whose store id is returned. A will already due (its node was lost with
+    /// the client connected, and the will has no delay) goes out now: the client's connection
+    /// ended when its node did.
     pub fn adopt_session(&mut self, mut stored: StoredSession, now: Instant) -> Option<u64> {
         if self.sessions.contains(&stored.client_id) {
             return None;
@@ -181,6 +181,10 @@ impl Broker {
         stored.id = 0;
         let (key, will_at) = self.restore_session(stored, now);
         self.record_session(key, will_at);
-        Some(self.sessions.get(key).store_id)
+        let id = self.sessions.get(key).store_id;
+        if will_at.is_some_and(|at| at <= now) {
+            self.handle_timeout(now);
+        }
+        Some(id)
     }
 }

@@ -216,3 +216,103 @@ fn a_nodes_connack_names_it_to_5_0_clients() {
         "a single node says nothing"
     );
 }
+
+/// A broker that records changes, as a cluster node's does (its sessions' log needs them).
+fn recording_node() -> Harness {
+    let mut h = Harness::with_config(broker_core::BrokerConfig {
+        persistence: broker_core::Persistence::Relaxed,
+        ..quiet_config()
+    });
+    h.broker.set_clustered();
+    h
+}
+
+#[test]
+fn a_released_session_leaves_as_a_takeover_with_its_last_records() {
+    let mut h = recording_node();
+    h.connect_ok(A, v5_persistent("mover", 300));
+    h.subscribe(A, "x/#", QoS::AtLeastOnce);
+    assert_eq!(h.broker.take_interest(), [Added("x/#".into())]);
+    let mut records = Vec::new();
+    h.broker.take_changes(&mut records);
+
+    let released = h.broker.release_session("mover", h.now);
+    let outputs = h.drain();
+    assert_disconnected(&outputs, A, ReasonCode::SessionTakenOver);
+    let mut records = Vec::new();
+    h.broker.take_changes(&mut records);
+    let Some(broker_core::Change::Session(last)) = records.first() else {
+        panic!("the session's last own fields first: {records:?}");
+    };
+    assert!(!last.connected, "offline when it left");
+    assert_eq!(Some(last.id), released);
+    assert_eq!(
+        records.last(),
+        Some(&broker_core::Change::SessionRemoved { session: last.id })
+    );
+    assert_eq!(h.broker.take_interest(), [Removed("x/#".into())]);
+    assert_eq!(h.broker.release_session("mover", h.now), None, "gone");
+
+    // A session that ends with its connection has nothing to hand over, but its connection
+    // is closed all the same.
+    h.connect_ok(B, v5("clean"));
+    assert_eq!(h.broker.release_session("clean", h.now), None);
+    assert_disconnected(&h.drain(), B, ReasonCode::SessionTakenOver);
+}
+
+#[test]
+fn an_adopted_session_resumes_here_with_its_queue_and_its_interest() {
+    // The session as its first node left it: subscribed, with two messages queued.
+    let mut first = recording_node();
+    first.connect_ok(A, v5_persistent("mover", 300));
+    first.subscribe(A, "x/#", QoS::AtLeastOnce);
+    first.disconnect(A);
+    first.connect_ok(B, v5("publisher"));
+    first.publish(B, qos1("x/1", "one", 1));
+    first.publish(B, qos1("x/2", "two", 2));
+    let snapshot = first.broker.snapshot(first.now);
+    let stored = snapshot
+        .sessions
+        .into_iter()
+        .find(|s| s.client_id.as_str() == "mover")
+        .expect("the session");
+
+    let mut second = recording_node();
+    second.broker.take_interest();
+    let id = second.broker.adopt_session(stored.clone(), second.now);
+    assert!(id.is_some());
+    assert_eq!(second.broker.take_interest(), [Added("x/#".into())]);
+    let mut records = Vec::new();
+    second.broker.take_changes(&mut records);
+    assert!(
+        matches!(records.as_slice(), [broker_core::Change::Session(record)] if Some(record.id) == id),
+        "recorded as a session of this node: {records:?}"
+    );
+    assert_eq!(
+        second.broker.adopt_session(stored, second.now),
+        None,
+        "a client id already here is not adopted again"
+    );
+
+    let outputs = second.connect(A, v5_persistent("mover", 300));
+    assert!(connack(&outputs, A).session_present);
+    assert_eq!(payloads(&outputs, A), ["one", "two"]);
+}
+
+#[test]
+fn the_will_of_a_client_lost_with_its_node_goes_out_when_its_session_is_adopted() {
+    let mut first = recording_node();
+    first.connect_ok(
+        A,
+        with_will(v5_persistent("lost", 300), will("wills/lost", "gone")),
+    );
+    let mut stored = first.broker.snapshot(first.now).sessions.remove(0);
+    assert!(stored.connected, "the node died with the client connected");
+    stored.id = 7;
+
+    let mut second = recording_node();
+    second.connect_ok(B, v5("watcher"));
+    second.subscribe(B, "wills/#", QoS::AtMostOnce);
+    second.broker.adopt_session(stored, second.now);
+    assert_eq!(payloads(&second.drain(), B), ["gone"]);
+}
