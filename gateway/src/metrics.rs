@@ -258,6 +258,10 @@ fn describe() {
         "Persistent sessions taken in from another node, or from the log of a lost one"
     );
     describe_counter!(
+        "mqtt_cluster_session_log_compactions_total",
+        "Session logs replaced by an image of the session (every 1,000 records)"
+    );
+    describe_counter!(
         "mqtt_cluster_sessions_released_total",
         "Persistent sessions released to another node whose client resumed them there"
     );
@@ -298,6 +302,8 @@ fn record_cluster(cluster: &ClusterCounters) {
         .absolute(cluster.sessions_adopted.load(Ordering::Relaxed));
     counter!("mqtt_cluster_sessions_released_total")
         .absolute(cluster.sessions_released.load(Ordering::Relaxed));
+    counter!("mqtt_cluster_session_log_compactions_total")
+        .absolute(cluster.compactions.load(Ordering::Relaxed));
 }
 
 fn record(stats: &Stats, counters: &TransportCounters, locked_addresses: usize) {

@@ -76,6 +76,8 @@ pub struct ClusterCounters {
     pub sessions_adopted: AtomicU64,
     /// Sessions this node released to another node.
     pub sessions_released: AtomicU64,
+    /// Session logs replaced by an image of the session.
+    pub compactions: AtomicU64,
 }
 
 /// The broker task's end of the link.

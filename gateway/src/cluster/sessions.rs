@@ -149,8 +149,31 @@ struct Image {
     connected: bool,
     will: Option<WillRecord>,
     subscriptions: BTreeMap<String, (u8, Option<u32>)>,
+    /// Written as a list of pairs: inside a tagged record, JSON keys must be strings.
+    #[serde(with = "as_pairs")]
     entries: BTreeMap<u64, EntryRecord>,
     inbound_qos2: BTreeSet<u16>,
+}
+
+/// A map with number keys as a list of (key, value) pairs.
+mod as_pairs {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::collections::BTreeMap;
+
+    pub fn serialize<V: Serialize, S: Serializer>(
+        map: &BTreeMap<u64, V>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(map.iter())
+    }
+
+    pub fn deserialize<'de, V: Deserialize<'de>, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<BTreeMap<u64, V>, D::Error> {
+        Ok(Vec::<(u64, V)>::deserialize(deserializer)?
+            .into_iter()
+            .collect())
+    }
 }
 
 /// The state of a log being folded: no session yet, one, or one that ended.
@@ -476,6 +499,8 @@ pub(crate) struct Writer {
     messages: HashMap<u64, Shared>,
     moving: HashMap<u64, oneshot::Sender<()>>,
     adopted: std::collections::HashSet<u64>,
+    /// Sessions whose logs grew past [`COMPACT_AFTER`] records since their last image.
+    due: Vec<u64>,
     counters: Arc<ClusterCounters>,
     status: watch::Sender<LogStatus>,
     /// When the writer started (unix ms) and batches written since: message ids for
@@ -513,6 +538,7 @@ pub(crate) fn start_writer(
         messages: HashMap::new(),
         moving: HashMap::new(),
         adopted: std::collections::HashSet::new(),
+        due: Vec::new(),
         counters: counters.clone(),
         status,
         epoch: unix_now(),
@@ -571,6 +597,7 @@ impl Writer {
         let mut groups: Vec<Group> = Vec::new();
         let mut index: HashMap<u64, usize> = HashMap::new();
         let mut moved = Vec::new();
+        let mut new_messages = Vec::new();
         for change in changes {
             let (session, record) = match change {
                 Change::Retained { .. } => continue,
@@ -586,6 +613,7 @@ impl Writer {
                         references: 0,
                     };
                     self.messages.insert(id, shared);
+                    new_messages.push(id);
                     continue;
                 }
                 Change::Session(record) => {
@@ -708,6 +736,12 @@ impl Writer {
             };
             self.push(&mut groups, &mut index, session, record);
         }
+        // A message no session here holds (none this writer knows) is not kept.
+        for id in new_messages {
+            if self.messages.get(&id).is_some_and(|m| m.references == 0) {
+                self.messages.remove(&id);
+            }
+        }
         (groups, moved)
     }
 
@@ -738,6 +772,10 @@ impl Writer {
             tracked.since_image = 0;
         } else {
             tracked.since_image += 1;
+            // Every COMPACT_AFTER records, so that a compaction that failed is tried again.
+            if tracked.since_image % COMPACT_AFTER == 0 {
+                self.due.push(session);
+            }
         }
         group.records.push(record);
     }
@@ -840,11 +878,9 @@ impl Writer {
         let Some(stream) = stream.as_ref() else {
             return;
         };
-        let due: Vec<(u64, String)> = self
-            .sessions
-            .iter()
-            .filter(|(_, tracked)| tracked.since_image >= COMPACT_AFTER)
-            .map(|(session, tracked)| (*session, tracked.subject.clone()))
+        let due: Vec<(u64, String)> = std::mem::take(&mut self.due)
+            .into_iter()
+            .filter_map(|session| Some((session, self.sessions.get(&session)?.subject.clone())))
             .collect();
         for (session, subject) in due {
             let result = async {
@@ -870,6 +906,7 @@ impl Writer {
                     if let Some(tracked) = self.sessions.get_mut(&session) {
                         tracked.since_image = 0;
                     }
+                    self.counters.compactions.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(error) => warn!("cluster: could not compact a session's log: {error}"),
             }
@@ -1211,10 +1248,14 @@ mod tests {
                 .is_some_and(|left| left <= Duration::from_secs(60))
         );
 
-        // An image stands for everything before it.
+        // An image stands for everything before it, and reads back as it was written.
         let image = fold.image.clone().unwrap();
+        let records = vec![Record::Image(Box::new(image.clone()))];
+        let written = serde_json::to_vec(&records).unwrap();
         let mut again = Fold::default();
-        again.apply(Record::Image(Box::new(image.clone())));
+        for record in serde_json::from_slice::<Vec<Record>>(&written).unwrap() {
+            again.apply(record);
+        }
         assert_eq!(again.image, Some(image));
 
         fold.apply(Record::Removed);

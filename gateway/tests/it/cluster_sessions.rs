@@ -180,3 +180,53 @@ async fn a_node_killed_with_kill_9_loses_no_acknowledged_message_of_its_sessions
     }
     assert_eq!(figure(&b, "mqtt_cluster_sessions_adopted_total").await, 2.0);
 }
+
+#[tokio::test]
+async fn a_long_log_is_compacted_into_an_image_that_moves_the_same_session() {
+    let nats = Nats::start();
+    let (a, b) = (node(&nats, "a").await, node(&nats, "b").await);
+    let (mut offline, _) = resume(a.addr, ProtocolVersion::V5, "long").await;
+    offline.subscribe("long/#", QoS::AtLeastOnce).await;
+    offline.subscribe("other/#", QoS::AtMostOnce).await;
+    offline.unsubscribe("other/#").await;
+    offline.disconnect().await;
+
+    // 1,500 messages queued for the offline session: more records than a log keeps before
+    // it is replaced by an image.
+    let mut publisher = TestClient::v5(a.addr, "pub-on-a").await;
+    for n in 1..=1_500 {
+        publisher
+            .publish_packet(publish_packet(
+                "long/n",
+                &n.to_string(),
+                QoS::AtLeastOnce,
+                false,
+            ))
+            .await;
+    }
+    await_figure(&a, "mqtt_cluster_session_log_compactions_total", 1.0).await;
+
+    let (mut resumed, connack) = resume(b.addr, ProtocolVersion::V5, "long").await;
+    assert!(connack.session_present);
+    for n in 1..=1_500 {
+        let message = next_message(&mut resumed).await;
+        assert_eq!(message.payload.as_ref(), n.to_string().as_bytes());
+        resumed.acknowledge(&message).await;
+    }
+    resumed.expect_silence(Duration::from_millis(300)).await;
+    // The image kept the subscription and dropped the one that went.
+    let mut other = TestClient::v5(b.addr, "other-pub").await;
+    other
+        .publish_packet(publish_packet(
+            "other/x",
+            "not subscribed",
+            QoS::AtMostOnce,
+            false,
+        ))
+        .await;
+    let mut local = TestClient::v5(b.addr, "pub-on-b").await;
+    local
+        .publish_packet(publish_packet("long/n", "after", QoS::AtLeastOnce, false))
+        .await;
+    assert_eq!(next_message(&mut resumed).await.payload.as_ref(), b"after");
+}
