@@ -2,10 +2,11 @@
 //! NATS (gateway/src/cluster/); the core knows nothing of NATS. All of it is off until
 //! [`Broker::set_clustered`], so a single node pays nothing:
 //!
-//! - **Interest**: the topic filters this node's sessions subscribe to (plain subscriptions and
-//!   the filters of shared groups), counted, so the link hears of a filter when its first
-//!   subscription appears and when its last one goes ([`Broker::take_interest`]). Offline
-//!   persistent sessions keep their subscriptions, so messages for them keep coming.
+//! - **Interest**: the topic filters this node's sessions subscribe to, counted, so the link
+//!   hears of a filter when its first subscription appears and when its last one goes
+//!   ([`Broker::take_interest`]); and apart from them the shared groups that have members here
+//!   (a group's filter is not a plain filter's interest). Offline persistent sessions keep their
+//!   subscriptions, so messages for them keep coming.
 //! - **Forwards**: every message published here by a client or a will, as routed (its topic
 //!   alias resolved, its publication authorized), for the other nodes
 //!   ([`Broker::take_forwards`]). `$SYS` messages describe this node and stay here; other `$`
@@ -13,6 +14,12 @@
 //! - **Messages from other nodes** ([`Broker::publish_from_cluster`]) are routed to the local
 //!   subscriptions as a local one would be, retained here too when RETAIN is set, and never
 //!   forwarded again, so nothing loops.
+//! - **Shared groups are the cluster's**: a group `$share/{group}/{filter}` with members on
+//!   several nodes gets each message once in the cluster, not once per node. So a clustered
+//!   node routes no message to its groups on the way every message takes (neither its own
+//!   clients' nor other nodes'); the link hands it, through the cluster's balancing (for this
+//!   node's own messages too), the messages its groups are to get, each for one group
+//!   ([`Broker::publish_to_group`]).
 //! - **Retained messages of the cluster** ([`Broker::retain_from_cluster`]), which the link
 //!   reads from the cluster's shared store, are kept here without routing.
 
@@ -28,9 +35,24 @@ pub enum InterestChange {
     Added(String),
     /// The last subscription to the filter here went.
     Removed(String),
+    /// The shared group `$share/{group}/{filter}` has its first member here.
+    GroupAdded {
+        /// The group's name.
+        group: String,
+        /// Its topic filter.
+        filter: String,
+    },
+    /// The shared group's last member here went.
+    GroupRemoved {
+        /// The group's name.
+        group: String,
+        /// Its topic filter.
+        filter: String,
+    },
 }
 
-/// How many local subscriptions (a shared group counts once) each filter has.
+/// How many local plain subscriptions each filter has (shared groups are reported apart, as
+/// their first member comes and their last one goes: see subscriptions.rs).
 #[derive(Default)]
 pub(super) struct Interest {
     counts: HashMap<String, u32>,
@@ -65,14 +87,45 @@ impl Interest {
         }
     }
 
-    /// Starts recording, with every filter subscribed to so far as added.
-    fn start(&mut self) {
+    /// The shared group `$share/{group}/{filter}` got its first member here.
+    pub fn add_group(&mut self, group: &str, filter: &str) {
+        if self.recording {
+            self.changes.push(InterestChange::GroupAdded {
+                group: group.to_owned(),
+                filter: filter.to_owned(),
+            });
+        }
+    }
+
+    /// The shared group lost its last member here.
+    pub fn remove_group(&mut self, group: &str, filter: &str) {
+        if self.recording {
+            self.changes.push(InterestChange::GroupRemoved {
+                group: group.to_owned(),
+                filter: filter.to_owned(),
+            });
+        }
+    }
+
+    /// Starts recording, with every filter subscribed to so far and every group with members
+    /// (`(group, filter)`) as added.
+    pub fn start<'a>(&mut self, groups: impl Iterator<Item = (&'a str, &'a str)>) {
         self.recording = true;
         let mut filters: Vec<&String> = self.counts.keys().collect();
         filters.sort();
+        let mut groups: Vec<(&str, &str)> = groups.collect();
+        groups.sort();
         self.changes = filters
             .into_iter()
             .map(|filter| InterestChange::Added(filter.clone()))
+            .chain(
+                groups
+                    .into_iter()
+                    .map(|(group, filter)| InterestChange::GroupAdded {
+                        group: group.to_owned(),
+                        filter: filter.to_owned(),
+                    }),
+            )
             .collect();
     }
 }
@@ -80,11 +133,12 @@ impl Interest {
 impl Broker {
     /// Makes this broker a node of a cluster: from now on it records interest changes (starting
     /// with every filter subscribed to so far, such as restored sessions') and the messages to
-    /// forward, for the cluster link to take.
+    /// forward, for the cluster link to take; and its shared groups get messages only through
+    /// [`Broker::publish_to_group`].
     pub fn set_clustered(&mut self) {
         if self.forwards.is_none() {
             self.forwards = Some(Vec::new());
-            self.subscriptions.interest.start();
+            self.subscriptions.start_cluster();
         }
     }
 
@@ -109,6 +163,39 @@ impl Broker {
         publish.properties.topic_alias = None;
         publish.properties.subscription_identifiers.clear();
         self.publish_message(None, publish, now)
+    }
+
+    /// A message for the shared group `$share/{group}/{filter}` alone, which the cluster chose
+    /// this node to deliver (from any node, this one included): it goes to one member of the
+    /// group, and to nothing else; it is not retained (the nodes' retained sets follow the
+    /// cluster's store) nor forwarded. Returns the subscriptions it reached: 0 when the group
+    /// has no member here any more (its last one left while the message was on its way).
+    pub fn publish_to_group(
+        &mut self,
+        group: &str,
+        filter: &str,
+        mut publish: PublishPacket,
+        now: Instant,
+    ) -> usize {
+        publish.dup = false;
+        publish.packet_id = None;
+        publish.properties.topic_alias = None;
+        publish.properties.subscription_identifiers.clear();
+        // The cluster hands the group only what its filter matches; anything else is not its.
+        if !mqtt_codec::topic::matches(filter, &publish.topic) {
+            return 0;
+        }
+        let expires_at = publish
+            .properties
+            .message_expiry_interval
+            .map(|seconds| now + std::time::Duration::from_secs(u64::from(seconds)));
+        let mut matches = std::mem::take(&mut self.matches);
+        matches.clear();
+        self.subscriptions
+            .collect_group_match(group, filter, &self.sessions, &mut matches);
+        let reached = self.deliver_matches(&publish, &mut matches, expires_at, now);
+        self.matches = matches;
+        reached
     }
 
     /// The retained message of a topic as the cluster keeps it (set anywhere, or cleared with

@@ -3,7 +3,7 @@
 //! locally but never forwarded again. Nothing of it happens on a single node.
 
 use crate::common::*;
-use broker_core::InterestChange::{self, Added, Removed};
+use broker_core::InterestChange::{self, Added, GroupAdded, GroupRemoved, Removed};
 use mqtt_codec::{Packet, QoS, ReasonCode};
 
 fn sorted(mut changes: Vec<InterestChange>) -> Vec<InterestChange> {
@@ -16,6 +16,7 @@ fn a_single_node_records_nothing() {
     let mut h = Harness::new();
     h.connect_ok(A, v5("a"));
     h.subscribe(A, "x/#", QoS::AtMostOnce);
+    h.subscribe(A, "$share/g/x/#", QoS::AtMostOnce);
     h.publish(A, qos0("x/1", "m"));
     assert!(h.broker.take_interest().is_empty());
     assert!(h.broker.take_forwards().is_empty());
@@ -70,23 +71,195 @@ fn an_offline_persistent_session_keeps_its_interest() {
     );
 }
 
+fn group_added(group: &str, filter: &str) -> InterestChange {
+    GroupAdded {
+        group: group.into(),
+        filter: filter.into(),
+    }
+}
+
+fn group_removed(group: &str, filter: &str) -> InterestChange {
+    GroupRemoved {
+        group: group.into(),
+        filter: filter.into(),
+    }
+}
+
 #[test]
-fn a_shared_group_counts_once_for_its_filter() {
+fn a_shared_group_is_reported_apart_from_its_filter_from_first_to_last_member() {
     let mut h = Harness::new();
     h.broker.set_clustered();
     h.connect_ok(A, v5("a"));
     h.connect_ok(B, v5("b"));
     h.subscribe(A, "$share/g/x/+", QoS::AtMostOnce);
     h.subscribe(B, "$share/g/x/+", QoS::AtMostOnce);
+    assert_eq!(
+        h.broker.take_interest(),
+        [group_added("g", "x/+")],
+        "once, with its first member; not as the plain filter's interest"
+    );
     h.subscribe(B, "x/+", QoS::AtMostOnce);
-    assert_eq!(h.broker.take_interest(), [Added("x/+".into())]);
+    h.subscribe(B, "$share/h/x/+", QoS::AtMostOnce);
+    h.subscribe(B, "$share/g/x/#", QoS::AtMostOnce);
+    assert_eq!(
+        h.broker.take_interest(),
+        [
+            Added("x/+".into()),
+            group_added("h", "x/+"),
+            group_added("g", "x/#")
+        ],
+        "a group is its name and its filter"
+    );
     h.unsubscribe(B, &["x/+", "$share/g/x/+"]);
-    assert!(
-        h.broker.take_interest().is_empty(),
-        "a's group membership remains"
+    assert_eq!(
+        h.broker.take_interest(),
+        [Removed("x/+".into())],
+        "a's membership of g keeps the group"
     );
     h.unsubscribe(A, &["$share/g/x/+"]);
-    assert_eq!(h.broker.take_interest(), [Removed("x/+".into())]);
+    assert_eq!(h.broker.take_interest(), [group_removed("g", "x/+")]);
+    h.disconnect(B);
+    assert_eq!(
+        sorted(h.broker.take_interest()),
+        [group_removed("g", "x/#"), group_removed("h", "x/+")]
+    );
+}
+
+#[test]
+fn groups_with_members_before_the_link_started_are_reported_when_it_starts() {
+    let mut h = Harness::new();
+    h.connect_ok(A, v5_persistent("a", 3600));
+    h.subscribe(A, "$share/g/x/+", QoS::AtLeastOnce);
+    h.subscribe(A, "y", QoS::AtLeastOnce);
+    h.subscribe(A, "$share/b/x/+", QoS::AtLeastOnce);
+    assert!(h.broker.take_interest().is_empty(), "not yet clustered");
+    h.broker.set_clustered();
+    assert_eq!(
+        h.broker.take_interest(),
+        [
+            Added("y".into()),
+            group_added("b", "x/+"),
+            group_added("g", "x/+")
+        ]
+    );
+    h.broker.set_clustered();
+    assert!(h.broker.take_interest().is_empty(), "started once");
+}
+
+/// A clustered node with the group `$share/g/x/+` (members a and b), and c subscribing to
+/// `x/+` plainly.
+fn node_with_a_group() -> Harness {
+    let mut h = Harness::new();
+    h.broker.set_clustered();
+    h.connect_ok(A, v5("a"));
+    h.connect_ok(B, v5("b"));
+    h.connect_ok(C, v5("c"));
+    h.subscribe(A, "$share/g/x/+", QoS::AtLeastOnce);
+    h.subscribe(B, "$share/g/x/+", QoS::AtLeastOnce);
+    h.subscribe(C, "x/+", QoS::AtLeastOnce);
+    h.connect_ok(D, v5("publisher"));
+    h.drain();
+    h
+}
+
+#[test]
+fn a_clustered_node_routes_no_message_to_its_groups_on_the_common_way() {
+    let mut h = node_with_a_group();
+    let outputs = h.publish(D, qos1("x/1", "local", 1));
+    assert_eq!(
+        payloads(&outputs, C),
+        ["local"],
+        "plain subscriptions get it"
+    );
+    assert!(payloads(&outputs, A).is_empty() && payloads(&outputs, B).is_empty());
+    assert_eq!(
+        h.broker.take_forwards().len(),
+        1,
+        "forwarded: the cluster balances it among the group's nodes, this one included"
+    );
+    assert_eq!(
+        h.broker
+            .publish_from_cluster(qos1("x/2", "remote", 5), h.now),
+        1
+    );
+    let outputs = h.drain();
+    assert_eq!(payloads(&outputs, C), ["remote"]);
+    assert!(payloads(&outputs, A).is_empty() && payloads(&outputs, B).is_empty());
+
+    let mut single = Harness::new();
+    single.connect_ok(A, v5("a"));
+    single.connect_ok(D, v5("publisher"));
+    single.subscribe(A, "$share/g/x/+", QoS::AtLeastOnce);
+    let outputs = single.publish(D, qos1("x/1", "alone", 1));
+    assert_eq!(
+        payloads(&outputs, A),
+        ["alone"],
+        "a single node's groups are its own"
+    );
+}
+
+#[test]
+fn a_message_for_a_group_reaches_one_member_in_turn_and_nothing_else() {
+    let mut h = node_with_a_group();
+    let mut members = Vec::new();
+    for i in 0..4 {
+        let mut message = qos2(&format!("x/{i}"), &i.to_string(), 9);
+        message.dup = true;
+        message.retain = true;
+        assert_eq!(h.broker.publish_to_group("g", "x/+", message, h.now), 1);
+        let outputs = h.drain();
+        assert!(
+            payloads(&outputs, C).is_empty(),
+            "not to plain subscriptions"
+        );
+        let a = publishes(&outputs, A);
+        let b = publishes(&outputs, B);
+        assert_eq!(a.len() + b.len(), 1, "one member");
+        let delivered = a.first().or(b.first()).expect("delivered");
+        assert_eq!(delivered.payload.as_ref(), i.to_string().as_bytes());
+        assert_eq!(delivered.qos, QoS::AtLeastOnce, "at the member's QoS");
+        assert!(!delivered.dup, "a first delivery here");
+        assert!(!delivered.retain, "without Retain As Published");
+        members.push(if a.is_empty() { "b" } else { "a" });
+    }
+    assert_eq!(members, ["a", "b", "a", "b"], "round robin");
+    assert!(h.broker.take_forwards().is_empty(), "never forwarded");
+    h.connect_ok(E, v5("late"));
+    let outputs = h.subscribe(E, "x/+", QoS::AtMostOnce);
+    assert!(
+        payloads(&outputs, E).is_empty(),
+        "not retained here: the cluster's store keeps retained messages"
+    );
+}
+
+#[test]
+fn a_message_for_a_group_without_members_here_or_outside_its_filter_reaches_nobody() {
+    let mut h = node_with_a_group();
+    for (group, filter, topic) in [
+        ("other", "x/+", "x/1"),
+        ("g", "x/#", "x/1"),
+        ("g", "x/+", "y/1"),
+        ("g", "x/+", "x/1/2"),
+    ] {
+        assert_eq!(
+            h.broker
+                .publish_to_group(group, filter, qos0(topic, "m"), h.now),
+            0,
+            "{group} {filter} {topic}"
+        );
+    }
+    let outputs = h.drain();
+    for client in [A, B, C] {
+        assert!(publishes(&outputs, client).is_empty());
+    }
+    h.unsubscribe(A, &["$share/g/x/+"]);
+    h.unsubscribe(B, &["$share/g/x/+"]);
+    assert_eq!(
+        h.broker
+            .publish_to_group("g", "x/+", qos0("x/1", "m"), h.now),
+        0,
+        "the last member left while it was on its way"
+    );
 }
 
 #[test]
