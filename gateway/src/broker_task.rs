@@ -7,6 +7,7 @@
 //! closed by the core nor reported lost.
 
 use crate::cluster::link::ClusterSide;
+use crate::cluster::shared::GroupMessage;
 use crate::counters::TransportCounters;
 use crate::link::{ConnectionLink, Credit, PushError, Throttle};
 use crate::store::{ChangeSink, StoreStatus};
@@ -92,6 +93,8 @@ pub(crate) enum Command {
     FromCluster(Box<PublishPacket>),
     /// A retained message of the cluster (set or cleared), from its shared store.
     RetainFromCluster(Box<PublishPacket>),
+    /// A message the cluster chose this node to deliver to one of its shared groups.
+    ToGroup(Box<GroupMessage>),
     /// A question from the HTTP API.
     Query(Query),
     /// Disconnect every client (DISCONNECT 0x8B for 5.0) and stop.
@@ -401,6 +404,14 @@ fn handle(
             broker.publish_from_cluster(*publish, now);
         }
         Command::RetainFromCluster(publish) => broker.retain_from_cluster(*publish, now),
+        Command::ToGroup(message) => {
+            let GroupMessage {
+                group,
+                filter,
+                publish,
+            } = *message;
+            broker.publish_to_group(&group, &filter, publish, now);
+        }
         Command::Query(query) => answer(broker, query, now),
         Command::Shutdown => {
             broker.handle_shutdown(now);

@@ -10,6 +10,8 @@
 //!   NATS never hands a node its own messages: nothing loops.
 //! - **Retained messages** published here also go to the cluster's bucket (retained.rs), which
 //!   every node mirrors.
+//! - **Shared groups** with members here get their messages through queue subscriptions on a
+//!   second connection (shared.rs), which NATS balances among the nodes.
 //! - **From other nodes**: messages of all subscriptions arrive here. Two of this node's
 //!   filters may both match one topic (`a/+` and `a/#`), so NATS delivers such a message once
 //!   per matching subscription: the (origin, sequence) pairs seen last are remembered, and a
@@ -96,19 +98,9 @@ pub(crate) async fn start(
     broker: BrokerHandle,
     counters: Arc<ClusterCounters>,
 ) -> Result<(ClusterSide, JoinHandle<()>), ClusterError> {
-    let servers = config
-        .servers
-        .iter()
-        .map(|url| {
-            url.parse::<ServerAddr>()
-                .map_err(|error| ClusterError::Server {
-                    url: redacted(url),
-                    reason: error.to_string(),
-                })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let (servers, options) = connect_options(config).await?;
     let events = counters.clone();
-    let mut options = ConnectOptions::new()
+    let options = options
         .name(&config.node_name)
         .no_echo()
         .retry_on_initial_connect()
@@ -117,28 +109,6 @@ pub(crate) async fn start(
             let counters = events.clone();
             async move { note_event(&counters, &event) }
         });
-    // The client does not take credentials from a URL itself: those of the first URL that has
-    // some are the connection's (a user and password, or a token alone).
-    if let Some(server) = servers.iter().find(|server| server.username().is_some()) {
-        let user = server.username().unwrap_or_default().to_owned();
-        options = match server.password() {
-            Some(password) => options.user_and_password(user, password.to_owned()),
-            None => options.token(user),
-        };
-    }
-    if let Some(path) = &config.credentials {
-        options =
-            options
-                .credentials_file(path)
-                .await
-                .map_err(|source| ClusterError::Credentials {
-                    path: path.display().to_string(),
-                    source,
-                })?;
-    }
-    if let Some(path) = &config.ca {
-        options = options.add_root_certificates(path.clone());
-    }
     let client = options
         .connect(servers)
         .await
@@ -153,8 +123,11 @@ pub(crate) async fn start(
         retained_rx,
         counters.clone(),
     ));
+    let shared =
+        super::shared::SharedGroups::connect(config, broker.clone(), counters.clone()).await?;
     let link = Link {
         client,
+        shared,
         retained,
         node: config.node_name.clone(),
         broker,
@@ -177,6 +150,48 @@ pub(crate) async fn start(
         },
         task,
     ))
+}
+
+/// The servers of `config` and the options every NATS connection of this node starts from:
+/// the credentials (the client does not take them from a URL itself: those of the first URL
+/// that has some, a user and password or a token alone; or a `.creds` file) and the root
+/// certificates.
+pub(super) async fn connect_options(
+    config: &ClusterConfig,
+) -> Result<(Vec<ServerAddr>, ConnectOptions), ClusterError> {
+    let servers = config
+        .servers
+        .iter()
+        .map(|url| {
+            url.parse::<ServerAddr>()
+                .map_err(|error| ClusterError::Server {
+                    url: redacted(url),
+                    reason: error.to_string(),
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut options = ConnectOptions::new();
+    if let Some(server) = servers.iter().find(|server| server.username().is_some()) {
+        let user = server.username().unwrap_or_default().to_owned();
+        options = match server.password() {
+            Some(password) => options.user_and_password(user, password.to_owned()),
+            None => options.token(user),
+        };
+    }
+    if let Some(path) = &config.credentials {
+        options =
+            options
+                .credentials_file(path)
+                .await
+                .map_err(|source| ClusterError::Credentials {
+                    path: path.display().to_string(),
+                    source,
+                })?;
+    }
+    if let Some(path) = &config.ca {
+        options = options.add_root_certificates(path.clone());
+    }
+    Ok((servers, options))
 }
 
 /// Why the cluster link could not start.
@@ -224,6 +239,8 @@ fn redacted(url: &str) -> String {
 
 struct Link {
     client: Client,
+    /// The shared groups' queue subscriptions, on a connection of their own (shared.rs).
+    shared: super::shared::SharedGroups,
     /// The retained messages published here, for the cluster's bucket (retained.rs).
     retained: mpsc::Sender<PublishPacket>,
     node: String,
@@ -289,6 +306,9 @@ impl Link {
                 if let Some(tasks) = self.subscriptions.remove(&filter) {
                     tasks.iter().for_each(JoinHandle::abort);
                 }
+            }
+            group @ (InterestChange::GroupAdded { .. } | InterestChange::GroupRemoved { .. }) => {
+                self.shared.follow(group).await;
             }
         }
     }
