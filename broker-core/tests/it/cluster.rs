@@ -389,3 +389,32 @@ fn a_nodes_connack_names_it_to_5_0_clients() {
         "a single node says nothing"
     );
 }
+
+#[test]
+fn what_comes_from_the_cluster_expires_by_its_interval_counted_from_arrival() {
+    let mut h = Harness::new();
+    h.broker.set_clustered();
+    h.connect_ok(A, v5_persistent("member", 600));
+    h.subscribe(A, "$share/g/t", QoS::AtLeastOnce);
+    h.disconnect(A);
+    let mut queued = qos1("t", "for the group", 3);
+    queued.properties.message_expiry_interval = Some(100);
+    assert_eq!(h.broker.publish_to_group("g", "t", queued, h.now), 1);
+    let mut kept = qos0("r", "retained");
+    kept.properties.message_expiry_interval = Some(100);
+    h.broker.retain_from_cluster(kept, h.now);
+    h.advance(secs(30));
+
+    let outputs = h.connect(B, v5_persistent("member", 600));
+    let delivered = publishes(&outputs, B);
+    assert_eq!(
+        delivered.len(),
+        1,
+        "queued for the offline member, not expired"
+    );
+    assert_eq!(delivered[0].properties.message_expiry_interval, Some(70));
+    let outputs = h.subscribe(B, "r", QoS::AtMostOnce);
+    let retained = publishes(&outputs, B);
+    assert_eq!(retained.len(), 1, "retained, not expired");
+    assert_eq!(retained[0].properties.message_expiry_interval, Some(70));
+}
