@@ -95,6 +95,8 @@ pub(crate) enum Command {
     RetainFromCluster(Box<PublishPacket>),
     /// A message the cluster chose this node to deliver to one of its shared groups.
     ToGroup(Box<GroupMessage>),
+    /// Whether the cluster balances this node's shared groups (their NATS connection is up).
+    GroupsBalanced(bool),
     /// A question from the HTTP API.
     Query(Query),
     /// Disconnect every client (DISCONNECT 0x8B for 5.0) and stop.
@@ -412,6 +414,7 @@ fn handle(
             } = *message;
             broker.publish_to_group(&group, &filter, publish, now);
         }
+        Command::GroupsBalanced(balanced) => broker.set_groups_balanced(balanced),
         Command::Query(query) => answer(broker, query, now),
         Command::Shutdown => {
             broker.handle_shutdown(now);

@@ -9,8 +9,8 @@
 //!   subscriptions, so messages for them keep coming.
 //! - **Forwards**: every message published here by a client or a will, as routed (its topic
 //!   alias resolved, its publication authorized), for the other nodes
-//!   ([`Broker::take_forwards`]). `$SYS` messages describe this node and stay here; other `$`
-//!   topics cross like any.
+//!   ([`Broker::take_forwards`]). `$SYS` messages describe this node and stay here (its
+//!   groups included); other `$` topics cross like any.
 //! - **Messages from other nodes** ([`Broker::publish_from_cluster`]) are routed to the local
 //!   subscriptions as a local one would be, retained here too when RETAIN is set, and never
 //!   forwarded again, so nothing loops.
@@ -19,7 +19,11 @@
 //!   node routes no message to its groups on the way every message takes (neither its own
 //!   clients' nor other nodes'); the link hands it, through the cluster's balancing (for this
 //!   node's own messages too), the messages its groups are to get, each for one group
-//!   ([`Broker::publish_to_group`]).
+//!   ([`Broker::publish_to_group`]). While the cluster cannot balance them (the link says so,
+//!   [`Broker::set_groups_balanced`]; so it is at first), the node's groups get the messages
+//!   published here as on a single node, and those are forwarded marked
+//!   ([`Forward::groups_served`]) so that no group gets them again through the cluster once it
+//!   can: a group then misses rather than repeats them.
 //! - **Retained messages of the cluster** ([`Broker::retain_from_cluster`]), which the link
 //!   reads from the cluster's shared store, are kept here without routing.
 
@@ -49,6 +53,16 @@ pub enum InterestChange {
         /// Its topic filter.
         filter: String,
     },
+}
+
+/// A message published here, for the other nodes.
+#[derive(Clone, Debug)]
+pub struct Forward {
+    /// The message, as routed here.
+    pub publish: PublishPacket,
+    /// Published while the cluster could not balance shared groups: this node's groups got it
+    /// here, and no group is to get it through the cluster.
+    pub groups_served: bool,
 }
 
 /// How many local plain subscriptions each filter has (shared groups are reported apart, as
@@ -133,12 +147,22 @@ impl Interest {
 impl Broker {
     /// Makes this broker a node of a cluster: from now on it records interest changes (starting
     /// with every filter subscribed to so far, such as restored sessions') and the messages to
-    /// forward, for the cluster link to take; and its shared groups get messages only through
-    /// [`Broker::publish_to_group`].
+    /// forward, for the cluster link to take; and once [`Broker::set_groups_balanced`] says
+    /// so, its shared groups get messages only through [`Broker::publish_to_group`].
     pub fn set_clustered(&mut self) {
         if self.forwards.is_none() {
             self.forwards = Some(Vec::new());
             self.subscriptions.start_cluster();
+        }
+    }
+
+    /// Whether the cluster balances this node's shared groups (the link's way to them is up).
+    /// When it does, the groups get messages only through [`Broker::publish_to_group`]; when
+    /// it does not, they get those published here, as on a single node, and those are
+    /// forwarded marked [`Forward::groups_served`]. Nothing changes on a single node.
+    pub fn set_groups_balanced(&mut self, balanced: bool) {
+        if self.forwards.is_some() {
+            self.subscriptions.set_groups_by_cluster(balanced);
         }
     }
 
@@ -148,7 +172,7 @@ impl Broker {
     }
 
     /// The messages published here since the last call, for the other nodes, in order.
-    pub fn take_forwards(&mut self) -> Vec<PublishPacket> {
+    pub fn take_forwards(&mut self) -> Vec<Forward> {
         self.forwards
             .as_mut()
             .map(std::mem::take)
@@ -162,7 +186,14 @@ impl Broker {
         publish.packet_id = None;
         publish.properties.topic_alias = None;
         publish.properties.subscription_identifiers.clear();
-        self.publish_message(None, publish, now)
+        // Never to the groups here, even while the cluster cannot balance them: the cluster
+        // hands them what they are to get of it, or its node served its own groups (see
+        // `Forward::groups_served`).
+        let groups_by_cluster = self.subscriptions.groups_by_cluster();
+        self.subscriptions.set_groups_by_cluster(true);
+        let reached = self.publish_message(None, publish, now);
+        self.subscriptions.set_groups_by_cluster(groups_by_cluster);
+        reached
     }
 
     /// A message for the shared group `$share/{group}/{filter}` alone, which the cluster chose
@@ -217,9 +248,18 @@ impl Broker {
     /// Keeps a copy of a message published here for the other nodes (when clustered).
     pub(super) fn forward(&mut self, publish: &PublishPacket) {
         if let Some(forwards) = &mut self.forwards
-            && !publish.topic.starts_with("$SYS")
+            && !stays_on_node(&publish.topic)
         {
-            forwards.push(publish.clone());
+            forwards.push(Forward {
+                publish: publish.clone(),
+                groups_served: !self.subscriptions.groups_by_cluster(),
+            });
         }
     }
+}
+
+/// Whether messages to `topic` stay on the node they are published on: `$SYS` topics describe
+/// it. So they are not forwarded, and this node's groups get them here.
+pub(super) fn stays_on_node(topic: &str) -> bool {
+    topic.starts_with("$SYS")
 }

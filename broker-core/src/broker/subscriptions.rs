@@ -12,7 +12,7 @@
 //! in the tree refers to a live group. Each session also keeps its own list of filters (see
 //! [`crate::session::Session::subscriptions`]); the broker changes both together.
 
-use super::cluster::Interest;
+use super::cluster::{Interest, stays_on_node};
 use crate::HashMap;
 use crate::session::SessionKey;
 use crate::sessions::Sessions;
@@ -86,21 +86,31 @@ pub(super) struct Subscriptions {
     group_index: HashMap<ByteStr, GroupKey>,
     /// The filters subscribed to here, for a cluster (see cluster.rs).
     pub interest: Interest,
-    /// On a node of a cluster: [`Subscriptions::collect_matches`] leaves the groups out.
+    /// On a node of a cluster that balances the groups: [`Subscriptions::collect_matches`]
+    /// leaves them out.
     groups_by_cluster: bool,
 }
 
 impl Subscriptions {
     /// Makes this a node of a cluster's subscriptions: interest is recorded from now on (with
-    /// what is here already), and shared groups get messages only through
-    /// [`Subscriptions::collect_group_match`].
+    /// what is here already).
     pub fn start_cluster(&mut self) {
-        self.groups_by_cluster = true;
         let groups = self.group_index.keys().filter_map(|full| {
             let shared = topic::parse_shared(full).ok().flatten()?;
             Some((shared.group, shared.filter))
         });
         self.interest.start(groups);
+    }
+
+    /// Whether shared groups get messages only through [`Subscriptions::collect_group_match`]
+    /// (a cluster balances them) or also from [`Subscriptions::collect_matches`].
+    pub fn set_groups_by_cluster(&mut self, by_cluster: bool) {
+        self.groups_by_cluster = by_cluster;
+    }
+
+    /// See [`Subscriptions::set_groups_by_cluster`].
+    pub fn groups_by_cluster(&self) -> bool {
+        self.groups_by_cluster
     }
 
     /// The number of subscriptions: plain ones and shared group memberships.
@@ -200,7 +210,8 @@ impl Subscriptions {
 
     /// Appends to `matches` every subscription `topic` matches: each plain one except a No
     /// Local subscription of `publisher` [MQTT-3.8.3-3], and for each shared group the member
-    /// whose turn it is (on a single node: a cluster's groups have their own way).
+    /// whose turn it is (unless a cluster balances the groups: then they get only what stays
+    /// on this node, `$SYS`).
     pub fn collect_matches(
         &mut self,
         topic: &str,
@@ -222,7 +233,7 @@ impl Subscriptions {
                         });
                     }
                 }
-                Subscriber::Group(_) if groups_by_cluster => {}
+                Subscriber::Group(_) if groups_by_cluster && !stays_on_node(topic) => {}
                 Subscriber::Group(group_key) => {
                     if let Some(group) = groups[group_key.index()].as_mut()
                         && let Some((session, entry)) = group.pick(sessions)

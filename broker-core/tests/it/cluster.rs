@@ -151,6 +151,7 @@ fn groups_with_members_before_the_link_started_are_reported_when_it_starts() {
 fn node_with_a_group() -> Harness {
     let mut h = Harness::new();
     h.broker.set_clustered();
+    h.broker.set_groups_balanced(true);
     h.connect_ok(A, v5("a"));
     h.connect_ok(B, v5("b"));
     h.connect_ok(C, v5("c"));
@@ -172,11 +173,13 @@ fn a_clustered_node_routes_no_message_to_its_groups_on_the_common_way() {
         "plain subscriptions get it"
     );
     assert!(payloads(&outputs, A).is_empty() && payloads(&outputs, B).is_empty());
+    let forwards = h.broker.take_forwards();
     assert_eq!(
-        h.broker.take_forwards().len(),
+        forwards.len(),
         1,
         "forwarded: the cluster balances it among the group's nodes, this one included"
     );
+    assert!(!forwards[0].groups_served);
     assert_eq!(
         h.broker
             .publish_from_cluster(qos1("x/2", "remote", 5), h.now),
@@ -187,6 +190,7 @@ fn a_clustered_node_routes_no_message_to_its_groups_on_the_common_way() {
     assert!(payloads(&outputs, A).is_empty() && payloads(&outputs, B).is_empty());
 
     let mut single = Harness::new();
+    single.broker.set_groups_balanced(true);
     single.connect_ok(A, v5("a"));
     single.connect_ok(D, v5("publisher"));
     single.subscribe(A, "$share/g/x/+", QoS::AtLeastOnce);
@@ -195,6 +199,60 @@ fn a_clustered_node_routes_no_message_to_its_groups_on_the_common_way() {
         payloads(&outputs, A),
         ["alone"],
         "a single node's groups are its own"
+    );
+}
+
+#[test]
+fn while_the_cluster_cannot_balance_groups_they_get_this_nodes_messages_marked_as_served() {
+    let mut h = Harness::new();
+    h.broker.set_clustered();
+    h.connect_ok(A, v5("a"));
+    h.subscribe(A, "$share/g/x/+", QoS::AtLeastOnce);
+    h.connect_ok(D, v5("publisher"));
+    h.drain();
+    let outputs = h.publish(D, qos1("x/1", "before the link", 1));
+    assert_eq!(
+        payloads(&outputs, A),
+        ["before the link"],
+        "not balanced until the link says so"
+    );
+    h.broker.set_groups_balanced(true);
+    let outputs = h.publish(D, qos1("x/2", "balanced", 2));
+    assert!(
+        payloads(&outputs, A).is_empty(),
+        "the cluster hands it over"
+    );
+    h.broker.set_groups_balanced(false);
+    let outputs = h.publish(D, qos1("x/3", "cut off", 3));
+    assert_eq!(payloads(&outputs, A), ["cut off"]);
+    assert_eq!(
+        h.broker
+            .publish_from_cluster(qos0("x/4", "from elsewhere"), h.now),
+        0,
+        "never another node's: the cluster hands it to the group, or that node served its own"
+    );
+    let outputs = h.publish(D, qos1("x/5", "still cut off", 4));
+    assert_eq!(payloads(&outputs, A), ["still cut off"], "unchanged by it");
+    let served: Vec<(String, bool)> = h
+        .broker
+        .take_forwards()
+        .into_iter()
+        .map(|f| {
+            (
+                String::from_utf8_lossy(&f.publish.payload).into_owned(),
+                f.groups_served,
+            )
+        })
+        .collect();
+    assert_eq!(
+        served,
+        [
+            ("before the link".to_owned(), true),
+            ("balanced".to_owned(), false),
+            ("cut off".to_owned(), true),
+            ("still cut off".to_owned(), true)
+        ],
+        "no group gets a served one again through the cluster"
     );
 }
 
@@ -274,7 +332,10 @@ fn messages_published_here_are_forwarded_once_as_routed_but_not_sys() {
     let forwards = h.broker.take_forwards();
     let summary: Vec<(&str, QoS, bool, Option<u16>)> = forwards
         .iter()
-        .map(|p| (p.topic.as_str(), p.qos, p.retain, p.packet_id))
+        .map(|f| {
+            let p = &f.publish;
+            (p.topic.as_str(), p.qos, p.retain, p.packet_id)
+        })
         .collect();
     assert_eq!(
         summary,
@@ -285,7 +346,7 @@ fn messages_published_here_are_forwarded_once_as_routed_but_not_sys() {
         ],
         "the packet id is the publisher's link's, not the message's"
     );
-    assert_eq!(forwards[1].payload.as_ref(), b"one");
+    assert_eq!(forwards[1].publish.payload.as_ref(), b"one");
     assert!(h.broker.take_forwards().is_empty(), "taken once");
 
     let mut config = quiet_config();
@@ -417,4 +478,23 @@ fn what_comes_from_the_cluster_expires_by_its_interval_counted_from_arrival() {
     let retained = publishes(&outputs, B);
     assert_eq!(retained.len(), 1, "retained, not expired");
     assert_eq!(retained[0].properties.message_expiry_interval, Some(70));
+}
+
+#[test]
+fn sys_messages_stay_on_their_node_and_reach_its_groups_there() {
+    let mut config = quiet_config();
+    config.sys_interval = Some(secs(10));
+    let mut h = Harness::with_config(config);
+    h.broker.set_clustered();
+    h.broker.set_groups_balanced(true);
+    h.connect_ok(A, v5("a"));
+    h.subscribe(A, "$share/g/$SYS/broker/uptime", QoS::AtMostOnce);
+    h.drain();
+    let outputs = h.advance_and_tick(secs(10));
+    assert_eq!(
+        publishes(&outputs, A).len(),
+        1,
+        "not for the cluster to balance"
+    );
+    assert!(h.broker.take_forwards().is_empty());
 }

@@ -27,7 +27,7 @@ use super::subject;
 use crate::broker_task::{BrokerHandle, Command};
 use crate::config::ClusterConfig;
 use async_nats::{Client, ConnectOptions, Event, HeaderMap, ServerAddr};
-use broker_core::{Broker, InterestChange};
+use broker_core::{Broker, Forward, InterestChange};
 use bytes::BytesMut;
 use futures_util::StreamExt;
 use mqtt_codec::{Packet, ProtocolVersion, PublishPacket, QoS};
@@ -72,7 +72,7 @@ pub struct ClusterCounters {
 /// The broker task's end of the link.
 pub(crate) struct ClusterSide {
     interest: mpsc::UnboundedSender<InterestChange>,
-    forwards: mpsc::Sender<PublishPacket>,
+    forwards: mpsc::Sender<Forward>,
     counters: Arc<ClusterCounters>,
 }
 
@@ -83,8 +83,8 @@ impl ClusterSide {
             // Fails only once the link task is gone, at shutdown.
             let _ = self.interest.send(change);
         }
-        for publish in broker.take_forwards() {
-            if self.forwards.try_send(publish).is_err() {
+        for forward in broker.take_forwards() {
+            if self.forwards.try_send(forward).is_err() {
                 self.counters.dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -256,7 +256,7 @@ impl Link {
     async fn run(
         mut self,
         mut interest: mpsc::UnboundedReceiver<InterestChange>,
-        mut forwards: mpsc::Receiver<PublishPacket>,
+        mut forwards: mpsc::Receiver<Forward>,
     ) {
         let (incoming_tx, mut incoming) = mpsc::channel(INCOMING_QUEUE);
         loop {
@@ -265,8 +265,8 @@ impl Link {
                     Some(change) => self.follow(change, &incoming_tx).await,
                     None => break,
                 },
-                publish = forwards.recv() => match publish {
-                    Some(publish) => self.forward(publish).await,
+                forward = forwards.recv() => match forward {
+                    Some(forward) => self.forward(forward).await,
                     None => break,
                 },
                 Some(message) = incoming.recv() => self.receive(message).await,
@@ -313,7 +313,13 @@ impl Link {
         }
     }
 
-    async fn forward(&mut self, publish: PublishPacket) {
+    async fn forward(
+        &mut self,
+        Forward {
+            publish,
+            groups_served,
+        }: Forward,
+    ) {
         if publish.retain && self.retained.try_send(publish.clone()).is_err() {
             self.counters.dropped.fetch_add(1, Ordering::Relaxed);
         }
@@ -322,6 +328,9 @@ impl Link {
         let mut headers = HeaderMap::new();
         headers.insert(ORIGIN, self.node.as_str());
         headers.insert(SEQUENCE, self.sequence.to_string().as_str());
+        if groups_served {
+            headers.insert(super::shared::GROUPS_SERVED, "1");
+        }
         let Some(payload) = encode(publish) else {
             self.counters.dropped.fetch_add(1, Ordering::Relaxed);
             return;

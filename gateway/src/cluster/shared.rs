@@ -18,6 +18,12 @@
 //! A message chosen for this node is handed to the broker task for its group alone
 //! ([`broker_core::Broker::publish_to_group`]); if the group's last member here left meanwhile,
 //! it is lost, as any message between nodes may be (NATS core: at most once).
+//!
+//! While this connection is down, the broker serves its groups with the messages published on
+//! this node, as a single node would, and marks those it forwards meanwhile (the header
+//! [`GROUPS_SERVED`]): no group gets them through NATS, when the client sends them on its
+//! return. The connection's events tell the broker ([`Command::GroupsBalanced`]); it starts
+//! down.
 
 use super::link::{self, ClusterCounters, ClusterError, PREFIX};
 use super::subject;
@@ -31,8 +37,13 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
+
+/// The header of a message whose node served its own groups with it (published while its
+/// groups' connection was down): no group is to get it through NATS.
+pub(super) const GROUPS_SERVED: &str = "Mqtt-Groups-Served";
 
 /// A message the cluster chose this node to deliver to one of its shared groups.
 #[derive(Debug)]
@@ -65,11 +76,18 @@ impl SharedGroups {
         counters: Arc<ClusterCounters>,
     ) -> Result<Self, ClusterError> {
         let (servers, options) = link::connect_options(config).await?;
+        // The client's callback may hold nothing that waits on the broker task: the latest
+        // state goes through a watch to a task that tells the broker (and ends with the client).
+        let (balanced_tx, balanced_rx) = watch::channel(false);
+        tokio::spawn(tell_balanced(balanced_rx, broker.clone()));
         let client = options
             .name(format!("{} shared groups", config.node_name))
             .retry_on_initial_connect()
             .max_reconnects(None)
-            .event_callback(|event| async move { note_event(&event) })
+            .event_callback(move |event| {
+                note_event(&balanced_tx, &event);
+                async {}
+            })
             .connect(servers)
             .await
             .map_err(|error| ClusterError::Connect(error.to_string()))?;
@@ -138,6 +156,13 @@ async fn deliver(
     counters: Arc<ClusterCounters>,
 ) {
     while let Some(message) = subscriber.next().await {
+        if message
+            .headers
+            .as_ref()
+            .is_some_and(|headers| headers.get(GROUPS_SERVED).is_some())
+        {
+            continue;
+        }
         // The subject says which topic the message is for: a PUBLISH for another one did not
         // come from a node of this cluster.
         let publish = link::decode(&message.payload).filter(|publish| {
@@ -169,11 +194,32 @@ async fn deliver(
     }
 }
 
-fn note_event(event: &Event) {
-    match event {
-        Event::Connected => info!("cluster: shared groups connected to NATS"),
-        Event::Disconnected => warn!("cluster: shared groups lost NATS"),
-        other => info!("cluster: shared groups: NATS {other}"),
+/// Logs the connection's events, and notes whether NATS balances the groups.
+fn note_event(balanced: &watch::Sender<bool>, event: &Event) {
+    let balanced_now = match event {
+        Event::Connected => {
+            info!("cluster: shared groups connected to NATS");
+            true
+        }
+        Event::Disconnected => {
+            warn!("cluster: shared groups lost NATS; this node's messages go to its groups here");
+            false
+        }
+        other => {
+            info!("cluster: shared groups: NATS {other}");
+            return;
+        }
+    };
+    balanced.send_replace(balanced_now);
+}
+
+/// Tells the broker task whether NATS balances the groups, each time that changes.
+async fn tell_balanced(mut balanced: watch::Receiver<bool>, broker: BrokerHandle) {
+    while balanced.changed().await.is_ok() {
+        let now = *balanced.borrow_and_update();
+        if broker.send(Command::GroupsBalanced(now)).await.is_err() {
+            break;
+        }
     }
 }
 

@@ -698,3 +698,99 @@ async fn a_group_on_one_node_gets_the_messages_of_every_node_its_own_included() 
         from_second.len()
     );
 }
+
+/// Reads what `client` has now (each message acknowledged), for `wait`: the payloads of the
+/// messages other than probes, and whether a probe came.
+async fn read_for(client: &mut TestClient, wait: Duration) -> (Vec<String>, bool) {
+    let mut payloads = Vec::new();
+    let mut probed = false;
+    while let Some(packet) = client.try_packet(wait).await {
+        if let mqtt_codec::Packet::Publish(message) = packet {
+            client.acknowledge(&message).await;
+            if message.payload.as_ref() == b"probe" {
+                probed = true;
+            } else {
+                payloads.push(String::from_utf8_lossy(&message.payload).into_owned());
+            }
+        }
+    }
+    (payloads, probed)
+}
+
+#[tokio::test]
+async fn a_node_cut_off_from_nats_serves_its_groups_its_own_messages_and_none_twice() {
+    let mut nats = Nats::start();
+    let (a, b) = (node(&nats, "a").await, node(&nats, "b").await);
+    let mut member_a = TestClient::v5(a.addr, "g-on-a").await;
+    member_a.subscribe("$share/g/o/#", QoS::AtLeastOnce).await;
+    let mut member_b = TestClient::v5(b.addr, "g-on-b").await;
+    member_b.subscribe("$share/g/o/#", QoS::AtLeastOnce).await;
+    let mut on_a = TestClient::v5(a.addr, "pub-on-a").await;
+    let mut on_b = TestClient::v5(b.addr, "pub-on-b").await;
+    await_group(&mut [&mut member_a, &mut member_b], &mut on_b, "o/probe").await;
+
+    nats.kill();
+    // Once a's groups' connection noticed, a's messages reach its member here.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        on_a.publish_packet(publish_packet("o/probe", "probe", QoS::AtMostOnce, false))
+            .await;
+        if read_for(&mut member_a, Duration::from_millis(100)).await.1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "a serves its group within 30 s");
+    }
+    let mut on_member_a = Vec::new();
+    let mut on_member_b = Vec::new();
+    let mut during = Vec::new();
+    for i in 0..10 {
+        let payload = format!("during {i}");
+        on_a.publish_packet(publish_packet("o/x", &payload, QoS::AtLeastOnce, false))
+            .await;
+        during.push(payload);
+    }
+    on_member_a.extend(read_for(&mut member_a, Duration::from_millis(300)).await.0);
+    assert_eq!(on_member_a, during, "at once, in order, on a");
+
+    // NATS returns: a's marked messages reach NATS, and no group gets them again.
+    nats.start_again();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut back = [false, false];
+    while back != [true, true] {
+        on_b.publish_packet(publish_packet("o/probe", "probe", QoS::AtMostOnce, false))
+            .await;
+        for (member, (seen, back)) in [&mut member_a, &mut member_b].into_iter().zip(
+            [&mut on_member_a, &mut on_member_b]
+                .into_iter()
+                .zip(&mut back),
+        ) {
+            let (payloads, probed) = read_for(member, Duration::from_millis(50)).await;
+            seen.extend(payloads);
+            *back |= probed;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "both members balanced again within 30 s: {back:?}"
+        );
+    }
+    let mut after = Vec::new();
+    for i in 0..20 {
+        let payload = format!("after {i}");
+        on_a.publish_packet(publish_packet("o/x", &payload, QoS::AtLeastOnce, false))
+            .await;
+        after.push(payload);
+    }
+    on_member_a.extend(received_payloads(&mut member_a).await);
+    on_member_b.extend(received_payloads(&mut member_b).await);
+    let mut got: Vec<String> = on_member_a.iter().chain(&on_member_b).cloned().collect();
+    got.sort();
+    let mut sent: Vec<String> = during.into_iter().chain(after).collect();
+    sent.sort();
+    assert_eq!(got, sent, "each once in the group");
+    assert!(
+        on_member_b
+            .iter()
+            .any(|payload| payload.starts_with("after")),
+        "balanced again: b's member gets some of a's messages"
+    );
+}
