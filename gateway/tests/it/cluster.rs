@@ -773,6 +773,13 @@ async fn a_node_cut_off_from_nats_serves_its_groups_its_own_messages_and_none_tw
             "both members balanced again within 30 s: {back:?}"
         );
     }
+    // And a's own connection is back too (the two reconnect each at its pace): what a
+    // publishes now reaches NATS at once.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while figure(&a, "mqtt_cluster_connected").await != 1.0 {
+        assert!(Instant::now() < deadline, "a back on NATS within 30 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let mut after = Vec::new();
     for i in 0..20 {
         let payload = format!("after {i}");
