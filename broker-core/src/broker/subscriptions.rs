@@ -5,8 +5,9 @@
 //! the group, not the session, has one entry in the tree under the inner filter; a message to
 //! the group goes to one member in turn.
 //!
-//! On a node of a cluster, matching skips the groups: the cluster balances their messages among
-//! the nodes, and the link hands each group its own ([`Subscriptions::collect_group_match`]).
+//! On a node of a cluster that balances the groups, matching skips them (but for `$SYS`
+//! messages, which stay on their node): the cluster balances their messages among the nodes,
+//! and the link hands each group its own ([`Subscriptions::collect_group_match`]).
 //!
 //! Invariants: a group is in the tree and in the index exactly while it has members; a group key
 //! in the tree refers to a live group. Each session also keeps its own list of filters (see
