@@ -21,10 +21,10 @@ pub use auth::{
     AllowAll, AuthDecision, AuthHook, Authentication, ClientIdentity, Grant, Permissions,
 };
 pub use broker::{
-    Broker, Change, ClientSummary, ConnectionId, ConnectionInfo, Frame, FrameKind, InterestChange,
-    Output, Persistence, RetainedSummary, SessionRecord, Snapshot, StoredEntry, StoredInflight,
-    StoredMessage, StoredSession, StoredSubscription, SubscriptionSummary, Termination, TopicLimit,
-    Transport,
+    Broker, Change, ClientSummary, ConnectionId, ConnectionInfo, Forward, Frame, FrameKind,
+    InterestChange, Output, Persistence, RetainedSummary, SessionRecord, Snapshot, StoredEntry,
+    StoredInflight, StoredMessage, StoredSession, StoredSubscription, SubscriptionSummary,
+    Termination, TopicLimit, Transport,
 };
 pub use config::BrokerConfig;
 pub use session::KeptPublish;

@@ -8,6 +8,7 @@
 
 use crate::cluster::link::ClusterSide;
 use crate::cluster::sessions::{LogStatus, ToWriter};
+use crate::cluster::shared::GroupMessage;
 use crate::counters::TransportCounters;
 use crate::link::{ConnectionLink, Credit, PushError, Throttle};
 use crate::store::{ChangeSink, StoreStatus};
@@ -104,6 +105,10 @@ pub(crate) enum Command {
         /// Answered when the other node may read the session.
         done: oneshot::Sender<()>,
     },
+    /// A message the cluster chose this node to deliver to one of its shared groups.
+    ToGroup(Box<GroupMessage>),
+    /// Whether the cluster balances this node's shared groups (their NATS connection is up).
+    GroupsBalanced(bool),
     /// A question from the HTTP API.
     Query(Query),
     /// Disconnect every client (DISCONNECT 0x8B for 5.0) and stop.
@@ -525,6 +530,15 @@ fn handle(
                 }
             }
         }
+        Command::ToGroup(message) => {
+            let GroupMessage {
+                group,
+                filter,
+                publish,
+            } = *message;
+            broker.publish_to_group(&group, &filter, publish, now);
+        }
+        Command::GroupsBalanced(balanced) => broker.set_groups_balanced(balanced),
         Command::Query(query) => answer(broker, query, now),
         Command::Shutdown => {
             broker.handle_shutdown(now);

@@ -55,7 +55,7 @@ mod timers;
 
 pub use admin::{ClientSummary, RetainedSummary, SubscriptionSummary};
 pub use changes::{Change, Persistence, SessionRecord};
-pub use cluster::InterestChange;
+pub use cluster::{Forward, InterestChange};
 pub use connection::{ConnectionId, ConnectionInfo, Transport};
 pub use limits::TopicLimit;
 pub use output::{Frame, FrameKind, Output};
@@ -72,9 +72,7 @@ use crate::stats::{DropReason, Stats};
 use changes::Changes;
 use connect::ConnectRequest;
 use connection::Connection;
-use mqtt_codec::{
-    ConnAckPacket, DecodeError, Packet, Properties, ProtocolVersion, PublishPacket, ReasonCode,
-};
+use mqtt_codec::{ConnAckPacket, DecodeError, Packet, Properties, ProtocolVersion, ReasonCode};
 use output::Outputs;
 use retained::RetainedMessages;
 use std::fmt;
@@ -107,7 +105,7 @@ pub struct Broker {
     congested: bool,
     /// The messages published here for the other nodes of a cluster; None on a single node
     /// (see cluster.rs).
-    forwards: Option<Vec<PublishPacket>>,
+    forwards: Option<Vec<cluster::Forward>>,
 }
 
 impl fmt::Debug for Broker {

@@ -6,6 +6,7 @@ use super::changes::Change;
 use super::delivery::Target;
 use super::limits;
 use super::output::SharedFrames;
+use super::subscriptions::Match;
 use super::termination::Termination;
 use super::{Broker, ConnectionId};
 use crate::auth::ClientIdentity;
@@ -246,7 +247,20 @@ impl Broker {
         matches.clear();
         self.subscriptions
             .collect_matches(&publish.topic, publisher, &self.sessions, &mut matches);
+        let reached = self.deliver_matches(&publish, &mut matches, expires_at, now);
+        self.matches = matches;
+        reached
+    }
 
+    /// Delivers a message to the sessions of `matches`. Returns the number of subscriptions it
+    /// reached.
+    pub(super) fn deliver_matches(
+        &mut self,
+        publish: &PublishPacket,
+        matches: &mut [Match],
+        expires_at: Option<Instant>,
+        now: Instant,
+    ) -> usize {
         // One copy per session, at the highest QoS of its matching subscriptions, carrying every
         // matching subscription identifier [MQTT-3.3.4-2] [MQTT-3.3.4-3]. A shared group's
         // delivery is a copy of its own.
@@ -275,7 +289,7 @@ impl Broker {
                 && identifiers.clone().next().is_none()
                 && conn.takes_plain_frames()
             {
-                delivery.send_shared(*connection, conn, &publish, retain, &mut shared);
+                delivery.send_shared(*connection, conn, publish, retain, &mut shared);
                 continue;
             }
             let mut copy = publish.clone();
@@ -287,7 +301,6 @@ impl Broker {
             }
             delivery.deliver(target, copy, expires_at, now, &mut stored);
         }
-        self.matches = matches;
         reached
     }
 }

@@ -5,11 +5,15 @@
 //! the group, not the session, has one entry in the tree under the inner filter; a message to
 //! the group goes to one member in turn.
 //!
+//! On a node of a cluster that balances the groups, matching skips them (but for `$SYS`
+//! messages, which stay on their node): the cluster balances their messages among the nodes,
+//! and the link hands each group its own ([`Subscriptions::collect_group_match`]).
+//!
 //! Invariants: a group is in the tree and in the index exactly while it has members; a group key
 //! in the tree refers to a live group. Each session also keeps its own list of filters (see
 //! [`crate::session::Session::subscriptions`]); the broker changes both together.
 
-use super::cluster::Interest;
+use super::cluster::{Interest, stays_on_node};
 use crate::HashMap;
 use crate::session::SessionKey;
 use crate::sessions::Sessions;
@@ -83,9 +87,33 @@ pub(super) struct Subscriptions {
     group_index: HashMap<ByteStr, GroupKey>,
     /// The filters subscribed to here, for a cluster (see cluster.rs).
     pub interest: Interest,
+    /// On a node of a cluster that balances the groups: [`Subscriptions::collect_matches`]
+    /// leaves them out.
+    groups_by_cluster: bool,
 }
 
 impl Subscriptions {
+    /// Makes this a node of a cluster's subscriptions: interest is recorded from now on (with
+    /// what is here already).
+    pub fn start_cluster(&mut self) {
+        let groups = self.group_index.keys().filter_map(|full| {
+            let shared = topic::parse_shared(full).ok().flatten()?;
+            Some((shared.group, shared.filter))
+        });
+        self.interest.start(groups);
+    }
+
+    /// Whether shared groups get messages only through [`Subscriptions::collect_group_match`]
+    /// (a cluster balances them) or also from [`Subscriptions::collect_matches`].
+    pub fn set_groups_by_cluster(&mut self, by_cluster: bool) {
+        self.groups_by_cluster = by_cluster;
+    }
+
+    /// See [`Subscriptions::set_groups_by_cluster`].
+    pub fn groups_by_cluster(&self) -> bool {
+        self.groups_by_cluster
+    }
+
     /// The number of subscriptions: plain ones and shared group memberships.
     pub fn len(&self) -> usize {
         let groups = self.groups.iter().flatten();
@@ -109,7 +137,7 @@ impl Subscriptions {
             Some(shared) => {
                 let group_key = match self.group_index.get(filter) {
                     Some(&group_key) => group_key,
-                    None => self.add_group(filter, shared.filter),
+                    None => self.add_group(filter, shared.group, shared.filter),
                 };
                 let group = self.groups[group_key.index()]
                     .as_mut()
@@ -126,7 +154,7 @@ impl Subscriptions {
         }
     }
 
-    fn add_group(&mut self, full_filter: &ByteStr, inner_filter: &str) -> GroupKey {
+    fn add_group(&mut self, full_filter: &ByteStr, name: &str, inner_filter: &str) -> GroupKey {
         let group = Some(SharedGroup {
             members: Vec::new(),
             next: 0,
@@ -142,13 +170,13 @@ impl Subscriptions {
             }
         };
         self.group_index.insert(full_filter.detached(), group_key);
+        self.interest.add_group(name, inner_filter);
         let entry = SubscriberEntry {
             options: SubscriptionOptions::default(),
             identifier: None,
         };
         self.tree
             .insert(inner_filter, Subscriber::Group(group_key), entry);
-        self.interest.add(inner_filter);
         group_key
     }
 
@@ -174,7 +202,7 @@ impl Subscriptions {
         if group.members.is_empty() {
             self.tree
                 .remove(shared.filter, &Subscriber::Group(group_key));
-            self.interest.remove(shared.filter);
+            self.interest.remove_group(shared.group, shared.filter);
             self.group_index.remove(filter);
             self.groups[group_key.index()] = None;
             self.free_groups.push(group_key);
@@ -183,7 +211,8 @@ impl Subscriptions {
 
     /// Appends to `matches` every subscription `topic` matches: each plain one except a No
     /// Local subscription of `publisher` [MQTT-3.8.3-3], and for each shared group the member
-    /// whose turn it is.
+    /// whose turn it is (unless a cluster balances the groups: then they get only what stays
+    /// on this node, `$SYS`).
     pub fn collect_matches(
         &mut self,
         topic: &str,
@@ -192,6 +221,7 @@ impl Subscriptions {
         matches: &mut Vec<Match>,
     ) {
         let groups = &mut self.groups;
+        let groups_by_cluster = self.groups_by_cluster;
         self.tree
             .for_each_match(topic, |subscriber, entry| match subscriber {
                 Subscriber::Session(session) => {
@@ -204,6 +234,7 @@ impl Subscriptions {
                         });
                     }
                 }
+                Subscriber::Group(_) if groups_by_cluster && !stays_on_node(topic) => {}
                 Subscriber::Group(group_key) => {
                     if let Some(group) = groups[group_key.index()].as_mut()
                         && let Some((session, entry)) = group.pick(sessions)
@@ -217,5 +248,30 @@ impl Subscriptions {
                     }
                 }
             });
+    }
+
+    /// Appends to `matches` the member of the shared group `$share/{group}/{filter}` whose
+    /// turn it is, if the group has members here.
+    pub fn collect_group_match(
+        &mut self,
+        group: &str,
+        filter: &str,
+        sessions: &Sessions,
+        matches: &mut Vec<Match>,
+    ) {
+        let full_filter = format!("{}{group}/{filter}", topic::SHARED_PREFIX);
+        let Some(&group_key) = self.group_index.get(full_filter.as_str()) else {
+            return;
+        };
+        if let Some(group) = self.groups[group_key.index()].as_mut()
+            && let Some((session, entry)) = group.pick(sessions)
+        {
+            matches.push(Match {
+                session,
+                group: Some(group_key),
+                options: entry.options,
+                identifier: entry.identifier,
+            });
+        }
     }
 }

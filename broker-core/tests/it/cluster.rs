@@ -3,7 +3,7 @@
 //! locally but never forwarded again. Nothing of it happens on a single node.
 
 use crate::common::*;
-use broker_core::InterestChange::{self, Added, Removed};
+use broker_core::InterestChange::{self, Added, GroupAdded, GroupRemoved, Removed};
 use mqtt_codec::{Packet, QoS, ReasonCode};
 
 fn sorted(mut changes: Vec<InterestChange>) -> Vec<InterestChange> {
@@ -16,6 +16,7 @@ fn a_single_node_records_nothing() {
     let mut h = Harness::new();
     h.connect_ok(A, v5("a"));
     h.subscribe(A, "x/#", QoS::AtMostOnce);
+    h.subscribe(A, "$share/g/x/#", QoS::AtMostOnce);
     h.publish(A, qos0("x/1", "m"));
     assert!(h.broker.take_interest().is_empty());
     assert!(h.broker.take_forwards().is_empty());
@@ -70,23 +71,253 @@ fn an_offline_persistent_session_keeps_its_interest() {
     );
 }
 
+fn group_added(group: &str, filter: &str) -> InterestChange {
+    GroupAdded {
+        group: group.into(),
+        filter: filter.into(),
+    }
+}
+
+fn group_removed(group: &str, filter: &str) -> InterestChange {
+    GroupRemoved {
+        group: group.into(),
+        filter: filter.into(),
+    }
+}
+
 #[test]
-fn a_shared_group_counts_once_for_its_filter() {
+fn a_shared_group_is_reported_apart_from_its_filter_from_first_to_last_member() {
     let mut h = Harness::new();
     h.broker.set_clustered();
     h.connect_ok(A, v5("a"));
     h.connect_ok(B, v5("b"));
     h.subscribe(A, "$share/g/x/+", QoS::AtMostOnce);
     h.subscribe(B, "$share/g/x/+", QoS::AtMostOnce);
+    assert_eq!(
+        h.broker.take_interest(),
+        [group_added("g", "x/+")],
+        "once, with its first member; not as the plain filter's interest"
+    );
     h.subscribe(B, "x/+", QoS::AtMostOnce);
-    assert_eq!(h.broker.take_interest(), [Added("x/+".into())]);
+    h.subscribe(B, "$share/h/x/+", QoS::AtMostOnce);
+    h.subscribe(B, "$share/g/x/#", QoS::AtMostOnce);
+    assert_eq!(
+        h.broker.take_interest(),
+        [
+            Added("x/+".into()),
+            group_added("h", "x/+"),
+            group_added("g", "x/#")
+        ],
+        "a group is its name and its filter"
+    );
     h.unsubscribe(B, &["x/+", "$share/g/x/+"]);
-    assert!(
-        h.broker.take_interest().is_empty(),
-        "a's group membership remains"
+    assert_eq!(
+        h.broker.take_interest(),
+        [Removed("x/+".into())],
+        "a's membership of g keeps the group"
     );
     h.unsubscribe(A, &["$share/g/x/+"]);
-    assert_eq!(h.broker.take_interest(), [Removed("x/+".into())]);
+    assert_eq!(h.broker.take_interest(), [group_removed("g", "x/+")]);
+    h.disconnect(B);
+    assert_eq!(
+        sorted(h.broker.take_interest()),
+        [group_removed("g", "x/#"), group_removed("h", "x/+")]
+    );
+}
+
+#[test]
+fn groups_with_members_before_the_link_started_are_reported_when_it_starts() {
+    let mut h = Harness::new();
+    h.connect_ok(A, v5_persistent("a", 3600));
+    h.subscribe(A, "$share/g/x/+", QoS::AtLeastOnce);
+    h.subscribe(A, "y", QoS::AtLeastOnce);
+    h.subscribe(A, "$share/b/x/+", QoS::AtLeastOnce);
+    assert!(h.broker.take_interest().is_empty(), "not yet clustered");
+    h.broker.set_clustered();
+    assert_eq!(
+        h.broker.take_interest(),
+        [
+            Added("y".into()),
+            group_added("b", "x/+"),
+            group_added("g", "x/+")
+        ]
+    );
+    h.broker.set_clustered();
+    assert!(h.broker.take_interest().is_empty(), "started once");
+}
+
+/// A clustered node with the group `$share/g/x/+` (members a and b), and c subscribing to
+/// `x/+` plainly.
+fn node_with_a_group() -> Harness {
+    let mut h = Harness::new();
+    h.broker.set_clustered();
+    h.broker.set_groups_balanced(true);
+    h.connect_ok(A, v5("a"));
+    h.connect_ok(B, v5("b"));
+    h.connect_ok(C, v5("c"));
+    h.subscribe(A, "$share/g/x/+", QoS::AtLeastOnce);
+    h.subscribe(B, "$share/g/x/+", QoS::AtLeastOnce);
+    h.subscribe(C, "x/+", QoS::AtLeastOnce);
+    h.connect_ok(D, v5("publisher"));
+    h.drain();
+    h
+}
+
+#[test]
+fn a_clustered_node_routes_no_message_to_its_groups_on_the_common_way() {
+    let mut h = node_with_a_group();
+    let outputs = h.publish(D, qos1("x/1", "local", 1));
+    assert_eq!(
+        payloads(&outputs, C),
+        ["local"],
+        "plain subscriptions get it"
+    );
+    assert!(payloads(&outputs, A).is_empty() && payloads(&outputs, B).is_empty());
+    let forwards = h.broker.take_forwards();
+    assert_eq!(
+        forwards.len(),
+        1,
+        "forwarded: the cluster balances it among the group's nodes, this one included"
+    );
+    assert!(!forwards[0].groups_served);
+    assert_eq!(
+        h.broker
+            .publish_from_cluster(qos1("x/2", "remote", 5), h.now),
+        1
+    );
+    let outputs = h.drain();
+    assert_eq!(payloads(&outputs, C), ["remote"]);
+    assert!(payloads(&outputs, A).is_empty() && payloads(&outputs, B).is_empty());
+
+    let mut single = Harness::new();
+    single.broker.set_groups_balanced(true);
+    single.connect_ok(A, v5("a"));
+    single.connect_ok(D, v5("publisher"));
+    single.subscribe(A, "$share/g/x/+", QoS::AtLeastOnce);
+    let outputs = single.publish(D, qos1("x/1", "alone", 1));
+    assert_eq!(
+        payloads(&outputs, A),
+        ["alone"],
+        "a single node's groups are its own"
+    );
+}
+
+#[test]
+fn while_the_cluster_cannot_balance_groups_they_get_this_nodes_messages_marked_as_served() {
+    let mut h = Harness::new();
+    h.broker.set_clustered();
+    h.connect_ok(A, v5("a"));
+    h.subscribe(A, "$share/g/x/+", QoS::AtLeastOnce);
+    h.connect_ok(D, v5("publisher"));
+    h.drain();
+    let outputs = h.publish(D, qos1("x/1", "before the link", 1));
+    assert_eq!(
+        payloads(&outputs, A),
+        ["before the link"],
+        "not balanced until the link says so"
+    );
+    h.broker.set_groups_balanced(true);
+    let outputs = h.publish(D, qos1("x/2", "balanced", 2));
+    assert!(
+        payloads(&outputs, A).is_empty(),
+        "the cluster hands it over"
+    );
+    h.broker.set_groups_balanced(false);
+    let outputs = h.publish(D, qos1("x/3", "cut off", 3));
+    assert_eq!(payloads(&outputs, A), ["cut off"]);
+    assert_eq!(
+        h.broker
+            .publish_from_cluster(qos0("x/4", "from elsewhere"), h.now),
+        0,
+        "never another node's: the cluster hands it to the group, or that node served its own"
+    );
+    let outputs = h.publish(D, qos1("x/5", "still cut off", 4));
+    assert_eq!(payloads(&outputs, A), ["still cut off"], "unchanged by it");
+    let served: Vec<(String, bool)> = h
+        .broker
+        .take_forwards()
+        .into_iter()
+        .map(|f| {
+            (
+                String::from_utf8_lossy(&f.publish.payload).into_owned(),
+                f.groups_served,
+            )
+        })
+        .collect();
+    assert_eq!(
+        served,
+        [
+            ("before the link".to_owned(), true),
+            ("balanced".to_owned(), false),
+            ("cut off".to_owned(), true),
+            ("still cut off".to_owned(), true)
+        ],
+        "no group gets a served one again through the cluster"
+    );
+}
+
+#[test]
+fn a_message_for_a_group_reaches_one_member_in_turn_and_nothing_else() {
+    let mut h = node_with_a_group();
+    let mut members = Vec::new();
+    for i in 0..4 {
+        let mut message = qos2(&format!("x/{i}"), &i.to_string(), 9);
+        message.dup = true;
+        message.retain = true;
+        assert_eq!(h.broker.publish_to_group("g", "x/+", message, h.now), 1);
+        let outputs = h.drain();
+        assert!(
+            payloads(&outputs, C).is_empty(),
+            "not to plain subscriptions"
+        );
+        let a = publishes(&outputs, A);
+        let b = publishes(&outputs, B);
+        assert_eq!(a.len() + b.len(), 1, "one member");
+        let delivered = a.first().or(b.first()).expect("delivered");
+        assert_eq!(delivered.payload.as_ref(), i.to_string().as_bytes());
+        assert_eq!(delivered.qos, QoS::AtLeastOnce, "at the member's QoS");
+        assert!(!delivered.dup, "a first delivery here");
+        assert!(!delivered.retain, "without Retain As Published");
+        members.push(if a.is_empty() { "b" } else { "a" });
+    }
+    assert_eq!(members, ["a", "b", "a", "b"], "round robin");
+    assert!(h.broker.take_forwards().is_empty(), "never forwarded");
+    h.connect_ok(E, v5("late"));
+    let outputs = h.subscribe(E, "x/+", QoS::AtMostOnce);
+    assert!(
+        payloads(&outputs, E).is_empty(),
+        "not retained here: the cluster's store keeps retained messages"
+    );
+}
+
+#[test]
+fn a_message_for_a_group_without_members_here_or_outside_its_filter_reaches_nobody() {
+    let mut h = node_with_a_group();
+    for (group, filter, topic) in [
+        ("other", "x/+", "x/1"),
+        ("g", "x/#", "x/1"),
+        ("g", "x/+", "y/1"),
+        ("g", "x/+", "x/1/2"),
+    ] {
+        assert_eq!(
+            h.broker
+                .publish_to_group(group, filter, qos0(topic, "m"), h.now),
+            0,
+            "{group} {filter} {topic}"
+        );
+    }
+    let outputs = h.drain();
+    for client in [A, B, C] {
+        assert!(publishes(&outputs, client).is_empty());
+    }
+    h.unsubscribe(A, &["$share/g/x/+"]);
+    h.unsubscribe(B, &["$share/g/x/+"]);
+    assert_eq!(
+        h.broker
+            .publish_to_group("g", "x/+", qos0("x/1", "m"), h.now),
+        0,
+        "the last member left while it was on its way"
+    );
 }
 
 #[test]
@@ -101,7 +332,10 @@ fn messages_published_here_are_forwarded_once_as_routed_but_not_sys() {
     let forwards = h.broker.take_forwards();
     let summary: Vec<(&str, QoS, bool, Option<u16>)> = forwards
         .iter()
-        .map(|p| (p.topic.as_str(), p.qos, p.retain, p.packet_id))
+        .map(|f| {
+            let p = &f.publish;
+            (p.topic.as_str(), p.qos, p.retain, p.packet_id)
+        })
         .collect();
     assert_eq!(
         summary,
@@ -112,7 +346,7 @@ fn messages_published_here_are_forwarded_once_as_routed_but_not_sys() {
         ],
         "the packet id is the publisher's link's, not the message's"
     );
-    assert_eq!(forwards[1].payload.as_ref(), b"one");
+    assert_eq!(forwards[1].publish.payload.as_ref(), b"one");
     assert!(h.broker.take_forwards().is_empty(), "taken once");
 
     let mut config = quiet_config();
@@ -315,4 +549,52 @@ fn the_will_of_a_client_lost_with_its_node_goes_out_when_its_session_is_adopted(
     second.subscribe(B, "wills/#", QoS::AtMostOnce);
     second.broker.adopt_session(stored, second.now);
     assert_eq!(payloads(&second.drain(), B), ["gone"]);
+}
+
+#[test]
+fn what_comes_from_the_cluster_expires_by_its_interval_counted_from_arrival() {
+    let mut h = Harness::new();
+    h.broker.set_clustered();
+    h.connect_ok(A, v5_persistent("member", 600));
+    h.subscribe(A, "$share/g/t", QoS::AtLeastOnce);
+    h.disconnect(A);
+    let mut queued = qos1("t", "for the group", 3);
+    queued.properties.message_expiry_interval = Some(100);
+    assert_eq!(h.broker.publish_to_group("g", "t", queued, h.now), 1);
+    let mut kept = qos0("r", "retained");
+    kept.properties.message_expiry_interval = Some(100);
+    h.broker.retain_from_cluster(kept, h.now);
+    h.advance(secs(30));
+
+    let outputs = h.connect(B, v5_persistent("member", 600));
+    let delivered = publishes(&outputs, B);
+    assert_eq!(
+        delivered.len(),
+        1,
+        "queued for the offline member, not expired"
+    );
+    assert_eq!(delivered[0].properties.message_expiry_interval, Some(70));
+    let outputs = h.subscribe(B, "r", QoS::AtMostOnce);
+    let retained = publishes(&outputs, B);
+    assert_eq!(retained.len(), 1, "retained, not expired");
+    assert_eq!(retained[0].properties.message_expiry_interval, Some(70));
+}
+
+#[test]
+fn sys_messages_stay_on_their_node_and_reach_its_groups_there() {
+    let mut config = quiet_config();
+    config.sys_interval = Some(secs(10));
+    let mut h = Harness::with_config(config);
+    h.broker.set_clustered();
+    h.broker.set_groups_balanced(true);
+    h.connect_ok(A, v5("a"));
+    h.subscribe(A, "$share/g/$SYS/broker/uptime", QoS::AtMostOnce);
+    h.drain();
+    let outputs = h.advance_and_tick(secs(10));
+    assert_eq!(
+        publishes(&outputs, A).len(),
+        1,
+        "not for the cluster to balance"
+    );
+    assert!(h.broker.take_forwards().is_empty());
 }

@@ -10,6 +10,8 @@
 //!   NATS never hands a node its own messages: nothing loops.
 //! - **Retained messages** published here also go to the cluster's bucket (retained.rs), which
 //!   every node mirrors.
+//! - **Shared groups** with members here get their messages through queue subscriptions on a
+//!   second connection (shared.rs), which NATS balances among the nodes.
 //! - **From other nodes**: messages of all subscriptions arrive here. Two of this node's
 //!   filters may both match one topic (`a/+` and `a/#`), so NATS delivers such a message once
 //!   per matching subscription: the (origin, sequence) pairs seen last are remembered, and a
@@ -26,7 +28,7 @@ use super::subject;
 use crate::broker_task::{BrokerHandle, Command};
 use crate::config::ClusterConfig;
 use async_nats::{Client, ConnectOptions, Event, HeaderMap, ServerAddr};
-use broker_core::{Broker, InterestChange};
+use broker_core::{Broker, Forward, InterestChange};
 use bytes::BytesMut;
 use futures_util::StreamExt;
 use mqtt_codec::{Packet, ProtocolVersion, PublishPacket, QoS};
@@ -83,7 +85,7 @@ pub struct ClusterCounters {
 /// The broker task's end of the link.
 pub(crate) struct ClusterSide {
     interest: mpsc::UnboundedSender<InterestChange>,
-    forwards: mpsc::Sender<PublishPacket>,
+    forwards: mpsc::Sender<Forward>,
     counters: Arc<ClusterCounters>,
     /// Where the sessions' change records go (sessions.rs).
     pub(crate) sessions: SessionSink,
@@ -112,8 +114,8 @@ impl ClusterSide {
             // Fails only once the link task is gone, at shutdown.
             let _ = self.interest.send(change);
         }
-        for publish in broker.take_forwards() {
-            if self.forwards.try_send(publish).is_err() {
+        for forward in broker.take_forwards() {
+            if self.forwards.try_send(forward).is_err() {
                 self.counters.dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -132,19 +134,9 @@ pub(crate) async fn start(
     broker: BrokerHandle,
     counters: Arc<ClusterCounters>,
 ) -> Result<(ClusterSide, Arc<Claims>, JoinHandle<()>), ClusterError> {
-    let servers = config
-        .servers
-        .iter()
-        .map(|url| {
-            url.parse::<ServerAddr>()
-                .map_err(|error| ClusterError::Server {
-                    url: redacted(url),
-                    reason: error.to_string(),
-                })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let (servers, options) = connect_options(config).await?;
     let events = counters.clone();
-    let mut options = ConnectOptions::new()
+    let options = options
         .name(&config.node_name)
         .no_echo()
         .retry_on_initial_connect()
@@ -153,28 +145,6 @@ pub(crate) async fn start(
             let counters = events.clone();
             async move { note_event(&counters, &event) }
         });
-    // The client does not take credentials from a URL itself: those of the first URL that has
-    // some are the connection's (a user and password, or a token alone).
-    if let Some(server) = servers.iter().find(|server| server.username().is_some()) {
-        let user = server.username().unwrap_or_default().to_owned();
-        options = match server.password() {
-            Some(password) => options.user_and_password(user, password.to_owned()),
-            None => options.token(user),
-        };
-    }
-    if let Some(path) = &config.credentials {
-        options =
-            options
-                .credentials_file(path)
-                .await
-                .map_err(|source| ClusterError::Credentials {
-                    path: path.display().to_string(),
-                    source,
-                })?;
-    }
-    if let Some(path) = &config.ca {
-        options = options.add_root_certificates(path.clone());
-    }
     let client = options
         .connect(servers)
         .await
@@ -201,8 +171,11 @@ pub(crate) async fn start(
         broker.clone(),
     ));
     let claims = Arc::new(Claims::new(client.clone(), config.node_name.clone()));
+    let shared =
+        super::shared::SharedGroups::connect(config, broker.clone(), counters.clone()).await?;
     let link = Link {
         client,
+        shared,
         retained,
         node: config.node_name.clone(),
         broker,
@@ -228,6 +201,48 @@ pub(crate) async fn start(
         claims,
         task,
     ))
+}
+
+/// The servers of `config` and the options every NATS connection of this node starts from:
+/// the credentials (the client does not take them from a URL itself: those of the first URL
+/// that has some, a user and password or a token alone; or a `.creds` file) and the root
+/// certificates.
+pub(super) async fn connect_options(
+    config: &ClusterConfig,
+) -> Result<(Vec<ServerAddr>, ConnectOptions), ClusterError> {
+    let servers = config
+        .servers
+        .iter()
+        .map(|url| {
+            url.parse::<ServerAddr>()
+                .map_err(|error| ClusterError::Server {
+                    url: redacted(url),
+                    reason: error.to_string(),
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut options = ConnectOptions::new();
+    if let Some(server) = servers.iter().find(|server| server.username().is_some()) {
+        let user = server.username().unwrap_or_default().to_owned();
+        options = match server.password() {
+            Some(password) => options.user_and_password(user, password.to_owned()),
+            None => options.token(user),
+        };
+    }
+    if let Some(path) = &config.credentials {
+        options =
+            options
+                .credentials_file(path)
+                .await
+                .map_err(|source| ClusterError::Credentials {
+                    path: path.display().to_string(),
+                    source,
+                })?;
+    }
+    if let Some(path) = &config.ca {
+        options = options.add_root_certificates(path.clone());
+    }
+    Ok((servers, options))
 }
 
 /// Why the cluster link could not start.
@@ -275,6 +290,8 @@ fn redacted(url: &str) -> String {
 
 struct Link {
     client: Client,
+    /// The shared groups' queue subscriptions, on a connection of their own (shared.rs).
+    shared: super::shared::SharedGroups,
     /// The retained messages published here, for the cluster's bucket (retained.rs).
     retained: mpsc::Sender<PublishPacket>,
     node: String,
@@ -290,7 +307,7 @@ impl Link {
     async fn run(
         mut self,
         mut interest: mpsc::UnboundedReceiver<InterestChange>,
-        mut forwards: mpsc::Receiver<PublishPacket>,
+        mut forwards: mpsc::Receiver<Forward>,
     ) {
         let (incoming_tx, mut incoming) = mpsc::channel(INCOMING_QUEUE);
         loop {
@@ -299,8 +316,8 @@ impl Link {
                     Some(change) => self.follow(change, &incoming_tx).await,
                     None => break,
                 },
-                publish = forwards.recv() => match publish {
-                    Some(publish) => self.forward(publish).await,
+                forward = forwards.recv() => match forward {
+                    Some(forward) => self.forward(forward).await,
                     None => break,
                 },
                 Some(message) = incoming.recv() => self.receive(message).await,
@@ -341,10 +358,19 @@ impl Link {
                     tasks.iter().for_each(JoinHandle::abort);
                 }
             }
+            group @ (InterestChange::GroupAdded { .. } | InterestChange::GroupRemoved { .. }) => {
+                self.shared.follow(group).await;
+            }
         }
     }
 
-    async fn forward(&mut self, publish: PublishPacket) {
+    async fn forward(
+        &mut self,
+        Forward {
+            publish,
+            groups_served,
+        }: Forward,
+    ) {
         if publish.retain && self.retained.try_send(publish.clone()).is_err() {
             self.counters.dropped.fetch_add(1, Ordering::Relaxed);
         }
@@ -353,6 +379,9 @@ impl Link {
         let mut headers = HeaderMap::new();
         headers.insert(ORIGIN, self.node.as_str());
         headers.insert(SEQUENCE, self.sequence.to_string().as_str());
+        if groups_served {
+            headers.insert(super::shared::GROUPS_SERVED, "1");
+        }
         let Some(payload) = encode(publish) else {
             self.counters.dropped.fetch_add(1, Ordering::Relaxed);
             return;

@@ -520,3 +520,291 @@ async fn a_token_in_the_url_lets_nodes_in() {
     await_interest(&mut on_a, &mut on_b, "token/probe").await;
     assert_eq!(figure(&a, "mqtt_cluster_connected").await, 1.0);
 }
+
+/// Publishes QoS 0 probes to `topic` from `publisher` until every one of `members` (of one
+/// shared group, on their nodes) received one: each member's node then holds the group's queue
+/// subscription in NATS. Then drops the probes still under way.
+async fn await_group(members: &mut [&mut TestClient], publisher: &mut TestClient, topic: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut reached = vec![false; members.len()];
+    while reached.contains(&false) {
+        publisher
+            .publish_packet(publish_packet(topic, "probe", QoS::AtMostOnce, false))
+            .await;
+        for (member, reached) in members.iter_mut().zip(reached.iter_mut()) {
+            while member.try_packet(Duration::from_millis(20)).await.is_some() {
+                *reached = true;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "every member of the group on {topic} reached within 10 s: {reached:?}"
+        );
+    }
+    for member in members.iter_mut() {
+        while member
+            .try_packet(Duration::from_millis(300))
+            .await
+            .is_some()
+        {}
+    }
+}
+
+/// The payloads of the messages `client` receives (each acknowledged), probes left out, until
+/// nothing came for a second.
+async fn received_payloads(client: &mut TestClient) -> Vec<String> {
+    let mut payloads = Vec::new();
+    while let Some(packet) = client.try_packet(Duration::from_secs(1)).await {
+        if let mqtt_codec::Packet::Publish(message) = packet {
+            client.acknowledge(&message).await;
+            if message.payload.as_ref() != b"probe" {
+                payloads.push(String::from_utf8_lossy(&message.payload).into_owned());
+            }
+        }
+    }
+    payloads
+}
+
+/// How many times each payload is in `payloads`.
+fn counted(payloads: &[String]) -> std::collections::BTreeMap<&str, usize> {
+    let mut counts = std::collections::BTreeMap::new();
+    for payload in payloads {
+        *counts.entry(payload.as_str()).or_insert(0) += 1;
+    }
+    counts
+}
+
+#[tokio::test]
+async fn a_shared_group_spread_over_nodes_gets_each_message_once_in_the_cluster() {
+    let nats = Nats::start();
+    let (a, b, c) = (
+        node(&nats, "a").await,
+        node(&nats, "b").await,
+        node(&nats, "c").await,
+    );
+    // The group g has a member on a and one on b; the group h (same filter) one on c; and a
+    // plain subscription to the same filter on a, beside g's member.
+    let mut member_a = TestClient::v5(a.addr, "g-on-a").await;
+    member_a
+        .subscribe("$share/g/jobs/+", QoS::ExactlyOnce)
+        .await;
+    let mut member_b = TestClient::v5(b.addr, "g-on-b").await;
+    member_b
+        .subscribe("$share/g/jobs/+", QoS::ExactlyOnce)
+        .await;
+    let mut other_group = TestClient::v5(c.addr, "h-on-c").await;
+    other_group
+        .subscribe("$share/h/jobs/+", QoS::ExactlyOnce)
+        .await;
+    let mut plain = TestClient::v5(a.addr, "plain-on-a").await;
+    plain.subscribe("jobs/+", QoS::ExactlyOnce).await;
+    let mut publishers = [
+        ("a", TestClient::v5(a.addr, "pub-on-a").await),
+        ("b", TestClient::v311(b.addr, "pub-on-b").await),
+        ("c", TestClient::v5(c.addr, "pub-on-c").await),
+    ];
+    await_group(
+        &mut [&mut member_a, &mut member_b],
+        &mut publishers[2].1,
+        "jobs/probe",
+    )
+    .await;
+    await_group(&mut [&mut other_group], &mut publishers[0].1, "jobs/probe").await;
+    for (_, publisher) in &mut publishers[1..] {
+        await_interest(&mut plain, publisher, "jobs/probe").await;
+    }
+    for member in [&mut member_a, &mut member_b, &mut other_group] {
+        while member
+            .try_packet(Duration::from_millis(300))
+            .await
+            .is_some()
+        {}
+    }
+
+    let mut sent = Vec::new();
+    for round in 0..10 {
+        for qos in [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce] {
+            for (name, publisher) in &mut publishers {
+                let payload = format!("{name} {qos:?} {round}");
+                publisher
+                    .publish_packet(publish_packet("jobs/build", &payload, qos, false))
+                    .await;
+                sent.push(payload);
+            }
+        }
+    }
+    sent.sort();
+
+    let on_a = received_payloads(&mut member_a).await;
+    let on_b = received_payloads(&mut member_b).await;
+    let group: Vec<String> = on_a.iter().chain(&on_b).cloned().collect();
+    let counts = counted(&group);
+    let mut duplicates = 0;
+    for payload in &sent {
+        let times = counts.get(payload.as_str()).copied().unwrap_or(0);
+        if payload.contains("AtLeastOnce") {
+            assert!(times >= 1, "{payload:?} reached g at least once");
+            duplicates += times - 1;
+        } else {
+            assert_eq!(times, 1, "{payload:?} reached g once, on one node");
+        }
+    }
+    eprintln!(
+        "group g: {} on a, {} on b, {duplicates} QoS 1 duplicates",
+        on_a.len(),
+        on_b.len()
+    );
+    assert_eq!(group.len(), sent.len() + duplicates, "nothing else");
+    assert!(
+        !on_a.is_empty() && !on_b.is_empty(),
+        "both nodes' members got some: a {}, b {}",
+        on_a.len(),
+        on_b.len()
+    );
+
+    // Another group with the same filter, and a plain subscription, each get every message once.
+    for client in [&mut other_group, &mut plain] {
+        let mut got = received_payloads(client).await;
+        got.sort();
+        assert_eq!(got, sent);
+    }
+}
+
+#[tokio::test]
+async fn a_group_on_one_node_gets_the_messages_of_every_node_its_own_included() {
+    let nats = Nats::start();
+    let (a, b) = (node(&nats, "a").await, node(&nats, "b").await);
+    let mut first = TestClient::v5(a.addr, "first").await;
+    first.subscribe("$share/g/work/#", QoS::AtLeastOnce).await;
+    let mut second = TestClient::v311(a.addr, "second").await;
+    second.subscribe("$share/g/work/#", QoS::AtLeastOnce).await;
+    let mut on_a = TestClient::v5(a.addr, "pub-on-a").await;
+    let mut on_b = TestClient::v5(b.addr, "pub-on-b").await;
+    await_group(&mut [&mut first, &mut second], &mut on_b, "work/probe").await;
+
+    let mut sent = Vec::new();
+    for i in 0..10 {
+        for (name, publisher) in [("a", &mut on_a), ("b", &mut on_b)] {
+            let payload = format!("{name} {i}");
+            publisher
+                .publish_packet(publish_packet("work", &payload, QoS::AtLeastOnce, false))
+                .await;
+            sent.push(payload);
+        }
+    }
+    sent.sort();
+    let from_first = received_payloads(&mut first).await;
+    let from_second = received_payloads(&mut second).await;
+    let mut got: Vec<String> = from_first.iter().chain(&from_second).cloned().collect();
+    got.sort();
+    assert_eq!(got, sent, "each once, from either node");
+    assert!(
+        !from_first.is_empty() && !from_second.is_empty(),
+        "the node shares them among its members: {} and {}",
+        from_first.len(),
+        from_second.len()
+    );
+}
+
+/// Reads what `client` has now (each message acknowledged), for `wait`: the payloads of the
+/// messages other than probes, and whether a probe came.
+async fn read_for(client: &mut TestClient, wait: Duration) -> (Vec<String>, bool) {
+    let mut payloads = Vec::new();
+    let mut probed = false;
+    while let Some(packet) = client.try_packet(wait).await {
+        if let mqtt_codec::Packet::Publish(message) = packet {
+            client.acknowledge(&message).await;
+            if message.payload.as_ref() == b"probe" {
+                probed = true;
+            } else {
+                payloads.push(String::from_utf8_lossy(&message.payload).into_owned());
+            }
+        }
+    }
+    (payloads, probed)
+}
+
+#[tokio::test]
+async fn a_node_cut_off_from_nats_serves_its_groups_its_own_messages_and_none_twice() {
+    let mut nats = Nats::start();
+    let (a, b) = (node(&nats, "a").await, node(&nats, "b").await);
+    let mut member_a = TestClient::v5(a.addr, "g-on-a").await;
+    member_a.subscribe("$share/g/o/#", QoS::AtLeastOnce).await;
+    let mut member_b = TestClient::v5(b.addr, "g-on-b").await;
+    member_b.subscribe("$share/g/o/#", QoS::AtLeastOnce).await;
+    let mut on_a = TestClient::v5(a.addr, "pub-on-a").await;
+    let mut on_b = TestClient::v5(b.addr, "pub-on-b").await;
+    await_group(&mut [&mut member_a, &mut member_b], &mut on_b, "o/probe").await;
+
+    nats.kill();
+    // Once a's groups' connection noticed, a's messages reach its member here.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        on_a.publish_packet(publish_packet("o/probe", "probe", QoS::AtMostOnce, false))
+            .await;
+        if read_for(&mut member_a, Duration::from_millis(100)).await.1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "a serves its group within 30 s");
+    }
+    let mut on_member_a = Vec::new();
+    let mut on_member_b = Vec::new();
+    let mut during = Vec::new();
+    for i in 0..10 {
+        let payload = format!("during {i}");
+        on_a.publish_packet(publish_packet("o/x", &payload, QoS::AtLeastOnce, false))
+            .await;
+        during.push(payload);
+    }
+    on_member_a.extend(read_for(&mut member_a, Duration::from_millis(300)).await.0);
+    assert_eq!(on_member_a, during, "at once, in order, on a");
+
+    // NATS returns: a's marked messages reach NATS, and no group gets them again.
+    nats.start_again();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut back = [false, false];
+    while back != [true, true] {
+        on_b.publish_packet(publish_packet("o/probe", "probe", QoS::AtMostOnce, false))
+            .await;
+        for (member, (seen, back)) in [&mut member_a, &mut member_b].into_iter().zip(
+            [&mut on_member_a, &mut on_member_b]
+                .into_iter()
+                .zip(&mut back),
+        ) {
+            let (payloads, probed) = read_for(member, Duration::from_millis(50)).await;
+            seen.extend(payloads);
+            *back |= probed;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "both members balanced again within 30 s: {back:?}"
+        );
+    }
+    // And a's own connection is back too (the two reconnect each at its pace): what a
+    // publishes now reaches NATS at once.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while figure(&a, "mqtt_cluster_connected").await != 1.0 {
+        assert!(Instant::now() < deadline, "a back on NATS within 30 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut after = Vec::new();
+    for i in 0..20 {
+        let payload = format!("after {i}");
+        on_a.publish_packet(publish_packet("o/x", &payload, QoS::AtLeastOnce, false))
+            .await;
+        after.push(payload);
+    }
+    on_member_a.extend(received_payloads(&mut member_a).await);
+    on_member_b.extend(received_payloads(&mut member_b).await);
+    let mut got: Vec<String> = on_member_a.iter().chain(&on_member_b).cloned().collect();
+    got.sort();
+    let mut sent: Vec<String> = during.into_iter().chain(after).collect();
+    sent.sort();
+    assert_eq!(got, sent, "each once in the group");
+    assert!(
+        on_member_b
+            .iter()
+            .any(|payload| payload.starts_with("after")),
+        "balanced again: b's member gets some of a's messages"
+    );
+}
