@@ -65,6 +65,16 @@ struct Cli {
     /// Stop counting after this many seconds; the whole run gives up a little later.
     #[arg(long, default_value_t = 60, global = true)]
     timeout: u64,
+    /// The `fanin`, `fanout` and `latency` subscribers connect here rather than to --addr
+    /// (repeated: spread over them in turn), for a cluster whose nodes are different brokers.
+    /// With this or --pub-addr the mode first waits for interest (see [`await_interest`]).
+    /// Over --transport tcp or tls.
+    #[arg(long, value_name = "ADDR", global = true)]
+    sub_addr: Vec<SocketAddr>,
+    /// The `fanin`, `fanout` and `latency` publishers connect here rather than to --addr
+    /// (repeated: spread over them in turn).
+    #[arg(long, value_name = "ADDR", global = true)]
+    pub_addr: Vec<SocketAddr>,
     #[command(subcommand)]
     mode: Mode,
 }
@@ -298,6 +308,7 @@ struct Big {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    let placement = Placement::new(&cli)?;
     let target = Target::new(cli.transport, cli.addr, cli.ws_url, cli.tls_ca.as_deref())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -309,7 +320,7 @@ fn main() -> Result<()> {
         Mode::Soak(args) => args.limit(),
         _ => deadline + 2 * STALL + Duration::from_secs(10),
     };
-    let run = run_mode(cli.mode, target, deadline);
+    let run = run_mode(cli.mode, target, placement, deadline);
     runtime.block_on(async move {
         tokio::time::timeout(limit, run)
             .await
@@ -318,7 +329,13 @@ fn main() -> Result<()> {
 }
 
 /// Runs one mode and prints its JSON line.
-async fn run_mode(mode: Mode, target: Target, deadline: Duration) -> Result<()> {
+async fn run_mode(
+    mode: Mode,
+    target: Target,
+    placement: Option<Placement>,
+    deadline: Duration,
+) -> Result<()> {
+    let placement = placement.unwrap_or_else(|| Placement::alone(&target));
     match mode {
         Mode::Fanin {
             publishers,
@@ -341,7 +358,7 @@ async fn run_mode(mode: Mode, target: Target, deadline: Duration) -> Result<()> 
                     Session::Clean
                 },
             };
-            let result = fan_in(&target, &load, deadline).await?;
+            let result = fan_in(&placement, &load, deadline).await?;
             report_throughput(&result, expect_all)
         }
         Mode::Fanout {
@@ -352,8 +369,14 @@ async fn run_mode(mode: Mode, target: Target, deadline: Duration) -> Result<()> 
             window,
             expect_all,
         } => {
-            let result =
-                fan_out(&target, subscribers, messages, size, qos, window, deadline).await?;
+            let load = FanOut {
+                subscribers,
+                messages,
+                size,
+                qos,
+                window,
+            };
+            let result = fan_out(&placement, &load, deadline).await?;
             report_throughput(&result, expect_all)
         }
         Mode::Idle { connections, pid } => {
@@ -374,7 +397,7 @@ async fn run_mode(mode: Mode, target: Target, deadline: Duration) -> Result<()> 
             seconds,
             size,
         } => {
-            let result = latency(&target, rate, seconds, size).await?;
+            let result = latency(&placement, rate, seconds, size).await?;
             println!("{}", serde_json::to_string(&result)?);
             Ok(())
         }
@@ -625,7 +648,8 @@ async fn publisher(
 }
 
 /// Counts PUBLISH packets until `expected` arrived or nothing came for [`STALL`]; answers
-/// QoS 1 with PUBACK. Returns the count and the time of the last arrival.
+/// QoS 1 with PUBACK. Returns the count and the time of the last arrival. A late probe of
+/// [`await_interest`] is neither counted nor taken for an arrival.
 async fn count_messages(
     mut reader: Reader,
     mut writer: Writer,
@@ -648,24 +672,34 @@ async fn count_messages(
             Ok(Ok(_)) => {}
             Ok(Err(error)) => return Err(error),
         }
-        last = Instant::now();
+        let before = count;
         // Walk the fixed headers: counting does not need a full decode.
         let mut view = &buf[..];
         let mut consumed = 0;
         while let Some((header, body_start, total)) = frame(view) {
             if header >> 4 == 3 {
-                count += 1;
-                if (header >> 1) & 0b11 == 1 {
-                    let body = &view[body_start..total];
-                    let topic_len = usize::from(u16::from_be_bytes([body[0], body[1]]));
+                let body = &view[body_start..total];
+                let topic_len = usize::from(u16::from_be_bytes([body[0], body[1]]));
+                let qos1 = (header >> 1) & 0b11 == 1;
+                if qos1 {
                     let id = &body[2 + topic_len..4 + topic_len];
                     acks.put_slice(&[0x40, 0x02, id[0], id[1]]);
+                }
+                let payload = 2 + topic_len + if qos1 { 2 } else { 0 };
+                if !body
+                    .get(payload..)
+                    .is_some_and(|bytes| bytes.starts_with(PROBE))
+                {
+                    count += 1;
                 }
             }
             view = &view[total..];
             consumed += total;
         }
         buf.advance(consumed);
+        if count > before {
+            last = Instant::now();
+        }
         received.store(count, Ordering::Relaxed);
         if !acks.is_empty() {
             writer.write_all(&acks).await?;
@@ -690,6 +724,165 @@ fn frame(bytes: &[u8]) -> Option<(u8, usize, usize)> {
     None
 }
 
+/// Where the clients of the `fanin`, `fanout` and `latency` modes connect: all to the one
+/// broker of --addr (or --ws-url) by default; with --sub-addr or --pub-addr, the subscribers
+/// and the publishers each to their own brokers (nodes of one cluster), spread over them in
+/// turn, and the load then waits for interest first ([`await_interest`]).
+#[derive(Clone, Debug)]
+struct Placement {
+    /// Subscriber `i` connects to `subscribers[i % len]`.
+    subscribers: Vec<Target>,
+    /// Publisher `i` connects to `publishers[i % len]`.
+    publishers: Vec<Target>,
+    /// Whether the load waits for interest with probes.
+    probe: bool,
+}
+
+impl Placement {
+    /// From --sub-addr and --pub-addr (either defaults to --addr); `None` when neither is given.
+    fn new(cli: &Cli) -> Result<Option<Placement>> {
+        if cli.sub_addr.is_empty() && cli.pub_addr.is_empty() {
+            return Ok(None);
+        }
+        ensure!(
+            cli.transport != Kind::Ws,
+            "--sub-addr and --pub-addr are MQTT over TCP or TLS addresses: not with --transport ws"
+        );
+        let targets = |addresses: &[SocketAddr]| -> Result<Vec<Target>> {
+            let addresses = if addresses.is_empty() {
+                std::slice::from_ref(&cli.addr)
+            } else {
+                addresses
+            };
+            addresses
+                .iter()
+                .map(|&address| {
+                    let url = cli.ws_url.clone();
+                    Target::new(cli.transport, address, url, cli.tls_ca.as_deref())
+                })
+                .collect()
+        };
+        Ok(Some(Placement {
+            subscribers: targets(&cli.sub_addr)?,
+            publishers: targets(&cli.pub_addr)?,
+            probe: true,
+        }))
+    }
+
+    /// Every client on `target`, no probes: the modes as they always ran.
+    fn alone(target: &Target) -> Placement {
+        Placement {
+            subscribers: vec![target.clone()],
+            publishers: vec![target.clone()],
+            probe: false,
+        }
+    }
+
+    fn subscriber(&self, index: usize) -> &Target {
+        &self.subscribers[index % self.subscribers.len()]
+    }
+
+    fn publisher(&self, index: usize) -> &Target {
+        &self.publishers[index % self.publishers.len()]
+    }
+}
+
+/// How every probe's payload starts (then the probing broker's index): no load message does,
+/// so a probe that arrives late is skipped rather than counted.
+const PROBE: &[u8] = b"mqtt-bench probe ";
+/// Longest wait for interest to cross to one broker.
+const INTEREST_WAIT: Duration = Duration::from_secs(10);
+/// A probe is published again when none arrived for this long.
+const PROBE_EVERY: Duration = Duration::from_millis(50);
+/// The probes are over once a subscriber received none for this long.
+const PROBE_SILENCE: Duration = Duration::from_millis(200);
+
+/// Waits until a message published on each of the publishers' brokers reaches each subscriber.
+/// In a cluster, a subscription made on one node reaches the other nodes a few milliseconds
+/// after its SUBACK, and what they forward meanwhile is for nobody: a load started at once
+/// would lose its first messages. So a client on each publishers' broker publishes QoS 0
+/// probes on `topic` (which the subscribers' filter matches), one every [`PROBE_EVERY`], until
+/// the subscriber has read one of that broker's probes; then the subscribers read on until
+/// none came for [`PROBE_SILENCE`]. A probe still on its way is skipped by the counting
+/// ([`PROBE`]). On a single broker the first probe arrives at once.
+async fn await_interest(
+    placement: &Placement,
+    subscribers: &mut [&mut Reader],
+    topic: &str,
+) -> Result<()> {
+    let mut brokers: Vec<&Target> = Vec::new();
+    for target in &placement.publishers {
+        if !brokers.iter().any(|known| known.tcp == target.tcp) {
+            brokers.push(target);
+        }
+    }
+    let mut buffers: Vec<BytesMut> = subscribers.iter().map(|_| BytesMut::new()).collect();
+    for (index, target) in brokers.into_iter().enumerate() {
+        let (_reader, mut writer) = connect(target, &format!("bench-probe-{index}")).await?;
+        let payload = Bytes::from([PROBE, index.to_string().as_bytes()].concat());
+        let mut probe = BytesMut::new();
+        publish_bytes(topic, payload.clone(), QoS::AtMostOnce, 0, &mut probe);
+        let deadline = Instant::now() + INTEREST_WAIT;
+        for (reader, buf) in subscribers.iter_mut().zip(&mut buffers) {
+            loop {
+                writer.write_all(&probe).await?;
+                if read_probe(reader, buf, &payload, PROBE_EVERY).await? {
+                    break;
+                }
+                ensure!(
+                    Instant::now() < deadline,
+                    "interest in {topic} did not reach the broker at {} within {} s",
+                    target.tcp,
+                    INTEREST_WAIT.as_secs()
+                );
+            }
+        }
+    }
+    let drained = subscribers
+        .iter_mut()
+        .zip(&mut buffers)
+        .map(|(reader, buf)| drain_probes(reader, buf));
+    futures_util::future::try_join_all(drained).await?;
+    Ok(())
+}
+
+/// Reads packets for at most `wait`; whether one was a PUBLISH with `payload`.
+async fn read_probe(
+    reader: &mut Reader,
+    buf: &mut BytesMut,
+    payload: &[u8],
+    wait: Duration,
+) -> Result<bool> {
+    let until = tokio::time::Instant::now() + wait;
+    // Cancelling `read_packet` loses nothing: what it read stays in `buf`.
+    while let Ok(packet) = tokio::time::timeout_at(until, read_packet(reader, buf)).await {
+        if let Packet::Publish(publish) = packet? {
+            if publish.payload == payload {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
+}
+
+/// Reads the probes still coming until none came for [`PROBE_SILENCE`] and no packet is half
+/// read, so that the counting starts on a packet boundary.
+async fn drain_probes(reader: &mut Reader, buf: &mut BytesMut) -> Result<()> {
+    let deadline = Instant::now() + INTEREST_WAIT;
+    loop {
+        match tokio::time::timeout(PROBE_SILENCE, read_packet(reader, buf)).await {
+            Ok(packet) => {
+                packet?;
+            }
+            Err(_) if buf.is_empty() => return Ok(()),
+            Err(_) => ensure!(
+                Instant::now() < deadline,
+                "a packet stayed half read after the probes"
+            ),
+        }
+    }
+}
+
 /// The `fanin` mode's load.
 struct FanIn {
     publishers: usize,
@@ -706,7 +899,8 @@ struct FanIn {
 /// The subscriber's client id in the `fanin` mode.
 const FAN_IN_SUBSCRIBER: &str = "bench-sub";
 
-async fn fan_in(target: &Target, load: &FanIn, timeout: Duration) -> Result<Throughput> {
+async fn fan_in(placement: &Placement, load: &FanIn, timeout: Duration) -> Result<Throughput> {
+    let target = placement.subscriber(0);
     let qos_level = qos_of(load.qos)?;
     let persistent = load.subscriber == Session::Persistent;
     if persistent {
@@ -716,6 +910,9 @@ async fn fan_in(target: &Target, load: &FanIn, timeout: Duration) -> Result<Thro
     let (mut reader, mut writer) =
         connect_session(target, FAN_IN_SUBSCRIBER, load.subscriber).await?;
     subscribe(&mut reader, &mut writer, "bench/fanin/#", qos_level).await?;
+    if placement.probe {
+        await_interest(placement, &mut [&mut reader], "bench/fanin/probe").await?;
+    }
     let expected = load.messages * load.publishers as u64;
     let received = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
@@ -729,7 +926,7 @@ async fn fan_in(target: &Target, load: &FanIn, timeout: Duration) -> Result<Thro
     let mut tasks = Vec::new();
     for index in 0..load.publishers {
         tasks.push(tokio::spawn(publisher(
-            target.clone(),
+            placement.publisher(index).clone(),
             format!("bench-pub-{index}"),
             format!("bench/fanin/{index}"),
             load.messages,
@@ -779,24 +976,40 @@ async fn discard_session(target: &Target, client_id: &str) -> Result<()> {
     Ok(())
 }
 
-async fn fan_out(
-    target: &Target,
+/// The `fanout` mode's load.
+struct FanOut {
     subscribers: usize,
+    /// Messages published (each subscriber is to receive them all).
     messages: u64,
     size: usize,
     qos: u8,
+    /// QoS 1 messages in flight for the publisher.
     window: usize,
-    timeout: Duration,
-) -> Result<Throughput> {
+}
+
+async fn fan_out(placement: &Placement, load: &FanOut, timeout: Duration) -> Result<Throughput> {
+    let &FanOut {
+        subscribers,
+        messages,
+        size,
+        qos,
+        window,
+    } = load;
     let qos_level = qos_of(qos)?;
     let received: Vec<Arc<AtomicU64>> = (0..subscribers)
         .map(|_| Arc::new(AtomicU64::new(0)))
         .collect();
     let mut connected = Vec::new();
     for index in 0..subscribers {
+        let target = placement.subscriber(index);
         let (mut reader, mut writer) = connect(target, &format!("bench-sub-{index}")).await?;
         subscribe(&mut reader, &mut writer, "bench/fanout", qos_level).await?;
         connected.push((reader, writer));
+    }
+    if placement.probe {
+        let mut readers: Vec<&mut Reader> =
+            connected.iter_mut().map(|(reader, _)| reader).collect();
+        await_interest(placement, &mut readers, "bench/fanout").await?;
     }
     let start = Instant::now();
     let counters: Vec<_> = connected
@@ -813,7 +1026,7 @@ async fn fan_out(
         })
         .collect();
     publisher(
-        target.clone(),
+        placement.publisher(0).clone(),
         "bench-pub".into(),
         "bench/fanout".into(),
         messages,
@@ -838,18 +1051,22 @@ async fn fan_out(
         lost: expected.saturating_sub(total),
         seconds,
         messages_per_second: total as f64 / seconds,
-        tls: target.negotiated(),
+        tls: placement.subscriber(0).negotiated(),
     })
 }
 
-async fn latency(target: &Target, rate: u64, seconds: u64, size: usize) -> Result<Latency> {
+async fn latency(placement: &Placement, rate: u64, seconds: u64, size: usize) -> Result<Latency> {
     ensure!(
         rate > 0 && size >= 8,
         "rate must be positive and size at least 8 bytes"
     );
+    let target = placement.subscriber(0);
     let (mut reader, mut writer) = connect(target, "bench-lat-sub").await?;
     subscribe(&mut reader, &mut writer, "bench/latency", QoS::AtMostOnce).await?;
-    let (_pub_reader, mut pub_writer) = connect(target, "bench-lat-pub").await?;
+    if placement.probe {
+        await_interest(placement, &mut [&mut reader], "bench/latency").await?;
+    }
+    let (_pub_reader, mut pub_writer) = connect(placement.publisher(0), "bench-lat-pub").await?;
     let base = Instant::now();
     let total = rate * seconds;
     let receiver = tokio::spawn(async move {
@@ -859,6 +1076,9 @@ async fn latency(target: &Target, rate: u64, seconds: u64, size: usize) -> Resul
             let packet = tokio::time::timeout(STALL, read_packet(&mut reader, &mut buf)).await;
             let Ok(packet) = packet else { break };
             if let Packet::Publish(publish) = packet? {
+                if publish.payload.starts_with(PROBE) {
+                    continue;
+                }
                 let sent = u64::from_be_bytes(publish.payload[..8].try_into()?);
                 let now = base.elapsed().as_nanos() as u64;
                 samples.push(now.saturating_sub(sent));
@@ -1412,6 +1632,45 @@ mod tests {
             .unwrap();
         assert_eq!(count, 1_000_016);
         server.await.unwrap();
+    }
+
+    /// A late probe of `await_interest` is not counted, at either QoS (a QoS 1 one is still
+    /// acknowledged), and a load message is counted whatever its payload.
+    #[tokio::test]
+    async fn counts_load_messages_and_skips_late_probes() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let mut packets = BytesMut::new();
+        let probe = Bytes::from([PROBE, b"0"].concat());
+        let load = Bytes::from_static(b"probe? no: a load message");
+        publish_bytes("t", load.clone(), QoS::AtMostOnce, 0, &mut packets);
+        publish_bytes("t", probe.clone(), QoS::AtMostOnce, 0, &mut packets);
+        publish_bytes("t", probe, QoS::AtLeastOnce, 7, &mut packets);
+        publish_bytes("t", load.clone(), QoS::AtLeastOnce, 8, &mut packets);
+        publish_bytes("t", load, QoS::AtMostOnce, 0, &mut packets);
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            socket.write_all(&packets).await.unwrap();
+            // The two PUBACKs, for packet ids 7 and 8.
+            let mut acks = [0u8; 8];
+            socket.read_exact(&mut acks).await.unwrap();
+            acks
+        });
+        let url = "ws://127.0.0.1:1/mqtt".to_string();
+        let target = Target::new(Kind::Tcp, address, url, None).unwrap();
+        let (reader, writer) = target.open().await.unwrap();
+        let received = Arc::new(AtomicU64::new(0));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        count_messages(reader, writer, 3, received.clone(), deadline)
+            .await
+            .unwrap();
+        assert_eq!(received.load(Ordering::Relaxed), 3);
+        assert_eq!(
+            server.await.unwrap(),
+            [0x40, 2, 0, 7, 0x40, 2, 0, 8],
+            "both QoS 1 messages acknowledged"
+        );
     }
 
     /// Over WebSocket, the subscriber counts packets whatever the message boundaries: a packet
