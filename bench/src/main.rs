@@ -98,6 +98,10 @@ enum Mode {
         /// Fail (exit 1) if any message is lost.
         #[arg(long)]
         expect_all: bool,
+        /// Publishers wait while they are this many messages ahead of the subscriber (0: never,
+        /// full speed): see [`Gate`].
+        #[arg(long, default_value_t = 0)]
+        ahead: u64,
         /// The subscriber holds a persistent session (clean session 0, a fixed client id),
         /// which any previous run's session is discarded before and after; with --qos 1 its
         /// subscription is QoS 1, so the broker keeps each message for it until acknowledged.
@@ -116,6 +120,10 @@ enum Mode {
         qos: u8,
         #[arg(long, default_value_t = 64)]
         window: usize,
+        /// The publisher waits while it is this many messages ahead of the slowest subscriber
+        /// (0: never, full speed): see [`Gate`].
+        #[arg(long, default_value_t = 0)]
+        ahead: u64,
         #[arg(long)]
         expect_all: bool,
     },
@@ -210,6 +218,9 @@ struct Throughput {
     /// Whether the subscriber held a persistent session.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     persistent: bool,
+    /// The publishers' lead over the subscribers, at most (`--ahead`; absent: unbounded).
+    #[serde(skip_serializing_if = "is_zero")]
+    ahead: u64,
     expected: u64,
     received: u64,
     lost: u64,
@@ -218,6 +229,10 @@ struct Throughput {
     /// Over TLS: the protocol version, cipher suite and key exchange group negotiated.
     #[serde(skip_serializing_if = "Option::is_none")]
     tls: Option<String>,
+}
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
 }
 
 #[derive(Debug, Serialize)]
@@ -343,6 +358,7 @@ async fn run_mode(
             size,
             qos,
             window,
+            ahead,
             expect_all,
             persistent,
         } => {
@@ -352,6 +368,7 @@ async fn run_mode(
                 size,
                 qos,
                 window,
+                ahead,
                 subscriber: if persistent {
                     Session::Persistent
                 } else {
@@ -367,6 +384,7 @@ async fn run_mode(
             size,
             qos,
             window,
+            ahead,
             expect_all,
         } => {
             let load = FanOut {
@@ -375,6 +393,7 @@ async fn run_mode(
                 size,
                 qos,
                 window,
+                ahead,
             };
             let result = fan_out(&placement, &load, deadline).await?;
             report_throughput(&result, expect_all)
@@ -577,7 +596,68 @@ fn encode_publish(
     encode(&packet, ProtocolVersion::V311, out).expect("benchmark packets are valid");
 }
 
-/// Publishes `messages` messages on `topic`; QoS 1 keeps at most `window` in flight.
+/// How a publisher paces itself: QoS 1 messages in flight, and the load's [`Gate`] if any.
+struct Flow {
+    window: usize,
+    gate: Option<Arc<Gate>>,
+}
+
+/// Just a window: no gate.
+impl From<usize> for Flow {
+    fn from(window: usize) -> Flow {
+        Flow { window, gate: None }
+    }
+}
+
+/// Keeps the publishers of a load at most `ahead` messages ahead of its slowest subscriber
+/// (`--ahead`): each subscriber is to receive every message published, so what was published
+/// less what the slowest received is what is still on its way. A cluster's nodes forward
+/// through bounded queues and NATS, which drop what overflows; with the gate the load measures
+/// what the cluster carries without overrunning them. When the slowest subscriber received
+/// nothing for [`STALL`] (messages lost), the publishers go on, and the loss is counted.
+struct Gate {
+    ahead: u64,
+    published: AtomicU64,
+    received: Vec<Arc<AtomicU64>>,
+}
+
+impl Gate {
+    fn new(ahead: u64, received: &[Arc<AtomicU64>]) -> Option<Arc<Gate>> {
+        (ahead > 0).then(|| {
+            Arc::new(Gate {
+                ahead,
+                published: AtomicU64::new(0),
+                received: received.to_vec(),
+            })
+        })
+    }
+
+    /// Waits until `count` more messages may be published, then counts them as published.
+    async fn admit(&self, count: u64) {
+        let published = self.published.fetch_add(count, Ordering::Relaxed) + count;
+        let slowest = || {
+            self.received
+                .iter()
+                .map(|received| received.load(Ordering::Relaxed))
+                .min()
+                .unwrap_or(u64::MAX)
+        };
+        let mut floor = slowest();
+        let mut progress = Instant::now();
+        while published.saturating_sub(floor) > self.ahead && progress.elapsed() < STALL {
+            // A millisecond is little next to the time `ahead` messages take to cross.
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            let now = slowest();
+            if now > floor {
+                floor = now;
+                progress = Instant::now();
+            }
+        }
+    }
+}
+
+/// Publishes `messages` messages on `topic`; QoS 1 keeps at most `window` in flight, and a
+/// gate, if any, keeps the load from running ahead of its subscribers.
 async fn publisher(
     target: Target,
     client_id: String,
@@ -585,8 +665,9 @@ async fn publisher(
     messages: u64,
     size: usize,
     qos: QoS,
-    window: usize,
+    flow: impl Into<Flow>,
 ) -> Result<()> {
+    let Flow { window, gate } = flow.into();
     let (mut reader, mut writer) = connect(&target, &client_id).await?;
     let payload = Bytes::from(vec![b'x'; size]);
     if qos == QoS::AtMostOnce {
@@ -596,8 +677,14 @@ async fn publisher(
         }
         let mut sent = 0;
         while sent + BATCH as u64 <= messages {
+            if let Some(gate) = &gate {
+                gate.admit(BATCH as u64).await;
+            }
             writer.write_all(&batch).await?;
             sent += BATCH as u64;
+        }
+        if let Some(gate) = &gate {
+            gate.admit(messages - sent).await;
         }
         let mut rest = BytesMut::new();
         for _ in sent..messages {
@@ -631,6 +718,9 @@ async fn publisher(
     while sent < messages {
         let count = (messages - sent).min(BATCH as u64).min(window as u64) as u32;
         permits.acquire_many(count).await?.forget();
+        if let Some(gate) = &gate {
+            gate.admit(u64::from(count)).await;
+        }
         batch.clear();
         for offset in 0..u64::from(count) {
             let packet_id = ((sent + offset) % u64::from(u16::MAX)) as u16 + 1;
@@ -892,6 +982,8 @@ struct FanIn {
     qos: u8,
     /// QoS 1 messages in flight per publisher.
     window: usize,
+    /// The publishers' lead over the subscriber, at most (0: unbounded).
+    ahead: u64,
     /// The subscriber's session.
     subscriber: Session,
 }
@@ -923,8 +1015,13 @@ async fn fan_in(placement: &Placement, load: &FanIn, timeout: Duration) -> Resul
         received.clone(),
         start + timeout,
     ));
+    let gate = Gate::new(load.ahead, std::slice::from_ref(&received));
     let mut tasks = Vec::new();
     for index in 0..load.publishers {
+        let flow = Flow {
+            window: load.window,
+            gate: gate.clone(),
+        };
         tasks.push(tokio::spawn(publisher(
             placement.publisher(index).clone(),
             format!("bench-pub-{index}"),
@@ -932,7 +1029,7 @@ async fn fan_in(placement: &Placement, load: &FanIn, timeout: Duration) -> Resul
             load.messages,
             load.size,
             qos_level,
-            load.window,
+            flow,
         )));
     }
     for task in tasks {
@@ -949,6 +1046,7 @@ async fn fan_in(placement: &Placement, load: &FanIn, timeout: Duration) -> Resul
         mode: "fanin",
         qos: load.qos,
         persistent,
+        ahead: load.ahead,
         expected,
         received,
         lost: expected.saturating_sub(received),
@@ -985,6 +1083,8 @@ struct FanOut {
     qos: u8,
     /// QoS 1 messages in flight for the publisher.
     window: usize,
+    /// The publisher's lead over the slowest subscriber, at most (0: unbounded).
+    ahead: u64,
 }
 
 async fn fan_out(placement: &Placement, load: &FanOut, timeout: Duration) -> Result<Throughput> {
@@ -994,6 +1094,7 @@ async fn fan_out(placement: &Placement, load: &FanOut, timeout: Duration) -> Res
         size,
         qos,
         window,
+        ahead,
     } = load;
     let qos_level = qos_of(qos)?;
     let received: Vec<Arc<AtomicU64>> = (0..subscribers)
@@ -1025,6 +1126,10 @@ async fn fan_out(placement: &Placement, load: &FanOut, timeout: Duration) -> Res
             ))
         })
         .collect();
+    let flow = Flow {
+        window,
+        gate: Gate::new(ahead, &received),
+    };
     publisher(
         placement.publisher(0).clone(),
         "bench-pub".into(),
@@ -1032,7 +1137,7 @@ async fn fan_out(placement: &Placement, load: &FanOut, timeout: Duration) -> Res
         messages,
         size,
         qos_level,
-        window,
+        flow,
     )
     .await?;
     let mut last = start;
@@ -1046,6 +1151,7 @@ async fn fan_out(placement: &Placement, load: &FanOut, timeout: Duration) -> Res
         mode: "fanout",
         qos,
         persistent: false,
+        ahead,
         expected,
         received: total,
         lost: expected.saturating_sub(total),
