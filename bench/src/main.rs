@@ -17,6 +17,12 @@
 //! `retained-count` waits until the broker's `$SYS/broker/retained messages/count` says it holds
 //! them (after a restart, say). Both brokers publish that count every `sys_interval`.
 //!
+//! For a cluster (`cargo xtask bench --cluster`): `--sub-addr` and `--pub-addr` put the
+//! subscribers and the publishers of `fanin`, `fanout` and `latency` on brokers of their own
+//! (nodes of one cluster), and the load then first waits for interest to cross, with probes
+//! ([`await_interest`]); `--ahead N` keeps the publishers of `fanin` and `fanout` at most N
+//! messages ahead of the slowest subscriber ([`Gate`]).
+//!
 //! The `soak` mode (module `soak`) holds a mixed load for minutes against one broker, samples
 //! its memory and descriptors, and checks at the end that nothing acknowledged was lost.
 
@@ -1777,6 +1783,31 @@ mod tests {
             [0x40, 2, 0, 7, 0x40, 2, 0, 8],
             "both QoS 1 messages acknowledged"
         );
+    }
+
+    /// The gate admits messages while the publishers are at most `ahead` in front of the
+    /// slowest subscriber, holds them once they would be further, and lets them go as that
+    /// subscriber catches up.
+    #[tokio::test]
+    async fn the_gate_holds_publishers_ahead_of_the_slowest_subscriber() {
+        let received = [Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0))];
+        assert!(Gate::new(0, &received).is_none(), "0: no gate");
+        let gate = Gate::new(100, &received).unwrap();
+        gate.admit(100).await;
+        let held = tokio::spawn({
+            let gate = gate.clone();
+            async move { gate.admit(50).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!held.is_finished(), "150 published, none received");
+        received[0].store(150, Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!held.is_finished(), "the other subscriber has none yet");
+        received[1].store(60, Ordering::Relaxed);
+        tokio::time::timeout(Duration::from_secs(1), held)
+            .await
+            .expect("admitted once the slowest is 90 behind")
+            .unwrap();
     }
 
     /// Over WebSocket, the subscriber counts packets whatever the message boundaries: a packet
