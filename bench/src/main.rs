@@ -17,6 +17,12 @@
 //! `retained-count` waits until the broker's `$SYS/broker/retained messages/count` says it holds
 //! them (after a restart, say). Both brokers publish that count every `sys_interval`.
 //!
+//! For a cluster (`cargo xtask bench --cluster`): `--sub-addr` and `--pub-addr` put the
+//! subscribers and the publishers of `fanin`, `fanout` and `latency` on brokers of their own
+//! (nodes of one cluster), and the load then first waits for interest to cross, with probes
+//! ([`await_interest`]); `--ahead N` keeps the publishers of `fanin` and `fanout` at most N
+//! messages ahead of the slowest subscriber ([`Gate`]).
+//!
 //! The `soak` mode (module `soak`) holds a mixed load for minutes against one broker, samples
 //! its memory and descriptors, and checks at the end that nothing acknowledged was lost.
 
@@ -65,6 +71,16 @@ struct Cli {
     /// Stop counting after this many seconds; the whole run gives up a little later.
     #[arg(long, default_value_t = 60, global = true)]
     timeout: u64,
+    /// The `fanin`, `fanout` and `latency` subscribers connect here rather than to --addr
+    /// (repeated: spread over them in turn), for a cluster whose nodes are different brokers.
+    /// With this or --pub-addr the mode first waits for interest (see [`await_interest`]).
+    /// Over --transport tcp or tls.
+    #[arg(long, value_name = "ADDR", global = true)]
+    sub_addr: Vec<SocketAddr>,
+    /// The `fanin`, `fanout` and `latency` publishers connect here rather than to --addr
+    /// (repeated: spread over them in turn).
+    #[arg(long, value_name = "ADDR", global = true)]
+    pub_addr: Vec<SocketAddr>,
     #[command(subcommand)]
     mode: Mode,
 }
@@ -88,6 +104,10 @@ enum Mode {
         /// Fail (exit 1) if any message is lost.
         #[arg(long)]
         expect_all: bool,
+        /// Publishers wait while they are this many messages ahead of the subscriber (0: never,
+        /// full speed): see [`Gate`].
+        #[arg(long, default_value_t = 0)]
+        ahead: u64,
         /// The subscriber holds a persistent session (clean session 0, a fixed client id),
         /// which any previous run's session is discarded before and after; with --qos 1 its
         /// subscription is QoS 1, so the broker keeps each message for it until acknowledged.
@@ -106,6 +126,10 @@ enum Mode {
         qos: u8,
         #[arg(long, default_value_t = 64)]
         window: usize,
+        /// The publisher waits while it is this many messages ahead of the slowest subscriber
+        /// (0: never, full speed): see [`Gate`].
+        #[arg(long, default_value_t = 0)]
+        ahead: u64,
         #[arg(long)]
         expect_all: bool,
     },
@@ -200,6 +224,9 @@ struct Throughput {
     /// Whether the subscriber held a persistent session.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     persistent: bool,
+    /// The publishers' lead over the subscribers, at most (`--ahead`; absent: unbounded).
+    #[serde(skip_serializing_if = "is_zero")]
+    ahead: u64,
     expected: u64,
     received: u64,
     lost: u64,
@@ -208,6 +235,10 @@ struct Throughput {
     /// Over TLS: the protocol version, cipher suite and key exchange group negotiated.
     #[serde(skip_serializing_if = "Option::is_none")]
     tls: Option<String>,
+}
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
 }
 
 #[derive(Debug, Serialize)]
@@ -298,6 +329,7 @@ struct Big {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    let placement = Placement::new(&cli)?;
     let target = Target::new(cli.transport, cli.addr, cli.ws_url, cli.tls_ca.as_deref())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -309,7 +341,7 @@ fn main() -> Result<()> {
         Mode::Soak(args) => args.limit(),
         _ => deadline + 2 * STALL + Duration::from_secs(10),
     };
-    let run = run_mode(cli.mode, target, deadline);
+    let run = run_mode(cli.mode, target, placement, deadline);
     runtime.block_on(async move {
         tokio::time::timeout(limit, run)
             .await
@@ -318,7 +350,13 @@ fn main() -> Result<()> {
 }
 
 /// Runs one mode and prints its JSON line.
-async fn run_mode(mode: Mode, target: Target, deadline: Duration) -> Result<()> {
+async fn run_mode(
+    mode: Mode,
+    target: Target,
+    placement: Option<Placement>,
+    deadline: Duration,
+) -> Result<()> {
+    let placement = placement.unwrap_or_else(|| Placement::alone(&target));
     match mode {
         Mode::Fanin {
             publishers,
@@ -326,6 +364,7 @@ async fn run_mode(mode: Mode, target: Target, deadline: Duration) -> Result<()> 
             size,
             qos,
             window,
+            ahead,
             expect_all,
             persistent,
         } => {
@@ -335,13 +374,14 @@ async fn run_mode(mode: Mode, target: Target, deadline: Duration) -> Result<()> 
                 size,
                 qos,
                 window,
+                ahead,
                 subscriber: if persistent {
                     Session::Persistent
                 } else {
                     Session::Clean
                 },
             };
-            let result = fan_in(&target, &load, deadline).await?;
+            let result = fan_in(&placement, &load, deadline).await?;
             report_throughput(&result, expect_all)
         }
         Mode::Fanout {
@@ -350,10 +390,18 @@ async fn run_mode(mode: Mode, target: Target, deadline: Duration) -> Result<()> 
             size,
             qos,
             window,
+            ahead,
             expect_all,
         } => {
-            let result =
-                fan_out(&target, subscribers, messages, size, qos, window, deadline).await?;
+            let load = FanOut {
+                subscribers,
+                messages,
+                size,
+                qos,
+                window,
+                ahead,
+            };
+            let result = fan_out(&placement, &load, deadline).await?;
             report_throughput(&result, expect_all)
         }
         Mode::Idle { connections, pid } => {
@@ -374,7 +422,7 @@ async fn run_mode(mode: Mode, target: Target, deadline: Duration) -> Result<()> 
             seconds,
             size,
         } => {
-            let result = latency(&target, rate, seconds, size).await?;
+            let result = latency(&placement, rate, seconds, size).await?;
             println!("{}", serde_json::to_string(&result)?);
             Ok(())
         }
@@ -554,7 +602,68 @@ fn encode_publish(
     encode(&packet, ProtocolVersion::V311, out).expect("benchmark packets are valid");
 }
 
-/// Publishes `messages` messages on `topic`; QoS 1 keeps at most `window` in flight.
+/// How a publisher paces itself: QoS 1 messages in flight, and the load's [`Gate`] if any.
+struct Flow {
+    window: usize,
+    gate: Option<Arc<Gate>>,
+}
+
+/// Just a window: no gate.
+impl From<usize> for Flow {
+    fn from(window: usize) -> Flow {
+        Flow { window, gate: None }
+    }
+}
+
+/// Keeps the publishers of a load at most `ahead` messages ahead of its slowest subscriber
+/// (`--ahead`): each subscriber is to receive every message published, so what was published
+/// less what the slowest received is what is still on its way. A cluster's nodes forward
+/// through bounded queues and NATS, which drop what overflows; with the gate the load measures
+/// what the cluster carries without overrunning them. When the slowest subscriber received
+/// nothing for [`STALL`] (messages lost), the publishers go on, and the loss is counted.
+struct Gate {
+    ahead: u64,
+    published: AtomicU64,
+    received: Vec<Arc<AtomicU64>>,
+}
+
+impl Gate {
+    fn new(ahead: u64, received: &[Arc<AtomicU64>]) -> Option<Arc<Gate>> {
+        (ahead > 0).then(|| {
+            Arc::new(Gate {
+                ahead,
+                published: AtomicU64::new(0),
+                received: received.to_vec(),
+            })
+        })
+    }
+
+    /// Waits until `count` more messages may be published, then counts them as published.
+    async fn admit(&self, count: u64) {
+        let published = self.published.fetch_add(count, Ordering::Relaxed) + count;
+        let slowest = || {
+            self.received
+                .iter()
+                .map(|received| received.load(Ordering::Relaxed))
+                .min()
+                .unwrap_or(u64::MAX)
+        };
+        let mut floor = slowest();
+        let mut progress = Instant::now();
+        while published.saturating_sub(floor) > self.ahead && progress.elapsed() < STALL {
+            // A millisecond is little next to the time `ahead` messages take to cross.
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            let now = slowest();
+            if now > floor {
+                floor = now;
+                progress = Instant::now();
+            }
+        }
+    }
+}
+
+/// Publishes `messages` messages on `topic`; QoS 1 keeps at most `window` in flight, and a
+/// gate, if any, keeps the load from running ahead of its subscribers.
 async fn publisher(
     target: Target,
     client_id: String,
@@ -562,8 +671,9 @@ async fn publisher(
     messages: u64,
     size: usize,
     qos: QoS,
-    window: usize,
+    flow: impl Into<Flow>,
 ) -> Result<()> {
+    let Flow { window, gate } = flow.into();
     let (mut reader, mut writer) = connect(&target, &client_id).await?;
     let payload = Bytes::from(vec![b'x'; size]);
     if qos == QoS::AtMostOnce {
@@ -573,8 +683,14 @@ async fn publisher(
         }
         let mut sent = 0;
         while sent + BATCH as u64 <= messages {
+            if let Some(gate) = &gate {
+                gate.admit(BATCH as u64).await;
+            }
             writer.write_all(&batch).await?;
             sent += BATCH as u64;
+        }
+        if let Some(gate) = &gate {
+            gate.admit(messages - sent).await;
         }
         let mut rest = BytesMut::new();
         for _ in sent..messages {
@@ -608,6 +724,9 @@ async fn publisher(
     while sent < messages {
         let count = (messages - sent).min(BATCH as u64).min(window as u64) as u32;
         permits.acquire_many(count).await?.forget();
+        if let Some(gate) = &gate {
+            gate.admit(u64::from(count)).await;
+        }
         batch.clear();
         for offset in 0..u64::from(count) {
             let packet_id = ((sent + offset) % u64::from(u16::MAX)) as u16 + 1;
@@ -625,7 +744,8 @@ async fn publisher(
 }
 
 /// Counts PUBLISH packets until `expected` arrived or nothing came for [`STALL`]; answers
-/// QoS 1 with PUBACK. Returns the count and the time of the last arrival.
+/// QoS 1 with PUBACK. Returns the count and the time of the last arrival. A late probe of
+/// [`await_interest`] is neither counted nor taken for an arrival.
 async fn count_messages(
     mut reader: Reader,
     mut writer: Writer,
@@ -648,24 +768,34 @@ async fn count_messages(
             Ok(Ok(_)) => {}
             Ok(Err(error)) => return Err(error),
         }
-        last = Instant::now();
+        let before = count;
         // Walk the fixed headers: counting does not need a full decode.
         let mut view = &buf[..];
         let mut consumed = 0;
         while let Some((header, body_start, total)) = frame(view) {
             if header >> 4 == 3 {
-                count += 1;
-                if (header >> 1) & 0b11 == 1 {
-                    let body = &view[body_start..total];
-                    let topic_len = usize::from(u16::from_be_bytes([body[0], body[1]]));
+                let body = &view[body_start..total];
+                let topic_len = usize::from(u16::from_be_bytes([body[0], body[1]]));
+                let qos1 = (header >> 1) & 0b11 == 1;
+                if qos1 {
                     let id = &body[2 + topic_len..4 + topic_len];
                     acks.put_slice(&[0x40, 0x02, id[0], id[1]]);
+                }
+                let payload = 2 + topic_len + if qos1 { 2 } else { 0 };
+                if !body
+                    .get(payload..)
+                    .is_some_and(|bytes| bytes.starts_with(PROBE))
+                {
+                    count += 1;
                 }
             }
             view = &view[total..];
             consumed += total;
         }
         buf.advance(consumed);
+        if count > before {
+            last = Instant::now();
+        }
         received.store(count, Ordering::Relaxed);
         if !acks.is_empty() {
             writer.write_all(&acks).await?;
@@ -690,6 +820,165 @@ fn frame(bytes: &[u8]) -> Option<(u8, usize, usize)> {
     None
 }
 
+/// Where the clients of the `fanin`, `fanout` and `latency` modes connect: all to the one
+/// broker of --addr (or --ws-url) by default; with --sub-addr or --pub-addr, the subscribers
+/// and the publishers each to their own brokers (nodes of one cluster), spread over them in
+/// turn, and the load then waits for interest first ([`await_interest`]).
+#[derive(Clone, Debug)]
+struct Placement {
+    /// Subscriber `i` connects to `subscribers[i % len]`.
+    subscribers: Vec<Target>,
+    /// Publisher `i` connects to `publishers[i % len]`.
+    publishers: Vec<Target>,
+    /// Whether the load waits for interest with probes.
+    probe: bool,
+}
+
+impl Placement {
+    /// From --sub-addr and --pub-addr (either defaults to --addr); `None` when neither is given.
+    fn new(cli: &Cli) -> Result<Option<Placement>> {
+        if cli.sub_addr.is_empty() && cli.pub_addr.is_empty() {
+            return Ok(None);
+        }
+        ensure!(
+            cli.transport != Kind::Ws,
+            "--sub-addr and --pub-addr are MQTT over TCP or TLS addresses: not with --transport ws"
+        );
+        let targets = |addresses: &[SocketAddr]| -> Result<Vec<Target>> {
+            let addresses = if addresses.is_empty() {
+                std::slice::from_ref(&cli.addr)
+            } else {
+                addresses
+            };
+            addresses
+                .iter()
+                .map(|&address| {
+                    let url = cli.ws_url.clone();
+                    Target::new(cli.transport, address, url, cli.tls_ca.as_deref())
+                })
+                .collect()
+        };
+        Ok(Some(Placement {
+            subscribers: targets(&cli.sub_addr)?,
+            publishers: targets(&cli.pub_addr)?,
+            probe: true,
+        }))
+    }
+
+    /// Every client on `target`, no probes: the modes as they always ran.
+    fn alone(target: &Target) -> Placement {
+        Placement {
+            subscribers: vec![target.clone()],
+            publishers: vec![target.clone()],
+            probe: false,
+        }
+    }
+
+    fn subscriber(&self, index: usize) -> &Target {
+        &self.subscribers[index % self.subscribers.len()]
+    }
+
+    fn publisher(&self, index: usize) -> &Target {
+        &self.publishers[index % self.publishers.len()]
+    }
+}
+
+/// How every probe's payload starts (then the probing broker's index): no load message does,
+/// so a probe that arrives late is skipped rather than counted.
+const PROBE: &[u8] = b"mqtt-bench probe ";
+/// Longest wait for interest to cross to one broker.
+const INTEREST_WAIT: Duration = Duration::from_secs(10);
+/// A probe is published again when none arrived for this long.
+const PROBE_EVERY: Duration = Duration::from_millis(50);
+/// The probes are over once a subscriber received none for this long.
+const PROBE_SILENCE: Duration = Duration::from_millis(200);
+
+/// Waits until a message published on each of the publishers' brokers reaches each subscriber.
+/// In a cluster, a subscription made on one node reaches the other nodes a few milliseconds
+/// after its SUBACK, and what they forward meanwhile is for nobody: a load started at once
+/// would lose its first messages. So a client on each publishers' broker publishes QoS 0
+/// probes on `topic` (which the subscribers' filter matches), one every [`PROBE_EVERY`], until
+/// the subscriber has read one of that broker's probes; then the subscribers read on until
+/// none came for [`PROBE_SILENCE`]. A probe still on its way is skipped by the counting
+/// ([`PROBE`]). On a single broker the first probe arrives at once.
+async fn await_interest(
+    placement: &Placement,
+    subscribers: &mut [&mut Reader],
+    topic: &str,
+) -> Result<()> {
+    let mut brokers: Vec<&Target> = Vec::new();
+    for target in &placement.publishers {
+        if !brokers.iter().any(|known| known.tcp == target.tcp) {
+            brokers.push(target);
+        }
+    }
+    let mut buffers: Vec<BytesMut> = subscribers.iter().map(|_| BytesMut::new()).collect();
+    for (index, target) in brokers.into_iter().enumerate() {
+        let (_reader, mut writer) = connect(target, &format!("bench-probe-{index}")).await?;
+        let payload = Bytes::from([PROBE, index.to_string().as_bytes()].concat());
+        let mut probe = BytesMut::new();
+        publish_bytes(topic, payload.clone(), QoS::AtMostOnce, 0, &mut probe);
+        let deadline = Instant::now() + INTEREST_WAIT;
+        for (reader, buf) in subscribers.iter_mut().zip(&mut buffers) {
+            loop {
+                writer.write_all(&probe).await?;
+                if read_probe(reader, buf, &payload, PROBE_EVERY).await? {
+                    break;
+                }
+                ensure!(
+                    Instant::now() < deadline,
+                    "interest in {topic} did not reach the broker at {} within {} s",
+                    target.tcp,
+                    INTEREST_WAIT.as_secs()
+                );
+            }
+        }
+    }
+    let drained = subscribers
+        .iter_mut()
+        .zip(&mut buffers)
+        .map(|(reader, buf)| drain_probes(reader, buf));
+    futures_util::future::try_join_all(drained).await?;
+    Ok(())
+}
+
+/// Reads packets for at most `wait`; whether one was a PUBLISH with `payload`.
+async fn read_probe(
+    reader: &mut Reader,
+    buf: &mut BytesMut,
+    payload: &[u8],
+    wait: Duration,
+) -> Result<bool> {
+    let until = tokio::time::Instant::now() + wait;
+    // Cancelling `read_packet` loses nothing: what it read stays in `buf`.
+    while let Ok(packet) = tokio::time::timeout_at(until, read_packet(reader, buf)).await {
+        if let Packet::Publish(publish) = packet? {
+            if publish.payload == payload {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
+}
+
+/// Reads the probes still coming until none came for [`PROBE_SILENCE`] and no packet is half
+/// read, so that the counting starts on a packet boundary.
+async fn drain_probes(reader: &mut Reader, buf: &mut BytesMut) -> Result<()> {
+    let deadline = Instant::now() + INTEREST_WAIT;
+    loop {
+        match tokio::time::timeout(PROBE_SILENCE, read_packet(reader, buf)).await {
+            Ok(packet) => {
+                packet?;
+            }
+            Err(_) if buf.is_empty() => return Ok(()),
+            Err(_) => ensure!(
+                Instant::now() < deadline,
+                "a packet stayed half read after the probes"
+            ),
+        }
+    }
+}
+
 /// The `fanin` mode's load.
 struct FanIn {
     publishers: usize,
@@ -699,6 +988,8 @@ struct FanIn {
     qos: u8,
     /// QoS 1 messages in flight per publisher.
     window: usize,
+    /// The publishers' lead over the subscriber, at most (0: unbounded).
+    ahead: u64,
     /// The subscriber's session.
     subscriber: Session,
 }
@@ -706,7 +997,8 @@ struct FanIn {
 /// The subscriber's client id in the `fanin` mode.
 const FAN_IN_SUBSCRIBER: &str = "bench-sub";
 
-async fn fan_in(target: &Target, load: &FanIn, timeout: Duration) -> Result<Throughput> {
+async fn fan_in(placement: &Placement, load: &FanIn, timeout: Duration) -> Result<Throughput> {
+    let target = placement.subscriber(0);
     let qos_level = qos_of(load.qos)?;
     let persistent = load.subscriber == Session::Persistent;
     if persistent {
@@ -716,6 +1008,9 @@ async fn fan_in(target: &Target, load: &FanIn, timeout: Duration) -> Result<Thro
     let (mut reader, mut writer) =
         connect_session(target, FAN_IN_SUBSCRIBER, load.subscriber).await?;
     subscribe(&mut reader, &mut writer, "bench/fanin/#", qos_level).await?;
+    if placement.probe {
+        await_interest(placement, &mut [&mut reader], "bench/fanin/probe").await?;
+    }
     let expected = load.messages * load.publishers as u64;
     let received = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
@@ -726,16 +1021,21 @@ async fn fan_in(target: &Target, load: &FanIn, timeout: Duration) -> Result<Thro
         received.clone(),
         start + timeout,
     ));
+    let gate = Gate::new(load.ahead, std::slice::from_ref(&received));
     let mut tasks = Vec::new();
     for index in 0..load.publishers {
+        let flow = Flow {
+            window: load.window,
+            gate: gate.clone(),
+        };
         tasks.push(tokio::spawn(publisher(
-            target.clone(),
+            placement.publisher(index).clone(),
             format!("bench-pub-{index}"),
             format!("bench/fanin/{index}"),
             load.messages,
             load.size,
             qos_level,
-            load.window,
+            flow,
         )));
     }
     for task in tasks {
@@ -752,6 +1052,7 @@ async fn fan_in(target: &Target, load: &FanIn, timeout: Duration) -> Result<Thro
         mode: "fanin",
         qos: load.qos,
         persistent,
+        ahead: load.ahead,
         expected,
         received,
         lost: expected.saturating_sub(received),
@@ -779,24 +1080,43 @@ async fn discard_session(target: &Target, client_id: &str) -> Result<()> {
     Ok(())
 }
 
-async fn fan_out(
-    target: &Target,
+/// The `fanout` mode's load.
+struct FanOut {
     subscribers: usize,
+    /// Messages published (each subscriber is to receive them all).
     messages: u64,
     size: usize,
     qos: u8,
+    /// QoS 1 messages in flight for the publisher.
     window: usize,
-    timeout: Duration,
-) -> Result<Throughput> {
+    /// The publisher's lead over the slowest subscriber, at most (0: unbounded).
+    ahead: u64,
+}
+
+async fn fan_out(placement: &Placement, load: &FanOut, timeout: Duration) -> Result<Throughput> {
+    let &FanOut {
+        subscribers,
+        messages,
+        size,
+        qos,
+        window,
+        ahead,
+    } = load;
     let qos_level = qos_of(qos)?;
     let received: Vec<Arc<AtomicU64>> = (0..subscribers)
         .map(|_| Arc::new(AtomicU64::new(0)))
         .collect();
     let mut connected = Vec::new();
     for index in 0..subscribers {
+        let target = placement.subscriber(index);
         let (mut reader, mut writer) = connect(target, &format!("bench-sub-{index}")).await?;
         subscribe(&mut reader, &mut writer, "bench/fanout", qos_level).await?;
         connected.push((reader, writer));
+    }
+    if placement.probe {
+        let mut readers: Vec<&mut Reader> =
+            connected.iter_mut().map(|(reader, _)| reader).collect();
+        await_interest(placement, &mut readers, "bench/fanout").await?;
     }
     let start = Instant::now();
     let counters: Vec<_> = connected
@@ -812,14 +1132,18 @@ async fn fan_out(
             ))
         })
         .collect();
+    let flow = Flow {
+        window,
+        gate: Gate::new(ahead, &received),
+    };
     publisher(
-        target.clone(),
+        placement.publisher(0).clone(),
         "bench-pub".into(),
         "bench/fanout".into(),
         messages,
         size,
         qos_level,
-        window,
+        flow,
     )
     .await?;
     let mut last = start;
@@ -833,23 +1157,28 @@ async fn fan_out(
         mode: "fanout",
         qos,
         persistent: false,
+        ahead,
         expected,
         received: total,
         lost: expected.saturating_sub(total),
         seconds,
         messages_per_second: total as f64 / seconds,
-        tls: target.negotiated(),
+        tls: placement.subscriber(0).negotiated(),
     })
 }
 
-async fn latency(target: &Target, rate: u64, seconds: u64, size: usize) -> Result<Latency> {
+async fn latency(placement: &Placement, rate: u64, seconds: u64, size: usize) -> Result<Latency> {
     ensure!(
         rate > 0 && size >= 8,
         "rate must be positive and size at least 8 bytes"
     );
+    let target = placement.subscriber(0);
     let (mut reader, mut writer) = connect(target, "bench-lat-sub").await?;
     subscribe(&mut reader, &mut writer, "bench/latency", QoS::AtMostOnce).await?;
-    let (_pub_reader, mut pub_writer) = connect(target, "bench-lat-pub").await?;
+    if placement.probe {
+        await_interest(placement, &mut [&mut reader], "bench/latency").await?;
+    }
+    let (_pub_reader, mut pub_writer) = connect(placement.publisher(0), "bench-lat-pub").await?;
     let base = Instant::now();
     let total = rate * seconds;
     let receiver = tokio::spawn(async move {
@@ -859,6 +1188,9 @@ async fn latency(target: &Target, rate: u64, seconds: u64, size: usize) -> Resul
             let packet = tokio::time::timeout(STALL, read_packet(&mut reader, &mut buf)).await;
             let Ok(packet) = packet else { break };
             if let Packet::Publish(publish) = packet? {
+                if publish.payload.starts_with(PROBE) {
+                    continue;
+                }
                 let sent = u64::from_be_bytes(publish.payload[..8].try_into()?);
                 let now = base.elapsed().as_nanos() as u64;
                 samples.push(now.saturating_sub(sent));
@@ -1412,6 +1744,70 @@ mod tests {
             .unwrap();
         assert_eq!(count, 1_000_016);
         server.await.unwrap();
+    }
+
+    /// A late probe of `await_interest` is not counted, at either QoS (a QoS 1 one is still
+    /// acknowledged), and a load message is counted whatever its payload.
+    #[tokio::test]
+    async fn counts_load_messages_and_skips_late_probes() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let mut packets = BytesMut::new();
+        let probe = Bytes::from([PROBE, b"0"].concat());
+        let load = Bytes::from_static(b"probe? no: a load message");
+        publish_bytes("t", load.clone(), QoS::AtMostOnce, 0, &mut packets);
+        publish_bytes("t", probe.clone(), QoS::AtMostOnce, 0, &mut packets);
+        publish_bytes("t", probe, QoS::AtLeastOnce, 7, &mut packets);
+        publish_bytes("t", load.clone(), QoS::AtLeastOnce, 8, &mut packets);
+        publish_bytes("t", load, QoS::AtMostOnce, 0, &mut packets);
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            socket.write_all(&packets).await.unwrap();
+            // The two PUBACKs, for packet ids 7 and 8.
+            let mut acks = [0u8; 8];
+            socket.read_exact(&mut acks).await.unwrap();
+            acks
+        });
+        let url = "ws://127.0.0.1:1/mqtt".to_string();
+        let target = Target::new(Kind::Tcp, address, url, None).unwrap();
+        let (reader, writer) = target.open().await.unwrap();
+        let received = Arc::new(AtomicU64::new(0));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        count_messages(reader, writer, 3, received.clone(), deadline)
+            .await
+            .unwrap();
+        assert_eq!(received.load(Ordering::Relaxed), 3);
+        assert_eq!(
+            server.await.unwrap(),
+            [0x40, 2, 0, 7, 0x40, 2, 0, 8],
+            "both QoS 1 messages acknowledged"
+        );
+    }
+
+    /// The gate admits messages while the publishers are at most `ahead` in front of the
+    /// slowest subscriber, holds them once they would be further, and lets them go as that
+    /// subscriber catches up.
+    #[tokio::test]
+    async fn the_gate_holds_publishers_ahead_of_the_slowest_subscriber() {
+        let received = [Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0))];
+        assert!(Gate::new(0, &received).is_none(), "0: no gate");
+        let gate = Gate::new(100, &received).unwrap();
+        gate.admit(100).await;
+        let held = tokio::spawn({
+            let gate = gate.clone();
+            async move { gate.admit(50).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!held.is_finished(), "150 published, none received");
+        received[0].store(150, Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!held.is_finished(), "the other subscriber has none yet");
+        received[1].store(60, Ordering::Relaxed);
+        tokio::time::timeout(Duration::from_secs(1), held)
+            .await
+            .expect("admitted once the slowest is 90 behind")
+            .unwrap();
     }
 
     /// Over WebSocket, the subscriber counts packets whatever the message boundaries: a packet

@@ -74,6 +74,7 @@ use security::{ACL_RULES, Pki};
 
 mod brokers;
 mod browser;
+mod cluster;
 mod crowds;
 mod dashboard;
 mod durability;
@@ -377,13 +378,15 @@ impl Part {
 }
 
 /// `cargo xtask bench [--quick] [--runs N] [--only brokers|crowds|durability|browser|dashboard
-/// | --browser-only] [--no-browser] [--instrumented]`.
+/// | --browser-only] [--no-browser] [--instrumented]`, or `cargo xtask bench --cluster [--quick]
+/// [--runs N]` (three nodes against one, see [`cluster`]).
 pub fn run(args: &[String]) -> Result<()> {
     let mut quick = false;
     let mut runs = None;
     let mut browser = true;
     let mut only = None;
     let mut launcher = Launcher::Plain;
+    let mut three_nodes = false;
     let mut rest = args.iter();
     while let Some(arg) = rest.next() {
         match arg.as_str() {
@@ -393,13 +396,17 @@ pub fn run(args: &[String]) -> Result<()> {
             "--browser-only" => only = Some(Part::Browser),
             "--no-browser" => browser = false,
             "--instrumented" => launcher = Launcher::Instrumented,
+            "--cluster" => three_nodes = true,
             other => bail!(
                 "unknown bench argument {other:?} (expected --quick, --runs N, --only PART, \
-                 --browser-only, --no-browser, --instrumented)"
+                 --browser-only, --no-browser, --instrumented, --cluster)"
             ),
         }
     }
     let runs: usize = runs.unwrap_or(if quick { 1 } else { 3 });
+    if three_nodes {
+        return cluster::run(quick, runs);
+    }
     let part = |part: Part| only.is_none_or(|only| only.includes(part));
     ensure_mosquitto()?;
     process::run(process::cargo().args(["build", "--release", "-p", "gateway", "-p", "bench"]))?;

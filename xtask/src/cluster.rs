@@ -6,6 +6,7 @@
 //! is ended by its PID.
 
 use std::ffi::OsString;
+use std::path::Path;
 use std::process::{Child, Stdio};
 
 use anyhow::{Context, Result, bail};
@@ -32,21 +33,7 @@ pub fn run(args: &[String]) -> Result<()> {
 
     let dir = target_dir().join("cluster");
     std::fs::create_dir_all(&dir)?;
-    let nats_port = process::free_port()?;
-    let mut nats = process::command("nats-server")
-        .args([
-            "-a",
-            "127.0.0.1",
-            "-p",
-            &nats_port.to_string(),
-            "-js",
-            "-sd",
-        ])
-        .arg(dir.join("nats"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting nats-server")?;
+    let (mut nats, nats_port) = spawn_nats(&dir)?;
     let mut started: Vec<(String, ReleaseGateway)> = Vec::new();
     let result = start_nodes(&dir, nats_port, nodes, &mut started);
     if let Err(error) = result {
@@ -67,8 +54,32 @@ pub fn run(args: &[String]) -> Result<()> {
     Ok(())
 }
 
-fn start_nodes(
-    dir: &std::path::Path,
+/// Debian's nats-server with JetStream on a free loopback port, its store under `dir/nats`,
+/// quiet; returns at once ([`start_nodes`] waits for its port).
+pub fn spawn_nats(dir: &Path) -> Result<(Child, u16)> {
+    let nats_port = process::free_port()?;
+    let nats = process::command("nats-server")
+        .args([
+            "-a",
+            "127.0.0.1",
+            "-p",
+            &nats_port.to_string(),
+            "-js",
+            "-sd",
+        ])
+        .arg(dir.join("nats"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting nats-server")?;
+    Ok((nats, nats_port))
+}
+
+/// Once nats-server accepts connections: `nodes` release gateways named a, b, c, ..., each
+/// joined to it, appended to `started` as they come up (so that the caller stops those on an
+/// error too).
+pub fn start_nodes(
+    dir: &Path,
     nats_port: u16,
     nodes: usize,
     started: &mut Vec<(String, ReleaseGateway)>,
@@ -92,7 +103,7 @@ fn start_nodes(
 }
 
 /// Ends whatever is still running, by PID.
-fn stop(nats: &mut Child, started: &mut [(String, ReleaseGateway)]) {
+pub fn stop(nats: &mut Child, started: &mut [(String, ReleaseGateway)]) {
     for (_, node) in started.iter_mut() {
         let _ = node.child.kill();
         let _ = node.child.wait();
