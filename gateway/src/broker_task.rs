@@ -313,7 +313,7 @@ pub(crate) async fn run(
         route(&mut broker, &mut peers);
         store.flush(&mut broker, cluster.as_ref());
         if let Some(cluster) = &cluster {
-            cluster.flush(&mut broker);
+            let _ = cluster.flush(&mut broker);
         }
         if stop {
             close_unannounced(&mut peers, &mut commands);
@@ -361,12 +361,13 @@ fn handle_and_route(
     let congested_outbox = route(broker, peers);
     let congested_queue = broker.take_congestion();
     let store_behind = store.flush(broker, cluster);
+    let cluster_behind = cluster.is_some_and(|cluster| cluster.flush(broker));
     if let Some(peer) = source.and_then(|source| peers.get(&source)) {
         let now = tokio::time::Instant::now();
         if let Some(congested) = congested_outbox {
             peer.link
                 .throttle(Throttle::Outbox(congested), now + OUTBOX_PAUSE);
-        } else if congested_queue {
+        } else if congested_queue || cluster_behind {
             peer.link.throttle(Throttle::Queue, now + QUEUE_PAUSE);
         } else if store_behind {
             peer.link.throttle(Throttle::Store, now + STORE_PAUSE);

@@ -258,6 +258,10 @@ fn describe() {
         "Persistent sessions taken in from another node, or from the log of a lost one"
     );
     describe_counter!(
+        "mqtt_cluster_slow_consumer_total",
+        "Times NATS dropped messages from other nodes because this node read them too slowly"
+    );
+    describe_counter!(
         "mqtt_cluster_session_log_compactions_total",
         "Session logs replaced by an image of the session (every 1,000 records)"
     );
@@ -302,6 +306,8 @@ fn record_cluster(cluster: &ClusterCounters) {
         .absolute(cluster.sessions_adopted.load(Ordering::Relaxed));
     counter!("mqtt_cluster_sessions_released_total")
         .absolute(cluster.sessions_released.load(Ordering::Relaxed));
+    counter!("mqtt_cluster_slow_consumer_total")
+        .absolute(cluster.slow_consumer.load(Ordering::Relaxed));
     counter!("mqtt_cluster_session_log_compactions_total")
         .absolute(cluster.compactions.load(Ordering::Relaxed));
 }

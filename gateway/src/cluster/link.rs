@@ -80,6 +80,8 @@ pub struct ClusterCounters {
     pub sessions_released: AtomicU64,
     /// Session logs replaced by an image of the session.
     pub compactions: AtomicU64,
+    /// Times the NATS client dropped messages of a subscription this node read too slowly.
+    pub slow_consumer: AtomicU64,
 }
 
 /// The broker task's end of the link.
@@ -109,7 +111,10 @@ impl ClusterSide {
     }
 
     /// Hands the broker's interest changes and forwards to the link task, never waiting.
-    pub(crate) fn flush(&self, broker: &mut Broker) {
+    /// Returns whether the forwards queue is more than half full: the publisher whose messages
+    /// filled it should pause, as it does for a slow local consumer, rather than have them
+    /// dropped once it is full.
+    pub(crate) fn flush(&self, broker: &mut Broker) -> bool {
         for change in broker.take_interest() {
             // Fails only once the link task is gone, at shutdown.
             let _ = self.interest.send(change);
@@ -123,6 +128,7 @@ impl ClusterSide {
         self.counters
             .forward_waiting
             .store(waiting as u64, Ordering::Relaxed);
+        waiting > FORWARD_QUEUE / 2
     }
 }
 
@@ -272,6 +278,13 @@ fn note_event(counters: &ClusterCounters, event: &Event) {
             counters.connected.store(false, Ordering::Relaxed);
             counters.disconnects.fetch_add(1, Ordering::Relaxed);
             warn!("cluster: lost NATS; local delivery goes on, other nodes' messages wait for it");
+        }
+        Event::SlowConsumer(_) => {
+            // The client's buffer for one subscription overflowed: NATS messages were lost.
+            counters.slow_consumer.fetch_add(1, Ordering::Relaxed);
+            warn!(
+                "cluster: messages from other nodes arrive faster than this node takes them; NATS dropped some"
+            );
         }
         other => info!("cluster: NATS {other}"),
     }
