@@ -138,9 +138,14 @@ pub fn rows(quick: bool, runs: usize, dir: &Path, brokers: &[Starter]) -> Result
                 line.push_str(&format!("  {label}={value:.1} {unit}"));
                 samples[figure][slot].push(value);
             }
+            // The generator shares the machine: its CPU and the devices' skipped ticks say
+            // whether the broker kept up.
             println!(
-                "{line}  sent={} lost={lost} duplicates={duplicates} missed_ticks={}",
-                result["sent"], result["missed_ticks"]
+                "{line}  sent={} lost={lost} duplicates={duplicates} missed_ticks={} \
+                 mqtt-bench cpu={:.1} %",
+                result["sent"],
+                result["missed_ticks"],
+                result["bench_cpu_percent"].as_f64().unwrap_or(f64::NAN)
             );
             if lost > 0 || duplicates > 0 {
                 losses.push(format!(
