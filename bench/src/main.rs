@@ -26,6 +26,7 @@
 //! The `soak` mode (module `soak`) holds a mixed load for minutes against one broker, samples
 //! its memory and descriptors, and checks at the end that nothing acknowledged was lost.
 
+mod fleet;
 mod soak;
 mod transport;
 
@@ -215,6 +216,11 @@ enum Mode {
     /// every `--interval`, and checks at the end: nothing acknowledged lost, memory and
     /// descriptors not growing after the warm-up. Ignores --timeout and --transport.
     Soak(soak::SoakArgs),
+    /// Many devices over TCP, each publishing one QoS 1 JSON message a second to its own topic,
+    /// and a few WebSocket dashboards on `fleet/#` (module `fleet`): broker CPU and memory,
+    /// publish-to-dashboard latency, and every message accounted for. Ignores --timeout and
+    /// --transport.
+    Fleet(fleet::FleetArgs),
 }
 
 #[derive(Debug, Serialize)]
@@ -339,6 +345,7 @@ fn main() -> Result<()> {
     // draining) so that no mode can hang, whatever the broker does.
     let limit = match &cli.mode {
         Mode::Soak(args) => args.limit(),
+        Mode::Fleet(args) => args.limit(),
         _ => deadline + 2 * STALL + Duration::from_secs(10),
     };
     let run = run_mode(cli.mode, target, placement, deadline);
@@ -456,6 +463,7 @@ async fn run_mode(
             Ok(())
         }
         Mode::Soak(args) => soak::run(target.tcp, args).await,
+        Mode::Fleet(args) => fleet::report(&fleet::run(&target, &args).await?, &args),
         Mode::RetainedCount { at_least } => {
             let start = Instant::now();
             let count = await_retained_count(&target, at_least, start + deadline).await?;

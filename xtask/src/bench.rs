@@ -47,12 +47,16 @@
 //! Then the crowd rows (see [`crowds`]): each broker, fresh, holding 19,000 idle connections
 //! (5,000 with `--quick`), its whole resident memory and what each connection costs.
 //!
+//! Right after the crowds, the fleet rows (see [`fleet`]): 10,000 devices over TCP (1,000 with `--quick`), each
+//! publishing one QoS 1 JSON message a second, and 5 WebSocket dashboards on `fleet/#`: the
+//! broker's CPU and memory, publish-to-dashboard latency, and every message accounted for.
+//!
 //! The browser part ends with the dashboard under a steady load (see [`dashboard`]): frame
 //! intervals at 1,000 and 10,000 msg/s over 40 series, frame work, long tasks and JS heap,
 //! printed before the table and kept in latest.json under `browser.dashboard` (the gateway alone
 //! serves it: no ratio).
 //!
-//! `--only brokers|crowds|durability|browser|dashboard` runs one part (`--browser-only` is
+//! `--only brokers|crowds|fleet|durability|browser|dashboard` runs one part (`--browser-only` is
 //! `--only browser`, which includes the dashboard); the table and latest.json then hold that
 //! part's rows.
 //!
@@ -78,6 +82,7 @@ mod cluster;
 mod crowds;
 mod dashboard;
 mod durability;
+mod fleet;
 mod page;
 mod report;
 mod security;
@@ -348,6 +353,8 @@ enum Part {
     Brokers,
     /// The crowd rows ([`crowds`]).
     Crowds,
+    /// The fleet rows ([`fleet`]).
+    Fleet,
     /// The store's rows ([`durability`]).
     Durability,
     /// The browser rows ([`browser`]).
@@ -361,12 +368,13 @@ impl Part {
         Ok(match name {
             "brokers" => Part::Brokers,
             "crowds" => Part::Crowds,
+            "fleet" => Part::Fleet,
             "durability" => Part::Durability,
             "browser" => Part::Browser,
             "dashboard" => Part::Dashboard,
             other => bail!(
-                "unknown part {other:?} (expected brokers, crowds, durability, browser or \
-                 dashboard)"
+                "unknown part {other:?} (expected brokers, crowds, fleet, durability, browser \
+                 or dashboard)"
             ),
         })
     }
@@ -377,9 +385,9 @@ impl Part {
     }
 }
 
-/// `cargo xtask bench [--quick] [--runs N] [--only brokers|crowds|durability|browser|dashboard
-/// | --browser-only] [--no-browser] [--instrumented]`, or `cargo xtask bench --cluster [--quick]
-/// [--runs N]` (three nodes against one, see [`cluster`]).
+/// `cargo xtask bench [--quick] [--runs N] [--only brokers|crowds|fleet|durability|browser|
+/// dashboard | --browser-only] [--no-browser] [--instrumented]`, or `cargo xtask bench --cluster
+/// [--quick] [--runs N]` (three nodes against one, see [`cluster`]).
 pub fn run(args: &[String]) -> Result<()> {
     let mut quick = false;
     let mut runs = None;
@@ -419,6 +427,9 @@ pub fn run(args: &[String]) -> Result<()> {
     if part(Part::Crowds) {
         rows.extend(crowds::rows(quick, runs, &dir)?);
     }
+    if part(Part::Fleet) {
+        rows.extend(fleet::rows(quick, runs, &dir, &fleet::default_brokers())?);
+    }
     if part(Part::Durability) {
         rows.extend(durability::rows(quick, runs, &dir)?);
     }
@@ -450,6 +461,7 @@ pub fn run(args: &[String]) -> Result<()> {
         "mosquitto_config": MOSQUITTO_CONF,
         "security": security_report(),
         "crowds": crowds::report(quick),
+        "fleet": fleet::report(quick),
         "durability": durability::report(quick),
         "browser": browser_report,
         "figures": json_rows,

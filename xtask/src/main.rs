@@ -39,9 +39,9 @@ commands:
                 target/bench/latest.json and target/bench/ratios.svg
                 (--quick: a smoke run; --instrumented: the browser rows
                 through Playwright, to see what DevTools costs; --only
-                brokers|crowds|durability|browser|dashboard: one part;
-                --cluster: three cluster nodes against one instead, into
-                target/bench/cluster.json)
+                brokers|crowds|fleet|durability|browser|dashboard: one
+                part; --cluster: three cluster nodes against one instead,
+                into target/bench/cluster.json)
   cluster [--nodes N]
                 a cluster on loopback: nats-server with JetStream and N release
                 gateways (default 3, named a, b, c...) joined to it; prints

@@ -125,7 +125,7 @@ fn check_limit(broker: &Broker, needed: u64) -> Result<u64> {
 }
 
 /// The soft `Max open files` of process `pid` (or `self`), from `/proc/PID/limits`.
-fn open_files_limit(pid: &str) -> Result<u64> {
+pub(super) fn open_files_limit(pid: &str) -> Result<u64> {
     let path = format!("/proc/{pid}/limits");
     let limits = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
     limits
