@@ -250,14 +250,19 @@ pub(crate) async fn run(
     let mut store_running = true;
     let mut peers: HashMap<ConnectionId, Peer> = HashMap::default();
     let mut reported = (0u64, 0u64);
+    // One timer for the whole loop, moved only when the core's next deadline changes: a fresh
+    // `Sleep` per wake-up was registered in tokio's timer wheel while the task waited and taken
+    // out again when a command woke it, two trips through the timer's lock on every message.
+    let mut timer = std::pin::pin!(tokio::time::sleep_until(tokio::time::Instant::now()));
+    let mut timer_at: Option<Instant> = None;
     loop {
         let deadline = broker.next_deadline();
-        let sleep = async {
-            match deadline {
-                Some(at) => tokio::time::sleep_until(at.into()).await,
-                None => std::future::pending().await,
-            }
-        };
+        if let Some(at) = deadline
+            && timer_at != Some(at)
+        {
+            timer.as_mut().reset(at.into());
+            timer_at = Some(at);
+        }
         let mut stop = false;
         tokio::select! {
             biased;
@@ -300,7 +305,9 @@ pub(crate) async fn run(
                     }
                 }
             }
-            () = sleep => {
+            () = timer.as_mut(), if deadline.is_some() => {
+                // Elapsed: set again for whatever deadline comes next, even the same one.
+                timer_at = None;
                 let received = counters.bytes_received.load(Ordering::Relaxed);
                 let sent = counters.bytes_sent.load(Ordering::Relaxed);
                 broker.record_bytes(received - reported.0, sent - reported.1);
