@@ -632,6 +632,7 @@ mod tests {
                 max_inbound_rate: None,
             },
             security: None,
+            claims: None,
         };
         let info = ConnectionInfo {
             transport: broker_core::Transport::Tcp,
