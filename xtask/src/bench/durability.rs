@@ -44,6 +44,7 @@ use super::brokers::{
     mosquitto_persistence_dir, run_load, spawn_mosquitto, start_gateway_with, start_mosquitto_with,
     stop_gracefully,
 };
+use super::peers::Peer;
 use super::report::{Better, Row, median_or_nan, number};
 use crate::{gateway, process};
 
@@ -130,8 +131,9 @@ impl Sizes {
     }
 }
 
-/// The durability rows: the persistent fan-in over `runs` runs, then the large state.
-pub fn rows(quick: bool, runs: usize, dir: &Path) -> Result<Vec<Row>> {
+/// The durability rows: the persistent fan-in over `runs` runs, then the large state. Each
+/// row has a cell per peer of `peers` saying why it was not measured (see [`super::peers`]).
+pub fn rows(quick: bool, runs: usize, dir: &Path, peers: &[Peer]) -> Result<Vec<Row>> {
     let sizes = Sizes::new(quick);
     let durability = gateway_has_durability_flag()?;
     if !durability {
@@ -142,7 +144,14 @@ pub fn rows(quick: bool, runs: usize, dir: &Path) -> Result<Vec<Row>> {
     }
     let mut rows = vec![persistent_fan_in(&sizes, runs, dir, durability)?];
     rows.extend(large_state(&sizes, runs, dir)?);
-    Ok(rows)
+    let durable = Extras {
+        durable: Some(Durable::default()),
+        ..Extras::default()
+    };
+    Ok(rows
+        .into_iter()
+        .map(|row| row.with_peers(peers.iter().map(|peer| peer.missing_cell(&durable))))
+        .collect())
 }
 
 /// How the durability rows' brokers are configured and loaded, for latest.json.
