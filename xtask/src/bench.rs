@@ -11,8 +11,23 @@
 //! per idle connection is measured on freshly started brokers, so earlier loads do not leave
 //! freed memory to hide the cost.
 //!
-//! The security rows run the fan-in load against two more pairs of brokers, started next to the
-//! first and kept for all runs, each pair loaded alike (see [`security`] for the files):
+//! Each throughput row is followed by a CPU row: the CPU seconds the broker's process spent
+//! (`utime + stime` of `/proc/PID/stat`, all threads, read right before and right after each
+//! run) per million messages its subscribers received, so that a broker that is faster by
+//! burning more cores shows it.
+//!
+//! `--peers` adds rumqttd 0.20.0 and mqttv5-cli 0.29.10's broker (see [`peers`]: installed into
+//! `target/peers` when missing, each on its own loopback ports, configured as Mosquitto is as far
+//! as each can be). Every part runs them beside the other two, in the same interleaving (all
+//! brokers forwards, then backwards), and the table gets a column per peer and `gateway/best`,
+//! the gateway over the best other broker, Mosquitto included. A peer without a figure in a row
+//! says why in its cell: it has no ACL file, no persistence, or failed to start, crashed, timed
+//! out or lost messages (a peer's failure is noted and the benchmark goes on; the gateway's or
+//! Mosquitto's still ends it).
+//!
+//! The security rows run the fan-in load against two more pairs of brokers (with `--peers`, the
+//! peers too: a TLS listener with the same files, but not the ACL), started next to the first
+//! and kept for all runs, each pair loaded alike (see [`security`] for the files):
 //! - TLS: each broker gets a third listener, MQTT over TLS on a loopback port, serving the same
 //!   certificate and key, made with `openssl` at the start of the run (X.509 v3, ECDSA P-256,
 //!   `subjectAltName = IP:127.0.0.1`, signed by a throwaway CA that `mqtt-bench --tls-ca`
@@ -56,7 +71,8 @@
 //! `--only browser`, which includes the dashboard); the table and latest.json then hold that
 //! part's rows.
 //!
-//! The brokers and the load generator are in [`brokers`]; rows, table and chart in [`report`].
+//! The brokers and the load generator are in [`brokers`], the peers in [`peers`]; rows, table
+//! and chart in [`report`].
 
 use std::path::Path;
 
@@ -83,7 +99,8 @@ mod peers;
 mod report;
 mod security;
 
-/// Which pair of brokers a figure runs against; each pair is started once for all runs.
+/// Which brokers a figure runs against (the gateway, Mosquitto and the peers, each configured
+/// alike); each set is started once for all runs.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Setup {
     /// MQTT over TCP and WebSocket, nothing else.

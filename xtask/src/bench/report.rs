@@ -430,3 +430,75 @@ pub fn ratio_chart(rows: &[Value]) -> String {
     svg.push_str("</svg>\n");
     svg
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(better: Better, cells: Vec<Cell>) -> Row {
+        Row::of("fan-in", "msg/s", better, cells)
+    }
+
+    /// The best other broker is the best figure among Mosquitto and the peers that have one.
+    #[test]
+    fn the_best_peer_is_the_best_figure_among_the_others() {
+        let cells = vec![
+            Cell::new("gateway", vec![100.0, 300.0, 200.0], Vec::new()),
+            Cell::new("mosquitto", vec![50.0], Vec::new()),
+            Cell::new("rumqttd", vec![80.0], Vec::new()),
+            Cell::missing("mqttv5", "no persistence"),
+        ];
+        let higher = row(Better::Higher, cells.clone());
+        assert_eq!(higher.gateway(), 200.0);
+        assert_eq!(higher.ratio, 4.0);
+        assert_eq!(higher.best_peer(), Some(("rumqttd", 2.5)));
+        let lower = row(Better::Lower, cells);
+        assert_eq!(lower.best_peer(), Some(("mosquitto", 4.0)));
+        let json = lower.to_json();
+        assert_eq!(json["rumqttd"], 80.0);
+        assert_eq!(json["mqttv5"], Value::Null);
+        assert_eq!(json["mqttv5_missing"], "no persistence");
+        assert_eq!(json["best_peer"], "mosquitto");
+        assert_eq!(json["gateway_samples"], json!([100.0, 300.0, 200.0]));
+        // Only the gateway and Mosquitto: Mosquitto is the best other broker.
+        let pair = Row::measured(
+            "x",
+            "ms",
+            Better::Lower,
+            [vec![2.0], vec![1.0]],
+            Default::default(),
+        );
+        assert_eq!(pair.best_peer(), Some(("mosquitto", 2.0)));
+    }
+
+    /// A peer without a figure shows why in its cell, cut to the column; the best column
+    /// appears with peers only.
+    #[test]
+    fn a_missing_figure_says_why_in_its_cell() {
+        let cells = vec![
+            Cell::new("gateway", vec![1000.0], Vec::new()),
+            Cell::new("mosquitto", vec![100.0], Vec::new()),
+            Cell::missing("rumqttd", "no ACL file"),
+            Cell::missing("mqttv5", "crashed (signal: 11 (SIGSEGV))"),
+        ];
+        let table = render_table(&[row(Better::Higher, cells)], 3);
+        let header = table.lines().nth(1).unwrap();
+        assert!(
+            header.contains("rumqttd") && header.contains("gateway/best"),
+            "{header}"
+        );
+        let line = table.lines().nth(2).unwrap();
+        assert!(line.contains("no ACL file"), "{line}");
+        assert!(line.contains(" crashed (signal: …"), "{line}");
+        assert!(line.contains("10.00x mosquitto"), "{line}");
+        let pair = Row::measured(
+            "x",
+            "ms",
+            Better::Lower,
+            [vec![2.0], vec![1.0]],
+            Default::default(),
+        );
+        let table = render_table(&[pair], 1);
+        assert!(!table.contains("gateway/best"), "{table}");
+    }
+}
