@@ -367,7 +367,9 @@ pub fn machine() -> Value {
 /// figure is better higher or lower. A bar is green when it beats parity, or, for a row with a
 /// goal of its own (the gateway's WebSocket over its TCP, its fan-in with an ACL over its fan-in
 /// without), when it meets that goal, and for a row with a goal for the gateway's own figure
-/// (a latency in ms, say), when the gateway meets it whatever the ratio.
+/// (a latency in ms, say), when the gateway meets it whatever the ratio. With peers, a black
+/// mark on each row where the gateway stands against the best other broker (Mosquitto
+/// included), whose tooltip names that broker.
 pub fn ratio_chart(rows: &[Value]) -> String {
     // Room for the longest label (name and hint) at about 6.5 px a character, at least 260 px.
     let label = rows
@@ -385,7 +387,8 @@ pub fn ratio_chart(rows: &[Value]) -> String {
     let mut svg = format!(
         "<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' \
          font-family='sans-serif' font-size='12'>\n<rect width='100%' height='100%' fill='white'/>\n\
-         <text x='10' y='20' font-size='14'>gateway / Mosquitto (log scale, 1x = parity)</text>\n"
+         <text x='10' y='20' font-size='14'>gateway / Mosquitto (log scale, 1x = parity; black mark: \
+         gateway / best other broker, with --peers)</text>\n"
     );
     for tick in [0.1, 1.0, 10.0, 100.0] {
         let _ = writeln!(
@@ -426,6 +429,22 @@ pub fn ratio_chart(rows: &[Value]) -> String {
             color = if good { "#2a9d5c" } else { "#d1495b" },
             tx = to + 4.0,
         );
+        let peers = row["brokers"]
+            .as_array()
+            .is_some_and(|brokers| brokers.len() > 2);
+        if let (true, Some(best), Some(name)) = (
+            peers,
+            row["ratio_to_best_peer"].as_f64(),
+            row["best_peer"].as_str(),
+        ) {
+            let _ = writeln!(
+                svg,
+                "<line x1='{bx}' x2='{bx}' y1='{y0}' y2='{y1}' stroke='black' stroke-width='2'><title>gateway / best other broker ({name}): {best:.2}x</title></line>",
+                bx = x(best),
+                y0 = y - 2.0,
+                y1 = y + 20.0,
+            );
+        }
     }
     svg.push_str("</svg>\n");
     svg
