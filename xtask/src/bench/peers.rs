@@ -29,7 +29,7 @@
 //! Neither peer is set up with the ACL rows' ACL (rumqttd has no ACL file; mqttv5's has another
 //! syntax, which the bench does not translate): their cells say so. In the durability rows
 //! rumqttd has nothing to measure (it keeps nothing); mqttv5 runs the persistent-session fan-in
-//! with its file store (`storage_config.backend "file"`, persistence on, a fresh directory), but
+//! with its file store (`storage_config.backend "File"`, persistence on, a fresh directory), but
 //! not the large-state rows, which count retained messages through Mosquitto's `$SYS` topic
 //! (mqttv5 publishes `$SYS/broker/retained/count` instead).
 
@@ -112,7 +112,7 @@ const MQTTV5_SETTINGS: &str = r#"{
   "websocket_tls_config": null,
   "tls_config": null,
   "storage_config": {
-    "backend": "memory",
+    "backend": "Memory",
     "enable_persistence": false,
     "max_queued_messages_per_client": 1000000000,
     "max_queued_bytes_per_client": 1099511627776
@@ -309,7 +309,7 @@ pub fn start_peer(dir: &Path, peer: Peer, name: &str, extras: Extras) -> Result<
             // rumqttd's config crate picks the format by the file's extension.
             let conf = dir.join(format!("{name}.toml"));
             std::fs::write(&conf, text)?;
-            spawn(peer, |command| {
+            spawn(peer, &dir.join(format!("{name}.log")), |command| {
                 command.arg("--quiet").arg("--config").arg(&conf);
             })?
         }
@@ -327,7 +327,7 @@ pub fn start_peer(dir: &Path, peer: Peer, name: &str, extras: Extras) -> Result<
                 let storage = dir.join(format!("{name}-storage"));
                 let _ = std::fs::remove_dir_all(&storage);
                 std::fs::create_dir_all(&storage)?;
-                config["storage_config"]["backend"] = json!("file");
+                config["storage_config"]["backend"] = json!("File");
                 config["storage_config"]["base_dir"] = json!(storage);
                 config["storage_config"]["enable_persistence"] = json!(true);
             }
@@ -335,7 +335,7 @@ pub fn start_peer(dir: &Path, peer: Peer, name: &str, extras: Extras) -> Result<
                 config["sys_topics_interval"] = json!(format!("{seconds}s"));
             }
             std::fs::write(&conf, serde_json::to_string_pretty(&config)?)?;
-            spawn(peer, |command| {
+            spawn(peer, &dir.join(format!("{name}.log")), |command| {
                 command.args(["broker", "--config"]).arg(&conf);
             })?
         }
@@ -348,7 +348,8 @@ pub fn start_peer(dir: &Path, peer: Peer, name: &str, extras: Extras) -> Result<
         tls,
     };
     for port in [port, ws_port].into_iter().chain(tls_port) {
-        process::wait_for_port(port).with_context(|| format!("starting {name}"))?;
+        process::wait_for_port(port)
+            .with_context(|| format!("starting {name} (its output: {name}.log)"))?;
     }
     Ok(broker)
 }
@@ -373,13 +374,20 @@ pub fn start_peers(dir: &Path, peers: &[Peer], suffix: &str) -> Result<Vec<Broke
         .collect()
 }
 
-/// `peer`'s binary with the arguments `configure` adds, quiet; returns at once.
-fn spawn(peer: Peer, configure: impl FnOnce(&mut std::process::Command)) -> Result<Child> {
+/// `peer`'s binary with the arguments `configure` adds, its output (warnings and errors: a
+/// configuration it refuses, say) to `log`; returns at once.
+fn spawn(
+    peer: Peer,
+    log: &Path,
+    configure: impl FnOnce(&mut std::process::Command),
+) -> Result<Child> {
     let mut command = process::command(peer.binary());
     configure(&mut command);
+    let output =
+        std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
     command
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stdout(output.try_clone()?)
+        .stderr(output)
         .spawn()
         .with_context(|| format!("starting {}", peer.binary().display()))
 }
@@ -504,7 +512,7 @@ mod tests {
             config["websocket_config"],
             json!({ "bind_addresses": ["127.0.0.1:1001"], "path": "/mqtt" })
         );
-        assert_eq!(config["storage_config"]["backend"], "memory");
+        assert_eq!(config["storage_config"]["backend"], "Memory");
         assert_eq!(config["storage_config"]["enable_persistence"], false);
         assert_eq!(config["storage_config"]["cleanup_interval"], "1h");
         assert_eq!(config["quic_config"], Value::Null);
