@@ -17,8 +17,9 @@
 //!   segments of `max_segment_size` bytes per topic filter (1 GiB), more than any row sends,
 //!   so no subscriber falls off its end. `max_inflight_count 256` as Mosquitto's
 //!   `max_inflight_messages`, although rumqttd caps its outgoing QoS 1 window at 100 in code.
-//!   No connection delay (its default is 1 ms between accepts, which would cap the connection
-//!   rate), no console or Prometheus listener (they would take fixed ports).
+//!   No connection delay (its default is 1 ms between accepts; at 0 its accept loop still
+//!   sleeps, which tokio's 1 ms timer tick rounds up: about 1,000 connections a second), no
+//!   console or Prometheus listener (they would take fixed ports).
 //! - mqttv5 ([`mqttv5_config`], JSON, `mqttv5 broker --config FILE`): its own example
 //!   configuration (`mqttv5 broker generate-config`) with the listeners replaced by the run's
 //!   (TCP, WebSocket at `/mqtt`, TLS for the TLS rows), storage in memory without persistence,
