@@ -11,8 +11,23 @@
 //! per idle connection is measured on freshly started brokers, so earlier loads do not leave
 //! freed memory to hide the cost.
 //!
-//! The security rows run the fan-in load against two more pairs of brokers, started next to the
-//! first and kept for all runs, each pair loaded alike (see [`security`] for the files):
+//! Each throughput row is followed by a CPU row: the CPU seconds the broker's process spent
+//! (`utime + stime` of `/proc/PID/stat`, all threads, read right before and right after each
+//! run) per million messages its subscribers received, so that a broker that is faster by
+//! burning more cores shows it.
+//!
+//! `--peers` adds rumqttd 0.20.0 and mqttv5-cli 0.29.10's broker (see [`peers`]: installed into
+//! `target/peers` when missing, each on its own loopback ports, configured as Mosquitto is as far
+//! as each can be). Every part runs them beside the other two, in the same interleaving (all
+//! brokers forwards, then backwards), and the table gets a column per peer and `gateway/best`,
+//! the gateway over the best other broker, Mosquitto included. A peer without a figure in a row
+//! says why in its cell: it has no ACL file, no persistence, or failed to start, crashed, timed
+//! out or lost messages (a peer's failure is noted and the benchmark goes on; the gateway's or
+//! Mosquitto's still ends it).
+//!
+//! The security rows run the fan-in load against two more pairs of brokers (with `--peers`, the
+//! peers too: a TLS listener with the same files, but not the ACL), started next to the first
+//! and kept for all runs, each pair loaded alike (see [`security`] for the files):
 //! - TLS: each broker gets a third listener, MQTT over TLS on a loopback port, serving the same
 //!   certificate and key, made with `openssl` at the start of the run (X.509 v3, ECDSA P-256,
 //!   `subjectAltName = IP:127.0.0.1`, signed by a throwaway CA that `mqtt-bench --tls-ca`
@@ -60,7 +75,8 @@
 //! `--only browser`, which includes the dashboard); the table and latest.json then hold that
 //! part's rows.
 //!
-//! The brokers and the load generator are in [`brokers`]; rows, table and chart in [`report`].
+//! The brokers and the load generator are in [`brokers`], the peers in [`peers`]; rows, table
+//! and chart in [`report`].
 
 use std::path::Path;
 
@@ -69,11 +85,12 @@ use serde_json::{Value, json};
 
 use crate::process;
 use brokers::{
-    Broker, Extras, MOSQUITTO_ACL_CONF, MOSQUITTO_CONF, MOSQUITTO_TLS_CONF, ensure_mosquitto,
-    run_load, start_gateway, start_gateway_with, start_mosquitto, start_mosquitto_with,
+    Broker, Extras, MOSQUITTO_ACL_CONF, MOSQUITTO_CONF, MOSQUITTO_TLS_CONF, cpu_seconds,
+    ensure_mosquitto, run_load,
 };
 use page::Launcher;
-use report::{Better, Row, machine, ratio_chart, render_table};
+use peers::{Contender, Peer, contenders, failure};
+use report::{Better, Cell, Row, machine, ratio_chart, render_table};
 use security::{ACL_RULES, Pki};
 
 mod brokers;
@@ -84,10 +101,12 @@ mod dashboard;
 mod durability;
 mod fleet;
 mod page;
+mod peers;
 mod report;
 mod security;
 
-/// Which pair of brokers a figure runs against; each pair is started once for all runs.
+/// Which brokers a figure runs against (the gateway, Mosquitto and the peers, each configured
+/// alike); each set is started once for all runs.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Setup {
     /// MQTT over TCP and WebSocket, nothing else.
@@ -386,8 +405,8 @@ impl Part {
 }
 
 /// `cargo xtask bench [--quick] [--runs N] [--only brokers|crowds|fleet|durability|browser|
-/// dashboard | --browser-only] [--no-browser] [--instrumented]`, or `cargo xtask bench --cluster
-/// [--quick] [--runs N]` (three nodes against one, see [`cluster`]).
+/// dashboard | --browser-only] [--no-browser] [--instrumented] [--peers]`, or `cargo xtask bench
+/// --cluster [--quick] [--runs N]` (three nodes against one, see [`cluster`]).
 pub fn run(args: &[String]) -> Result<()> {
     let mut quick = false;
     let mut runs = None;
@@ -395,6 +414,7 @@ pub fn run(args: &[String]) -> Result<()> {
     let mut only = None;
     let mut launcher = Launcher::Plain;
     let mut three_nodes = false;
+    let mut peers: &[Peer] = &[];
     let mut rest = args.iter();
     while let Some(arg) = rest.next() {
         match arg.as_str() {
@@ -405,9 +425,10 @@ pub fn run(args: &[String]) -> Result<()> {
             "--no-browser" => browser = false,
             "--instrumented" => launcher = Launcher::Instrumented,
             "--cluster" => three_nodes = true,
+            "--peers" => peers = &Peer::ALL,
             other => bail!(
                 "unknown bench argument {other:?} (expected --quick, --runs N, --only PART, \
-                 --browser-only, --no-browser, --instrumented, --cluster)"
+                 --browser-only, --no-browser, --instrumented, --peers, --cluster)"
             ),
         }
     }
@@ -417,21 +438,22 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     let part = |part: Part| only.is_none_or(|only| only.includes(part));
     ensure_mosquitto()?;
+    peers::ensure_installed(peers)?;
     process::run(process::cargo().args(["build", "--release", "-p", "gateway", "-p", "bench"]))?;
     let dir = process::target_dir().join("bench");
     std::fs::create_dir_all(&dir)?;
     let mut rows = Vec::new();
     if part(Part::Brokers) {
-        rows.extend(broker_rows(quick, runs, &dir)?);
+        rows.extend(broker_rows(quick, runs, &dir, peers)?);
     }
     if part(Part::Crowds) {
-        rows.extend(crowds::rows(quick, runs, &dir)?);
+        rows.extend(crowds::rows(quick, runs, &dir, peers)?);
     }
     if part(Part::Fleet) {
-        rows.extend(fleet::rows(quick, runs, &dir, &fleet::default_brokers())?);
+        rows.extend(fleet::rows(quick, runs, &dir, peers)?);
     }
     if part(Part::Durability) {
-        rows.extend(durability::rows(quick, runs, &dir)?);
+        rows.extend(durability::rows(quick, runs, &dir, peers)?);
     }
     let mut browser_report = json!(null);
     if browser && (part(Part::Browser) || part(Part::Dashboard)) {
@@ -439,7 +461,7 @@ pub fn run(args: &[String]) -> Result<()> {
             Ok(package) => {
                 browser_report = json!({ "launcher": launcher.describe(), "package": package });
                 if part(Part::Browser) {
-                    rows.extend(browser::rows(quick, runs, &dir, launcher)?);
+                    rows.extend(browser::rows(quick, runs, &dir, launcher, peers)?);
                 }
                 if part(Part::Dashboard) {
                     browser_report["dashboard"] = dashboard::run(runs)?;
@@ -459,6 +481,7 @@ pub fn run(args: &[String]) -> Result<()> {
         "quick": quick,
         "machine": machine(),
         "mosquitto_config": MOSQUITTO_CONF,
+        "peers": peers::report(peers),
         "security": security_report(),
         "crowds": crowds::report(quick),
         "fleet": fleet::report(quick),
@@ -513,44 +536,109 @@ fn security_report() -> Value {
     })
 }
 
+/// Where one broker's runs of one figure stand: values, results, CPU per million messages
+/// delivered (throughput figures), and why the last failed run failed.
+#[derive(Clone, Default)]
+struct Tally {
+    samples: Vec<f64>,
+    results: Vec<Value>,
+    cpu: Vec<f64>,
+    failed: Option<String>,
+}
+
+impl Tally {
+    /// Its cell with `samples` and `results` (its own, or its CPU figures), or why there are
+    /// none: the broker could not serve the row (`cannot`), or failed every run.
+    fn cell(
+        &self,
+        broker: &'static str,
+        cannot: Option<&str>,
+        samples: Vec<f64>,
+        results: Vec<Value>,
+    ) -> Cell {
+        if samples.is_empty() {
+            let why = cannot
+                .map(str::to_string)
+                .or_else(|| self.failed.clone())
+                .unwrap_or_else(|| "no figure".to_string());
+            return Cell::missing(broker, why);
+        }
+        Cell::new(broker, samples, results)
+    }
+}
+
+/// A broker of the broker rows as started for one setup: running, or why not.
+type Slot = std::result::Result<Broker, String>;
+
 /// The rows of the load generator's figures (TCP, WebSocket, TLS, ACL, latency, connections,
-/// 1 MiB, idle memory) and the derived WebSocket/TCP and ACL/plain rows.
-fn broker_rows(quick: bool, runs: usize, dir: &Path) -> Result<Vec<Row>> {
+/// 1 MiB, idle memory), each throughput row followed by its CPU row, and the derived
+/// WebSocket/TCP and ACL/plain rows; a column per broker of `contenders`.
+fn broker_rows(quick: bool, runs: usize, dir: &Path, peers: &[Peer]) -> Result<Vec<Row>> {
     let figures = figures(quick);
-    // samples[figure][broker] for broker 0 = gateway, 1 = mosquitto; the last figure is the
-    // memory per idle connection. results[..][..] holds the whole JSON of each run.
-    let mut samples = vec![[Vec::new(), Vec::new()]; figures.len() + 1];
-    let mut results: Vec<[Vec<Value>; 2]> = vec![[Vec::new(), Vec::new()]; figures.len() + 1];
+    let contenders = contenders(peers);
+    // tallies[figure][broker], in `contenders`' order; the last figure is the memory per idle
+    // connection.
+    let mut tallies = vec![vec![Tally::default(); contenders.len()]; figures.len() + 1];
+    // Why a broker could not serve a setup, per setup.
+    let mut cannot: Vec<(Setup, Vec<Option<String>>)> = Vec::new();
     let width = figures.iter().map(|f| f.name.len()).max().unwrap_or(30);
     let plan = schedule(&figures)?;
 
     {
         let pki = Pki::generate(&dir.join("tls"))?;
         let acl = security::write_acl(dir)?;
-        // [gateway, mosquitto] per setup, in Setup::ALL's order.
-        let mut pairs = Vec::new();
+        // The brokers per setup, in Setup::ALL's order.
+        let mut setups: Vec<(Setup, Vec<Slot>)> = Vec::new();
         for setup in Setup::ALL {
             let extras = setup.extras(&pki, &acl);
-            let suffix = setup.suffix();
-            let gateway = start_gateway_with(dir, &format!("gateway{suffix}"), extras)?;
-            let mosquitto = start_mosquitto_with(dir, &format!("mosquitto{suffix}"), extras)?;
-            pairs.push((setup, [gateway, mosquitto]));
+            let mut slots = Vec::new();
+            for contender in &contenders {
+                slots.push(contender.start(dir, setup.suffix(), extras)?);
+            }
+            cannot.push((
+                setup,
+                slots
+                    .iter()
+                    .map(|slot| slot.as_ref().err().cloned())
+                    .collect(),
+            ));
+            setups.push((setup, slots));
         }
         for run in 0..runs {
             for &(index, order_index) in &plan {
                 let figure = &figures[index];
-                let [gateway, mosquitto] = &pairs
-                    .iter()
+                let (_, slots) = setups
+                    .iter_mut()
                     .find(|(setup, _)| *setup == figure.setup)
-                    .context("every setup is started")?
-                    .1;
-                let order: [&Broker; 2] = if (run + order_index) % 2 == 0 {
-                    [gateway, mosquitto]
-                } else {
-                    [mosquitto, gateway]
-                };
-                for broker in order {
-                    let result = run_load(broker, &figure.args)?;
+                    .context("every setup is started")?;
+                // Forwards, then backwards: with two brokers, A B then B A as always.
+                let mut order: Vec<usize> = (0..slots.len()).collect();
+                if (run + order_index) % 2 == 1 {
+                    order.reverse();
+                }
+                for slot in order {
+                    let Ok(broker) = &mut slots[slot] else {
+                        continue;
+                    };
+                    let peer = matches!(contenders[slot], Contender::Peer(_));
+                    let tally = &mut tallies[index][slot];
+                    if peer && let Ok(Some(status)) = broker.child.try_wait() {
+                        // Its earlier figures stand; it serves no more of this setup's rows.
+                        println!("  note: {} exited ({status})", broker.name);
+                        tally.failed = Some(format!("crashed ({status})"));
+                        slots[slot] = Err(format!("crashed ({status})"));
+                        continue;
+                    }
+                    let cpu_before = cpu_seconds(broker)?;
+                    let result = match run_load(broker, &figure.args) {
+                        Ok(result) => result,
+                        Err(error) if peer => {
+                            tally.failed = Some(failure(broker, figure.name, &error));
+                            continue;
+                        }
+                        Err(error) => return Err(error),
+                    };
+                    let cpu = cpu_seconds(broker)? - cpu_before;
                     let value = result[figure.field]
                         .as_f64()
                         .with_context(|| format!("no {} in {result}", figure.field))?;
@@ -560,11 +648,18 @@ fn broker_rows(quick: bool, runs: usize, dir: &Path) -> Result<Vec<Row>> {
                             broker.name, figure.name
                         );
                     }
-                    let details: String = figure
+                    let mut details: String = figure
                         .details
                         .iter()
                         .map(|field| format!("  {field}={}", result[field]))
                         .collect();
+                    // CPU seconds per million messages delivered, for the throughput rows.
+                    let delivered = result["received"].as_f64().unwrap_or(0.0);
+                    if figure.field == THROUGHPUT && delivered > 0.0 {
+                        let per_million = cpu / delivered * 1e6;
+                        details.push_str(&format!("  cpu {per_million:.2} s/M msgs"));
+                        tally.cpu.push(per_million);
+                    }
                     println!(
                         "run {}/{runs} {:<width$} {:<9} {value:>12.1} {}{details}",
                         run + 1,
@@ -572,26 +667,40 @@ fn broker_rows(quick: bool, runs: usize, dir: &Path) -> Result<Vec<Row>> {
                         broker.name,
                         figure.unit
                     );
-                    let slot = usize::from(broker.name == "mosquitto");
-                    samples[index][slot].push(value);
-                    results[index][slot].push(result);
+                    tally.samples.push(value);
+                    tally.results.push(result);
                 }
             }
         }
     }
 
-    // Idle connections on fresh brokers, A B A B.
+    // Idle connections on fresh brokers, forwards then backwards.
+    let idle = figures.len();
     let idle_connections = if quick { "500" } else { "2000" };
     for run in 0..runs {
-        for slot in [run % 2, 1 - run % 2] {
-            let broker = if slot == 0 {
-                start_gateway(dir)?
-            } else {
-                start_mosquitto(dir)?
+        let mut order: Vec<usize> = (0..contenders.len()).collect();
+        if run % 2 == 1 {
+            order.reverse();
+        }
+        for slot in order {
+            let tally = &mut tallies[idle][slot];
+            let mut broker = match contenders[slot].start_plain(dir)? {
+                Ok(broker) => broker,
+                Err(why) => {
+                    tally.failed = Some(why);
+                    continue;
+                }
             };
             let pid = broker.child.id().to_string();
             let args = ["idle", "--connections", idle_connections, "--pid", &pid].map(String::from);
-            let result = run_load(&broker, &args)?;
+            let result = match run_load(&broker, &args) {
+                Ok(result) => result,
+                Err(error) if matches!(contenders[slot], Contender::Peer(_)) => {
+                    tally.failed = Some(failure(&mut broker, "idle connections", &error));
+                    continue;
+                }
+                Err(error) => return Err(error),
+            };
             let value = result["kb_per_connection"]
                 .as_f64()
                 .context("no kb_per_connection")?;
@@ -601,21 +710,57 @@ fn broker_rows(quick: bool, runs: usize, dir: &Path) -> Result<Vec<Row>> {
                 "memory per idle connection",
                 broker.name
             );
-            samples[figures.len()][slot].push(value);
-            results[figures.len()][slot].push(result);
+            tally.samples.push(value);
+            tally.results.push(result);
         }
     }
 
-    let mut names: Vec<(&'static str, &'static str, Better)> =
-        figures.iter().map(|f| (f.name, f.unit, f.better)).collect();
-    names.push(("memory per idle connection", "KB", Better::Lower));
-    let mut rows: Vec<Row> = names
-        .into_iter()
-        .zip(samples.into_iter().zip(results))
-        .map(|((name, unit, better), (samples, results))| {
-            Row::measured(name, unit, better, samples, results)
-        })
-        .collect();
+    let mut rows = Vec::new();
+    for (index, tallies) in tallies.iter().enumerate() {
+        let (name, unit, better, setup) = match figures.get(index) {
+            Some(figure) => (figure.name, figure.unit, figure.better, Some(figure.setup)),
+            None => ("memory per idle connection", "KB", Better::Lower, None),
+        };
+        let why = |slot: usize| -> Option<String> {
+            let setup = setup?;
+            let (_, whys) = cannot.iter().find(|(each, _)| *each == setup)?;
+            whys[slot].clone()
+        };
+        // The figures' cells, or with `cpu` the CPU figures' (whose runs' results are in the
+        // figures' cells already).
+        let cells = |cpu: bool| -> Vec<Cell> {
+            contenders
+                .iter()
+                .zip(tallies)
+                .enumerate()
+                .map(|(slot, (contender, tally))| {
+                    let (samples, results) = if cpu {
+                        (tally.cpu.clone(), Vec::new())
+                    } else {
+                        (tally.samples.clone(), tally.results.clone())
+                    };
+                    tally.cell(contender.name(), why(slot).as_deref(), samples, results)
+                })
+                .collect()
+        };
+        let measured = cells(false);
+        rows.push(Row::of(name, unit, better, measured));
+        if figures
+            .get(index)
+            .is_some_and(|figure| figure.field == THROUGHPUT)
+        {
+            let mut cpu = Row::of(
+                format!("{name}: CPU s per 1M delivered"),
+                "s",
+                Better::Lower,
+                cells(true),
+            );
+            cpu.note = Some(
+                "broker's utime+stime over the run / messages delivered; lower is better".into(),
+            );
+            rows.push(cpu);
+        }
+    }
     let websocket = own_ratio(
         &rows,
         OwnRatio {
@@ -623,11 +768,11 @@ fn broker_rows(quick: bool, runs: usize, dir: &Path) -> Result<Vec<Row>> {
             numerator: WS_FANIN_QOS0,
             denominator: TCP_FANIN_QOS0,
             goal: WS_OVER_TCP_GOAL,
-            ratio_of: "gateway WS / gateway TCP (the mosquitto column: Mosquitto's WS / TCP)",
+            ratio_of: "gateway WS / gateway TCP (the other columns: each broker's WS / TCP)",
             note: "ratio = gateway WS / gateway TCP; goal 0.8x",
         },
     )?;
-    // Right after the WebSocket throughput rows it is derived from.
+    // Right after the WebSocket throughput rows it is derived from (and their CPU rows).
     let after = rows
         .iter()
         .rposition(|row| row.name.starts_with("WS "))
@@ -640,18 +785,21 @@ fn broker_rows(quick: bool, runs: usize, dir: &Path) -> Result<Vec<Row>> {
             numerator: ACL_FANIN_QOS0,
             denominator: TCP_FANIN_QOS0,
             goal: ACL_OVER_PLAIN_GOAL,
-            ratio_of: "gateway with the ACL / gateway without (the mosquitto column: \
-                       Mosquitto's with / without)",
+            ratio_of: "gateway with the ACL / gateway without (the other columns: each \
+                       broker's with / without)",
             note: "ratio = gateway with ACL / without; goal 0.9x",
         },
     )?;
     let after = rows
         .iter()
-        .position(|row| row.name == ACL_FANIN_QOS0)
+        .rposition(|row| row.name.starts_with(ACL_FANIN_QOS0))
         .map_or(rows.len(), |index| index + 1);
     rows.insert(after, acl);
     Ok(rows)
 }
+
+/// The field of a throughput figure, whose rows get a CPU row.
+const THROUGHPUT: &str = "messages_per_second";
 
 /// A derived row that divides two figures of the same broker.
 struct OwnRatio {
@@ -665,8 +813,9 @@ struct OwnRatio {
 }
 
 /// The derived row `spec.numerator / spec.denominator`, each broker against itself (the goal is
-/// the gateway's own ratio, Mosquitto's is shown for comparison). Medians over medians, with the
-/// per-run ratios (same run, same order of brokers) as samples.
+/// the gateway's own ratio, the other brokers' are shown for comparison). Medians over medians,
+/// with the per-run ratios (same run, same order of brokers) as samples; a broker without
+/// either figure says why.
 fn own_ratio(rows: &[Row], spec: OwnRatio) -> Result<Row> {
     let find = |name: &str| {
         rows.iter()
@@ -674,28 +823,32 @@ fn own_ratio(rows: &[Row], spec: OwnRatio) -> Result<Row> {
             .with_context(|| format!("no {name:?} figure"))
     };
     let (denominator, numerator) = (find(spec.denominator)?, find(spec.numerator)?);
-    let per_run = |slot: usize| -> Vec<f64> {
-        numerator.samples[slot]
-            .iter()
-            .zip(&denominator.samples[slot])
-            .map(|(numerator, denominator)| numerator / denominator)
-            .collect()
-    };
-    let own = numerator.gateway / denominator.gateway;
-    Ok(Row {
-        name: spec.name,
-        unit: "x",
-        better: Better::Higher,
-        gateway: own,
-        mosquitto: numerator.mosquitto / denominator.mosquitto,
-        ratio: own,
-        ratio_of: Some(spec.ratio_of),
-        goal: Some(spec.goal),
-        note: Some(spec.note.into()),
-        gateway_goal: None,
-        samples: [per_run(0), per_run(1)],
-        results: [Vec::new(), Vec::new()],
-    })
+    let cells: Vec<Cell> = numerator
+        .cells
+        .iter()
+        .zip(&denominator.cells)
+        .map(|(numerator, denominator)| {
+            if let Some(why) = numerator.missing.as_ref().or(denominator.missing.as_ref()) {
+                return Cell::missing(numerator.broker, why.clone());
+            }
+            let per_run = numerator
+                .samples
+                .iter()
+                .zip(&denominator.samples)
+                .map(|(numerator, denominator)| numerator / denominator)
+                .collect();
+            let mut cell = Cell::new(numerator.broker, per_run, Vec::new());
+            cell.derived = Some(numerator.median() / denominator.median());
+            cell
+        })
+        .collect();
+    let mut row = Row::of(spec.name, "x", Better::Higher, cells);
+    // The gateway's own ratio, as the goal is stated.
+    row.ratio = row.gateway();
+    row.ratio_of = Some(spec.ratio_of);
+    row.goal = Some(spec.goal);
+    row.note = Some(spec.note.into());
+    Ok(row)
 }
 
 #[cfg(test)]

@@ -310,14 +310,53 @@ pub fn run_load(broker: &Broker, args: &[String]) -> Result<Value> {
         ])
         .args(["--timeout", "60"])
         .args(args);
-    let output = command
-        .stderr(Stdio::inherit())
-        .output()
-        .context("running mqtt-bench")?;
+    // Its standard error is passed on once it exits, and its last line ends the error of a
+    // failed run, so that a peer's cell can say why (see `peers::failure`).
+    let output = command.output().context("running mqtt-bench")?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    eprint!("{stderr}");
     if !output.status.success() {
-        bail!("`{}` failed", process::display(&command));
+        let last = stderr.lines().rev().find(|line| !line.trim().is_empty());
+        bail!(
+            "`{}` failed ({}): {}",
+            process::display(&command),
+            output.status,
+            last.unwrap_or("no message")
+        );
     }
     serde_json::from_slice(&output.stdout).context("mqtt-bench printed no JSON")
+}
+
+/// The CPU time the broker's process has used so far, all its threads, user and system
+/// (`utime + stime` of `/proc/PID/stat`), in seconds.
+pub fn cpu_seconds(broker: &Broker) -> Result<f64> {
+    let path = format!("/proc/{}/stat", broker.child.id());
+    let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    let ticks = cpu_ticks(&stat).with_context(|| format!("no utime and stime in {path}"))?;
+    Ok(ticks as f64 / clock_ticks_per_second())
+}
+
+/// `utime + stime` of a /proc/PID/stat line, in clock ticks. The command name, in parentheses,
+/// may hold spaces and parentheses itself, so the fields are counted after its last `)`: there
+/// the state is field 3, utime field 14 and stime field 15.
+fn cpu_ticks(stat: &str) -> Option<u64> {
+    let (_, after_name) = stat.rsplit_once(')')?;
+    let mut fields = after_name.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// The kernel's USER_HZ (`getconf CLK_TCK`), the unit of /proc's CPU times: 100 on every Linux
+/// this runs on, which is also the answer should `getconf` be missing.
+fn clock_ticks_per_second() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        process::probe(process::command("getconf").arg("CLK_TCK"))
+            .and_then(|ticks| ticks.parse().ok())
+            .filter(|&ticks: &f64| ticks > 0.0)
+            .unwrap_or(100.0)
+    })
 }
 
 /// Ensures Mosquitto is installed (Debian's package), installing it when running as root.
@@ -334,4 +373,22 @@ pub fn ensure_mosquitto() -> Result<()> {
             .args(["install", "-y", "-q", "mosquitto"])
             .env("DEBIAN_FRONTEND", "noninteractive"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_cpu_ticks_from_proc_stat() {
+        // A command name with a space and a parenthesis; utime 1500, stime 250.
+        let stat = "4242 (my (broker) x) S 1 4242 4242 0 -1 4194560 900 0 0 0 1500 250 0 0 20 0 \
+                    9 0 123456 2000000 500 18446744073709551615";
+        assert_eq!(cpu_ticks(stat), Some(1750));
+        assert_eq!(cpu_ticks("4242 (short) S 1 2"), None);
+        // This test's own process has used some CPU by now, and the clock has a tick rate.
+        let own = std::fs::read_to_string("/proc/self/stat").unwrap();
+        assert!(cpu_ticks(&own).is_some());
+        assert!(clock_ticks_per_second() >= 1.0);
+    }
 }

@@ -8,9 +8,10 @@
 //! 1000 msg/s stream for latency. Derived rows: wasm/MQTT.js in one page (goal 2x) and
 //! gateway+wasm over Mosquitto+MQTT.js (goal 10x, and 170k msg/s).
 
-use super::brokers::{Broker, run_load, start_gateway, start_mosquitto};
+use super::brokers::{Broker, run_load};
 use super::page::{self, Launcher, PageServer};
-use super::report::{Better, Row, median_or_nan, number};
+use super::peers::{Contender, Peer, contenders};
+use super::report::{Better, Cell, Row, number};
 use crate::{dist, prerequisites, process};
 use anyhow::Result;
 use serde_json::{Value, json};
@@ -152,7 +153,13 @@ fn newest_modified(dir: &Path) -> Option<std::time::SystemTime> {
 /// The browser rows: each page configuration against both brokers (fresh ones), interleaved,
 /// `runs` times, then the derived ratios. A page that fails or stalls is reported and left out
 /// of the medians (its browser killed), so one bad run does not end the benchmark.
-pub fn rows(quick: bool, runs: usize, dir: &Path, launcher: Launcher) -> Result<Vec<Row>> {
+pub fn rows(
+    quick: bool,
+    runs: usize,
+    dir: &Path,
+    launcher: Launcher,
+    peers: &[Peer],
+) -> Result<Vec<Row>> {
     let messages: u64 = if quick { 50_000 } else { 200_000 };
     let latency_messages: u64 = if quick { 2_000 } else { 5_000 };
     let limit = Duration::from_secs(if quick { 60 } else { 120 });
@@ -162,19 +169,33 @@ pub fn rows(quick: bool, runs: usize, dir: &Path, launcher: Launcher) -> Result<
          1000 msg/s)",
         launcher.describe()
     );
-    let mut samples = vec![[Vec::new(), Vec::new()]; BROWSER_FIGURES.len()];
-    let mut results: Vec<[Vec<Value>; 2]> = vec![[Vec::new(), Vec::new()]; BROWSER_FIGURES.len()];
-    let mut brokers = [start_gateway(dir)?, start_mosquitto(dir)?];
+    let contenders = contenders(peers);
+    // samples[figure][broker], results alike, brokers in `contenders`' order.
+    let mut samples = vec![vec![Vec::new(); contenders.len()]; BROWSER_FIGURES.len()];
+    let mut results: Vec<Vec<Vec<Value>>> =
+        vec![vec![Vec::new(); contenders.len()]; BROWSER_FIGURES.len()];
+    // Why a broker has no figure: it did not start, or its last page failed.
+    let mut failed: Vec<Option<String>> = vec![None; contenders.len()];
+    let mut brokers = Vec::new();
+    for contender in &contenders {
+        brokers.push(contender.start_plain(dir)?);
+    }
     for run in 0..runs {
         for (index, page) in BROWSER_PAGES.iter().enumerate() {
-            let order = if (run + index) % 2 == 0 {
-                [0, 1]
-            } else {
-                [1, 0]
-            };
+            // Forwards, then backwards: with two brokers, A B then B A.
+            let mut order: Vec<usize> = (0..contenders.len()).collect();
+            if (run + index) % 2 == 1 {
+                order.reverse();
+            }
             for slot in order {
-                restart_if_exited(&mut brokers[slot], dir)?;
-                let broker = &brokers[slot];
+                restart_if_exited(&mut brokers[slot], contenders[slot], dir)?;
+                let broker = match &brokers[slot] {
+                    Ok(broker) => broker,
+                    Err(why) => {
+                        failed[slot] = Some(why.clone());
+                        continue;
+                    }
+                };
                 let count = if page.latency {
                     latency_messages
                 } else {
@@ -207,6 +228,7 @@ pub fn rows(quick: bool, runs: usize, dir: &Path, launcher: Launcher) -> Result<
                     Ok(result) => result,
                     Err(error) => {
                         println!("{label} failed, left out: {error:#}");
+                        failed[slot] = Some("page failed".into());
                         continue;
                     }
                 };
@@ -265,6 +287,15 @@ pub fn rows(quick: bool, runs: usize, dir: &Path, launcher: Launcher) -> Result<
     }
     drop(brokers);
 
+    let names: Vec<&'static str> = contenders.iter().map(|each| each.name()).collect();
+    // A broker's cell from its samples, or why it has none.
+    let cell = |slot: usize, samples: Vec<f64>, results: Vec<Value>| -> Cell {
+        match &failed[slot] {
+            Some(why) if samples.is_empty() => Cell::missing(names[slot], why.clone()),
+            _ if samples.is_empty() => Cell::missing(names[slot], "no figure"),
+            _ => Cell::new(names[slot], samples, results),
+        }
+    };
     let mut rows: Vec<Row> = BROWSER_FIGURES
         .iter()
         .zip(samples.into_iter().zip(results))
@@ -275,66 +306,74 @@ pub fn rows(quick: bool, runs: usize, dir: &Path, launcher: Launcher) -> Result<
             } else {
                 ("msg/s", Better::Higher)
             };
-            Row::measured(figure.name, unit, better, samples, results)
+            let cells = samples
+                .into_iter()
+                .zip(results)
+                .enumerate()
+                .map(|(slot, (samples, results))| cell(slot, samples, results))
+                .collect();
+            Row::of(figure.name, unit, better, cells)
         })
         .collect();
-    let find = |rows: &[Row], name: &str| -> [Vec<f64>; 2] {
+    let find = |rows: &[Row], name: &str| -> Vec<Vec<f64>> {
         rows.iter()
             .find(|row| row.name == name)
-            .map(|row| row.samples.clone())
-            .unwrap_or_default()
+            .map(|row| row.cells.iter().map(|cell| cell.samples.clone()).collect())
+            .unwrap_or_else(|| vec![Vec::new(); names.len()])
     };
     // wasm / MQTT.js from the same pages (both clients of a page succeed or fail together).
     let (wasm, mqtt_js) = (
         find(&rows, BROWSER_WASM_SHARED),
         find(&rows, BROWSER_MQTTJS_SHARED),
     );
-    let per_run = |slot: usize| -> Vec<f64> {
-        wasm[slot]
-            .iter()
-            .zip(&mqtt_js[slot])
-            .map(|(wasm, mqtt_js)| wasm / mqtt_js)
-            .collect()
-    };
-    let shared = [per_run(0), per_run(1)];
-    let own = median_or_nan(&shared[0]);
-    let shared_row = Row {
-        name: "browser wasm / MQTT.js, page shared",
-        unit: "x",
-        better: Better::Higher,
-        gateway: own,
-        mosquitto: median_or_nan(&shared[1]),
-        ratio: own,
-        ratio_of: Some(
-            "wasm / MQTT.js in one page, from the gateway (the mosquitto column: from Mosquitto)",
-        ),
-        goal: Some(WASM_OVER_MQTTJS_GOAL),
-        note: Some("ratio = wasm/MQTT.js from the gateway; goal 2x".into()),
-        gateway_goal: None,
-        samples: shared,
-        results: [Vec::new(), Vec::new()],
-    };
+    let shared: Vec<Cell> = (0..names.len())
+        .map(|slot| {
+            let per_run = wasm[slot]
+                .iter()
+                .zip(&mqtt_js[slot])
+                .map(|(wasm, mqtt_js)| wasm / mqtt_js)
+                .collect();
+            cell(slot, per_run, Vec::new())
+        })
+        .collect();
+    let mut shared_row = Row::of(
+        "browser wasm / MQTT.js, page shared",
+        "x",
+        Better::Higher,
+        shared,
+    );
+    shared_row.ratio = shared_row.gateway();
+    shared_row.ratio_of =
+        Some("wasm / MQTT.js in one page, from the gateway (the other columns: from each broker)");
+    shared_row.goal = Some(WASM_OVER_MQTTJS_GOAL);
+    shared_row.note = Some("ratio = wasm/MQTT.js from the gateway; goal 2x".into());
+    // The gateway with client-wasm against each other broker with MQTT.js.
     let (wasm, mqtt_js) = (
         find(&rows, BROWSER_WASM_ALONE),
         find(&rows, BROWSER_MQTTJS_ALONE),
     );
-    let (gateway_wasm, mosquitto_mqtt_js) = (median_or_nan(&wasm[0]), median_or_nan(&mqtt_js[1]));
-    let cross_row = Row {
-        name: "browser gateway+wasm / Mosq.+MQTT.js",
-        unit: "msg/s",
-        better: Better::Higher,
-        gateway: gateway_wasm,
-        mosquitto: mosquitto_mqtt_js,
-        ratio: gateway_wasm / mosquitto_mqtt_js,
-        ratio_of: Some(
-            "gateway + client-wasm (onMessages) over Mosquitto + MQTT.js, each alone in its page",
-        ),
-        goal: Some(GATEWAY_WASM_OVER_MOSQUITTO_MQTTJS_GOAL),
-        note: Some("gateway+wasm over Mosquitto+MQTT.js; goal 10x and 170k msg/s".into()),
-        gateway_goal: None,
-        samples: [wasm[0].clone(), mqtt_js[1].clone()],
-        results: [Vec::new(), Vec::new()],
-    };
+    let cross: Vec<Cell> = (0..names.len())
+        .map(|slot| {
+            let samples = if slot == 0 {
+                wasm[0].clone()
+            } else {
+                mqtt_js[slot].clone()
+            };
+            cell(slot, samples, Vec::new())
+        })
+        .collect();
+    let mut cross_row = Row::of(
+        "browser gateway+wasm / Mosq.+MQTT.js",
+        "msg/s",
+        Better::Higher,
+        cross,
+    );
+    cross_row.ratio_of = Some(
+        "gateway + client-wasm (onMessages) over Mosquitto + MQTT.js, each alone in its page \
+         (the peers' columns: each peer + MQTT.js)",
+    );
+    cross_row.goal = Some(GATEWAY_WASM_OVER_MOSQUITTO_MQTTJS_GOAL);
+    cross_row.note = Some("gateway+wasm over Mosquitto+MQTT.js; goal 10x and 170k msg/s".into());
     let after = rows
         .iter()
         .position(|row| row.name == BROWSER_MQTTJS_SHARED)
@@ -345,8 +384,16 @@ pub fn rows(quick: bool, runs: usize, dir: &Path, launcher: Launcher) -> Result<
 }
 
 /// Starts a new broker in place of one that exited (or was killed by something else on this
-/// machine), so that one lost broker does not fail every later run.
-fn restart_if_exited(broker: &mut Broker, dir: &Path) -> Result<()> {
+/// machine), so that one lost broker does not fail every later run; a peer that cannot be
+/// started again serves no more pages, and its cells say why.
+fn restart_if_exited(
+    slot: &mut Result<Broker, String>,
+    contender: Contender,
+    dir: &Path,
+) -> Result<()> {
+    let Ok(broker) = slot else {
+        return Ok(());
+    };
     let Ok(Some(status)) = broker.child.try_wait() else {
         return Ok(());
     };
@@ -354,10 +401,6 @@ fn restart_if_exited(broker: &mut Broker, dir: &Path) -> Result<()> {
         "note: {} exited ({status}); starting a new one",
         broker.name
     );
-    *broker = if broker.name == "gateway" {
-        start_gateway(dir)?
-    } else {
-        start_mosquitto(dir)?
-    };
+    *slot = contender.start_plain(dir)?;
     Ok(())
 }

@@ -9,9 +9,13 @@
 //! the broker's whole VmRSS holding the crowd, and what each connection added (after minus
 //! before, over N). One round per broker in each run, A B then B A, each broker fresh.
 //!
-//! Both brokers must be able to hold the crowd, and this is checked rather than assumed: the
-//! gateway's `--max-connections` is 100,000 by default, and Mosquitto's `max_connections` is
-//! unlimited unless set ([`super::brokers::MOSQUITTO_CONF`] sets none); each holds one file
+//! With `--peers`, rumqttd and mqttv5 ([`super::peers`]) are measured alike; a peer that
+//! fails to hold the crowd gets a cell saying why rather than a figure.
+//!
+//! Every broker must be able to hold the crowd, and this is checked rather than assumed: the
+//! gateway's `--max-connections` is 100,000 by default, Mosquitto's `max_connections` is
+//! unlimited unless set ([`super::brokers::MOSQUITTO_CONF`] sets none), and the peers are
+//! configured for 100,000 clients; each holds one file
 //! descriptor per connection, so before a round the broker's own `Max open files` (from
 //! `/proc/PID/limits`; Mosquitto, started as root, changes user but keeps the limit it
 //! inherits) must exceed the crowd by [`SPARE_DESCRIPTORS`], and so must this process's, which
@@ -22,8 +26,9 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
-use super::brokers::{Broker, run_load, start_gateway, start_mosquitto};
-use super::report::{Better, Row};
+use super::brokers::{Broker, run_load};
+use super::peers::{Contender, Peer, contenders, failure};
+use super::report::{Better, Cell, Row};
 
 /// Descriptors a process needs besides one per connection: listeners, the store, the warm-up
 /// connections, standard streams.
@@ -54,8 +59,9 @@ impl Crowd {
     }
 }
 
-/// The two crowd rows: VmRSS holding the crowd (MB) and per connection (KB).
-pub fn rows(quick: bool, runs: usize, dir: &Path) -> Result<Vec<Row>> {
+/// The two crowd rows: VmRSS holding the crowd (MB) and per connection (KB), a column per
+/// broker (the gateway, Mosquitto, then `peers`).
+pub fn rows(quick: bool, runs: usize, dir: &Path, peers: &[Peer]) -> Result<Vec<Row>> {
     let crowd = Crowd::new(quick);
     let needed = crowd.connections + SPARE_DESCRIPTORS;
     let own = open_files_limit("self")?;
@@ -67,22 +73,43 @@ pub fn rows(quick: bool, runs: usize, dir: &Path) -> Result<Vec<Row>> {
         );
     }
     let connections = crowd.connections.to_string();
-    // [gateway, mosquitto]
-    let mut totals = [Vec::new(), Vec::new()];
-    let mut per_connection = [Vec::new(), Vec::new()];
-    let mut results: [Vec<Value>; 2] = [Vec::new(), Vec::new()];
+    let contenders = contenders(peers);
+    // Per broker, in `contenders`' order.
+    let mut totals = vec![Vec::new(); contenders.len()];
+    let mut per_connection = vec![Vec::new(); contenders.len()];
+    let mut results: Vec<Vec<Value>> = vec![Vec::new(); contenders.len()];
+    let mut failed: Vec<Option<String>> = vec![None; contenders.len()];
     for run in 0..runs {
-        for slot in [run % 2, 1 - run % 2] {
-            let broker = if slot == 0 {
-                start_gateway(dir)?
-            } else {
-                start_mosquitto(dir)?
+        // Forwards, then backwards: with two brokers, A B then B A.
+        let mut order: Vec<usize> = (0..contenders.len()).collect();
+        if run % 2 == 1 {
+            order.reverse();
+        }
+        for slot in order {
+            let contender = contenders[slot];
+            let mut broker = match contender.start_plain(dir)? {
+                Ok(broker) => broker,
+                Err(why) => {
+                    failed[slot] = Some(why);
+                    continue;
+                }
             };
             let limit = check_limit(&broker, needed)?;
             let pid = broker.child.id().to_string();
             let args = ["idle", "--connections", &connections, "--pid", &pid].map(String::from);
-            let mut result = run_load(&broker, &args)
-                .with_context(|| format!("{} holding {connections} connections", broker.name))?;
+            let mut result = match run_load(&broker, &args) {
+                Ok(result) => result,
+                Err(error) if matches!(contender, Contender::Peer(_)) => {
+                    let what = format!("holding {connections} connections");
+                    failed[slot] = Some(failure(&mut broker, &what, &error));
+                    continue;
+                }
+                Err(error) => {
+                    return Err(
+                        error.context(format!("{} holding {connections} connections", broker.name))
+                    );
+                }
+            };
             let after_kb = result["rss_after_kb"].as_f64().context("no rss_after_kb")?;
             let each_kb = result["kb_per_connection"]
                 .as_f64()
@@ -100,14 +127,25 @@ pub fn rows(quick: bool, runs: usize, dir: &Path) -> Result<Vec<Row>> {
             results[slot].push(result);
         }
     }
+    let cells = |samples: Vec<Vec<f64>>| -> Vec<Cell> {
+        contenders
+            .iter()
+            .zip(samples)
+            .zip(&results)
+            .zip(&failed)
+            .map(|(((contender, samples), results), failed)| match failed {
+                Some(why) if samples.is_empty() => Cell::missing(contender.name(), why.clone()),
+                _ => Cell::new(contender.name(), samples, results.clone()),
+            })
+            .collect()
+    };
     Ok(vec![
-        Row::measured(crowd.total, "MB", Better::Lower, totals, results.clone()),
-        Row::measured(
+        Row::of(crowd.total, "MB", Better::Lower, cells(totals)),
+        Row::of(
             crowd.per_connection,
             "KB",
             Better::Lower,
-            per_connection,
-            results,
+            cells(per_connection),
         ),
     ])
 }
@@ -148,7 +186,8 @@ pub fn report(quick: bool) -> Value {
                  (clean session, keep alive 60 s, CONNACK awaited, one after another), 1 s, VmRSS",
         "brokers": "each freshly started, alone, one round per broker per run; the gateway with \
                     its defaults (--max-connections 100000), Mosquitto with the bench's \
-                    configuration (no max_connections: unlimited)",
+                    configuration (no max_connections: unlimited), the peers (--peers) with \
+                    theirs (rumqttd max_connections 100000, mqttv5 max_clients 100000)",
         "limits": format!(
             "each broker's and mqtt-bench's Max open files at least N + {SPARE_DESCRIPTORS}, \
              checked; each result has the broker's as max_open_files"

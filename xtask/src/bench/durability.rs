@@ -44,7 +44,8 @@ use super::brokers::{
     mosquitto_persistence_dir, run_load, spawn_mosquitto, start_gateway_with, start_mosquitto_with,
     stop_gracefully,
 };
-use super::report::{Better, Row, median_or_nan, number};
+use super::peers::{Contender, Peer, contenders, failure};
+use super::report::{Better, Cell, Row, median_or_nan, number};
 use crate::{gateway, process};
 
 /// The persistent-session fan-in row.
@@ -130,8 +131,9 @@ impl Sizes {
     }
 }
 
-/// The durability rows: the persistent fan-in over `runs` runs, then the large state.
-pub fn rows(quick: bool, runs: usize, dir: &Path) -> Result<Vec<Row>> {
+/// The durability rows: the persistent fan-in over `runs` runs, then the large state. Each
+/// row has a cell per peer of `peers` saying why it was not measured (see [`super::peers`]).
+pub fn rows(quick: bool, runs: usize, dir: &Path, peers: &[Peer]) -> Result<Vec<Row>> {
     let sizes = Sizes::new(quick);
     let durability = gateway_has_durability_flag()?;
     if !durability {
@@ -140,8 +142,19 @@ pub fn rows(quick: bool, runs: usize, dir: &Path) -> Result<Vec<Row>> {
              durability rows measure its default store"
         );
     }
-    let mut rows = vec![persistent_fan_in(&sizes, runs, dir, durability)?];
-    rows.extend(large_state(&sizes, runs, dir)?);
+    let mut rows = vec![persistent_fan_in(&sizes, runs, dir, durability, peers)?];
+    for row in large_state(&sizes, runs, dir)? {
+        rows.push(row.with_peers(peers.iter().map(|&peer| {
+            // The large-state rounds count the retained messages through Mosquitto's `$SYS`
+            // topic, which the gateway publishes too; mqttv5 has its own
+            // (`$SYS/broker/retained/count`).
+            let why = match peer {
+                Peer::Rumqttd => "no persistence",
+                Peer::Mqttv5 => "other $SYS count",
+            };
+            Cell::missing(peer.name(), why)
+        })));
+    }
     Ok(rows)
 }
 
@@ -193,8 +206,15 @@ fn gateway_has_durability_flag() -> Result<bool> {
     Ok(String::from_utf8_lossy(&output.stdout).contains("--durability"))
 }
 
-/// The persistent-session fan-in against one pair of durable brokers, A B then B A.
-fn persistent_fan_in(sizes: &Sizes, runs: usize, dir: &Path, durability: bool) -> Result<Row> {
+/// The persistent-session fan-in against one set of durable brokers (the gateway, Mosquitto
+/// and the `peers` that have a store), forwards then backwards.
+fn persistent_fan_in(
+    sizes: &Sizes,
+    runs: usize,
+    dir: &Path,
+    durability: bool,
+    peers: &[Peer],
+) -> Result<Row> {
     let args: Vec<String> = [
         "fanin",
         "--publishers",
@@ -209,29 +229,42 @@ fn persistent_fan_in(sizes: &Sizes, runs: usize, dir: &Path, durability: bool) -
     ]
     .map(String::from)
     .to_vec();
-    let gateway_extras = Extras {
+    // `durability` is the gateway's alone; Mosquitto and mqttv5 turn their persistence on.
+    let extras = Extras {
         durable: Some(Durable {
             durability: durability.then_some("full"),
             autosave_interval: None,
         }),
         ..Extras::default()
     };
-    let mosquitto_extras = Extras {
-        durable: Some(Durable::default()),
-        ..Extras::default()
-    };
-    let gateway = start_gateway_with(dir, "gateway-durable", gateway_extras)?;
-    let mosquitto = start_mosquitto_with(dir, "mosquitto-durable", mosquitto_extras)?;
-    let mut samples = [Vec::new(), Vec::new()];
-    let mut results = [Vec::new(), Vec::new()];
+    let contenders = contenders(peers);
+    let mut brokers = Vec::new();
+    for contender in &contenders {
+        brokers.push(contender.start(dir, "-durable", extras)?);
+    }
+    let mut samples = vec![Vec::new(); contenders.len()];
+    let mut results = vec![Vec::new(); contenders.len()];
+    let mut failed: Vec<Option<String>> = brokers
+        .iter()
+        .map(|broker| broker.as_ref().err().cloned())
+        .collect();
     for run in 0..runs {
-        let order = if run % 2 == 0 {
-            [&gateway, &mosquitto]
-        } else {
-            [&mosquitto, &gateway]
-        };
-        for broker in order {
-            let result = run_load(broker, &args)?;
+        let mut order: Vec<usize> = (0..contenders.len()).collect();
+        if run % 2 == 1 {
+            order.reverse();
+        }
+        for slot in order {
+            let Ok(broker) = &mut brokers[slot] else {
+                continue;
+            };
+            let result = match run_load(broker, &args) {
+                Ok(result) => result,
+                Err(error) if matches!(contenders[slot], Contender::Peer(_)) => {
+                    failed[slot] = Some(failure(broker, PERSISTENT_FANIN, &error));
+                    continue;
+                }
+                Err(error) => return Err(error),
+            };
             let value = result["messages_per_second"]
                 .as_f64()
                 .with_context(|| format!("no messages_per_second in {result}"))?;
@@ -242,12 +275,20 @@ fn persistent_fan_in(sizes: &Sizes, runs: usize, dir: &Path, durability: bool) -
                 );
             }
             print_run(run, runs, PERSISTENT_FANIN, broker.name, value, "msg/s", "");
-            let slot = usize::from(broker.name == "mosquitto");
             samples[slot].push(value);
             results[slot].push(result);
         }
     }
-    let mut row = Row::measured(PERSISTENT_FANIN, "msg/s", Better::Higher, samples, results);
+    let cells = contenders
+        .iter()
+        .zip(samples.into_iter().zip(results))
+        .zip(failed)
+        .map(|((contender, (samples, results)), failed)| match failed {
+            Some(why) if samples.is_empty() => Cell::missing(contender.name(), why),
+            _ => Cell::new(contender.name(), samples, results),
+        })
+        .collect();
+    let mut row = Row::of(PERSISTENT_FANIN, "msg/s", Better::Higher, cells);
     row.goal = Some(PERSISTENT_FANIN_GOAL);
     row.note = Some(
         if durability {

@@ -11,19 +11,21 @@
 //! came twice, the results in latest.json keep the counts, and a loss is reported after the
 //! runs (it does not stop the benchmark: a broker that drops messages is a finding).
 //!
-//! The brokers are a parameter ([`rows`] takes their starters, the first being the one the
-//! ratios put on top); each is started fresh for each round, so that no earlier load leaves its
-//! memory behind, and the order alternates between runs (A B, then B A). Each broker's `Max
-//! open files` must exceed the fleet by [`SPARE_DESCRIPTORS`], checked as for the crowds.
+//! The brokers are the gateway, Mosquitto and the peers of `--peers`, a column each; each is
+//! started fresh for each round, so that no earlier load leaves its memory behind, and the
+//! order alternates between runs (forwards, then backwards). A peer that fails to start or
+//! fails the load has a cell that says why. Each broker's `Max open files` must exceed the
+//! fleet by [`SPARE_DESCRIPTORS`], checked as for the crowds.
 
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
-use super::brokers::{Broker, run_load, start_gateway, start_mosquitto};
+use super::brokers::{Broker, run_load};
 use super::crowds::open_files_limit;
-use super::report::{Better, Row};
+use super::peers::{Contender, Peer, contenders, failure};
+use super::report::{Better, Cell, Row};
 
 /// Descriptors a broker needs besides one per connection: listeners, the store, standard
 /// streams, the dashboards.
@@ -31,14 +33,6 @@ const SPARE_DESCRIPTORS: u64 = 200;
 
 /// Dashboards (WebSocket subscribers on `fleet/#`).
 const DASHBOARDS: u64 = 5;
-
-/// How a broker of the fleet rows is started: fresh, on free loopback ports, under `dir`.
-pub type Starter = fn(&Path) -> Result<Broker>;
-
-/// The brokers of the fleet rows in the default benchmark: the gateway, then Mosquitto.
-pub fn default_brokers() -> Vec<Starter> {
-    vec![start_gateway, start_mosquitto]
-}
 
 /// The fleet's size and timeline, and the names of its rows.
 struct Load {
@@ -103,17 +97,16 @@ const FIGURES: [(&str, &str, &str, f64); 4] = [
     ("p99_us", "p99", "us", 1.0),
 ];
 
-/// The fleet rows for `brokers` (at least two; the first two make each row's pair, the first
-/// over the second in the ratio): broker CPU (%), RSS (MB), latency p50 and p99 (us).
-pub fn rows(quick: bool, runs: usize, dir: &Path, brokers: &[Starter]) -> Result<Vec<Row>> {
-    if brokers.len() < 2 {
-        bail!("the fleet rows compare at least two brokers");
-    }
+/// The fleet rows, a column per broker (the gateway, Mosquitto, then `peers`): broker CPU (%),
+/// RSS (MB), latency p50 and p99 (us).
+pub fn rows(quick: bool, runs: usize, dir: &Path, peers: &[Peer]) -> Result<Vec<Row>> {
+    let brokers = contenders(peers);
     let load = Load::new(quick);
     let needed = load.devices + DASHBOARDS + SPARE_DESCRIPTORS;
     // samples[figure][broker], results[broker]: in the order of `brokers`.
     let mut samples = vec![vec![Vec::new(); brokers.len()]; FIGURES.len()];
     let mut results: Vec<Vec<Value>> = vec![Vec::new(); brokers.len()];
+    let mut failed: Vec<Option<String>> = vec![None; brokers.len()];
     let mut losses = Vec::new();
     for run in 0..runs {
         let mut order: Vec<usize> = (0..brokers.len()).collect();
@@ -121,11 +114,26 @@ pub fn rows(quick: bool, runs: usize, dir: &Path, brokers: &[Starter]) -> Result
             order.reverse();
         }
         for slot in order {
-            let broker = brokers[slot](dir)?;
+            let contender = brokers[slot];
+            let mut broker = match contender.start_plain(dir)? {
+                Ok(broker) => broker,
+                Err(why) => {
+                    failed[slot] = Some(why);
+                    continue;
+                }
+            };
             let limit = check_limit(&broker, needed)?;
             let args = load.args(broker.child.id());
-            let mut result = run_load(&broker, &args)
-                .with_context(|| format!("{} under the fleet", broker.name))?;
+            let mut result = match run_load(&broker, &args) {
+                Ok(result) => result,
+                Err(error) if matches!(contender, Contender::Peer(_)) => {
+                    failed[slot] = Some(failure(&mut broker, "under the fleet", &error));
+                    continue;
+                }
+                Err(error) => {
+                    return Err(error.context(format!("{} under the fleet", broker.name)));
+                }
+            };
             result["max_open_files"] = json!(limit);
             let lost = result["lost"].as_u64().context("no lost")?;
             let duplicates = result["duplicates"].as_u64().context("no duplicates")?;
@@ -172,31 +180,20 @@ pub fn rows(quick: bool, runs: usize, dir: &Path, brokers: &[Starter]) -> Result
         .zip(FIGURES)
         .zip(samples)
         .map(|((name, (_, _, unit, _)), samples)| {
-            row(name, unit, Better::Lower, samples, results.clone())
+            let cells = brokers
+                .iter()
+                .zip(samples)
+                .zip(&results)
+                .zip(&failed)
+                .map(|(((broker, samples), results), failed)| match failed {
+                    Some(why) if samples.is_empty() => Cell::missing(broker.name(), why.clone()),
+                    _ => Cell::new(broker.name(), samples, results.clone()),
+                })
+                .collect();
+            Row::of(name, unit, Better::Lower, cells)
         })
         .collect();
     Ok(rows)
-}
-
-/// A row from per-broker samples and results in the order of the brokers: today's [`Row`]
-/// holds the first two.
-fn row(
-    name: &'static str,
-    unit: &'static str,
-    better: Better,
-    samples: Vec<Vec<f64>>,
-    results: Vec<Vec<Value>>,
-) -> Row {
-    let mut samples = samples.into_iter();
-    let mut results = results.into_iter();
-    let mut pair = || {
-        (
-            samples.next().unwrap_or_default(),
-            results.next().unwrap_or_default(),
-        )
-    };
-    let (first, second) = (pair(), pair());
-    Row::measured(name, unit, better, [first.0, second.0], [first.1, second.1])
 }
 
 /// Fails unless `broker` may open `needed` files; returns its limit.
@@ -230,8 +227,9 @@ pub fn report(quick: bool) -> Value {
                     latency from the send time in the payload to the dashboard's decoding, \
                     messages sent in the window, all dashboards; lost = sent and never \
                     received, summed over dashboards",
-        "brokers": "each freshly started, alone, one round per broker per run, A B then B A; \
-                    the gateway with its defaults, Mosquitto with the bench's configuration",
+        "brokers": "each freshly started, alone, one round per broker per run, forwards then \
+                    backwards; the gateway with its defaults, Mosquitto and the peers with the \
+                    bench's configurations",
         "limits": format!(
             "each broker's Max open files at least devices + {DASHBOARDS} + \
              {SPARE_DESCRIPTORS}, checked; each result has it as max_open_files"
@@ -249,17 +247,5 @@ mod tests {
         for quick in [false, true] {
             assert!(Load::new(quick).devices + DASHBOARDS + SPARE_DESCRIPTORS <= 20_000);
         }
-    }
-
-    /// A row takes the first two brokers' samples, in their order.
-    #[test]
-    fn a_row_holds_the_first_two_brokers() {
-        let samples = vec![vec![1.0, 3.0], vec![4.0, 4.0], vec![9.0]];
-        let results = vec![vec![json!(1)], vec![json!(2)], vec![json!(3)]];
-        let row = row("r", "us", Better::Lower, samples, results);
-        assert_eq!(row.gateway, 2.0);
-        assert_eq!(row.mosquitto, 4.0);
-        assert_eq!(row.ratio, 0.5);
-        assert_eq!(row.results[1], vec![json!(2)]);
     }
 }
