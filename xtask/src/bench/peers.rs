@@ -234,6 +234,7 @@ fn gist(error: &str) -> &'static str {
         ("refused", "refused"),
         ("disconnected", "disconnected"),
         ("closed", "disconnected"),
+        ("connection reset", "connection reset"),
         ("gave up", "timed out"),
         ("timed out", "timed out"),
         ("deadline", "timed out"),
@@ -521,6 +522,10 @@ mod tests {
         assert_eq!(
             gist("Error: bench-pub-0: connection refused: ConnAck"),
             "refused"
+        );
+        assert_eq!(
+            gist("Error: WebSocket protocol error: Connection reset without closing handshake"),
+            "connection reset"
         );
         assert_eq!(gist("something else"), "failed");
     }
