@@ -28,6 +28,7 @@
 use super::link::{ClusterCounters, decode, encode};
 use crate::broker_task::{BrokerHandle, Command};
 use crate::store::Clock;
+use crate::store::format::{options_byte, options_from_byte, protocol_from_level};
 use async_nats::jetstream::{self, consumer, stream};
 use async_nats::{Client, HeaderMap};
 use base64::Engine as _;
@@ -37,9 +38,7 @@ use broker_core::{
     StoredSubscription,
 };
 use futures_util::StreamExt;
-use mqtt_codec::{
-    ByteStr, ProtocolVersion, PublishPacket, QoS, RetainHandling, SubscriptionOptions, Will,
-};
+use mqtt_codec::{ByteStr, PublishPacket, Will};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -279,48 +278,6 @@ fn decode_publish(text: &str) -> Option<PublishPacket> {
     decode(&STANDARD.decode(text).ok()?)
 }
 
-fn options_byte(options: SubscriptionOptions) -> u8 {
-    let handling = match options.retain_handling {
-        RetainHandling::SendAtSubscribe => 0,
-        RetainHandling::SendIfNew => 1,
-        RetainHandling::DoNotSend => 2,
-    };
-    options.qos as u8
-        | u8::from(options.no_local) << 2
-        | u8::from(options.retain_as_published) << 3
-        | handling << 4
-}
-
-fn options_from(byte: u8) -> Option<SubscriptionOptions> {
-    Some(SubscriptionOptions {
-        qos: QoS::from_bits(byte & 0b11)?,
-        no_local: byte & 0b100 != 0,
-        retain_as_published: byte & 0b1000 != 0,
-        retain_handling: match byte >> 4 {
-            0 => RetainHandling::SendAtSubscribe,
-            1 => RetainHandling::SendIfNew,
-            2 => RetainHandling::DoNotSend,
-            _ => return None,
-        },
-    })
-}
-
-fn protocol_byte(protocol: ProtocolVersion) -> u8 {
-    match protocol {
-        ProtocolVersion::V31 => 3,
-        ProtocolVersion::V311 => 4,
-        ProtocolVersion::V5 => 5,
-    }
-}
-
-fn protocol_from(byte: u8) -> ProtocolVersion {
-    match byte {
-        3 => ProtocolVersion::V31,
-        4 => ProtocolVersion::V311,
-        _ => ProtocolVersion::V5,
-    }
-}
-
 fn will_record(will: &Will, due: Option<u64>) -> Option<WillRecord> {
     let mut properties = will.properties.clone();
     let delay = properties.will_delay_interval.take();
@@ -394,7 +351,7 @@ impl Image {
         Some(StoredSession {
             id: 0,
             client_id: ByteStr::from(self.client_id),
-            protocol: protocol_from(self.protocol),
+            protocol: protocol_from_level(self.protocol).ok()?,
             expiry_interval: self.expiry_interval,
             expires_in: (!self.connected)
                 .then(|| left(now, self.expires_at))
@@ -406,7 +363,7 @@ impl Image {
                 .filter_map(|(filter, (options, identifier))| {
                     Some(StoredSubscription {
                         filter: ByteStr::from(filter),
-                        options: options_from(options)?,
+                        options: options_from_byte(options).ok()?,
                         identifier,
                     })
                 })
@@ -517,6 +474,25 @@ struct Group {
     fresh: bool,
     /// The session ended (not moved): its whole log can go.
     removed: bool,
+}
+
+/// The group of `session` in this batch, made when it has none yet.
+fn group_of<'a>(
+    groups: &'a mut Vec<Group>,
+    index: &mut HashMap<u64, usize>,
+    session: u64,
+    subject: &str,
+) -> &'a mut Group {
+    let position = *index.entry(session).or_insert_with(|| {
+        groups.push(Group {
+            subject: subject.to_owned(),
+            records: Vec::new(),
+            fresh: false,
+            removed: false,
+        });
+        groups.len() - 1
+    });
+    &mut groups[position]
 }
 
 /// Starts the writer; returns the broker task's sink and the status it reports.
@@ -644,17 +620,9 @@ impl Writer {
                         continue;
                     }
                     // The group needs the subject, which went with `tracked`.
-                    let position = *index.entry(session).or_insert_with(|| {
-                        groups.push(Group {
-                            subject: tracked.subject.clone(),
-                            records: Vec::new(),
-                            fresh: false,
-                            removed: false,
-                        });
-                        groups.len() - 1
-                    });
-                    groups[position].records.push(Record::Removed);
-                    groups[position].removed = true;
+                    let group = group_of(&mut groups, &mut index, session, &tracked.subject);
+                    group.records.push(Record::Removed);
+                    group.removed = true;
                     continue;
                 }
                 Change::Subscribed {
@@ -757,16 +725,7 @@ impl Writer {
         let Some(tracked) = self.sessions.get_mut(&session) else {
             return;
         };
-        let position = *index.entry(session).or_insert_with(|| {
-            groups.push(Group {
-                subject: tracked.subject.clone(),
-                records: Vec::new(),
-                fresh: false,
-                removed: false,
-            });
-            groups.len() - 1
-        });
-        let group = &mut groups[position];
+        let group = group_of(groups, index, session, &tracked.subject);
         if record == Record::Reset {
             group.fresh = group.records.is_empty();
             tracked.since_image = 0;
@@ -793,7 +752,7 @@ impl Writer {
         let due = record.will_at.map(|at| self.clock.unix_ms(at));
         Record::Session {
             client_id: record.client_id.to_string(),
-            protocol: protocol_byte(record.protocol),
+            protocol: record.protocol.level(),
             expiry_interval: record.expiry_interval,
             expires_at: record.expires_at.map(|at| self.clock.unix_ms(at)),
             connected: record.connected,
@@ -1160,6 +1119,7 @@ pub(crate) async fn answer_releases(client: Client, node: String, broker: Broker
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mqtt_codec::{ProtocolVersion, QoS, RetainHandling, SubscriptionOptions};
 
     fn publish(topic: &str, payload: &'static [u8], qos: QoS) -> PublishPacket {
         PublishPacket {
@@ -1299,7 +1259,7 @@ mod tests {
                         retain_as_published: rap,
                         retain_handling: handling,
                     };
-                    assert_eq!(options_from(options_byte(options)), Some(options));
+                    assert_eq!(options_from_byte(options_byte(options)).ok(), Some(options));
                 }
             }
         }

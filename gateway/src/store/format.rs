@@ -140,7 +140,7 @@ fn qos_from_bits(bits: u8) -> Result<QoS, DecodeError> {
 }
 
 /// The protocol, as its CONNECT level byte.
-fn protocol_from_level(level: u8) -> Result<ProtocolVersion, DecodeError> {
+pub(crate) fn protocol_from_level(level: u8) -> Result<ProtocolVersion, DecodeError> {
     match level {
         3 => Ok(ProtocolVersion::V31),
         4 => Ok(ProtocolVersion::V311),
@@ -541,7 +541,7 @@ pub(super) fn decode_session(bytes: &[u8]) -> Result<SessionValue, DecodeError> 
 }
 
 /// Subscription options as one byte, as in a v5 SUBSCRIBE.
-fn options_byte(options: SubscriptionOptions) -> u8 {
+pub(crate) fn options_byte(options: SubscriptionOptions) -> u8 {
     let retain_handling = match options.retain_handling {
         RetainHandling::SendAtSubscribe => 0,
         RetainHandling::SendIfNew => 1,
@@ -553,7 +553,8 @@ fn options_byte(options: SubscriptionOptions) -> u8 {
         | retain_handling << 4
 }
 
-fn options_from_byte(byte: u8) -> Result<SubscriptionOptions, DecodeError> {
+/// The options of [`options_byte`]'s byte.
+pub(crate) fn options_from_byte(byte: u8) -> Result<SubscriptionOptions, DecodeError> {
     if byte & 0b1100_0000 != 0 {
         return Err(format!("invalid subscription options {byte:#04x}"));
     }

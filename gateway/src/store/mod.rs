@@ -30,7 +30,7 @@
 //! counts are kept aside until it commits, and after a failure they are counted again from
 //! the file, which a commit that failed late may have reached after all.
 
-mod format;
+pub(crate) mod format;
 mod migrate;
 pub(crate) mod writer;
 
