@@ -26,8 +26,11 @@ use crate::broker_task::{BrokerHandle, Command};
 use crate::cluster::sessions::{ClaimError, Claims};
 use crate::counters::TransportCounters;
 use crate::link::{ConnectionLink, OutboxLimits, Throttle};
+use crate::listeners::ConnectionPermit;
+use crate::parking::{Parking, Resume};
 use crate::security::{Presented, Security};
 use crate::transport::Transport;
+use crate::transport::tcp::TcpTransport;
 use broker_core::{Authentication, ConnectionId, ConnectionInfo, StoredSession};
 use bytes::BytesMut;
 use mqtt_codec::{ConnectPacket, DecodeError, Packet, ProtocolVersion, ReasonCode, decode};
@@ -40,6 +43,7 @@ use std::task::Poll;
 use std::time::Duration;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::time::{Instant, Sleep};
+use tokio_util::task::{TaskTracker, task_tracker::TaskTrackerToken};
 use tracing::{debug, warn};
 
 /// Commands a connection may have waiting in the broker task. Reading waits for a free credit,
@@ -78,6 +82,8 @@ pub(crate) struct ConnectionContext {
     pub(crate) security: Option<Arc<Security>>,
     /// How a cluster node claims a client's session from the other nodes.
     pub(crate) claims: Option<Arc<Claims>>,
+    /// Where quiet TCP connections park; `None`: they keep their tasks.
+    pub(crate) parking: Option<IdleParking>,
 }
 
 /// Why the read side stopped.
@@ -95,61 +101,192 @@ enum WriteFailure {
     TimedOut,
 }
 
+/// How long a connection may stay quiet after its CONNACK before it parks (see
+/// [`crate::parking`]): a client that is silent right after connecting is likely to stay so
+/// for a while (a sensor between readings, a subscriber waiting for rare messages), and a crowd
+/// connecting at once then holds at most a fraction of a second's worth of tasks.
+const FIRST_QUIET: Duration = Duration::from_millis(250);
+
+/// How long a connection that has had traffic since its CONNACK (or since it was last parked)
+/// must stay quiet before it parks: long enough that a client exchanging a message every second
+/// or two keeps its task, rather than paying for parking and resuming each time.
+const QUIET: Duration = Duration::from_secs(5);
+
+/// Where quiet TCP connections park, and the tracker that their resumed tasks join, so that
+/// shutdown waits for parked connections as for running ones.
+#[derive(Clone, Debug)]
+pub(crate) struct IdleParking {
+    pub(crate) lot: Parking,
+    pub(crate) tracker: TaskTracker,
+}
+
+/// What a connection carries from one task to the next when it parks, besides its link and
+/// context.
+struct Carried {
+    /// The protocol of its CONNECT, once received.
+    version: Option<ProtocolVersion>,
+    /// Boxed, and only with a bound: most gateways have none, and every connection pays for
+    /// what its future holds.
+    inbound_rate: Option<Box<InboundRate>>,
+    /// Its place under the connection limits, held until the connection ends.
+    _permit: ConnectionPermit,
+}
+
+/// A parked connection, in the one allocation the lot keeps for it beside its socket.
+struct Parked {
+    link: Arc<ConnectionLink>,
+    context: Arc<ConnectionContext>,
+    carried: Carried,
+    /// Keeps shutdown waiting for the connection while it has no task.
+    tracked: TaskTrackerToken,
+}
+
+/// How the serving loop ended.
+enum Exit {
+    /// The peer went away or failed: tell the broker the connection is lost.
+    Lost,
+    /// The broker closed the outbox: flush what it queued last, then close.
+    Closed,
+    /// Quiet long enough: park (TCP only).
+    Park,
+}
+
 /// Serves one connection until it ends.
 ///
 /// `context` is shared by a listener's connections when passed as an `Arc`.
 pub(crate) fn run<T: Transport>(
-    mut transport: T,
+    transport: T,
     connection: ConnectionId,
     info: ConnectionInfo,
     context: impl Into<Arc<ConnectionContext>>,
+    permit: ConnectionPermit,
 ) -> impl Future<Output = ()> + Send {
     let context: Arc<ConnectionContext> = context.into();
-    // Made before the `async` block, which keeps whatever it captures for the connection's
-    // whole life: the link holds the connection's id and facts, the future only the link.
+    // Made here rather than in the `async` block, which keeps whatever it captures for the
+    // connection's whole life: the link holds the connection's id and facts, the future only
+    // the link.
     let link = Arc::new(ConnectionLink::new(
         connection,
         info,
         context.settings.outbox_limits.clone(),
         COMMAND_CREDITS,
     ));
-    async move {
-        let _open = context
-            .counters
-            .open_connections
-            .open(link.info().transport);
-        let announce = Command::Open {
-            connection: link.connection(),
-            link: link.clone(),
-        };
-        if send_command(&context.broker, announce).await.is_err() {
-            return;
-        }
-        // The whole handshake is bounded, not only the wait for CONNECT: a 5.0 CONNECT may
-        // start an authentication exchange (AUTH) that the client then never continues, and
-        // until CONNACK the broker holds it waiting [MQTT-4.12.0-1]. Dropped once the broker's
-        // CONNACK goes out, so idle connections keep no timer.
-        let mut connect_timer: Option<Pin<Box<Sleep>>> = Some(Box::pin(tokio::time::sleep(
-            context.settings.connect_timeout,
-        )));
-        let mut connected: Option<ProtocolVersion> = None;
-        let mut read_buf = BytesMut::new();
-        let mut reading = true;
-        let mut tell_lost = true;
-        // Boxed, and only with a bound: most gateways have none, and every connection pays for
-        // what its future holds.
-        let mut inbound_rate = context
+    let carried = Carried {
+        version: None,
+        inbound_rate: context
             .settings
             .max_inbound_rate
-            .map(|rate| Box::new(InboundRate::new(rate, Instant::now())));
+            .map(|rate| Box::new(InboundRate::new(rate, Instant::now()))),
+        _permit: permit,
+    };
+    serve(transport, link, context, carried)
+}
 
-        loop {
+/// Brings a parked connection back, in the lot's task: its socket registered with tokio again,
+/// served by a new task from where it stopped.
+fn resume(stream: std::net::TcpStream, parked: Parked) {
+    let Parked {
+        link,
+        context,
+        carried,
+        tracked,
+    } = parked;
+    context
+        .counters
+        .parked_connections
+        .fetch_sub(1, Ordering::Relaxed);
+    match tokio::net::TcpStream::from_std(stream) {
+        Ok(stream) => {
+            let serve = serve(TcpTransport::new(stream), link, context, carried);
+            tracked.task_tracker().spawn(serve);
+        }
+        Err(error) => {
+            warn!(
+                connection = %link.connection(),
+                peer = %link.info().remote_address,
+                "closing connection: its socket cannot be watched again: {error}"
+            );
+            tracked.task_tracker().spawn(async move {
+                let open = context
+                    .counters
+                    .open_connections
+                    .resumed(link.info().transport);
+                lost(&link, &context).await;
+                drop((open, carried));
+            });
+        }
+    }
+}
+
+/// Tells the broker that the connection is gone (unless it closed it itself).
+async fn lost(link: &ConnectionLink, context: &ConnectionContext) {
+    link.close();
+    // The broker may be shutting down; then nobody needs to know.
+    let _ = send_command(
+        &context.broker,
+        Command::Lost {
+            connection: link.connection(),
+        },
+    )
+    .await;
+}
+
+/// Serves the connection, new (`carried.version` is `None`: nothing received yet) or back
+/// from the parking lot, until it ends or parks again.
+// Not an `async fn`, which would store its arguments twice (see the module's notes on memory).
+#[allow(clippy::manual_async_fn)]
+fn serve<T: Transport>(
+    mut transport: T,
+    link: Arc<ConnectionLink>,
+    context: Arc<ConnectionContext>,
+    mut carried: Carried,
+) -> impl Future<Output = ()> + Send {
+    async move {
+        let fresh = carried.version.is_none();
+        let kind = link.info().transport;
+        let open = if fresh {
+            context.counters.open_connections.open(kind)
+        } else {
+            context.counters.open_connections.resumed(kind)
+        };
+        // Until CONNACK, the connect timer: the whole handshake is bounded, not only the wait
+        // for CONNECT, as a 5.0 CONNECT may start an authentication exchange (AUTH) that the
+        // client then never continues, and until CONNACK the broker holds it waiting
+        // [MQTT-4.12.0-1]. Past the handshake, on a connection that can park, the quiet timer;
+        // on others none, so that idle connections keep no timer.
+        let mut timer: Option<Pin<Box<Sleep>>> = Some(Box::pin(tokio::time::sleep(if fresh {
+            context.settings.connect_timeout
+        } else {
+            QUIET
+        })));
+        let mut handshake_done = !fresh;
+        if fresh {
+            let announce = Command::Open {
+                connection: link.connection(),
+                link: link.clone(),
+            };
+            if send_command(&context.broker, announce).await.is_err() {
+                return;
+            }
+        }
+        // Whether anything was read or written since the quiet timer last fired.
+        let mut active = false;
+        let mut read_buf = BytesMut::new();
+        let mut reading = true;
+
+        let exit = loop {
             tokio::select! {
                 biased;
                 () = link.ready() => {
                     let (frames, closed) = link.take();
-                    if connect_timer.is_some() && frames.iter().any(|frame| is_connack(frame)) {
-                        connect_timer = None;
+                    if !handshake_done && frames.iter().any(|frame| is_connack(frame)) {
+                        handshake_done = true;
+                        // The handshake's own traffic is not a sign of a busy client.
+                        active = false;
+                        timer = (T::PARKABLE && context.parking.is_some())
+                            .then(|| Box::pin(tokio::time::sleep(FIRST_QUIET)));
+                    } else if !frames.is_empty() {
+                        active = true;
                     }
                     if !frames.is_empty() {
                         // Boxed: the write and its timers would otherwise be part of every
@@ -163,7 +300,7 @@ pub(crate) fn run<T: Transport>(
                             }
                             Err(WriteFailure::Io(error)) => {
                                 debug!(connection = %link.connection(), "write failed: {error}");
-                                break;
+                                break Exit::Lost;
                             }
                             Err(WriteFailure::TimedOut) => {
                                 warn!(
@@ -172,13 +309,12 @@ pub(crate) fn run<T: Transport>(
                                     "closing connection: the peer has not read anything for {:?}",
                                     context.settings.write_timeout
                                 );
-                                break;
+                                break Exit::Lost;
                             }
                         }
                     }
                     if closed {
-                        tell_lost = false;
-                        break;
+                        break Exit::Closed;
                     }
                 }
                 result = async {
@@ -193,12 +329,13 @@ pub(crate) fn run<T: Transport>(
                     // (TCP then slows the sender); other connections are not affected. Worked
                     // out here, not kept beside the `select!`: every byte of this future is
                     // paid by every idle connection.
-                    if let Some(at) = inbound_rate.as_deref().and_then(InboundRate::resume_at) {
+                    if let Some(at) = carried.inbound_rate.as_deref().and_then(InboundRate::resume_at) {
                         Box::pin(tokio::time::sleep_until(at)).await;
                     }
                     transport.read(&mut read_buf).await
                 }, if reading => {
                     link.clear_throttle();
+                    active = true;
                     let end = match result {
                         Ok(0) => {
                             warn_if_inside_packet(&read_buf, link.connection(), link.info(), &"the peer closed it");
@@ -206,10 +343,10 @@ pub(crate) fn run<T: Transport>(
                         }
                         Ok(count) => {
                             context.counters.bytes_received.fetch_add(count as u64, Ordering::Relaxed);
-                            if let Some(rate) = inbound_rate.as_deref_mut() {
+                            if let Some(rate) = carried.inbound_rate.as_deref_mut() {
                                 rate.consume(count, Instant::now());
                             }
-                            let decoded = decode_packets(&mut read_buf, &mut connected, link.connection(), link.info(), &context.settings);
+                            let decoded = decode_packets(&mut read_buf, &mut carried.version, link.connection(), link.info(), &context.settings);
                             let certificate_name = decoded
                                 .connect
                                 .is_some()
@@ -234,7 +371,7 @@ pub(crate) fn run<T: Transport>(
                     };
                     match end {
                         None => {}
-                        Some(ReadEnd::Lost) => break,
+                        Some(ReadEnd::Lost) => break Exit::Lost,
                         Some(ReadEnd::AwaitingClose) => reading = false,
                     }
                     // Free the read buffer between bursts so an idle connection holds no buffer.
@@ -242,13 +379,27 @@ pub(crate) fn run<T: Transport>(
                         read_buf = BytesMut::new();
                     }
                 }
-                () = std::future::poll_fn(|cx| match &mut connect_timer {
+                () = std::future::poll_fn(|cx| match &mut timer {
                     Some(timer) => timer.as_mut().poll(cx),
                     None => Poll::Pending,
                 }), if reading => {
+                    if handshake_done {
+                        let quiet = !active
+                            && read_buf.is_empty()
+                            && carried.inbound_rate.as_deref().and_then(InboundRate::resume_at).is_none()
+                            && link.is_quiet(COMMAND_CREDITS);
+                        if quiet {
+                            break Exit::Park;
+                        }
+                        active = false;
+                        if let Some(timer) = &mut timer {
+                            timer.as_mut().reset(Instant::now() + QUIET);
+                        }
+                        continue;
+                    }
                     // A warning like every other connection closed for the peer's misbehaviour
                     // (garbage, protocol errors): one line per bad connection, at one level.
-                    let missing = if connected.is_some() {
+                    let missing = if carried.version.is_some() {
                         "CONNACK (the client did not finish its authentication exchange)"
                     } else {
                         "CONNECT"
@@ -259,37 +410,86 @@ pub(crate) fn run<T: Transport>(
                         "closing connection: no {missing} within {:?}",
                         context.settings.connect_timeout
                     );
-                    break;
+                    break Exit::Lost;
                 }
             }
-        }
+        };
 
-        if tell_lost {
-            link.close();
-            // The broker may be shutting down; then nobody needs to know.
-            let _ = send_command(
-                &context.broker,
-                Command::Lost {
-                    connection: link.connection(),
-                },
-            )
-            .await;
-        } else {
-            // Whatever the broker queued before closing (a DISCONNECT, a CONNACK) goes out first.
-            let (frames, _) = link.take();
-            if !frames.is_empty() {
-                let flush =
-                    tokio::time::timeout(context.settings.close_timeout, transport.write(frames));
-                if let Ok(Ok(written)) = Box::pin(flush).await {
-                    context
-                        .counters
-                        .bytes_sent
-                        .fetch_add(written as u64, Ordering::Relaxed);
+        match exit {
+            Exit::Park => {
+                let parking = context
+                    .parking
+                    .clone()
+                    .expect("only a connection that can park has a quiet timer");
+                match transport.into_std() {
+                    Ok(stream) => {
+                        open.park();
+                        park(&parking, stream, link, context, carried);
+                        return;
+                    }
+                    Err(error) => {
+                        warn!(
+                            connection = %link.connection(),
+                            peer = %link.info().remote_address,
+                            "closing connection: its socket cannot be parked: {error}"
+                        );
+                        Box::pin(lost(&link, &context)).await;
+                        return;
+                    }
+                }
+            }
+            Exit::Lost => Box::pin(lost(&link, &context)).await,
+            Exit::Closed => {
+                // Whatever the broker queued before closing (a DISCONNECT, a CONNACK) goes out
+                // first.
+                let (frames, _) = link.take();
+                if !frames.is_empty() {
+                    let flush = tokio::time::timeout(
+                        context.settings.close_timeout,
+                        transport.write(frames),
+                    );
+                    if let Ok(Ok(written)) = Box::pin(flush).await {
+                        context
+                            .counters
+                            .bytes_sent
+                            .fetch_add(written as u64, Ordering::Relaxed);
+                    }
                 }
             }
         }
         let close = tokio::time::timeout(context.settings.close_timeout, transport.close());
         let _ = Box::pin(close).await;
+        drop(open);
+    }
+}
+
+/// Parks a quiet connection's socket in the lot, the rest of it beside; if the lot takes
+/// nothing (it is closing), the connection goes on in a new task at once.
+fn park(
+    parking: &IdleParking,
+    stream: std::net::TcpStream,
+    link: Arc<ConnectionLink>,
+    context: Arc<ConnectionContext>,
+    carried: Carried,
+) {
+    let watched = link.clone();
+    // Counted before the lot can resume it, which counts it out.
+    context
+        .counters
+        .parked_connections
+        .fetch_add(1, Ordering::Relaxed);
+    let parked = Parked {
+        link,
+        context,
+        carried,
+        tracked: parking.tracker.token(),
+    };
+    let resume: Resume = Box::new(move |stream| resume(stream, parked));
+    if let Err((stream, resume)) = parking
+        .lot
+        .park(stream, resume, |waker| watched.park(waker))
+    {
+        resume(stream);
     }
 }
 
@@ -603,16 +803,14 @@ fn send_command(
 mod tests {
     use super::*;
     use crate::link::OutboxLimits;
-    use crate::transport::tcp::TcpTransport;
 
-    /// What every idle TCP connection pays for its task: tokio puts the future in a cell
-    /// aligned to 128 bytes with 96 bytes of its own, so a future of up to 288 bytes takes
-    /// 384, one a byte larger 512. The future measured is the one the TCP listener spawns
-    /// (tracked, and holding the connection's permit), unoptimized, which is no smaller than
-    /// the release build's.
+    /// What every connection pays for its task until it parks (and over TLS or WebSocket,
+    /// which do not park, for its whole life): tokio puts the future in a cell aligned to 128
+    /// bytes with 96 bytes of its own, so a future of up to 288 bytes takes 384, one a byte
+    /// larger 512. The future measured is the one the TCP listener spawns (tracked, and holding
+    /// the connection's permit), unoptimized, which is no smaller than the release build's.
     #[tokio::test]
     async fn the_connection_future_fits_a_384_byte_task() {
-        use futures_util::FutureExt;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap());
         let (client, accepted) = tokio::join!(client, listener.accept());
@@ -633,6 +831,10 @@ mod tests {
             },
             security: None,
             claims: None,
+            parking: Some(IdleParking {
+                lot: Parking::start().unwrap(),
+                tracker: TaskTracker::new(),
+            }),
         };
         let info = ConnectionInfo {
             transport: broker_core::Transport::Tcp,
@@ -643,9 +845,14 @@ mod tests {
         let permit = limiter
             .try_acquire("127.0.0.1:1".parse().unwrap())
             .expect("a permit");
-        let serve = run(TcpTransport::new(stream), ConnectionId(1), info, context);
-        let future =
-            tokio_util::task::TaskTracker::new().track_future(serve.map(move |()| drop(permit)));
+        let serve = run(
+            TcpTransport::new(stream),
+            ConnectionId(1),
+            info,
+            context,
+            permit,
+        );
+        let future = TaskTracker::new().track_future(serve);
         let size = std::mem::size_of_val(&future);
         eprintln!("connection future: {size} bytes");
         assert!(size <= 288, "the connection future is {size} bytes");

@@ -40,6 +40,8 @@ pub(crate) struct TransportCounters {
     pub(crate) bytes_sent: AtomicU64,
     /// Network connections open now, by transport, for `/metrics`.
     pub(crate) open_connections: OpenConnections,
+    /// Of those, the TCP connections parked now for being quiet (see [`crate::parking`]).
+    pub(crate) parked_connections: AtomicU64,
     /// CONNECTs accepted, by [`Method`] in the order of `Method::ALL`.
     pub(crate) auth_accepted: [AtomicU64; Method::ALL.len()],
     /// CONNECTs refused by the credentials check, by [`Refusal::index`].
@@ -78,6 +80,14 @@ impl OpenConnections {
         }
     }
 
+    /// The guard of a connection coming back from the parking lot: its count, which
+    /// [`OpenConnection::park`] left in place, is taken over, not counted again.
+    pub(crate) fn resumed(&self, transport: Transport) -> OpenConnection<'_> {
+        OpenConnection {
+            count: &self.counts[slot(transport)],
+        }
+    }
+
     /// Connections open now over `transport`.
     pub(crate) fn get(&self, transport: Transport) -> u64 {
         self.counts[slot(transport)].load(Ordering::Relaxed)
@@ -88,6 +98,14 @@ impl OpenConnections {
 #[derive(Debug)]
 pub(crate) struct OpenConnection<'a> {
     count: &'a AtomicU64,
+}
+
+impl OpenConnection<'_> {
+    /// Leaves the connection counted while it is parked, without a task to hold its guard;
+    /// [`OpenConnections::resumed`] gives it one again.
+    pub(crate) fn park(self) {
+        std::mem::forget(self);
+    }
 }
 
 impl Drop for OpenConnection<'_> {

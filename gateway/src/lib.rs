@@ -31,6 +31,7 @@ mod link;
 mod listeners;
 mod metrics;
 mod origin;
+mod parking;
 pub mod security;
 mod store;
 mod transport;
@@ -143,6 +144,8 @@ pub struct Gateway {
     https_addresses: Vec<SocketAddr>,
     stop_accepting: CancellationToken,
     tracker: TaskTracker,
+    /// The lot of quiet TCP connections, closed at shutdown once they have all ended.
+    parking: Option<parking::Parking>,
     broker: BrokerHandle,
     broker_task: JoinHandle<()>,
     store: JoinHandle<()>,
@@ -243,6 +246,19 @@ impl Gateway {
             cluster_side,
         ));
 
+        let tracker = TaskTracker::new();
+        // Quiet TCP connections wait here without a task; without it (the system refused an
+        // epoll set) they keep their tasks, which costs memory, not correctness.
+        let parking = match parking::Parking::start() {
+            Ok(lot) => Some(connection::IdleParking {
+                lot,
+                tracker: tracker.clone(),
+            }),
+            Err(error) => {
+                warn!("idle connections keep their tasks: cannot start the parking lot: {error}");
+                None
+            }
+        };
         let context = ConnectionContext {
             broker: broker.clone(),
             counters,
@@ -259,6 +275,7 @@ impl Gateway {
             },
             security: security.clone(),
             claims,
+            parking: parking.clone(),
         };
         let limiter = ConnectionLimiter::new(
             config.max_connections,
@@ -268,7 +285,6 @@ impl Gateway {
             context.counters.clone(),
         );
         let stop_accepting = CancellationToken::new();
-        let tracker = TaskTracker::new();
 
         let mut mqtt_addresses = Vec::new();
         for listener in tcp_listeners {
@@ -359,6 +375,7 @@ impl Gateway {
             https_addresses,
             stop_accepting,
             tracker,
+            parking: parking.map(|parking| parking.lot),
             broker,
             broker_task,
             store: store_task,
@@ -407,7 +424,12 @@ impl Gateway {
         self.broker.shutdown().await;
         self.tracker.close();
         let finished = tokio::time::timeout(grace, async {
+            // Parked connections count as tracked tasks: once they have all ended, the lot is
+            // empty and its task can end.
             self.tracker.wait().await;
+            if let Some(parking) = &self.parking {
+                parking.close();
+            }
             let _ = self.broker_task.await;
             // The broker task dropped its sink; the writer ends once the last changes are written.
             let _ = self.store.await;

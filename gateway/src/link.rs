@@ -29,7 +29,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -348,6 +348,31 @@ impl ConnectionLink {
             })
             .ok()
             .map(|_| Credit(self.clone()))
+    }
+
+    /// Whether nothing is under way between the connection and the broker: no frame queued, not
+    /// closed, no signal unseen, no pause, and all `credits` back. Only then may the connection
+    /// park (see [`crate::parking`]).
+    pub(crate) fn is_quiet(&self, credits: u32) -> bool {
+        let state = self.state.lock().expect("link lock poisoned");
+        state.frames.is_empty()
+            && !state.closed
+            && state.throttle.is_none()
+            && !self.signalled.load(Ordering::SeqCst)
+            && self.credits.load(Ordering::SeqCst) == credits
+    }
+
+    /// Hands the wait for frames or the close to `waker` while the connection is parked: a
+    /// push or the close wakes it, and so does a signal already pending, at once. The signal
+    /// itself is kept for the connection's [`ConnectionLink::ready`] once it runs again.
+    pub(crate) fn park(&self, waker: &Waker) {
+        self.waker.register(waker);
+        // Flag, then look again, as in `Ready::poll`.
+        self.wants_signal.store(true, Ordering::SeqCst);
+        if self.signalled.load(Ordering::SeqCst) && self.wants_signal.swap(false, Ordering::SeqCst)
+        {
+            waker.wake_by_ref();
+        }
     }
 
     /// Takes every queued frame, and whether the outbox is closed.

@@ -423,10 +423,8 @@ pub(crate) async fn run_tcp(
             remote_address: peer.to_string().into(),
         };
         let transport = TcpTransport::new(stream);
-        let serve = connection::run(transport, limiter.next_id(), info, context.clone());
-        // `map` rather than an `async` block, which would hold the arguments of `run` besides
-        // its future for the connection's lifetime.
-        tracker.spawn(serve.map(move |()| drop(permit)));
+        let serve = connection::run(transport, limiter.next_id(), info, context.clone(), permit);
+        tracker.spawn(serve);
     }
 }
 
@@ -453,19 +451,22 @@ pub(crate) async fn run_tls(
         let context = context.clone();
         let shutdown = shutdown.clone();
         // The handshake, then the connection: `then` holds one of them at a time, and the
-        // arguments of `run` only until it starts.
-        let handshake =
-            async move { tls_handshake("mqtts", acceptor, stream, peer, timeout, &shutdown).await };
+        // arguments of `run` only until it starts. The permit goes with the handshake, and on
+        // to the connection if there is one.
+        let handshake = async move {
+            let stream = tls_handshake("mqtts", acceptor, stream, peer, timeout, &shutdown).await;
+            stream.map(|stream| (stream, permit))
+        };
         let serve = handshake.then(move |stream| {
-            OptionFuture::from(stream.map(|stream| {
+            OptionFuture::from(stream.map(|(stream, permit)| {
                 let info = ConnectionInfo {
                     transport: TransportKind::Tls,
                     remote_address: peer.to_string().into(),
                 };
-                connection::run(TlsTransport::new(stream), connection, info, context)
+                connection::run(TlsTransport::new(stream), connection, info, context, permit)
             }))
         });
-        tracker.spawn(serve.map(move |_| drop(permit)));
+        tracker.spawn(serve);
     }
 }
 

@@ -113,6 +113,10 @@ fn describe() {
         "Network connections open now, by transport (including those before CONNECT)"
     );
     describe_gauge!(
+        "mqtt_connections_parked",
+        "TCP connections quiet long enough to wait without a task of their own"
+    );
+    describe_gauge!(
         "mqtt_clients_connected",
         "Clients connected now (CONNECT accepted)"
     );
@@ -317,6 +321,8 @@ fn record(stats: &Stats, counters: &TransportCounters, locked_addresses: usize) 
         gauge!("mqtt_connections", "transport" => transport.as_str())
             .set(counters.open_connections.get(transport) as f64);
     }
+    gauge!("mqtt_connections_parked")
+        .set(counters.parked_connections.load(Ordering::Relaxed) as f64);
     gauge!("mqtt_clients_connected").set(stats.clients_connected as f64);
     gauge!("mqtt_clients_maximum").set(stats.clients_maximum as f64);
     gauge!("mqtt_sessions").set(stats.sessions as f64);

@@ -124,8 +124,7 @@ pub(super) async fn serve(
                 remote_address: peer.to_string().into(),
             };
             let socket = WebSocketTransport::new(socket).with_certificate_name(certificate_name);
-            connection::run(socket, connection, info, context).await;
-            drop(permit);
+            connection::run(socket, connection, info, context, permit).await;
             drop(tracked);
         })
 }

@@ -37,6 +37,21 @@ pub(crate) trait Transport: Send {
     fn certificate_name(&self) -> Option<String> {
         None
     }
+
+    /// Whether a quiet connection over this transport can park its socket (see
+    /// [`crate::parking`]): plain TCP only, whose state between packets is the socket alone.
+    const PARKABLE: bool = false;
+
+    /// The socket, taken off tokio's reactor, for parking; only called where `PARKABLE`.
+    fn into_std(self) -> io::Result<std::net::TcpStream>
+    where
+        Self: Sized,
+    {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "this transport cannot park",
+        ))
+    }
 }
 
 /// Writes `frames` in order to a byte stream, copying runs of small frames into one buffer so

@@ -85,4 +85,10 @@ impl Transport for TcpTransport {
     async fn close(&mut self) -> io::Result<()> {
         self.stream.shutdown().await
     }
+
+    const PARKABLE: bool = true;
+
+    fn into_std(self) -> io::Result<std::net::TcpStream> {
+        self.stream.into_std()
+    }
 }

@@ -25,6 +25,7 @@ mod http_auth;
 mod limits;
 mod messages;
 mod metrics;
+mod parking;
 mod persistence;
 mod scram;
 mod security;
