@@ -101,15 +101,18 @@ enum WriteFailure {
     TimedOut,
 }
 
-/// How long a connection may stay quiet after its CONNACK before it parks (see
-/// [`crate::parking`]): a client that is silent right after connecting is likely to stay so
-/// for a while (a sensor between readings, a subscriber waiting for rare messages), and a crowd
-/// connecting at once then holds at most a fraction of a second's worth of tasks.
-const FIRST_QUIET: Duration = Duration::from_millis(250);
+/// How long a connection may stay quiet after its CONNACK, or after it was resumed from the
+/// parking lot, before it parks (see [`crate::parking`]). A client silent right after
+/// connecting is likely to stay so for a while (a sensor between readings, a subscriber waiting
+/// for rare messages), and one resumed for a keep-alive ping will be silent until the next;
+/// parked this soon, a crowd connecting at once (every device reconnecting after a restart)
+/// holds at most a twentieth of a second's worth of tasks, and a client that speaks a moment
+/// later pays one resumption, some microseconds.
+const FIRST_QUIET: Duration = Duration::from_millis(50);
 
-/// How long a connection that has had traffic since its CONNACK (or since it was last parked)
-/// must stay quiet before it parks: long enough that a client exchanging a message every second
-/// or two keeps its task, rather than paying for parking and resuming each time.
+/// How long a connection that has had traffic (anything but keep-alive pings) since then must
+/// stay quiet before it parks: long enough that a client exchanging a message every second or
+/// two keeps its task, rather than paying for parking and resuming each time.
 const QUIET: Duration = Duration::from_secs(5);
 
 /// Where quiet TCP connections park, and the tracker that their resumed tasks join, so that
@@ -195,6 +198,10 @@ fn resume(stream: std::net::TcpStream, parked: Parked) {
         .counters
         .parked_connections
         .fetch_sub(1, Ordering::Relaxed);
+    context
+        .counters
+        .resumed_connections
+        .fetch_add(1, Ordering::Relaxed);
     match tokio::net::TcpStream::from_std(stream) {
         Ok(stream) => {
             let serve = serve(TcpTransport::new(stream), link, context, carried);
@@ -257,7 +264,7 @@ fn serve<T: Transport>(
         let mut timer: Option<Pin<Box<Sleep>>> = Some(Box::pin(tokio::time::sleep(if fresh {
             context.settings.connect_timeout
         } else {
-            QUIET
+            FIRST_QUIET
         })));
         let mut handshake_done = !fresh;
         if fresh {
@@ -285,7 +292,7 @@ fn serve<T: Transport>(
                         active = false;
                         timer = (T::PARKABLE && context.parking.is_some())
                             .then(|| Box::pin(tokio::time::sleep(FIRST_QUIET)));
-                    } else if !frames.is_empty() {
+                    } else if !frames.iter().all(|frame| is_pingresp(frame)) {
                         active = true;
                     }
                     if !frames.is_empty() {
@@ -335,7 +342,6 @@ fn serve<T: Transport>(
                     transport.read(&mut read_buf).await
                 }, if reading => {
                     link.clear_throttle();
-                    active = true;
                     let end = match result {
                         Ok(0) => {
                             warn_if_inside_packet(&read_buf, link.connection(), link.info(), &"the peer closed it");
@@ -347,6 +353,7 @@ fn serve<T: Transport>(
                                 rate.consume(count, Instant::now());
                             }
                             let decoded = decode_packets(&mut read_buf, &mut carried.version, link.connection(), link.info(), &context.settings);
+                            active |= !decoded.is_only_pings();
                             let certificate_name = decoded
                                 .connect
                                 .is_some()
@@ -589,6 +596,12 @@ async fn pause((throttle, until): (Throttle, Instant)) {
     }
 }
 
+/// Whether an outgoing frame is a PINGRESP: keep-alive traffic, which does not keep a
+/// connection from parking.
+fn is_pingresp(frame: &[u8]) -> bool {
+    frame.first() == Some(&0xD0)
+}
+
 /// Whether an outgoing frame is a CONNACK (packet type 2, the high nibble of its first byte):
 /// the end of the connection's handshake, whether it accepts or refuses.
 fn is_connack(frame: &[u8]) -> bool {
@@ -603,6 +616,20 @@ struct Decoded {
     packets: Vec<Packet>,
     /// Why decoding stopped before the end of the buffer, if it did.
     end: Option<DecodeEnd>,
+}
+
+impl Decoded {
+    /// Whether the read brought keep-alive pings and nothing else (not even part of a packet:
+    /// then the buffer is not empty, and the connection does not park anyway).
+    fn is_only_pings(&self) -> bool {
+        self.connect.is_none()
+            && self.end.is_none()
+            && !self.packets.is_empty()
+            && self
+                .packets
+                .iter()
+                .all(|packet| matches!(packet, Packet::PingReq))
+    }
 }
 
 enum DecodeEnd {

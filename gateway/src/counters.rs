@@ -42,6 +42,8 @@ pub(crate) struct TransportCounters {
     pub(crate) open_connections: OpenConnections,
     /// Of those, the TCP connections parked now for being quiet (see [`crate::parking`]).
     pub(crate) parked_connections: AtomicU64,
+    /// Parked connections resumed so far: how often quiet connections speak again.
+    pub(crate) resumed_connections: AtomicU64,
     /// CONNECTs accepted, by [`Method`] in the order of `Method::ALL`.
     pub(crate) auth_accepted: [AtomicU64; Method::ALL.len()],
     /// CONNECTs refused by the credentials check, by [`Refusal::index`].

@@ -116,6 +116,10 @@ fn describe() {
         "mqtt_connections_parked",
         "TCP connections quiet long enough to wait without a task of their own"
     );
+    describe_counter!(
+        "mqtt_connections_resumed_total",
+        "Parked connections resumed (bytes from the client, or packets or a close for it)"
+    );
     describe_gauge!(
         "mqtt_clients_connected",
         "Clients connected now (CONNECT accepted)"
@@ -323,6 +327,8 @@ fn record(stats: &Stats, counters: &TransportCounters, locked_addresses: usize) 
     }
     gauge!("mqtt_connections_parked")
         .set(counters.parked_connections.load(Ordering::Relaxed) as f64);
+    counter!("mqtt_connections_resumed_total")
+        .absolute(counters.resumed_connections.load(Ordering::Relaxed));
     gauge!("mqtt_clients_connected").set(stats.clients_connected as f64);
     gauge!("mqtt_clients_maximum").set(stats.clients_maximum as f64);
     gauge!("mqtt_sessions").set(stats.sessions as f64);

@@ -101,6 +101,33 @@ async fn parked_clients_send_and_receive_as_before() {
     }
 }
 
+/// A keep-alive ping resumes a parked client only for the moment it takes to answer: pings
+/// are not traffic that keeps a connection out of the lot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parked_client_that_only_pings_parks_again_at_once() {
+    let gateway = TestGateway::start().await;
+    let mut client = TestClient::v311(gateway.addr, "parked-pinger").await;
+    wait_parked(gateway.http, 1, WAIT).await;
+    let resumed = gauge(gateway.http, "mqtt_connections_resumed_total").await;
+    for round in 1..=3 {
+        client.ping().await;
+        // Well within the five seconds a client with traffic stays out.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            let now = gauge(gateway.http, "mqtt_connections_resumed_total").await;
+            if now == resumed + f64::from(round) && parked(gateway.http).await == 1.0 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "after ping {round}: resumed {now} (from {resumed}), parked {}",
+                parked(gateway.http).await
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
 /// A parked client whose socket dies is lost like any other: its will goes out, to another
 /// parked client.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
