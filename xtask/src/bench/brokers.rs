@@ -309,7 +309,9 @@ pub fn run_load(broker: &Broker, args: &[String]) -> Result<Value> {
             &format!("ws://127.0.0.1:{}/mqtt", broker.ws_port),
         ])
         .args(["--timeout", "60"])
-        .args(args);
+        .args(args)
+        // No backtrace, whatever this environment asks: its error must be its last line.
+        .env("RUST_BACKTRACE", "0");
     // Its standard error is passed on once it exits, and its last line ends the error of a
     // failed run, so that a peer's cell can say why (see `peers::failure`).
     let output = command.output().context("running mqtt-bench")?;
