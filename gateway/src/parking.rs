@@ -25,10 +25,11 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Token};
 use std::io;
 use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Wake, Waker};
 use std::time::Duration;
-use tracing::warn;
+use tracing::{debug, warn};
 
 /// What brings a parked connection back: called with its socket, once, in the lot's thread.
 pub(crate) type Resume = Box<dyn FnOnce(std::net::TcpStream) + Send>;
@@ -54,6 +55,9 @@ struct Shared {
     woken: Mutex<Vec<Key>>,
     /// Wakes the thread: entries woken, or the lot closed.
     wake: mio::Waker,
+    /// Set once the lot has logged a failure: a system that refuses one socket or one poll
+    /// refuses the next thousands too, and the log gets one warning, not thousands.
+    warned: AtomicBool,
 }
 
 /// The parked connections: a slab whose slots are reused, each with a generation.
@@ -134,6 +138,7 @@ impl Parking {
             lot: Mutex::new(Lot::default()),
             woken: Mutex::new(Vec::new()),
             wake: mio::Waker::new(poll.registry(), WAKE)?,
+            warned: AtomicBool::new(false),
         });
         let weak = Arc::downgrade(&shared);
         std::thread::Builder::new()
@@ -189,7 +194,9 @@ impl Parking {
             entry.generation = entry.generation.wrapping_add(1);
             lot.free.push(slot);
             drop(lot);
-            warn!("cannot park an idle connection, it keeps its task: {error}");
+            self.shared.failed(&format_args!(
+                "cannot park an idle connection, it keeps its task: {error}"
+            ));
             return Err(parked);
         }
         Ok(())
@@ -215,9 +222,20 @@ impl Parking {
 }
 
 impl Shared {
+    /// Logs a failure: a warning the first time, then at debug level.
+    fn failed(&self, what: &dyn std::fmt::Display) {
+        if self.warned.swap(true, Ordering::Relaxed) {
+            debug!("{what}");
+        } else {
+            warn!("{what} (further failures of the parking lot are logged at debug level)");
+        }
+    }
+
     fn notify(&self) {
         if let Err(error) = self.wake.wake() {
-            warn!("parked connections: cannot wake the lot: {error}");
+            self.failed(&format_args!(
+                "parked connections: cannot wake the lot: {error}"
+            ));
         }
     }
 
@@ -261,7 +279,11 @@ fn run(mut poll: Poll, shared: &Weak<Shared>, runtime: &tokio::runtime::Handle) 
         // dropped without shutdown) does not keep its thread.
         if let Err(error) = poll.poll(&mut events, Some(Duration::from_secs(1))) {
             if error.kind() != io::ErrorKind::Interrupted {
-                warn!("parked connections: polling failed: {error}");
+                let Some(shared) = shared.upgrade() else {
+                    return;
+                };
+                shared.failed(&format_args!("parked connections: polling failed: {error}"));
+                drop(shared);
                 std::thread::sleep(Duration::from_millis(100));
             }
             continue;
