@@ -18,7 +18,7 @@
 
 use crate::binary::RunningBinary;
 use crate::common::{Bystanders, TestClient, TestGateway, WAIT, connect_packet};
-use crate::web_support::{Client, encode_packet, get, ws_refusal};
+use crate::web_support::{Client, encode_packet, metric, scrape, ws_refusal};
 use mqtt_codec::{Packet, ProtocolVersion};
 use std::net::SocketAddr;
 use std::process::Command;
@@ -81,23 +81,6 @@ async fn attempt_until_accepted(addr: SocketAddr, client_id: &str) -> TestClient
             Attempt::Refused => panic!("{client_id}: still refused after {:?}", 2 * WAIT),
         }
     }
-}
-
-/// The value of one series (`name` or `name{label="value"}`) in a Prometheus exposition.
-fn metric(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("no {series} in\n{text}"))
-        .trim()
-        .parse()
-        .expect("a number")
-}
-
-/// `/metrics` as text.
-async fn scrape(http: SocketAddr) -> String {
-    let response = get(http, "/metrics").await;
-    assert_eq!(response.status, 200, "{response:?}");
-    response.text()
 }
 
 /// At `--max-connections` every new connection is closed at once and a WebSocket upgrade gets

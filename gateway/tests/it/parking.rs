@@ -6,7 +6,7 @@
 //! parking must not change what `/metrics` says is open.
 
 use crate::common::{TestClient, TestGateway, WAIT, connect_packet, options, will};
-use crate::web_support::get;
+use crate::web_support::{metric, scrape};
 use mqtt_codec::{ProtocolVersion, QoS, ReasonCode, Subscription};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -14,20 +14,9 @@ use tokio::time::Instant;
 
 use ProtocolVersion::{V5, V311};
 
-/// The value of one series (`name` or `name{label="value"}`) in a Prometheus exposition.
-fn metric(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("no {series} in\n{text}"))
-        .trim()
-        .parse()
-        .expect("a number")
-}
-
+/// The value of one series (`name` or `name{label="value"}`) of `/metrics`.
 async fn gauge(http: SocketAddr, series: &str) -> f64 {
-    let response = get(http, "/metrics").await;
-    assert_eq!(response.status, 200, "{response:?}");
-    metric(&response.text(), series)
+    metric(&scrape(http).await, series)
 }
 
 async fn parked(http: SocketAddr) -> f64 {

@@ -598,6 +598,23 @@ pub async fn get(addr: SocketAddr, path: &str) -> HttpResponse {
     http_request(addr, "GET", path, &[]).await
 }
 
+/// `/metrics` as text.
+pub async fn scrape(http: SocketAddr) -> String {
+    let response = get(http, "/metrics").await;
+    assert_eq!(response.status, 200, "{response:?}");
+    response.text()
+}
+
+/// The value of one series (`name` or `name{label="value"}`) in a Prometheus exposition.
+pub fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+        .trim()
+        .parse()
+        .expect("a number")
+}
+
 fn parse_response(raw: &[u8]) -> HttpResponse {
     let end = raw
         .windows(4)
