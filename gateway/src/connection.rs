@@ -194,14 +194,6 @@ fn resume(stream: std::net::TcpStream, parked: Parked) {
         carried,
         tracked,
     } = parked;
-    context
-        .counters
-        .parked_connections
-        .fetch_sub(1, Ordering::Relaxed);
-    context
-        .counters
-        .resumed_connections
-        .fetch_add(1, Ordering::Relaxed);
     match tokio::net::TcpStream::from_std(stream) {
         Ok(stream) => {
             let serve = serve(TcpTransport::new(stream), link, context, carried);
@@ -480,11 +472,6 @@ fn park(
     carried: Carried,
 ) {
     let watched = link.clone();
-    // Counted before the lot can resume it, which counts it out.
-    context
-        .counters
-        .parked_connections
-        .fetch_add(1, Ordering::Relaxed);
     let parked = Parked {
         link,
         context,
@@ -859,7 +846,7 @@ mod tests {
             security: None,
             claims: None,
             parking: Some(IdleParking {
-                lot: Parking::start().unwrap(),
+                lot: Parking::start(Arc::default()).unwrap(),
                 tracker: TaskTracker::new(),
             }),
         };

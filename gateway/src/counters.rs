@@ -40,7 +40,8 @@ pub(crate) struct TransportCounters {
     pub(crate) bytes_sent: AtomicU64,
     /// Network connections open now, by transport, for `/metrics`.
     pub(crate) open_connections: OpenConnections,
-    /// Of those, the TCP connections parked now for being quiet (see [`crate::parking`]).
+    /// Of those, the TCP connections parked now for being quiet, as the parking lot counts
+    /// them (see [`crate::parking`]).
     pub(crate) parked_connections: AtomicU64,
     /// Parked connections resumed so far: how often quiet connections speak again.
     pub(crate) resumed_connections: AtomicU64,

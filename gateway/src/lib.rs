@@ -249,7 +249,7 @@ impl Gateway {
         let tracker = TaskTracker::new();
         // Quiet TCP connections wait here without a task; without it (the system refused an
         // epoll set) they keep their tasks, which costs memory, not correctness.
-        let parking = match parking::Parking::start() {
+        let parking = match parking::Parking::start(counters.clone()) {
             Ok(lot) => Some(connection::IdleParking {
                 lot,
                 tracker: tracker.clone(),

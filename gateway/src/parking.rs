@@ -21,6 +21,7 @@
 //! told apart by the slot's generation); once [`Parking::close`] is called nothing more parks,
 //! and the thread ends when the lot is empty.
 
+use crate::counters::TransportCounters;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Token};
 use std::io;
@@ -55,6 +56,8 @@ struct Shared {
     woken: Mutex<Vec<Key>>,
     /// Wakes the thread: entries woken, or the lot closed.
     wake: mio::Waker,
+    /// Where the lot counts the connections it holds and those it resumed, for `/metrics`.
+    counters: Arc<TransportCounters>,
     /// Set once the lot has logged a failure: a system that refuses one socket or one poll
     /// refuses the next thousands too, and the log gets one warning, not thousands.
     warned: AtomicBool,
@@ -129,8 +132,9 @@ impl Wake for KeyWaker {
 }
 
 impl Parking {
-    /// Starts the lot's thread, which resumes connections into the current runtime.
-    pub(crate) fn start() -> io::Result<Parking> {
+    /// Starts the lot's thread, which resumes connections into the current runtime; the lot
+    /// counts what it holds and resumes in `counters`.
+    pub(crate) fn start(counters: Arc<TransportCounters>) -> io::Result<Parking> {
         let runtime = tokio::runtime::Handle::try_current().map_err(io::Error::other)?;
         let poll = Poll::new()?;
         let shared = Arc::new(Shared {
@@ -138,6 +142,7 @@ impl Parking {
             lot: Mutex::new(Lot::default()),
             woken: Mutex::new(Vec::new()),
             wake: mio::Waker::new(poll.registry(), WAKE)?,
+            counters,
             warned: AtomicBool::new(false),
         });
         let weak = Arc::downgrade(&shared);
@@ -199,6 +204,11 @@ impl Parking {
             ));
             return Err(parked);
         }
+        // Still under the lock, so counted before the lot's thread can resume it.
+        self.shared
+            .counters
+            .parked_connections
+            .fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
@@ -257,6 +267,12 @@ impl Shared {
         // Failing to remove a socket we added means the descriptor is gone: the connection
         // finds out on its first read.
         let _ = self.registry.deregister(&mut SourceFd(&stream.as_raw_fd()));
+        self.counters
+            .parked_connections
+            .fetch_sub(1, Ordering::Relaxed);
+        self.counters
+            .resumed_connections
+            .fetch_add(1, Ordering::Relaxed);
         resume(stream);
     }
 
@@ -341,7 +357,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_wake_up_during_parking_resumes_at_once() {
-        let parking = Parking::start().unwrap();
+        let parking = Parking::start(Arc::default()).unwrap();
         let (sender, mut receiver) = mpsc::unbounded_channel();
         let (_client, server) = pair();
         parking
@@ -362,17 +378,21 @@ mod tests {
 
     #[tokio::test]
     async fn a_socket_that_becomes_readable_is_resumed_with_its_bytes() {
-        let parking = Parking::start().unwrap();
+        let counters: Arc<TransportCounters> = Arc::default();
+        let parking = Parking::start(counters.clone()).unwrap();
         let (sender, mut receiver) = mpsc::unbounded_channel();
         let (mut client, server) = pair();
         park(&parking, server, resume_to(&sender, 1));
         assert_eq!(parking.parked(), 1);
+        assert_eq!(counters.parked_connections.load(Ordering::Relaxed), 1);
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(receiver.try_recv().is_err(), "nothing happened yet");
         client.write_all(b"hello").unwrap();
         let (tag, mut stream) = next(&mut receiver).await;
         assert_eq!(tag, 1);
         assert_eq!(parking.parked(), 0);
+        assert_eq!(counters.parked_connections.load(Ordering::Relaxed), 0);
+        assert_eq!(counters.resumed_connections.load(Ordering::Relaxed), 1);
         let mut buf = [0; 5];
         stream.set_nonblocking(false).unwrap();
         stream.read_exact(&mut buf).unwrap();
@@ -381,7 +401,7 @@ mod tests {
 
     #[tokio::test]
     async fn bytes_waiting_before_parking_resume_at_once() {
-        let parking = Parking::start().unwrap();
+        let parking = Parking::start(Arc::default()).unwrap();
         let (sender, mut receiver) = mpsc::unbounded_channel();
         let (mut client, server) = pair();
         client.write_all(b"x").unwrap();
@@ -392,7 +412,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_peer_that_closes_resumes_its_connection() {
-        let parking = Parking::start().unwrap();
+        let parking = Parking::start(Arc::default()).unwrap();
         let (sender, mut receiver) = mpsc::unbounded_channel();
         let (client, server) = pair();
         park(&parking, server, resume_to(&sender, 7));
@@ -402,7 +422,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_waker_resumes_once_and_a_stale_one_touches_nobody() {
-        let parking = Parking::start().unwrap();
+        let parking = Parking::start(Arc::default()).unwrap();
         let (sender, mut receiver) = mpsc::unbounded_channel();
         let (_first_client, first) = pair();
         let waker = park(&parking, first, resume_to(&sender, 1));
@@ -425,7 +445,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_closed_lot_parks_nothing_but_resumes_what_it_holds() {
-        let parking = Parking::start().unwrap();
+        let parking = Parking::start(Arc::default()).unwrap();
         let (sender, mut receiver) = mpsc::unbounded_channel();
         let (_client, server) = pair();
         let waker = park(&parking, server, resume_to(&sender, 1));
@@ -433,6 +453,16 @@ mod tests {
         assert!(!parking.shared.is_done(), "a connection is still parked");
         let (_other_client, other) = pair();
         assert!(parking.park(other, resume_to(&sender, 2), |_| {}).is_err());
+        // Refused, so neither parked nor resumed.
+        assert_eq!(parking.parked(), 1);
+        assert_eq!(
+            parking
+                .shared
+                .counters
+                .parked_connections
+                .load(Ordering::Relaxed),
+            1
+        );
         waker.wake();
         assert_eq!(next(&mut receiver).await.0, 1);
         assert!(parking.shared.is_done());
